@@ -1,0 +1,85 @@
+"""Sampling speed: stemforge's grammar-constrained sampler vs `transformers` `generate()` on
+the same model, batch 1, in the same run.
+
+    python bench/symbolic.py [--model MODEL_DIR] [--bars 8] [--repeats 3]
+
+Without --model it uses the shipped composer; --random builds a random-weight GPT-2 at the
+default size (6x256) instead (speed per token does not depend on the weights' values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+# Run as a file, this folder would shadow the `symbolic` package of the same name.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+from symbolic.conditions import ROLES  # noqa: E402
+from symbolic.model import Composer, build_gpt2, load_composer  # noqa: E402
+from symbolic.sampling import SamplePlan, Sampler, SamplingSettings  # noqa: E402
+from symbolic.tokenizer import ComposerTokenizer, TokenizerSpec  # noqa: E402
+
+
+def random_composer(n_layer: int, n_embd: int, n_head: int) -> Composer:
+    tokenizer = ComposerTokenizer(TokenizerSpec(genres=["lofi", "house"]))
+    model = build_gpt2(len(tokenizer), n_layer, n_head, n_embd, 2048, 0.0, tokenizer.pad_id, tokenizer.bos_id,
+                       tokenizer.eos_id).eval()
+    return Composer(Path("random"), tokenizer, {"genres": tokenizer.genres}, model)
+
+
+def time_sampler(composer: Composer, bars: int, repeats: int) -> tuple[float, float]:
+    sampler = Sampler(composer)
+    plan = SamplePlan(composer.tokenizer.prefix_ids(composer.genres[0], 80, "A minor", "normal", bars), ROLES, bars)
+    tokens, seconds = 0, 0.0
+    for seed in range(repeats):
+        started = time.perf_counter()
+        ids = sampler.sample(plan, SamplingSettings(), seed)
+        seconds += time.perf_counter() - started
+        tokens += len(ids) - len(plan.prefix_ids)
+    return tokens / seconds, seconds / repeats
+
+
+def time_generate(composer: Composer, new_tokens: int, repeats: int) -> tuple[float, float]:
+    prefix = composer.tokenizer.prefix_ids(composer.genres[0], 80, "A minor", "normal", 8)
+    input_ids = torch.tensor([prefix])
+    seconds = 0.0
+    for seed in range(repeats):
+        torch.manual_seed(seed)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            composer.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
+                                    max_new_tokens=new_tokens, min_new_tokens=new_tokens, top_p=0.95,
+                                    pad_token_id=composer.tokenizer.pad_id)
+        seconds += time.perf_counter() - started
+    return new_tokens * repeats / seconds, seconds / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="model directory (default: the shipped composer)")
+    parser.add_argument("--random", action="store_true", help="random-weight 6x256 GPT-2 instead (use few --bars: "
+                        "random weights write very dense bars)")
+    parser.add_argument("--bars", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    composer = random_composer(6, 256, 4) if args.random else load_composer(args.model)
+    parameters = sum(p.numel() for p in composer.model.parameters())
+    print(f"model: {composer.path} ({parameters / 1e6:.1f}M parameters), torch threads {torch.get_num_threads()}")
+    ours_rate, ours_piece = time_sampler(composer, args.bars, args.repeats)
+    # generate() gets the same number of tokens as one of our pieces
+    tokens_per_piece = int(ours_rate * ours_piece)
+    hf_rate, hf_piece = time_generate(composer, tokens_per_piece, args.repeats)
+    print(f"{'sampler':28s} {'tokens/s':>10s} {'s per piece':>12s}")
+    print(f"{'stemforge (grammar, KV)':28s} {ours_rate:10.0f} {ours_piece:12.2f}")
+    print(f"{'transformers generate()':28s} {hf_rate:10.0f} {hf_piece:12.2f}")
+    print(f"ratio (stemforge / generate): {ours_rate / hf_rate:.2f}x  "
+          f"({args.bars}-bar 3-track piece = {tokens_per_piece} tokens)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""The `pipeline` command. Every subcommand is a thin layer over one library function;
+errors in user input print one line and exit 2 (set STEMFORGE_DEBUG=1 for a traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from symbolic.conditions import DENSITIES, GENRES, ROLES
+
+EXIT_USER_ERROR = 2
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows "(default: X)" only where there is a default worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, "", [], argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    steer = parser.add_argument_group("what to compose (flags override the prompt)")
+    steer.add_argument("--prompt", default="", help='free text, e.g. "lofi 80bpm in F minor, 16 bars, chill"')
+    steer.add_argument("--genre", help=f"genre or a synonym ({', '.join(GENRES)})")
+    steer.add_argument("--bpm", type=float, help="exact tempo written to MIDI and WAV (1-300); default: from "
+                       "the prompt or the genre's usual tempo")
+    steer.add_argument("--key", help="key like 'F minor', 'Am', 'C#m', 'Bb major'; default: from the prompt or "
+                       "chosen by the seed")
+    steer.add_argument("--bars", type=int, help="length in 4/4 bars (default: prompt or 8)")
+    steer.add_argument("--density", choices=DENSITIES, help="note density (default: prompt words or normal)")
+    steer.add_argument("--seed", type=int, help="random seed; the same seed and inputs give identical files "
+                       "(default: a fresh seed, recorded in run.json)")
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0)")
+    sampling.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0 = off)")
+    sampling.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (1.0 = off)")
+    context = parser.add_argument_group("iterate")
+    context.add_argument("--seed-midi", type=Path, help="a MIDI clip whose bars are kept verbatim; the rest of "
+                         "each of its parts is generated after them")
+    context.add_argument("--from", dest="from_run", type=Path, help="an earlier run folder to take conditions "
+                         "and kept parts from")
+    context.add_argument("--keep", default="", help=f"comma-separated roles of --from to keep ({','.join(ROLES)}); "
+                         "the other parts are regenerated around them")
+    parser.add_argument("--model", type=Path, help="model directory (default: the composer shipped with stemforge)")
+    parser.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>_<genre>_<bpm>bpm); "
+                        "never overwritten")
+    _add_render_flags(parser, with_stems_switch=True)
+
+
+def _add_render_flags(parser: argparse.ArgumentParser, with_stems_switch: bool) -> None:
+    render = parser.add_argument_group("stems")
+    if with_stems_switch:
+        render.add_argument("--stems", action="store_true", help="also render WAV stems and a mix")
+    render.add_argument("--renderer", choices=("sample", "musicgen"), default="sample",
+                        help="sample: SoundFonts + drum kits + FX; musicgen: MusicGen-Melody conditioned on the "
+                        "rendered melody (slow on CPU)")
+    render.add_argument("--musicgen", help="MusicGen-Melody weights for --renderer musicgen: a local folder "
+                        "(e.g. from finetune-musicgen) or a hub id such as facebook/musicgen-melody "
+                        "(downloaded only because you named it)")
+    render.add_argument("--sample-rate", type=int, default=44100, help="sample rate of every WAV (44100 or 48000)")
+    render.add_argument("--soundfont", type=Path, help="SoundFont (.sf2/.sf3) for bass and melody "
+                        "(default: the best one found, see `pipeline sounds`)")
+    render.add_argument("--kit", help="drum kit: a SoundFont, a Hydrogen kit folder, a folder of one-shots "
+                        "(kick.wav, snare.wav, hat.wav...) or a kit name from `pipeline sounds`")
+    render.add_argument("--instrument", action="append", default=[], metavar="ROLE=PRESET",
+                        help="GM program number or preset name per role, e.g. bass=33 or 'melody=Electric Piano "
+                        "1'; repeatable")
+    render.add_argument("--preset", help="effects preset (default: the genre's, see configs/render/)")
+    render.add_argument("--dry", action="store_true", help="no effects")
+    render.add_argument("--tail", choices=("wrap", "cut"), default="wrap",
+                        help="wrap: reverb/release tails wrap to the loop start (seamless loops); cut: fade out")
+
+
+def _render_fields(args: argparse.Namespace) -> dict:
+    instruments = {}
+    if args.instrument:
+        from audio.render import parse_instrument_flags
+
+        instruments = parse_instrument_flags(args.instrument)
+    return {"renderer": args.renderer, "sample_rate": args.sample_rate, "soundfont": args.soundfont,
+            "kit": args.kit, "instruments": instruments, "preset": args.preset, "dry": args.dry,
+            "tail": args.tail, "musicgen": args.musicgen}
+
+
+def _run_request(args: argparse.Namespace):
+    from pipeline.run import RunRequest
+
+    return RunRequest(
+        prompt=args.prompt, genre=args.genre, bpm=args.bpm, key=args.key, bars=args.bars, density=args.density,
+        seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, model=args.model,
+        out=args.out, seed_midi=args.seed_midi, from_run=args.from_run,
+        keep=tuple(r.strip() for r in args.keep.split(",") if r.strip()), stems=args.stems,
+        **_render_fields(args),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.run import run
+
+    bar = tqdm(total=100, desc="run", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+               disable=not sys.stderr.isatty())
+
+    def progress(stage: str, fraction: float) -> None:
+        bar.n = int(fraction * 100)
+        bar.set_postfix_str(stage)
+
+    try:
+        result = run(_run_request(args), progress)
+    finally:
+        bar.close()
+    for message in result.messages:
+        print(message, file=sys.stderr)
+    manifest = result.manifest
+    conditions = manifest["conditions"]
+    print(f"wrote {result.run_dir}  ({conditions['genre']}, {conditions['bpm']:g} bpm, {conditions['key']}, "
+          f"{conditions['bars']} bars, seed {manifest['seed']})")
+    for role, path in manifest["midi"].items():
+        print(f"  {role:7s} {path}")
+    for role, path in manifest.get("stems", {}).items():
+        print(f"  {role:7s} {path}")
+    if manifest.get("mix"):
+        print(f"  mix     {manifest['mix']}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from symbolic.prepare import PrepareConfig, prepare_dataset
+
+    summary = prepare_dataset(args.midi_dir, args.out, args.metadata, PrepareConfig.load(args.config))
+    print(f"prepared {args.out}: {summary['files']['used']} files used, {summary['files']['skipped']} skipped "
+          f"(see prepare_report.md); {summary['windows']['train']} train / {summary['windows']['valid']} valid "
+          f"windows; {summary['tokens']['train']} train tokens; genres: {', '.join(summary['genres'])}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from symbolic.train import TrainConfig, train
+
+    meta = train(args.data_dir, args.out, TrainConfig.load(args.config), resume=args.resume, steps=args.steps)
+    print(f"trained {args.out}: {meta['steps']} steps, val loss {meta['val_loss']:.3f}, "
+          f"{meta['parameters'] / 1e6:.1f}M parameters, {meta['train_seconds']:.0f} s (loss curve: loss.png)")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from pipeline.run import RunRequest, render_run
+
+    target = render_run(args.run_dir, RunRequest(stems=True, **_render_fields(args)), args.out)
+    print(f"rendered {target}")
+    return 0
+
+
+def cmd_sounds(args: argparse.Namespace) -> int:
+    from audio.assets import find_sounds
+
+    sounds = find_sounds()
+    if args.json:
+        print(json.dumps([{"name": s.name, "kind": s.kind, "path": str(s.path), "source": s.source}
+                          for s in sounds], indent=1))
+        return 0
+    for sound in sounds:
+        print(f"{sound.kind:9s} {sound.name:32s} {sound.path}  ({sound.source})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from eval.report import EvalRequest, run_eval
+
+    weights = dict(item.split("=", 1) for item in args.embedding_weights)
+    report = run_eval(EvalRequest(
+        run_dirs=args.run_dirs, out_dir=args.out, model_dir=args.model, data_dir=args.data,
+        reference=args.reference, embeddings=tuple(args.embedding), embedding_weights=weights,
+        bootstrap=args.bootstrap, seed=args.seed,
+    ))
+    print(f"wrote {args.out}/report.md, report.html, report.json")
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from configs import resolve_config
+    from symbolic.corpus import CorpusConfig, build_corpus
+
+    summary = build_corpus(args.data, args.out, CorpusConfig.load(resolve_config(args.config, "corpus")))
+    print(f"built corpus {args.out}: {summary.get('total_files', '?')} files; next: pipeline prepare {args.out} "
+          f"--out DATA_DIR --metadata {args.out}/tracks.csv")
+    return 0
+
+
+def cmd_finetune_musicgen(args: argparse.Namespace) -> int:
+    from audio.musicgen_finetune import FinetuneRequest, finetune_musicgen
+
+    summary = finetune_musicgen(FinetuneRequest(
+        stems_dir=args.stems_dir, out_dir=args.out, base=args.base, lora=not args.full, steps=args.steps,
+        chunk_seconds=args.chunk_seconds, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        learning_rate=args.learning_rate, resume=args.resume, seed=args.seed,
+    ))
+    print(f"fine-tuned {args.out}: {json.dumps({k: v for k, v in summary.items() if not isinstance(v, list)})}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.service import serve
+
+    serve(host=args.host, port=args.port, data_dir=args.data, token=args.token or os.environ.get("STEMFORGE_TOKEN"),
+          model=args.model, workers=args.workers)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline", formatter_class=HelpFormatter,
+        description="stemforge: compose drums, bass and melody as MIDI and render them as synced WAV stems.",
+        epilog='example: pipeline run --prompt "lofi 80bpm" --stems',
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="compose (and render) a piece", formatter_class=HelpFormatter,
+                       description="Compose drums, bass and melody from a prompt into a new run folder.")
+    _add_run_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("prepare", help="turn a folder of MIDI into a training dataset", formatter_class=HelpFormatter)
+    p.add_argument("midi_dir", type=Path, help="folder of .mid/.midi files (searched recursively)")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    p.add_argument("--metadata", type=Path, help="CSV with a filename column and any of genre, bpm, key, group")
+    p.add_argument("--config", type=Path, help="prepare config YAML (window_bars, stride_bars, transpositions, ...)")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train the composer on a prepared dataset", formatter_class=HelpFormatter)
+    p.add_argument("data_dir", type=Path, help="folder written by `pipeline prepare`")
+    p.add_argument("--out", type=Path, required=True, help="model directory to create")
+    p.add_argument("--config", default="small", help="training config: a shipped name (tiny, small) or a YAML path")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted (or finished) run from its checkpoint")
+    p.add_argument("--steps", type=int, help="total optimisation steps (overrides the config's max_steps)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("render", help="render an existing run's MIDI to stems again", formatter_class=HelpFormatter)
+    p.add_argument("run_dir", type=Path, help="a run folder written by `pipeline run`")
+    p.add_argument("--out", type=Path, help="write a copy of the run with the new stems here (needed when the run "
+                   "already has stems)")
+    _add_render_flags(p, with_stems_switch=False)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("sounds", help="list the SoundFonts and drum kits found", formatter_class=HelpFormatter)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_sounds)
+
+    p = sub.add_parser("eval", help="FAD and SHA-256 novelty report for run folders", formatter_class=HelpFormatter)
+    p.add_argument("run_dirs", type=Path, nargs="+", help="run folders with stems")
+    p.add_argument("--out", type=Path, required=True, help="report folder to create")
+    p.add_argument("--model", type=Path, help="model directory (its copy of the training index and reference MIDI)")
+    p.add_argument("--data", type=Path, help="prepared dataset to compare against (overrides the model's index)")
+    p.add_argument("--reference", type=Path, help="folder of your own stems/mixes or MIDI as the FAD reference")
+    p.add_argument("--embedding", action="append", default=None,
+                   help="embedding(s) for FAD, repeatable (features, vggish, pann, encodec, clap)")
+    p.add_argument("--embedding-weights", action="append", default=[], metavar="NAME=PATH",
+                   help="local weights (or a hub id you name) for an embedding")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the FAD interval")
+    p.add_argument("--seed", type=int, default=0, help="seed for bootstrap and reference sampling")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("corpus", help="build the default training corpus from ../shared/data",
+                       formatter_class=HelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared real-MIDI folder")
+    p.add_argument("--out", type=Path, required=True, help="corpus folder to create")
+    p.add_argument("--config", default="default", help="corpus recipe: shipped name or YAML path")
+    p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("finetune-musicgen", help="fine-tune MusicGen-Melody on your stems",
+                       formatter_class=HelpFormatter)
+    p.add_argument("stems_dir", type=Path, help="folder of WAV/FLAC/AIFF stems (+ .txt sidecars or metadata.csv)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the fine-tuned model")
+    p.add_argument("--base", default="facebook/musicgen-melody", help="base weights: hub id or local folder")
+    p.add_argument("--lora", action="store_true", default=True, help="train LoRA adapters (the default)")
+    p.add_argument("--full", action="store_true", help="full fine-tune of the decoder instead of LoRA")
+    p.add_argument("--steps", type=int, default=200, help="optimisation steps")
+    p.add_argument("--chunk-seconds", type=float, default=10.0, help="training crop length")
+    p.add_argument("--batch-size", type=int, default=2, help="clips per step")
+    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    p.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW learning rate")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=cmd_finetune_musicgen)
+
+    p = sub.add_parser("serve", help="HTTP API + web page to compose, listen and download",
+                       formatter_class=HelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for the LAN: set --token)")
+    p.add_argument("--port", type=int, default=8000, help="port")
+    p.add_argument("--data", type=Path, default=Path("stemforge-service"), help="queue database and job folders")
+    p.add_argument("--token", help="bearer token required by the API (or env STEMFORGE_TOKEN)")
+    p.add_argument("--model", type=Path, help="model directory (default: the shipped composer)")
+    p.add_argument("--workers", type=int, default=1, help="jobs run at once")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "embedding", "unset") is None:
+        args.embedding = ["features"]
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as error:
+        if os.environ.get("STEMFORGE_DEBUG"):
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

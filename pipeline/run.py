@@ -1,0 +1,395 @@
+"""One `run()` that the CLI, the service and the tests all call: conditions -> composed
+MIDI (-> stems) in a run folder written to a temporary path and moved into place."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from symbolic.arrangement import (
+    BEATS_PER_BAR,
+    DEFAULT_PROGRAMS,
+    GENRE_PROGRAMS,
+    TICKS_PER_BEAT,
+    Arrangement,
+    ArrangementError,
+    Note,
+    Track,
+    read_tracks,
+)
+from symbolic.conditions import ROLES, ConditionError, Conditions, build_conditions, nearest_known_genre
+from symbolic.model import Composer, file_sha256, load_composer
+from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
+
+Progress = Callable[[str, float], None]
+
+
+class RunError(ValueError):
+    """Bad run input; the message names the flag/file and what to do."""
+
+
+@dataclass
+class RunRequest:
+    prompt: str = ""
+    genre: str | None = None
+    bpm: float | None = None
+    key: str | None = None
+    bars: int | None = None
+    density: str | None = None
+    seed: int | None = None  # None = a fresh random seed, recorded in run.json
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.95
+    model: Path | None = None  # None = the shipped default model
+    out: Path | None = None  # None = runs_root/<time>_<genre>_<bpm>bpm
+    runs_root: Path = Path("runs")
+    seed_midi: Path | None = None
+    from_run: Path | None = None
+    keep: tuple[str, ...] = ()
+    stems: bool = False
+    renderer: str = "sample"  # "sample" | "musicgen"
+    sample_rate: int = 44100
+    soundfont: Path | None = None
+    kit: str | None = None
+    instruments: dict[str, str] = field(default_factory=dict)
+    preset: str | None = None
+    dry: bool = False
+    tail: str = "wrap"
+    musicgen: str | None = None  # hub id or folder, for renderer "musicgen"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    manifest: dict
+    arrangement: Arrangement
+    messages: list[str]
+
+
+@lru_cache(maxsize=4)
+def cached_composer(path: str | None) -> Composer:
+    """Models are loaded once per process (the service reuses them across jobs)."""
+    return load_composer(Path(path) if path else None)
+
+
+_SAMPLERS: dict[int, Sampler] = {}
+
+
+def sampler_for(composer: Composer) -> Sampler:
+    """One sampler (grammar tables + KV cache) per loaded model; not shared across threads."""
+    sampler = _SAMPLERS.get(id(composer))
+    if sampler is None or sampler.composer is not composer:
+        sampler = _SAMPLERS[id(composer)] = Sampler(composer)
+    return sampler
+
+
+def _read_run_json(run_dir: Path) -> dict:
+    manifest_path = run_dir / "run.json"
+    if not manifest_path.is_file():
+        raise RunError(f"--from: {run_dir} has no run.json; point it at a folder written by `pipeline run`")
+    try:
+        return json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise RunError(f"--from: {manifest_path} is not valid JSON ({error.msg})") from error
+
+
+def _seed_clip_tracks(path: Path) -> dict[str, Track]:
+    if not path.is_file():
+        raise RunError(f"--seed-midi: {path} does not exist")
+    try:
+        tracks = read_tracks(path)
+    except ArrangementError as error:
+        raise RunError(f"--seed-midi: {path} is not a readable MIDI file") from error
+    if not tracks:  # not written by stemforge: detect the roles like `prepare` does
+        import symusic
+
+        from symbolic.prepare import detect_roles
+
+        score = symusic.Score(str(path))
+        roles = detect_roles(list(score.tracks), TICKS_PER_BEAT / score.ticks_per_quarter)
+        tracks = {r: Track(r, 0, r == "drums", notes) for r, notes in roles.items()}
+    tracks = {r: t for r, t in tracks.items() if t.notes}
+    if not tracks:
+        raise RunError(f"--seed-midi: {path} has no notes")
+    return tracks
+
+
+def _default_run_dir(root: Path, conditions: Conditions) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = root / f"{stamp}_{conditions.genre}_{conditions.bpm_label}bpm"
+    candidate, number = base, 2
+    while candidate.exists():
+        candidate, number = base.with_name(f"{base.name}-{number}"), number + 1
+    return candidate
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists():
+        raise RunError(f"--out: {out} already exists; choose a new folder (runs are never overwritten)")
+    parent = out.parent if str(out.parent) else Path(".")
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        raise RunError(f"--out: {existing} is not writable")
+
+
+def _with_programs(tracks: dict[str, Track], genre: str) -> dict[str, Track]:
+    programs = GENRE_PROGRAMS.get(genre, DEFAULT_PROGRAMS)
+    return {r: replace(t, program=0 if t.is_drum else programs.get(r, t.program)) for r, t in tracks.items()}
+
+
+def run(request: RunRequest, progress: Progress | None = None, composer: Composer | None = None) -> RunResult:
+    report = progress or (lambda stage, fraction: None)
+    timings: dict[str, float] = {}
+    messages: list[str] = []
+    started = time.perf_counter()
+    settings = SamplingSettings(request.temperature, request.top_k, request.top_p)
+    try:
+        settings.validate()
+    except ValueError as error:
+        raise RunError(str(error)) from error
+
+    # -- inputs checked before anything slow happens
+    previous = _read_run_json(request.from_run) if request.from_run else None
+    kept_tracks: dict[str, Track] = {}
+    for role in request.keep:
+        if role not in ROLES:
+            raise RunError(f"--keep: unknown role {role!r}; roles are {', '.join(ROLES)}")
+    if request.keep and previous is None:
+        raise RunError("--keep needs --from RUN_DIR (the run whose parts to keep)")
+    if previous is not None:
+        for role in request.keep:
+            relative = previous.get("midi", {}).get(role)
+            if not relative or not (request.from_run / relative).is_file():
+                raise RunError(f"--keep: the run {request.from_run} has no {role} part "
+                               f"(it has {', '.join(r for r in previous.get('midi', {}) if r != 'full')})")
+            kept_tracks[role] = read_tracks(request.from_run / relative)[role]
+    seed_tracks = _seed_clip_tracks(request.seed_midi) if request.seed_midi else {}
+    if request.out is not None:
+        _check_out_dir(request.out)
+
+    composer_key = str(request.model) if request.model else None
+    if composer is None:
+        composer = cached_composer(composer_key)
+    timings["load"] = time.perf_counter() - started
+    report("loaded model", 0.05)
+
+    base = previous["conditions"] if previous else {}
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    try:
+        conditions = build_conditions(
+            request.prompt or base.get("prompt", ""),
+            genre=request.genre or (None if request.prompt else base.get("genre")),
+            bpm=request.bpm if request.bpm is not None else (None if request.prompt else base.get("bpm")),
+            key=request.key or (None if request.prompt else base.get("key")),
+            bars=request.bars if request.bars is not None else base.get("bars"),
+            density=request.density or (None if request.prompt else base.get("density")),
+            seed=seed,
+            max_bars=composer.max_bars,
+        )
+    except ConditionError as error:
+        raise RunError(str(error)) from error
+    model_genre = nearest_known_genre(conditions.genre, composer.genres)
+    if model_genre != conditions.genre:
+        messages.append(f"genre '{conditions.genre}' is not in this model; using the nearest known genre "
+                        f"'{model_genre}'")
+
+    bar_ticks = BEATS_PER_BAR * TICKS_PER_BEAT
+    total_ticks = conditions.bars * bar_ticks
+    seed_bars = {r: max(1, math.ceil(t.end_tick() / bar_ticks)) for r, t in seed_tracks.items()}
+    for role, clip_bars in seed_bars.items():
+        if clip_bars > conditions.bars:
+            raise RunError(f"--seed-midi: the clip's {role} part is {clip_bars} bars, longer than --bars "
+                           f"{conditions.bars}; ask for more bars or trim the clip")
+    for role, track in kept_tracks.items():
+        if track.end_tick() > total_ticks + bar_ticks // 2:
+            raise RunError(f"--keep: the kept {role} part is longer than {conditions.bars} bars; "
+                           f"use --bars {previous['conditions']['bars']}")
+
+    tokenizer = composer.tokenizer
+    context: dict[str, list[int]] = {}
+    for role, track in kept_tracks.items():
+        context[role] = tokenizer.encode_track(track, TICKS_PER_BEAT, conditions.bars)
+    for role, track in seed_tracks.items():
+        if role in context:
+            continue
+        full = seed_bars[role] == conditions.bars
+        context[role] = tokenizer.encode_track(track, TICKS_PER_BEAT, conditions.bars,
+                                               bars_kept=None if full else seed_bars[role])
+    roles = tuple(r for r in ROLES if r in kept_tracks) + tuple(
+        r for r in ROLES if r in seed_tracks and r not in kept_tracks)
+    roles += tuple(r for r in ROLES if r not in roles)
+    plan = SamplePlan(
+        prefix_ids=tokenizer.prefix_ids(model_genre, conditions.bpm, conditions.key, conditions.density,
+                                        conditions.bars),
+        roles=roles, bars=conditions.bars, context=context,
+    )
+    sampler = sampler_for(composer)
+    compose_started = time.perf_counter()
+    expected = max(1, conditions.bars * 90)
+    counter = {"n": 0}
+
+    def on_token(_: int) -> None:
+        counter["n"] += 1
+        if counter["n"] % 64 == 0:
+            report("composing", 0.05 + 0.5 * min(1.0, counter["n"] / expected))
+
+    try:
+        ids = sampler.sample(plan, settings, seed, on_token=on_token)
+    except ValueError as error:
+        raise RunError(f"compose: {error}") from error
+    timings["compose"] = time.perf_counter() - compose_started
+
+    tracks = tokenizer.decode_tracks(ids, TICKS_PER_BEAT)
+    for role, clip in seed_tracks.items():  # the clip's own bars, verbatim (tokens quantize)
+        if role in kept_tracks:
+            continue
+        kept_end = seed_bars[role] * bar_ticks
+        generated = [n for n in tracks[role].notes if n.start >= kept_end]
+        tracks[role] = replace(tracks[role], notes=sorted(clip.notes + generated))
+    for role, track in kept_tracks.items():
+        tracks[role] = replace(tracks[role], notes=list(track.notes))
+    tracks = _with_programs({r: tracks[r] for r in ROLES if r in tracks}, conditions.genre)
+    for role in kept_tracks:  # a kept part keeps its own program too
+        tracks[role] = replace(tracks[role], program=kept_tracks[role].program)
+    arrangement = Arrangement(conditions, tracks, ids)
+    report("composed", 0.55)
+
+    run_dir = request.out or _default_run_dir(request.runs_root, conditions)
+    _check_out_dir(run_dir)
+    tmp = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        tmp.mkdir(parents=True)
+        manifest = _write_symbolic(tmp, arrangement, request, composer, model_genre, seed, settings, ids)
+        if request.stems:
+            render_started = time.perf_counter()
+            manifest.update(render_into(tmp, arrangement, request, report))
+            timings["render"] = time.perf_counter() - render_started
+        manifest["files"] = {
+            str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+        }
+        timings["total"] = time.perf_counter() - started
+        manifest["timings"] = {k: round(v, 3) for k, v in timings.items()}
+        manifest["messages"] = messages
+        (tmp / "run.json").write_text(json.dumps(manifest, indent=1))
+        tmp.rename(run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report("done", 1.0)
+    return RunResult(run_dir, manifest, arrangement, messages)
+
+
+def _write_symbolic(directory: Path, arrangement: Arrangement, request: RunRequest, composer: Composer,
+                    model_genre: str, seed: int, settings: SamplingSettings, ids: list[int]) -> dict:
+    arrangement.write_midi(directory / "full.mid")
+    midi = {}
+    for role in arrangement.tracks:
+        arrangement.write_midi(directory / "midi" / f"{role}.mid", roles=(role,))
+        midi[role] = f"midi/{role}.mid"
+    midi["full"] = "full.mid"
+    return {
+        "stemforge": 1,
+        "prompt": request.prompt,
+        "conditions": arrangement.conditions.to_dict(),
+        "model_genre": model_genre,
+        "seed": seed,
+        "sampling": {"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p},
+        "model": {"path": str(composer.path), "sha256": composer.weights_sha256,
+                  "data_sha256": composer.meta.get("data_sha256")},
+        "context": {"seed_midi": str(request.seed_midi) if request.seed_midi else None,
+                    "from": str(request.from_run) if request.from_run else None, "keep": list(request.keep)},
+        "tokens": len(ids),
+        "midi": midi,
+    }
+
+
+def render_into(directory: Path, arrangement: Arrangement, request: RunRequest,
+                progress: Progress | None = None) -> dict:
+    """Render stems into `directory`; returns the run.json fields the renderer adds."""
+    from audio.render import RenderOptions, render_arrangement, write_stems
+
+    options = RenderOptions(
+        sample_rate=request.sample_rate, soundfont=request.soundfont, kit=request.kit,
+        instruments=dict(request.instruments), preset=request.preset, dry=request.dry, tail=request.tail,
+    )
+    stems, info = render_arrangement(arrangement, options, progress)
+    if request.renderer == "musicgen":
+        from audio.musicgen import MusicGenOptions, render_musicgen
+
+        if not request.musicgen:
+            raise RunError("--musicgen: name a hub id or a local folder for --renderer musicgen")
+        stems, info = render_musicgen(
+            arrangement,
+            MusicGenOptions(model=request.musicgen, sample_rate=request.sample_rate,
+                            seed=arrangement.conditions.seed),
+            stems, progress,
+        )
+    elif request.renderer != "sample":
+        raise RunError(f"--renderer: unknown renderer {request.renderer!r}; use sample or musicgen")
+    files = write_stems(stems, directory, arrangement.conditions.genre)
+    return {**info, **files}
+
+
+def arrangement_from_run(run_dir: Path) -> tuple[Arrangement, dict]:
+    manifest = _read_run_json(run_dir)
+    conditions = Conditions.from_dict(manifest["conditions"])
+    tracks: dict[str, Track] = {}
+    for role, relative in manifest["midi"].items():
+        if role != "full":
+            tracks.update(read_tracks(run_dir / relative))
+    return Arrangement(conditions, tracks), manifest
+
+
+def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> Path:
+    """`pipeline render`: new stems for an existing run's MIDI, without recomposing.
+
+    With `out`, the run is copied there with its new stems; without, the run folder is
+    re-rendered in place only when it has no stems yet (stems are never silently replaced).
+    """
+    arrangement, manifest = arrangement_from_run(run_dir)
+    target = out or run_dir
+    if out is not None:
+        _check_out_dir(out)
+    elif manifest.get("stems"):
+        raise RunError(f"RUN_DIR: {run_dir} already has stems; pass --out NEW_DIR to render a copy")
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("stems", "mix.wav"))
+        started = time.perf_counter()
+        manifest.update(render_into(tmp, arrangement, request))
+        manifest.setdefault("timings", {})["render"] = round(time.perf_counter() - started, 3)
+        manifest["files"] = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*"))
+                             if p.is_file() and p.name != "run.json"}
+        (tmp / "run.json").write_text(json.dumps(manifest, indent=1))
+        if out is None:
+            backup = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
+            run_dir.rename(backup)
+            tmp.rename(run_dir)
+            shutil.rmtree(backup)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def note_count(arrangement: Arrangement) -> dict[str, int]:
+    return {r: len(t.notes) for r, t in arrangement.tracks.items()}
+
+
+__all__ = ["RunError", "RunRequest", "RunResult", "run", "render_run", "arrangement_from_run", "Note"]

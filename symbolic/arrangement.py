@@ -1,0 +1,134 @@
+"""`Arrangement`: the composed piece, one track per role, every track exactly `bars` bars.
+
+Times are integer ticks at `TICKS_PER_BEAT`; the tempo is `conditions.bpm`, so a tick
+maps to `tick / TICKS_PER_BEAT * 60 / bpm` seconds exactly. MIDI files are written with
+symusic so the bytes are deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import symusic
+
+from symbolic.conditions import ROLES, Conditions
+
+TICKS_PER_BEAT = 480
+BEATS_PER_BAR = 4
+TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
+DRUM_CHANNEL = 9  # GM channel 10, zero-based
+
+# GM programs written to MIDI per genre and role (drums are channel 10, program 0).
+DEFAULT_PROGRAMS: dict[str, int] = {"bass": 33, "melody": 0}
+GENRE_PROGRAMS: dict[str, dict[str, int]] = {
+    "lofi": {"bass": 33, "melody": 4},
+    "hiphop": {"bass": 33, "melody": 4},
+    "trap": {"bass": 38, "melody": 80},
+    "house": {"bass": 38, "melody": 81},
+    "techno": {"bass": 38, "melody": 81},
+    "dnb": {"bass": 38, "melody": 89},
+    "funk": {"bass": 36, "melody": 16},
+    "rock": {"bass": 34, "melody": 29},
+    "jazz": {"bass": 32, "melody": 0},
+    "pop": {"bass": 33, "melody": 0},
+    "reggae": {"bass": 33, "melody": 16},
+    "latin": {"bass": 32, "melody": 0},
+    "afrobeat": {"bass": 33, "melody": 11},
+    "soul": {"bass": 33, "melody": 4},
+    "ambient": {"bass": 38, "melody": 89},
+}
+
+
+class ArrangementError(ValueError):
+    """A MIDI file or track that cannot become part of an arrangement."""
+
+
+@dataclass(frozen=True, order=True)
+class Note:
+    start: int  # ticks from bar 1 beat 1
+    duration: int  # ticks, > 0
+    pitch: int
+    velocity: int
+
+
+@dataclass
+class Track:
+    role: str
+    program: int
+    is_drum: bool
+    notes: list[Note] = field(default_factory=list)
+
+    def end_tick(self) -> int:
+        return max((n.start + n.duration for n in self.notes), default=0)
+
+
+@dataclass
+class Arrangement:
+    conditions: Conditions
+    tracks: dict[str, Track]  # role -> track, in output order
+    token_ids: list[int] = field(default_factory=list)
+    ticks_per_beat: int = TICKS_PER_BEAT
+
+    @property
+    def total_ticks(self) -> int:
+        return self.conditions.bars * BEATS_PER_BAR * self.ticks_per_beat
+
+    def seconds(self, tick: int) -> float:
+        return tick / self.ticks_per_beat * 60.0 / self.conditions.bpm
+
+    def to_score(self, roles: tuple[str, ...] | None = None) -> symusic.Score:
+        return tracks_to_score(
+            [self.tracks[r] for r in (roles or tuple(self.tracks))],
+            bpm=self.conditions.bpm,
+            ticks_per_beat=self.ticks_per_beat,
+            total_ticks=self.total_ticks,
+        )
+
+    def write_midi(self, path: Path, roles: tuple[str, ...] | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.to_score(roles).dump_midi(str(path))
+
+
+def tracks_to_score(
+    tracks: list[Track], *, bpm: float, ticks_per_beat: int, total_ticks: int
+) -> symusic.Score:
+    """A 4/4 score at `bpm` whose tracks are named by role; drums on channel 10.
+
+    An end-of-track marker at `total_ticks` keeps the clip length exact in a DAW even
+    when the last bar is silent.
+    """
+    score = symusic.Score(ticks_per_beat)
+    score.tempos.append(symusic.Tempo(0, float(bpm)))
+    score.time_signatures.append(symusic.TimeSignature(0, BEATS_PER_BAR, 4))
+    score.markers.append(symusic.TextMeta(total_ticks, "end"))
+    for track in tracks:
+        out = symusic.Track(name=track.role, program=0 if track.is_drum else track.program,
+                            is_drum=track.is_drum)
+        for note in sorted(track.notes):
+            out.notes.append(symusic.Note(note.start, note.duration, note.pitch, note.velocity))
+        score.tracks.append(out)
+    return score
+
+
+def role_of_track_name(name: str) -> str | None:
+    lowered = name.strip().lower()
+    return lowered if lowered in ROLES else None
+
+
+def read_tracks(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> dict[str, Track]:
+    """Tracks of a MIDI file written by stemforge (or any file whose tracks are named
+    by role / a single drum track), rescaled to `ticks_per_beat`."""
+    try:
+        score = symusic.Score(str(path))
+    except Exception as error:  # symusic raises plain RuntimeError on bad bytes
+        raise ArrangementError(f"{path}: not a readable MIDI file ({error})") from error
+    score = score.resample(ticks_per_beat, min_dur=1)
+    tracks: dict[str, Track] = {}
+    for source in score.tracks:
+        role = role_of_track_name(source.name) or ("drums" if source.is_drum else None)
+        if role is None or role in tracks:
+            continue
+        notes = [Note(n.time, n.duration, n.pitch, n.velocity) for n in source.notes]
+        tracks[role] = Track(role, source.program, source.is_drum, sorted(notes))
+    return tracks

@@ -1,0 +1,308 @@
+"""Free-text prompt -> `Conditions`, the frozen description of what to compose.
+
+Flags override the prompt; validation lives here so the CLI and the service give the
+same messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+
+ROLES: tuple[str, ...] = ("drums", "bass", "melody")
+
+# Canonical genre ids, in the order producers see them listed.
+GENRES: tuple[str, ...] = (
+    "lofi", "hiphop", "trap", "house", "techno", "dnb", "funk", "rock",
+    "jazz", "pop", "reggae", "latin", "afrobeat", "soul", "ambient",
+)
+
+# Phrases as producers type them -> canonical id. Longest phrases are matched first.
+GENRE_SYNONYMS: dict[str, str] = {
+    "lofi hip hop": "lofi", "lo-fi hip hop": "lofi", "lofi hiphop": "lofi", "lo fi": "lofi",
+    "lo-fi": "lofi", "lofi": "lofi", "chillhop": "lofi",
+    "boom bap": "hiphop", "boombap": "hiphop", "hip hop": "hiphop", "hip-hop": "hiphop",
+    "hiphop": "hiphop", "rap": "hiphop",
+    "trap": "trap", "drill": "trap",
+    "4 on the floor": "house", "four on the floor": "house", "deep house": "house",
+    "house": "house", "disco": "house", "dance": "house", "edm": "house",
+    "techno": "techno", "minimal techno": "techno",
+    "drum & bass": "dnb", "drum and bass": "dnb", "drum n bass": "dnb", "drum'n'bass": "dnb",
+    "dnb": "dnb", "d&b": "dnb", "jungle": "dnb", "liquid": "dnb",
+    "funk": "funk", "funky": "funk",
+    "rock": "rock", "punk": "rock", "metal": "rock", "indie": "rock", "country": "rock",
+    "jazz": "jazz", "swing": "jazz", "bebop": "jazz",
+    "pop": "pop", "k-pop": "pop", "kpop": "pop", "c-pop": "pop", "ballad": "pop",
+    "reggae": "reggae", "dub": "reggae", "dancehall": "reggae",
+    "latin": "latin", "bossa nova": "latin", "bossa": "latin", "salsa": "latin",
+    "samba": "latin", "afrocuban": "latin", "afro-cuban": "latin", "reggaeton": "latin",
+    "afrobeat": "afrobeat", "afrobeats": "afrobeat", "amapiano": "afrobeat",
+    "soul": "soul", "r&b": "soul", "rnb": "soul", "neo soul": "soul", "gospel": "soul",
+    "motown": "soul", "blues": "soul", "new orleans": "funk", "neworleans": "funk",
+    "ambient": "ambient", "drone": "ambient", "cinematic": "ambient",
+}
+
+# Tempo a genre gets when neither prompt nor flag names one.
+GENRE_DEFAULT_BPM: dict[str, float] = {
+    "lofi": 80, "hiphop": 90, "trap": 140, "house": 124, "techno": 130, "dnb": 174,
+    "funk": 105, "rock": 120, "jazz": 120, "pop": 110, "reggae": 76, "latin": 100,
+    "afrobeat": 105, "soul": 90, "ambient": 70,
+}
+
+# Where a model does not know a genre, the closest ones it may know, best first.
+GENRE_NEIGHBOURS: dict[str, tuple[str, ...]] = {
+    "lofi": ("hiphop", "soul", "jazz", "funk", "pop"),
+    "hiphop": ("lofi", "trap", "soul", "funk", "pop"),
+    "trap": ("hiphop", "dnb", "lofi", "pop"),
+    "house": ("techno", "pop", "funk", "afrobeat"),
+    "techno": ("house", "dnb", "rock"),
+    "dnb": ("trap", "techno", "house", "rock"),
+    "funk": ("soul", "hiphop", "afrobeat", "rock", "jazz"),
+    "rock": ("pop", "funk", "techno"),
+    "jazz": ("soul", "funk", "lofi", "latin"),
+    "pop": ("rock", "soul", "house", "funk"),
+    "reggae": ("latin", "afrobeat", "hiphop", "pop"),
+    "latin": ("afrobeat", "reggae", "jazz", "funk"),
+    "afrobeat": ("latin", "funk", "reggae", "house"),
+    "soul": ("funk", "jazz", "lofi", "pop"),
+    "ambient": ("lofi", "jazz", "pop"),
+}
+
+DENSITIES: tuple[str, ...] = ("sparse", "normal", "busy")
+DENSITY_WORDS: dict[str, str] = {
+    "sparse": "sparse", "minimal": "sparse", "chill": "sparse", "laid back": "sparse",
+    "laid-back": "sparse", "mellow": "sparse", "calm": "sparse", "slow": "sparse",
+    "relaxed": "sparse", "simple": "sparse", "soft": "sparse",
+    "busy": "busy", "hard": "busy", "energetic": "busy", "driving": "busy", "dense": "busy",
+    "intense": "busy", "aggressive": "busy", "fast": "busy", "complex": "busy", "heavy": "busy",
+}
+MOOD_WORDS: tuple[str, ...] = (
+    "dark", "bright", "happy", "sad", "dreamy", "dusty", "warm", "mellow", "chill", "hard",
+    "energetic", "melancholic", "uplifting", "groovy", "moody", "nostalgic", "aggressive",
+)
+
+PITCH_CLASSES: dict[str, int] = {
+    "c": 0, "b#": 0, "c#": 1, "db": 1, "d": 2, "d#": 3, "eb": 3, "e": 4, "fb": 4, "f": 5,
+    "e#": 5, "f#": 6, "gb": 6, "g": 7, "g#": 8, "ab": 8, "a": 9, "a#": 10, "bb": 10,
+    "b": 11, "cb": 11,
+}
+KEY_NAMES: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+MIN_BPM, MAX_BPM = 0.0, 300.0
+DEFAULT_BARS = 8
+
+
+class ConditionError(ValueError):
+    """A prompt or flag value that cannot be composed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Key:
+    tonic: int  # pitch class, C = 0
+    mode: str  # "major" | "minor"
+
+    @property
+    def name(self) -> str:
+        return f"{KEY_NAMES[self.tonic]} {self.mode}"
+
+    @property
+    def scale_pitch_classes(self) -> frozenset[int]:
+        steps = (0, 2, 4, 5, 7, 9, 11) if self.mode == "major" else (0, 2, 3, 5, 7, 8, 10)
+        return frozenset((self.tonic + s) % 12 for s in steps)
+
+    def transposed(self, semitones: int) -> Key:
+        return Key((self.tonic + semitones) % 12, self.mode)
+
+
+def parse_key(text: str) -> Key:
+    """'F minor', 'Fm', 'C#m', 'Am', 'Bb major', 'Eb', 'f#min' -> Key."""
+    cleaned = text.strip().lower().replace("♯", "#").replace("♭", "b")
+    match = re.fullmatch(r"([a-g])\s*(#|b|sharp|flat)?\s*(major|maj|minor|min|m|)", cleaned)
+    if not match:
+        raise ConditionError(
+            f"key: unknown key {text!r}; use a tonic and mode like 'F minor', 'Am' or 'C#m'"
+        )
+    letter, accidental, mode = match.groups()
+    accidental = {"sharp": "#", "flat": "b", None: ""}.get(accidental, accidental)
+    tonic = PITCH_CLASSES.get(letter + accidental)
+    if tonic is None:
+        raise ConditionError(f"key: unknown key {text!r}")
+    return Key(tonic, "minor" if mode in ("minor", "min", "m") else "major")
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What to compose. The exact bpm written to MIDI and WAV always comes from here."""
+
+    prompt: str = ""
+    genre: str = "lofi"
+    bpm: float = 80.0
+    key: str = "A minor"
+    bars: int = DEFAULT_BARS
+    density: str = "normal"
+    moods: tuple[str, ...] = field(default_factory=tuple)
+    seed: int = 0
+
+    @property
+    def key_obj(self) -> Key:
+        return parse_key(self.key)
+
+    @property
+    def seconds_per_beat(self) -> float:
+        return 60.0 / self.bpm
+
+    @property
+    def bpm_label(self) -> str:
+        """'80' for 80.0, '87.5' for 87.5: what file names carry."""
+        return f"{self.bpm:g}"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["moods"] = list(self.moods)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Conditions:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ConditionError(f"conditions: unknown field(s) {sorted(unknown)}")
+        values = dict(data)
+        if "moods" in values:
+            values["moods"] = tuple(values["moods"])
+        return validate(cls(**values))
+
+
+def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
+    """Raise ConditionError naming the field when a value cannot be composed."""
+    if conditions.genre not in GENRES:
+        raise ConditionError(
+            f"genre: unknown genre {conditions.genre!r}; choose one of {', '.join(GENRES)}"
+        )
+    if not (MIN_BPM < conditions.bpm <= MAX_BPM):
+        raise ConditionError(f"bpm: {conditions.bpm:g} is out of range; use 1-300")
+    if conditions.bars <= 0:
+        raise ConditionError(f"bars: {conditions.bars} must be at least 1")
+    if max_bars is not None and conditions.bars > max_bars:
+        raise ConditionError(
+            f"bars: {conditions.bars} is beyond this model's reach of {max_bars} bars; "
+            f"ask for at most {max_bars}"
+        )
+    if conditions.density not in DENSITIES:
+        raise ConditionError(f"density: {conditions.density!r} is not one of {DENSITIES}")
+    parse_key(conditions.key)
+    return conditions
+
+
+def match_genre(text: str) -> str | None:
+    """The canonical genre named in free text, or None. Longest synonym wins."""
+    lowered = f" {text.lower()} "
+    for phrase in sorted(GENRE_SYNONYMS, key=len, reverse=True):
+        if re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", lowered):
+            return GENRE_SYNONYMS[phrase]
+    return None
+
+
+_BPM_PATTERNS = (
+    r"(\d+(?:\.\d+)?)\s*-?\s*bpm\b",
+    r"\bbpm\s*[:=]?\s*(\d+(?:\.\d+)?)",
+    r"\b(?:at|@|tempo)\s*(\d+(?:\.\d+)?)\b",
+)
+_KEY_PATTERN = (
+    r"(?:\bin\s+|\bkey\s*(?:of\s*)?[:=]?\s*)"
+    r"([a-g](?:#|b|♯|♭|\s*sharp|\s*flat)?\s*(?:major|maj|minor|min|m)?)(?![a-z#])"
+)
+_BARE_KEY_PATTERN = r"(?<![\w#])([a-g](?:#|b)?(?:m|min|maj|minor|major))(?![\w#])"
+
+
+def parse_prompt(prompt: str) -> dict:
+    """Pull genre, bpm, key, bars, density and moods out of free text.
+
+    Returns only what the prompt names; `build_conditions` fills the rest.
+    """
+    text = prompt.strip()
+    lowered = text.lower()
+    found: dict = {}
+    genre = match_genre(lowered)
+    if genre:
+        found["genre"] = genre
+    for pattern in _BPM_PATTERNS:
+        match = re.search(pattern, lowered)
+        if match:
+            found["bpm"] = float(match.group(1))
+            break
+    else:  # a bare tempo-sized number ("lofi 80"), not a bar count
+        match = re.search(r"(?<![\w.#])(\d{2,3})(?![\w.]|\s*-?\s*bars?\b)", lowered)
+        if match and 30 <= int(match.group(1)) <= 300:
+            found["bpm"] = float(match.group(1))
+    match = re.search(_KEY_PATTERN, lowered)
+    if match is None:
+        match = re.search(_BARE_KEY_PATTERN, lowered)
+    if match:
+        found["key"] = parse_key(match.group(1)).name
+    match = re.search(r"(\d+)\s*-?\s*bars?\b", lowered)
+    if match:
+        found["bars"] = int(match.group(1))
+    for phrase in sorted(DENSITY_WORDS, key=len, reverse=True):
+        if re.search(rf"\b{re.escape(phrase)}\b", lowered):
+            found["density"] = DENSITY_WORDS[phrase]
+            break
+    moods = tuple(w for w in MOOD_WORDS if re.search(rf"\b{w}\b", lowered))
+    if moods:
+        found["moods"] = moods
+    return found
+
+
+def default_key(genre: str, seed: int) -> str:
+    """A deterministic key when none is asked for: minor for most genres, varied by seed."""
+    major_genres = {"pop", "reggae", "latin", "afrobeat", "funk", "rock"}
+    mode = "major" if genre in major_genres else "minor"
+    tonics = (9, 0, 2, 4, 5, 7, 10, 3) if mode == "minor" else (0, 7, 2, 5, 9, 4, 10, 3)
+    return Key(tonics[seed % len(tonics)], mode).name
+
+
+def build_conditions(
+    prompt: str = "",
+    *,
+    genre: str | None = None,
+    bpm: float | None = None,
+    key: str | None = None,
+    bars: int | None = None,
+    density: str | None = None,
+    seed: int = 0,
+    max_bars: int | None = None,
+) -> Conditions:
+    """Prompt first, then flags on top; validated."""
+    parsed = parse_prompt(prompt)
+    if genre is not None:
+        canonical = match_genre(genre) or genre.strip().lower()
+        parsed["genre"] = canonical
+    chosen_genre = parsed.get("genre", "lofi")
+    if key is not None:
+        parsed["key"] = parse_key(key).name
+    conditions = Conditions(
+        prompt=prompt,
+        genre=chosen_genre,
+        bpm=float(bpm) if bpm is not None else float(parsed.get("bpm", GENRE_DEFAULT_BPM.get(chosen_genre, 100))),
+        key=parsed.get("key") or default_key(chosen_genre, seed),
+        bars=int(bars) if bars is not None else int(parsed.get("bars", DEFAULT_BARS)),
+        density=density if density is not None else parsed.get("density", "normal"),
+        moods=parsed.get("moods", ()),
+        seed=int(seed),
+    )
+    return validate(conditions, max_bars)
+
+
+def nearest_known_genre(genre: str, known: tuple[str, ...] | list[str]) -> str:
+    """The closest genre a model was trained on (the genre itself when known)."""
+    if genre in known:
+        return genre
+    for neighbour in GENRE_NEIGHBOURS.get(genre, ()):
+        if neighbour in known:
+            return neighbour
+    if not known:
+        raise ConditionError("genre: the model knows no genres")
+    return sorted(known)[0]
+
+
+def with_genre(conditions: Conditions, genre: str) -> Conditions:
+    return replace(conditions, genre=genre)

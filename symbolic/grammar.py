@@ -1,0 +1,161 @@
+"""The token grammar: which tokens may come next so that a sequence always decodes to the
+requested roles, each exactly `bars` bars, notes in range, and the given prefix.
+
+The masks are boolean tensors over the vocabulary built once per tokenizer; a step
+combines a few of them (<2% of a forward pass), so every sample is valid by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import torch
+
+from symbolic.tokenizer import ROLE_PROGRAMS, ComposerTokenizer
+
+
+class Kind(IntEnum):
+    OTHER = 0
+    TRACK_START = 1
+    TRACK_END = 2
+    PROGRAM = 3
+    BAR = 4
+    POSITION = 5
+    PITCH = 6
+    PITCH_DRUM = 7
+    VELOCITY = 8
+    DURATION = 9
+    EOS = 10
+
+
+def _classify(token: str, grid_per_beat: int) -> tuple[Kind, int]:
+    name, _, value = token.partition("_")
+    if token == "EOS_None":
+        return Kind.EOS, 0
+    simple = {"Track": None, "Bar": Kind.BAR, "Position": Kind.POSITION, "Pitch": Kind.PITCH,
+              "PitchDrum": Kind.PITCH_DRUM, "Velocity": Kind.VELOCITY, "Program": Kind.PROGRAM}
+    if name == "Track":
+        return (Kind.TRACK_START if value == "Start" else Kind.TRACK_END), 0
+    if name == "Duration":
+        beats, sub, resolution = (int(x) for x in value.split("."))
+        return Kind.DURATION, beats * grid_per_beat + sub * grid_per_beat // resolution
+    if name in simple:
+        kind = simple[name]
+        return kind, (0 if value == "None" else int(value))
+    return Kind.OTHER, 0
+
+
+class GrammarTables:
+    """Per-tokenizer constant tensors."""
+
+    def __init__(self, tokenizer: ComposerTokenizer) -> None:
+        grid = tokenizer.spec.grid_per_beat
+        kinds, values = zip(*(_classify(t, grid) for t in tokenizer.id_to_token))
+        self.kind = torch.tensor(kinds, dtype=torch.int64)
+        self.value = torch.tensor(values, dtype=torch.int64)
+        self.vocab_size = len(kinds)
+        self.ticks_per_bar = tokenizer.ticks_per_bar_grid
+        self.tokenizer = tokenizer
+
+        def one_hot(index: int) -> torch.Tensor:
+            mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+            mask[index] = True
+            return mask
+
+        self.bar = self.kind == Kind.BAR
+        self.position = self.kind == Kind.POSITION
+        self.velocity = self.kind == Kind.VELOCITY
+        self.duration = self.kind == Kind.DURATION
+        self.track_start = one_hot(tokenizer.track_start_id)
+        self.track_end = one_hot(tokenizer.track_end_id)
+        self.eos = one_hot(tokenizer.eos_id)
+        self.program = {role: one_hot(tokenizer.vocab[f"Program_{p}"]) for role, p in ROLE_PROGRAMS.items()}
+        self.pitch: dict[str, torch.Tensor] = {}
+        for role, (low, high) in tokenizer.spec.role_pitch_ranges.items():
+            kind = Kind.PITCH_DRUM if role == "drums" else Kind.PITCH
+            self.pitch[role] = (self.kind == kind) & (self.value >= low) & (self.value < high)
+
+
+class GrammarError(ValueError):
+    """A forced token (prefix, seed clip, kept track) that breaks the grammar."""
+
+
+@dataclass
+class GrammarState:
+    """Where one sequence stands. `roles` is the order tracks are emitted in."""
+
+    tables: GrammarTables
+    roles: tuple[str, ...]
+    bars: int
+    role_index: int = -1  # index into roles of the current track; -1 before the first
+    stage: str = "track_start"  # track_start | program | body | done
+    bar_count: int = 0
+    position: int = -1  # grid position within the current bar, -1 = none yet
+    last: Kind = Kind.OTHER
+    notes_in_track: int = 0
+    history: list[int] = field(default_factory=list)
+
+    def allowed(self) -> torch.Tensor:
+        t = self.tables
+        if self.stage == "done":
+            return t.eos
+        if self.stage == "track_start":
+            return t.track_start if self.role_index + 1 < len(self.roles) else t.eos
+        if self.stage == "program":
+            return t.program[self.roles[self.role_index]]
+        role = self.roles[self.role_index]
+        if self.last == Kind.PROGRAM:
+            return t.bar
+        if self.last == Kind.POSITION:
+            return t.pitch[role]
+        if self.last in (Kind.PITCH, Kind.PITCH_DRUM):
+            return t.velocity
+        if self.last == Kind.VELOCITY:
+            remaining = (self.bars - self.bar_count) * t.ticks_per_bar + t.ticks_per_bar - self.position
+            return t.duration & (t.value <= remaining)
+        # after a Bar or a Duration: a later position, a chord note, the next bar or the end
+        mask = t.position & (t.value > self.position)
+        if self.last == Kind.DURATION:
+            mask = mask | t.pitch[role]
+        if self.bar_count < self.bars:
+            mask = mask | t.bar
+        elif self.notes_in_track > 0:
+            mask = mask | t.track_end
+        return mask
+
+    def advance(self, token: int) -> None:
+        if not bool(self.allowed()[token]):
+            name = self.tables.tokenizer.id_to_token[token]
+            raise GrammarError(f"token {name} is not allowed here (stage {self.stage})")
+        kind = Kind(int(self.tables.kind[token]))
+        self.history.append(token)
+        if kind == Kind.EOS:
+            self.stage = "done"
+        elif kind == Kind.TRACK_START:
+            self.role_index += 1
+            self.stage = "program"
+        elif kind == Kind.PROGRAM:
+            self.stage, self.bar_count, self.position, self.notes_in_track = "body", 0, -1, 0
+        elif kind == Kind.TRACK_END:
+            self.stage = "track_start"
+        elif kind == Kind.BAR:
+            self.bar_count += 1
+            self.position = -1
+        elif kind == Kind.POSITION:
+            self.position = int(self.tables.value[token])
+        elif kind == Kind.DURATION:
+            self.notes_in_track += 1
+        self.last = kind
+
+    @property
+    def finished(self) -> bool:
+        return self.stage == "done"
+
+    @property
+    def forced_token(self) -> int | None:
+        """The only allowed token, when there is exactly one (fed without sampling)."""
+        mask = self.allowed()
+        if int(mask.sum()) == 1:
+            return int(mask.nonzero()[0])
+        return None

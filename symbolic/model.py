@@ -1,0 +1,200 @@
+"""The composer model: `transformers.GPT2LMHeadModel` built from the YAML config, saved in a
+model directory next to its tokenizer, training config and the hashes of the data it saw.
+
+`FastDecoder` runs the same weights for batch-1 sampling with a preallocated KV cache.
+Why not `generate()` / the HF forward: for a 5M-parameter model the per-token cost is
+dominated by Python module overhead (DynamicCache bookkeeping, hooks, masks), not by
+arithmetic; a flat loop over the same tensors is several times faster (bench/symbolic.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from symbolic.tokenizer import ComposerTokenizer
+
+# transformers is imported inside functions: it costs seconds at start-up and composing
+# only needs the weights (FastDecoder), which keeps `pipeline run` interactive.
+
+MODEL_KIND = "stemforge-composer"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+
+
+class ModelDirError(ValueError):
+    pass
+
+
+def build_gpt2(vocab_size: int, n_layer: int, n_head: int, n_embd: int, n_positions: int,
+               dropout: float, pad_token_id: int, bos_token_id: int, eos_token_id: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=vocab_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+        n_positions=n_positions, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+        pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Composer:
+    """A loaded model directory. `model` (the transformers GPT2LMHeadModel) is built on
+    first use; sampling reads the weights directly."""
+
+    path: Path
+    tokenizer: ComposerTokenizer
+    meta: dict
+    _model: object = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from transformers import GPT2LMHeadModel
+
+            self._model = GPT2LMHeadModel.from_pretrained(self.path, local_files_only=True).eval()
+        return self._model
+
+    def decoder(self) -> FastDecoder:
+        if self._model is not None:
+            return FastDecoder.from_model(self._model)
+        return FastDecoder.from_directory(self.path)
+
+    @property
+    def genres(self) -> list[str]:
+        return self.tokenizer.genres
+
+    @property
+    def max_bars(self) -> int:
+        return int(self.meta.get("max_bars", self.tokenizer.spec.max_bars))
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.meta.get("weights_sha256") or file_sha256(self.path / "model.safetensors")
+
+
+def save_composer(directory: Path, model, tokenizer: ComposerTokenizer, meta: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save(directory / "tokenizer.json")
+    meta = {"kind": MODEL_KIND, **meta, "weights_sha256": file_sha256(directory / "model.safetensors")}
+    (directory / "stemforge.json").write_text(json.dumps(meta, indent=1))
+
+
+def is_model_dir(directory: Path) -> bool:
+    return (directory / "stemforge.json").is_file() and (directory / "model.safetensors").is_file()
+
+
+def load_composer(directory: Path | None = None) -> Composer:
+    """Load a model directory (the shipped default when None) with one call."""
+    directory = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
+    if not directory.is_dir():
+        raise ModelDirError(f"--model: {directory} does not exist; train one with `pipeline train`")
+    if not is_model_dir(directory):
+        raise ModelDirError(
+            f"--model: {directory} is not a stemforge model directory (no stemforge.json/model.safetensors)"
+        )
+    meta = json.loads((directory / "stemforge.json").read_text())
+    if meta.get("kind") != MODEL_KIND:
+        raise ModelDirError(f"--model: {directory}/stemforge.json is not a composer model")
+    tokenizer = ComposerTokenizer.load(directory / "tokenizer.json")
+    return Composer(directory, tokenizer, meta)
+
+
+def copy_model_dir(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoint*"))
+
+
+class FastDecoder:
+    """Incremental GPT-2 forward over a model's weights with a preallocated KV cache."""
+
+    def __init__(self, weights: dict[str, torch.Tensor], n_layer: int, n_head: int, n_positions: int,
+                 layer_norm_epsilon: float = 1e-5) -> None:
+        def w(name: str) -> torch.Tensor:
+            return weights[f"transformer.{name}"].detach().float()
+
+        self.n_head = n_head
+        self.wte = w("wte.weight")
+        self.wpe = w("wpe.weight")
+        self.head_dim = self.wte.shape[1] // n_head
+        self.max_tokens = n_positions
+        self.eps = layer_norm_epsilon
+        parts = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
+                 "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+                 "mlp.c_proj.weight", "mlp.c_proj.bias")
+        self.layers = [tuple(w(f"h.{i}.{part}") for part in parts) for i in range(n_layer)]
+        self.ln_f = (w("ln_f.weight"), w("ln_f.bias"))
+        self.lm_head = weights.get("lm_head.weight", weights["transformer.wte.weight"]).detach().float()
+        shape = (n_layer, n_head, self.max_tokens, self.head_dim)
+        self.keys = torch.zeros(shape)
+        self.values = torch.zeros(shape)
+        self.length = 0
+
+    @classmethod
+    def from_model(cls, model) -> FastDecoder:
+        config = model.config
+        return cls(dict(model.state_dict()), config.n_layer, config.n_head, config.n_positions,
+                   config.layer_norm_epsilon)
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> FastDecoder:
+        from safetensors.torch import load_file
+
+        config = json.loads((directory / "config.json").read_text())
+        return cls(load_file(directory / "model.safetensors"), config["n_layer"], config["n_head"],
+                   config["n_positions"], config.get("layer_norm_epsilon", 1e-5))
+
+    def reset(self) -> None:
+        self.length = 0
+
+    @torch.inference_mode()
+    def forward(self, token_ids: list[int]) -> torch.Tensor:
+        """Feed tokens; returns the next-token logits after the last one."""
+        count = len(token_ids)
+        start = self.length
+        if start + count > self.max_tokens:
+            raise ValueError(f"sequence longer than the model's context of {self.max_tokens} tokens")
+        positions = torch.arange(start, start + count)
+        x = self.wte[torch.tensor(token_ids)] + self.wpe[positions]
+        embd = x.shape[-1]
+        for index, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb) in enumerate(self.layers):
+            h = F.layer_norm(x, (embd,), l1w, l1b, self.eps)
+            qkv = torch.addmm(ab, h, aw).view(count, 3, self.n_head, self.head_dim).permute(1, 2, 0, 3)
+            self.keys[index, :, start:start + count] = qkv[1]
+            self.values[index, :, start:start + count] = qkv[2]
+            q = qkv[0]  # (heads, count, dim)
+            k = self.keys[index, :, : start + count]
+            v = self.values[index, :, : start + count]
+            if count == 1:
+                attn = F.scaled_dot_product_attention(q, k, v)
+            else:
+                mask = torch.ones(count, start + count, dtype=torch.bool).tril(diagonal=start)
+                attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            x = x + torch.addmm(pb, attn.transpose(0, 1).reshape(count, embd), pw)
+            h = F.layer_norm(x, (embd,), l2w, l2b, self.eps)
+            x = x + torch.addmm(mb, F.gelu(torch.addmm(fb, h, fw), approximate="tanh"), mw)
+        self.length += count
+        last = F.layer_norm(x[-1], (embd,), self.ln_f[0], self.ln_f[1], self.eps)
+        return last @ self.lm_head.T
+
+
+def cosine_lr(step: int, *, learning_rate: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
+    if step < warmup_steps:
+        return learning_rate * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * progress))

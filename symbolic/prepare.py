@@ -1,0 +1,529 @@
+"""`pipeline prepare`: a folder of MIDI files -> a token dataset, a SHA-256 novelty index
+and a prepare report.
+
+Per file: read (symusic), keep 4/4 regions, detect roles, quantize to the token grid,
+cut into N-bar windows, transpose pitched tracks (training side only), tokenize. The split
+is by source group (a CSV `group` column, else the file), so no window of one song sits on
+both sides. A file that cannot be used is skipped with its reason; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import re
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import symusic
+import yaml
+from tqdm import tqdm
+
+from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
+from symbolic.canonical import NoveltyIndex, piece_digests
+from symbolic.conditions import DENSITIES, GENRES, KEY_NAMES, ROLES, Key, match_genre, parse_key
+from symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
+
+MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
+GRID_TICKS = TICKS_PER_BEAT // 12  # the token grid (1/12 beat) at 480 ticks per beat
+TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
+UNKNOWN_GENRE = "unknown"
+
+
+class PrepareError(ValueError):
+    pass
+
+
+@dataclass
+class PrepareConfig:
+    window_bars: list[int] = field(default_factory=lambda: [4, 8])
+    stride_bars: int = 4
+    transpositions: list[int] = field(default_factory=lambda: [-2, -1, 1, 2])
+    valid_fraction: float = 0.1
+    min_notes_per_window: int = 4
+    max_bars: int = 16
+    reference_windows: int = 64
+    seed: int = 0
+
+    @classmethod
+    def load(cls, path: Path | None) -> PrepareConfig:
+        if path is None:
+            return cls()
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise PrepareError(f"{path}: unknown prepare config key(s) {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class SourcePiece:
+    """One usable file: quantized tracks at TICKS_PER_BEAT, its labels and 4/4 bar range."""
+
+    path: str  # relative to the MIDI folder
+    group: str
+    genre: str
+    bpm: float
+    key: str
+    tracks: dict[str, Track]
+    bar_ranges: list[tuple[int, int]]  # [first bar, end bar) regions in 4/4
+
+
+# ---------------------------------------------------------------- metadata
+
+def read_metadata(csv_path: Path | None) -> dict[str, dict]:
+    """filename (relative path or bare name) -> row."""
+    if csv_path is None:
+        return {}
+    if not csv_path.is_file():
+        raise PrepareError(f"--metadata: {csv_path} does not exist")
+    with open(csv_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "filename" not in reader.fieldnames:
+            raise PrepareError(f"--metadata: {csv_path} needs a 'filename' column (plus genre, bpm, key...)")
+        rows = {}
+        for row in reader:
+            name = row["filename"].strip()
+            rows[name] = row
+            rows.setdefault(Path(name).name, row)
+    return rows
+
+
+def genre_from_text(text: str) -> str | None:
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])|[_\-.]+", " ", text)
+    spaced = re.sub(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])", " ", spaced)
+    return match_genre(spaced)
+
+
+def bpm_from_name(name: str) -> float | None:
+    match = re.search(r"(\d{2,3}(?:\.\d+)?)\s*[_\- ]?bpm", name, re.IGNORECASE)
+    if match and 20 <= float(match.group(1)) <= 300:
+        return float(match.group(1))
+    return None
+
+
+# Krumhansl-Kessler key profiles
+_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def estimate_key(notes: list[Note]) -> str:
+    if len(notes) < 8:
+        return NO_KEY
+    histogram = np.zeros(12)
+    for note in notes:
+        histogram[note.pitch % 12] += note.duration
+    best, best_score = NO_KEY, -np.inf
+    for tonic in range(12):
+        for mode, profile in (("major", _MAJOR), ("minor", _MINOR)):
+            score = np.corrcoef(histogram, np.roll(profile, tonic))[0, 1]
+            if score > best_score:
+                best, best_score = Key(tonic, mode).name, score
+    return best
+
+
+# ---------------------------------------------------------------- roles
+
+def _skyline(notes: list[Note]) -> list[Note]:
+    """The top line: one note per onset, the highest."""
+    by_onset: dict[int, Note] = {}
+    for note in notes:
+        if note.start not in by_onset or note.pitch > by_onset[note.start].pitch:
+            by_onset[note.start] = note
+    return sorted(by_onset.values())
+
+
+def _monophony(notes: list[Note]) -> float:
+    onsets = Counter(n.start for n in notes)
+    return len(onsets) / max(1, len(notes))
+
+
+def detect_roles(tracks: list[symusic.Track], scale: float) -> dict[str, list[Note]]:
+    """drums = channel 10 / is_drum; bass = GM 32-39, a track named bass, or the lowest
+    sustained line; melody = a track named like one, else the most melodic remaining line."""
+    def to_notes(track: symusic.Track) -> list[Note]:
+        return [Note(round(n.time * scale), max(1, round(n.duration * scale)), n.pitch, n.velocity)
+                for n in track.notes]
+
+    roles: dict[str, list[Note]] = {}
+    drums = [note for t in tracks if t.is_drum for note in to_notes(t)]
+    if drums:
+        roles["drums"] = sorted(drums)
+    pitched = [(t, to_notes(t)) for t in tracks if not t.is_drum and len(t.notes) > 0]
+    name = lambda t: (t.name or "").lower()  # noqa: E731
+    bass = (
+        [p for p in pitched if "bass" in name(p[0])]
+        or [p for p in pitched if 32 <= p[0].program <= 39]
+    )
+    if not bass:
+        low = [p for p in pitched if np.mean([n.pitch for n in p[1]]) < 52 and _monophony(p[1]) > 0.75]
+        bass = sorted(low, key=lambda p: np.mean([n.pitch for n in p[1]]))[:1]
+    if bass:
+        chosen = max(bass, key=lambda p: len(p[1]))
+        roles["bass"] = _skyline(chosen[1])
+        pitched = [p for p in pitched if p[0] is not chosen[0]]
+    melodic_names = ("melody", "lead", "vocal", "voice", "melo", "solo")
+    named = [p for p in pitched if any(w in name(p[0]) for w in melodic_names)]
+    candidates = named or pitched
+    if candidates:
+        def melodic_score(p: tuple[symusic.Track, list[Note]]) -> float:
+            notes = p[1]
+            return _monophony(notes) * math.log1p(len(notes)) * (1.0 if np.mean([n.pitch for n in notes]) >= 55 else 0.5)
+        roles["melody"] = _skyline(max(candidates, key=melodic_score)[1])
+    return roles
+
+
+def _fit_range(notes: list[Note], low: int, high: int) -> list[Note]:
+    """Move notes by octaves into [low, high); drop what cannot fit."""
+    out = []
+    for note in notes:
+        pitch = note.pitch
+        while pitch < low:
+            pitch += 12
+        while pitch >= high:
+            pitch -= 12
+        if low <= pitch < high:
+            out.append(Note(note.start, note.duration, pitch, note.velocity))
+    return out
+
+
+def quantize(notes: list[Note]) -> list[Note]:
+    out = set()
+    for note in notes:
+        start = round(note.start / GRID_TICKS) * GRID_TICKS
+        duration = max(GRID_TICKS, round(note.duration / GRID_TICKS) * GRID_TICKS)
+        out.add(Note(start, min(duration, 4 * TICKS_PER_BEAT), note.pitch, note.velocity))
+    return sorted(out)
+
+
+def four_four_regions(score: symusic.Score, total_bars: int) -> list[tuple[int, int]]:
+    """[first bar, end bar) regions whose time signature is 4/4 (no signature = 4/4)."""
+    signatures = sorted((ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures)
+    if not signatures:
+        return [(0, total_bars)]
+    regions = []
+    boundaries = signatures + [(None, 0, 0)]
+    ticks_per_bar = score.ticks_per_quarter * 4
+    for (time, num, den), (next_time, _, _) in zip(boundaries, boundaries[1:]):
+        if (num, den) != (4, 4):
+            continue
+        first = math.ceil(time / ticks_per_bar)
+        end = total_bars if next_time is None else next_time // ticks_per_bar
+        if end > first:
+            regions.append((first, end))
+    return regions
+
+
+def load_piece(path: Path, root: Path, meta: dict[str, dict], spec: TokenizerSpec) -> SourcePiece:
+    """Raises PrepareError with the reason a file cannot be used."""
+    relative = str(path.relative_to(root))
+    try:
+        score = symusic.Score(str(path))
+    except Exception as error:
+        raise PrepareError(f"unreadable MIDI ({str(error).splitlines()[0][:80]})") from error
+    if score.note_num() == 0:
+        raise PrepareError("no notes")
+    if score.ticks_per_quarter <= 0:
+        raise PrepareError("bad ticks per beat")
+    row = meta.get(relative) or meta.get(path.name) or {}
+    scale = TICKS_PER_BEAT / score.ticks_per_quarter
+    roles = detect_roles(list(score.tracks), scale)
+    if not roles:
+        raise PrepareError("no usable tracks")
+    tracks = {}
+    for role, notes in roles.items():
+        low, high = spec.role_pitch_ranges[role]
+        fitted = [n for n in notes if low <= n.pitch < high] if role == "drums" else _fit_range(notes, low, high)
+        notes_q = quantize(fitted)
+        if notes_q:
+            tracks[role] = Track(role, 0, role == "drums", notes_q)
+    if not tracks:
+        raise PrepareError("no notes in playable ranges")
+    end_tick = max(t.end_tick() for t in tracks.values())
+    total_bars = math.ceil(end_tick / TICKS_PER_BAR)
+    regions = four_four_regions(score, total_bars)
+    if not regions:
+        signature = score.time_signatures[0]
+        raise PrepareError(f"not in 4/4 ({signature.numerator}/{signature.denominator})")
+    genre_text = (row.get("genre") or "").strip()
+    genre = match_genre(genre_text) if genre_text else genre_from_text(relative)
+    bpm = None
+    if row.get("bpm"):
+        try:
+            bpm = float(row["bpm"])
+        except ValueError as error:
+            raise PrepareError(f"metadata bpm {row['bpm']!r} is not a number") from error
+    bpm = bpm or bpm_from_name(path.name) or (score.tempos[0].qpm if len(score.tempos) else 120.0)
+    if row.get("key"):
+        try:
+            key = parse_key(row["key"]).name
+        except ValueError as error:
+            raise PrepareError(f"metadata key {row['key']!r}: {error}") from error
+    else:
+        key = estimate_key([n for r in ("bass", "melody") if r in tracks for n in tracks[r].notes])
+    return SourcePiece(relative, (row.get("group") or relative).strip(), genre or UNKNOWN_GENRE,
+                       float(bpm), key, tracks, regions)
+
+
+# ---------------------------------------------------------------- windows
+
+@dataclass
+class Window:
+    source: int  # index into pieces
+    start_bar: int
+    bars: int
+    tracks: dict[str, Track]
+    notes_per_bar: float = 0.0
+
+
+def cut_windows(piece: SourcePiece, index: int, config: PrepareConfig) -> list[Window]:
+    windows = []
+    for first, end in piece.bar_ranges:
+        for bars in config.window_bars:
+            for start_bar in range(first, end - bars + 1, config.stride_bars):
+                lo, hi = start_bar * TICKS_PER_BAR, (start_bar + bars) * TICKS_PER_BAR
+                tracks, total = {}, 0
+                for role, track in piece.tracks.items():
+                    notes = [Note(n.start - lo, min(n.duration, hi - n.start), n.pitch, n.velocity)
+                             for n in track.notes if lo <= n.start < hi]
+                    if notes:
+                        tracks[role] = Track(role, 0, track.is_drum, notes)
+                        total += len(notes)
+                if total >= config.min_notes_per_window:
+                    windows.append(Window(index, start_bar, bars, tracks, total / bars))
+    return windows
+
+
+def transpose_tracks(tracks: dict[str, Track], semitones: int, spec: TokenizerSpec) -> dict[str, Track] | None:
+    out = {}
+    for role, track in tracks.items():
+        if role == "drums":
+            out[role] = track
+            continue
+        low, high = spec.role_pitch_ranges[role]
+        notes = [Note(n.start, n.duration, n.pitch + semitones, n.velocity) for n in track.notes]
+        if any(not low <= n.pitch < high for n in notes):
+            return None
+        out[role] = Track(role, 0, False, notes)
+    return out
+
+
+def density_thresholds(windows: list[Window], genre_of: list[str]) -> dict[str, tuple[float, float]]:
+    """Per genre (and '*' overall) the 1/3 and 2/3 quantiles of notes per bar."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for window in windows:
+        values[genre_of[window.source]].append(window.notes_per_bar)
+        values["*"].append(window.notes_per_bar)
+    out = {}
+    for genre, v in values.items():
+        if len(v) >= 12 or genre == "*":
+            low, high = np.quantile(v, [1 / 3, 2 / 3])
+            out[genre] = (float(low), float(high))
+    return out
+
+
+def density_of(notes_per_bar: float, genre: str, thresholds: dict[str, tuple[float, float]]) -> str:
+    low, high = thresholds.get(genre, thresholds["*"])
+    return DENSITIES[0] if notes_per_bar < low else DENSITIES[2] if notes_per_bar > high else DENSITIES[1]
+
+
+def split_groups(groups: list[str], valid_fraction: float) -> set[str]:
+    """Validation groups: a deterministic hash order, at least one when there are two."""
+    unique = sorted(set(groups), key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    if len(unique) < 2 or valid_fraction <= 0:
+        return set()
+    count = min(len(unique) - 1, max(1, round(len(unique) * valid_fraction)))
+    return set(unique[:count])
+
+
+# ---------------------------------------------------------------- main entry
+
+def prepare_dataset(
+    midi_dir: Path, out_dir: Path, metadata: Path | None = None, config: PrepareConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    config = config or PrepareConfig()
+    midi_dir, out_dir = Path(midi_dir), Path(out_dir)
+    if not midi_dir.is_dir():
+        raise PrepareError(f"MIDI_DIR: {midi_dir} is not a folder")
+    if out_dir.exists():
+        raise PrepareError(f"--out: {out_dir} already exists; choose a new folder or delete it")
+    files = sorted(p for p in midi_dir.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
+    if not files:
+        raise PrepareError(f"MIDI_DIR: {midi_dir} holds no .mid/.midi files")
+    meta = read_metadata(metadata)
+    provisional = TokenizerSpec(genres=list(GENRES), max_bars=max(config.max_bars, *config.window_bars))
+
+    pieces: list[SourcePiece] = []
+    skipped: list[dict] = []
+    for path in tqdm(files, desc="reading MIDI", unit="file", disable=not progress):
+        try:
+            pieces.append(load_piece(path, midi_dir, meta, provisional))
+        except PrepareError as error:
+            skipped.append({"file": str(path.relative_to(midi_dir)), "reason": str(error)})
+    if not pieces:
+        reasons = Counter(s["reason"] for s in skipped).most_common(3)
+        raise PrepareError(f"MIDI_DIR: none of the {len(files)} files is usable ({reasons})")
+
+    genres = sorted({p.genre for p in pieces})
+    spec = TokenizerSpec(genres=genres, max_bars=provisional.max_bars)
+    tokenizer = ComposerTokenizer(spec)
+    valid_groups = split_groups([p.group for p in pieces], config.valid_fraction)
+
+    windows: list[Window] = []
+    for index, piece in enumerate(pieces):
+        windows += cut_windows(piece, index, config)
+    if not windows:
+        raise PrepareError(f"MIDI_DIR: no {min(config.window_bars)}-bar 4/4 window with notes in any file")
+    genre_of = [p.genre for p in pieces]
+    thresholds = density_thresholds(windows, genre_of)
+
+    sequences: dict[str, list[list[int]]] = {"train": [], "valid": []}
+    window_counts: Counter = Counter()
+    for window in tqdm(windows, desc="tokenizing", unit="window", disable=not progress):
+        piece = pieces[window.source]
+        split = "valid" if piece.group in valid_groups else "train"
+        density = density_of(window.notes_per_bar, piece.genre, thresholds)
+        variants = [(0, window.tracks)]
+        if split == "train":
+            for semitones in config.transpositions:
+                moved = transpose_tracks(window.tracks, semitones, spec)
+                if moved is not None:
+                    variants.append((semitones, moved))
+        for semitones, tracks in variants:
+            key = piece.key if piece.key == NO_KEY else parse_key(piece.key).transposed(semitones).name
+            sequences[split].append(tokenizer.encode(
+                tracks, TICKS_PER_BEAT, genre=piece.genre, bpm=piece.bpm, key=key,
+                density=density, bars=window.bars,
+            ))
+        window_counts[(split, piece.genre)] += 1
+    if not sequences["train"]:
+        raise PrepareError("MIDI_DIR: every window fell into validation; add files or lower valid_fraction")
+
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    digest = hashlib.sha256()
+    token_counts = {}
+    for split, seqs in sequences.items():
+        flat = np.asarray([t for s in seqs for t in s], dtype=np.uint16)
+        offsets = np.cumsum([0] + [len(s) for s in seqs]).astype(np.int64)
+        np.save(tmp / f"{split}_tokens.npy", flat)
+        np.save(tmp / f"{split}_offsets.npy", offsets)
+        digest.update(flat.tobytes())
+        digest.update(offsets.tobytes())
+        token_counts[split] = int(len(flat))
+    tokenizer.save(tmp / "tokenizer.json")
+    digest.update((tmp / "tokenizer.json").read_bytes())
+
+    index = NoveltyIndex()
+    train_pieces = [p for p in pieces if p.group not in valid_groups]
+    for piece in train_pieces:
+        bars = math.ceil(max(t.end_tick() for t in piece.tracks.values()) / TICKS_PER_BAR)
+        index.add(piece.path, piece_digests({r: t.notes for r, t in piece.tracks.items()}, TICKS_PER_BEAT, bars))
+    index.save(tmp / "index")
+    _write_window_store(train_pieces, tmp / "index")
+    reference = _write_reference_midi(windows, pieces, valid_groups, config, tmp / "reference_midi")
+
+    lengths = [len(s) for s in sequences["train"]]
+    summary = {
+        "kind": "stemforge-dataset",
+        "data_sha256": digest.hexdigest(),
+        "source": str(midi_dir.resolve()),
+        "metadata": str(metadata) if metadata else None,
+        "config": asdict(config),
+        "files": {"found": len(files), "used": len(pieces), "skipped": len(skipped)},
+        "groups": {"train": len({p.group for p in train_pieces}), "valid": len(valid_groups)},
+        "windows": {s: sum(c for (sp, _), c in window_counts.items() if sp == s) for s in ("train", "valid")},
+        "sequences": {s: len(v) for s, v in sequences.items()},
+        "tokens": token_counts,
+        "tokens_per_sequence": {"mean": float(np.mean(lengths)), "max": int(np.max(lengths))},
+        "genres": {g: {s: window_counts[(s, g)] for s in ("train", "valid")} for g in genres},
+        "density_thresholds": thresholds,
+        "roles": {r: sum(1 for p in pieces if r in p.tracks) for r in ROLES},
+        "reference_midi": reference,
+        "index_digests": len(index),
+    }
+    (tmp / "dataset.json").write_text(json.dumps(summary, indent=1))
+    report = {"summary": summary, "skipped": skipped,
+              "used": [{"file": p.path, "genre": p.genre, "bpm": p.bpm, "key": p.key,
+                        "roles": sorted(p.tracks), "split": "valid" if p.group in valid_groups else "train"}
+                       for p in pieces]}
+    (tmp / "prepare_report.json").write_text(json.dumps(report, indent=1))
+    (tmp / "prepare_report.md").write_text(_report_markdown(summary, skipped))
+    tmp.rename(out_dir)
+    return summary
+
+
+def _write_window_store(pieces: list[SourcePiece], directory: Path) -> None:
+    """Notes of non-overlapping 4-bar training windows, for nearest-neighbour lookups in eval."""
+    try:
+        from eval.window_store import save_window_notes
+    except ImportError:  # eval stage not installed: the digests alone still detect copies
+        return
+    windows = []
+    for piece in pieces:
+        bars = math.ceil(max(t.end_tick() for t in piece.tracks.values()) / TICKS_PER_BAR)
+        for start_bar in range(0, max(1, bars - 3), 4):
+            lo, hi = start_bar * TICKS_PER_BAR, (start_bar + 4) * TICKS_PER_BAR
+            tracks = {r: [Note(n.start - lo, n.duration, n.pitch, n.velocity) for n in t.notes if lo <= n.start < hi]
+                      for r, t in piece.tracks.items()}
+            windows.append((piece.path, start_bar, {r: n for r, n in tracks.items() if n}))
+    save_window_notes(windows, TICKS_PER_BEAT, directory / "windows.npz")
+
+
+def _write_reference_midi(
+    windows: list[Window], pieces: list[SourcePiece], valid_groups: set[str], config: PrepareConfig, directory: Path,
+) -> int:
+    """A sample of training windows as stemforge MIDI, spread over genres, for FAD references."""
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(config.seed)
+    longest = max(config.window_bars)
+    candidates = [w for w in windows if w.bars == longest and pieces[w.source].group not in valid_groups]
+    by_genre: dict[str, list[Window]] = defaultdict(list)
+    for window in candidates:
+        by_genre[pieces[window.source].genre].append(window)
+    chosen: list[Window] = []
+    per_genre = max(1, config.reference_windows // max(1, len(by_genre)))
+    for genre in sorted(by_genre):
+        group = by_genre[genre]
+        for i in rng.permutation(len(group))[:per_genre]:
+            chosen.append(group[i])
+    rows = []
+    for number, window in enumerate(chosen[: config.reference_windows]):
+        piece = pieces[window.source]
+        name = f"{number:03d}_{piece.genre}_{piece.bpm:g}bpm.mid"
+        score = tracks_to_score([window.tracks[r] for r in ROLES if r in window.tracks], bpm=piece.bpm,
+                                ticks_per_beat=TICKS_PER_BEAT, total_ticks=window.bars * TICKS_PER_BAR)
+        score.dump_midi(str(directory / name))
+        rows.append({"file": name, "genre": piece.genre, "bpm": piece.bpm, "key": piece.key,
+                     "bars": window.bars, "source": piece.path, "start_bar": window.start_bar})
+    (directory / "reference.json").write_text(json.dumps(rows, indent=1))
+    return len(rows)
+
+
+def _report_markdown(summary: dict, skipped: list[dict]) -> str:
+    lines = ["# Prepare report", "",
+             f"- source: `{summary['source']}`",
+             f"- files: {summary['files']['found']} found, {summary['files']['used']} used, "
+             f"{summary['files']['skipped']} skipped",
+             f"- windows: {summary['windows']['train']} train, {summary['windows']['valid']} valid "
+             f"({summary['sequences']['train']} train sequences with transpositions)",
+             f"- tokens: {summary['tokens']['train']} train, {summary['tokens']['valid']} valid",
+             f"- data sha256: `{summary['data_sha256']}`", "", "| genre | train windows | valid windows |",
+             "|---|---|---|"]
+    lines += [f"| {g} | {c['train']} | {c['valid']} |" for g, c in summary["genres"].items()]
+    if skipped:
+        lines += ["", "## Skipped files", "", "| file | reason |", "|---|---|"]
+        lines += [f"| {s['file']} | {s['reason']} |" for s in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def describe_key_names() -> str:
+    return ", ".join(KEY_NAMES)

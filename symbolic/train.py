@@ -1,0 +1,290 @@
+"""`pipeline train`: GPT-2 on a prepared dataset. AdamW, warm-up + cosine decay, gradient
+clipping, validation loss, checkpoints and `--resume` after Ctrl-C or a crash.
+
+Work happens in `MODEL_DIR.partial/`; the finished model directory is moved into place
+at the end, so `MODEL_DIR` is never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from configs import resolve_config
+from symbolic.model import build_gpt2, cosine_lr, save_composer
+from symbolic.tokenizer import ComposerTokenizer
+
+
+class TrainError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    # model
+    n_layer: int = 6
+    n_head: int = 4
+    n_embd: int = 256
+    n_positions: int = 2048
+    dropout: float = 0.1
+    # optimisation
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 200
+    max_steps: int = 5000
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    # bookkeeping
+    eval_interval: int = 250
+    eval_batches: int = 8
+    checkpoint_interval: int = 250
+    seed: int = 0
+    track_shuffle_prob: float = 0.5  # share of batches whose track order is permuted
+    device: str = "auto"
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> TrainConfig:
+        path = resolve_config(name_or_path, "train")
+        data = yaml.safe_load(path.read_text()) or {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise TrainError(f"{path}: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+class TokenDataset:
+    def __init__(self, data_dir: Path, split: str) -> None:
+        self.tokens = np.load(data_dir / f"{split}_tokens.npy")
+        self.offsets = np.load(data_dir / f"{split}_offsets.npy")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def sequence(self, index: int) -> list[int]:
+        return self.tokens[self.offsets[index]: self.offsets[index + 1]].tolist()
+
+
+def shuffle_tracks(ids: list[int], tokenizer: ComposerTokenizer, rng: np.random.Generator) -> list[int]:
+    """Same piece, tracks in another order: teaches the model to write any role after any
+    other, which is what "regenerate the bass around these drums" needs."""
+    segments = tokenizer.split_tracks(ids)
+    if len(segments) < 2:
+        return ids
+    head = ids[: ids.index(tokenizer.track_start_id)]
+    order = rng.permutation(len(segments))
+    return head + [t for i in order for t in segments[i]] + [tokenizer.eos_id]
+
+
+def make_batch(dataset: TokenDataset, indices: np.ndarray, tokenizer: ComposerTokenizer, block: int,
+               rng: np.random.Generator, shuffle_prob: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    sequences = []
+    for index in indices:
+        ids = dataset.sequence(int(index))
+        if rng.random() < shuffle_prob:
+            ids = shuffle_tracks(ids, tokenizer, rng)
+        sequences.append(ids[:block])
+    length = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), length), tokenizer.pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention[row, : len(ids)] = 1
+    labels = input_ids.masked_fill(attention == 0, -100)
+    return input_ids, attention, labels
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def validation_loss(model, dataset: TokenDataset, tokenizer, config: TrainConfig, device) -> float:
+    model.eval()
+    rng = np.random.default_rng(1234)
+    losses = []
+    for _ in range(config.eval_batches):
+        indices = rng.integers(0, len(dataset), size=min(config.batch_size, len(dataset)))
+        ids, attention, labels = make_batch(dataset, indices, tokenizer, config.n_positions, rng, 0.0)
+        out = model(input_ids=ids.to(device), attention_mask=attention.to(device), labels=labels.to(device))
+        losses.append(float(out.loss))
+    model.train()
+    return float(np.mean(losses))
+
+
+def plot_losses(history: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    if history["train"]:
+        steps, losses = zip(*history["train"])
+        axis.plot(steps, losses, label="train", alpha=0.7)
+    if history["valid"]:
+        steps, losses = zip(*history["valid"])
+        axis.plot(steps, losses, "o-", label="validation")
+    axis.set_xlabel("step")
+    axis.set_ylabel("cross-entropy (nats/token)")
+    axis.set_title("composer training loss")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = False,
+          steps: int | None = None, progress: bool = True) -> dict:
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if not (data_dir / "dataset.json").is_file():
+        raise TrainError(f"DATA_DIR: {data_dir} is not a prepared dataset (run `pipeline prepare` first)")
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    if not resume and out_dir.exists():
+        raise TrainError(f"--out: {out_dir} already exists; pass --resume to continue it or choose another folder")
+    if not resume and partial.exists():
+        raise TrainError(f"--out: an interrupted run is in {partial}; pass --resume to continue it or delete it")
+    if steps is not None:
+        config.max_steps = steps
+    dataset_meta = json.loads((data_dir / "dataset.json").read_text())
+    tokenizer = ComposerTokenizer.load(data_dir / "tokenizer.json")
+    train_set, valid_set = TokenDataset(data_dir, "train"), TokenDataset(data_dir, "valid")
+    if len(train_set) == 0:
+        raise TrainError(f"DATA_DIR: {data_dir} has no training sequences")
+    if len(valid_set) == 0:
+        valid_set = train_set
+
+    checkpoint_dir = partial / "checkpoint"
+    source_checkpoint = None
+    if resume:
+        for candidate in (partial / "checkpoint", out_dir / "checkpoint"):
+            if (candidate / "state.pt").is_file():
+                source_checkpoint = candidate
+                break
+        if source_checkpoint is None:
+            raise TrainError(f"--resume: no checkpoint in {partial} or {out_dir}")
+        if source_checkpoint.parent == out_dir and not partial.exists():
+            shutil.copytree(out_dir, partial)
+            source_checkpoint = checkpoint_dir
+    partial.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    model = build_gpt2(len(tokenizer), config.n_layer, config.n_head, config.n_embd, config.n_positions,
+                       config.dropout, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate, betas=(0.9, 0.95),
+    )
+    step, history, elapsed = 0, {"train": [], "valid": []}, 0.0
+    rng = np.random.default_rng(config.seed)
+    if source_checkpoint is not None:
+        state = torch.load(source_checkpoint / "state.pt", weights_only=False)
+        if state["data_sha256"] != dataset_meta["data_sha256"]:
+            raise TrainError("--resume: the checkpoint was trained on another dataset")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history, elapsed = state["step"], state["history"], state.get("elapsed", 0.0)
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+    if step >= config.max_steps:
+        raise TrainError(f"--steps: the checkpoint is already at step {step}; ask for more than {step} steps")
+
+    def save_checkpoint() -> None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        tmp = checkpoint_dir / "state.pt.tmp"
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "history": history, "elapsed": elapsed, "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "data_sha256": dataset_meta["data_sha256"],
+                    "config": asdict(config)}, tmp)
+        tmp.replace(checkpoint_dir / "state.pt")
+
+    interrupted = {"flag": False}
+    previous_handler = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: interrupted.__setitem__("flag", True))
+    model.train()
+    tokens_seen = 0
+    started = time.perf_counter()
+    bar = tqdm(total=config.max_steps, initial=step, desc="training", unit="step", disable=not progress)
+    try:
+        while step < config.max_steps and not interrupted["flag"]:
+            lr = cosine_lr(step, learning_rate=config.learning_rate, min_lr=config.min_lr,
+                           warmup_steps=config.warmup_steps, max_steps=config.max_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            indices = rng.integers(0, len(train_set), size=config.batch_size)
+            ids, attention, labels = make_batch(train_set, indices, tokenizer, config.n_positions, rng,
+                                                config.track_shuffle_prob)
+            loss = model(input_ids=ids.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            tokens_seen += int(attention.sum())
+            loss_value = loss.item()
+            history["train"].append((step, loss_value))
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.1e}")
+            if step % config.eval_interval == 0 or step == config.max_steps:
+                history["valid"].append((step, validation_loss(model, valid_set, tokenizer, config, device)))
+                bar.set_postfix(loss=f"{loss_value:.3f}", val=f"{history['valid'][-1][1]:.3f}")
+            if step % config.checkpoint_interval == 0:
+                save_checkpoint()
+    except KeyboardInterrupt:
+        interrupted["flag"] = True
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, previous_handler)
+        elapsed += time.perf_counter() - started
+    save_checkpoint()
+    plot_losses(history, partial / "loss.png")
+    if interrupted["flag"]:
+        raise TrainError(f"training stopped at step {step}; continue with `pipeline train {data_dir} --out "
+                         f"{out_dir} --resume`")
+
+    window_bars = dataset_meta["config"]["window_bars"]
+    meta = {
+        "data_sha256": dataset_meta["data_sha256"],
+        "data_dir": str(data_dir.resolve()),
+        "genres": tokenizer.genres,
+        "max_bars": tokenizer.spec.max_bars,
+        "trained_window_bars": window_bars,
+        "steps": step,
+        "train_seconds": round(elapsed, 1),
+        "tokens_per_second": round(tokens_seen / max(1e-9, time.perf_counter() - started), 1),
+        "final_train_loss": float(np.mean([loss for _, loss in history["train"][-50:]])),
+        "val_loss": history["valid"][-1][1] if history["valid"] else math.nan,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "config": asdict(config),
+        "density_thresholds": dataset_meta.get("density_thresholds", {}),
+    }
+    model.to("cpu")
+    save_composer(partial, model, tokenizer, meta)
+    (partial / "train_config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
+    (partial / "history.json").write_text(json.dumps(history))
+    for name in ("index", "reference_midi"):
+        if (data_dir / name).is_dir():
+            shutil.rmtree(partial / name, ignore_errors=True)
+            shutil.copytree(data_dir / name, partial / name)
+    shutil.copy(data_dir / "dataset.json", partial / "dataset.json")
+    if out_dir.exists():  # --resume of a finished model: swap it whole
+        shutil.rmtree(out_dir)
+    partial.rename(out_dir)
+    return meta

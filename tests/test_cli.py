@@ -1,0 +1,147 @@
+"""The `pipeline` command as a producer uses it: run, continue a clip, regenerate parts,
+and one-line errors for bad input with nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import pytest
+
+from pipeline.cli import main
+from symbolic.arrangement import TICKS_PER_BAR, read_tracks
+from tests.midi_fixtures import write_groove
+
+
+def _run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _midi_bpm_and_length(path: Path) -> tuple[float, int]:
+    midi = mido.MidiFile(path)
+    tempo = next(m.tempo for t in midi.tracks for m in t if m.type == "set_tempo")
+    return mido.tempo2bpm(tempo), midi.ticks_per_beat
+
+
+def test_run_writes_every_role_with_exact_bars_and_bpm(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    code, stdout, _ = _run(capsys, "run", "--prompt", "house 80bpm", "--model", tiny_model, "--out", out,
+                           "--seed", 7)
+    assert code == 0 and str(out) in stdout
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["conditions"]["bpm"] == 80 and manifest["conditions"]["bars"] == 8
+    assert set(manifest["midi"]) == {"drums", "bass", "melody", "full"}
+    for role in ("drums", "bass", "melody"):
+        path = out / manifest["midi"][role]
+        bpm, _ = _midi_bpm_and_length(path)
+        assert bpm == pytest.approx(80.0, abs=1e-6)
+        track = read_tracks(path)[role]
+        assert track.notes and track.end_tick() <= 8 * TICKS_PER_BAR
+    assert set(read_tracks(out / "full.mid")) == {"drums", "bass", "melody"}
+    assert manifest["files"]["full.mid"] and manifest["model"]["sha256"]
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_same_seed_gives_byte_identical_files(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    for name in ("a", "b"):
+        assert _run(capsys, "run", "--prompt", "rock 120bpm", "--model", tiny_model, "--out", tmp_path / name,
+                    "--seed", 3, "--bars", 4)[0] == 0
+    for relative in ("full.mid", "midi/drums.mid", "midi/bass.mid", "midi/melody.mid"):
+        assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()
+
+
+def test_unknown_genre_maps_to_a_known_one_and_says_so(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    code, _, err = _run(capsys, "run", "--prompt", "techno 130", "--model", tiny_model, "--out", tmp_path / "r",
+                        "--seed", 1, "--bars", 2)
+    assert code == 0
+    assert "techno" in err and "house" in err and len(err.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["model_genre"] == "house"
+
+
+def test_seed_clip_bars_are_kept_verbatim_and_continued(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    clip = write_groove(tmp_path / "clip.mid", "hiphop", bpm=90, bars=2, seed=4)
+    out = tmp_path / "continued"
+    assert _run(capsys, "run", "--prompt", "hiphop 90bpm", "--model", tiny_model, "--out", out,
+                "--seed-midi", clip, "--bars", 4, "--seed", 2)[0] == 0
+    original = read_tracks(clip)
+    composed = read_tracks(out / "full.mid")
+    for role, track in original.items():
+        kept = [n for n in composed[role].notes if n.start < 2 * TICKS_PER_BAR]
+        assert kept == track.notes, role
+        assert composed[role].end_tick() <= 4 * TICKS_PER_BAR
+
+
+def test_regenerate_parts_around_kept_ones(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    first = tmp_path / "first"
+    assert _run(capsys, "run", "--prompt", "rock 120bpm", "--model", tiny_model, "--out", first, "--seed", 1,
+                "--bars", 4)[0] == 0
+    second = tmp_path / "second"
+    assert _run(capsys, "run", "--from", first, "--keep", "drums,melody", "--model", tiny_model, "--out", second,
+                "--seed", 99)[0] == 0
+    for role in ("drums", "melody"):
+        assert read_tracks(first / f"midi/{role}.mid") == read_tracks(second / f"midi/{role}.mid")
+    manifest = json.loads((second / "run.json").read_text())
+    assert manifest["conditions"]["bpm"] == 120 and manifest["conditions"]["bars"] == 4
+    assert read_tracks(first / "midi/bass.mid") != read_tracks(second / "midi/bass.mid")
+
+
+def _bad_inputs(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[list, str]]:
+    not_midi = tmp_path / "notes.mid"
+    not_midi.write_text("hello")
+    long_clip = write_groove(tmp_path / "long.mid", "rock", 120, bars=8)
+    run_without_json = tmp_path / "not_a_run"
+    run_without_json.mkdir()
+    existing = tmp_path / "exists"
+    existing.mkdir()
+    fake_model = tmp_path / "fake_model"
+    fake_model.mkdir()
+    empty = tmp_path / "empty_midi"
+    empty.mkdir()
+    base = ["run", "--model", tiny_model, "--seed", 1]
+    return {
+        "missing seed clip": (base + ["--seed-midi", tmp_path / "nope.mid", "--out", tmp_path / "o1"], "--seed-midi"),
+        "non-MIDI seed clip": (base + ["--seed-midi", not_midi, "--out", tmp_path / "o2"], "--seed-midi"),
+        "clip longer than bars": (base + ["--seed-midi", long_clip, "--bars", 4, "--out", tmp_path / "o3"],
+                                  "longer than --bars"),
+        "keep without from": (base + ["--keep", "drums", "--out", tmp_path / "o4"], "--keep"),
+        "from without run.json": (base + ["--from", run_without_json, "--keep", "drums", "--out", tmp_path / "o5"],
+                                  "run.json"),
+        "keep unknown role": (base + ["--keep", "vocals", "--out", tmp_path / "o6"], "--keep"),
+        "model dir that is not one": (["run", "--model", fake_model, "--out", tmp_path / "o7"], "--model"),
+        "existing out": (base + ["--out", existing], "already exists"),
+        "impossible bpm": (base + ["--bpm", 400, "--out", tmp_path / "o8"], "bpm"),
+        "unknown key": (base + ["--key", "H minor", "--out", tmp_path / "o9"], "key"),
+        "too many bars": (base + ["--bars", 500, "--out", tmp_path / "o10"], "bars"),
+        "empty data folder": (["prepare", empty, "--out", tmp_path / "d"], "MIDI_DIR"),
+        "train on a non-dataset": (["train", empty, "--out", tmp_path / "m"], "DATA_DIR"),
+    }
+
+
+CASES = ["missing seed clip", "non-MIDI seed clip", "clip longer than bars", "keep without from",
+         "from without run.json", "keep unknown role", "model dir that is not one", "existing out",
+         "impossible bpm", "unknown key", "too many bars", "empty data folder", "train on a non-dataset"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gives_one_line_and_writes_nothing(case: str, tiny_model: Path, tmp_path: Path, capsys) -> None:
+    args, expected = _bad_inputs(tmp_path, tiny_model)[case]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, stdout, stderr = _run(capsys, *args)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written
+
+
+def test_help_documents_every_flag_with_defaults() -> None:
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--help"], capture_output=True, text=True,
+                            check=True)
+    for flag in ("--bars", "--bpm", "--key", "--genre", "--seed", "--temperature", "--top-k", "--top-p",
+                 "--seed-midi", "--from", "--keep", "--stems", "--model", "--out"):
+        assert flag in result.stdout
+    assert "(default: 0.95)" in result.stdout

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from symbolic.conditions import ConditionError, build_conditions, nearest_known_genre, parse_key
+
+PROMPTS = [
+    ("lofi 80bpm", {"genre": "lofi", "bpm": 80.0}),
+    ("lo-fi hip hop at 72", {"genre": "lofi", "bpm": 72.0}),
+    ("lofi hip hop beat, chill", {"genre": "lofi", "density": "sparse"}),
+    ("boom bap 92 bpm in F minor", {"genre": "hiphop", "bpm": 92.0, "key": "F minor"}),
+    ("dnb 172", {"genre": "dnb", "bpm": 172.0}),
+    ("lofi 80, 16 bars", {"genre": "lofi", "bpm": 80.0, "bars": 16}),
+    ("drum & bass at 172, busy", {"genre": "dnb", "bpm": 172.0, "density": "busy"}),
+    ("drum and bass", {"genre": "dnb", "bpm": 174.0}),
+    ("4 on the floor groove 126bpm", {"genre": "house", "bpm": 126.0}),
+    ("techno Am 16 bars hard", {"genre": "techno", "key": "A minor", "bars": 16, "density": "busy"}),
+    ("trap in C#m", {"genre": "trap", "key": "C# minor", "bpm": 140.0}),
+    ("sparse ambient in Eb major", {"genre": "ambient", "key": "Eb major", "density": "sparse"}),
+    ("funk at 104 in Bb", {"genre": "funk", "bpm": 104.0, "key": "Bb major"}),
+    ("dark jazz, 4 bars", {"genre": "jazz", "bars": 4, "moods": ("dark",)}),
+    ("", {"genre": "lofi", "bpm": 80.0, "bars": 8, "density": "normal"}),
+]
+
+
+@pytest.mark.parametrize("prompt,expected", PROMPTS, ids=[p or "empty" for p, _ in PROMPTS])
+def test_prompt_parsing(prompt: str, expected: dict) -> None:
+    conditions = build_conditions(prompt, seed=3)
+    for field, value in expected.items():
+        assert getattr(conditions, field) == value, field
+
+
+def test_flags_override_prompt() -> None:
+    conditions = build_conditions("lofi 80bpm in F minor", bpm=90, key="Am", genre="boom bap", bars=4)
+    assert (conditions.genre, conditions.bpm, conditions.key, conditions.bars) == ("hiphop", 90.0, "A minor", 4)
+
+
+BAD = [
+    ({"bpm": 0}, "bpm"),
+    ({"bpm": 301}, "bpm"),
+    ({"bpm": -5}, "bpm"),
+    ({"bars": 0}, "bars"),
+    ({"bars": 64, "max_bars": 16}, "bars"),
+    ({"key": "H minor"}, "key"),
+    ({"genre": "polka"}, "genre"),
+]
+
+
+@pytest.mark.parametrize("flags,field", BAD, ids=[f"{k}" for k, _ in BAD])
+def test_impossible_values_name_the_field(flags: dict, field: str) -> None:
+    with pytest.raises(ConditionError, match=rf"^{field}:"):
+        build_conditions("lofi", **flags)
+
+
+@pytest.mark.parametrize("text,name", [("Fm", "F minor"), ("C#m", "C# minor"), ("Bb major", "Bb major"),
+                                        ("f sharp minor", "F# minor"), ("Db", "C# major"), ("a min", "A minor")])
+def test_key_spellings(text: str, name: str) -> None:
+    assert parse_key(text).name == name
+
+
+def test_unknown_genre_maps_to_nearest_known() -> None:
+    assert nearest_known_genre("lofi", ["hiphop", "house"]) == "hiphop"
+    assert nearest_known_genre("techno", ["house", "rock"]) == "house"
+    assert nearest_known_genre("house", ["house"]) == "house"

@@ -1,0 +1,258 @@
+"""Tokens, data preparation, training and grammar-constrained sampling."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import symusic
+
+from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, read_tracks
+from symbolic.conditions import ROLES
+from symbolic.grammar import GrammarError, GrammarState, GrammarTables
+from symbolic.model import load_composer
+from symbolic.prepare import PrepareError, prepare_dataset
+from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
+from symbolic.tokenizer import ComposerTokenizer, TokenizerSpec
+from tests.midi_fixtures import GROOVES, groove_tracks, write_groove
+
+TOKENIZER = ComposerTokenizer(TokenizerSpec(genres=list(GROOVES)))
+
+
+# ------------------------------------------------------------------ tokenizer
+
+@pytest.mark.parametrize("genre", sorted(GROOVES))
+def test_tokenizer_round_trip_keeps_notes_onsets_durations_and_drums(genre: str) -> None:
+    tracks = groove_tracks(genre, bars=4, tonic=2, rng=np.random.default_rng(0))
+    ids = TOKENIZER.encode(tracks, TICKS_PER_BEAT, genre=genre, bpm=97.0, key="D minor", density="normal", bars=4)
+    decoded = TOKENIZER.decode_tracks(ids)
+    assert set(decoded) == set(ROLES)
+    for role, track in tracks.items():
+        got = decoded[role]
+        assert got.is_drum == (role == "drums")
+        assert [(n.start, n.duration, n.pitch) for n in got.notes] == [
+            (n.start, n.duration, n.pitch) for n in track.notes
+        ], role
+        # 8 velocity bins over 1-127: within half a bin
+        assert all(abs(a.velocity - b.velocity) <= 8 for a, b in zip(got.notes, track.notes))
+
+
+def test_every_track_has_exactly_the_requested_bars_even_when_silent_at_the_end() -> None:
+    sparse = {"bass": Track("bass", 33, False, [Note(0, 480, 40, 90)])}
+    ids = TOKENIZER.encode(sparse, TICKS_PER_BEAT, genre="rock", bpm=120, key="E minor", density="sparse", bars=8)
+    segment = TOKENIZER.split_tracks(ids)[0]
+    assert segment.count(TOKENIZER.bar_id) == 8
+
+
+def test_written_midi_has_the_exact_tempo_time_signature_and_drum_channel(tmp_path: Path) -> None:
+    path = write_groove(tmp_path / "groove.mid", "house", bpm=123.5, bars=2)
+    midi = mido.MidiFile(path)
+    metas = [m for t in midi.tracks for m in t if m.is_meta]
+    tempo = next(m.tempo for m in metas if m.type == "set_tempo")
+    assert mido.tempo2bpm(tempo) == pytest.approx(123.5, abs=1e-3)
+    signature = next(m for m in metas if m.type == "time_signature")
+    assert (signature.numerator, signature.denominator) == (4, 4)
+    drum_channels = {m.channel for t in midi.tracks for m in t if m.type == "note_on"
+                     and any(x.type == "track_name" and x.name == "drums" for x in t)}
+    assert drum_channels == {9}
+    assert set(read_tracks(path)) == set(ROLES)
+
+
+# ------------------------------------------------------------------ prepare
+
+def _odd_folder(root: Path) -> Path:
+    folder = root / "mixed"
+    (folder / "nested").mkdir(parents=True)
+    write_groove(folder / "FunkyBeat104bpm.mid", "hiphop", bpm=104, bars=8)
+    write_groove(folder / "nested" / "house_groove.midi", "house", bpm=124, bars=8, seed=1)
+    (folder / "corrupt.mid").write_bytes(b"MThd this is not midi at all")
+    (folder / "notes.txt").write_text("not a midi file and not named like one")
+    empty = symusic.Score(480)
+    empty.tracks.append(symusic.Track(name="nothing"))
+    empty.dump_midi(str(folder / "empty.mid"))
+    waltz = mido.MidiFile(type=0, ticks_per_beat=96)  # type 0, 3/4, another resolution
+    track = mido.MidiTrack([mido.MetaMessage("time_signature", numerator=3, denominator=4)])
+    for beat in range(24):
+        track += [mido.Message("note_on", note=60 + beat % 5, velocity=80, time=0 if beat == 0 else 0),
+                  mido.Message("note_off", note=60 + beat % 5, velocity=0, time=96)]
+    waltz.tracks.append(track)
+    waltz.save(folder / "waltz.mid")
+    type0 = mido.MidiFile(type=0, ticks_per_beat=96)
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100))])
+    for step in range(64):
+        track += [mido.Message("note_on", channel=9, note=36 if step % 4 == 0 else 42, velocity=90, time=0),
+                  mido.Message("note_off", channel=9, note=36 if step % 4 == 0 else 42, velocity=0, time=48)]
+    type0.tracks.append(track)
+    type0.save(folder / "type0_drums.mid")
+    return folder
+
+
+def test_prepare_skips_bad_files_with_reasons_and_never_stops(tmp_path: Path) -> None:
+    folder = _odd_folder(tmp_path)
+    summary = prepare_dataset(folder, tmp_path / "data", progress=False)
+    report = json.loads((tmp_path / "data" / "prepare_report.json").read_text())
+    skipped = {s["file"]: s["reason"] for s in report["skipped"]}
+    assert set(skipped) == {"corrupt.mid", "empty.mid", "waltz.mid"}
+    assert "unreadable" in skipped["corrupt.mid"]
+    assert "no notes" in skipped["empty.mid"]
+    assert "4/4" in skipped["waltz.mid"]
+    used = {u["file"]: u for u in report["used"]}
+    assert used["FunkyBeat104bpm.mid"]["bpm"] == 104 and used["FunkyBeat104bpm.mid"]["genre"] == "funk"
+    assert used["type0_drums.mid"]["bpm"] == pytest.approx(100) and used["type0_drums.mid"]["roles"] == ["drums"]
+    assert summary["files"] == {"found": 6, "used": 3, "skipped": 3}
+    assert (tmp_path / "data" / "prepare_report.md").read_text().count("|") > 10
+    assert not (tmp_path / "data.partial").exists()
+
+
+def test_prepare_splits_by_source_and_writes_the_index(tiny_dataset: Path) -> None:
+    report = json.loads((tiny_dataset / "prepare_report.json").read_text())
+    splits = {u["file"]: u["split"] for u in report["used"]}
+    assert set(splits.values()) == {"train", "valid"}
+    summary = json.loads((tiny_dataset / "dataset.json").read_text())
+    assert summary["windows"]["valid"] > 0 and summary["sequences"]["train"] > summary["windows"]["train"]
+    assert (tiny_dataset / "index" / "index.npz").is_file()
+    from symbolic.canonical import NoveltyIndex
+
+    index = NoveltyIndex.load(tiny_dataset / "index")
+    train_files = {f for f, s in splits.items() if s == "train"}
+    assert set(index.sources) == train_files  # validation songs never enter the novelty index
+    assert len(list((tiny_dataset / "reference_midi").glob("*.mid"))) > 0
+
+
+@pytest.mark.parametrize("case", ["empty_folder", "only_corrupt", "existing_out"])
+def test_prepare_errors(tmp_path: Path, case: str) -> None:
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    out = tmp_path / "data"
+    if case == "only_corrupt":
+        (folder / "bad.mid").write_bytes(b"garbage")
+    if case == "existing_out":
+        write_groove(folder / "a.mid", "rock", 120)
+        out.mkdir()
+    with pytest.raises(PrepareError):
+        prepare_dataset(folder, out, progress=False)
+    assert not (tmp_path / "data.partial").exists()
+
+
+# ------------------------------------------------------------------ training
+
+def test_tiny_model_trains_and_its_loss_falls(tiny_model: Path) -> None:
+    history = json.loads((tiny_model / "history.json").read_text())
+    losses = [loss for _, loss in history["train"]]
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])
+    meta = json.loads((tiny_model / "stemforge.json").read_text())
+    assert meta["data_sha256"] and meta["val_loss"] < losses[0]
+    assert (tiny_model / "loss.png").stat().st_size > 5000
+    assert (tiny_model / "index" / "index.npz").is_file()
+    composer = load_composer(tiny_model)
+    assert composer.genres == ["hiphop", "house", "rock"]
+
+
+def test_resume_continues_from_the_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
+    from symbolic.train import TrainConfig, TrainError, train
+
+    out = tmp_path / "model"
+    config = TrainConfig.load("tiny")
+    train(tiny_dataset, out, config, steps=20, progress=False)
+    with pytest.raises(TrainError, match="already exists"):
+        train(tiny_dataset, out, TrainConfig.load("tiny"), steps=30, progress=False)
+    meta = train(tiny_dataset, out, TrainConfig.load("tiny"), resume=True, steps=30, progress=False)
+    assert meta["steps"] == 30
+    history = json.loads((out / "history.json").read_text())
+    assert [s for s, _ in history["train"]] == list(range(1, 31))
+
+
+def test_unknown_config_key_is_an_error(tmp_path: Path) -> None:
+    from symbolic.train import TrainConfig, TrainError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("n_layer: 2\nlearnin_rate: 0.1\n")
+    with pytest.raises(TrainError, match="learnin_rate"):
+        TrainConfig.load(path)
+
+
+# ------------------------------------------------------------------ sampling
+
+def _check_valid(tracks: dict[str, Track], roles: tuple[str, ...], bars: int) -> None:
+    assert set(tracks) == set(roles)
+    for role, track in tracks.items():
+        assert track.notes, role
+        assert max(n.start + n.duration for n in track.notes) <= bars * TICKS_PER_BAR, role
+        assert min(n.start for n in track.notes) >= 0
+
+
+@pytest.mark.parametrize("bars", [1, 4, 8])
+def test_sampling_is_always_valid_with_exact_bars(tiny_model: Path, bars: int) -> None:
+    composer = load_composer(tiny_model)
+    sampler = Sampler(composer)
+    for seed in range(4):
+        plan = SamplePlan(composer.tokenizer.prefix_ids("house", 124, "A minor", "normal", bars), ROLES, bars)
+        ids = sampler.sample(plan, SamplingSettings(temperature=1.5, top_p=1.0), seed)
+        assert ids[: len(plan.prefix_ids)] == plan.prefix_ids
+        segments = composer.tokenizer.split_tracks(ids)
+        assert [s.count(composer.tokenizer.bar_id) for s in segments] == [bars] * 3
+        _check_valid(composer.tokenizer.decode_tracks(ids), ROLES, bars)
+
+
+def test_grammar_refuses_a_token_that_would_break_the_bar_count() -> None:
+    tables = GrammarTables(TOKENIZER)
+    state = GrammarState(tables, ("bass",), bars=1)
+    for token in ("Track_Start", "Program_33", "Bar_None"):
+        state.advance(TOKENIZER.vocab[token])
+    with pytest.raises(GrammarError):
+        state.advance(TOKENIZER.vocab["Bar_None"])  # a second bar in a 1-bar piece
+    with pytest.raises(GrammarError):
+        state.advance(TOKENIZER.vocab["PitchDrum_36"])  # drum sound in the bass
+
+
+def test_tracks_given_as_context_are_kept_token_for_token(tiny_model: Path) -> None:
+    composer = load_composer(tiny_model)
+    tokenizer = composer.tokenizer
+    drums = groove_tracks("rock", 4, 0, np.random.default_rng(1))["drums"]
+    context = tokenizer.encode_track(drums, TICKS_PER_BEAT, 4)
+    plan = SamplePlan(tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4), ("drums", "bass", "melody"), 4,
+                      {"drums": context})
+    ids = Sampler(composer).sample(plan, SamplingSettings(), seed=5)
+    assert tokenizer.split_tracks(ids)[0] == context
+    decoded = tokenizer.decode_tracks(ids)
+    assert [(n.start, n.pitch) for n in decoded["drums"].notes] == [(n.start, n.pitch) for n in drums.notes]
+
+
+def test_same_seed_same_tokens_other_seed_other_tokens(tiny_model: Path) -> None:
+    composer = load_composer(tiny_model)
+    plan = SamplePlan(composer.tokenizer.prefix_ids("hiphop", 90, "C minor", "normal", 4), ROLES, 4)
+    first = Sampler(composer).sample(plan, SamplingSettings(), seed=11)
+    second = Sampler(composer).sample(plan, SamplingSettings(), seed=11)
+    third = Sampler(composer).sample(plan, SamplingSettings(), seed=12)
+    assert first == second and first != third
+
+
+def test_fast_decoder_matches_the_transformers_forward(tiny_model: Path) -> None:
+    import torch
+
+    from symbolic.model import FastDecoder
+
+    composer = load_composer(tiny_model)
+    ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
+    decoder = FastDecoder.from_directory(tiny_model)
+    ours = decoder.forward(ids[:4])
+    ours = decoder.forward(ids[4:])
+    with torch.no_grad():
+        reference = composer.model(torch.tensor([ids])).logits[0, -1]
+    assert torch.allclose(ours, reference, atol=1e-4)
+
+
+def test_shipped_configs_load() -> None:
+    from symbolic.train import TrainConfig
+
+    for name in ("tiny", "small"):
+        assert TrainConfig.load(name).n_layer >= 1
+
+
+def test_copy_of_model_dir_loads(tiny_model: Path, tmp_path: Path) -> None:
+    shutil.copytree(tiny_model, tmp_path / "copy")
+    assert load_composer(tmp_path / "copy").max_bars >= 8
