@@ -174,10 +174,15 @@ def cmd_sounds(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval.report import EvalRequest, run_eval
 
-    weights = dict(item.split("=", 1) for item in args.embedding_weights)
+    weights = {}
+    for item in args.embedding_weights:
+        name, separator, value = item.partition("=")
+        if not separator or not value:
+            raise ValueError(f"--embedding-weights: {item!r} is not NAME=PATH (e.g. vggish=~/vggish.pth)")
+        weights[name] = value
     report = run_eval(EvalRequest(
         run_dirs=args.run_dirs, out_dir=args.out, model_dir=args.model, data_dir=args.data,
-        reference=args.reference, embeddings=tuple(args.embedding), embedding_weights=weights,
+        reference=args.reference, embeddings=tuple(args.embedding or ("features",)), embedding_weights=weights,
         bootstrap=args.bootstrap, seed=args.seed,
     ))
     print(f"wrote {args.out}/report.md, report.html, report.json")
@@ -233,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("midi_dir", type=Path, help="folder of .mid/.midi files (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="dataset folder to create")
     p.add_argument("--metadata", type=Path, help="CSV with a filename column and any of genre, bpm, key, group")
-    p.add_argument("--config", type=Path, help="prepare config YAML (window_bars, stride_bars, transpositions, ...)")
+    p.add_argument("--config", help="prepare config: a shipped name (default) or a YAML path with window_bars, "
+                   "stride_bars, transpositions, valid_fraction, ...")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="train the composer on a prepared dataset", formatter_class=HelpFormatter)
@@ -262,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="prepared dataset to compare against (overrides the model's index)")
     p.add_argument("--reference", type=Path, help="folder of your own stems/mixes or MIDI as the FAD reference")
     p.add_argument("--embedding", action="append", default=None,
-                   help="embedding(s) for FAD, repeatable (features, vggish, pann, encodec, clap)")
+                   help="embedding(s) for FAD, repeatable: features (weight-free, the default), vggish, encodec")
     p.add_argument("--embedding-weights", action="append", default=[], metavar="NAME=PATH",
                    help="local weights (or a hub id you name) for an embedding")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the FAD interval")
@@ -307,8 +313,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "embedding", "unset") is None:
-        args.embedding = ["features"]
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as error:

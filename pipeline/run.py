@@ -331,11 +331,12 @@ def render_into(directory: Path, arrangement: Arrangement, request: RunRequest,
 
         if not request.musicgen:
             raise RunError("--musicgen: name a hub id or a local folder for --renderer musicgen")
+        report = progress or (lambda stage, fraction: None)
         stems, info = render_musicgen(
             arrangement,
             MusicGenOptions(model=request.musicgen, sample_rate=request.sample_rate,
                             seed=arrangement.conditions.seed),
-            stems, progress,
+            stems, lambda message: report(message, 0.6),
         )
     elif request.renderer != "sample":
         raise RunError(f"--renderer: unknown renderer {request.renderer!r}; use sample or musicgen")

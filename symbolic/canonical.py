@@ -3,7 +3,8 @@ that `pipeline prepare` writes into the training index and `pipeline eval` check
 
 A canonical track is its notes quantized to `GRID_PER_BEAT` steps, as sorted
 (start, duration, pitch) triples relative to the window start; velocity is left out
-because copying a part does not depend on how hard it is played. The transposition-
+because copying a part does not depend on how hard it is played, and so are drum
+durations (one-shots). The transposition-
 invariant form subtracts the lowest pitch (pitched roles only).
 """
 
@@ -43,7 +44,11 @@ def canonical_notes(
 
 
 def digest(role: str, canonical: np.ndarray, invariant: bool = False) -> bytes:
+    """Drum durations are left out: drums are one-shots and the tokens do not carry them."""
     rows = canonical
+    if role == "drums" and len(rows):
+        rows = rows.copy()
+        rows[:, 1] = 0
     if invariant and len(rows):
         rows = rows.copy()
         rows[:, 2] -= rows[:, 2].min()

@@ -111,12 +111,13 @@ class GrammarState:
             return t.pitch[role]
         if self.last in (Kind.PITCH, Kind.PITCH_DRUM):
             return t.velocity
-        if self.last == Kind.VELOCITY:
+        if self.last == Kind.VELOCITY and role != "drums":
             remaining = (self.bars - self.bar_count) * t.ticks_per_bar + t.ticks_per_bar - self.position
             return t.duration & (t.value <= remaining)
-        # after a Bar or a Duration: a later position, a chord note, the next bar or the end
+        # after a Bar or a complete note (Duration; Velocity for drums): a later position,
+        # another note at this position, the next bar or the end
         mask = t.position & (t.value > self.position)
-        if self.last == Kind.DURATION:
+        if self.last in (Kind.DURATION, Kind.VELOCITY):
             mask = mask | t.pitch[role]
         if self.bar_count < self.bars:
             mask = mask | t.bar
@@ -144,7 +145,7 @@ class GrammarState:
             self.position = -1
         elif kind == Kind.POSITION:
             self.position = int(self.tables.value[token])
-        elif kind == Kind.DURATION:
+        elif kind == Kind.DURATION or (kind == Kind.VELOCITY and self.roles[self.role_index] == "drums"):
             self.notes_in_track += 1
         self.last = kind
 

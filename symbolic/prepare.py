@@ -24,9 +24,10 @@ import symusic
 import yaml
 from tqdm import tqdm
 
+from configs import resolve_config
 from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
 from symbolic.canonical import NoveltyIndex, piece_digests
-from symbolic.conditions import DENSITIES, GENRES, KEY_NAMES, ROLES, Key, match_genre, parse_key
+from symbolic.conditions import DENSITIES, GENRES, ROLES, Key, match_genre, parse_key
 from symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
 
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
@@ -51,10 +52,11 @@ class PrepareConfig:
     seed: int = 0
 
     @classmethod
-    def load(cls, path: Path | None) -> PrepareConfig:
-        if path is None:
+    def load(cls, name_or_path: str | Path | None) -> PrepareConfig:
+        if name_or_path is None:
             return cls()
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        path = resolve_config(name_or_path, "prepare")
+        data = yaml.safe_load(path.read_text()) or {}
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise PrepareError(f"{path}: unknown prepare config key(s) {sorted(unknown)}")
@@ -524,6 +526,3 @@ def _report_markdown(summary: dict, skipped: list[dict]) -> str:
         lines += [f"| {s['file']} | {s['reason']} |" for s in skipped]
     return "\n".join(lines) + "\n"
 
-
-def describe_key_names() -> str:
-    return ", ".join(KEY_NAMES)

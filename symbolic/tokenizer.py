@@ -7,9 +7,9 @@ token names the role; the GM program written to MIDI is chosen per genre at outp
 and holds exactly `n` Bar tokens. Tracks are independent streams, so any subset can be
 given as context and the rest generated after it ("regenerate the bass").
 
-Why MMM over REMI+programs (measured on an 8-bar 3-track groove, see docs/tokens.md):
-both round-trip notes exactly on our grid, MMM is ~10% shorter, and only a track-by-track
-layout lets a kept track be a prefix.
+Why MMM over REMI+programs (bench/tokens.py, docs/tokens.md): both round-trip notes
+exactly on our grid, MMM is ~13% shorter, and only a track-by-track layout lets a kept
+track be a prefix. Drum notes carry no Duration token (they are one-shots).
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ class ComposerTokenizer:
             special_tokens=["PAD", "BOS", "EOS", *condition_tokens],
             use_tempos=False,
             use_time_signatures=False,
+            # drums are one-shots: no Duration token saves ~25% of the tokens of a groove
+            use_note_duration_programs=[p for p in ROLE_PROGRAMS.values() if p >= 0],
         )
         self.miditok = MMM(config)
         self.vocab: dict[str, int] = dict(self.miditok.vocab)
@@ -199,17 +201,20 @@ class ComposerTokenizer:
         return segments
 
     def decode_tracks(self, ids: list[int], ticks_per_beat: int = TICKS_PER_BEAT) -> dict[str, Track]:
-        """role -> Track at `ticks_per_beat` for every complete track in the sequence."""
+        """role -> Track at `ticks_per_beat` for every complete track in the sequence.
+        Drum hits get a 16th-note duration, cut at the end of the last bar."""
         tracks: dict[str, Track] = {}
         scale = ticks_per_beat // self.spec.grid_per_beat
         for segment in self.split_tracks(ids):
             program = int(self.id_to_token[segment[1]].split("_")[1])
             role = PROGRAM_ROLES[program]
+            end = segment.count(self.bar_id) * BEATS_PER_BAR * ticks_per_beat
             score = self.miditok.decode(segment)
             notes = []
             for source in score.tracks:
-                notes += [
-                    Note(n.time * scale, n.duration * scale, n.pitch, n.velocity) for n in source.notes
-                ]
+                for n in source.notes:
+                    start = n.time * scale
+                    duration = ticks_per_beat // 4 if role == "drums" else n.duration * scale
+                    notes.append(Note(start, min(duration, end - start), n.pitch, n.velocity))
             tracks[role] = Track(role, max(program, 0), role == "drums", sorted(notes))
         return tracks

@@ -39,6 +39,7 @@ class TrainConfig:
     dropout: float = 0.1
     # optimisation
     batch_size: int = 8
+    batch_tokens: int = 0  # >0: sequences per batch = batch_tokens // longest in a same-length bucket
     learning_rate: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 200
@@ -68,6 +69,19 @@ class TokenDataset:
     def __init__(self, data_dir: Path, split: str) -> None:
         self.tokens = np.load(data_dir / f"{split}_tokens.npy")
         self.offsets = np.load(data_dir / f"{split}_offsets.npy")
+        # buckets of sequences with the same bar count, so a batch is not mostly padding
+        bars_tokens = self.tokens[self.offsets[:-1] + 5] if len(self) else np.zeros(0)
+        self.buckets = [np.flatnonzero(bars_tokens == b) for b in np.unique(bars_tokens)]
+        lengths = np.diff(self.offsets)
+        self.bucket_longest = [int(lengths[b].max()) for b in self.buckets]
+
+    def draw(self, rng: np.random.Generator, batch_size: int, batch_tokens: int, block: int) -> np.ndarray:
+        if batch_tokens <= 0:
+            return rng.integers(0, len(self), size=batch_size)
+        sizes = np.array([len(b) for b in self.buckets], dtype=float)
+        bucket = int(rng.choice(len(self.buckets), p=sizes / sizes.sum()))
+        count = max(1, batch_tokens // min(block, self.bucket_longest[bucket]))
+        return rng.choice(self.buckets[bucket], size=count)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -228,7 +242,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
                            warmup_steps=config.warmup_steps, max_steps=config.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            indices = rng.integers(0, len(train_set), size=config.batch_size)
+            indices = train_set.draw(rng, config.batch_size, config.batch_tokens, config.n_positions)
             ids, attention, labels = make_batch(train_set, indices, tokenizer, config.n_positions, rng,
                                                 config.track_shuffle_prob)
             loss = model(input_ids=ids.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss

@@ -34,9 +34,9 @@ def test_tokenizer_round_trip_keeps_notes_onsets_durations_and_drums(genre: str)
     for role, track in tracks.items():
         got = decoded[role]
         assert got.is_drum == (role == "drums")
-        assert [(n.start, n.duration, n.pitch) for n in got.notes] == [
-            (n.start, n.duration, n.pitch) for n in track.notes
-        ], role
+        assert [(n.start, n.pitch) for n in got.notes] == [(n.start, n.pitch) for n in track.notes], role
+        if role != "drums":  # drums are one-shots: no duration token
+            assert [n.duration for n in got.notes] == [n.duration for n in track.notes], role
         # 8 velocity bins over 1-127: within half a bin
         assert all(abs(a.velocity - b.velocity) <= 8 for a, b in zip(got.notes, track.notes))
 

@@ -1,0 +1,274 @@
+"""Audio for FAD, both sides: the generated stems and mixes of run folders, and the
+reference — the training MIDI rendered through the runs' own renderer and kit (so timbre
+does not dominate the distance), or a folder of the producer's stems/mixes/MIDI.
+
+Clips are yielded one at a time (audio, role, genre) so the caller can embed and drop them;
+`conform` brings any clip to one sample rate, channel count and float scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Arrangement, ArrangementError, read_tracks
+from symbolic.conditions import GENRES, ROLES, Conditions, match_genre
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".mp3")
+MIDI_SUFFIXES = (".mid", ".midi")
+MIX = "mix"
+CLIP_ROLES: tuple[str, ...] = (*ROLES, MIX)
+
+
+class EvalError(ValueError):
+    """Bad eval input; the one-line message names the file or field and what to do."""
+
+
+@dataclass
+class Clip:
+    name: str  # run folder or reference file, for the report
+    role: str  # drums | bass | melody | mix
+    audio: np.ndarray  # float32 (channels, samples)
+    sample_rate: int
+    genre: str | None = None
+
+
+# ---------------------------------------------------------------- audio I/O
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """float32 (channels, samples) in [-1, 1] whatever the file's bit depth, and its rate."""
+    import soundfile
+
+    try:
+        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:  # soundfile raises LibsndfileError/RuntimeError on bad bytes
+        raise EvalError(f"{path}: not a readable audio file ({error})") from error
+    if not len(data):
+        raise EvalError(f"{path}: the audio file is empty")
+    return np.ascontiguousarray(data.T), int(sample_rate)
+
+
+def conform(audio: np.ndarray, sample_rate: int, target_rate: int, channels: int) -> np.ndarray:
+    """Resample to `target_rate` (soxr via librosa) and mix down / duplicate to `channels`.
+
+    Integer audio is scaled to [-1, 1) by its bit depth; non-finite samples become 0."""
+    import librosa
+
+    signal = np.asarray(audio)
+    if np.issubdtype(signal.dtype, np.integer):
+        signal = signal.astype(np.float32) / float(np.iinfo(signal.dtype).max + 1)
+    signal = np.nan_to_num(signal.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    if signal.ndim == 1:
+        signal = signal[None]
+    if channels == 1 and signal.shape[0] != 1:
+        signal = signal.mean(axis=0, keepdims=True)
+    elif channels == 2 and signal.shape[0] == 1:
+        signal = np.repeat(signal, 2, axis=0)
+    elif channels == 2 and signal.shape[0] > 2:
+        signal = signal[:2]
+    if sample_rate != target_rate:
+        signal = librosa.resample(signal, orig_sr=sample_rate, target_sr=target_rate, res_type="soxr_hq", axis=-1)
+    return np.ascontiguousarray(signal, dtype=np.float32)
+
+
+def role_from_name(name: str) -> str:
+    """Role a producer's file name suggests ('kick_drums.wav' -> drums); anything else is a mix."""
+    lowered = Path(name).stem.lower()
+    for role in ROLES:
+        if role in lowered or (role == "drums" and "drum" in lowered):
+            return role
+    return MIX
+
+
+# ---------------------------------------------------------------- run folders
+
+def read_run(run_dir: Path) -> dict:
+    """run.json of a run folder, checked for what eval needs (MIDI, stems, mix)."""
+    manifest = run_dir / "run.json"
+    if not run_dir.is_dir():
+        raise EvalError(f"{run_dir}: not a run folder; pass folders written by `pipeline run`")
+    if not manifest.is_file():
+        raise EvalError(f"{manifest}: missing; pass folders written by `pipeline run`")
+    try:
+        run = json.loads(manifest.read_text())
+    except json.JSONDecodeError as error:
+        raise EvalError(f"{manifest}: not valid JSON ({error})") from error
+    for key in ("conditions", "midi"):
+        if not isinstance(run.get(key), dict):
+            raise EvalError(f"{manifest}: field '{key}' is missing; was it written by `pipeline run`?")
+    if not run.get("stems"):
+        raise EvalError(f"{manifest}: the run has no stems; render it (`pipeline run ... --stems`) before eval")
+    for role, relative in {**run["stems"], MIX: run.get("mix") or "mix.wav"}.items():
+        if not (run_dir / relative).is_file():
+            raise EvalError(f"{run_dir / relative}: {role} audio listed in run.json is missing")
+    return run
+
+
+def run_tracks(run_dir: Path, run: dict) -> dict[str, list]:
+    """role -> notes of a run, from the full MIDI or the per-role files."""
+    midi = run["midi"]
+    paths = [midi["full"]] if midi.get("full") else [p for r, p in midi.items() if r != "full"]
+    tracks: dict[str, list] = {}
+    for relative in paths:
+        path = run_dir / relative
+        if not path.is_file():
+            raise EvalError(f"{path}: MIDI listed in run.json is missing")
+        try:
+            for role, track in read_tracks(path).items():
+                tracks.setdefault(role, track.notes)
+        except ArrangementError as error:
+            raise EvalError(str(error)) from error
+    return tracks
+
+
+def iter_run_clips(run_dir: Path, run: dict) -> Iterator[Clip]:
+    genre = run["conditions"].get("genre")
+    for role, relative in {**run["stems"], MIX: run.get("mix") or "mix.wav"}.items():
+        audio, sample_rate = read_audio(run_dir / relative)
+        yield Clip(run_dir.name, role if role in CLIP_ROLES else MIX, audio, sample_rate, genre)
+
+
+# ---------------------------------------------------------------- reference
+
+def reference_metadata(directory: Path) -> dict[str, dict]:
+    """file name -> row of reference.json (genre, bpm, source...) when prepare wrote one."""
+    table = directory / "reference.json"
+    if not table.is_file():
+        return {}
+    try:
+        return {row["file"]: row for row in json.loads(table.read_text())}
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return {}
+
+
+def arrangement_from_midi(path: Path, genre: str | None = None, bpm: float | None = None) -> Arrangement:
+    """A stemforge Arrangement of a MIDI file: tracks by role, tempo from the file (or
+    `bpm`), genre from metadata / the file name or 'pop', bars rounded up."""
+    import symusic
+
+    try:
+        tracks = read_tracks(path)
+        score = symusic.Score(str(path))
+    except (ArrangementError, RuntimeError) as error:
+        raise EvalError(f"{path}: not a readable MIDI file ({error})") from error
+    if not tracks:
+        raise EvalError(f"{path}: no track named drums/bass/melody (nor a drum track); not a stemforge MIDI")
+    if bpm is None:
+        bpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+    scale = TICKS_PER_BEAT / score.ticks_per_quarter
+    end = max([t.end_tick() for t in tracks.values()] + [round(m.time * scale) for m in score.markers])
+    bars = max(1, math.ceil(end / TICKS_PER_BAR))
+    genre = genre if genre in GENRES else (match_genre(path.stem.replace("_", " ")) or "pop")
+    return Arrangement(Conditions(genre=genre, bpm=round(float(bpm), 3), bars=bars), tracks)
+
+
+def _asset_path(value: object) -> str | None:
+    """run.json records a sound asset as {"path", "sha256", "name"} (or a bare path)."""
+    if isinstance(value, dict):
+        value = value.get("path")
+    return str(value) if value else None
+
+
+def render_options_for(runs: list[dict]) -> tuple[object, list[str]]:
+    """RenderOptions that render reference MIDI like the runs were rendered: the same
+    SoundFont, drum kit, dry/tail settings and sample rate (first run wins). FX presets
+    and instruments are left to each reference piece's own genre and programs, as the
+    runs' were to theirs. Only fields RenderOptions has are passed on."""
+    from audio.render import RenderOptions
+
+    names = {f.name for f in dataclasses.fields(RenderOptions)}
+    notes: list[str] = []
+    first = runs[0]
+    keys = ("renderer", "soundfont", "kit", "dry", "tail", "sample_rate")
+
+    def setup(run: dict) -> str:
+        return json.dumps({k: _asset_path(run.get(k)) if k in ("soundfont", "kit") else run.get(k) for k in keys},
+                          sort_keys=True, default=str)
+
+    if any(setup(run) != setup(first) for run in runs):
+        notes.append("runs were rendered with different renderer settings; the reference uses the first run's")
+    if first.get("renderer") not in (None, "sample"):
+        # MusicGen runs ~0.03x real time on a CPU: rendering a hundred references would take hours.
+        notes.append(f"runs were rendered with {first.get('renderer')}; the reference MIDI is rendered with the "
+                     "sample renderer, so part of the distance is timbre")
+    values: dict = {"soundfont": _asset_path(first.get("soundfont")), "kit": _asset_path(first.get("kit")),
+                    "dry": first.get("dry"), "tail": first.get("tail"), "sample_rate": first.get("sample_rate")}
+    if values["soundfont"] is not None:
+        values["soundfont"] = Path(values["soundfont"])
+        if not values["soundfont"].is_file():
+            notes.append(f"the runs' SoundFont {values['soundfont']} is gone; the reference uses the default one")
+            values["soundfont"] = None
+    values = {k: v for k, v in values.items() if k in names and v is not None}
+    return RenderOptions(**values), notes
+
+
+def iter_rendered_midi(paths: list[Path], options: object, metadata: dict[str, dict] | None = None) -> Iterator[Clip]:
+    """Render reference MIDI files through the sample renderer: one clip per role + mix."""
+    from audio.render import render_arrangement
+
+    metadata = metadata or {}
+    for path in paths:
+        row = metadata.get(path.name, {})
+        arrangement = arrangement_from_midi(path, genre=row.get("genre"), bpm=row.get("bpm"))
+        stems, _info = render_arrangement(arrangement, options)
+        known = row.get("genre") in GENRES or match_genre(path.stem.replace("_", " "))
+        genre = arrangement.conditions.genre if known else None
+        for role, audio in stems.stems.items():
+            yield Clip(path.name, role, np.asarray(audio, dtype=np.float32), int(stems.sample_rate), genre)
+        yield Clip(path.name, MIX, np.asarray(stems.mix(), dtype=np.float32), int(stems.sample_rate), genre)
+
+
+@dataclass
+class ReferenceSource:
+    """What the reference is, before any audio is read or rendered."""
+
+    kind: str  # "rendered_midi" | "folder"
+    path: Path
+    audio_files: list[Path]
+    midi_files: list[Path]
+    metadata: dict[str, dict]
+
+    def __len__(self) -> int:
+        return len(self.audio_files) + len(self.midi_files)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": str(self.path), "audio_files": len(self.audio_files),
+                "midi_files": len(self.midi_files)}
+
+
+def find_reference(path: Path, kind: str) -> ReferenceSource:
+    """Files of a reference folder (audio and/or MIDI, searched recursively)."""
+    if not path.is_dir():
+        raise EvalError(f"reference: {path} is not a folder; pass a folder of stems/mixes (wav/flac/aiff) or MIDI")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    audio = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
+    midi = [p for p in files if p.suffix.lower() in MIDI_SUFFIXES]
+    if not audio and not midi:
+        raise EvalError(f"reference: {path} holds no audio (wav/flac/aiff) or MIDI files; point --reference at "
+                        "a folder of your stems/mixes or MIDI")
+    return ReferenceSource(kind, path, audio, midi, reference_metadata(path))
+
+
+def iter_reference_clips(source: ReferenceSource, runs: list[dict], warnings: list[str]) -> Iterator[Clip]:
+    for path in source.audio_files:
+        try:
+            audio, sample_rate = read_audio(path)
+        except EvalError as error:  # one bad file in a producer's folder is skipped, not fatal
+            warnings.append(f"reference: skipped {error}")
+            continue
+        relative = path.relative_to(source.path)
+        yield Clip(str(relative), role_from_name(path.name), audio, sample_rate,
+                   match_genre(str(relative).replace("_", " ").replace("/", " ")))
+    if source.midi_files:
+        try:
+            options, notes = render_options_for(runs)
+        except ImportError as error:
+            raise EvalError(f"reference: rendering MIDI needs the sample renderer (audio.render): {error}") from error
+        warnings.extend(notes)
+        yield from iter_rendered_midi(source.midi_files, options, source.metadata)

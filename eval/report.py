@@ -1,0 +1,701 @@
+"""`pipeline eval`: FAD and SHA-256 novelty of run folders against the training set,
+written as report.json, report.md and a self-contained report.html (plots inline).
+
+    from eval.report import EvalRequest, run_eval
+    report = run_eval(EvalRequest([Path("runs/a"), Path("runs/b")], Path("report"), model_dir=Path("model")))
+
+The out folder is written under a temporary name and renamed into place; an existing
+out folder is refused, never overwritten.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from eval.embeddings import EMBEDDINGS, Embedding, build_embedding
+from eval.fad import fad_with_intervals
+from eval.novelty import MIN_COPY_NOTES, piece_novelty, summarize_levels
+from eval.reference import (
+    CLIP_ROLES,
+    MIX,
+    Clip,
+    EvalError,
+    ReferenceSource,
+    arrangement_from_midi,
+    conform,
+    find_reference,
+    iter_reference_clips,
+    iter_run_clips,
+    read_run,
+    run_tracks,
+)
+from eval.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
+from symbolic.arrangement import TICKS_PER_BEAT
+from symbolic.canonical import LEVELS, NoveltyIndex
+
+__all__ = ["EvalError", "EvalRequest", "run_eval"]
+
+REPORT_VERSION = 1
+MIN_GENRE_REFERENCE_CLIPS = 2  # fewer same-genre reference clips: compare with the whole reference
+MAX_PIANO_ROLLS = 6
+
+
+@dataclass
+class EvalRequest:
+    run_dirs: list[Path]
+    out_dir: Path
+    model_dir: Path | None = None
+    data_dir: Path | None = None  # overrides the model's index
+    reference: Path | None = None  # folder of stems/mixes (wav/flac/aiff) or MIDI; default: reference_midi rendered
+    embeddings: tuple[str, ...] = ("features",)
+    embedding_weights: dict[str, str] = field(default_factory=dict)  # name -> local path or hub id
+    bootstrap: int = 200
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- inputs
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_tree(paths: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(f"{path.relative_to(root)}\0{_sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise EvalError(f"{path}: missing; {what}") from error
+    except json.JSONDecodeError as error:
+        raise EvalError(f"{path}: not valid JSON ({error})") from error
+
+
+@dataclass
+class TrainingSide:
+    """Where the index and reference MIDI come from and which data they describe."""
+
+    index_dir: Path
+    reference_midi: Path | None
+    data_sha256: str | None
+    inputs: dict
+
+
+def resolve_training(model_dir: Path | None, data_dir: Path | None) -> TrainingSide:
+    if model_dir is None and data_dir is None:
+        raise EvalError("--model/--data: pass a model folder (`pipeline train`) or a prepared dataset "
+                        "(`pipeline prepare`); the novelty index and FAD reference come from there")
+    inputs: dict = {}
+    model_sha = None
+    if model_dir is not None:
+        meta = _read_json(model_dir / "stemforge.json", "pass a model folder written by `pipeline train`")
+        model_sha = meta.get("data_sha256")
+        inputs["model"] = {"path": str(model_dir.resolve()), "weights_sha256": meta.get("weights_sha256"),
+                           "data_sha256": model_sha}
+    data_sha = model_sha
+    if data_dir is not None:
+        meta = _read_json(data_dir / "dataset.json", "pass a dataset folder written by `pipeline prepare`")
+        data_sha = meta.get("data_sha256")
+        if model_sha and data_sha != model_sha:
+            raise EvalError(
+                f"--data: {data_dir} holds data {str(data_sha)[:12]}, but the model {model_dir} was trained on "
+                f"{model_sha[:12]}; pass the dataset the model was trained on, or drop --model to check "
+                "novelty against another dataset"
+            )
+        inputs["data"] = {"path": str(data_dir.resolve()), "data_sha256": data_sha}
+    home = data_dir if data_dir is not None else model_dir
+    index_dir = home / "index"
+    for name in ("index.json", "index.npz"):
+        if not (index_dir / name).is_file():
+            raise EvalError(f"{index_dir / name}: missing; run `pipeline prepare` again to write the novelty index")
+    inputs["index"] = {"path": str(index_dir.resolve()),
+                       **{name: _sha256_file(index_dir / name) for name in ("index.json", "index.npz", "windows.npz")
+                          if (index_dir / name).is_file()}}
+    reference = home / "reference_midi"
+    return TrainingSide(index_dir, reference if reference.is_dir() else None, data_sha, inputs)
+
+
+def _check_request(request: EvalRequest) -> None:
+    if request.out_dir.exists():
+        raise EvalError(f"--out: {request.out_dir} already exists; choose a new folder (reports are never overwritten)")
+    if not request.run_dirs:
+        raise EvalError("RUN_DIRS: no run folders given; pass folders written by `pipeline run --stems`")
+    if not request.embeddings:
+        raise EvalError("--embedding: name at least one embedding (features always works offline)")
+    for name in request.embeddings:
+        if name not in EMBEDDINGS:
+            raise EvalError(f"--embedding: unknown embedding {name!r}; choose from {', '.join(EMBEDDINGS)}")
+    for name in request.embedding_weights:
+        if name not in request.embeddings:
+            raise EvalError(f"--embedding-weights: {name!r} is not among --embedding {','.join(request.embeddings)}")
+    if request.bootstrap < 0:
+        raise EvalError(f"--bootstrap: {request.bootstrap} must be 0 (off) or more rounds")
+
+
+# ---------------------------------------------------------------- embedding
+
+@dataclass
+class EmbeddedSet:
+    """Frames of every clip, per embedding; clip labels in the same order."""
+
+    frames: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
+    labels: list[tuple[str, str, str | None]] = field(default_factory=list)  # (name, role, genre)
+
+    def select(self, embedding: str, role: str, genre: str | None = None) -> list[np.ndarray]:
+        return [f for f, (_, r, g) in zip(self.frames[embedding], self.labels, strict=True) if r == role and
+                (genre is None or g == genre)]
+
+    def count(self, role: str, genre: str | None = None) -> int:
+        return sum(1 for _, r, g in self.labels if r == role and (genre is None or g == genre))
+
+
+def embed_clip(clip: Clip, embedders: list[Embedding], into: EmbeddedSet) -> None:
+    conformed: dict[tuple[int, int], np.ndarray] = {}
+    for embedder in embedders:
+        key = (embedder.sample_rate, embedder.channels)
+        if key not in conformed:
+            conformed[key] = conform(clip.audio, clip.sample_rate, *key)
+        into.frames[embedder.name].append(embedder.embed(conformed[key]))
+    into.labels.append((clip.name, clip.role, clip.genre))
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool, unit: str = "clip"):
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, leave=False)
+
+
+# ---------------------------------------------------------------- FAD tables
+
+def fad_tables(generated: EmbeddedSet, reference: EmbeddedSet, embedders: list[Embedding], request: EvalRequest,
+               genres: list[str]) -> tuple[dict, dict]:
+    """FAD per embedding and role, and per genre (mix) when the runs span genres."""
+    overall: dict = {}
+    for embedder in embedders:
+        table = {}
+        for role in CLIP_ROLES:
+            gen, ref = generated.select(embedder.name, role), reference.select(embedder.name, role)
+            if not gen:
+                continue
+            if not ref:
+                table[role] = {"fad": None, "missing": f"the reference has no {role} audio"}
+                continue
+            if sum(len(f) for f in gen) < 2 or sum(len(f) for f in ref) < 2:
+                table[role] = {"fad": None, "missing": "fewer than 2 embedding frames on one side (clips too short)"}
+                continue
+            table[role] = fad_with_intervals(gen, ref, request.bootstrap, request.seed).to_dict()
+        overall[embedder.name] = table
+    by_genre: dict = {}
+    if len(genres) > 1:
+        for genre in genres:
+            by_genre[genre] = {}
+            for embedder in embedders:
+                gen = generated.select(embedder.name, MIX, genre)
+                ref = reference.select(embedder.name, MIX, genre)
+                against = "same-genre reference"
+                if len(ref) < MIN_GENRE_REFERENCE_CLIPS:
+                    ref, against = reference.select(embedder.name, MIX), "whole reference"
+                if sum(len(f) for f in gen) >= 2 and sum(len(f) for f in ref) >= 2:
+                    by_genre[genre][embedder.name] = {
+                        **fad_with_intervals(gen, ref, request.bootstrap, request.seed).to_dict(), "against": against}
+    return overall, by_genre
+
+
+def clip_distances(generated: list[np.ndarray], reference: list[np.ndarray]) -> dict:
+    """Distance of each clip's mean embedding to its nearest reference clip (dims scaled by
+    the reference spread), generated vs reference-to-other-reference: the histogram shows
+    whether generated clips sit inside the reference cloud."""
+    ref_frames = np.concatenate(reference)
+    scale = ref_frames.std(axis=0) + 1e-8
+    gen_means = np.stack([g.mean(axis=0) for g in generated]) / scale
+    ref_means = np.stack([r.mean(axis=0) for r in reference]) / scale
+    gen_to_ref = np.sqrt(((gen_means[:, None] - ref_means[None]) ** 2).sum(-1)).min(axis=1)
+    ref_ref = np.sqrt(((ref_means[:, None] - ref_means[None]) ** 2).sum(-1))
+    np.fill_diagonal(ref_ref, np.inf)
+    ref_to_ref = ref_ref.min(axis=1) if len(reference) > 1 else np.zeros(0)
+    return {"generated_to_reference": [float(x) for x in gen_to_ref],
+            "reference_to_reference": [float(x) for x in ref_to_ref if np.isfinite(x)]}
+
+
+# ---------------------------------------------------------------- novelty
+
+def load_store(index_dir: Path, reference_midi: Path | None, notes: list[str]) -> WindowNotes | None:
+    """Training windows for nearest-neighbour search: index/windows.npz when prepare wrote
+    it, else the reference MIDI windows (a sample of training)."""
+    path = index_dir / "windows.npz"
+    if path.is_file():
+        try:
+            return load_window_notes(path)
+        except (ValueError, KeyError, OSError) as error:
+            notes.append(f"{path}: unusable ({error}); nearest windows searched in the reference MIDI only")
+    if reference_midi is None:
+        notes.append("no training windows stored (index/windows.npz) and no reference_midi: nearest windows skipped")
+        return None
+    windows = []
+    for midi in sorted(reference_midi.glob("*.mid")):
+        try:
+            arrangement = arrangement_from_midi(midi)
+        except EvalError:
+            continue
+        tracks = {role: track.notes for role, track in arrangement.tracks.items()}
+        windows += piece_windows(midi.name, tracks, TICKS_PER_BEAT, arrangement.conditions.bars)
+    notes.append(f"no index/windows.npz: nearest windows searched among {len(windows)} reference_midi windows only")
+    return build_window_notes(windows, TICKS_PER_BEAT)
+
+
+def _json_piece(piece: dict) -> dict:
+    return {k: v for k, v in piece.items() if k != "windows"}
+
+
+# ---------------------------------------------------------------- plots
+
+def _plot_distances(distances: dict, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    values = distances["generated_to_reference"] + distances["reference_to_reference"]
+    bins = np.linspace(0, max(values) * 1.05 + 1e-9, 24)
+    if distances["reference_to_reference"]:
+        ax.hist(distances["reference_to_reference"], bins=bins, alpha=0.6, label="reference -> nearest other reference")
+    ax.hist(distances["generated_to_reference"], bins=bins, alpha=0.6, label="generated -> nearest reference")
+    ax.set_xlabel("distance between clip-mean embeddings (reference-std units)")
+    ax.set_ylabel("clips")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_similarities(similarities: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    ax.hist(similarities, bins=np.linspace(0, 1, 21), color="tab:purple", alpha=0.8)
+    ax.set_xlabel("note overlap with the nearest training window (1 = same notes)")
+    ax.set_ylabel("generated 4-bar windows")
+    ax.set_xlim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+ROLE_COLOURS = {"drums": "tab:gray", "bass": "tab:blue", "melody": "tab:orange"}
+
+
+def _roll(ax, window: dict[str, np.ndarray], title: str) -> None:
+    from symbolic.canonical import GRID_PER_BEAT
+
+    for role, rows in window.items():
+        for onset, duration, pitch in rows.tolist():
+            ax.broken_barh([(onset / GRID_PER_BEAT, duration / GRID_PER_BEAT)], (pitch - 0.4, 0.8),
+                           color=ROLE_COLOURS.get(role, "k"))
+    for beat in range(0, 17, 4):
+        ax.axvline(beat, color="0.85", lw=0.6, zorder=0)
+    ax.set_xlim(0, 16)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("beat")
+
+
+def _plot_piano_rolls(pairs: list[tuple[str, dict, str, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(10, 2.4 * len(pairs)), squeeze=False, sharey="row")
+    for (gen_title, gen, ref_title, ref), (left, right) in zip(pairs, axes, strict=True):
+        _roll(left, gen, gen_title)
+        _roll(right, ref, ref_title)
+        left.set_ylabel("pitch")
+    fig.legend(handles=[Patch(color=c, label=r) for r, c in ROLE_COLOURS.items()], loc="upper center", ncol=3,
+               fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (2.4 * len(pairs))))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _window_dict(rows: np.ndarray) -> dict[str, np.ndarray]:
+    from eval.window_store import CODE_ROLES
+
+    return {CODE_ROLES[int(c)]: rows[rows[:, 0] == c, 1:].astype(np.int32) for c in np.unique(rows[:, 0])}
+
+
+# ---------------------------------------------------------------- the report document
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) < 1e4 else f"{value:.3g}"
+    return str(value)
+
+
+def report_blocks(report: dict) -> list[tuple]:
+    """The document as blocks (kind, ...) rendered to Markdown and HTML alike."""
+    blocks: list[tuple] = [("h1", "stemforge evaluation report")]
+    inputs = report["inputs"]
+    summary = [f"{len(inputs['runs'])} run(s) evaluated against "
+               f"{inputs['reference']['kind'].replace('_', ' ')} reference `{inputs['reference']['path']}`"]
+    if "model" in inputs:
+        summary.append(f"model `{inputs['model']['path']}` (data sha256 `{str(inputs['model']['data_sha256'])[:16]}`)")
+    if "data" in inputs:
+        summary.append(f"dataset `{inputs['data']['path']}` (data sha256 `{str(inputs['data']['data_sha256'])[:16]}`)")
+    copies = report["novelty"]["copies"]
+    copied_runs = sorted({c["run"] for c in copies})
+    summary.append(f"exact copies of training material: **{len(copies)}** matched digest(s) in "
+                   f"{len(copied_runs)} run(s)" + (f" ({', '.join(copied_runs)}; see Novelty)" if copies else ""))
+    blocks.append(("list", summary))
+    if report["warnings"]:
+        blocks += [("h2", "Warnings"), ("list", report["warnings"])]
+
+    blocks.append(("h2", "FAD (Frechet Audio Distance; lower = closer to the reference)"))
+    blocks.append(("p", "Each embedding is its own table: numbers from different embeddings are not comparable. "
+                        "CI is a 95% bootstrap interval over clips; FAD-inf extrapolates to infinitely many "
+                        "generated frames."))
+    for name, table in report["fad"].items():
+        meta = next(e for e in inputs["embeddings"] if e["name"] == name)
+        blocks.append(("h3", f"embedding: {name} ({meta['dim']}-dim, {meta['sample_rate']} Hz, "
+                             f"{'mono' if meta['channels'] == 1 else 'stereo'}; weights: {meta['weights'] or 'none'})"))
+        rows, notes = [], defaultdict(list)  # message -> roles, so each caveat is said once
+        for role, r in table.items():
+            if r.get("fad") is None:
+                rows.append([role, "-", "-", "-", "-", "-"])
+                notes[r.get("missing")].append(role)
+                continue
+            ci = f"{_fmt(r['ci_low'])} - {_fmt(r['ci_high'])}" if r["ci_low"] is not None else "-"
+            rows.append([role, _fmt(r["fad"]), ci, _fmt(r["fad_inf"]),
+                         f"{r['n_generated_clips']} / {r['n_generated_frames']}",
+                         f"{r['n_reference_clips']} / {r['n_reference_frames']}"])
+            for warning in r["warnings"]:
+                notes[warning].append(role)
+        blocks.append(("table", ["role", "FAD", "95% CI", "FAD-inf", "generated clips / frames",
+                                 "reference clips / frames"], rows))
+        if notes:
+            blocks.append(("list", [f"{', '.join(roles)}: {message}" for message, roles in notes.items()]))
+        if name in report["plots"].get("distances", {}):
+            blocks.append(("img", report["plots"]["distances"][name], f"clip distances ({name}, mix)"))
+    if report["fad_by_genre"]:
+        blocks.append(("h3", "FAD per genre (mix)"))
+        rows = []
+        for genre, per in report["fad_by_genre"].items():
+            for name, r in per.items():
+                ci = f"{_fmt(r['ci_low'])} - {_fmt(r['ci_high'])}" if r["ci_low"] is not None else "-"
+                rows.append([genre, name, _fmt(r["fad"]), ci, str(r["n_generated_clips"]), r["against"]])
+        blocks.append(("table", ["genre", "embedding", "FAD", "95% CI", "generated clips", "compared with"], rows))
+
+    novelty = report["novelty"]
+    blocks.append(("h2", "Novelty (SHA-256 of canonical notes against the training index)"))
+    blocks.append(("p", "Share of the generated digests found verbatim in the training index, per level. "
+                        "'window' levels are 4-bar windows at every bar; 'invariant' ignores transposition "
+                        "(pitched roles)."))
+    blocks.append(("table", ["level", "generated", "found in training", "rate"],
+                   [[lv, str(v["generated"]), str(v["matched"]), f"{100 * v['rate']:.1f}%"]
+                    for lv, v in novelty["levels"].items()]))
+    if copies:
+        blocks.append(("h3", "Exact copies"))
+        blocks.append(("table", ["run", "level", "bar", "role", "notes", "training source", "training bar"],
+                       [[c["run"], c["level"], str(c["bar"] + 1), c["role"] or "all", str(c["notes"]),
+                         (c["training"] or {}).get("source", "?"), str((c["training"] or {}).get("start_bar", 0) + 1)]
+                        for c in copies]))
+    trivial = sum(len(p["trivial_matches"]) for p in novelty["runs"])
+    if trivial:
+        blocks.append(("p", f"{trivial} further match(es) of windows with fewer than "
+                            f"{novelty['min_copy_notes']} notes (e.g. a plain beat) are counted in the rates but "
+                            "not flagged as copies."))
+    if novelty["model_mismatch"]:
+        blocks.append(("h3", "Runs made with another model's data"))
+        blocks.append(("list", [f"{m['run']}: run data sha256 `{str(m['run_data_sha256'])[:16]}` vs index "
+                                f"`{str(m['index_data_sha256'])[:16]}`" for m in novelty["model_mismatch"]]))
+    blocks.append(("h3", "Nearest training window per run"))
+    rows = []
+    for piece in novelty["runs"]:
+        near = piece["nearest"]
+        rows.append([piece["run"], piece["genre"] or "-",
+                     _fmt(near["similarity"]) if near else "-",
+                     f"bar {near['bar'] + 1}" if near else "-",
+                     f"{near['training']['source']} bar {near['training']['start_bar'] + 1}" if near else "-",
+                     f"{near['transposition']:+d}" if near else "-",
+                     str(len(piece["copies"]))])
+    blocks.append(("table", ["run", "genre", "note overlap", "generated window", "training window",
+                             "transposition", "copies"], rows))
+    if novelty["notes"]:
+        blocks.append(("list", novelty["notes"]))
+    if "similarity" in report["plots"]:
+        blocks.append(("img", report["plots"]["similarity"], "note overlap with the nearest training window"))
+    if "piano_rolls" in report["plots"]:
+        blocks.append(("img", report["plots"]["piano_rolls"],
+                       "closest training window (right) next to the generated window (left)"))
+    if report["novelty_by_genre"]:
+        blocks.append(("h3", "Novelty per genre"))
+        rows = [[g, str(v["runs"]), *(f"{100 * v['levels'][lv]['rate']:.1f}%" for lv in LEVELS)]
+                for g, v in report["novelty_by_genre"].items()]
+        blocks.append(("table", ["genre", "runs", *LEVELS], rows))
+
+    blocks.append(("h2", "Inputs (to reproduce this report)"))
+    rows = [[r["dir"], r["genre"] or "-", str(r["bpm"]), r["run_json_sha256"][:16],
+             str(r["model_sha256"] or "-")[:16]] for r in inputs["runs"]]
+    blocks.append(("table", ["run folder", "genre", "bpm", "run.json sha256", "model sha256"], rows))
+    items = [f"reference: {json.dumps(inputs['reference'])}", f"index: {json.dumps(inputs['index'])}",
+             f"embeddings: {json.dumps(inputs['embeddings'])}",
+             f"bootstrap rounds: {inputs['bootstrap']}, seed: {inputs['seed']}"]
+    blocks.append(("list", items))
+    return blocks
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    out: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            out += ["#" * int(kind[1]) + " " + block[1], ""]
+        elif kind == "p":
+            out += [block[1], ""]
+        elif kind == "list":
+            out += [f"- {item}" for item in block[1]] + [""]
+        elif kind == "table":
+            header, rows = block[1], block[2]
+            out.append("| " + " | ".join(header) + " |")
+            out.append("|" + "---|" * len(header))
+            out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+            out.append("")
+        elif kind == "img":
+            out += [f"![{block[2]}]({block[1]})", ""]
+    return "\n".join(out)
+
+
+def _inline_md(text: str) -> str:
+    """Escape, then the two Markdown marks the blocks use: `code` and **bold**."""
+    import re
+
+    escaped = html.escape(text)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", escaped)
+
+
+def render_html(blocks: list[tuple], directory: Path) -> str:
+    """One file: styles inline, every plot a base64 PNG data URI."""
+    body: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            body.append(f"<{kind}>{_inline_md(block[1])}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline_md(block[1])}</p>")
+        elif kind == "list":
+            body.append("<ul>" + "".join(f"<li>{_inline_md(i)}</li>" for i in block[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                           for row in block[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode((directory / block[1]).read_bytes()).decode()
+            body.append(f'<figure><img alt="{html.escape(block[2])}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:.25em .6em;"
+             "font-size:.9em;text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3;"
+             "padding:0 .2em}figcaption{font-size:.85em;color:#555}")
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>stemforge evaluation report"
+            f"</title><style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+# ---------------------------------------------------------------- run_eval
+
+def run_eval(request: EvalRequest, progress: bool = True) -> dict:
+    """Evaluate run folders; write report.json/.md/.html (+ plots/) into `request.out_dir`
+    atomically and return the report.json content."""
+    _check_request(request)
+    started = time.perf_counter()
+    run_dirs = [Path(d) for d in request.run_dirs]
+    runs = [read_run(d) for d in run_dirs]
+    training = resolve_training(request.model_dir, request.data_dir)
+    warnings: list[str] = []
+
+    if request.reference is not None:
+        reference_source = find_reference(Path(request.reference), "folder")
+    elif training.reference_midi is not None:
+        reference_source = find_reference(training.reference_midi, "rendered_midi")
+    else:
+        home = request.data_dir or request.model_dir
+        raise EvalError(f"reference: {home}/reference_midi is missing; run `pipeline prepare` again or pass "
+                        "--reference DIR (your stems/mixes or MIDI)")
+    embedders = [build_embedding(name, request.embedding_weights.get(name)) for name in request.embeddings]
+    index = NoveltyIndex.load(training.index_dir)
+
+    generated, reference = EmbeddedSet(), EmbeddedSet()
+    clip_count = sum(len(r["stems"]) + 1 for r in runs)
+
+    def run_clips():
+        for run_dir, run in zip(run_dirs, runs, strict=True):
+            yield from iter_run_clips(run_dir, run)
+
+    for clip in _progress(run_clips(), clip_count, "embed generated", progress):
+        embed_clip(clip, embedders, generated)
+    reference_count = len(reference_source.audio_files) + 4 * len(reference_source.midi_files)
+    desc = "render + embed reference" if reference_source.midi_files else "embed reference"
+    for clip in _progress(iter_reference_clips(reference_source, runs, warnings), reference_count, desc, progress):
+        embed_clip(clip, embedders, reference)
+    if not reference.labels:
+        raise EvalError(f"reference: no usable audio in {reference_source.path}; every file was unreadable")
+
+    genres = sorted({r["conditions"].get("genre") or "?" for r in runs})
+    fad, fad_by_genre = fad_tables(generated, reference, embedders, request, genres)
+
+    # novelty
+    store_notes: list[str] = []
+    store = load_store(training.index_dir, training.reference_midi, store_notes)
+    pieces, mismatches = [], []
+    for run_dir, run in _progress(list(zip(run_dirs, runs, strict=True)), len(runs), "novelty", progress, "run"):
+        tracks = run_tracks(run_dir, run)
+        piece = piece_novelty(tracks, TICKS_PER_BEAT, int(run["conditions"]["bars"]), index, store)
+        piece["run"], piece["genre"] = run_dir.name, run["conditions"].get("genre")
+        for flag in piece["copies"] + piece["trivial_matches"]:
+            flag["run"] = run_dir.name
+        pieces.append(piece)
+        run_data = (run.get("model") or {}).get("data_sha256")
+        if training.data_sha256 and run_data != training.data_sha256:
+            mismatches.append({"run": run_dir.name, "run_data_sha256": run_data,
+                               "index_data_sha256": training.data_sha256})
+    if mismatches:
+        warnings.append(f"{len(mismatches)} run(s) were made with a model trained on other data than the index "
+                        "describes; their novelty is measured against data they did not learn from")
+    novelty = {
+        "levels": summarize_levels(pieces),
+        "copies": [c for p in pieces for c in p["copies"]],
+        "runs": [_json_piece(p) for p in pieces],
+        "model_mismatch": mismatches,
+        "min_copy_notes": MIN_COPY_NOTES,
+        "training_windows": len(store) if store is not None else 0,
+        "notes": store_notes,
+    }
+    novelty_by_genre = {}
+    if len(genres) > 1:
+        for genre in genres:
+            subset = [p for p in pieces if (p["genre"] or "?") == genre]
+            novelty_by_genre[genre] = {"runs": len(subset), "levels": summarize_levels(subset)}
+
+    for name, table in fad.items():
+        small = [role for role, r in table.items() if r.get("warnings")]
+        if small:
+            warnings.append(f"FAD ({name}) for {', '.join(small)}: the sets are small, so the numbers are rough; "
+                            "see the notes under the table")
+
+    report: dict = {
+        "version": REPORT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "inputs": {
+            "runs": [{"dir": str(d.resolve()), "run_json_sha256": _sha256_file(d / "run.json"),
+                      "genre": r["conditions"].get("genre"), "bpm": r["conditions"].get("bpm"),
+                      "bars": r["conditions"].get("bars"), "seed": r.get("seed"),
+                      "model_sha256": (r.get("model") or {}).get("sha256"),
+                      "model_data_sha256": (r.get("model") or {}).get("data_sha256")}
+                     for d, r in zip(run_dirs, runs, strict=True)],
+            **training.inputs,
+            "reference": {**reference_source.describe(), "sha256": _reference_sha(reference_source),
+                          "clips": {role: reference.count(role) for role in CLIP_ROLES}},
+            "embeddings": [{"name": e.name, "weights": e.weights, "weights_sha256": _weights_sha(e.weights),
+                            "sample_rate": e.sample_rate, "channels": e.channels, "dim": e.dim,
+                            "frame_seconds": e.frame_seconds} for e in embedders],
+            "bootstrap": request.bootstrap,
+            "seed": request.seed,
+        },
+        "fad": fad,
+        "fad_by_genre": fad_by_genre,
+        "novelty": novelty,
+        "novelty_by_genre": novelty_by_genre,
+        "distances": {},
+        "warnings": warnings,
+        "plots": {},
+    }
+
+    out_dir = Path(request.out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        (tmp / "plots").mkdir(parents=True)
+        _write_plots(report, generated, reference, embedders, pieces, store, tmp)
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1))
+        blocks = report_blocks(report)
+        (tmp / "report.md").write_text(render_markdown(blocks))
+        (tmp / "report.html").write_text(render_html(blocks, tmp))
+        if out_dir.exists():
+            raise EvalError(f"--out: {out_dir} appeared while evaluating; choose a new folder")
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _reference_sha(source: ReferenceSource) -> str:
+    return _sha256_tree(source.audio_files + source.midi_files, source.path)
+
+
+def _weights_sha(weights: str) -> str | None:
+    path = Path(weights) if weights else None
+    if path is None or not path.exists():
+        return None
+    if path.is_file():
+        return _sha256_file(path)
+    return _sha256_tree([p for p in path.rglob("*") if p.is_file()], path)
+
+
+def _write_plots(report: dict, generated: EmbeddedSet, reference: EmbeddedSet, embedders: list[Embedding],
+                 pieces: list[dict], store: WindowNotes | None, directory: Path) -> None:
+    plots: dict = {"distances": {}}
+    for embedder in embedders:
+        gen, ref = generated.select(embedder.name, MIX), reference.select(embedder.name, MIX)
+        if gen and ref:
+            distances = clip_distances(gen, ref)
+            report["distances"][embedder.name] = distances
+            name = f"plots/distances_{embedder.name}.png"
+            _plot_distances(distances, f"{embedder.name}: how far each mix is from the nearest reference mix",
+                            directory / name)
+            plots["distances"][embedder.name] = name
+    similarities = [s for p in pieces if p["nearest"] for s in p["nearest"]["window_similarities"]]
+    if similarities:
+        _plot_similarities(similarities, directory / "plots/similarity.png")
+        plots["similarity"] = "plots/similarity.png"
+    ranked = sorted((p for p in pieces if p["nearest"]), key=lambda p: -p["nearest"]["similarity"])
+    if ranked and store is not None:
+        pairs = []
+        for piece in ranked[:MAX_PIANO_ROLLS]:
+            near = piece["nearest"]
+            gen = _window_dict(piece["windows"][near["bar"]])
+            train = store.window(near["training_window"])
+            pairs.append((f"{piece['run']} bars {near['bar'] + 1}-{near['bar'] + 4} (generated)", gen,
+                          f"{near['training']['source']} bar {near['training']['start_bar'] + 1} "
+                          f"(overlap {near['similarity']:.2f}, transposed {near['transposition']:+d})", train))
+        _plot_piano_rolls(pairs, directory / "plots/piano_rolls.png")
+        plots["piano_rolls"] = "plots/piano_rolls.png"
+    report["plots"] = plots

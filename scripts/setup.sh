@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for stemforge: optional sound assets from apt (skipped where apt
+# is not available), a virtual environment in .venv with the CPU build of torch, and
+# stemforge itself (editable) with its test tools. Safe to run again: it only adds what
+# is missing.
+#   STEMFORGE_SKIP_APT=1   skip the apt step
+#   STEMFORGE_TORCH_INDEX  e.g. https://download.pytorch.org/whl/cu121 for a GPU build (see README)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${STEMFORGE_SKIP_APT:-}" ]; then
+  bash scripts/install_sounds.sh "$@" || true
+fi
+
+python3 -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+if [ -n "${STEMFORGE_TORCH_INDEX:-}" ]; then
+  "${pip[@]}" --index-url "$STEMFORGE_TORCH_INDEX" torch==2.13.0
+else
+  # pinned: a looser requirement makes pip fetch a multi-GB CUDA build on CPU machines
+  "${pip[@]}" torch==2.13.0
+fi
+"${pip[@]}" --config-settings editable_mode=compat -e ".[dev]"
+# tinysoundfont's metadata asks for pyaudio (live playback only, needs portaudio headers):
+# the renderer does not use it, so install the wheel without it
+"${pip[@]}" --no-deps tinysoundfont==0.3.7
+.venv/bin/python -c "import symbolic, audio, eval, pipeline, tinysoundfont" \
+  && echo "setup: ready (.venv/bin/pipeline --help)"

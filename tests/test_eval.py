@@ -1,0 +1,579 @@
+"""Eval stage: Frechet distance, embeddings, novelty, reference audio and the report.
+
+Everything is synthetic (sine tones, noise bursts, random note patterns) and small; the
+real renderer is only touched by the one integration test, which skips without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from scipy import linalg, signal
+
+from eval.embeddings import EmbeddingError, build_embedding, build_encodec, build_features, build_vggish
+from eval.fad import (
+    MIN_CLIPS,
+    embedding_statistics,
+    fad,
+    fad_with_intervals,
+    frechet_distance,
+)
+from eval.novelty import nearest_training_windows, piece_novelty
+from eval.reference import EvalError, conform, read_audio, role_from_name
+from eval.report import EvalRequest, run_eval
+from eval.window_store import load_window_notes, piece_windows, save_window_notes, window_rows
+from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Arrangement, Note, Track, tracks_to_score
+from symbolic.canonical import LEVELS, NoveltyIndex, piece_digests
+from symbolic.conditions import Conditions
+
+SR = 22050
+BARS = 8
+
+
+# ---------------------------------------------------------------- synthetic audio
+
+@functools.lru_cache(maxsize=256)
+def _synth(seed: int, seconds: float, sample_rate: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    out = np.zeros(n)
+    ring = np.arange(int(0.8 * sample_rate)) / sample_rate  # each event rings for 0.8 s at most
+    for start in np.arange(0, seconds, 0.25):
+        at = int(start * sample_rate)
+        t = ring[: n - at]
+        if rng.random() < 0.7:
+            freq = 110 * 2 ** (rng.integers(0, 36) / 12)
+            out[at : at + len(t)] += 0.2 * np.exp(-t * 6) * np.sin(2 * np.pi * freq * t)
+        if rng.random() < 0.4:
+            out[at : at + len(t)] += 0.15 * np.exp(-t * 40) * rng.standard_normal(len(t))
+    return out.astype(np.float32)[None]
+
+
+def synth_clip(seed: int, seconds: float = 3.0, sample_rate: int = SR) -> np.ndarray:
+    """A few decaying sine notes and noise bursts: music-like enough for MFCC statistics."""
+    return _synth(seed, float(seconds), int(sample_rate)).copy()
+
+
+def clip_set(seeds: range, transform=None, seconds: float = 3.0) -> list[np.ndarray]:
+    embedder = build_features()
+    clips = []
+    for seed in seeds:
+        audio = synth_clip(seed, seconds)
+        if transform is not None:
+            audio = transform(audio, seed).astype(np.float32)
+        clips.append(embedder.embed(audio))
+    return clips
+
+
+def add_noise(level: float):
+    return lambda audio, seed: audio + level * np.random.default_rng(1000 + seed).standard_normal(audio.shape)
+
+
+def low_pass(cutoff_hz: float):
+    sos = signal.butter(6, cutoff_hz, fs=SR, output="sos")
+    return lambda audio, seed: signal.sosfilt(sos, audio, axis=-1)
+
+
+# ---------------------------------------------------------------- Frechet distance
+
+def google_fad_formula(mu_x, sigma_x, mu_y, sigma_y) -> float:
+    """The formula of the reference implementation (google-research frechet_audio_distance,
+    fad_utils.frechet_distance), kept verbatim in spirit: no guards, real part taken."""
+    diff = mu_x - mu_y
+    sqrt_product = linalg.sqrtm(np.dot(sigma_x, sigma_y))
+    return float(np.real(diff.dot(diff) + np.trace(sigma_x) + np.trace(sigma_y) - 2 * np.trace(sqrt_product)))
+
+
+def test_frechet_distance_matches_the_closed_form_for_gaussians():
+    rng = np.random.default_rng(0)
+    mu_a, mu_b = rng.normal(size=6), rng.normal(size=6)
+    var_a, var_b = rng.uniform(0.2, 3, 6), rng.uniform(0.2, 3, 6)
+    # diagonal covariances: |mu_a - mu_b|^2 + sum (sqrt(var_a) - sqrt(var_b))^2
+    expected = float(((mu_a - mu_b) ** 2).sum() + ((np.sqrt(var_a) - np.sqrt(var_b)) ** 2).sum())
+    assert frechet_distance(mu_a, np.diag(var_a), mu_b, np.diag(var_b)) == pytest.approx(expected, rel=1e-9)
+    # full covariances sharing eigenvectors (rotated diagonals): the same closed form
+    rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    sigma_a, sigma_b = rotation @ np.diag(var_a) @ rotation.T, rotation @ np.diag(var_b) @ rotation.T
+    assert frechet_distance(mu_a, sigma_a, mu_b, sigma_b) == pytest.approx(expected, rel=1e-7)
+    # estimated from samples it converges to the same value
+    samples_a = rng.multivariate_normal(mu_a, sigma_a, 40000)
+    samples_b = rng.multivariate_normal(mu_b, sigma_b, 40000)
+    assert fad(samples_a, samples_b) == pytest.approx(expected, rel=0.05)
+
+
+def test_frechet_distance_agrees_with_the_reference_formula_on_embeddings():
+    gen, ref = clip_set(range(8)), clip_set(range(20, 28), add_noise(0.02))
+    stats_gen = embedding_statistics(np.concatenate(gen))
+    stats_ref = embedding_statistics(np.concatenate(ref))
+    ours = frechet_distance(*stats_gen, *stats_ref)
+    assert ours > 0
+    assert ours == pytest.approx(google_fad_formula(*stats_gen, *stats_ref), rel=1e-6)
+
+
+def test_frechet_distance_survives_singular_covariances():
+    rng = np.random.default_rng(1)
+    few = rng.normal(size=(5, 20))  # fewer frames than dims: rank-deficient covariance
+    value = fad(few, rng.normal(size=(5, 20)) + 1.0)
+    assert np.isfinite(value) and value > 0
+
+
+def test_fad_is_zero_for_a_set_with_itself_and_grows_with_the_shift():
+    base = clip_set(range(12))
+    frames = np.concatenate(base)
+    same = fad(frames, frames)
+    light = fad(frames, np.concatenate(clip_set(range(12), add_noise(0.005))))
+    heavy = fad(frames, np.concatenate(clip_set(range(12), add_noise(0.05))))
+    filtered = fad(frames, np.concatenate(clip_set(range(12), low_pass(1000))))
+    fresh_draw = fad(frames, np.concatenate(clip_set(range(100, 112))))
+    assert same == pytest.approx(0.0, abs=1e-6)
+    assert 0 < light < heavy
+    assert filtered > 10 * max(fresh_draw, 1e-9) or filtered > fresh_draw + 1.0
+    assert heavy > fresh_draw
+
+
+def test_bootstrap_interval_and_fad_inf_are_reported():
+    gen, ref = clip_set(range(12), add_noise(0.02), seconds=10.0), clip_set(range(40, 52), seconds=10.0)
+    result = fad_with_intervals(gen, ref, bootstrap=60, seed=3)
+    assert result.n_generated_clips == 12 and result.n_reference_clips == 12
+    assert result.warnings == []
+    assert result.n_generated_frames == sum(len(c) for c in gen)
+    assert result.ci_low is not None and result.ci_low <= result.ci_high
+    assert result.fad_inf is not None and np.isfinite(result.fad_inf)
+    # deterministic for a seed
+    again = fad_with_intervals(gen, ref, bootstrap=60, seed=3)
+    assert (again.ci_low, again.ci_high, again.fad_inf) == (result.ci_low, result.ci_high, result.fad_inf)
+
+
+@pytest.mark.parametrize("clips, expect_warning", [(3, True), (MIN_CLIPS + 2, False)], ids=["3-clips", "enough"])
+def test_small_set_warnings(clips, expect_warning):
+    frames = [np.random.default_rng(i).normal(size=(40, 4)) for i in range(clips)]
+    result = fad_with_intervals(frames, [f + 0.1 for f in frames], bootstrap=10)
+    assert any("clip" in w for w in result.warnings) is expect_warning
+
+
+# ---------------------------------------------------------------- embeddings
+
+def test_features_embedding_shape_and_determinism():
+    embedder = build_embedding("features")
+    audio = synth_clip(0, seconds=4.0)
+    frames = embedder.embed(audio)
+    assert frames.shape == (int(4.0 // embedder.frame_seconds), embedder.dim) and frames.dtype == np.float32
+    assert frames.shape[0] == 7  # 0.51 s frames
+    assert np.array_equal(frames, embedder.embed(audio))
+    assert embedder.embed(np.zeros((1, 100), np.float32)).shape == (1, embedder.dim)  # shorter than a frame
+
+
+def test_features_embedding_registers_level():
+    embedder = build_features()
+    loud, quiet = embedder.embed(synth_clip(0)), embedder.embed(0.1 * synth_clip(0))
+    assert loud[:, 0].mean() > quiet[:, 0].mean() + 1.0  # c0 follows the level
+
+
+def tiny_vggish_state(path: Path, widths=(4, 4, 8, 8, 8, 8), hidden=(16, 16, 12)) -> None:
+    """A random-weight VGGish in torchvggish's state-dict layout, small widths."""
+    import torch
+
+    state, in_channels = {}, 1
+    for index, width in zip((0, 3, 6, 8, 11, 13), widths, strict=True):
+        state[f"features.{index}.weight"] = torch.randn(width, in_channels, 3, 3) * 0.1
+        state[f"features.{index}.bias"] = torch.zeros(width)
+        in_channels = width
+    sizes = (widths[-1] * 24, *hidden)
+    for index, (n_in, n_out) in zip((0, 2, 4), zip(sizes[:-1], sizes[1:], strict=True), strict=True):
+        state[f"embeddings.{index}.weight"] = torch.randn(n_out, n_in) * 0.1
+        state[f"embeddings.{index}.bias"] = torch.zeros(n_out)
+    torch.save(state, path)
+
+
+def test_vggish_loads_a_torchvggish_state_dict(tmp_path):
+    weights = tmp_path / "vggish.pth"
+    tiny_vggish_state(weights)
+    embedder = build_vggish(str(weights))
+    assert (embedder.sample_rate, embedder.channels, embedder.dim) == (16000, 1, 12)
+    frames = embedder.embed(synth_clip(0, seconds=2.5, sample_rate=16000))
+    assert frames.shape == (2, 12)  # one frame per 0.96 s
+    assert np.isfinite(frames).all() and frames.std() > 0
+    assert embedder.weights == str(weights)
+
+
+def test_vggish_without_weights_says_how_to_get_them(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(EmbeddingError, match="--embedding-weights vggish=PATH"):
+        build_vggish(None)
+    bad = tmp_path / "bad.pth"
+    torch.save({"something": torch.zeros(2)}, bad)
+    with pytest.raises(EmbeddingError, match="torchvggish layout"):
+        build_vggish(str(bad))
+
+
+def test_encodec_loads_a_local_model_folder(tmp_path):
+    from transformers import EncodecConfig, EncodecModel
+
+    config = EncodecConfig(sampling_rate=8000, audio_channels=1, num_filters=4, hidden_size=16,
+                           upsampling_ratios=[4, 4], num_residual_layers=1, codebook_size=16, codebook_dim=16,
+                           target_bandwidths=[1.0])
+    EncodecModel(config).save_pretrained(tmp_path / "encodec")
+    embedder = build_encodec(str(tmp_path / "encodec"))
+    assert (embedder.sample_rate, embedder.channels, embedder.dim) == (8000, 1, 16)
+    frames = embedder.embed(synth_clip(0, seconds=1.0, sample_rate=8000))
+    assert frames.shape == (500, 16) and np.isfinite(frames).all()
+
+
+def test_encodec_never_downloads_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    with pytest.raises(EmbeddingError, match="encodec"):
+        build_encodec(None)
+    with pytest.raises(EmbeddingError, match="not a folder"):
+        build_encodec(str(tmp_path / "missing_dir"))
+
+
+def test_unknown_embedding_is_a_clear_error():
+    with pytest.raises(EmbeddingError, match="choose from features"):
+        build_embedding("openl3")
+
+
+# ---------------------------------------------------------------- reference audio
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_bit_depth_is_normalized(tmp_path, subtype):
+    audio = 0.5 * synth_clip(0, seconds=0.5, sample_rate=44100)
+    path = tmp_path / f"clip_{subtype}.wav"
+    soundfile.write(path, np.repeat(audio, 2, axis=0).T, 44100, subtype=subtype)
+    loaded, rate = read_audio(path)
+    assert rate == 44100 and loaded.shape == (2, audio.shape[1]) and loaded.dtype == np.float32
+    assert np.abs(loaded[0] - audio[0]).max() < 1e-4
+
+
+def test_conform_resamples_and_mixes_channels():
+    stereo = np.stack([synth_clip(0, 1.0, 44100)[0], np.zeros(44100, np.float32)])
+    mono = conform(stereo, 44100, 22050, 1)
+    assert mono.shape == (1, 22050)
+    assert np.abs(mono).max() == pytest.approx(np.abs(stereo[0]).max() / 2, rel=0.1)
+    assert conform(stereo[:1], 44100, 44100, 2).shape == (2, 44100)
+    assert conform(np.array([0, 16384, -32768], dtype=np.int16), 8000, 8000, 1)[0].tolist() == [0.0, 0.5, -1.0]
+
+
+@pytest.mark.parametrize("name, role", [("song1_drums.wav", "drums"), ("Bass DI.flac", "bass"),
+                                        ("lead_melody.aiff", "melody"), ("master_v3.wav", "mix")])
+def test_role_from_file_name(name, role):
+    assert role_from_name(name) == role
+
+
+# ---------------------------------------------------------------- novelty
+
+def random_piece(seed: int, bars: int = BARS) -> dict[str, list[Note]]:
+    rng = np.random.default_rng(seed)
+    sixteenth = TICKS_PER_BEAT // 4
+    drums, bass, melody = [], [], []
+    for bar in range(bars):
+        base = bar * TICKS_PER_BAR
+        for step in range(16):
+            for pitch in (36, 38, 42):
+                if rng.random() < 0.4:
+                    drums.append(Note(base + step * sixteenth, sixteenth, pitch, 100))
+        for beat in range(4):
+            bass.append(Note(base + beat * TICKS_PER_BEAT, TICKS_PER_BEAT, int(rng.integers(33, 48)), 90))
+        for eighth in range(8):
+            if rng.random() < 0.8:
+                melody.append(Note(base + eighth * 2 * sixteenth, 2 * sixteenth, int(rng.integers(60, 84)), 80))
+    return {"drums": drums, "bass": bass, "melody": melody}
+
+
+def splice(target: dict, source: dict, source_bar: int, target_bar: int, bars: int = 4,
+           transpose: int = 0, roles=("drums", "bass", "melody")) -> dict:
+    """`target` with `bars` bars of `source` (from source_bar) pasted at target_bar."""
+    lo, hi = source_bar * TICKS_PER_BAR, (source_bar + bars) * TICKS_PER_BAR
+    t_lo, t_hi = target_bar * TICKS_PER_BAR, (target_bar + bars) * TICKS_PER_BAR
+    out = {}
+    for role, notes in target.items():
+        kept = [n for n in notes if not (t_lo <= n.start < t_hi)] if role in roles else list(notes)
+        if role in roles:
+            shift = 0 if role == "drums" else transpose
+            kept += [Note(n.start - lo + t_lo, n.duration, n.pitch + shift, n.velocity)
+                     for n in source[role] if lo <= n.start < hi]
+        out[role] = sorted(kept)
+    return out
+
+
+@pytest.fixture(scope="module")
+def training():
+    pieces = {f"train/song{i}.mid": random_piece(i) for i in range(5)}
+    index = NoveltyIndex()
+    windows = []
+    for source, tracks in pieces.items():
+        index.add(source, piece_digests(tracks, TICKS_PER_BEAT, BARS))
+        windows += piece_windows(source, tracks, TICKS_PER_BEAT, BARS)
+    return pieces, index, windows
+
+
+def test_window_store_round_trip(tmp_path, training):
+    pieces, _, windows = training
+    store = save_window_notes(windows + windows[:3], TICKS_PER_BEAT, tmp_path / "windows.npz")
+    loaded = load_window_notes(tmp_path / "windows.npz")
+    assert len(loaded) == len(store) == len(windows)  # duplicates kept once
+    assert loaded.rows.dtype == np.int16
+    first = loaded.window(1)
+    expected = window_rows(pieces["train/song0.mid"], TICKS_PER_BEAT, 4 * TICKS_PER_BAR)
+    assert loaded.describe(1) == {"source": "train/song0.mid", "start_bar": 4}
+    assert sum(len(v) for v in first.values()) == len(expected)
+
+
+def test_novelty_is_zero_for_fresh_material(training):
+    _, index, windows = training
+    from eval.window_store import build_window_notes
+
+    result = piece_novelty(random_piece(99), TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
+    assert all(result["levels"][lv]["matched"] == 0 for lv in LEVELS)
+    assert all(result["levels"][lv]["total"] > 0 for lv in LEVELS)
+    assert result["copies"] == [] and result["trivial_matches"] == []
+    assert result["nearest"]["similarity"] < 0.5
+
+
+def test_novelty_finds_a_verbatim_copy_of_a_training_window(training):
+    pieces, index, windows = training
+    from eval.window_store import build_window_notes
+
+    copied = splice(random_piece(99), pieces["train/song3.mid"], source_bar=4, target_bar=2)
+    result = piece_novelty(copied, TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
+    assert result["levels"]["window"]["matched"] == 1
+    assert result["levels"]["window_track"]["matched"] == 3
+    assert result["levels"]["piece"]["matched"] == 0
+    window_copies = [c for c in result["copies"] if c["level"] == "window"]
+    assert window_copies == [{"level": "window", "bar": 2, "role": "", "notes": window_copies[0]["notes"],
+                              "trivial": False,
+                              "training": {"source": "train/song3.mid", "start_bar": 4, "role": ""}}]
+    near = result["nearest"]
+    assert near["similarity"] == pytest.approx(1.0) and near["bar"] == 2 and near["transposition"] == 0
+    assert near["training"] == {"source": "train/song3.mid", "start_bar": 4}
+
+
+def test_novelty_finds_a_transposed_copy_only_at_the_invariant_level(training):
+    pieces, index, windows = training
+    from eval.window_store import build_window_notes
+
+    copied = splice(random_piece(98), pieces["train/song1.mid"], source_bar=0, target_bar=4, transpose=3,
+                    roles=("bass", "melody"))
+    result = piece_novelty(copied, TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
+    assert result["levels"]["window_track"]["matched"] == 0
+    assert result["levels"]["window_track_invariant"]["matched"] == 2  # bass and melody
+    found = {c["role"]: c["training"]["source"] for c in result["copies"] if c["level"] == "window_track_invariant"}
+    assert found == {"bass": "train/song1.mid", "melody": "train/song1.mid"}
+    near = result["nearest"]
+    assert near["transposition"] == -3 and near["training"]["source"] == "train/song1.mid"
+    assert near["bar"] == 4 and near["similarity"] > 0.4
+
+
+def test_nearest_search_handles_empty_inputs(training):
+    _, _, windows = training
+    from eval.window_store import build_window_notes
+
+    assert nearest_training_windows([], build_window_notes(windows, TICKS_PER_BEAT)) == []
+    assert nearest_training_windows([np.zeros((0, 4), np.int16)], build_window_notes([], TICKS_PER_BEAT)) == [None]
+
+
+# ---------------------------------------------------------------- run folders, datasets, the report
+
+PROGRAMS = {"drums": 0, "bass": 33, "melody": 0}
+
+
+def write_run(root: Path, name: str, tracks: dict, genre: str, data_sha: str = "data-a", seed: int = 0,
+              stems: bool = True, seconds: float = 2.0, sample_rate: int = 44100) -> Path:
+    run = root / name
+    conditions = Conditions(genre=genre, bpm=100.0, bars=BARS, seed=seed)
+    arrangement = Arrangement(conditions, {r: Track(r, PROGRAMS[r], r == "drums", n) for r, n in tracks.items()})
+    arrangement.write_midi(run / "full.mid")
+    midi = {"full": "full.mid"}
+    for role in tracks:
+        arrangement.write_midi(run / "midi" / f"{role}.mid", roles=(role,))
+        midi[role] = f"midi/{role}.mid"
+    manifest = {"conditions": conditions.to_dict(), "seed": seed, "midi": midi,
+                "model": {"path": "/models/m", "sha256": "w" * 64, "data_sha256": data_sha}}
+    if stems:
+        (run / "stems").mkdir()
+        mix = 0
+        manifest["stems"] = {}
+        for offset, role in enumerate(tracks):
+            audio = np.repeat(synth_clip(seed * 10 + offset, seconds, sample_rate), 2, axis=0)
+            relative = f"stems/{genre}_100bpm_{role}.wav"
+            soundfile.write(run / relative, audio.T, sample_rate, subtype="PCM_24")
+            manifest["stems"][role] = relative
+            mix = mix + audio
+        soundfile.write(run / "mix.wav", (mix / 3).T, sample_rate, subtype="PCM_24")
+        manifest.update({"mix": "mix.wav", "sample_rate": sample_rate, "renderer": "sample", "soundfont": None,
+                         "kit": None, "dry": False, "tail": "wrap"})
+    (run / "run.json").write_text(json.dumps(manifest))
+    return run
+
+
+def write_dataset(root: Path, training, data_sha: str = "data-a") -> Path:
+    pieces, index, windows = training
+    index.save(root / "index")
+    save_window_notes(windows, TICKS_PER_BEAT, root / "index" / "windows.npz")
+    (root / "dataset.json").write_text(json.dumps({"kind": "stemforge-dataset", "data_sha256": data_sha}))
+    return root
+
+
+def write_reference_folder(root: Path, clips: int = 4) -> Path:
+    root.mkdir(parents=True)
+    for i in range(clips):
+        soundfile.write(root / f"ref{i:02d}_mix.flac", synth_clip(500 + i, 2.0, 48000)[0], 48000, subtype="PCM_16")
+        soundfile.write(root / f"ref{i:02d}_drums.wav", synth_clip(600 + i, 2.0, 44100)[0], 44100)
+    return root
+
+
+@pytest.fixture
+def eval_inputs(tmp_path, training):
+    pieces, _, _ = training
+    data = write_dataset(tmp_path / "data", training)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    run_dirs = [
+        write_run(runs, "fresh_lofi", random_piece(201), "lofi", seed=1),
+        write_run(runs, "copy_house", splice(random_piece(202), pieces["train/song2.mid"], 0, 0), "house", seed=2),
+        write_run(runs, "other_model", random_piece(203), "lofi", data_sha="data-b", seed=3),
+    ]
+    reference = write_reference_folder(tmp_path / "my_stems")
+    return tmp_path, data, run_dirs, reference
+
+
+def test_run_eval_writes_a_complete_report(eval_inputs):
+    tmp_path, data, run_dirs, reference = eval_inputs
+    out = tmp_path / "report"
+    report = run_eval(EvalRequest(run_dirs, out, data_dir=data, reference=reference, bootstrap=20), progress=False)
+    for name in ("report.json", "report.md", "report.html"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "report.json").read_text())["fad"] == json.loads(json.dumps(report["fad"]))
+    assert not list(tmp_path.glob(".report.partial-*"))
+
+    mix = report["fad"]["features"]["mix"]
+    assert mix["n_generated_clips"] == 3 and mix["n_reference_clips"] == 4 and mix["fad"] > 0
+    assert report["fad"]["features"]["drums"]["n_reference_clips"] == 4
+    assert report["fad"]["features"]["bass"]["fad"] is None  # no bass in the producer's folder
+    assert any("clip" in w for w in mix["warnings"])  # 3 clips: small-set warning
+    assert report["inputs"]["embeddings"][0]["name"] == "features"
+    assert report["inputs"]["reference"]["kind"] == "folder"
+
+    novelty = report["novelty"]
+    copy_run = next(r for r in novelty["runs"] if r["run"] == "copy_house")
+    assert copy_run["levels"]["window"]["matched"] >= 1
+    assert {c["run"] for c in novelty["copies"]} == {"copy_house"}
+    assert copy_run["nearest"]["similarity"] == pytest.approx(1.0)
+    assert novelty["levels"]["window"]["rate"] > 0
+    assert [m["run"] for m in novelty["model_mismatch"]] == ["other_model"]
+    assert set(report["fad_by_genre"]) == {"house", "lofi"} and set(report["novelty_by_genre"]) == {"house", "lofi"}
+
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(report["plots"]["distances"]) + 2
+    assert "src=\"plots/" not in html  # self-contained
+    assert html.count("<table>") == html.count("</table>") >= 4
+    markdown = (out / "report.md").read_text()
+    assert "| mix |" in markdown and "copy_house" in markdown and "features" in markdown
+    for png in (out / "plots").glob("*.png"):
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_eval_refuses_an_existing_out_dir(eval_inputs):
+    tmp_path, data, run_dirs, reference = eval_inputs
+    (tmp_path / "report").mkdir()
+    with pytest.raises(EvalError, match="already exists"):
+        run_eval(EvalRequest(run_dirs, tmp_path / "report", data_dir=data, reference=reference), progress=False)
+
+
+def test_bad_inputs_give_clear_errors(eval_inputs):
+    tmp_path, data, run_dirs, reference = eval_inputs
+    out = tmp_path / "out"
+    silent = write_run(tmp_path / "runs", "no_stems", random_piece(7), "lofi", stems=False)
+    with pytest.raises(EvalError, match=r"no_stems/run\.json: the run has no stems"):
+        run_eval(EvalRequest([silent], out, data_dir=data, reference=reference), progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EvalError, match="holds no audio"):
+        run_eval(EvalRequest(run_dirs, out, data_dir=data, reference=tmp_path / "empty"), progress=False)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "stemforge.json").write_text(json.dumps({"data_sha256": "data-z"}))
+    with pytest.raises(EvalError, match="--data: .* was trained on"):
+        run_eval(EvalRequest(run_dirs, out, model_dir=model, data_dir=data, reference=reference), progress=False)
+    with pytest.raises(EvalError, match="index.json: missing"):
+        run_eval(EvalRequest(run_dirs, out, model_dir=model, reference=reference), progress=False)
+    with pytest.raises(EvalError, match="--model/--data"):
+        run_eval(EvalRequest(run_dirs, out, reference=reference), progress=False)
+    with pytest.raises(EvalError, match="unknown embedding"):
+        run_eval(EvalRequest(run_dirs, out, data_dir=data, embeddings=("nope",)), progress=False)
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+# ---------------------------------------------------------------- reference MIDI through the renderer
+
+def write_reference_midi(directory: Path, tracks: dict, bpm: float, bars: int, genre: str) -> None:
+    directory.mkdir(parents=True)
+    score = tracks_to_score([Track(r, PROGRAMS[r], r == "drums", n) for r, n in tracks.items()], bpm=bpm,
+                            ticks_per_beat=TICKS_PER_BEAT, total_ticks=bars * TICKS_PER_BAR)
+    score.dump_midi(str(directory / "000_x.mid"))
+    score.dump_midi(str(directory / "001_x.mid"))
+    (directory / "reference.json").write_text(json.dumps([{"file": "000_x.mid", "genre": genre, "bpm": bpm},
+                                                          {"file": "001_x.mid", "genre": genre, "bpm": bpm}]))
+
+
+def test_reference_midi_is_rendered_with_the_runs_renderer(eval_inputs, monkeypatch):
+    """The glue around the renderer, with a stand-in module: tempo, bars and genre of the
+    reference MIDI and the runs' sample rate reach `render_arrangement`."""
+    tmp_path, data, run_dirs, _ = eval_inputs
+    piece = {r: [n for n in notes if n.start < 2 * TICKS_PER_BAR] for r, notes in random_piece(5).items()}
+    write_reference_midi(data / "reference_midi", piece, bpm=92.0, bars=2, genre="jazz")
+    calls = []
+
+    @dataclass
+    class RenderOptions:
+        sample_rate: int = 44100
+        preset: str | None = None
+
+    @dataclass
+    class StemSet:
+        stems: dict
+        sample_rate: int
+
+        def mix(self):
+            return sum(self.stems.values())
+
+    def render_arrangement(arrangement, options, progress=None):
+        calls.append((arrangement, options))
+        n = int(arrangement.conditions.bars * 4 * 60 / arrangement.conditions.bpm * options.sample_rate)
+        stems = {role: np.repeat(synth_clip(i, n / options.sample_rate, options.sample_rate), 2, axis=0)
+                 for i, role in enumerate(arrangement.tracks)}
+        return StemSet(stems, options.sample_rate), {}
+
+    fake = types.ModuleType("audio.render")
+    fake.RenderOptions, fake.render_arrangement = RenderOptions, render_arrangement
+    monkeypatch.setitem(sys.modules, "audio.render", fake)
+    report = run_eval(EvalRequest(run_dirs, tmp_path / "r", data_dir=data, bootstrap=0), progress=False)
+    assert len(calls) == 2
+    arrangement, options = calls[0]
+    assert (arrangement.conditions.bpm, arrangement.conditions.bars, arrangement.conditions.genre) == (92.0, 2, "jazz")
+    assert set(arrangement.tracks) == {"drums", "bass", "melody"} and options.sample_rate == 44100
+    assert report["inputs"]["reference"]["kind"] == "rendered_midi"
+    assert report["fad"]["features"]["bass"]["n_reference_clips"] == 2
+    assert report["fad"]["features"]["mix"]["ci_low"] is None  # bootstrap 0: no interval
+
+
+def test_reference_midi_renders_through_the_real_renderer(tmp_path):
+    render = pytest.importorskip("audio.render")
+    from eval.reference import iter_rendered_midi
+
+    piece = {r: [n for n in notes if n.start < 2 * TICKS_PER_BAR] for r, notes in random_piece(5).items()}
+    write_reference_midi(tmp_path / "ref", piece, bpm=100.0, bars=2, genre="lofi")
+    clips = list(iter_rendered_midi([tmp_path / "ref" / "000_x.mid"], render.RenderOptions()))
+    assert {c.role for c in clips} == {"drums", "bass", "melody", "mix"}
+    for clip in clips:
+        assert clip.audio.ndim == 2 and np.abs(clip.audio).max() > 1e-4, clip.role
+        assert clip.audio.shape[1] >= int(2 * 4 * 60 / 100 * clip.sample_rate) - 1
