@@ -22,13 +22,14 @@ from miditok import MMM, REMI, TokenizerConfig  # noqa: E402
 def config() -> TokenizerConfig:
     return TokenizerConfig(use_programs=True, programs=[-1, 0, 33], use_pitchdrum_tokens=True,
                            beat_res={(0, 4): 12}, num_velocities=8, use_tempos=False, use_time_signatures=False,
-                           base_tokenizer="REMI")
+                           base_tokenizer="REMI", use_note_duration_programs=[0, 33])
 
 
 def notes_of(score: symusic.Score) -> list[set]:
     out = []
     for track in sorted(score.tracks, key=lambda t: (t.is_drum, t.program)):
-        out.append({(n.time, n.duration, n.pitch, track.is_drum) for n in track.notes})
+        # drums are one-shots: stemforge's tokens carry no drum durations
+        out.append({(n.time, 0 if track.is_drum else n.duration, n.pitch, track.is_drum) for n in track.notes})
     return out
 
 

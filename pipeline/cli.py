@@ -145,6 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from symbolic.train import TrainConfig, train
 
     meta = train(args.data_dir, args.out, TrainConfig.load(args.config), resume=args.resume, steps=args.steps)
+    if "val_loss" not in meta:  # a non-leading process of a multi-process (torchrun) run
+        return 0
     print(f"trained {args.out}: {meta['steps']} steps, val loss {meta['val_loss']:.3f}, "
           f"{meta['parameters'] / 1e6:.1f}M parameters, {meta['train_seconds']:.0f} s (loss curve: loss.png)")
     return 0
@@ -196,8 +198,9 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     from symbolic.corpus import CorpusConfig, build_corpus
 
     summary = build_corpus(args.data, args.out, CorpusConfig.load(resolve_config(args.config, "corpus")))
-    print(f"built corpus {args.out}: {summary.get('total_files', '?')} files; next: pipeline prepare {args.out} "
-          f"--out DATA_DIR --metadata {args.out}/tracks.csv")
+    print(f"built corpus {args.out}: {summary['files']} files, {summary['notes']} notes in {summary['seconds']} s "
+          f"(see corpus.json, corpus.png); next: pipeline prepare {args.out} --out DATA_DIR "
+          f"--metadata {args.out}/tracks.csv --config default")
     return 0
 
 

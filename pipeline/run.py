@@ -332,12 +332,14 @@ def render_into(directory: Path, arrangement: Arrangement, request: RunRequest,
         if not request.musicgen:
             raise RunError("--musicgen: name a hub id or a local folder for --renderer musicgen")
         report = progress or (lambda stage, fraction: None)
-        stems, info = render_musicgen(
+        stems, musicgen_info = render_musicgen(
             arrangement,
             MusicGenOptions(model=request.musicgen, sample_rate=request.sample_rate,
                             seed=arrangement.conditions.seed),
             stems, lambda message: report(message, 0.6),
         )
+        # the sample renderer's sounds still matter: they rendered the conditioning melody
+        info = {**info, **musicgen_info}
     elif request.renderer != "sample":
         raise RunError(f"--renderer: unknown renderer {request.renderer!r}; use sample or musicgen")
     files = write_stems(stems, directory, arrangement.conditions.genre)

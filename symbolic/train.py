@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import time
@@ -119,10 +120,30 @@ def make_batch(dataset: TokenDataset, indices: np.ndarray, tokenizer: ComposerTo
     return input_ids, attention, labels
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank). Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1)
+    this joins the process group they set up: NCCL on GPUs, gloo on CPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 @torch.no_grad()
@@ -182,6 +203,8 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
     if len(valid_set) == 0:
         valid_set = train_set
 
+    rank, world, local_rank = init_distributed()
+    lead = rank == 0  # only the first process evaluates, checkpoints and saves
     checkpoint_dir = partial / "checkpoint"
     source_checkpoint = None
     if resume:
@@ -191,13 +214,17 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
                 break
         if source_checkpoint is None:
             raise TrainError(f"--resume: no checkpoint in {partial} or {out_dir}")
-        if source_checkpoint.parent == out_dir and not partial.exists():
+    barrier(world)
+    if lead:
+        if source_checkpoint is not None and source_checkpoint.parent == out_dir and not partial.exists():
             shutil.copytree(out_dir, partial)
-            source_checkpoint = checkpoint_dir
-    partial.mkdir(parents=True, exist_ok=True)
+        partial.mkdir(parents=True, exist_ok=True)
+    if source_checkpoint is not None and source_checkpoint.parent == out_dir:
+        source_checkpoint = checkpoint_dir
+    barrier(world)
 
     torch.manual_seed(config.seed)
-    device = pick_device(config.device)
+    device = pick_device(config.device, local_rank)
     model = build_gpt2(len(tokenizer), config.n_layer, config.n_head, config.n_embd, config.n_positions,
                        config.dropout, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -207,7 +234,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         lr=config.learning_rate, betas=(0.9, 0.95),
     )
     step, history, elapsed = 0, {"train": [], "valid": []}, 0.0
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed if world == 1 else [config.seed, rank])
     if source_checkpoint is not None:
         state = torch.load(source_checkpoint / "state.pt", weights_only=False)
         if state["data_sha256"] != dataset_meta["data_sha256"]:
@@ -217,6 +244,8 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         step, history, elapsed = state["step"], state["history"], state.get("elapsed", 0.0)
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
+        if world > 1:  # each process draws its own batches
+            rng = np.random.default_rng([config.seed, rank, step])
     if step >= config.max_steps:
         raise TrainError(f"--steps: the checkpoint is already at step {step}; ask for more than {step} steps")
 
@@ -232,10 +261,15 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
     interrupted = {"flag": False}
     previous_handler = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: interrupted.__setitem__("flag", True))
+    forward = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
     model.train()
     tokens_seen = 0
     started = time.perf_counter()
-    bar = tqdm(total=config.max_steps, initial=step, desc="training", unit="step", disable=not progress)
+    bar = tqdm(total=config.max_steps, initial=step, desc="training", unit="step", disable=not (progress and lead))
     try:
         while step < config.max_steps and not interrupted["flag"]:
             lr = cosine_lr(step, learning_rate=config.learning_rate, min_lr=config.min_lr,
@@ -245,7 +279,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
             indices = train_set.draw(rng, config.batch_size, config.batch_tokens, config.n_positions)
             ids, attention, labels = make_batch(train_set, indices, tokenizer, config.n_positions, rng,
                                                 config.track_shuffle_prob)
-            loss = model(input_ids=ids.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss
+            loss = forward(input_ids=ids.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -256,10 +290,10 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
             history["train"].append((step, loss_value))
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.1e}")
-            if step % config.eval_interval == 0 or step == config.max_steps:
+            if lead and (step % config.eval_interval == 0 or step == config.max_steps):
                 history["valid"].append((step, validation_loss(model, valid_set, tokenizer, config, device)))
                 bar.set_postfix(loss=f"{loss_value:.3f}", val=f"{history['valid'][-1][1]:.3f}")
-            if step % config.checkpoint_interval == 0:
+            if lead and step % config.checkpoint_interval == 0:
                 save_checkpoint()
     except KeyboardInterrupt:
         interrupted["flag"] = True
@@ -267,6 +301,9 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         bar.close()
         signal.signal(signal.SIGTERM, previous_handler)
         elapsed += time.perf_counter() - started
+    barrier(world)
+    if not lead:
+        return {"rank": rank, "steps": step}
     save_checkpoint()
     plot_losses(history, partial / "loss.png")
     if interrupted["flag"]:

@@ -35,13 +35,13 @@ SR = 44100
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
+def debug_musicgen(tmp_path_factory) -> Path:
     return build_debug_musicgen(tmp_path_factory.mktemp("musicgen") / "debug-musicgen")
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tiny_model):
-    return load_musicgen(str(tiny_model), device="cpu")
+def tiny_bundle(debug_musicgen):
+    return load_musicgen(str(debug_musicgen), device="cpu")
 
 
 def click_track(bpm: float, first_click_seconds: float, seconds: float, sample_rate: int = SR):
@@ -73,8 +73,8 @@ def sine(freq_hz: float, seconds: float, sample_rate: int = SR, amplitude: float
 
 # ----------------------------------------------------------------------------------------- loading
 
-def test_tiny_model_loads_from_its_folder(tiny_model, tiny_bundle):
-    assert (tiny_model / "config.json").is_file() and (tiny_model / "tokenizer.json").is_file()
+def test_tiny_model_loads_from_its_folder(debug_musicgen, tiny_bundle):
+    assert (debug_musicgen / "config.json").is_file() and (debug_musicgen / "tokenizer.json").is_file()
     assert type(tiny_bundle.model).__name__ == "MusicgenMelodyForConditionalGeneration"
     assert tiny_bundle.frame_rate == 50.0 and tiny_bundle.sampling_rate == 32000
     assert tiny_bundle.chroma == ChromaSettings()  # read back from preprocessor_config.json
@@ -174,9 +174,9 @@ def _melody_stems(bpm: float, bars: int, sample_rate: int = SR) -> StemSet:
     return StemSet(sample_rate, bpm, bars, {"melody": np.stack([tone, tone])})
 
 
-def test_render_musicgen_obeys_the_stem_contract(tmp_path, tiny_model, tiny_bundle):
+def test_render_musicgen_obeys_the_stem_contract(tmp_path, debug_musicgen, tiny_bundle):
     arrangement = _arrangement()
-    options = MusicGenOptions(model=str(tiny_model), sample_rate=SR, max_retries=1, device="cpu")
+    options = MusicGenOptions(model=str(debug_musicgen), sample_rate=SR, max_retries=1, device="cpu")
     messages: list[str] = []
     stems, manifest = render_musicgen(arrangement, options, _melody_stems(120.0, 2), progress=messages.append,
                                       bundle=tiny_bundle)
@@ -188,7 +188,7 @@ def test_render_musicgen_obeys_the_stem_contract(tmp_path, tiny_model, tiny_bund
     assert all(np.isfinite(a).all() and np.abs(a).max() > 1e-3 for a in stems.stems.values())
     assert stems.sample_rate == SR and stems.bpm == 120.0 and stems.bars == 2
     report = manifest["musicgen"]
-    assert manifest["renderer"] == "musicgen" and report["model"] == str(tiny_model)
+    assert manifest["renderer"] == "musicgen" and report["model"] == str(debug_musicgen)
     assert set(report["texts"]) == set(report["tempo_before"]) == set(report["tempo_after"]) == set(report["retries"])
     assert "120 bpm" in report["texts"]["drums"]
     assert all(0 <= r <= 1 for r in report["retries"].values())
@@ -214,7 +214,7 @@ def test_long_loops_are_generated_in_windows_with_continuation(tiny_bundle, monk
     assert calls[0] is False and len(calls) >= 4 and all(calls[1:])
 
 
-def test_render_retries_a_stem_that_stays_off_the_grid_a_bounded_number_of_times(tiny_model, tiny_bundle,
+def test_render_retries_a_stem_that_stays_off_the_grid_a_bounded_number_of_times(debug_musicgen, tiny_bundle,
                                                                                   monkeypatch):
     import audio.musicgen as musicgen
     from audio.tempo_lock import TempoLock
@@ -233,17 +233,17 @@ def test_render_retries_a_stem_that_stays_off_the_grid_a_bounded_number_of_times
 
     monkeypatch.setattr(musicgen, "generate_audio", recording_generate)
     monkeypatch.setattr(musicgen, "lock_tempo", always_off)
-    options = MusicGenOptions(model=str(tiny_model), max_retries=2, device="cpu")
+    options = MusicGenOptions(model=str(debug_musicgen), max_retries=2, device="cpu")
     stems, manifest = render_musicgen(_arrangement(bars=1), options, _melody_stems(120.0, 1), bundle=tiny_bundle)
     assert manifest["musicgen"]["retries"] == {"drums": 2, "bass": 2, "melody": 2}
     assert len(seeds) == 9 and len(set(seeds)) == 9  # each retry is a fresh seed
     stems.check()
 
 
-def test_render_rejects_a_silent_melody(tiny_model, tiny_bundle):
+def test_render_rejects_a_silent_melody(debug_musicgen, tiny_bundle):
     silent = StemSet(SR, 120.0, 1, {"melody": np.zeros((2, loop_samples(1, 120.0, SR)), np.float32)})
     with pytest.raises(MusicGenError, match="melody stem is silent"):
-        render_musicgen(_arrangement(bars=1), MusicGenOptions(model=str(tiny_model)), silent, bundle=tiny_bundle)
+        render_musicgen(_arrangement(bars=1), MusicGenOptions(model=str(debug_musicgen)), silent, bundle=tiny_bundle)
 
 
 # ------------------------------------------------------------------------------------- fine-tuning
@@ -269,10 +269,10 @@ def _write_stems(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
-def test_finetune_lowers_the_loss_and_writes_a_loadable_folder(tmp_path, tiny_model, lora):
+def test_finetune_lowers_the_loss_and_writes_a_loadable_folder(tmp_path, debug_musicgen, lora):
     stems = _write_stems(tmp_path / "stems")
     out = tmp_path / "tuned"
-    request = FinetuneRequest(stems_dir=stems, out_dir=out, base=str(tiny_model), lora=lora, steps=10,
+    request = FinetuneRequest(stems_dir=stems, out_dir=out, base=str(debug_musicgen), lora=lora, steps=10,
                               chunk_seconds=1.0, batch_size=2, learning_rate=3e-3, device="cpu")
     summary = finetune_musicgen(request, progress=False)
     assert summary["clips"] == 3 and summary["mode"] == ("lora" if lora else "full")
@@ -308,7 +308,7 @@ def test_finetune_lowers_the_loss_and_writes_a_loadable_folder(tmp_path, tiny_mo
         pytest.param({"short.wav": "short"}, "shorter than one 1 s chunk", id="too-short"),
     ],
 )
-def test_finetune_bad_inputs_give_clear_errors(tmp_path, tiny_model, files, expected):
+def test_finetune_bad_inputs_give_clear_errors(tmp_path, debug_musicgen, files, expected):
     stems = tmp_path / "stems"
     stems.mkdir()
     for name, content in files.items():
@@ -318,9 +318,33 @@ def test_finetune_bad_inputs_give_clear_errors(tmp_path, tiny_model, files, expe
             soundfile.write(stems / name, sine(440.0, 0.5), SR)
         else:
             (stems / name).write_bytes(content)
-    request = FinetuneRequest(stems_dir=stems, out_dir=tmp_path / "out", base=str(tiny_model), steps=1,
+    request = FinetuneRequest(stems_dir=stems, out_dir=tmp_path / "out", base=str(debug_musicgen), steps=1,
                               chunk_seconds=1.0, device="cpu")
     with pytest.raises(FinetuneError, match=expected) as error:
         finetune_musicgen(request, progress=False)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "out" / "stemforge_finetune.json").exists()
+
+
+def test_pipeline_run_with_the_musicgen_renderer_keeps_the_stem_contract(
+    debug_musicgen: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The whole `pipeline run --stems --renderer musicgen` path on a tiny model."""
+    import json
+
+    import soundfile
+
+    from pipeline.cli import main
+
+    composer_dir = tiny_model  # the tiny composer from conftest
+    out = tmp_path / "run"
+    code = main(["run", "--prompt", "hiphop 90bpm", "--model", str(composer_dir), "--out", str(out), "--seed", "3",
+                 "--bars", "1", "--stems", "--renderer", "musicgen", "--musicgen", str(debug_musicgen)])
+    assert code == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["renderer"] == "musicgen" and manifest["musicgen"]["model"] == str(debug_musicgen)
+    expected = round(1 * 4 * 60 / 90 * 44100)
+    for relative in [*manifest["stems"].values(), manifest["mix"]]:
+        info = soundfile.info(out / relative)
+        assert (info.frames, info.samplerate, info.channels, info.subtype) == (expected, 44100, 2, "PCM_24")
+    assert set(manifest["musicgen"]["tempo_after"]) == {"drums", "bass", "melody"}

@@ -1,0 +1,625 @@
+"""Quality of a composer, measured: every advertised genre x several seeds through the exact
+production path (`pipeline.run.run`, MIDI files written and read back), compared with the
+training data the model saw.
+
+    python bench/quality.py [--model MODEL_DIR] --data DATA_DIR [--seeds 4] [--bars 8] [--out docs/quality]
+
+DATA_DIR is the prepared dataset the model was trained on (`pipeline prepare`): its training
+sequences give the per-genre statistics and the classifier's examples, its validation
+sequences a held-out check of the classifier, its `index/` the SHA-256 novelty index.
+
+What is measured (per genre, generated vs training):
+- validity: run() succeeds, all three parts, notes inside the bars and the role's range,
+  every MIDI file readable by mido; exact bars (end marker at bars x 4 beats, no note past
+  it, one 4/4 signature) and exact BPM (one tempo event within 0.001 bpm of the request);
+- groove: Jensen-Shannon distance (base 2; 0 same, 1 disjoint) between the 16-step drum
+  onset histogram of the generated pieces and the genre's training histogram, the nearest
+  OTHER genre's distance for contrast, and the floor: the mean distance of same-size random
+  samples of training pieces of the genre (what sampling noise alone gives);
+- notes per bar (all parts), drum swing (share of off-beat hits on swung positions), bass and
+  melody notes in the key's scale, bass onsets on a kick;
+- genre control: a logistic regression on window features (eval/music_features.py) fitted on
+  the training windows recognises the requested genre in generated 4-bar windows;
+- novelty: generated 4-bar windows (stride 1, all parts / each part) whose SHA-256 is in the
+  training index (aim: under 5%), and diversity: distinct pieces / parts across seeds.
+
+Writes `quality.json` and `quality_pianorolls.png` (one piece per genre) into --out and
+prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Run as a file, this folder would shadow the `symbolic` package of the same name.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from eval.music_features import (  # noqa: E402
+    KICKS,
+    GenreClassifier,
+    Share,
+    bass_on_kick,
+    cut_window,
+    drum_group,
+    histogram_distance,
+    in_key,
+    onset_histogram,
+    swing,
+    window_features,
+)
+from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
+from symbolic.canonical import WINDOW_BARS, NoveltyIndex, piece_digests  # noqa: E402
+from symbolic.conditions import GENRE_DEFAULT_BPM, GENRES, KEY_NAMES, ROLES, Key, parse_key  # noqa: E402
+from symbolic.model import Composer, load_composer  # noqa: E402
+from symbolic.tokenizer import NO_KEY, ComposerTokenizer  # noqa: E402
+
+TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
+BPM_TOLERANCE = 1e-3
+# Tempo asked of seed s: the genre's default plus an offset, fractional ones included,
+# so "exact BPM" is tested beyond round numbers.
+BPM_OFFSETS: tuple[float, ...] = (0.0, -3.0, 2.5, 5.0, -6.5, 7.0, -1.5, 4.0)
+NOVELTY_AIM = 0.05
+FLOOR_DRAWS = 50
+
+
+class QualityError(ValueError):
+    """Bad bench input; the message names the flag or file."""
+
+
+@dataclass
+class Piece:
+    """One arrangement as plain notes per role, with what it was asked to be."""
+
+    genre: str
+    key: Key | None
+    bars: int
+    tracks: dict[str, list[Note]]
+
+
+# ----------------------------------------------------------------------------- data side
+
+
+def key_of_token(token: str) -> Key | None:
+    """'Key_Bbm' -> B-flat minor; 'Key_none' -> None."""
+    value = token.removeprefix("Key_")
+    if value == NO_KEY:
+        return None
+    minor = value.endswith("m")
+    return Key(KEY_NAMES.index(value[:-1] if minor else value), "minor" if minor else "major")
+
+
+def load_pieces(data_dir: Path, split: str, per_genre: int, seed: int, progress: bool) -> list[Piece]:
+    """Up to `per_genre` random sequences of each genre of a prepared split, decoded."""
+    tokens_path, offsets_path = data_dir / f"{split}_tokens.npy", data_dir / f"{split}_offsets.npy"
+    for path in (tokens_path, offsets_path, data_dir / "tokenizer.json"):
+        if not path.is_file():
+            raise QualityError(f"--data: {path} is missing; point --data at a folder written by `pipeline prepare`")
+    tokenizer = ComposerTokenizer.load(data_dir / "tokenizer.json")
+    tokens, offsets = np.load(tokens_path), np.load(offsets_path)
+    by_genre: dict[str, list[int]] = defaultdict(list)
+    for index in range(len(offsets) - 1):
+        by_genre[tokenizer.id_to_token[int(tokens[offsets[index] + 1])].removeprefix("Genre_")].append(index)
+    rng = np.random.default_rng(seed)
+    chosen = sorted(i for rows in by_genre.values() for i in rng.permutation(rows)[:per_genre].tolist())
+    pieces = []
+    for index in tqdm(chosen, desc=f"decoding {split} data", unit="seq", disable=not progress):
+        ids = tokens[offsets[index]:offsets[index + 1]].tolist()
+        names = [tokenizer.id_to_token[i] for i in ids[1:6]]
+        tracks = tokenizer.decode_tracks(ids, TICKS_PER_BEAT)
+        pieces.append(Piece(names[0].removeprefix("Genre_"), key_of_token(names[2]),
+                            int(names[4].removeprefix("Bars_")), {r: t.notes for r, t in tracks.items()}))
+    return pieces
+
+
+@dataclass
+class GenreStats:
+    """Pooled statistics of many pieces of one genre."""
+
+    pieces: int = 0
+    bars: int = 0
+    notes: int = 0
+    drum_histogram: np.ndarray = field(default_factory=lambda: np.zeros(16))
+    piece_histograms: list[np.ndarray] = field(default_factory=list)
+    piece_bars: list[int] = field(default_factory=list)
+    swing: Share = Share()
+    in_key: dict[str, Share] = field(default_factory=lambda: {"bass": Share(), "melody": Share()})
+    bass_on_kick: Share = Share()
+
+    def add(self, piece: Piece) -> None:
+        drums = piece.tracks.get("drums", [])
+        histogram = onset_histogram(drums, TICKS_PER_BEAT)
+        self.pieces += 1
+        self.bars += piece.bars
+        self.notes += sum(len(n) for n in piece.tracks.values())
+        self.drum_histogram += histogram
+        self.piece_histograms.append(histogram)
+        self.piece_bars.append(piece.bars)
+        self.swing += swing(drums, TICKS_PER_BEAT)
+        if piece.key is not None:
+            for role in self.in_key:
+                self.in_key[role] += in_key(piece.tracks.get(role, []), piece.key)
+        if any(n.pitch in KICKS for n in drums):
+            self.bass_on_kick += bass_on_kick(piece.tracks.get("bass", []), drums)
+
+    @property
+    def notes_per_bar(self) -> float:
+        return self.notes / self.bars if self.bars else float("nan")
+
+    @property
+    def in_key_pitched(self) -> Share:
+        return self.in_key["bass"] + self.in_key["melody"]
+
+    def summary(self) -> dict:
+        total = self.drum_histogram.sum()
+        return {
+            "pieces": self.pieces, "bars": self.bars, "notes_per_bar": _round(self.notes_per_bar),
+            "drum_histogram": [_round(v) for v in (self.drum_histogram / total if total else self.drum_histogram)],
+            "swing": _round(self.swing.value), "in_key": _round(self.in_key_pitched.value),
+            "in_key_bass": _round(self.in_key["bass"].value), "in_key_melody": _round(self.in_key["melody"].value),
+            "bass_on_kick": _round(self.bass_on_kick.value),
+        }
+
+
+def stats_by_genre(pieces: list[Piece]) -> dict[str, GenreStats]:
+    out: dict[str, GenreStats] = defaultdict(GenreStats)
+    for piece in pieces:
+        out[piece.genre].add(piece)
+    return dict(out)
+
+
+def distance_floor(stats: GenreStats, bars: int, rng: np.random.Generator) -> float:
+    """Mean JS distance between the genre's whole training histogram and random samples of
+    its training pieces holding about `bars` bars: the distance sampling noise alone gives
+    a generated set of that size."""
+    if stats.pieces < 2 or stats.drum_histogram.sum() == 0:
+        return float("nan")
+    distances = []
+    for _ in range(FLOOR_DRAWS):
+        sample, count = np.zeros(16), 0
+        for index in rng.permutation(stats.pieces):
+            sample += stats.piece_histograms[index]
+            count += stats.piece_bars[index]
+            if count >= bars:
+                break
+        distances.append(histogram_distance(sample, stats.drum_histogram))
+    return float(np.nanmean(distances)) if not all(math.isnan(d) for d in distances) else float("nan")
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+@dataclass
+class Generated:
+    genre: str
+    seed: int
+    bpm: float
+    key: str
+    model_genre: str
+    piece: Piece | None
+    valid: bool
+    exact_bars: bool
+    exact_bpm: bool
+    problems: list[str]
+    compose_seconds: float
+    end_of_track_past_end_ticks: int = 0
+
+
+def check_midi(path: Path, bars: int, bpm: float) -> tuple[bool, bool, bool, int, list[str]]:
+    """(readable, exact bars, exact bpm, ticks from the end marker to the last end-of-track,
+    problems) of one written MIDI file, read back with mido (an independent reader)."""
+    import mido
+
+    try:
+        midi = mido.MidiFile(path)
+    except Exception as error:  # mido raises several types on bad bytes
+        return False, False, False, 0, [f"{path.name}: mido cannot read it ({error})"]
+    problems: list[str] = []
+    total = bars * BEATS_PER_BAR * midi.ticks_per_beat
+    tempos, signatures, markers, note_ticks, track_ends = [], [], [], [], []
+    for track in midi.tracks:
+        tick = 0
+        for message in track:
+            tick += message.time
+            if message.type == "set_tempo":
+                tempos.append(mido.tempo2bpm(message.tempo))
+            elif message.type == "time_signature":
+                signatures.append((message.numerator, message.denominator))
+            elif message.type == "marker" and message.text == "end":
+                markers.append(tick)
+            elif message.type in ("note_on", "note_off"):
+                note_ticks.append(tick)
+            elif message.type == "end_of_track":
+                track_ends.append(tick)
+    exact_bars = markers == [total] and all(0 <= t <= total for t in note_ticks) and set(signatures) == {(4, 4)}
+    if not exact_bars:
+        problems.append(f"{path.name}: end marker at {markers}, last note event {max(note_ticks, default=0)}, "
+                        f"signatures {sorted(set(signatures))}, expected {total} ticks in 4/4")
+    exact_bpm = len(tempos) == 1 and abs(tempos[0] - bpm) <= BPM_TOLERANCE
+    if not exact_bpm:
+        problems.append(f"{path.name}: tempo events {[round(t, 4) for t in tempos]}, asked {bpm:g}")
+    return True, exact_bars, exact_bpm, max(track_ends, default=total) - total, problems
+
+
+def check_notes(tracks: dict[str, list[Note]], bars: int, composer: Composer) -> list[str]:
+    problems = []
+    missing = [r for r in ROLES if r not in tracks]
+    if missing:
+        problems.append(f"missing parts {missing}")
+    total = bars * TICKS_PER_BAR
+    for role, notes in tracks.items():
+        low, high = composer.tokenizer.spec.role_pitch_ranges[role]
+        for note in notes:
+            if not (0 <= note.start < total and note.duration > 0 and note.start + note.duration <= total):
+                problems.append(f"{role}: note {note} outside the {bars} bars")
+            elif not low <= note.pitch < high:
+                problems.append(f"{role}: pitch {note.pitch} outside {low}-{high - 1}")
+            elif not 1 <= note.velocity <= 127:
+                problems.append(f"{role}: velocity {note.velocity}")
+    return problems
+
+
+def generate_one(composer: Composer, genre: str, seed: int, bars: int, workdir: Path) -> Generated:
+    from pipeline.run import RunRequest, run
+
+    bpm = GENRE_DEFAULT_BPM[genre] + BPM_OFFSETS[seed % len(BPM_OFFSETS)]
+    out = workdir / f"{genre}_{seed}"
+    request = RunRequest(prompt=f"{genre} {bpm:g} bpm", genre=genre, seed=seed, bars=bars,
+                         model=composer.path, out=out)
+    try:
+        result = run(request, composer=composer)
+    except Exception as error:  # any failure of the production path is an invalid output, and is shown
+        return Generated(genre, seed, bpm, "", "", None, False, False, False,
+                         [f"run: {type(error).__name__}: {error}"], 0.0)
+    conditions = result.arrangement.conditions
+    tracks = {r: list(t.notes) for r, t in result.arrangement.tracks.items()}
+    invalid = check_notes(tracks, bars, composer)
+    problems = list(invalid)
+    readable = exact_bars = exact_bpm = True
+    past_end = 0
+    for relative in result.manifest["midi"].values():
+        read_ok, bars_ok, bpm_ok, past, found = check_midi(out / relative, bars, bpm)
+        readable, exact_bars, exact_bpm = readable and read_ok, exact_bars and bars_ok, exact_bpm and bpm_ok
+        past_end = max(past_end, past)
+        problems += found
+    if result.manifest["conditions"]["bpm"] != bpm:
+        problems.append(f"run.json bpm {result.manifest['conditions']['bpm']} differs from the asked {bpm:g}")
+        exact_bpm = False
+    if conditions.bars != bars:
+        problems.append(f"run.json bars {conditions.bars} differ from the asked {bars}")
+        exact_bars = False
+    piece = Piece(genre, parse_key(conditions.key), bars, tracks)
+    return Generated(genre, seed, bpm, conditions.key, result.manifest["model_genre"], piece,
+                     readable and not invalid, exact_bars, exact_bpm, problems,
+                     result.manifest["timings"]["compose"], past_end)
+
+
+# ----------------------------------------------------------------------------- classifier
+
+
+def windows_of(pieces: list[Piece]) -> tuple[np.ndarray, list[str]]:
+    """Features of every non-overlapping WINDOW_BARS window of every piece, with its genre."""
+    features, labels = [], []
+    for piece in pieces:
+        for start in range(0, piece.bars - WINDOW_BARS + 1, WINDOW_BARS):
+            window = cut_window(piece.tracks, start, WINDOW_BARS, TICKS_PER_BEAT)
+            features.append(window_features(window, TICKS_PER_BEAT, WINDOW_BARS))
+            labels.append(piece.genre)
+    return np.asarray(features, dtype=np.float32).reshape(len(features), -1), labels
+
+
+def accuracy(classifier: GenreClassifier, features: np.ndarray, labels: list[str]) -> tuple[float, dict, dict]:
+    """(overall accuracy, per-genre recall, confusion {true: {predicted: count}})."""
+    if not labels:
+        return float("nan"), {}, {}
+    predicted = classifier.predict(features)
+    confusion: dict[str, Counter] = defaultdict(Counter)
+    for truth, guess in zip(labels, predicted):
+        confusion[truth][guess] += 1
+    recall = {g: c[g] / sum(c.values()) for g, c in confusion.items()}
+    overall = sum(t == p for t, p in zip(labels, predicted)) / len(labels)
+    return overall, recall, {g: dict(c) for g, c in confusion.items()}
+
+
+# ----------------------------------------------------------------------------- picture
+
+
+DRUM_LANES = {"kick": 4, "snare": 10, "cymbal": 16, "other": 22}
+
+
+def plot_pianorolls(pieces: list[Piece], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = 3
+    rows = max(1, math.ceil(len(pieces) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.0 * rows), squeeze=False)
+    colours = {"bass": "tab:blue", "melody": "tab:orange"}
+    for ax, piece in zip(axes.flat, pieces):
+        for role in ("bass", "melody"):
+            notes = piece.tracks.get(role, [])
+            for n in notes:
+                ax.add_patch(plt.Rectangle((n.start / TICKS_PER_BAR, n.pitch - 0.4), n.duration / TICKS_PER_BAR,
+                                           0.8, color=colours[role], lw=0))
+        drums = piece.tracks.get("drums", [])
+        ax.scatter([n.start / TICKS_PER_BAR for n in drums], [DRUM_LANES[drum_group(n.pitch)] for n in drums],
+                   s=14, c="tab:gray", marker="|")
+        ax.set_xlim(0, piece.bars)
+        ax.set_ylim(0, 100)
+        ax.set_xticks(range(piece.bars + 1))
+        ax.set_yticks(list(DRUM_LANES.values()) + [36, 48, 60, 72, 84])
+        ax.set_yticklabels(list(DRUM_LANES) + ["C2", "C3", "C4", "C5", "C6"], fontsize=6)
+        ax.grid(axis="x", alpha=0.3)
+        key = piece.key.name if piece.key else "no key"
+        ax.set_title(f"{piece.genre} ({key})", fontsize=9)
+    for ax in list(axes.flat)[len(pieces):]:
+        ax.axis("off")
+    figure.suptitle(title + "   (grey: drums by group, blue: bass, orange: melody; x in bars)", fontsize=10)
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.stem}.partial.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _round(value: float, digits: int = 4) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), digits)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.0f}%"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def novelty_counts(pieces: list[Piece], bars: int, index: NoveltyIndex) -> tuple[Counter, set[bytes],
+                                                                                  dict[str, set[bytes]]]:
+    """Generated 4-bar windows (stride 1, as `pipeline eval` checks) found in the training
+    index, all parts together ("window_*") and per part ("window_track_*", "<role>_*"), as
+    *_total / *_matched counts; plus the piece and per-part digests, for diversity."""
+    counts: Counter = Counter()
+    piece_set: set[bytes] = set()
+    track_sets: dict[str, set[bytes]] = defaultdict(set)
+    for piece in pieces:
+        digests = piece_digests(piece.tracks, TICKS_PER_BEAT, bars, stride_bars=1)
+        for level in ("window", "window_track"):
+            for d, (_, role) in zip(digests.by_level[level], digests.where[level]):
+                found = index.contains(level, d)
+                for name in (level, role) if level == "window_track" else (level,):
+                    counts[f"{name}_total"] += 1
+                    counts[f"{name}_matched"] += int(found)
+        piece_set.update(digests.by_level["piece"])
+        for d, (_, role) in zip(digests.by_level["track"], digests.where["track"]):
+            track_sets[role].add(d)
+    return counts, piece_set, track_sets
+
+
+def groove_distances(mine: GenreStats, reference: GenreStats | None, train_stats: dict[str, GenreStats],
+                     rng: np.random.Generator) -> dict:
+    """Drum-histogram distance to the genre's training data, its same-size floor, and the
+    nearest other genre's training data."""
+    own = histogram_distance(mine.drum_histogram, reference.drum_histogram) if reference else float("nan")
+    others = {h: histogram_distance(mine.drum_histogram, s.drum_histogram) for h, s in train_stats.items()
+              if s is not reference}
+    others = {h: d for h, d in others.items() if not math.isnan(d)}
+    nearest = min(others, key=others.__getitem__) if others else None
+    floor = distance_floor(reference, max(mine.bars, 1), rng) if reference else float("nan")
+    return {"drum_js_own": _round(own), "drum_js_floor": _round(floor),
+            "drum_js_nearest_other": _round(others[nearest]) if nearest else None, "nearest_other_genre": nearest}
+
+
+def measure(composer: Composer, data_dir: Path, genres: list[str], seeds: int, bars: int, train_per_genre: int,
+            valid_per_genre: int, progress: bool = True) -> tuple[dict, list[Generated]]:
+    started = time.perf_counter()
+    if not (data_dir / "index" / "index.json").is_file():
+        raise QualityError(f"--data: {data_dir}/index is missing; point --data at a folder written by `pipeline prepare`")
+    train = load_pieces(data_dir, "train", train_per_genre, 0, progress)
+    valid = load_pieces(data_dir, "valid", valid_per_genre, 0, progress) if (data_dir / "valid_tokens.npy").is_file() else []
+    train_stats = stats_by_genre(train)
+    index = NoveltyIndex.load(data_dir / "index")
+    data_seconds = time.perf_counter() - started
+
+    generated: list[Generated] = []
+    with tempfile.TemporaryDirectory(prefix="stemforge-quality-") as workdir:
+        jobs = [(g, s) for g in genres for s in range(seeds)]
+        for genre, seed in tqdm(jobs, desc="composing (run())", unit="piece", disable=not progress):
+            generated.append(generate_one(composer, genre, seed, bars, Path(workdir)))
+    compose_seconds = time.perf_counter() - started - data_seconds
+
+    train_x, train_y = windows_of(train)
+    classifier = GenreClassifier.fit(train_x, train_y)
+    train_accuracy, _, _ = accuracy(classifier, train_x, train_y)
+    valid_x, valid_y = windows_of(valid)
+    valid_accuracy, valid_recall, _ = accuracy(classifier, valid_x, valid_y)
+    made = [g.piece for g in generated if g.piece is not None]
+    gen_x, gen_y = windows_of(made)
+    gen_accuracy, gen_recall, confusion = accuracy(classifier, gen_x, gen_y)
+
+    rng = np.random.default_rng(0)
+    generated_stats = stats_by_genre(made)
+    per_genre: dict[str, dict] = {}
+    totals: Counter = Counter()
+    all_pieces: set[bytes] = set()
+    all_tracks: dict[str, set[bytes]] = defaultdict(set)
+    for genre in genres:
+        runs = [g for g in generated if g.genre == genre]
+        model_genre = next((r.model_genre for r in runs if r.model_genre), genre)
+        mine = generated_stats.get(genre, GenreStats())
+        reference = train_stats.get(model_genre)
+        counts, pieces_seen, tracks_seen = novelty_counts([r.piece for r in runs if r.piece], bars, index)
+        totals.update(counts)
+        all_pieces |= pieces_seen
+        for role, found in tracks_seen.items():
+            all_tracks[role] |= found
+        per_genre[genre] = {
+            "model_genre": model_genre, "runs": len(runs), "pieces": mine.pieces,
+            "valid": _round(np.mean([r.valid for r in runs])),
+            "exact_bars": _round(np.mean([r.exact_bars for r in runs])),
+            "exact_bpm": _round(np.mean([r.exact_bpm for r in runs])),
+            "generated": mine.summary(), "training": reference.summary() if reference else None,
+            **groove_distances(mine, reference, train_stats, rng),
+            "classifier_recall": _round(gen_recall.get(genre, float("nan"))),
+            "classifier_valid_recall": _round(valid_recall.get(genre, float("nan"))),
+            "novelty": {k: int(v) for k, v in counts.items()},
+            "distinct_pieces": len(pieces_seen), "distinct_tracks": {r: len(v) for r, v in tracks_seen.items()},
+        }
+
+    def share(prefix: str) -> float:
+        return totals[f"{prefix}_matched"] / totals[f"{prefix}_total"] if totals[f"{prefix}_total"] else float("nan")
+
+    made_count = len(made)
+    report = {
+        "model": {"path": str(composer.path), "weights_sha256": composer.weights_sha256,
+                  "data_sha256": composer.meta.get("data_sha256"), "genres": composer.genres},
+        "data": str(data_dir), "bars": bars, "seeds": seeds, "genres": genres,
+        "sampling": "RunRequest defaults (temperature 1.0, top-p 0.95, top-k off)",
+        "distance": "Jensen-Shannon distance, base 2, of 16-step drum onset histograms (0 same, 1 disjoint)",
+        "overall": {
+            "pieces": len(generated), "valid": _round(np.mean([g.valid for g in generated])),
+            "exact_bars": _round(np.mean([g.exact_bars for g in generated])),
+            "exact_bpm": _round(np.mean([g.exact_bpm for g in generated])),
+            "end_of_track_past_end_ticks": max((g.end_of_track_past_end_ticks for g in generated), default=0),
+            "empty_parts": sum(1 for g in generated if g.piece for r in ROLES if not g.piece.tracks.get(r)),
+            "classifier": {"generated_accuracy": _round(gen_accuracy), "valid_accuracy": _round(valid_accuracy),
+                           "train_accuracy": _round(train_accuracy), "chance": _round(1 / len(classifier.labels)),
+                           "classes": len(classifier.labels), "train_windows": len(train_y),
+                           "valid_windows": len(valid_y), "generated_windows": len(gen_y),
+                           "features": len(train_x[0]) if len(train_x) else 0, "confusion_generated": confusion},
+            "novelty": {"window_in_training": _round(share("window")),
+                        "window_track_in_training": _round(share("window_track")),
+                        **{f"{r}_window_in_training": _round(share(r)) for r in ROLES},
+                        "counts": {k: int(v) for k, v in totals.items()}, "aim": NOVELTY_AIM},
+            "diversity": {"distinct_pieces": len(all_pieces), "pieces": made_count,
+                          "distinct_pieces_within_genre": sum(p["distinct_pieces"] for p in per_genre.values()),
+                          **{f"distinct_{r}": len(all_tracks[r]) for r in ROLES}},
+            "compose_seconds_mean": _round(np.mean([g.compose_seconds for g in generated if g.piece])),
+        },
+        "per_genre": per_genre,
+        "runs": [{"genre": g.genre, "seed": g.seed, "bpm": g.bpm, "key": g.key, "model_genre": g.model_genre,
+                  "valid": g.valid, "exact_bars": g.exact_bars, "exact_bpm": g.exact_bpm, "problems": g.problems,
+                  "notes": {r: len(n) for r, n in g.piece.tracks.items()} if g.piece else None,
+                  "compose_seconds": g.compose_seconds} for g in generated],
+        "seconds": {"data": round(data_seconds, 1), "compose": round(compose_seconds, 1),
+                    "total": round(time.perf_counter() - started, 1)},
+    }
+    return report, generated
+
+
+def table(report: dict) -> str:
+    lines = [
+        "| genre | valid | exact bars | exact bpm | drum JS own (floor) | nearest other JS | notes/bar gen/train "
+        "| swing gen/train | in key gen/train | bass on kick gen/train | classifier |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for genre, row in report["per_genre"].items():
+        gen, ref = row["generated"], row["training"] or {}
+        name = genre if row["model_genre"] in (None, "", genre) else f"{genre} (as {row['model_genre']})"
+        lines.append(
+            f"| {name} | {_pct(row['valid'])} | {_pct(row['exact_bars'])} | {_pct(row['exact_bpm'])} "
+            f"| {_num(row['drum_js_own'])} ({_num(row['drum_js_floor'])}) "
+            f"| {_num(row['drum_js_nearest_other'])} {row['nearest_other_genre'] or ''} "
+            f"| {_num(gen['notes_per_bar'], 1)} / {_num(ref.get('notes_per_bar'), 1)} "
+            f"| {_num(gen['swing'])} / {_num(ref.get('swing'))} "
+            f"| {_pct(gen['in_key'])} / {_pct(ref.get('in_key'))} "
+            f"| {_pct(gen['bass_on_kick'])} / {_pct(ref.get('bass_on_kick'))} "
+            f"| {_pct(row['classifier_recall'])} |")
+    overall = report["overall"]
+    clf, nov, div = overall["classifier"], overall["novelty"], overall["diversity"]
+    lines += [
+        "",
+        f"pieces: {overall['pieces']} ({len(report['genres'])} genres x {report['seeds']} seeds x "
+        f"{report['bars']} bars) via pipeline.run.run(); valid {_pct(overall['valid'])}, exact bars "
+        f"{_pct(overall['exact_bars'])}, exact bpm {_pct(overall['exact_bpm'])}; empty parts: "
+        f"{overall['empty_parts']}; compose {overall['compose_seconds_mean']:.2f} s/piece"
+        + ("" if overall["valid"] == 1 else "  <- VALIDITY BELOW 100%: see quality.json runs[].problems")
+        + (f"; note: every MIDI file's end-of-track event sits {overall['end_of_track_past_end_ticks']} tick(s) "
+           "after the end marker" if overall["end_of_track_past_end_ticks"] else ""),
+        f"genre control: classifier recognises the requested genre in {_pct(clf['generated_accuracy'])} of "
+        f"{clf['generated_windows']} generated {WINDOW_BARS}-bar windows (chance {_pct(clf['chance'])} = "
+        f"1/{clf['classes']}; same classifier on held-out real validation windows: "
+        f"{_pct(clf['valid_accuracy'])} of {clf['valid_windows']}; on its training windows "
+        f"{_pct(clf['train_accuracy'])})",
+        f"novelty: generated 4-bar windows found in the training index: all parts "
+        f"{_pct(nov['window_in_training'])}, single parts {_pct(nov['window_track_in_training'])} "
+        f"(drums {_pct(nov['drums_window_in_training'])}, bass {_pct(nov['bass_window_in_training'])}, "
+        f"melody {_pct(nov['melody_window_in_training'])}); aim < {_pct(nov['aim'])}: "
+        + ("met" if (nov["window_in_training"] or 0) < nov["aim"] else "NOT met"),
+        f"diversity: {div['distinct_pieces']} distinct pieces of {div['pieces']} "
+        f"({div['distinct_pieces_within_genre']} counting within each genre, across seeds); distinct parts: drums "
+        f"{div['distinct_drums']}, bass {div['distinct_bass']}, melody {div['distinct_melody']}",
+        "drum JS: Jensen-Shannon distance (base 2) of 16-step drum onset histograms, generated vs the genre's "
+        "training data; (floor) = same-size samples of training pieces vs the whole; nearest other = the "
+        "closest other genre's training histogram. swing: share of off-beat drum hits on swung positions. "
+        "in key: bass+melody notes in the requested key's scale. classifier: recall of the requested genre.",
+        f"time: data {report['seconds']['data']} s, composing {report['seconds']['compose']} s, "
+        f"total {report['seconds']['total']} s",
+    ]
+    return "\n".join(lines)
+
+
+def write_json(data: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="model directory (default: the shipped composer)")
+    parser.add_argument("--data", type=Path, required=True, help="the prepared dataset the model was trained on")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--bars", type=int, default=8)
+    parser.add_argument("--genres", nargs="*", default=list(GENRES), help="default: every advertised genre")
+    parser.add_argument("--train-per-genre", type=int, default=300, help="training sequences decoded per genre")
+    parser.add_argument("--valid-per-genre", type=int, default=60, help="validation sequences decoded per genre")
+    parser.add_argument("--out", type=Path, default=Path("docs/quality"))
+    args = parser.parse_args(argv)
+    try:
+        if args.seeds < 1 or args.bars < WINDOW_BARS:
+            raise QualityError(f"--seeds must be >= 1 and --bars >= {WINDOW_BARS} (windows are {WINDOW_BARS} bars)")
+        unknown = [g for g in args.genres if g not in GENRES]
+        if unknown:
+            raise QualityError(f"--genres: unknown {unknown}; choose from {', '.join(GENRES)}")
+        import torch
+
+        torch.set_num_threads(1)
+        composer = load_composer(args.model)
+        report, generated = measure(composer, args.data, args.genres, args.seeds, args.bars,
+                                    args.train_per_genre, args.valid_per_genre)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    report["table"] = table(report)
+    write_json(report, args.out / "quality.json")
+    first = {}
+    for g in generated:
+        if g.piece is not None and g.genre not in first:
+            first[g.genre] = g.piece
+    plot_pianorolls(list(first.values()), args.out / "quality_pianorolls.png",
+                    f"{composer.path.name}: seed 0 of each genre, {args.bars} bars")
+    print(report["table"])
+    print(f"wrote {args.out / 'quality.json'} and {args.out / 'quality_pianorolls.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

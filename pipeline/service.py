@@ -1,0 +1,663 @@
+"""`pipeline serve`: an HTTP API with a job queue, and a web page to compose, listen and download.
+
+    from pipeline.service import ServiceLimits, create_app, serve
+    serve(host="127.0.0.1", port=8000, data_dir=Path("stemforge-service"), token=None, model=None, workers=1)
+
+Jobs run `pipeline.run.run()` exactly as the CLI does (see pipeline/jobs.py for the queue and
+the worker processes); run folders live in DATA_DIR/jobs/<job id>/, job states in
+DATA_DIR/jobs.sqlite3. Requests are checked up front with the CLI's own rules and messages
+(422 naming the field), so a bad request never queues. Limits come from configs/service.yaml
+(or the YAML file named by $STEMFORGE_SERVICE_CONFIG).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import zipfile
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path, PurePosixPath
+
+import yaml
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from configs import CONFIG_DIR
+from pipeline.jobs import (
+    FINISHED,
+    Job,
+    JobError,
+    JobStore,
+    WorkerPool,
+    is_job_id,
+    recover,
+    wait_for_orphan_workers,
+)
+from symbolic.conditions import ROLES, ConditionError, build_conditions, validate
+from symbolic.model import load_composer
+from symbolic.sampling import SamplingSettings
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DEFAULT_CONFIG = CONFIG_DIR / "service.yaml"
+CONFIG_ENV = "STEMFORGE_SERVICE_CONFIG"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class ServiceError(ValueError):
+    """A service setting that cannot be used; one line naming the file/flag."""
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """configs/service.yaml: what one client may ask of the machine."""
+
+    max_bars: int = 32  # longest piece a request may ask for (the model's own reach applies too)
+    max_queued: int = 16  # jobs waiting to run; one more gets 429 with Retry-After
+    max_request_bytes: int = 16384  # request bodies above this get 413
+    job_timeout_seconds: float = 300.0  # a job running longer is killed and reported failed
+    worker_threads: int = 1  # torch threads per worker process
+    recent_jobs: int = 50  # GET /jobs lists this many unless ?limit= says otherwise
+    musicgen_model: str | None = None  # renderer "musicgen" is offered only when the operator names weights
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> ServiceLimits:
+        path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+        if not path.is_file():
+            raise ServiceError(f"service config: {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ServiceError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ServiceError(f"{path}: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        limits = cls(**data)
+        for name in ("max_bars", "max_queued", "max_request_bytes", "worker_threads", "recent_jobs"):
+            if not isinstance(getattr(limits, name), int) or getattr(limits, name) < 1:
+                raise ServiceError(f"{path}: {name} must be a whole number >= 1")
+        if not isinstance(limits.job_timeout_seconds, int | float) or limits.job_timeout_seconds <= 0:
+            raise ServiceError(f"{path}: job_timeout_seconds must be > 0")
+        return limits
+
+
+# ------------------------------------------------------------------ request / response bodies
+
+class JobRequest(BaseModel):
+    """The fields of `pipeline run` (flags with dashes become underscores), plus `from_job`.
+    Unset fields take the CLI's defaults; with `from_job`, unset render fields take that job's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field("", max_length=500, description='free text, e.g. "lofi 80bpm in F minor, 8 bars"')
+    genre: str | None = None
+    bpm: float | None = Field(None, description="exact tempo (1-300)")
+    key: str | None = Field(None, description="'F minor', 'Am', 'C#m'...")
+    bars: int | None = None
+    density: str | None = Field(None, description="sparse | normal | busy")
+    seed: int | None = Field(None, description="None = a fresh seed, recorded in run.json")
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.95
+    stems: bool = Field(True, description="render WAV stems and a mix (the page always does)")
+    renderer: str = "sample"
+    kit: str | None = Field(None, description="a kit or SoundFont name from GET /sounds")
+    preset: str | None = Field(None, description="FX preset name (configs/render/)")
+    dry: bool = False
+    tail: str = "wrap"
+    sample_rate: int = 44100
+    instruments: dict[str, str] = Field(default_factory=dict, description="role -> GM program or preset name")
+    keep: list[str] = Field(default_factory=list, description="roles of from_job to keep")
+    from_job: str | None = Field(None, description="an earlier finished job to take conditions and kept parts from")
+
+
+RENDER_FIELDS = ("stems", "renderer", "kit", "preset", "dry", "tail", "sample_rate", "instruments")
+
+
+class JobInfo(BaseModel):
+    id: str
+    status: str = Field(description="queued | running | done | failed | cancelled")
+    progress: float
+    stage: str
+    error: str | None
+    created: float
+    started: float | None
+    finished: float | None
+    title: str
+    request: dict
+    queue_position: int | None = None
+    run: dict | None = Field(None, description="run.json, when done (GET /jobs/{id} only)")
+    report: dict | None = Field(None, description="eval numbers, when a report.json is in the run folder")
+
+
+class JobList(BaseModel):
+    jobs: list[JobInfo]
+    counts: dict[str, int]
+
+
+class DeleteResult(BaseModel):
+    id: str
+    status: str
+    removed: bool
+
+
+class ModelInfo(BaseModel):
+    path: str
+    genres: list[str]
+    max_bars: int
+    service_max_bars: int
+    sha256: str | None
+    val_loss: float | None
+    parameters: int | None
+    steps: int | None
+
+
+class SoundInfo(BaseModel):
+    name: str
+    kind: str
+    path: str
+    source: str
+
+
+class Health(BaseModel):
+    status: str
+    workers: int
+    workers_ready: int
+    jobs: dict[str, int]
+
+
+class NoteTrack(BaseModel):
+    program: int
+    is_drum: bool
+    notes: list[list[int]] = Field(description="[start_tick, duration_ticks, pitch, velocity]")
+
+
+class NotesInfo(BaseModel):
+    bpm: float
+    bars: int
+    beats_per_bar: int
+    ticks_per_beat: int
+    tracks: dict[str, NoteTrack]
+
+
+# ------------------------------------------------------------------ validation (the CLI's rules)
+
+class FieldError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+_FLAG_FIELDS = {"from": "from_job", "instrument": "instruments", "seed_midi": "prompt"}
+
+
+def field_of(message: str) -> str:
+    """'--top-k: ...' / 'bpm: ...' / '--sample-rate 5: ...' -> the request field it names."""
+    match = re.match(r"-{0,2}([A-Za-z][\w-]*)", message)
+    name = match.group(1).replace("-", "_") if match else "request"
+    return _FLAG_FIELDS.get(name, name)
+
+
+def _as_field_error(error: ValueError, default_field: str | None = None) -> FieldError:
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    name = field_of(message)
+    if name not in JobRequest.model_fields and default_field:
+        name = default_field
+    head = re.match(r"-{1,2}[\w-]+", message)
+    if head:  # the CLI's "--top-k: ..." reads "top_k: ..." in the API
+        message = name + message[head.end():]
+    return FieldError(name, message)
+
+
+class ServiceState:
+    """Everything the handlers share: paths, limits, the composer's metadata, store and pool."""
+
+    def __init__(self, data_dir: Path, token: str | None, model: Path | None, workers: int,
+                 limits: ServiceLimits) -> None:
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.jobs_dir = self.data_dir / "jobs"
+        self.cache_dir = self.data_dir / "cache"
+        self.token = token or None
+        self.limits = limits
+        self.composer = load_composer(Path(model) if model is not None else None)  # reads metadata only
+        self.model = self.composer.path
+        try:
+            self.jobs_dir.mkdir(parents=True, exist_ok=True)
+            self.cache_dir.mkdir(exist_ok=True)
+        except OSError as error:
+            raise ServiceError(f"--data: cannot create {self.data_dir} ({error.strerror})") from error
+        self._lock_file = self._take_lock()
+        wait_for_orphan_workers(self.data_dir)
+        self.store = JobStore(self.data_dir / "jobs.sqlite3")
+        for note in recover(self.store, self.jobs_dir):
+            print(f"stemforge: {note}", file=sys.stderr)
+        self.pool = WorkerPool(self.store, self.data_dir, self.jobs_dir, self.model, workers,
+                               limits.job_timeout_seconds, limits.worker_threads, self.run_kwargs)
+        self._runs: dict[str, dict] = {}
+        self._sound_names: set[str] | None = None
+
+    def _take_lock(self):
+        handle = open(self.data_dir / "service.lock", "a+")  # noqa: SIM115 - held while the service runs
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as error:
+                handle.close()
+                raise ServiceError(f"--data: {self.data_dir} is in use by another running service; "
+                                   "stop it or choose another folder") from error
+        return handle
+
+    def close(self) -> None:
+        self.store.close()
+        self._lock_file.close()
+
+    # -- jobs and their folders
+    def run_dir(self, job: Job) -> Path:
+        return self.jobs_dir / job.id
+
+    def run_json(self, job: Job) -> dict | None:
+        if job.status != "done":
+            return None
+        if job.id not in self._runs:
+            try:
+                self._runs[job.id] = json.loads((self.run_dir(job) / "run.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                return None
+        return self._runs[job.id]
+
+    def forget(self, job_id: str) -> None:
+        self._runs.pop(job_id, None)
+
+    def sound_names(self) -> set[str]:
+        if self._sound_names is None:
+            from audio.assets import find_sounds
+
+            self._sound_names = {s.name.lower() for s in find_sounds()}
+        return self._sound_names
+
+    # -- validation before queueing, and the RunRequest a worker builds
+    def check(self, body: JobRequest) -> dict:
+        """The request as it will be stored: checked with the CLI's rules, inherited fields filled."""
+        values = body.model_dump()
+        base: dict = {}
+        if body.from_job is not None:
+            parent = self.store.get(body.from_job) if is_job_id(body.from_job) else None
+            if parent is None or parent.status != "done" or self.run_json(parent) is None:
+                raise FieldError("from_job", f"from_job: no finished job {body.from_job!r}; regenerate from a "
+                                 "job whose status is done")
+            base = self.run_json(parent)["conditions"]
+            for name in RENDER_FIELDS:  # new stems should sound like the old ones unless asked otherwise
+                if name not in body.model_fields_set and name in parent.request:
+                    values[name] = parent.request[name]
+        for role in body.keep:
+            if role not in ROLES:
+                raise FieldError("keep", f"keep: unknown role {role!r}; roles are {', '.join(ROLES)}")
+        if body.keep and body.from_job is None:
+            raise FieldError("keep", "keep: needs from_job (the job whose parts to keep)")
+        if set(body.keep) >= set(ROLES):
+            raise FieldError("keep", "keep: keeping every role leaves nothing to regenerate; keep fewer roles")
+        try:
+            SamplingSettings(body.temperature, body.top_k, body.top_p).validate()
+            prompt = body.prompt
+            conditions = build_conditions(
+                prompt or base.get("prompt", ""),
+                genre=body.genre or (None if prompt else base.get("genre")),
+                bpm=body.bpm if body.bpm is not None else (None if prompt else base.get("bpm")),
+                key=body.key or (None if prompt else base.get("key")),
+                bars=body.bars if body.bars is not None else base.get("bars"),
+                density=body.density or (None if prompt else base.get("density")),
+                seed=body.seed or 0,
+            )
+        except ValueError as error:
+            raise _as_field_error(error, "prompt") from error
+        if conditions.bars > self.limits.max_bars:
+            raise FieldError("bars", f"bars: {conditions.bars} is above this service's limit of "
+                             f"{self.limits.max_bars} (max_bars in the service config); ask for fewer")
+        try:
+            validate(conditions, self.composer.max_bars)
+        except ConditionError as error:
+            raise _as_field_error(error, "bars") from error
+        if values["stems"]:
+            self._check_render(values)
+        return values
+
+    def _check_render(self, values: dict) -> None:
+        from audio.effects import available_presets
+        from audio.render import SUPPORTED_SAMPLE_RATES, TAIL_MODES, parse_instrument_flags
+
+        if values["renderer"] not in ("sample", "musicgen"):
+            raise FieldError("renderer", f"renderer: unknown renderer {values['renderer']!r}; use sample or musicgen")
+        if values["renderer"] == "musicgen" and not self.limits.musicgen_model:
+            raise FieldError("renderer", "renderer: musicgen is not offered by this service (set musicgen_model "
+                             "in the service config); use sample")
+        if values["sample_rate"] not in SUPPORTED_SAMPLE_RATES:
+            raise FieldError("sample_rate", f"sample_rate: {values['sample_rate']} is unsupported; use one of "
+                             f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES))}")
+        if values["tail"] not in TAIL_MODES:
+            raise FieldError("tail", f"tail: {values['tail']!r} is not one of {', '.join(TAIL_MODES)}")
+        try:
+            parse_instrument_flags([f"{role}={name}" for role, name in values["instruments"].items()])
+        except ValueError as error:
+            raise _as_field_error(error, "instruments") from error
+        if values["preset"] is not None and values["preset"] not in available_presets():
+            raise FieldError("preset", f"preset: unknown preset {values['preset']!r}; choose from "
+                             f"{', '.join(available_presets())}")
+        # Only sounds this machine lists: a client must not point the renderer at arbitrary paths.
+        if values["kit"] is not None and values["kit"].lower() not in self.sound_names():
+            raise FieldError("kit", f"kit: {values['kit']!r} is not a kit or SoundFont of this service; "
+                             "GET /sounds lists them")
+
+    def run_kwargs(self, job: Job) -> dict:
+        """RunRequest keyword arguments for a stored job (paths as strings for the pipe)."""
+        request = job.request
+        kwargs = {name: request.get(name) for name in (
+            "prompt", "genre", "bpm", "key", "bars", "density", "seed", "temperature", "top_k", "top_p",
+            "stems", "renderer", "kit", "preset", "dry", "tail", "sample_rate", "instruments", "keep")}
+        kwargs["prompt"] = kwargs["prompt"] or ""
+        kwargs["model"] = str(self.model)
+        kwargs["out"] = str(self.jobs_dir / job.id)
+        kwargs["from_run"] = str(self.jobs_dir / request["from_job"]) if request.get("from_job") else None
+        if kwargs["renderer"] == "musicgen":
+            kwargs["musicgen"] = self.limits.musicgen_model
+        return kwargs
+
+    # -- responses
+    def title(self, job: Job) -> str:
+        run = self.run_json(job)
+        if run is not None:
+            c = run["conditions"]
+            return f"{c['genre']} · {c['bpm']:g} bpm · {c['key']} · {c['bars']} bars · seed {run['seed']}"
+        request = job.request
+        if request.get("from_job"):
+            kept = ", ".join(request.get("keep") or ()) or "nothing"
+            return f"regenerate {request['from_job']} keeping {kept}"
+        return request.get("prompt") or "(no prompt)"
+
+    def info(self, job: Job, full: bool = False) -> JobInfo:
+        info = JobInfo(id=job.id, status=job.status, progress=job.progress, stage=job.stage, error=job.error,
+                       created=job.created, started=job.started, finished=job.finished, title=self.title(job),
+                       request=job.request)
+        if job.status == "queued":
+            info.queue_position = self.store.queue_position(job)
+        if full and job.status == "done":
+            info.run = self.run_json(job)
+            info.report = self.report(job)
+        return info
+
+    def report(self, job: Job) -> dict | None:
+        """The numbers of an eval report written into the run folder
+        (`pipeline eval DATA/jobs/ID --out DATA/jobs/ID/eval`)."""
+        for candidate in (self.run_dir(job) / "report.json", self.run_dir(job) / "eval" / "report.json"):
+            if candidate.is_file():
+                try:
+                    report = json.loads(candidate.read_text())
+                except (OSError, json.JSONDecodeError):
+                    return None
+                return {k: report.get(k) for k in ("fad", "novelty", "warnings") if k in report}
+        return None
+
+    def job_file(self, job: Job, path: str) -> Path:
+        """A file inside the job's own run folder, or an HTTP error; never anything outside it."""
+        base = self.run_dir(job).resolve()
+        if not path or "\x00" in path or "\\" in path or PurePosixPath(path).is_absolute():
+            raise HTTPException(400, f"path: {path!r} must be a relative path inside the job's folder")
+        target = (base / path).resolve()
+        if not target.is_relative_to(base):
+            raise HTTPException(400, f"path: {path!r} leads outside the job's folder")
+        if not target.is_file():
+            raise HTTPException(404, f"path: {path!r} is not a file of job {job.id}")
+        return target
+
+    def zip_file(self, job: Job) -> Path:
+        """The run folder zipped under one top folder (cached: run folders never change)."""
+        cached = self.cache_dir / f"{job.id}.zip"
+        if cached.is_file():
+            return cached
+        run_dir = self.run_dir(job)
+        tmp = self.cache_dir / f".{job.id}.{secrets.token_hex(4)}.zip"
+        try:
+            with zipfile.ZipFile(tmp, "w") as archive:
+                for path in sorted(run_dir.rglob("*")):
+                    if path.is_file() and not path.is_symlink():  # run() writes no links: never follow one
+                        # WAV barely deflates; storing it keeps zipping instant
+                        method = zipfile.ZIP_STORED if path.suffix == ".wav" else zipfile.ZIP_DEFLATED
+                        archive.write(path, f"{self.zip_root(job)}/{path.relative_to(run_dir)}", method)
+            os.replace(tmp, cached)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return cached
+
+    def zip_root(self, job: Job) -> str:
+        conditions = (self.run_json(job) or {}).get("conditions", {})
+        return f"{conditions.get('genre', 'stemforge')}_{conditions.get('bpm', 0):g}bpm_{job.id}"
+
+
+# ------------------------------------------------------------------ the app
+
+class _BodyLimit:
+    """413 for request bodies above `limit` bytes, whether announced (Content-Length) or streamed."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(send)
+        seen = {"bytes": 0, "over": False}
+
+        async def limited_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                seen["bytes"] += len(message.get("body", b""))
+                if seen["bytes"] > self.limit:
+                    seen["over"] = True
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps({"detail": f"request body is larger than {self.limit} bytes "
+                                     "(max_request_bytes in the service config)"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _unprocessable(error: FieldError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={
+        "detail": [{"loc": ["body", error.field], "msg": str(error), "type": "value_error"}]})
+
+
+def create_app(data_dir: Path, token: str | None, model: Path | None, workers: int,
+               limits: ServiceLimits) -> FastAPI:
+    """The API and the page. Opens (and locks) the data folder now; workers start with the app."""
+    state = ServiceState(data_dir, token, model, workers, limits)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.pool.start()
+        try:
+            yield
+        finally:
+            state.pool.stop()
+            state.close()
+
+    app = FastAPI(title="stemforge", version="0.1.0", lifespan=lifespan,
+                  description="Compose drums, bass and melody; render synced WAV stems; download them.")
+    app.state.stemforge = state
+    app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)
+
+    def authorized(authorization: str | None = Header(None, include_in_schema=False)) -> None:
+        if state.token is None:
+            return
+        scheme, _, value = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip().encode(), state.token.encode()):
+            raise HTTPException(401, "token: send Authorization: Bearer <token> (the service was started with "
+                                "--token)", headers={"WWW-Authenticate": "Bearer"})
+
+    api = APIRouter(dependencies=[Depends(authorized)])
+
+    def job_or_404(job_id: str) -> Job:
+        job = state.store.get(job_id) if is_job_id(job_id) else None
+        if job is None:
+            raise HTTPException(404, f"job: no job {job_id!r}")
+        return job
+
+    def done_job(job_id: str) -> Job:
+        job = job_or_404(job_id)
+        if job.status != "done" or not state.run_dir(job).is_dir():
+            raise HTTPException(409, f"job: {job_id} is {job.status}, not done; its files appear when it is done")
+        return job
+
+    @api.post("/jobs", status_code=202, response_model=JobInfo,
+              responses={413: {"description": "body too large"}, 422: {"description": "a field is invalid"},
+                         429: {"description": "queue full; see Retry-After"}})
+    def post_job(body: JobRequest):
+        try:
+            values = state.check(body)
+        except FieldError as error:
+            return _unprocessable(error)
+        job = state.store.add(values, max_queued=limits.max_queued)
+        if job is None:
+            queued = state.store.counts()["queued"]
+            retry = state.pool.retry_after_seconds(queued)
+            return JSONResponse(status_code=429, headers={"Retry-After": str(retry)}, content={
+                "detail": f"queue: {queued} jobs are waiting (max_queued {limits.max_queued}); "
+                          f"try again in {retry} s"})
+        state.pool.wake()
+        info = state.info(job)
+        return JSONResponse(status_code=202, content=info.model_dump(), headers={"Location": f"/jobs/{job.id}"})
+
+    @api.get("/jobs", response_model=JobList)
+    def list_jobs(limit: int | None = Query(None, ge=1, le=1000)) -> JobList:
+        jobs = state.store.recent(limit or limits.recent_jobs)
+        return JobList(jobs=[state.info(j) for j in jobs], counts=state.store.counts())
+
+    @api.get("/jobs/{job_id}", response_model=JobInfo)
+    def get_job(job_id: str) -> JobInfo:
+        return state.info(job_or_404(job_id), full=True)
+
+    @api.delete("/jobs/{job_id}", response_model=DeleteResult)
+    def delete_job(job_id: str) -> DeleteResult:
+        """Cancel a queued or running job (a running one is killed; nothing of it stays on disk),
+        or remove a finished one with its files."""
+        job = job_or_404(job_id)
+        if job.status == "queued" and state.store.finish(job.id, "cancelled", error="cancelled by a client",
+                                                         was=("queued",)):
+            return DeleteResult(id=job.id, status="cancelled", removed=False)
+        if state.pool.cancel(job.id):
+            return DeleteResult(id=job.id, status="cancelled", removed=False)
+        job = job_or_404(job_id)
+        if job.status not in FINISHED:  # it moved on between the reads (e.g. just started): try again
+            if state.pool.cancel(job.id):
+                return DeleteResult(id=job.id, status="cancelled", removed=False)
+            raise HTTPException(409, f"job: {job_id} is {job.status}; try again")
+        shutil.rmtree(state.run_dir(job), ignore_errors=True)
+        (state.cache_dir / f"{job.id}.zip").unlink(missing_ok=True)
+        state.forget(job.id)
+        state.store.delete(job.id)
+        return DeleteResult(id=job.id, status=job.status, removed=True)
+
+    @api.get("/jobs/{job_id}/files/{path:path}", response_class=FileResponse,
+             responses={200: {"description": "the file"}, 400: {"description": "path outside the job"}})
+    def get_file(job_id: str, path: str, download: bool = False):
+        job = done_job(job_id)
+        target = state.job_file(job, path)
+        return FileResponse(target, filename=target.name if download else None)
+
+    @api.get("/jobs/{job_id}/zip", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
+    def get_zip(job_id: str):
+        job = done_job(job_id)
+        return FileResponse(state.zip_file(job), media_type="application/zip",
+                            filename=f"{state.zip_root(job)}.zip")
+
+    @api.get("/jobs/{job_id}/notes", response_model=NotesInfo)
+    def get_notes(job_id: str) -> NotesInfo:
+        """The notes of every role for the page's piano roll (read with symbolic.arrangement.read_tracks)."""
+        from pipeline.run import arrangement_from_run
+        from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT
+
+        job = done_job(job_id)
+        arrangement, _ = arrangement_from_run(state.run_dir(job))
+        tracks = {role: NoteTrack(program=t.program, is_drum=t.is_drum,
+                                  notes=[[n.start, n.duration, n.pitch, n.velocity] for n in t.notes])
+                  for role, t in arrangement.tracks.items()}
+        return NotesInfo(bpm=arrangement.conditions.bpm, bars=arrangement.conditions.bars,
+                         beats_per_bar=BEATS_PER_BAR, ticks_per_beat=TICKS_PER_BEAT, tracks=tracks)
+
+    @api.get("/models", response_model=ModelInfo)
+    def get_model() -> ModelInfo:
+        meta = state.composer.meta
+        return ModelInfo(path=str(state.model), genres=list(state.composer.genres), max_bars=state.composer.max_bars,
+                         service_max_bars=min(limits.max_bars, state.composer.max_bars),
+                         sha256=meta.get("weights_sha256"), val_loss=meta.get("val_loss"),
+                         parameters=meta.get("parameters"), steps=meta.get("steps"))
+
+    @api.get("/sounds", response_model=list[SoundInfo])
+    def get_sounds() -> list[SoundInfo]:
+        from audio.assets import find_sounds
+
+        return [SoundInfo(name=s.name, kind=s.kind, path=str(s.path), source=s.source) for s in find_sounds()]
+
+    app.include_router(api)
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        pool = state.pool.status()
+        return Health(status="ok" if pool["ready"] else "starting", workers=pool["workers"],
+                      workers_ready=pool["ready"], jobs=state.store.counts())
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def serve(host: str, port: int, data_dir: Path, token: str | None, model: Path | None, workers: int,
+          config: Path | None = None) -> None:
+    """Run the service with uvicorn until interrupted. `config`: a service YAML (default
+    $STEMFORGE_SERVICE_CONFIG or configs/service.yaml)."""
+    import uvicorn
+
+    limits = ServiceLimits.load(config)
+    if workers < 1:
+        raise ServiceError(f"--workers: {workers} must be at least 1")
+    if not 0 < port < 65536:
+        raise ServiceError(f"--port: {port} is not a TCP port (1-65535)")
+    if host not in LOOPBACK_HOSTS and not host.startswith("127.") and not token:
+        print(f"warning: serving on {host} without --token: anyone who can reach this machine can submit jobs "
+              "and download results", file=sys.stderr)
+    app = create_app(data_dir, token, model, workers, limits)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"stemforge: http://{shown}:{port}/  (data {app.state.stemforge.data_dir}, model "
+          f"{app.state.stemforge.model}, {workers} worker{'s' if workers > 1 else ''})", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+__all__ = ["JobRequest", "ServiceError", "ServiceLimits", "create_app", "serve", "JobError"]

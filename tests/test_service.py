@@ -1,0 +1,374 @@
+"""`pipeline serve` as a client sees it: a real server on a loopback port, jobs posted and
+polled, files and zips downloaded, a restart that keeps the jobs, a job killed mid-run that
+leaves nothing behind, the queue limit, traversal attempts and bad fields refused."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+import soundfile
+
+from pipeline.jobs import INTERRUPTED, TEST_STALL_ENV
+from pipeline.service import ServiceError, ServiceLimits, field_of
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STALL_SEED = 4242  # jobs with this seed stall in their render stage (test-only knob, see pipeline/jobs.py)
+TEST_LIMITS = {"max_bars": 8, "max_queued": 2, "max_request_bytes": 4096, "job_timeout_seconds": 8,
+               "worker_threads": 1, "recent_jobs": 50}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServiceProcess:
+    """`python -m pipeline.cli serve` in a subprocess (so a test can kill -9 it)."""
+
+    def __init__(self, data_dir: Path, model: Path, config: Path, token: str | None = None,
+                 stall_seconds: float = 60.0) -> None:
+        self.data_dir, self.model, self.config, self.token = data_dir, model, config, token
+        self.stall_seconds = stall_seconds
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.log = data_dir.parent / f"{data_dir.name}-server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, token: str | None = None) -> None:
+        self.token = token
+        command = [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port), "--data",
+                   str(self.data_dir), "--model", str(self.model), "--workers", "1"]
+        if token:
+            command += ["--token", token]
+        env = {**os.environ, "STEMFORGE_SERVICE_CONFIG": str(self.config),
+               TEST_STALL_ENV: f"{STALL_SEED}:{self.stall_seconds}", "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"the service exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).json()["status"] == "ok":
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"the service did not become ready:\n{self.log.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def client(self, token: str | None = "default") -> httpx.Client:
+        token = self.token if token == "default" else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def raw_get(self, path: str) -> tuple[int, bytes]:
+        """A GET whose path is sent byte for byte (httpx would normalise `..`)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection.request("GET", path, headers={"Authorization": f"Bearer {self.token}"} if self.token else {})
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        return response.status, body
+
+
+def write_config(path: Path, **overrides) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({**TEST_LIMITS, **overrides}))
+    return path
+
+
+def wait_for(client: httpx.Client, job_id: str, statuses: tuple[str, ...], timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not reach {statuses}: {job}")
+
+
+def wait_for_partial(jobs_dir: Path, job_id: str, timeout: float = 60.0) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(jobs_dir.glob(f".{job_id}.partial-*"))
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never had a partial run folder")
+
+
+def post(client: httpx.Client, **body) -> dict:
+    response = client.post("/jobs", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def service(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("service")
+    server = ServiceProcess(root / "data", tiny_model, write_config(root / "service.yaml"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def finished_job(service: ServiceProcess) -> dict:
+    with service.client() as client:
+        job = post(client, prompt="hiphop 90bpm", bars=2, seed=11, sample_rate=48000)
+        return wait_for(client, job["id"], ("done", "failed"))
+
+
+# ------------------------------------------------------------------ no server needed
+
+def test_limits_config_refuses_unknown_keys(tmp_path: Path) -> None:
+    assert ServiceLimits.load().max_queued >= 1  # the shipped configs/service.yaml loads
+    with pytest.raises(ServiceError, match=r"unknown config key\(s\) \['max_jobs'\]"):
+        ServiceLimits.load(write_config(tmp_path / "bad.yaml", max_jobs=3))
+    with pytest.raises(ServiceError, match="job_timeout_seconds"):
+        ServiceLimits.load(write_config(tmp_path / "bad2.yaml", job_timeout_seconds=0))
+
+
+@pytest.mark.parametrize("message, field", [
+    ("bpm: 500 is out of range; use 1-300", "bpm"),
+    ("--top-k: -1 must be >= 0", "top_k"),
+    ("top-p: 2 must be in (0, 1]", "top_p"),
+    ("--from: x has no run.json", "from_job"),
+    ("--instrument 'vox=1': unknown role", "instruments"),
+    ("--sample-rate 1000: unsupported", "sample_rate"),
+], ids=["bpm", "top-k-flag", "top-p", "from", "instrument", "sample-rate"])
+def test_cli_messages_map_to_request_fields(message: str, field: str) -> None:
+    assert field_of(message) == field
+
+
+# ------------------------------------------------------------------ a real server
+
+def test_health_page_and_openapi_are_served(service: ServiceProcess) -> None:
+    with service.client() as client:
+        assert client.get("/health").json()["workers_ready"] == 1
+        page = client.get("/")
+        assert page.status_code == 200 and "/static/app.js" in page.text
+        assert "stemforgePlayer" in client.get("/static/app.js").text
+        schema = client.get("/openapi.json").json()
+        assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/zip", "/models", "/sounds"} <= set(schema["paths"])
+        assert client.get("/docs").status_code == 200
+        model = client.get("/models").json()
+        assert model["path"] == str(service.model) and model["genres"] and model["service_max_bars"] <= 8
+        assert any(s["kind"] == "soundfont" for s in client.get("/sounds").json())
+
+
+def test_job_runs_and_its_files_download(service: ServiceProcess, finished_job: dict) -> None:
+    assert finished_job["status"] == "done", finished_job["error"]
+    with service.client() as client:
+        job = client.get(f"/jobs/{finished_job['id']}").json()
+        run = job["run"]
+        assert run["conditions"]["bars"] == 2 and run["conditions"]["bpm"] == 90 and run["seed"] == 11
+        assert set(run["stems"]) == {"drums", "bass", "melody"} and job["progress"] == 1.0
+        expected = round(2 * 4 * 60 / 90 * 48000)
+        for path in run["stems"].values():
+            response = client.get(f"/jobs/{job['id']}/files/{path}")
+            assert response.status_code == 200
+            audio, rate = soundfile.read(io.BytesIO(response.content))
+            assert rate == 48000 and audio.shape == (expected, 2), path
+            assert hashlib.sha256(response.content).hexdigest() == run["files"][path]
+        midi = client.get(f"/jobs/{job['id']}/files/midi/bass.mid")
+        assert midi.status_code == 200 and midi.content.startswith(b"MThd")
+        notes = client.get(f"/jobs/{job['id']}/notes").json()
+        assert notes["bars"] == 2 and set(notes["tracks"]) == {"drums", "bass", "melody"}
+        assert all(0 <= n[0] < 2 * 4 * 480 for n in notes["tracks"]["drums"]["notes"])
+        listed = client.get("/jobs").json()["jobs"]
+        assert job["id"] in [j["id"] for j in listed]
+
+
+def test_zip_contents_match_run_json(service: ServiceProcess, finished_job: dict) -> None:
+    with service.client() as client:
+        run = client.get(f"/jobs/{finished_job['id']}").json()["run"]
+        response = client.get(f"/jobs/{finished_job['id']}/zip")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    root = f"hiphop_90bpm_{finished_job['id']}/"
+    names = {name.removeprefix(root): name for name in archive.namelist()}
+    assert all(name.startswith(root) for name in archive.namelist())
+    assert set(names) == set(run["files"]) | {"run.json"}
+    for relative, digest in run["files"].items():
+        assert hashlib.sha256(archive.read(names[relative])).hexdigest() == digest, relative
+    assert json.loads(archive.read(names["run.json"])) == run
+
+
+def test_regenerate_one_role_keeps_the_others(service: ServiceProcess, finished_job: dict) -> None:
+    with service.client() as client:
+        child = post(client, from_job=finished_job["id"], keep=["drums", "melody"], seed=12)
+        child = wait_for(client, child["id"], ("done", "failed"))
+        assert child["status"] == "done", child["error"]
+        assert child["run"]["context"]["keep"] == ["drums", "melody"]
+        assert child["run"]["conditions"]["bpm"] == 90 and child["run"]["conditions"]["bars"] == 2
+        assert child["run"]["sample_rate"] == 48000  # render settings come from the parent job
+        parent_notes = client.get(f"/jobs/{finished_job['id']}/notes").json()["tracks"]
+        child_notes = client.get(f"/jobs/{child['id']}/notes").json()["tracks"]
+    assert child_notes["drums"] == parent_notes["drums"] and child_notes["melody"] == parent_notes["melody"]
+
+
+BAD_FIELDS = [
+    ({"prompt": "lofi", "bpm": 500}, "bpm", "out of range"),
+    ({"prompt": "lofi", "bars": 20}, "bars", "limit of 8"),
+    ({"prompt": "lofi 20 bars"}, "bars", "limit of 8"),
+    ({"prompt": "lofi", "bars": "two"}, "bars", ""),
+    ({"prompt": "lofi", "key": "H major"}, "key", "unknown key"),
+    ({"prompt": "lofi", "top_p": 2}, "top_p", "(0, 1]"),
+    ({"prompt": "lofi", "temperature": 0}, "temperature", "> 0"),
+    ({"prompt": "lofi", "density": "loud"}, "density", "loud"),
+    ({"prompt": "lofi", "genre": "polka"}, "genre", "unknown genre"),
+    ({"prompt": "lofi", "keep": ["bass"]}, "keep", "from_job"),
+    ({"from_job": "0123456789abcdef", "keep": ["bass"]}, "from_job", "no finished job"),
+    ({"prompt": "lofi", "sample_rate": 1000}, "sample_rate", "unsupported"),
+    ({"prompt": "lofi", "kit": "/etc/passwd"}, "kit", "GET /sounds"),
+    ({"prompt": "lofi", "preset": "../../etc/passwd"}, "preset", "unknown preset"),
+    ({"prompt": "lofi", "instruments": {"vox": "3"}}, "instruments", "unknown role"),
+    ({"prompt": "lofi", "out": "/tmp/x"}, "out", ""),
+]
+
+
+@pytest.mark.parametrize("body, field, words", BAD_FIELDS, ids=[
+    "bpm", "bars-flag", "bars-prompt", "bars-type", "key", "top_p", "temperature", "density", "genre",
+    "keep-alone", "from_job", "sample_rate", "kit-path", "preset-path", "instruments", "unknown-field"])
+def test_bad_fields_are_refused_naming_the_field(service: ServiceProcess, body: dict, field: str,
+                                                 words: str) -> None:
+    with service.client() as client:
+        before = sum(client.get("/jobs").json()["counts"].values())
+        response = client.post("/jobs", json=body)
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"][0]
+        assert detail["loc"][-1] == field and words in detail["msg"]
+        assert sum(client.get("/jobs").json()["counts"].values()) == before  # nothing queued
+
+
+def test_oversized_request_is_refused(service: ServiceProcess) -> None:
+    with service.client() as client:
+        response = client.post("/jobs", json={"prompt": "lofi " * 2000})
+    assert response.status_code == 413 and "max_request_bytes" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", [
+    "../../etc/passwd", "..%2F..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "/etc/passwd",
+    "midi/../../../../../../etc/passwd", "escape/passwd",
+], ids=["dotdot", "encoded-dotdot", "encoded-absolute", "absolute", "nested-dotdot", "symlink-out"])
+def test_files_outside_the_job_folder_are_refused(service: ServiceProcess, finished_job: dict, path: str) -> None:
+    run_dir = service.data_dir / "jobs" / finished_job["id"]
+    if path.startswith("escape/") and not (run_dir / "escape").exists():
+        (run_dir / "escape").symlink_to("/etc")
+    status, body = service.raw_get(f"/jobs/{finished_job['id']}/files/{path}")
+    assert status in (400, 404), status
+    assert b"root:" not in body
+
+
+def test_job_ids_cannot_traverse(service: ServiceProcess) -> None:
+    for path in ("/jobs/..%2F..%2F..%2Fetc/files/passwd", "/jobs/../jobs.sqlite3", "/jobs/%2E%2E/zip"):
+        status, body = service.raw_get(path)
+        assert status in (400, 404), path
+        assert b"SQLite" not in body and b"root:" not in body
+
+
+def test_cancelled_running_job_leaves_no_partial_folder(service: ServiceProcess) -> None:
+    jobs_dir = service.data_dir / "jobs"
+    with service.client() as client:
+        job = post(client, prompt="rock 120bpm", bars=2, seed=STALL_SEED)
+        wait_for_partial(jobs_dir, job["id"])  # it is mid-run, with its run folder half written
+        response = client.delete(f"/jobs/{job['id']}")
+        assert response.status_code == 200 and response.json()["status"] == "cancelled"
+        cancelled = client.get(f"/jobs/{job['id']}").json()
+        assert cancelled["status"] == "cancelled" and "cancelled" in cancelled["error"]
+        assert not list(jobs_dir.glob(f".{job['id']}*")) and not (jobs_dir / job["id"]).exists()
+        after = wait_for(client, post(client, prompt="rock 120bpm", bars=1, seed=5)["id"], ("done", "failed"))
+        assert after["status"] == "done", after["error"]  # the killed worker was replaced
+
+
+def test_job_past_its_timeout_is_killed_and_failed(service: ServiceProcess) -> None:
+    jobs_dir = service.data_dir / "jobs"
+    with service.client() as client:
+        job = post(client, prompt="house 124bpm", bars=2, seed=STALL_SEED)
+        wait_for_partial(jobs_dir, job["id"])
+        failed = wait_for(client, job["id"], ("failed", "done"), timeout=60)
+    assert failed["status"] == "failed" and failed["error"].startswith("timeout:")
+    assert not list(jobs_dir.glob(f".{job['id']}*")) and not (jobs_dir / job["id"]).exists()
+
+
+def test_full_queue_answers_429_with_retry_after(service: ServiceProcess) -> None:
+    with service.client() as client:
+        running = post(client, prompt="rock", bars=1, seed=STALL_SEED)
+        wait_for(client, running["id"], ("running",))
+        queued = [post(client, prompt="rock", bars=1, seed=n) for n in (1, 2)]  # max_queued is 2
+        assert [j["queue_position"] for j in queued] == [1, 2]
+        refused = client.post("/jobs", json={"prompt": "rock", "bars": 1})
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert "max_queued" in refused.json()["detail"]
+        for job in [*queued, running]:
+            assert client.delete(f"/jobs/{job['id']}").json()["status"] == "cancelled"
+        assert client.get("/jobs").json()["counts"]["queued"] == 0
+
+
+def test_finished_job_can_be_removed(service: ServiceProcess) -> None:
+    with service.client() as client:
+        job = wait_for(client, post(client, prompt="rock", bars=1, seed=3)["id"], ("done", "failed"))
+        assert client.get(f"/jobs/{job['id']}/zip").status_code == 200
+        removed = client.delete(f"/jobs/{job['id']}").json()
+        assert removed["removed"] and client.get(f"/jobs/{job['id']}").status_code == 404
+    assert not (service.data_dir / "jobs" / job["id"]).exists()
+    assert not (service.data_dir / "cache" / f"{job['id']}.zip").exists()
+
+
+def test_restart_after_kill_keeps_jobs_and_token_guards_the_api(service: ServiceProcess,
+                                                                finished_job: dict) -> None:
+    jobs_dir = service.data_dir / "jobs"
+    with service.client() as client:
+        interrupted = post(client, prompt="rock", bars=2, seed=STALL_SEED)
+        wait_for_partial(jobs_dir, interrupted["id"])
+        waiting = post(client, prompt="rock 100bpm", bars=1, seed=21)
+    service.kill9()  # a crash: no shutdown handlers run
+
+    service.start(token="s3cret")  # same data folder and port, now with a LAN token
+    with service.client(token=None) as anonymous:
+        assert anonymous.get("/health").status_code == 200
+        for path in ("/jobs", f"/jobs/{finished_job['id']}", "/models", "/sounds"):
+            assert anonymous.get(path).status_code == 401, path
+        assert service.client(token="wrong").get("/jobs").status_code == 401
+    with service.client() as client:
+        kept = client.get(f"/jobs/{finished_job['id']}").json()
+        assert kept["status"] == "done" and kept["run"]["seed"] == 11
+        stem = next(iter(kept["run"]["stems"].values()))
+        assert client.get(f"/jobs/{finished_job['id']}/files/{stem}").status_code == 200
+        failed = client.get(f"/jobs/{interrupted['id']}").json()
+        assert failed["status"] == "failed" and failed["error"] == INTERRUPTED
+        assert not list(jobs_dir.glob(".*partial*")) and not (jobs_dir / interrupted["id"]).exists()
+        resumed = wait_for(client, waiting["id"], ("done", "failed"))  # the queue survived the crash
+        assert resumed["status"] == "done", resumed["error"]
