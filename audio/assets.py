@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audio.drumkit import AUDIO_SUFFIXES, ONE_SHOT_NAMES, _one_shot_key
+from symbolic.canonical import file_sha256
 
 SOUNDFONT_SUFFIXES = (".sf2", ".sf3")
 SYSTEM_SOUNDFONT_DIRS = (
@@ -143,11 +144,7 @@ def _file_sha256(path: Path, cache: dict) -> str:
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     if key not in cache:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        cache[key] = digest.hexdigest()
+        cache[key] = file_sha256(path)
     return cache[key]
 
 

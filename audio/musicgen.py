@@ -19,15 +19,15 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from audio.chroma import ChromaSettings, chroma_features, chroma_window, resample
 from audio.tempo_lock import TempoLock, lock_tempo
+from configs import load_config
 from symbolic.arrangement import Arrangement
 from symbolic.conditions import Conditions
 
@@ -463,11 +463,7 @@ class DebugMusicGenConfig:
 
     @classmethod
     def from_yaml(cls, path: Path) -> DebugMusicGenConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise MusicGenError(f"{path}: unknown key(s) {sorted(unknown)}")
-        return cls(**data)
+        return load_config(cls, path, MusicGenError, "debug MusicGen config")
 
 
 # Words the tiny tokenizer learns: what stem_text writes, so the tiny model sees real prompts.

@@ -1,6 +1,8 @@
 """Sample renderer speed: x real time for 8 and 64 bars, 3 stems, vs fluidsynth on the same MIDI.
 
-    python bench/render.py [--soundfont FILE] [--repeats 3]
+    python bench/render.py [--soundfont FILE] [--repeats 3] [--model MODEL_DIR]
+
+First a whole cold `pipeline run --stems` split into its stages, then the renderer alone.
 
 Rows: a cold process (import + first render of 8 bars, what a `pipeline run` pays), then
 warm renders (median of --repeats) with the genre's FX and --dry. The fluidsynth column
@@ -11,6 +13,7 @@ no FX) in this run; it is skipped where fluidsynth is not installed.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import subprocess
@@ -100,11 +103,53 @@ def time_fluidsynth(arrangement: Arrangement, soundfont: Path, work: Path, repea
     return statistics.median(times)
 
 
+def cold_pipeline_run(model: Path | None, work: Path, repeats: int) -> list[dict[str, float]]:
+    """A whole `pipeline run --prompt "lofi 80bpm" --stems` in a fresh process, split into
+    interpreter start + imports, model load, compose, render, write (from run.json)."""
+    rows = []
+    for number in range(repeats):
+        out = work / f"cold_run_{number}"
+        args = ["run", "--prompt", "lofi 80bpm", "--stems", "--seed", str(number), "--out", str(out)]
+        if model is not None:
+            args += ["--model", str(model)]
+        code = (
+            "import time, sys; t = time.perf_counter(); "
+            "import pipeline.cli, pipeline.run, audio.render; "
+            "sys.stderr.write(f'IMPORTED {time.perf_counter() - t}\\n'); "
+            f"sys.exit(pipeline.cli.main({args!r}))"
+        )
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+        wall = time.perf_counter() - started
+        if result.returncode != 0:
+            raise SystemExit(f"pipeline run failed: {result.stderr.strip().splitlines()[-1]}")
+        imported = float(next(line.split()[1] for line in result.stderr.splitlines() if line.startswith("IMPORTED")))
+        timings = json.loads((out / "run.json").read_text())["timings"]
+        rows.append({
+            "start + import": wall - timings["total"],
+            "import (of which)": imported,
+            "load": timings["load"],
+            "compose": timings["compose"],
+            "render": timings["render"],
+            "write": timings["total"] - timings["load"] - timings["compose"] - timings["render"],
+            "total (wall)": wall,
+        })
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--soundfont", type=Path, default=None, help="default: best found, then TimGM6mb")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", type=Path, default=None, help="composer for the cold run (default: shipped)")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        rows = cold_pipeline_run(args.model, Path(folder), args.repeats)
+    print('cold `pipeline run --prompt "lofi 80bpm" --stems` (8 bars, 3 stems), seconds, median of', args.repeats)
+    for key in rows[0]:
+        print(f"  {key:<20}{statistics.median(r[key] for r in rows):>8.2f}")
+    total = statistics.median(r["total (wall)"] for r in rows)
+    print(f"  aim: <= 5 s cold on 2 cores -> {total / 5.0:.2f} of the budget\n")
     fonts = (
         [args.soundfont]
         if args.soundfont

@@ -42,7 +42,7 @@ from eval.reference import (
 )
 from eval.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
 from symbolic.arrangement import TICKS_PER_BEAT
-from symbolic.canonical import LEVELS, NoveltyIndex
+from symbolic.canonical import LEVELS, NoveltyIndex, file_sha256
 
 __all__ = ["EvalError", "EvalRequest", "run_eval"]
 
@@ -66,18 +66,10 @@ class EvalRequest:
 
 # ---------------------------------------------------------------- inputs
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sha256_tree(paths: list[Path], root: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths):
-        digest.update(f"{path.relative_to(root)}\0{_sha256_file(path)}\n".encode())
+        digest.update(f"{path.relative_to(root)}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -128,7 +120,7 @@ def resolve_training(model_dir: Path | None, data_dir: Path | None) -> TrainingS
         if not (index_dir / name).is_file():
             raise EvalError(f"{index_dir / name}: missing; run `pipeline prepare` again to write the novelty index")
     inputs["index"] = {"path": str(index_dir.resolve()),
-                       **{name: _sha256_file(index_dir / name) for name in ("index.json", "index.npz", "windows.npz")
+                       **{name: file_sha256(index_dir / name) for name in ("index.json", "index.npz", "windows.npz")
                           if (index_dir / name).is_file()}}
     reference = home / "reference_midi"
     return TrainingSide(index_dir, reference if reference.is_dir() else None, data_sha, inputs)
@@ -612,7 +604,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         "version": REPORT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "inputs": {
-            "runs": [{"dir": str(d.resolve()), "run_json_sha256": _sha256_file(d / "run.json"),
+            "runs": [{"dir": str(d.resolve()), "run_json_sha256": file_sha256(d / "run.json"),
                       "genre": r["conditions"].get("genre"), "bpm": r["conditions"].get("bpm"),
                       "bars": r["conditions"].get("bars"), "seed": r.get("seed"),
                       "model_sha256": (r.get("model") or {}).get("sha256"),
@@ -666,7 +658,7 @@ def _weights_sha(weights: str) -> str | None:
     if path is None or not path.exists():
         return None
     if path.is_file():
-        return _sha256_file(path)
+        return file_sha256(path)
     return _sha256_tree([p for p in path.rglob("*") if p.is_file()], path)
 
 

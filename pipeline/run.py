@@ -26,8 +26,9 @@ from symbolic.arrangement import (
     Track,
     read_tracks,
 )
+from symbolic.canonical import file_sha256
 from symbolic.conditions import ROLES, ConditionError, Conditions, build_conditions, nearest_known_genre
-from symbolic.model import Composer, file_sha256, load_composer
+from symbolic.model import Composer, load_composer
 from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
 
 Progress = Callable[[str, float], None]
@@ -196,6 +197,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
             density=request.density or (None if request.prompt else base.get("density")),
             seed=seed,
             max_bars=composer.max_bars,
+            notes=messages,
         )
     except ConditionError as error:
         raise RunError(str(error)) from error

@@ -25,6 +25,15 @@ LEVELS: tuple[str, ...] = ("piece", "track", "window", "window_track", "window_t
 ROLE_CODES: dict[str, int] = {"drums": 0, "bass": 1, "melody": 2}
 
 
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks (SoundFonts run to hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def canonical_notes(
     notes: list[Note], ticks_per_beat: int, start_tick: int = 0, end_tick: int | None = None
 ) -> np.ndarray:

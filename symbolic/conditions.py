@@ -42,6 +42,21 @@ GENRE_SYNONYMS: dict[str, str] = {
     "ambient": "ambient", "drone": "ambient", "cinematic": "ambient",
 }
 
+# Genres producers type that stemforge does not list: composed as the closest listed genre,
+# and the run says so (a synonym above maps silently; these are different music).
+RELATED_GENRES: dict[str, str] = {
+    "dubstep": "trap", "grime": "hiphop", "uk garage": "house", "garage": "house", "2-step": "house",
+    "breakbeat": "dnb", "breaks": "dnb", "electro": "techno", "idm": "techno", "trance": "techno",
+    "hardstyle": "techno", "synthwave": "pop", "vaporwave": "lofi", "chillwave": "lofi",
+    "downtempo": "lofi", "trip hop": "lofi", "trip-hop": "lofi", "phonk": "trap", "emo": "rock",
+    "grunge": "rock", "shoegaze": "rock", "indie pop": "pop", "hyperpop": "pop", "dance pop": "pop",
+    "cumbia": "latin", "tango": "latin", "highlife": "afrobeat", "kwaito": "afrobeat",
+    "ska": "reggae", "rocksteady": "reggae", "fusion": "jazz", "big band": "jazz", "lounge": "jazz",
+    "new age": "ambient", "soundtrack": "ambient", "orchestral": "ambient", "classical": "ambient",
+    "neo-soul": "soul", "electronic": "house",
+    "folk": "pop",
+}
+
 # Tempo a genre gets when neither prompt nor flag names one.
 GENRE_DEFAULT_BPM: dict[str, float] = {
     "lofi": 80, "hiphop": 90, "trap": 140, "house": 124, "techno": 130, "dnb": 174,
@@ -193,13 +208,24 @@ def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
     return conditions
 
 
+def _find_phrase(table: dict[str, str], text: str) -> str | None:
+    lowered = f" {text.lower()} "
+    for phrase in sorted(table, key=len, reverse=True):
+        if re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", lowered):
+            return phrase
+    return None
+
+
 def match_genre(text: str) -> str | None:
     """The canonical genre named in free text, or None. Longest synonym wins."""
-    lowered = f" {text.lower()} "
-    for phrase in sorted(GENRE_SYNONYMS, key=len, reverse=True):
-        if re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", lowered):
-            return GENRE_SYNONYMS[phrase]
-    return None
+    phrase = _find_phrase(GENRE_SYNONYMS, text)
+    return GENRE_SYNONYMS[phrase] if phrase else None
+
+
+def match_related_genre(text: str) -> tuple[str, str] | None:
+    """(what was typed, the listed genre composed instead) for a genre stemforge does not list."""
+    phrase = _find_phrase(RELATED_GENRES, text)
+    return (phrase, RELATED_GENRES[phrase]) if phrase else None
 
 
 _BPM_PATTERNS = (
@@ -225,6 +251,8 @@ def parse_prompt(prompt: str) -> dict:
     genre = match_genre(lowered)
     if genre:
         found["genre"] = genre
+    elif related := match_related_genre(lowered):
+        found["genre"], found["genre_typed"] = related[1], related[0]
     for pattern in _BPM_PATTERNS:
         match = re.search(pattern, lowered)
         if match:
@@ -270,12 +298,21 @@ def build_conditions(
     density: str | None = None,
     seed: int = 0,
     max_bars: int | None = None,
+    notes: list[str] | None = None,
 ) -> Conditions:
-    """Prompt first, then flags on top; validated."""
+    """Prompt first, then flags on top; validated. A genre stemforge does not list but
+    knows a neighbour of is composed as that neighbour, with a line in `notes`."""
     parsed = parse_prompt(prompt)
     if genre is not None:
-        canonical = match_genre(genre) or genre.strip().lower()
-        parsed["genre"] = canonical
+        parsed.pop("genre_typed", None)
+        canonical = match_genre(genre)
+        related = None if canonical else match_related_genre(genre)
+        parsed["genre"] = canonical or (related[1] if related else genre.strip().lower())
+        if related:
+            parsed["genre_typed"] = related[0]
+    if "genre_typed" in parsed and notes is not None:
+        notes.append(f"genre '{parsed['genre_typed']}' is not one stemforge lists; composing it as the closest "
+                     f"listed genre, '{parsed['genre']}'")
     chosen_genre = parsed.get("genre", "lofi")
     if key is not None:
         parsed["key"] = parse_key(key).name

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import symusic
-import yaml
 from tqdm import tqdm
 
+from configs import load_config
 from symbolic import corpus_rules as rules
 from symbolic.arrangement import GENRE_PROGRAMS, Arrangement, Note, Track
 from symbolic.conditions import GENRES, Conditions, Key, parse_key
@@ -76,18 +76,7 @@ class CorpusConfig:
 
     @classmethod
     def load(cls, path: Path) -> CorpusConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise CorpusError(f"{path}: cannot read the corpus config ({error})") from error
-        if not isinstance(data, dict):
-            raise CorpusError(f"{path}: a corpus config is a mapping of keys to values")
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise CorpusError(f"{path}: unknown corpus config key(s) {sorted(unknown)}; "
-                              f"known: {', '.join(cls.__dataclass_fields__)}")
-        return cls(**data).validated(str(path))
+        return load_config(cls, path, CorpusError, "corpus config").validated(str(path))
 
     def validated(self, where: str = "corpus config") -> CorpusConfig:
         for genre in self.genres:

@@ -9,7 +9,6 @@ arithmetic; a flat loop over the same tensors is several times faster (bench/sym
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from symbolic.canonical import file_sha256
 from symbolic.tokenizer import ComposerTokenizer
 
 # transformers is imported inside functions: it costs seconds at start-up and composing
@@ -42,14 +42,6 @@ def build_gpt2(vocab_size: int, n_layer: int, n_head: int, n_embd: int, n_positi
         pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
     )
     return GPT2LMHeadModel(config)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import symusic
-import yaml
 from tqdm import tqdm
 
-from configs import resolve_config
+from configs import load_config, resolve_config
 from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
 from symbolic.canonical import NoveltyIndex, piece_digests
 from symbolic.conditions import DENSITIES, GENRES, ROLES, Key, match_genre, parse_key
@@ -55,12 +54,7 @@ class PrepareConfig:
     def load(cls, name_or_path: str | Path | None) -> PrepareConfig:
         if name_or_path is None:
             return cls()
-        path = resolve_config(name_or_path, "prepare")
-        data = yaml.safe_load(path.read_text()) or {}
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise PrepareError(f"{path}: unknown prepare config key(s) {sorted(unknown)}")
-        return cls(**data)
+        return load_config(cls, resolve_config(name_or_path, "prepare"), PrepareError, "prepare config")
 
 
 @dataclass

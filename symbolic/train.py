@@ -13,7 +13,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from configs import resolve_config
+from configs import load_config, resolve_config
 from symbolic.model import build_gpt2, cosine_lr, save_composer
 from symbolic.tokenizer import ComposerTokenizer
 
@@ -57,13 +57,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> TrainConfig:
-        path = resolve_config(name_or_path, "train")
-        data = yaml.safe_load(path.read_text()) or {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise TrainError(f"{path}: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return load_config(cls, resolve_config(name_or_path, "train"), TrainError, "training config")
 
 
 class TokenDataset:

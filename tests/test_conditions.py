@@ -42,7 +42,7 @@ BAD = [
     ({"bars": 0}, "bars"),
     ({"bars": 64, "max_bars": 16}, "bars"),
     ({"key": "H minor"}, "key"),
-    ({"genre": "polka"}, "genre"),
+    ({"genre": "zydecore"}, "genre"),
 ]
 
 
@@ -62,3 +62,12 @@ def test_unknown_genre_maps_to_nearest_known() -> None:
     assert nearest_known_genre("lofi", ["hiphop", "house"]) == "hiphop"
     assert nearest_known_genre("techno", ["house", "rock"]) == "house"
     assert nearest_known_genre("house", ["house"]) == "house"
+
+
+@pytest.mark.parametrize("typed,listed", [("dubstep", "trap"), ("synthwave", "pop"), ("uk garage", "house")])
+def test_an_unlisted_genre_is_composed_as_a_listed_neighbour_and_says_so(typed: str, listed: str) -> None:
+    for kwargs in ({"prompt": f"{typed} 120bpm"}, {"prompt": "", "genre": typed}):
+        notes: list[str] = []
+        conditions = build_conditions(kwargs.pop("prompt"), notes=notes, **kwargs)
+        assert conditions.genre == listed
+        assert len(notes) == 1 and typed in notes[0] and listed in notes[0]

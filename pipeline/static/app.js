@@ -52,6 +52,7 @@ async function api(path, options = {}) {
 
 const getJson = async (path) => (await api(path)).json();
 const fileUrl = (jobId, path) => `/jobs/${jobId}/files/${path.split("/").map(encodeURIComponent).join("/")}`;
+const downloadUrl = (jobId, path) => `${fileUrl(jobId, path)}?download=1`; // served as an attachment
 
 // ------------------------------------------------------------ player: all stems on one AudioContext clock
 
@@ -314,11 +315,13 @@ function link(text, href, download) {
   a.addEventListener("click", (event) => {
     if (!localStorage.getItem(TOKEN_KEY)) return; // the plain link works
     event.preventDefault(); // links cannot send the token header: fetch, then save the blob
-    api(href).then((r) => r.blob()).then((blob) => {
-      const url = URL.createObjectURL(blob);
+    api(href).then(async (response) => {
+      const disposition = response.headers.get("Content-Disposition") || "";
+      const named = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
+      const url = URL.createObjectURL(await response.blob());
       const save = document.createElement("a");
       save.href = url;
-      save.download = download || href.split("/").pop();
+      save.download = download || (named ? decodeURIComponent(named[1]) : href.split("/").pop().split("?")[0]);
       document.body.append(save);
       save.click();
       save.remove();
@@ -365,8 +368,8 @@ function renderStems(job, notes) {
     buttons.append(solo, mute, regenerate);
     const files = document.createElement("div");
     files.className = "files";
-    if (run.stems && run.stems[role]) files.append(link("wav", fileUrl(job.id, run.stems[role]), ""));
-    if (run.midi && run.midi[role]) files.append(link("mid", fileUrl(job.id, run.midi[role]), ""));
+    if (run.stems && run.stems[role]) files.append(link("wav", downloadUrl(job.id, run.stems[role]), ""));
+    if (run.midi && run.midi[role]) files.append(link("mid", downloadUrl(job.id, run.midi[role]), ""));
     side.append(name, buttons, files);
     const roll = document.createElement("div");
     roll.className = "roll";
@@ -425,9 +428,9 @@ function renderDownloads(job) {
   zip.id = "download-zip";
   zip.className = "primary";
   box.replaceChildren(zip);
-  if (run.mix) box.append(link("mix.wav", fileUrl(job.id, run.mix), ""));
-  if (run.midi && run.midi.full) box.append(link("full.mid", fileUrl(job.id, run.midi.full), ""));
-  box.append(link("run.json", fileUrl(job.id, "run.json"), ""));
+  if (run.mix) box.append(link("mix.wav", downloadUrl(job.id, run.mix), ""));
+  if (run.midi && run.midi.full) box.append(link("full.mid", downloadUrl(job.id, run.midi.full), ""));
+  box.append(link("run.json", downloadUrl(job.id, "run.json"), ""));
 }
 
 function renderEval(report) {
