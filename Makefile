@@ -9,7 +9,8 @@ demo: setup
 	.venv/bin/pipeline run --prompt "lofi 80bpm" --stems
 
 # Sets up, then lints and runs the whole test suite (what CI runs).
-test: setup
+test:
+	STEMFORGE_TEST_TOOLS=1 bash scripts/setup.sh
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest
 

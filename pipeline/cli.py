@@ -220,7 +220,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.service import serve
 
     serve(host=args.host, port=args.port, data_dir=args.data, token=args.token or os.environ.get("STEMFORGE_TOKEN"),
-          model=args.model, workers=args.workers)
+          model=args.model, workers=args.workers, config=args.config)
     return 0
 
 
@@ -309,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="bearer token required by the API (or env STEMFORGE_TOKEN)")
     p.add_argument("--model", type=Path, help="model directory (default: the shipped composer)")
     p.add_argument("--workers", type=int, default=1, help="jobs run at once")
+    p.add_argument("--config", type=Path, help="service limits YAML (default: configs/service.yaml)")
     p.set_defaults(func=cmd_serve)
     return parser
 

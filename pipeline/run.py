@@ -185,19 +185,12 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     timings["load"] = time.perf_counter() - started
     report("loaded model", 0.05)
 
-    base = previous["conditions"] if previous else {}
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     try:
+        base = Conditions.from_dict(previous["conditions"]) if previous else None
         conditions = build_conditions(
-            request.prompt or base.get("prompt", ""),
-            genre=request.genre or (None if request.prompt else base.get("genre")),
-            bpm=request.bpm if request.bpm is not None else (None if request.prompt else base.get("bpm")),
-            key=request.key or (None if request.prompt else base.get("key")),
-            bars=request.bars if request.bars is not None else base.get("bars"),
-            density=request.density or (None if request.prompt else base.get("density")),
-            seed=seed,
-            max_bars=composer.max_bars,
-            notes=messages,
+            request.prompt, genre=request.genre, bpm=request.bpm, key=request.key, bars=request.bars,
+            density=request.density, seed=seed, max_bars=composer.max_bars, notes=messages, base=base,
         )
     except ConditionError as error:
         raise RunError(str(error)) from error

@@ -308,6 +308,12 @@ class ServiceState:
             raise FieldError("keep", "keep: needs from_job (the job whose parts to keep)")
         if set(body.keep) >= set(ROLES):
             raise FieldError("keep", "keep: keeping every role leaves nothing to regenerate; keep fewer roles")
+        if body.from_job is not None:
+            parts = [r for r in self.run_json(parent).get("midi", {}) if r != "full"]
+            missing = [r for r in body.keep if r not in parts]
+            if missing:
+                raise FieldError("keep", f"keep: job {body.from_job} has no {missing[0]} part (it has "
+                                 f"{', '.join(parts)})")
         try:
             SamplingSettings(body.temperature, body.top_k, body.top_p).validate()
             prompt = body.prompt
@@ -446,16 +452,29 @@ class ServiceState:
 
 # ------------------------------------------------------------------ the app
 
-class _BodyLimit:
-    """413 for request bodies above `limit` bytes, whether announced (Content-Length) or streamed."""
+def _host_name(host_header: bytes) -> str:
+    """'127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1'."""
+    host = host_header.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
+
+class _Guard:
+    """413 for request bodies above `limit` bytes (announced by Content-Length or streamed), and
+    400 for a Host header not in `allowed_hosts`: on loopback that defeats DNS rebinding, where
+    a web page in the producer's browser would otherwise reach the service through its own name."""
+
+    def __init__(self, app, limit: int, allowed_hosts: tuple[str, ...] | None) -> None:
+        self.app, self.limit, self.allowed_hosts = app, limit, allowed_hosts
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
+        if self.allowed_hosts is not None and _host_name(headers.get(b"host", b"")) not in self.allowed_hosts:
+            return await self._send(send, 400, "host: this service answers only to "
+                                    f"{', '.join(self.allowed_hosts)} (start it with --host to serve others)")
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             return await self._refuse(send)
@@ -476,9 +495,13 @@ class _BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send) -> None:
-        body = json.dumps({"detail": f"request body is larger than {self.limit} bytes "
-                                     "(max_request_bytes in the service config)"}).encode()
-        await send({"type": "http.response.start", "status": 413,
+        await self._send(send, 413, f"request body is larger than {self.limit} bytes "
+                                    "(max_request_bytes in the service config)")
+
+    @staticmethod
+    async def _send(send, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
@@ -493,8 +516,9 @@ def _unprocessable(error: FieldError) -> JSONResponse:
 
 
 def create_app(data_dir: Path, token: str | None, model: Path | None, workers: int,
-               limits: ServiceLimits) -> FastAPI:
-    """The API and the page. Opens (and locks) the data folder now; workers start with the app."""
+               limits: ServiceLimits, allowed_hosts: tuple[str, ...] | None = None) -> FastAPI:
+    """The API and the page. Opens (and locks) the data folder now; workers start with the app.
+    `allowed_hosts`: Host header names to answer (None = any)."""
     state = ServiceState(data_dir, token, model, workers, limits)
 
     @asynccontextmanager
@@ -509,7 +533,7 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
     app = FastAPI(title="stemforge", version="0.1.0", lifespan=lifespan,
                   description="Compose drums, bass and melody; render synced WAV stems; download them.")
     app.state.stemforge = state
-    app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)
+    app.add_middleware(_Guard, limit=limits.max_request_bytes, allowed_hosts=allowed_hosts)
 
     def authorized(authorization: str | None = Header(None, include_in_schema=False)) -> None:
         if state.token is None:
@@ -650,10 +674,12 @@ def serve(host: str, port: int, data_dir: Path, token: str | None, model: Path |
         raise ServiceError(f"--workers: {workers} must be at least 1")
     if not 0 < port < 65536:
         raise ServiceError(f"--port: {port} is not a TCP port (1-65535)")
-    if host not in LOOPBACK_HOSTS and not host.startswith("127.") and not token:
+    if not (host in LOOPBACK_HOSTS or host.startswith("127.")) and not token:
         print(f"warning: serving on {host} without --token: anyone who can reach this machine can submit jobs "
               "and download results", file=sys.stderr)
-    app = create_app(data_dir, token, model, workers, limits)
+    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+    app = create_app(data_dir, token, model, workers, limits,
+                     allowed_hosts=(*LOOPBACK_HOSTS, host) if loopback else None)
     shown = f"[{host}]" if ":" in host else host
     print(f"stemforge: http://{shown}:{port}/  (data {app.state.stemforge.data_dir}, model "
           f"{app.state.stemforge.model}, {workers} worker{'s' if workers > 1 else ''})", file=sys.stderr)

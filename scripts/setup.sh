@@ -4,12 +4,17 @@
 # stemforge itself (editable) with its test tools. Safe to run again: it only adds what
 # is missing.
 #   STEMFORGE_SKIP_APT=1   skip the apt step
+#   STEMFORGE_TEST_TOOLS=1 also install chromium for the browser test (make test sets it)
 #   STEMFORGE_TORCH_INDEX  e.g. https://download.pytorch.org/whl/cu121 for a GPU build (see README)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ -z "${STEMFORGE_SKIP_APT:-}" ]; then
   bash scripts/install_sounds.sh "$@" || true
+  if [ -n "${STEMFORGE_TEST_TOOLS:-}" ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+    # the browser test drives Debian's chromium with playwright (it skips where this fails)
+    apt-get install -y -qq chromium >/dev/null 2>&1 || echo "setup: chromium not installed; the browser test will skip"
+  fi
 fi
 
 python3 -m venv .venv

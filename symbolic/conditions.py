@@ -299,10 +299,16 @@ def build_conditions(
     seed: int = 0,
     max_bars: int | None = None,
     notes: list[str] | None = None,
+    base: Conditions | None = None,
 ) -> Conditions:
-    """Prompt first, then flags on top; validated. A genre stemforge does not list but
-    knows a neighbour of is composed as that neighbour, with a line in `notes`."""
-    parsed = parse_prompt(prompt)
+    """`base` (an earlier run's conditions) first, then what the prompt names, then flags;
+    validated. A genre stemforge does not list but knows a neighbour of is composed as that
+    neighbour, with a line in `notes`."""
+    inherited = {} if base is None else {
+        "genre": base.genre, "bpm": base.bpm, "key": base.key, "bars": base.bars, "density": base.density,
+        "moods": base.moods,
+    }
+    parsed = {**inherited, **parse_prompt(prompt)}
     if genre is not None:
         parsed.pop("genre_typed", None)
         canonical = match_genre(genre)
@@ -317,7 +323,7 @@ def build_conditions(
     if key is not None:
         parsed["key"] = parse_key(key).name
     conditions = Conditions(
-        prompt=prompt,
+        prompt=prompt or (base.prompt if base else ""),
         genre=chosen_genre,
         bpm=float(bpm) if bpm is not None else float(parsed.get("bpm", GENRE_DEFAULT_BPM.get(chosen_genre, 100))),
         key=parsed.get("key") or default_key(chosen_genre, seed),

@@ -145,3 +145,16 @@ def test_help_documents_every_flag_with_defaults() -> None:
                  "--seed-midi", "--from", "--keep", "--stems", "--model", "--out"):
         assert flag in result.stdout
     assert "(default: 0.95)" in result.stdout
+
+
+def test_a_prompt_with_from_changes_only_what_it_names(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    first = tmp_path / "first"
+    assert _run(capsys, "run", "--prompt", "rock 120bpm in E minor", "--model", tiny_model, "--out", first,
+                "--seed", 1, "--bars", 2)[0] == 0
+    second = tmp_path / "second"
+    assert _run(capsys, "run", "--from", first, "--keep", "drums", "--prompt", "busy", "--model", tiny_model,
+                "--out", second, "--seed", 2)[0] == 0
+    conditions = json.loads((second / "run.json").read_text())["conditions"]
+    assert (conditions["genre"], conditions["bpm"], conditions["key"], conditions["bars"]) == (
+        "rock", 120.0, "E minor", 2)
+    assert conditions["density"] == "busy"

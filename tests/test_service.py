@@ -91,10 +91,13 @@ class ServiceProcess:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
-    def raw_get(self, path: str) -> tuple[int, bytes]:
+    def raw_get(self, path: str, host: str | None = None) -> tuple[int, bytes]:
         """A GET whose path is sent byte for byte (httpx would normalise `..`)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        connection.request("GET", path, headers={"Authorization": f"Bearer {self.token}"} if self.token else {})
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if host is not None:
+            headers["Host"] = host
+        connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         body = response.read()
         connection.close()
@@ -273,6 +276,14 @@ def test_bad_fields_are_refused_naming_the_field(service: ServiceProcess, body: 
         assert sum(client.get("/jobs").json()["counts"].values()) == before  # nothing queued
 
 
+def test_regenerate_requests_are_checked_before_queueing(service: ServiceProcess, finished_job: dict) -> None:
+    with service.client() as client:
+        every = client.post("/jobs", json={"from_job": finished_job["id"], "keep": ["drums", "bass", "melody"]})
+        unknown = client.post("/jobs", json={"from_job": finished_job["id"], "keep": ["vocals"]})
+    assert every.status_code == 422 and every.json()["detail"][0]["loc"][-1] == "keep"
+    assert unknown.status_code == 422 and "unknown role 'vocals'" in unknown.json()["detail"][0]["msg"]
+
+
 def test_oversized_request_is_refused(service: ServiceProcess) -> None:
     with service.client() as client:
         response = client.post("/jobs", json={"prompt": "lofi " * 2000})
@@ -297,6 +308,13 @@ def test_job_ids_cannot_traverse(service: ServiceProcess) -> None:
         status, body = service.raw_get(path)
         assert status in (400, 404), path
         assert b"SQLite" not in body and b"root:" not in body
+
+
+def test_loopback_service_refuses_foreign_host_names(service: ServiceProcess) -> None:
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 must not reach the API."""
+    assert service.raw_get("/jobs", host=f"evil.example:{service.port}")[0] == 400
+    assert service.raw_get("/health", host=f"localhost:{service.port}")[0] == 200
+    assert service.raw_get("/health", host=f"[::1]:{service.port}")[0] == 200
 
 
 def test_cancelled_running_job_leaves_no_partial_folder(service: ServiceProcess) -> None:
@@ -341,6 +359,13 @@ def test_finished_job_can_be_removed(service: ServiceProcess) -> None:
     with service.client() as client:
         job = wait_for(client, post(client, prompt="rock", bars=1, seed=3)["id"], ("done", "failed"))
         assert client.get(f"/jobs/{job['id']}/zip").status_code == 200
+        # an eval report written into the run folder (`pipeline eval ... --out DATA/jobs/ID/eval`) is shown
+        report_dir = service.data_dir / "jobs" / job["id"] / "eval"
+        report_dir.mkdir()
+        (report_dir / "report.json").write_text(json.dumps({"fad": {"features": {"mix": {"fad": 12.5}}},
+                                                            "novelty": {}, "inputs": {"runs": []}}))
+        report = client.get(f"/jobs/{job['id']}").json()["report"]
+        assert report["fad"]["features"]["mix"]["fad"] == 12.5 and "inputs" not in report
         removed = client.delete(f"/jobs/{job['id']}").json()
         assert removed["removed"] and client.get(f"/jobs/{job['id']}").status_code == 404
     assert not (service.data_dir / "jobs" / job["id"]).exists()

@@ -191,7 +191,7 @@ async function refreshJobs() {
   } catch (error) {
     $("#form-error").textContent = error.message;
   }
-  state.pollTimer = setTimeout(refreshJobs, active ? 500 : 4000);
+  state.pollTimer = setTimeout(refreshJobs, active ? 250 : 4000);
 }
 
 function renderJobs() {
