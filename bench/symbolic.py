@@ -74,11 +74,16 @@ def main() -> None:
     # generate() gets the same number of tokens as one of our pieces
     tokens_per_piece = int(ours_rate * ours_piece)
     hf_rate, hf_piece = time_generate(composer, tokens_per_piece, args.repeats)
-    print(f"{'sampler':28s} {'tokens/s':>10s} {'s per piece':>12s}")
-    print(f"{'stemforge (grammar, KV)':28s} {ours_rate:10.0f} {ours_piece:12.2f}")
-    print(f"{'transformers generate()':28s} {hf_rate:10.0f} {hf_piece:12.2f}")
-    print(f"ratio (stemforge / generate): {ours_rate / hf_rate:.2f}x  "
-          f"({args.bars}-bar 3-track piece = {tokens_per_piece} tokens)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the setting our sampler uses, so the comparison is like for like
+    hf1_rate, hf1_piece = time_generate(composer, tokens_per_piece, args.repeats)
+    torch.set_num_threads(threads)
+    print(f"{'sampler':34s} {'tokens/s':>10s} {'s per piece':>12s}")
+    print(f"{'stemforge (grammar, KV, 1 thread)':34s} {ours_rate:10.0f} {ours_piece:12.2f}")
+    print(f"{f'transformers generate() ({threads} thr)':34s} {hf_rate:10.0f} {hf_piece:12.2f}")
+    print(f"{'transformers generate() (1 thread)':34s} {hf1_rate:10.0f} {hf1_piece:12.2f}")
+    print(f"ratio stemforge / generate(): {ours_rate / hf_rate:.2f}x ({threads} threads), "
+          f"{ours_rate / hf1_rate:.2f}x (1 thread); {args.bars}-bar 3-track piece = {tokens_per_piece} tokens")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,16 @@ class TrainingSide:
     reference_midi: Path | None
     data_sha256: str | None
     inputs: dict
+
+
+def model_of_runs(runs: list[dict]) -> Path | None:
+    """Without --model/--data: the model every run was made with, when they agree and it
+    is still on disk (the shipped default model for runs made without --model)."""
+    paths = {(run.get("model") or {}).get("path") for run in runs}
+    if len(paths) != 1 or None in paths:
+        return None
+    candidate = Path(paths.pop())
+    return candidate if (candidate / "stemforge.json").is_file() else None
 
 
 def resolve_training(model_dir: Path | None, data_dir: Path | None) -> TrainingSide:
@@ -528,7 +538,11 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
     started = time.perf_counter()
     run_dirs = [Path(d) for d in request.run_dirs]
     runs = [read_run(d) for d in run_dirs]
-    training = resolve_training(request.model_dir, request.data_dir)
+    model_dir = request.model_dir
+    if model_dir is None and request.data_dir is None:
+        model_dir = model_of_runs(runs)
+        request = replace(request, model_dir=model_dir)
+    training = resolve_training(model_dir, request.data_dir)
     warnings: list[str] = []
 
     if request.reference is not None:

@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="FAD and SHA-256 novelty report for run folders", formatter_class=HelpFormatter)
     p.add_argument("run_dirs", type=Path, nargs="+", help="run folders with stems")
     p.add_argument("--out", type=Path, required=True, help="report folder to create")
-    p.add_argument("--model", type=Path, help="model directory (its copy of the training index and reference MIDI)")
+    p.add_argument("--model", type=Path, help="model directory (its copy of the training index and reference MIDI); "
+                   "default: the model the runs were made with")
     p.add_argument("--data", type=Path, help="prepared dataset to compare against (overrides the model's index)")
     p.add_argument("--reference", type=Path, help="folder of your own stems/mixes or MIDI as the FAD reference")
     p.add_argument("--embedding", action="append", default=None,

@@ -577,3 +577,15 @@ def test_reference_midi_renders_through_the_real_renderer(tmp_path):
     for clip in clips:
         assert clip.audio.ndim == 2 and np.abs(clip.audio).max() > 1e-4, clip.role
         assert clip.audio.shape[1] >= int(2 * 4 * 60 / 100 * clip.sample_rate) - 1
+
+
+def test_without_model_or_data_eval_uses_the_model_the_runs_were_made_with(tmp_path: Path) -> None:
+    from eval.report import model_of_runs
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "stemforge.json").write_text("{}")
+    same = [{"model": {"path": str(model)}}, {"model": {"path": str(model)}}]
+    assert model_of_runs(same) == model
+    assert model_of_runs([*same, {"model": {"path": str(tmp_path / "other")}}]) is None
+    assert model_of_runs([{"model": {"path": str(tmp_path / "gone")}}]) is None

@@ -1,0 +1,56 @@
+"""The composer shipped inside the package: found with no path, every advertised genre
+composes valid music, and its model card names the data and licences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.run import RunRequest, run
+from symbolic.arrangement import TICKS_PER_BAR
+from symbolic.conditions import GENRES, ROLES
+from symbolic.model import DEFAULT_MODEL_DIR, load_composer
+from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
+
+
+@pytest.fixture(scope="module")
+def sampler() -> Sampler:
+    return Sampler(load_composer())
+
+
+def test_the_default_model_ships_inside_the_package_and_is_small() -> None:
+    files = [p for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 30 * 1024 * 1024
+    assert not (DEFAULT_MODEL_DIR / "checkpoint").exists()  # optimizer state is not shipped
+    composer = load_composer()
+    assert composer.path == DEFAULT_MODEL_DIR
+    assert sorted(composer.genres) == sorted(GENRES)
+
+
+@pytest.mark.parametrize("genre", GENRES)
+def test_every_advertised_genre_composes_valid_music(sampler: Sampler, genre: str) -> None:
+    tokenizer = sampler.composer.tokenizer
+    plan = SamplePlan(tokenizer.prefix_ids(genre, 100, "A minor", "normal", 2), ROLES, 2)
+    tracks = tokenizer.decode_tracks(sampler.sample(plan, SamplingSettings(), seed=1))
+    assert set(tracks) == set(ROLES)
+    for role, track in tracks.items():
+        assert track.notes, f"{genre} {role} is empty"
+        assert track.end_tick() <= 2 * TICKS_PER_BAR
+
+
+def test_an_unlisted_genre_is_composed_as_a_listed_one_with_a_message(tmp_path: Path) -> None:
+    result = run(RunRequest(prompt="dubstep 140bpm", bars=1, seed=3, out=tmp_path / "run"))
+    assert result.arrangement.conditions.genre == "trap"
+    assert any("dubstep" in m and "trap" in m for m in result.messages)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["model"]["path"] == str(DEFAULT_MODEL_DIR)
+
+
+def test_the_model_card_names_the_data_and_licences() -> None:
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+    for needle in ("Groove MIDI Dataset", "Gillick et al. 2019", "CC BY 4.0", "POP909", "MIT", "Freedoom",
+                   "validation loss", "pipeline train"):
+        assert needle in card, needle
+    for genre in GENRES:
+        assert genre in card
