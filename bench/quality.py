@@ -10,7 +10,7 @@ sequences a held-out check of the classifier, its `index/` the SHA-256 novelty i
 
 What is measured (per genre, generated vs training):
 - validity: run() succeeds, all three parts, notes inside the bars and the role's range,
-  every MIDI file readable by mido; exact bars (end marker at bars x 4 beats, no note past
+  every MIDI file readable by mido; exact bars (file ends at bars x 4 beats, no note past
   it, one 4/4 signature) and exact BPM (one tempo event within 0.001 bpm of the request);
 - groove: Jensen-Shannon distance (base 2; 0 same, 1 disjoint) between the 16-step drum
   onset histogram of the generated pieces and the genre's training histogram, the nearest
@@ -51,12 +51,14 @@ from eval.music_features import (  # noqa: E402
     GenreClassifier,
     Share,
     bass_on_kick,
+    best_key_share,
     cut_window,
     drum_group,
     histogram_distance,
     in_key,
     onset_histogram,
     swing,
+    total_share,
     window_features,
 )
 from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
@@ -140,6 +142,7 @@ class GenreStats:
     piece_bars: list[int] = field(default_factory=list)
     swing: Share = Share()
     in_key: dict[str, Share] = field(default_factory=lambda: {"bass": Share(), "melody": Share()})
+    in_best_key: Share = Share()  # bass+melody in the piece's best-fitting key, whatever was asked
     bass_on_kick: Share = Share()
 
     def add(self, piece: Piece) -> None:
@@ -158,6 +161,7 @@ class GenreStats:
         if piece.key is not None:
             for role in self.in_key:
                 self.in_key[role] += in_key(piece.tracks.get(role, []), piece.key)
+            self.in_best_key += best_key_share([n for r in self.in_key for n in piece.tracks.get(r, [])])
         if any(n.pitch in KICKS for n in drums):
             self.bass_on_kick += bass_on_kick(piece.tracks.get("bass", []), drums)
 
@@ -181,7 +185,7 @@ class GenreStats:
             "drum_histogram": [_round(v) for v in (self.drum_histogram / total if total else self.drum_histogram)],
             "swing": _round(self.swing.value), "in_key": _round(self.in_key_pitched.value),
             "in_key_bass": _round(self.in_key["bass"].value), "in_key_melody": _round(self.in_key["melody"].value),
-            "bass_on_kick": _round(self.bass_on_kick.value),
+            "in_best_fitting_key": _round(self.in_best_key.value), "bass_on_kick": _round(self.bass_on_kick.value),
         }
 
 
@@ -255,9 +259,12 @@ def check_midi(path: Path, bars: int, bpm: float) -> tuple[bool, bool, bool, int
                 note_ticks.append(tick)
             elif message.type == "end_of_track":
                 track_ends.append(tick)
-    exact_bars = markers == [total] and all(0 <= t <= total for t in note_ticks) and set(signatures) == {(4, 4)}
+    # what a DAW sees: the file (its longest track) ends exactly at the end of the last bar
+    exact_bars = (max(track_ends, default=-1) == total and all(0 <= t <= total for t in note_ticks)
+                  and set(signatures) == {(4, 4)})
     if not exact_bars:
-        problems.append(f"{path.name}: end marker at {markers}, last note event {max(note_ticks, default=0)}, "
+        problems.append(f"{path.name}: end of track at {max(track_ends, default=None)} (marker {markers}), last note "
+                        f"event {max(note_ticks, default=0)}, "
                         f"signatures {sorted(set(signatures))}, expected {total} ticks in 4/4")
     exact_bpm = len(tempos) == 1 and abs(tempos[0] - bpm) <= BPM_TOLERANCE
     if not exact_bpm:
@@ -523,6 +530,10 @@ def measure(composer: Composer, data_dir: Path, genres: list[str], seeds: int, b
             "diversity": {"distinct_pieces": len(all_pieces), "pieces": made_count,
                           "distinct_pieces_within_genre": sum(p["distinct_pieces"] for p in per_genre.values()),
                           **{f"distinct_{r}": len(all_tracks[r]) for r in ROLES}},
+            "in_key": {"generated": _round(total_share(s.in_key_pitched for s in generated_stats.values()).value),
+                       "training": _round(total_share(s.in_key_pitched for s in train_stats.values()).value),
+                       "generated_best_fitting": _round(total_share(s.in_best_key for s in generated_stats.values()).value),
+                       "training_best_fitting": _round(total_share(s.in_best_key for s in train_stats.values()).value)},
             "compose_seconds_mean": _round(np.mean([g.compose_seconds for g in generated if g.piece])),
         },
         "per_genre": per_genre,
@@ -565,6 +576,10 @@ def table(report: dict) -> str:
         + ("" if overall["valid"] == 1 else "  <- VALIDITY BELOW 100%: see quality.json runs[].problems")
         + (f"; note: every MIDI file's end-of-track event sits {overall['end_of_track_past_end_ticks']} tick(s) "
            "after the end marker" if overall["end_of_track_past_end_ticks"] else ""),
+        f"in key, pooled over genres: asked key gen {_pct(overall['in_key']['generated'])} / train "
+        f"{_pct(overall['in_key']['training'])}; best-fitting key of each piece gen "
+        f"{_pct(overall['in_key']['generated_best_fitting'])} / train {_pct(overall['in_key']['training_best_fitting'])}"
+        " (high best-fitting with low asked = tonal, but not in the asked key)",
         f"genre control: classifier recognises the requested genre in {_pct(clf['generated_accuracy'])} of "
         f"{clf['generated_windows']} generated {WINDOW_BARS}-bar windows (chance {_pct(clf['chance'])} = "
         f"1/{clf['classes']}; same classifier on held-out real validation windows: "

@@ -106,6 +106,14 @@ def in_key(notes: Iterable[Note], key: Key) -> Share:
     return Share(sum(1 for p in pitches if p in scale), len(pitches))
 
 
+def best_key_share(notes: Iterable[Note]) -> Share:
+    """`in_key` for the best-fitting of the 24 major/minor keys: tells music that is tonal in
+    another key (high here, low for the asked key) from music that is not tonal at all."""
+    pitches = list(notes)
+    shares = [in_key(pitches, Key(tonic, mode)) for tonic in range(12) for mode in ("major", "minor")]
+    return max(shares, key=lambda share: share.hits)
+
+
 def bass_on_kick(bass: Iterable[Note], drums: Iterable[Note], tolerance_ticks: int = 0) -> Share:
     """Bass onsets (distinct start ticks) within `tolerance_ticks` of a kick onset."""
     kicks = np.asarray(sorted({n.start for n in drums if n.pitch in KICKS}), dtype=np.int64)

@@ -40,6 +40,8 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0)")
     sampling.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0 = off)")
     sampling.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (1.0 = off)")
+    sampling.add_argument("--key-bias", type=float, default=1.5, help="how strongly bass and melody keep to the "
+                          "key: nats added to in-key pitches (0 = only the key token steers)")
     context = parser.add_argument_group("iterate")
     context.add_argument("--seed-midi", type=Path, help="a MIDI clip whose bars are kept verbatim; the rest of "
                          "each of its parts is generated after them")
@@ -93,7 +95,8 @@ def _run_request(args: argparse.Namespace):
 
     return RunRequest(
         prompt=args.prompt, genre=args.genre, bpm=args.bpm, key=args.key, bars=args.bars, density=args.density,
-        seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, model=args.model,
+        seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, key_bias=args.key_bias,
+        model=args.model,
         out=args.out, seed_midi=args.seed_midi, from_run=args.from_run,
         keep=tuple(r.strip() for r in args.keep.split(",") if r.strip()), stems=args.stems,
         **_render_fields(args),

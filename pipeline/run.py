@@ -50,6 +50,7 @@ class RunRequest:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.95
+    key_bias: float = 1.5
     model: Path | None = None  # None = the shipped default model
     out: Path | None = None  # None = runs_root/<time>_<genre>_<bpm>bpm
     runs_root: Path = Path("runs")
@@ -154,7 +155,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     timings: dict[str, float] = {}
     messages: list[str] = []
     started = time.perf_counter()
-    settings = SamplingSettings(request.temperature, request.top_k, request.top_p)
+    settings = SamplingSettings(request.temperature, request.top_k, request.top_p, request.key_bias)
     try:
         settings.validate()
     except ValueError as error:
@@ -227,7 +228,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     plan = SamplePlan(
         prefix_ids=tokenizer.prefix_ids(model_genre, conditions.bpm, conditions.key, conditions.density,
                                         conditions.bars),
-        roles=roles, bars=conditions.bars, context=context,
+        roles=roles, bars=conditions.bars, context=context, key=conditions.key,
     )
     sampler = sampler_for(composer)
     compose_started = time.perf_counter()
@@ -301,7 +302,8 @@ def _write_symbolic(directory: Path, arrangement: Arrangement, request: RunReque
         "conditions": arrangement.conditions.to_dict(),
         "model_genre": model_genre,
         "seed": seed,
-        "sampling": {"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p},
+        "sampling": {"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p,
+                     "key_bias": settings.key_bias},
         "model": {"path": str(composer.path), "sha256": composer.weights_sha256,
                   "data_sha256": composer.meta.get("data_sha256")},
         "context": {"seed_midi": str(request.seed_midi) if request.seed_midi else None,

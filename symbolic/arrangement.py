@@ -88,20 +88,16 @@ class Arrangement:
     def write_midi(self, path: Path, roles: tuple[str, ...] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.to_score(roles).dump_midi(str(path))
+        end_tracks_at(path, self.total_ticks)
 
 
 def tracks_to_score(
     tracks: list[Track], *, bpm: float, ticks_per_beat: int, total_ticks: int
 ) -> symusic.Score:
-    """A 4/4 score at `bpm` whose tracks are named by role; drums on channel 10.
-
-    An end-of-track marker at `total_ticks` keeps the clip length exact in a DAW even
-    when the last bar is silent.
-    """
+    """A 4/4 score at `bpm` whose tracks are named by role; drums on channel 10."""
     score = symusic.Score(ticks_per_beat)
     score.tempos.append(symusic.Tempo(0, float(bpm)))
     score.time_signatures.append(symusic.TimeSignature(0, BEATS_PER_BAR, 4))
-    score.markers.append(symusic.TextMeta(total_ticks, "end"))
     for track in tracks:
         out = symusic.Track(name=track.role, program=0 if track.is_drum else track.program,
                             is_drum=track.is_drum)
@@ -109,6 +105,21 @@ def tracks_to_score(
             out.notes.append(symusic.Note(note.start, note.duration, note.pitch, note.velocity))
         score.tracks.append(out)
     return score
+
+
+def end_tracks_at(path: Path, total_ticks: int) -> None:
+    """Move every track's end-of-track event to exactly `total_ticks`, so a DAW sees a clip
+    of exactly N bars even when the last bar is silent. Written with mido because symusic
+    puts end-of-track one tick after the last event (bar N + 1 tick when a note ends on the
+    bar line)."""
+    import mido
+
+    midi = mido.MidiFile(path)
+    for track in midi.tracks:
+        if track and track[-1].type == "end_of_track":
+            elapsed = sum(message.time for message in track[:-1])
+            track[-1] = track[-1].copy(time=max(0, total_ticks - elapsed))
+    midi.save(path)
 
 
 def role_of_track_name(name: str) -> str | None:

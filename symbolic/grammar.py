@@ -66,6 +66,7 @@ class GrammarTables:
         self.bar = self.kind == Kind.BAR
         self.position = self.kind == Kind.POSITION
         self.velocity = self.kind == Kind.VELOCITY
+        self.pitched = self.kind == Kind.PITCH
         self.duration = self.kind == Kind.DURATION
         self.track_start = one_hot(tokenizer.track_start_id)
         self.track_end = one_hot(tokenizer.track_end_id)
@@ -75,6 +76,14 @@ class GrammarTables:
         for role, (low, high) in tokenizer.spec.role_pitch_ranges.items():
             kind = Kind.PITCH_DRUM if role == "drums" else Kind.PITCH
             self.pitch[role] = (self.kind == kind) & (self.value >= low) & (self.value < high)
+
+
+    def in_key(self, key: str) -> torch.Tensor:
+        """1.0 on pitched-note tokens whose pitch class is in `key`'s scale, else 0."""
+        from symbolic.conditions import parse_key
+
+        scale = torch.tensor(sorted(parse_key(key).scale_pitch_classes))
+        return (self.pitched & torch.isin(self.value % 12, scale)).float()
 
 
 class GrammarError(ValueError):

@@ -124,6 +124,7 @@ class FastDecoder:
         self.wte = w("wte.weight")
         self.wpe = w("wpe.weight")
         self.head_dim = self.wte.shape[1] // n_head
+        self.scale = 1.0 / math.sqrt(self.head_dim)
         self.max_tokens = n_positions
         self.eps = layer_norm_epsilon
         parts = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
@@ -172,11 +173,13 @@ class FastDecoder:
             q = qkv[0]  # (heads, count, dim)
             k = self.keys[index, :, : start + count]
             v = self.values[index, :, : start + count]
-            if count == 1:
-                attn = F.scaled_dot_product_attention(q, k, v)
-            else:
+            # plain matmuls beat scaled_dot_product_attention on a strided cache slice at
+            # batch 1 (64 vs 113 us per layer at 700 tokens, 1 thread)
+            scores = torch.matmul(q, k.transpose(1, 2)) * self.scale
+            if count > 1:
                 mask = torch.ones(count, start + count, dtype=torch.bool).tril(diagonal=start)
-                attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                scores = scores.masked_fill(~mask, float("-inf"))
+            attn = torch.matmul(torch.softmax(scores, dim=-1), v)
             x = x + torch.addmm(pb, attn.transpose(0, 1).reshape(count, embd), pw)
             h = F.layer_norm(x, (embd,), l2w, l2b, self.eps)
             x = x + torch.addmm(mb, F.gelu(torch.addmm(fb, h, fw), approximate="tanh"), mw)

@@ -13,6 +13,7 @@ from eval.music_features import (
     GenreClassifier,
     Share,
     bass_on_kick,
+    best_key_share,
     cut_window,
     group_histograms,
     histogram_distance,
@@ -93,6 +94,14 @@ def test_in_key_share_of_a_c_major_scale() -> None:
     assert in_key(C_MAJOR_SCALE, parse_key("C major")).value == 1.0
     assert in_key(C_MAJOR_SCALE, parse_key("A minor")).value == 1.0  # relative minor, same notes
     assert in_key(C_MAJOR_SCALE, parse_key("C# major")) == Share(3, 8)  # C, F, high C (B#, E#)
+
+
+def test_best_key_share_finds_a_scale_played_in_another_key() -> None:
+    d_major = [Note(n.start, n.duration, n.pitch + 2, n.velocity) for n in C_MAJOR_SCALE]
+    assert in_key(d_major, parse_key("C major")).value < 1.0
+    assert best_key_share(d_major).value == 1.0
+    chromatic = [Note(i * TPB, TPB, 60 + i, 90) for i in range(12)]
+    assert best_key_share(chromatic) == Share(7, 12)  # no scale holds more than 7 of the 12
 
 
 def test_bass_on_kick_of_aligned_and_offbeat_lines() -> None:

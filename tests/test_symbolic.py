@@ -60,6 +60,18 @@ def test_written_midi_has_the_exact_tempo_time_signature_and_drum_channel(tmp_pa
                      and any(x.type == "track_name" and x.name == "drums" for x in t)}
     assert drum_channels == {9}
     assert set(read_tracks(path)) == set(ROLES)
+    ends = [sum(m.time for m in track) for track in midi.tracks]
+    assert max(ends) == 2 * 4 * midi.ticks_per_beat  # the clip is exactly 2 bars in a DAW
+
+
+def test_a_clip_whose_last_bar_is_silent_still_lasts_every_bar(tmp_path: Path) -> None:
+    from symbolic.arrangement import Arrangement
+    from symbolic.conditions import Conditions
+
+    path = tmp_path / "short.mid"
+    Arrangement(Conditions(bars=4), {"bass": Track("bass", 33, False, [Note(0, 480, 40, 90)])}).write_midi(path)
+    midi = mido.MidiFile(path)
+    assert max(sum(m.time for m in track) for track in midi.tracks) == 4 * 4 * midi.ticks_per_beat
 
 
 # ------------------------------------------------------------------ prepare
@@ -256,3 +268,24 @@ def test_shipped_configs_load() -> None:
 def test_copy_of_model_dir_loads(tiny_model: Path, tmp_path: Path) -> None:
     shutil.copytree(tiny_model, tmp_path / "copy")
     assert load_composer(tmp_path / "copy").max_bars >= 8
+
+
+def test_key_guidance_keeps_bass_and_melody_in_the_requested_key(tiny_model: Path) -> None:
+    from symbolic.conditions import parse_key
+
+    composer = load_composer(tiny_model)
+    sampler = Sampler(composer)
+    scale = parse_key("F# minor").scale_pitch_classes
+
+    def in_key_share(key_bias: float) -> float:
+        notes = []
+        for seed in range(3):
+            plan = SamplePlan(composer.tokenizer.prefix_ids("rock", 120, "F# minor", "normal", 4), ROLES, 4,
+                              key="F# minor")
+            tracks = composer.tokenizer.decode_tracks(
+                sampler.sample(plan, SamplingSettings(key_bias=key_bias), seed))
+            notes += [n for role in ("bass", "melody") for n in tracks[role].notes]
+        return float(np.mean([n.pitch % 12 in scale for n in notes]))
+
+    assert in_key_share(8.0) == 1.0  # a strong bias leaves no room outside the scale
+    assert in_key_share(8.0) > in_key_share(0.0)
