@@ -15,6 +15,9 @@ float scale whatever the file's bit depth.
 - "encodec": the continuous encoder latent of EnCodec (`transformers.EncodecModel`), one
   frame per codec step (75/s at 24 kHz); from a local folder, the HF cache, or a hub id the
   user names (the only case that may download).
+- "pann": PANN CNN14 (Kong et al. 2020) written here in torch; weights from a local
+  `Cnn14_mAP=0.431.pth` only (never downloaded). The 2048-d `fc1` embedding per 1 s window
+  of 32 kHz mono, each window run through the network on its own.
 
 Weights are never fetched unless the user names a hub id or URL.
 """
@@ -250,10 +253,142 @@ def build_encodec(weights: str | None = None) -> Embedding:
                      frame_seconds=1.0 / float(model.config.frame_rate))
 
 
+# ---------------------------------------------------------------- PANN CNN14
+
+PANN_SAMPLE_RATE = 32000
+PANN_N_FFT = 1024
+PANN_HOP = 320
+PANN_MEL_BANDS = 64
+PANN_FMIN = 50.0
+PANN_FMAX = 14000.0
+PANN_WINDOW = PANN_SAMPLE_RATE  # samples per embedding frame: 1 s
+PANN_BLOCKS = 6
+PANN_CHECKPOINT = "Cnn14_mAP=0.431.pth"
+PANN_NETWORK_PREFIXES = ("bn0.", "conv_block", "fc1.")  # spectrogram/logmel extractors and fc_audioset are not
+
+
+def _pann_module(channels: list[int], hidden: int, mel_basis: np.ndarray):
+    """CNN14 from audioset_tagging_cnn `models.py` in its parameter layout (so the public
+    checkpoint loads unchanged), without torchlibrosa: the log-mel front end is torch.stft with
+    a periodic Hann window, centred with reflect padding, power spectrum, `mel_basis`
+    (n_fft/2+1, 64) and 10*log10(max(x, 1e-10)). Widths come from the checkpoint."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class ConvBlock(nn.Module):
+        def __init__(self, in_channels: int, out_channels: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(out_channels)
+            self.bn2 = nn.BatchNorm2d(out_channels)
+
+        def forward(self, x: torch.Tensor, pool: int) -> torch.Tensor:
+            x = F.relu(self.bn1(self.conv1(x)))
+            x = F.relu(self.bn2(self.conv2(x)))
+            return F.avg_pool2d(x, kernel_size=pool) if pool > 1 else x
+
+    class Cnn14(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mel_basis", torch.from_numpy(np.asarray(mel_basis, dtype=np.float32)),
+                                 persistent=False)
+            self.register_buffer("window", torch.hann_window(PANN_N_FFT, periodic=True), persistent=False)
+            self.bn0 = nn.BatchNorm2d(PANN_MEL_BANDS)
+            in_channels = 1
+            for index, width in enumerate(channels, start=1):
+                setattr(self, f"conv_block{index}", ConvBlock(in_channels, width))
+                in_channels = width
+            self.fc1 = nn.Linear(channels[-1], hidden)
+
+        def forward(self, waveform: torch.Tensor) -> torch.Tensor:  # (B, samples) -> (B, hidden)
+            spec = torch.stft(waveform, PANN_N_FFT, PANN_HOP, PANN_N_FFT, self.window, center=True,
+                              pad_mode="reflect", return_complex=True)
+            power = spec.real ** 2 + spec.imag ** 2  # (B, freq, T)
+            mel = power.transpose(1, 2) @ self.mel_basis  # (B, T, 64)
+            x = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))[:, None]  # (B, 1, T, 64)
+            x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # batch norm over mel bins
+            for index in range(1, len(channels) + 1):
+                x = getattr(self, f"conv_block{index}")(x, 2 if index < len(channels) else 1)
+            x = x.mean(dim=3)  # over frequency
+            x = x.max(dim=2).values + x.mean(dim=2)  # over time
+            return F.relu(self.fc1(x))
+
+    return Cnn14()
+
+
+def _default_pann_path() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / PANN_CHECKPOINT
+
+
+def pann_windows(audio: np.ndarray) -> np.ndarray:
+    """(n, 32000) non-overlapping 1 s windows of mono 32 kHz audio; a clip shorter than one
+    window is zero-padded to one, a partial window at the end is dropped."""
+    mono = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if len(mono) < PANN_WINDOW:
+        mono = np.pad(mono, (0, PANN_WINDOW - len(mono)))
+    count = len(mono) // PANN_WINDOW
+    return mono[: count * PANN_WINDOW].reshape(count, PANN_WINDOW)
+
+
+def build_pann(weights: str | None = None) -> Embedding:
+    import torch
+
+    if weights and weights.startswith(("http://", "https://")):
+        raise EmbeddingError(f"pann: weights are only read from a local file; download {PANN_CHECKPOINT} "
+                             "yourself and pass --embedding-weights pann=PATH")
+    path = Path(weights).expanduser() if weights else _default_pann_path()
+    if not path.is_file():
+        raise EmbeddingError(f"pann: no weights at {path}; pass --embedding-weights pann=PATH to a PANN CNN14 "
+                             f"checkpoint ({PANN_CHECKPOINT}) or drop pann from --embedding")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EmbeddingError(f"pann: {path} is not a readable torch checkpoint ({first})") from error
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    try:
+        channels = [int(state[f"conv_block{i}.conv1.weight"].shape[0]) for i in range(1, PANN_BLOCKS + 1)]
+        hidden = int(state["fc1.weight"].shape[0])
+        if "logmel_extractor.melW" in state:
+            mel_basis = state["logmel_extractor.melW"].detach().float().numpy()
+        else:
+            import librosa
+
+            mel_basis = librosa.filters.mel(sr=PANN_SAMPLE_RATE, n_fft=PANN_N_FFT, n_mels=PANN_MEL_BANDS,
+                                            fmin=PANN_FMIN, fmax=PANN_FMAX).T
+        if tuple(mel_basis.shape) != (PANN_N_FFT // 2 + 1, PANN_MEL_BANDS):
+            raise RuntimeError(f"logmel_extractor.melW has shape {tuple(mel_basis.shape)}, "
+                               f"expected {(PANN_N_FFT // 2 + 1, PANN_MEL_BANDS)}")
+        model = _pann_module(channels, hidden, mel_basis)
+        model.load_state_dict({k: v for k, v in state.items() if k.startswith(PANN_NETWORK_PREFIXES)}, strict=False)
+        missing = [k for k in model.state_dict() if k not in state and not k.endswith("num_batches_tracked")]
+        if missing:
+            raise KeyError(f"missing {', '.join(missing[:3])}")
+    except (KeyError, RuntimeError, AttributeError, TypeError, IndexError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EmbeddingError(f"pann: {path} does not hold PANN CNN14 weights "
+                             f"(audioset_tagging_cnn layout, {{'model': state_dict}}) ({first})") from error
+    model.eval()
+
+    def embed(audio: np.ndarray) -> np.ndarray:
+        windows = torch.from_numpy(pann_windows(audio))
+        with torch.inference_mode():
+            out = [model(batch) for batch in windows.split(16)]
+        return torch.cat(out).numpy().astype(np.float32)
+
+    return Embedding("pann", PANN_SAMPLE_RATE, 1, hidden, embed, weights=str(path),
+                     frame_seconds=PANN_WINDOW / PANN_SAMPLE_RATE)
+
+
 EMBEDDINGS: dict[str, Callable[[str | None], Embedding]] = {
     "features": build_features,
     "vggish": build_vggish,
     "encodec": build_encodec,
+    "pann": build_pann,
 }
 
 

@@ -589,3 +589,120 @@ def test_without_model_or_data_eval_uses_the_model_the_runs_were_made_with(tmp_p
     assert model_of_runs(same) == model
     assert model_of_runs([*same, {"model": {"path": str(tmp_path / "other")}}]) is None
     assert model_of_runs([{"model": {"path": str(tmp_path / "gone")}}]) is None
+
+
+# ---------------------------------------------------------------- PANN CNN14 embedding
+
+def tiny_pann_state(path: Path, widths=(4, 8, 8, 8, 8, 16), hidden=16, seed=0) -> None:
+    """A random-weight CNN14 checkpoint in audioset_tagging_cnn's layout and key names
+    (`{"model": state_dict}`, with the extractor and classifier keys), small widths."""
+    import librosa
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def batch_norm(prefix: str, width: int, mean: float = 0.0, var: float = 1.0) -> None:
+        state[f"{prefix}.weight"] = 1.0 + 0.1 * torch.randn(width, generator=generator)
+        state[f"{prefix}.bias"] = 0.1 * torch.randn(width, generator=generator)
+        state[f"{prefix}.running_mean"] = torch.full((width,), mean)
+        state[f"{prefix}.running_var"] = torch.full((width,), var)
+        state[f"{prefix}.num_batches_tracked"] = torch.tensor(100)
+
+    state = {
+        "spectrogram_extractor.stft.conv_real.weight": torch.randn(513, 1, 1024, generator=generator),
+        "spectrogram_extractor.stft.conv_imag.weight": torch.randn(513, 1, 1024, generator=generator),
+        "logmel_extractor.melW": torch.from_numpy(librosa.filters.mel(sr=32000, n_fft=1024, n_mels=64, fmin=50,
+                                                                      fmax=14000).T.copy()),
+    }
+    batch_norm("bn0", 64, mean=-40.0, var=400.0)  # log-mel in dB
+    in_channels = 1
+    for index, width in enumerate(widths, start=1):
+        for conv, n_in in (("conv1", in_channels), ("conv2", width)):
+            state[f"conv_block{index}.{conv}.weight"] = torch.randn(width, n_in, 3, 3, generator=generator) * 0.3
+        batch_norm(f"conv_block{index}.bn1", width)
+        batch_norm(f"conv_block{index}.bn2", width)
+        in_channels = width
+    state["fc1.weight"] = torch.randn(hidden, widths[-1], generator=generator) * 0.3
+    state["fc1.bias"] = 0.1 * torch.ones(hidden)
+    state["fc_audioset.weight"] = torch.randn(527, hidden, generator=generator)
+    state["fc_audioset.bias"] = torch.zeros(527)
+    torch.save({"model": state}, path)
+
+
+def test_pann_loads_a_cnn14_checkpoint_and_embeds_conformed_audio(tmp_path):
+    from eval.embeddings import build_pann
+
+    weights = tmp_path / "Cnn14_mAP=0.431.pth"
+    tiny_pann_state(weights)
+    embedder = build_embedding("pann", str(weights))
+    assert (embedder.name, embedder.sample_rate, embedder.channels, embedder.dim) == ("pann", 32000, 1, 16)
+    assert embedder.frame_seconds == 1.0 and embedder.weights == str(weights)
+
+    stereo = np.concatenate([synth_clip(1, 2.5, 44100), synth_clip(2, 2.5, 44100)])  # 44.1 kHz stereo
+    audio = conform(stereo, 44100, embedder.sample_rate, embedder.channels)
+    assert audio.shape == (1, 80000)
+    frames = embedder.embed(audio)
+    assert frames.shape == (2, 16) and frames.dtype == np.float32  # one frame per 1 s window
+    assert np.isfinite(frames).all() and (frames >= 0).all() and frames.std() > 0  # after fc1's ReLU
+    assert np.array_equal(frames, embedder.embed(audio))
+    assert np.array_equal(frames, build_pann(str(weights)).embed(audio))  # a rebuild is the same network
+    other = embedder.embed(conform(synth_clip(3, 2.5, 44100), 44100, 32000, 1))
+    assert not np.allclose(frames, other)
+    assert not np.allclose(frames[0], frames[1])  # the two windows differ
+    assert embedder.embed(np.zeros((1, 500), np.float32)).shape == (1, 16)  # shorter than a window
+
+
+def test_pann_builds_its_mel_bank_when_the_checkpoint_has_none(tmp_path):
+    import torch
+
+    from eval.embeddings import build_pann
+
+    full, bare = tmp_path / "full.pth", tmp_path / "bare.pth"
+    tiny_pann_state(full)
+    state = torch.load(full, weights_only=True)["model"]
+    torch.save({k: v for k, v in state.items() if not k.startswith("logmel_extractor.")}, bare)  # no "model" key
+    audio = conform(synth_clip(4, 1.5, 44100), 44100, 32000, 1)
+    np.testing.assert_allclose(build_pann(str(bare)).embed(audio), build_pann(str(full)).embed(audio),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_pann_checkpoint_errors_are_one_line_and_name_the_file(tmp_path, monkeypatch):
+    import torch
+
+    from eval.embeddings import build_pann
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    cases = {}
+    with pytest.raises(EvalError) as cases["default"]:
+        build_pann(None)
+    missing = tmp_path / "nowhere" / "Cnn14_mAP=0.431.pth"
+    with pytest.raises(EvalError) as cases["missing"]:
+        build_embedding("pann", str(missing))
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a torch file\n" * 10)
+    with pytest.raises(EvalError) as cases["corrupt"]:
+        build_pann(str(corrupt))
+    wrong = tmp_path / "vggish.pth"
+    tiny_vggish_state(wrong)
+    with pytest.raises(EvalError) as cases["wrong"]:
+        build_pann(str(wrong))
+    mismatched = tmp_path / "mismatched.pth"
+    tiny_pann_state(mismatched)
+    state = torch.load(mismatched, weights_only=True)
+    state["model"]["conv_block3.conv2.weight"] = torch.zeros(8, 5, 3, 3)
+    torch.save(state, mismatched)
+    with pytest.raises(EvalError) as cases["mismatched"]:
+        build_pann(str(mismatched))
+    with pytest.raises(EvalError) as cases["url"]:
+        build_pann("https://example.com/Cnn14_mAP=0.431.pth")
+
+    for case, info in cases.items():
+        message = str(info.value)
+        assert "\n" not in message and message.startswith("pann: "), (case, message)
+    assert "--embedding-weights pann=PATH" in str(cases["default"].value)
+    assert str(tmp_path / "hub") in str(cases["default"].value)
+    assert str(missing) in str(cases["missing"].value) and "--embedding-weights pann=PATH" in str(cases["missing"].value)
+    assert str(corrupt) in str(cases["corrupt"].value) and "not a readable" in str(cases["corrupt"].value)
+    assert str(wrong) in str(cases["wrong"].value) and "CNN14" in str(cases["wrong"].value)
+    assert str(mismatched) in str(cases["mismatched"].value) and "CNN14" in str(cases["mismatched"].value)
+    assert "local file" in str(cases["url"].value)
