@@ -17,7 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Arrangement, ArrangementError, read_tracks
+from symbolic.arrangement import (
+    TICKS_PER_BAR,
+    Arrangement,
+    ArrangementError,
+    midi_length_ticks,
+    read_tracks,
+)
 from symbolic.conditions import GENRES, ROLES, Conditions, match_genre
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".mp3")
@@ -161,8 +167,10 @@ def arrangement_from_midi(path: Path, genre: str | None = None, bpm: float | Non
         raise EvalError(f"{path}: no track named drums/bass/melody (nor a drum track); not a stemforge MIDI")
     if bpm is None:
         bpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
-    scale = TICKS_PER_BEAT / score.ticks_per_quarter
-    end = max([t.end_tick() for t in tracks.values()] + [round(m.time * scale) for m in score.markers])
+    # the file's own length (stemforge ends every track exactly at the last bar line) wins
+    # over the last note, so a window whose last bar is silent keeps its bars; minus one tick
+    # because other writers put end-of-track one tick after the last event
+    end = max([t.end_tick() for t in tracks.values()] + [midi_length_ticks(path) - 1])
     bars = max(1, math.ceil(end / TICKS_PER_BAR))
     genre = genre if genre in GENRES else (match_genre(path.stem.replace("_", " ")) or "pop")
     return Arrangement(Conditions(genre=genre, bpm=round(float(bpm), 3), bars=bars), tracks)

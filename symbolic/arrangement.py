@@ -122,6 +122,16 @@ def end_tracks_at(path: Path, total_ticks: int) -> None:
     midi.save(path)
 
 
+def midi_length_ticks(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> int:
+    """Length of a MIDI file (its longest track, end-of-track included) in `ticks_per_beat`:
+    what a DAW shows as the clip length."""
+    import mido
+
+    midi = mido.MidiFile(path)
+    longest = max((sum(message.time for message in track) for track in midi.tracks), default=0)
+    return round(longest * ticks_per_beat / midi.ticks_per_beat)
+
+
 def role_of_track_name(name: str) -> str | None:
     lowered = name.strip().lower()
     return lowered if lowered in ROLES else None

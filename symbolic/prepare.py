@@ -24,7 +24,7 @@ import symusic
 from tqdm import tqdm
 
 from configs import load_config, resolve_config
-from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
+from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, end_tracks_at, tracks_to_score
 from symbolic.canonical import NoveltyIndex, piece_digests
 from symbolic.conditions import DENSITIES, GENRES, ROLES, Key, match_genre, parse_key
 from symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
@@ -498,6 +498,7 @@ def _write_reference_midi(
         score = tracks_to_score([window.tracks[r] for r in ROLES if r in window.tracks], bpm=piece.bpm,
                                 ticks_per_beat=TICKS_PER_BEAT, total_ticks=window.bars * TICKS_PER_BAR)
         score.dump_midi(str(directory / name))
+        end_tracks_at(directory / name, window.bars * TICKS_PER_BAR)
         rows.append({"file": name, "genre": piece.genre, "bpm": piece.bpm, "key": piece.key,
                      "bars": window.bars, "source": piece.path, "start_bar": window.start_bar})
     (directory / "reference.json").write_text(json.dumps(rows, indent=1))
