@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="prepared dataset to compare against (overrides the model's index)")
     p.add_argument("--reference", type=Path, help="folder of your own stems/mixes or MIDI as the FAD reference")
     p.add_argument("--embedding", action="append", default=None,
-                   help="embedding(s) for FAD, repeatable: features (weight-free, the default), vggish, encodec")
+                   help="embedding(s) for FAD, repeatable: features (weight-free, the default), vggish, pann, encodec")
     p.add_argument("--embedding-weights", action="append", default=[], metavar="NAME=PATH",
                    help="local weights (or a hub id you name) for an embedding")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the FAD interval")
