@@ -22,7 +22,6 @@ from symbolic.arrangement import (
     TICKS_PER_BEAT,
     Arrangement,
     ArrangementError,
-    Note,
     Track,
     read_tracks,
 )
@@ -387,9 +386,3 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
         raise
     return target
 
-
-def note_count(arrangement: Arrangement) -> dict[str, int]:
-    return {r: len(t.notes) for r, t in arrangement.tracks.items()}
-
-
-__all__ = ["RunError", "RunRequest", "RunResult", "run", "render_run", "arrangement_from_run", "Note"]

@@ -8,7 +8,7 @@ and holds exactly `n` Bar tokens. Tracks are independent streams, so any subset 
 given as context and the rest generated after it ("regenerate the bass").
 
 Why MMM over REMI+programs (bench/tokens.py, docs/tokens.md): both round-trip notes
-exactly on our grid, MMM is ~13% shorter, and only a track-by-track layout lets a kept
+exactly on our grid, MMM is ~16% shorter, and only a track-by-track layout lets a kept
 track be a prefix. Drum notes carry no Duration token (they are one-shots).
 """
 
