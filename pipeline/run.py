@@ -124,6 +124,12 @@ def _seed_clip_tracks(path: Path) -> dict[str, Track]:
     return tracks
 
 
+def file_hashes(run_dir: Path) -> dict[str, str]:
+    """Every file of a run folder but run.json itself -> its sha256."""
+    return {str(p.relative_to(run_dir)): file_sha256(p) for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.relative_to(run_dir) != Path("run.json")}
+
+
 def _default_run_dir(root: Path, conditions: Conditions) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = root / f"{stamp}_{conditions.genre}_{conditions.bpm_label}bpm"
@@ -272,9 +278,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
             render_started = time.perf_counter()
             manifest.update(render_into(tmp, arrangement, request, report))
             timings["render"] = time.perf_counter() - render_started
-        manifest["files"] = {
-            str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
+        manifest["files"] = file_hashes(tmp)
         timings["total"] = time.perf_counter() - started
         manifest["timings"] = {k: round(v, 3) for k, v in timings.items()}
         manifest["messages"] = messages
@@ -371,8 +375,7 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
         started = time.perf_counter()
         manifest.update(render_into(tmp, arrangement, request))
         manifest.setdefault("timings", {})["render"] = round(time.perf_counter() - started, 3)
-        manifest["files"] = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*"))
-                             if p.is_file() and p.name != "run.json"}
+        manifest["files"] = file_hashes(tmp)
         (tmp / "run.json").write_text(json.dumps(manifest, indent=1))
         if out is None:
             backup = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")

@@ -7,7 +7,7 @@ same messages.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 ROLES: tuple[str, ...] = ("drums", "bass", "melody")
 
@@ -346,6 +346,3 @@ def nearest_known_genre(genre: str, known: tuple[str, ...] | list[str]) -> str:
         raise ConditionError("genre: the model knows no genres")
     return sorted(known)[0]
 
-
-def with_genre(conditions: Conditions, genre: str) -> Conditions:
-    return replace(conditions, genre=genre)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +105,6 @@ def load_composer(directory: Path | None = None) -> Composer:
         raise ModelDirError(f"--model: {directory}/stemforge.json is not a composer model")
     tokenizer = ComposerTokenizer.load(directory / "tokenizer.json")
     return Composer(directory, tokenizer, meta)
-
-
-def copy_model_dir(source: Path, target: Path) -> None:
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoint*"))
 
 
 class FastDecoder:
