@@ -22,12 +22,23 @@ from symbolic.arrangement import (
     TICKS_PER_BEAT,
     Arrangement,
     ArrangementError,
+    Note,
     Track,
     read_tracks,
+    without_overlaps,
 )
 from symbolic.canonical import file_sha256
-from symbolic.conditions import ROLES, ConditionError, Conditions, build_conditions, nearest_known_genre
+from symbolic.conditions import (
+    ROLES,
+    ConditionError,
+    Conditions,
+    build_conditions,
+    nearest_known_genre,
+    progression_of,
+)
+from symbolic.harmony import chord_tones
 from symbolic.model import Composer, load_composer
+from symbolic.plan import build_plan
 from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
 
 Progress = Callable[[str, float], None]
@@ -46,6 +57,10 @@ class RunRequest:
     bars: int | None = None
     density: str | None = None
     seed: int | None = None  # None = a fresh random seed, recorded in run.json
+    loop: int | None = None  # bars of the loop: 1, 2, 4; 0 = off; None = prompt or the genre's default
+    chords: str | None = None  # e.g. "Am F C G" or "i VI III VII"; None = prompt or the genre's default
+    swing: float | None = None  # swing in percent (50 straight, 66.7 triplet); None = the genre's groove
+    quantize: bool = False  # notes exactly on the grid: no swing, micro-timing or velocity groove
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.95
@@ -197,7 +212,9 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         conditions = build_conditions(
             request.prompt, genre=request.genre, bpm=request.bpm, key=request.key, bars=request.bars,
             density=request.density, seed=seed, max_bars=composer.max_bars, notes=messages, base=base,
+            loop=request.loop, chords=request.chords,
         )
+        progression = progression_of(conditions)
     except ConditionError as error:
         raise RunError(str(error)) from error
     model_genre = nearest_known_genre(conditions.genre, composer.genres)
@@ -220,20 +237,29 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     tokenizer = composer.tokenizer
     context: dict[str, list[int]] = {}
     for role, track in kept_tracks.items():
-        context[role] = tokenizer.encode_track(track, TICKS_PER_BEAT, conditions.bars)
+        context[role] = tokenizer.encode_track(on_feel_grid(track), TICKS_PER_BEAT, conditions.bars)
     for role, track in seed_tracks.items():
         if role in context:
             continue
         full = seed_bars[role] == conditions.bars
-        context[role] = tokenizer.encode_track(track, TICKS_PER_BEAT, conditions.bars,
+        context[role] = tokenizer.encode_track(on_feel_grid(track), TICKS_PER_BEAT, conditions.bars,
                                                bars_kept=None if full else seed_bars[role])
     roles = tuple(r for r in ROLES if r in kept_tracks) + tuple(
         r for r in ROLES if r in seed_tracks and r not in kept_tracks)
     roles += tuple(r for r in ROLES if r not in roles)
+    chord_spans = progression.spans(conditions.bars, TICKS_PER_BEAT) if progression else []
+    grid = TICKS_PER_BEAT // tokenizer.spec.grid_per_beat
+    composition = build_plan(
+        genre=conditions.genre, bars=conditions.bars, loop_bars=conditions.loop or None,
+        chord_cycle_bars=progression.cycle_bars if progression else None,
+        chords=tuple((span.start // grid, span.end // grid, span.chord.root, span.chord.bass,
+                      chord_tones(span.chord)) for span in chord_spans),
+        density=conditions.density,
+    )
     plan = SamplePlan(
         prefix_ids=tokenizer.prefix_ids(model_genre, conditions.bpm, conditions.key, conditions.density,
                                         conditions.bars),
-        roles=roles, bars=conditions.bars, context=context, key=conditions.key,
+        roles=roles, bars=conditions.bars, context=context, key=conditions.key, composition=composition,
     )
     sampler = sampler_for(composer)
     compose_started = time.perf_counter()
@@ -252,6 +278,8 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     timings["compose"] = time.perf_counter() - compose_started
 
     tracks = tokenizer.decode_tracks(ids, TICKS_PER_BEAT)
+    grid_tracks = dict(tracks)
+    feel = groove_tracks_in_place(tracks, conditions, request, kept=set(kept_tracks), seed=seed)
     for role, clip in seed_tracks.items():  # the clip's own bars, verbatim (tokens quantize)
         if role in kept_tracks:
             continue
@@ -263,7 +291,10 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     tracks = _with_programs({r: tracks[r] for r in ROLES if r in tracks}, conditions.genre)
     for role in kept_tracks:  # a kept part keeps its own program too
         tracks[role] = replace(tracks[role], program=kept_tracks[role].program)
-    arrangement = Arrangement(conditions, tracks, ids)
+    arrangement = Arrangement(conditions, tracks, ids, chords=chord_spans,
+                              grid_tracks={r: replace(tracks[r], notes=grid_tracks[r].notes) for r in tracks
+                                           if r in grid_tracks and r not in kept_tracks and r not in seed_tracks})
+    stats = sampler.stats
     report("composed", 0.55)
 
     run_dir = request.out or _default_run_dir(request.runs_root, conditions)
@@ -274,6 +305,10 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     try:
         tmp.mkdir(parents=True)
         manifest = _write_symbolic(tmp, arrangement, request, composer, model_genre, seed, settings, ids)
+        manifest["structure"] = {**composition.to_dict(), "chords": conditions.chords,
+                                 "chord_cycle_bars": progression.cycle_bars if progression else None}
+        manifest["feel"] = feel
+        manifest["tokens_sampled"], manifest["tokens_forced"] = stats.sampled, stats.forced
         if request.stems:
             render_started = time.perf_counter()
             manifest.update(render_into(tmp, arrangement, request, report))
@@ -289,6 +324,43 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         raise
     report("done", 1.0)
     return RunResult(run_dir, manifest, arrangement, messages)
+
+
+def on_feel_grid(track: Track) -> Track:
+    """A played or grooved part (a kept part carries its swing and micro-timing, a seed clip
+    may be a live take) snapped to the grid its feel implies: straight 16ths, triplets or
+    swung 16ths, as the corpus quantizes performances. Rounding it to the nearest 1/12 beat
+    instead would put a swung "and" on positions the model never saw."""
+    from symbolic.corpus_rules import GRID, detect_feel, snap
+
+    feel, _ = detect_feel([n.start for n in track.notes])
+    notes = []
+    for note in track.notes:
+        start = snap(note.start, feel)
+        end = max(start + GRID, round((note.start + note.duration) / GRID) * GRID)
+        notes.append(Note(start, end - start, note.pitch, note.velocity))
+    return replace(track, notes=without_overlaps(notes))
+
+
+def groove_tracks_in_place(tracks: dict[str, Track], conditions: Conditions, request: RunRequest,
+                           kept: set[str], seed: int) -> dict:
+    """Swing, micro-timing and accents from the genre's groove template (taken from real
+    GMD drummers) on the generated parts; kept parts stay as they were. Returns what was
+    applied, for run.json."""
+    if request.quantize:
+        return {"quantized": True, "swing_percent": 50.0}
+    from symbolic.groove import GENRE_SWING, apply_feel, default_pool
+
+    template = default_pool().template(conditions.genre)
+    swing = request.swing if request.swing is not None else GENRE_SWING.get(conditions.genre, 50.0)
+    total = conditions.bars * BEATS_PER_BAR * TICKS_PER_BEAT
+    generated = {r: t for r, t in tracks.items() if r not in kept}
+    try:
+        tracks.update(apply_feel(generated, template, swing_percent=swing, seed=seed, total_ticks=total,
+                                 bpm=conditions.bpm))
+    except ValueError as error:
+        raise RunError(f"--swing: {error}") from error
+    return {"quantized": False, "groove": template.name, "swing_percent": swing}
 
 
 def _write_symbolic(directory: Path, arrangement: Arrangement, request: RunRequest, composer: Composer,
@@ -312,6 +384,7 @@ def _write_symbolic(directory: Path, arrangement: Arrangement, request: RunReque
         "context": {"seed_midi": str(request.seed_midi) if request.seed_midi else None,
                     "from": str(request.from_run) if request.from_run else None, "keep": list(request.keep)},
         "tokens": len(ids),
+        "token_ids": ids,  # the piece on the token grid, before the feel: what novelty checks compare
         "midi": midi,
     }
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import symusic
 
-from symbolic.conditions import ROLES, Conditions
+from symbolic.conditions import ROLES, Conditions, Key, parse_key
 
 TICKS_PER_BEAT = 480
 BEATS_PER_BAR = 4
@@ -63,12 +63,32 @@ class Track:
         return max((n.start + n.duration for n in self.notes), default=0)
 
 
+def without_overlaps(notes: list[Note]) -> list[Note]:
+    """The notes with no two of one pitch sounding at once: of two onsets of a pitch at
+    one tick the loudest stays, and a note is cut where the next one of its pitch starts.
+    A synth or sampler retriggers on an overlap (a click, a doubled attack) and a DAW shows
+    a stacked note; nobody means either."""
+    by_pitch: dict[int, list[Note]] = {}
+    for note in sorted(notes, key=lambda n: (n.pitch, n.start, -n.velocity)):
+        line = by_pitch.setdefault(note.pitch, [])
+        if line and line[-1].start == note.start:
+            continue
+        if line and line[-1].start + line[-1].duration > note.start:
+            line[-1] = Note(line[-1].start, note.start - line[-1].start, line[-1].pitch, line[-1].velocity)
+        line.append(note)
+    return sorted(n for line in by_pitch.values() for n in line)
+
+
 @dataclass
 class Arrangement:
     conditions: Conditions
     tracks: dict[str, Track]  # role -> track, in output order
     token_ids: list[int] = field(default_factory=list)
     ticks_per_beat: int = TICKS_PER_BEAT
+    chords: list = field(default_factory=list)  # symbolic.harmony.ChordSpan, ticks at ticks_per_beat
+    # the composed parts on the token grid, before swing and micro-timing (what the structure
+    # and novelty measures compare with training data); empty when not composed here
+    grid_tracks: dict[str, Track] = field(default_factory=dict)
 
     @property
     def total_ticks(self) -> int:
@@ -83,6 +103,7 @@ class Arrangement:
             bpm=self.conditions.bpm,
             ticks_per_beat=self.ticks_per_beat,
             total_ticks=self.total_ticks,
+            key=parse_key(self.conditions.key),
         )
 
     def write_midi(self, path: Path, roles: tuple[str, ...] | None = None) -> None:
@@ -91,13 +112,27 @@ class Arrangement:
         end_tracks_at(path, self.total_ticks)
 
 
+# Key signatures as MIDI writes them: sharps (+) or flats (-) of the major key on each
+# tonic, spelled with the fewest accidentals; a minor key uses its relative major's.
+_MAJOR_FIFTHS: tuple[int, ...] = (0, -5, 2, -3, 4, -1, 6, 1, -4, 3, -2, 5)
+
+
+def key_signature_fifths(key: Key) -> int:
+    major_tonic = key.tonic if key.mode == "major" else (key.tonic + 3) % 12
+    fifths = _MAJOR_FIFTHS[major_tonic]
+    return -6 if key.mode == "minor" and fifths == 6 else fifths  # Eb minor: 6 flats, as named
+
+
 def tracks_to_score(
-    tracks: list[Track], *, bpm: float, ticks_per_beat: int, total_ticks: int
+    tracks: list[Track], *, bpm: float, ticks_per_beat: int, total_ticks: int, key: Key | None = None
 ) -> symusic.Score:
-    """A 4/4 score at `bpm` whose tracks are named by role; drums on channel 10."""
+    """A 4/4 score at `bpm` (with the key signature of `key`) whose tracks are named by
+    role; drums on channel 10."""
     score = symusic.Score(ticks_per_beat)
     score.tempos.append(symusic.Tempo(0, float(bpm)))
     score.time_signatures.append(symusic.TimeSignature(0, BEATS_PER_BAR, 4))
+    if key is not None:
+        score.key_signatures.append(symusic.KeySignature(0, key_signature_fifths(key), int(key.mode == "minor")))
     for track in tracks:
         out = symusic.Track(name=track.role, program=0 if track.is_drum else track.program,
                             is_drum=track.is_drum)

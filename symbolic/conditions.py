@@ -7,7 +7,7 @@ same messages.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 ROLES: tuple[str, ...] = ("drums", "bass", "melody")
 
@@ -104,6 +104,13 @@ PITCH_CLASSES: dict[str, int] = {
 KEY_NAMES: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MIN_BPM, MAX_BPM = 0.0, 300.0
 DEFAULT_BARS = 8
+LOOP_CHOICES: tuple[int, ...] = (0, 1, 2, 4)  # 0 = off (through-composed)
+# The loop a genre gets when neither prompt nor flag names one: loop music repeats a 4-bar
+# loop; techno's hypnotic 2-bar one. Through-composed output stays one `--loop off` away.
+GENRE_DEFAULT_LOOP: dict[str, int] = {genre: 4 for genre in GENRES} | {"techno": 2}
+# "2-bar loop", "loop of 4 bars", "4 bar loops"; "no loop" / "through-composed" switch it off
+_LOOP_PATTERN = r"\b([124])\s*-?\s*bars?\s*loops?\b|\bloops?\s*(?:of\s*)?([124])\s*-?\s*bars?\b"
+_NO_LOOP_PATTERN = r"\b(?:no\s*loops?|through[\s-]*composed|loop\s*off)\b"
 
 
 class ConditionError(ValueError):
@@ -156,6 +163,8 @@ class Conditions:
     density: str = "normal"
     moods: tuple[str, ...] = field(default_factory=tuple)
     seed: int = 0
+    loop: int = 4  # bars after which bass and melody repeat (drums inside it); 0 = through-composed
+    chords: str = ""  # the chord progression as symbols, bars separated by "|"; "" = none
 
     @property
     def key_obj(self) -> Key:
@@ -205,7 +214,23 @@ def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
     if conditions.density not in DENSITIES:
         raise ConditionError(f"density: {conditions.density!r} is not one of {DENSITIES}")
     parse_key(conditions.key)
+    if conditions.loop not in LOOP_CHOICES:
+        raise ConditionError(f"loop: {conditions.loop} is not a loop length; use 1, 2, 4 or off")
+    if conditions.chords:
+        progression_of(conditions)
     return conditions
+
+
+def progression_of(conditions: Conditions):
+    """The `Progression` of a piece's `chords` (None when it has none)."""
+    from symbolic.harmony import parse_progression
+
+    if not conditions.chords:
+        return None
+    try:
+        return parse_progression(conditions.chords, conditions.key_obj)
+    except ValueError as error:
+        raise ConditionError(str(error)) from error
 
 
 def _find_phrase(table: dict[str, str], text: str) -> str | None:
@@ -245,9 +270,15 @@ def parse_prompt(prompt: str) -> dict:
 
     Returns only what the prompt names; `build_conditions` fills the rest.
     """
+    from symbolic.harmony import progression_in_prompt
+
     text = prompt.strip()
-    lowered = text.lower()
     found: dict = {}
+    chords = progression_in_prompt(text)
+    if chords:  # case matters in chords (vi vs VI); and "Am F C G" must not read as a key
+        found["chords"] = chords
+        text = text.replace(chords, " ")
+    lowered = text.lower()
     genre = match_genre(lowered)
     if genre:
         found["genre"] = genre
@@ -267,7 +298,13 @@ def parse_prompt(prompt: str) -> dict:
         match = re.search(_BARE_KEY_PATTERN, lowered)
     if match:
         found["key"] = parse_key(match.group(1)).name
-    match = re.search(r"(\d+)\s*-?\s*bars?\b", lowered)
+    loop_match = re.search(_LOOP_PATTERN, lowered)
+    if loop_match:
+        found["loop"] = int(loop_match.group(1) or loop_match.group(2))
+    elif re.search(_NO_LOOP_PATTERN, lowered):
+        found["loop"] = 0
+    without_loop = re.sub(_LOOP_PATTERN, " ", lowered)
+    match = re.search(r"(\d+)\s*-?\s*bars?\b", without_loop)
     if match:
         found["bars"] = int(match.group(1))
     for phrase in sorted(DENSITY_WORDS, key=len, reverse=True):
@@ -300,15 +337,19 @@ def build_conditions(
     max_bars: int | None = None,
     notes: list[str] | None = None,
     base: Conditions | None = None,
+    loop: int | None = None,
+    chords: str | None = None,
 ) -> Conditions:
     """`base` (an earlier run's conditions) first, then what the prompt names, then flags;
     validated. A genre stemforge does not list but knows a neighbour of is composed as that
-    neighbour, with a line in `notes`."""
+    neighbour, with a line in `notes`. `loop` 0 is off; no chords anywhere gives the genre's
+    default progression for the key, drawn by the seed."""
     inherited = {} if base is None else {
         "genre": base.genre, "bpm": base.bpm, "key": base.key, "bars": base.bars, "density": base.density,
-        "moods": base.moods,
+        "moods": base.moods, "loop": base.loop, "chords": base.chords,
     }
-    parsed = {**inherited, **parse_prompt(prompt)}
+    prompted = parse_prompt(prompt)
+    parsed = {**inherited, **prompted}
     if genre is not None:
         parsed.pop("genre_typed", None)
         canonical = match_genre(genre)
@@ -322,6 +363,12 @@ def build_conditions(
     chosen_genre = parsed.get("genre", "lofi")
     if key is not None:
         parsed["key"] = parse_key(key).name
+    chord_text = chords if chords is not None else parsed.get("chords", "")
+    named_chords = chords is not None or "chords" in prompted
+    if named_chords and key is None and "key" not in prompted:
+        implied = key_of_chords(chord_text)  # "Am F C G" is in A minor unless a key is named
+        if implied is not None:
+            parsed["key"] = implied.name
     conditions = Conditions(
         prompt=prompt or (base.prompt if base else ""),
         genre=chosen_genre,
@@ -331,8 +378,61 @@ def build_conditions(
         density=density if density is not None else parsed.get("density", "normal"),
         moods=parsed.get("moods", ()),
         seed=int(seed),
+        loop=loop if loop is not None else int(parsed.get("loop", GENRE_DEFAULT_LOOP.get(chosen_genre, 4))),
+        chords=chord_text,
     )
-    return validate(conditions, max_bars)
+    if base is not None and (conditions.key, conditions.genre) != (base.key, base.genre) and not named_chords:
+        conditions = replace(conditions, chords="")  # the earlier chords belong to the earlier key
+    if not conditions.chords:
+        conditions = replace(conditions, chords=default_chords(conditions))
+    conditions = replace(validate(conditions, max_bars), chords=progression_of(conditions).text())
+    return conditions
+
+
+def key_of_chords(text: str) -> Key | None:
+    """The key chord symbols imply (None for roman numerals, which take the key given):
+    the Krumhansl-Kessler fit of their pitch classes, weighted by length, with the first
+    chord as the tonic where it fits as well as any other key."""
+    from symbolic.harmony import chord_tones, parse_progression
+
+    try:
+        in_c, in_a = parse_progression(text, Key(0, "major")), parse_progression(text, Key(9, "minor"))
+    except ValueError:
+        return None
+    if in_c.chords != in_a.chords:
+        return None
+    weights = [0.0] * 12
+    for chord, beats in zip(in_c.chords, in_c.beats):
+        for pitch_class in chord_tones(chord):
+            weights[pitch_class] += beats * (1.5 if pitch_class == chord.root else 1.0)
+    first = in_c.chords[0]
+    first_mode = "minor" if first.third == 3 else "major"
+
+    def fit(key: Key) -> float:
+        profile = _MAJOR_PROFILE if key.mode == "major" else _MINOR_PROFILE
+        score = sum(weights[(key.tonic + i) % 12] * profile[i] for i in range(12))
+        return score * (1.05 if (key.tonic, key.mode) == (first.root, first_mode) else 1.0)
+
+    return max((Key(t, m) for m in ("major", "minor") for t in range(12)), key=fit)
+
+
+# Krumhansl-Kessler key profiles (probe-tone ratings, C = index 0).
+_MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+_MINOR_PROFILE = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+
+
+def default_chords(conditions: Conditions) -> str:
+    """The genre's default progression in the piece's key, drawn by the seed, whose cycle
+    fits the loop (a 2-bar loop gets a 1- or 2-bar progression)."""
+    from symbolic.harmony import default_progression
+
+    key = conditions.key_obj
+    progression = default_progression(conditions.genre, key, conditions.seed)
+    for attempt in range(1, 64):
+        if not conditions.loop or conditions.loop % progression.cycle_bars == 0:
+            break
+        progression = default_progression(conditions.genre, key, conditions.seed + 7919 * attempt)
+    return progression.text()
 
 
 def nearest_known_genre(genre: str, known: tuple[str, ...] | list[str]) -> str:

@@ -126,13 +126,16 @@ class Groove:
 
 @dataclass
 class Song:
-    """A POP909 song in beats: quantized melody, chord spans, keys, usable bars."""
+    """A POP909 song in beats: quantized melody, chord spans, keys, usable bars, and the
+    PIANO notes in the bass register (the real bass line of the accompaniment, which
+    eval/real_music.py measures; the corpus derives its own bass from the chords)."""
 
     song_id: str
     melody: list[Note]
     chords: list[rules.ChordSpan]
     keys: list[Key]
     good_bars: list[bool]
+    piano_bass: list[Note] = field(default_factory=list)
 
 
 def _notes_between(notes: list[Note], start: int, end: int) -> list[Note]:
@@ -145,34 +148,53 @@ def _bar_flags(total_bars: int, good: Callable[[int], bool]) -> list[bool]:
     return [bool(good(bar)) for bar in range(total_bars)]
 
 
-def load_gmd(root: Path, config: CorpusConfig, skipped: Counter) -> list[Groove]:
-    """GMD 4/4 "beat" performances of the configured splits whose style maps to a genre."""
+GMD_COLUMNS = frozenset({"id", "style", "bpm", "beat_type", "time_signature", "midi_filename", "split"})
+
+
+def read_gmd_info(root: Path) -> list[dict[str, str]]:
+    """The rows of GMD's info.csv; an error naming the file when it or a column is missing."""
     info = root / "info.csv"
     if not info.is_file():
         raise CorpusError(f"{info}: missing; the GMD folder needs its info.csv")
     with open(info, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    needed = {"id", "style", "bpm", "beat_type", "time_signature", "midi_filename", "split"}
-    if rows and not needed <= set(rows[0]):
-        raise CorpusError(f"{info}: needs columns {sorted(needed)}")
+    if rows and not GMD_COLUMNS <= set(rows[0]):
+        raise CorpusError(f"{info}: needs columns {sorted(GMD_COLUMNS)}")
+    return rows
+
+
+def gmd_genre(style: str, styles: dict[str, str]) -> str | None:
+    """The genre of a GMD style: its full "a/b" label first, else its first part."""
+    return styles.get(style) or styles.get(style.split("/")[0])
+
+
+def read_gmd_hits(path: Path) -> list[tuple[int, int, int]] | None:
+    """(tick at 480 per beat, GM drum, velocity) of a GMD performance as played (timing and
+    velocities untouched), the TD-11 notes mapped by GMD_TO_GM; None when unreadable."""
+    try:
+        score = symusic.Score(str(path)).resample(TPB, min_dur=1)
+    except Exception:  # symusic raises RuntimeError on unreadable files
+        return None
+    hits = [(n.time, n.pitch, n.velocity) for t in score.tracks for n in t.notes]
+    return rules.map_drums(hits, rules.GMD_TO_GM, keep_gm=False)
+
+
+def load_gmd(root: Path, config: CorpusConfig, skipped: Counter) -> list[Groove]:
+    """GMD 4/4 "beat" performances of the configured splits whose style maps to a genre."""
     grooves = []
-    rows = [r for r in rows if r["beat_type"] == "beat" and r["split"] in config.gmd_splits]
+    rows = [r for r in read_gmd_info(root) if r["beat_type"] == "beat" and r["split"] in config.gmd_splits]
     for row in tqdm(rows[: config.gmd_max_files], desc="gmd", disable=not _PROGRESS[0], leave=False):
-        style = row["style"]
-        genre = config.gmd_styles.get(style) or config.gmd_styles.get(style.split("/")[0])
+        genre = gmd_genre(row["style"], config.gmd_styles)
         if row["time_signature"] != "4-4":
             skipped["gmd: not 4/4"] += 1
             continue
         if genre is None:
             skipped["gmd: style not mapped"] += 1
             continue
-        try:
-            score = symusic.Score(str(root / row["midi_filename"])).resample(TPB, min_dur=1)
-        except Exception:  # symusic raises RuntimeError on unreadable files
+        hits = read_gmd_hits(root / row["midi_filename"])
+        if hits is None:
             skipped["gmd: unreadable MIDI"] += 1
             continue
-        hits = [(n.time, n.pitch, n.velocity) for t in score.tracks for n in t.notes]
-        hits = rules.map_drums(hits, rules.GMD_TO_GM, keep_gm=False)
         if not hits:
             skipped["gmd: no drum notes"] += 1
             continue
@@ -180,11 +202,11 @@ def load_gmd(root: Path, config: CorpusConfig, skipped: Counter) -> list[Groove]
         end = max(t for t, _, _ in hits) + 1
         drums = rules.quantize_hits(hits, feel, end + TPB, offset)
         grooves.append(Groove(f"gmd:{row['id']}", "gmd", genre, float(row["bpm"]), feel, drums,
-                              _good_drum_bars(drums)))
+                              good_drum_bars(drums)))
     return grooves
 
 
-def _good_drum_bars(drums: list[Note]) -> list[bool]:
+def good_drum_bars(drums: list[Note]) -> list[bool]:
     """A bar is usable when it is a played groove: 4+ hits, a kick or snare, and a hit in
     its first 8th (not a pickup, count-in or a bar where the drummer stopped)."""
     total = -(-max((n.start for n in drums), default=0) // BAR) if drums else 0
@@ -226,24 +248,19 @@ def _pop909_key(text: str) -> Key | None:
         return None
 
 
-def load_pop909_song(folder: Path, meter: tuple[int, int] | None) -> Song | str:
-    """One POP909 song in beats, or the reason it was skipped.
+@dataclass
+class Pop909Harmony:
+    """A POP909 song's chords and keys in beats, without its MIDI: what chord statistics need."""
 
-    Keeps songs whose index meter is (2 beats per measure, 2 quavers per beat): bars of
-    four rows of beat_midi.txt, i.e. 4/4 (the MIDI time signatures are unreliable).
-    Times are mapped to beats through beat_midi.txt, so tempo drift is absorbed."""
-    song_id = folder.name
-    if meter is None:
-        return "not in index.xlsx"
-    if meter != (2, 2):
-        return "not 4/4 (index meter)"
-    try:
-        beat_rows = np.loadtxt(folder / "beat_midi.txt", ndmin=2)
-        chord_lines = (folder / "chord_midi.txt").read_text().splitlines()
-        key_lines = (folder / "key_audio.txt").read_text().splitlines()
-        score = symusic.Score(str(folder / f"{song_id}.mid")).to("second")
-    except Exception:  # missing or unreadable file: skip the song, count it
-        return "missing or unreadable files"
+    song_id: str
+    chords: list[rules.ChordSpan]
+    key_spans: list[tuple[int, int, Key]]  # (start, end ticks, key) from key_audio.txt
+
+
+def _pop909_beat_grid(beat_rows: np.ndarray) -> Callable[[float], int] | str:
+    """seconds -> ticks at 480 per beat with tick 0 on the first downbeat of beat_midi.txt,
+    or why the beats are unusable. Interpolated between annotated beats, so tempo drift is
+    absorbed."""
     if beat_rows.shape[0] < 8 or beat_rows.shape[1] < 3:
         return "beat_midi.txt too short"
     beat_times = beat_rows[:, 0]
@@ -262,16 +279,12 @@ def load_pop909_song(folder: Path, meter: tuple[int, int] | None) -> Song | str:
             beat = float(np.interp(seconds, beat_times, index))
         return round((beat - first) * TPB)
 
-    melody_tracks = [t for t in score.tracks if t.name.strip().upper() == "MELODY"]
-    if not melody_tracks or not melody_tracks[0].notes:
-        return "no MELODY track"
-    raw = []
-    for n in melody_tracks[0].notes:
-        start = _round_to(to_tick(n.time), 120)
-        end = max(start + 120, _round_to(to_tick(n.time + n.duration), 120))
-        if start >= 0:
-            raw.append(Note(start, end - start, n.pitch, n.velocity))
-    melody = monophonic(raw)
+    return to_tick
+
+
+def _pop909_chords(chord_lines: list[str], to_tick: Callable[[float], int]) -> list[rules.ChordSpan]:
+    """chord_midi.txt rows -> chord spans with both ends on the half-beat grid; no-chord
+    rows and spans wholly before the first downbeat dropped."""
     chords = []
     for line in chord_lines:
         parts = line.split()
@@ -281,6 +294,83 @@ def load_pop909_song(folder: Path, meter: tuple[int, int] | None) -> Song | str:
         start, end = _round_to(to_tick(float(parts[0])), 240), _round_to(to_tick(float(parts[1])), 240)
         if chord is not None and end > start and end > 0:
             chords.append(rules.ChordSpan(max(0, start), end, chord))
+    return chords
+
+
+def _pop909_key_spans(key_lines: list[str], to_tick: Callable[[float], int]) -> list[tuple[int, int, Key]]:
+    """key_audio.txt rows -> (start, end ticks, key). Its times are audio seconds, which
+    drift from the MIDI's by up to a few seconds: callers keep clear of key changes."""
+    spans = []
+    for line in key_lines:
+        parts = line.split()
+        key = _pop909_key(parts[2]) if len(parts) >= 3 else None
+        if key is not None:
+            spans.append((to_tick(float(parts[0])), to_tick(float(parts[1])), key))
+    return spans
+
+
+def load_pop909_harmony(folder: Path, meter: tuple[int, int] | None) -> Pop909Harmony | str:
+    """One POP909 song's chords and key spans in beats (as `load_pop909_song` reads them,
+    without the MIDI file), or the reason it was skipped."""
+    if meter is None:
+        return "not in index.xlsx"
+    if meter != (2, 2):
+        return "not 4/4 (index meter)"
+    try:
+        beat_rows = np.loadtxt(folder / "beat_midi.txt", ndmin=2)
+        chord_lines = (folder / "chord_midi.txt").read_text().splitlines()
+        key_lines = (folder / "key_audio.txt").read_text().splitlines()
+    except Exception:  # missing or unreadable file: skip the song, count it
+        return "missing or unreadable files"
+    to_tick = _pop909_beat_grid(beat_rows)
+    if isinstance(to_tick, str):
+        return to_tick
+    chords, key_spans = _pop909_chords(chord_lines, to_tick), _pop909_key_spans(key_lines, to_tick)
+    if not chords or not key_spans:
+        return "no chords or key"
+    return Pop909Harmony(folder.name, chords, key_spans)
+
+
+def _pop909_notes(track: symusic.Track, to_tick: Callable[[float], int], below: int = 128) -> list[Note]:
+    """A POP909 track's notes under pitch `below` (times in seconds) on the 16th grid of the
+    song's beats; notes before the first downbeat dropped."""
+    out = []
+    for n in track.notes:
+        start = _round_to(to_tick(n.time), 120)
+        end = max(start + 120, _round_to(to_tick(n.time + n.duration), 120))
+        if start >= 0 and n.pitch < below:
+            out.append(Note(start, end - start, n.pitch, n.velocity))
+    return out
+
+
+def load_pop909_song(folder: Path, meter: tuple[int, int] | None) -> Song | str:
+    """One POP909 song in beats, or the reason it was skipped.
+
+    Keeps songs whose index meter is (2 beats per measure, 2 quavers per beat): bars of
+    four rows of beat_midi.txt, i.e. 4/4 (the MIDI time signatures are unreliable).
+    Times are mapped to beats through beat_midi.txt, so tempo drift is absorbed."""
+    song_id = folder.name
+    if meter is None:
+        return "not in index.xlsx"
+    if meter != (2, 2):
+        return "not 4/4 (index meter)"
+    try:
+        beat_rows = np.loadtxt(folder / "beat_midi.txt", ndmin=2)
+        chord_lines = (folder / "chord_midi.txt").read_text().splitlines()
+        key_lines = (folder / "key_audio.txt").read_text().splitlines()
+        score = symusic.Score(str(folder / f"{song_id}.mid")).to("second")
+    except Exception:  # missing or unreadable file: skip the song, count it
+        return "missing or unreadable files"
+    to_tick = _pop909_beat_grid(beat_rows)
+    if isinstance(to_tick, str):
+        return to_tick
+    melody_tracks = [t for t in score.tracks if t.name.strip().upper() == "MELODY"]
+    if not melody_tracks or not melody_tracks[0].notes:
+        return "no MELODY track"
+    melody = monophonic(_pop909_notes(melody_tracks[0], to_tick))
+    piano = [t for t in score.tracks if t.name.strip().upper() == "PIANO"]
+    piano_bass = sorted(_pop909_notes(piano[0], to_tick, below=rules.BASS_HIGH + 1)) if piano else []
+    chords = _pop909_chords(chord_lines, to_tick)
     keys = [k for k in (_pop909_key(line.split()[2]) for line in key_lines if len(line.split()) >= 3) if k]
     if not melody or not chords or not keys:
         return "no melody, chords or key"
@@ -288,7 +378,7 @@ def load_pop909_song(folder: Path, meter: tuple[int, int] | None) -> Song | str:
     onset_bars = Counter(n.start // BAR for n in melody)
     chord_bars = {bar for s in chords for bar in range(s.start // BAR, (s.end - 1) // BAR + 1)}
     good = _bar_flags(total_bars, lambda bar: onset_bars[bar] >= 2 and bar in chord_bars)
-    return Song(song_id, melody, chords, keys, good)
+    return Song(song_id, melody, chords, keys, good, piano_bass)
 
 
 def _round_to(tick: int, step: int) -> int:
@@ -408,7 +498,7 @@ def load_freedoom(root: Path, skipped: Counter) -> list[Groove]:
         total_bars = end // BAR
         has_drums = len(drums) >= 4 * total_bars  # a real kit part, not a few effects hits
         bass_bars, melody_bars = Counter(n.start // BAR for n in bass_q), Counter(n.start // BAR for n in melody_q)
-        drum_bars = _good_drum_bars(drums) if has_drums else [True] * total_bars
+        drum_bars = good_drum_bars(drums) if has_drums else [True] * total_bars
         good = [bool(bass_bars[b] and melody_bars[b] and (b < len(drum_bars) and drum_bars[b]))
                 for b in range(total_bars)]
         bpm = round(score.tempos[0].qpm, 2) if len(score.tempos) else 120.0
@@ -616,10 +706,7 @@ def transpose_excerpt(excerpt: Excerpt, rng: random.Random, spread: bool) -> Exc
     octave = 12 * int(np.clip(np.round((66 - mean) / 12), -2, 2))
     melody = [Note(n.start, n.duration, int(np.clip(n.pitch + shift + octave, 36, 100)), n.velocity)
               for n in excerpt.melody]
-    chords = [rules.ChordSpan(s.start, s.end, rules.Chord((s.chord.root + shift) % 12, s.chord.third,
-                                                          s.chord.fifth, s.chord.seventh,
-                                                          (s.chord.bass + shift) % 12))
-              for s in excerpt.chords]
+    chords = [rules.ChordSpan(s.start, s.end, s.chord.transposed(shift)) for s in excerpt.chords]
     return Excerpt(excerpt.song_id, melody, chords, excerpt.key.transposed(shift))
 
 

@@ -1,5 +1,6 @@
 """Genre rules for the training corpus: drum mapping and quantization, groove transforms,
-chord parsing and bass lines derived from chords and the kick pattern.
+and bass lines derived from chords and the kick pattern (the chord types live in
+`symbolic/harmony.py`).
 
 Every function here is pure: plain notes in, plain notes out, randomness only through the
 `random.Random` passed in. Times are integer ticks at 480 per beat, 4/4 bars; every onset
@@ -10,13 +11,14 @@ grid (120) and the 8th-triplet grid (160). `docs/corpus.md` explains each rule.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from symbolic.arrangement import Note
-from symbolic.conditions import PITCH_CLASSES, Key
+from symbolic.conditions import Key
+from symbolic.harmony import Chord, ChordSpan
+from symbolic.harmony import parse_chord as parse_chord  # re-exported: corpus and its tests read chords here
 
 TPB = 480
 BAR = 4 * TPB
@@ -313,51 +315,6 @@ def stretch(notes: list[Note], factor: int) -> list[Note]:
 # ------------------------------------------------------------------------- harmony
 
 
-@dataclass(frozen=True)
-class Chord:
-    root: int  # pitch class
-    third: int  # semitones above the root
-    fifth: int
-    seventh: int  # semitones; the 7th a jazz/lofi voicing would add
-    bass: int  # pitch class the bass plays (the slash note, else the root)
-
-
-@dataclass(frozen=True)
-class ChordSpan:
-    start: int  # ticks
-    end: int
-    chord: Chord
-
-
-_QUALITY = {  # Harte shorthand (POP909 chord files) -> third, fifth, seventh
-    "maj": (4, 7, 11), "min": (3, 7, 10), "7": (4, 7, 10), "maj7": (4, 7, 11), "min7": (3, 7, 10),
-    "dim": (3, 6, 9), "dim7": (3, 6, 9), "hdim7": (3, 6, 10), "aug": (4, 8, 10), "sus2": (2, 7, 10),
-    "sus4": (5, 7, 10), "sus4(b7)": (5, 7, 10), "maj6": (4, 7, 9), "min6": (3, 7, 9),
-    "minmaj7": (3, 7, 11), "9": (4, 7, 10), "maj9": (4, 7, 11), "min9": (3, 7, 10),
-}
-_DEGREE = {"1": 0, "b2": 1, "2": 2, "b3": 3, "3": 4, "4": 5, "#4": 6, "b5": 6, "5": 7, "#5": 8, "b6": 8,
-           "6": 9, "bb7": 9, "b7": 10, "7": 11}
-
-
-def parse_chord(label: str) -> Chord | None:
-    """'B:maj', 'F#:maj7/5', 'Bb:sus4(b7)', 'C' -> Chord; 'N' (no chord) -> None.
-    Unknown qualities fall back to major/minor by their name."""
-    label = label.strip()
-    if not label or label in ("N", "X"):
-        return None
-    match = re.fullmatch(r"([A-G][b#]?)(?::([^/]*))?(?:/(.+))?", label)
-    if not match:
-        return None
-    root_name, quality, inversion = match.groups()
-    root = PITCH_CLASSES.get(root_name.lower())
-    if root is None:
-        return None
-    quality = quality or "maj"
-    third, fifth, seventh = _QUALITY.get(quality, (3, 7, 10) if quality.startswith("min") else (4, 7, 11))
-    bass = (root + _DEGREE.get(inversion, 0)) % 12 if inversion else root
-    return Chord(root, third, fifth, seventh, bass)
-
-
 def chord_at(spans: list[ChordSpan], tick: int) -> Chord | None:
     for span in spans:
         if span.start <= tick < span.end:
@@ -478,6 +435,13 @@ def derive_bass(spans: list[ChordSpan], kicks: list[int], total_ticks: int, key:
     return notes
 
 
+def _same_notes(a: Chord | None, b: Chord | None) -> bool:
+    """Whether a walking bass hears the same chord: C then Cmaj7 (one voicing) is no change."""
+    if a is None or b is None:
+        return a is b
+    return (a.root, a.third, a.fifth, a.seventh, a.bass) == (b.root, b.third, b.fifth, b.seventh, b.bass)
+
+
 def _walking_pitch(spans: list[ChordSpan], onsets: list[int], index: int, chord: Chord,
                    previous: int | None, rng: random.Random, key: Key) -> int:
     """Walking bass: root on a chord's first beat, chord tones on the middle beats, a
@@ -485,10 +449,11 @@ def _walking_pitch(spans: list[ChordSpan], onsets: list[int], index: int, chord:
     start = onsets[index]
     next_start = onsets[index + 1] if index + 1 < len(onsets) else None
     next_chord = chord_at(spans, next_start) if next_start is not None else None
-    first_beat_of_chord = index == 0 or chord_at(spans, onsets[index - 1]) != chord or start % BAR == 0
+    first_beat_of_chord = index == 0 or not _same_notes(chord_at(spans, onsets[index - 1]), chord) \
+        or start % BAR == 0
     if first_beat_of_chord:
         return bass_pitch(chord.bass, previous)
-    if next_chord is not None and next_chord != chord:
+    if next_chord is not None and not _same_notes(next_chord, chord):
         target = bass_pitch(next_chord.bass, previous)
         return max(BASS_LOW, min(BASS_HIGH, target + rng.choice((-1, 1, -2, 2))))
     return bass_pitch(_tone(chord, rng.choice(("third", "fifth", "seventh", "fifth"))), previous)

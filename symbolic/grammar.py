@@ -3,6 +3,12 @@ requested roles, each exactly `bars` bars, notes in range, and the given prefix.
 
 The masks are boolean tensors over the vocabulary built once per tokenizer; a step
 combines a few of them (<2% of a forward pass), so every sample is valid by construction.
+
+Two levels: `allowed()` is what any token, forced or sampled, must satisfy (the structure);
+`sampling_mask()` adds what only sampled tokens must satisfy, so that a user's seed clip is
+never rejected for it: no second hit of one pitch at one position (a doubled drum hit is an
+audible spike in the stem), and a token budget per bar that keeps every later bar and track
+inside the model's context, so no request fails on the context length.
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ class GrammarTables:
         self.position = self.kind == Kind.POSITION
         self.velocity = self.kind == Kind.VELOCITY
         self.pitched = self.kind == Kind.PITCH
+        self.any_pitch = self.pitched | (self.kind == Kind.PITCH_DRUM)
+        self.note_start = self.position | self.any_pitch
         self.duration = self.kind == Kind.DURATION
         self.track_start = one_hot(tokenizer.track_start_id)
         self.track_end = one_hot(tokenizer.track_end_id)
@@ -90,6 +98,12 @@ class GrammarError(ValueError):
     """A forced token (prefix, seed clip, kept track) that breaks the grammar."""
 
 
+# Typical share of a piece's tokens per role (shipped corpus: drums ~55%, melody ~30%,
+# bass ~15%); the context left for generated tracks is split by these weights.
+ROLE_TOKEN_WEIGHTS: dict[str, float] = {"drums": 0.5, "bass": 0.2, "melody": 0.3}
+NOTE_TOKENS = 4  # Position Pitch Velocity Duration: the most one more note can cost
+
+
 @dataclass
 class GrammarState:
     """Where one sequence stands. `roles` is the order tracks are emitted in."""
@@ -104,6 +118,46 @@ class GrammarState:
     last: Kind = Kind.OTHER
     notes_in_track: int = 0
     history: list[int] = field(default_factory=list)
+    max_tokens: int | None = None  # the model's context; None = no budget
+    length: int = 0  # tokens of the whole sequence so far, prefix included
+    bar_tokens: int = 0  # tokens of the current bar after its Bar token
+    bar_cap: int | None = None  # sampled notes may not take a bar beyond this many tokens
+    pitches_here: set[int] = field(default_factory=set)  # pitch tokens at the current position
+
+    @property
+    def role(self) -> str | None:
+        return self.roles[self.role_index] if 0 <= self.role_index < len(self.roles) else None
+
+    @property
+    def bar_index(self) -> int:
+        """0-based bar the track is in (valid once its first Bar token is out)."""
+        return self.bar_count - 1
+
+    def sampling_mask(self) -> torch.Tensor:
+        """`allowed()` minus what a sampled token must not do: repeat a pitch at this
+        position, or start a note the bar's token budget has no room for."""
+        mask = self.allowed()
+        if self.stage != "body":
+            return mask
+        if self.pitches_here and self.last in (Kind.POSITION, Kind.VELOCITY, Kind.DURATION):
+            mask = mask.clone()
+            mask[list(self.pitches_here)] = False
+        if self.bar_cap is not None and self.bar_tokens + NOTE_TOKENS > self.bar_cap and self.last != Kind.POSITION:
+            closing = mask & ~self.tables.note_start
+            if bool(closing.any()):
+                mask = closing
+        return mask
+
+    def _set_bar_cap(self) -> None:
+        """Split the context left by the generated tracks still to come (this one included),
+        after reserving the bare structure of all of them."""
+        if self.max_tokens is None:
+            return
+        later = self.roles[self.role_index:]
+        structure = self.bars + 1 + sum(self.bars + 3 for _ in later[1:]) + 1  # Bars, Track_Ends, EOS
+        free = max(0, self.max_tokens - self.length - structure)
+        share = ROLE_TOKEN_WEIGHTS.get(self.role, 0.3) / sum(ROLE_TOKEN_WEIGHTS.get(r, 0.3) for r in later)
+        self.bar_cap = int(free * share) // self.bars
 
     def allowed(self) -> torch.Tensor:
         t = self.tables
@@ -140,6 +194,12 @@ class GrammarState:
             raise GrammarError(f"token {name} is not allowed here (stage {self.stage})")
         kind = Kind(int(self.tables.kind[token]))
         self.history.append(token)
+        self.length += 1
+        self.bar_tokens += 1
+        if kind in (Kind.PITCH, Kind.PITCH_DRUM):
+            self.pitches_here.add(token)
+        elif kind in (Kind.POSITION, Kind.BAR):
+            self.pitches_here = set()
         if kind == Kind.EOS:
             self.stage = "done"
         elif kind == Kind.TRACK_START:
@@ -147,11 +207,13 @@ class GrammarState:
             self.stage = "program"
         elif kind == Kind.PROGRAM:
             self.stage, self.bar_count, self.position, self.notes_in_track = "body", 0, -1, 0
+            self._set_bar_cap()
         elif kind == Kind.TRACK_END:
             self.stage = "track_start"
         elif kind == Kind.BAR:
             self.bar_count += 1
             self.position = -1
+            self.bar_tokens = 0
         elif kind == Kind.POSITION:
             self.position = int(self.tables.value[token])
         elif kind == Kind.DURATION or (kind == Kind.VELOCITY and self.roles[self.role_index] == "drums"):

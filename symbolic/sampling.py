@@ -8,12 +8,14 @@ re-sampled. Runs of forced tokens go through the model in one forward call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from symbolic.grammar import GrammarState, GrammarTables
+from symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
+from symbolic.guide import Guide, GuideStrengths
 from symbolic.model import Composer
+from symbolic.plan import CompositionPlan
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class SamplePlan:
     # the first bars of one (no Track_End: the rest is generated)
     context: dict[str, list[int]] = field(default_factory=dict)
     key: str | None = None  # the requested key, for key guidance
+    composition: CompositionPlan | None = None  # loops, chords, kick lock, density
 
 
 def filter_logits(logits: torch.Tensor, allowed: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
@@ -60,25 +63,24 @@ def filter_logits(logits: torch.Tensor, allowed: torch.Tensor, settings: Samplin
     return logits
 
 
-def guide_pitches(logits: torch.Tensor, bias: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
-    """Shift probability among the allowed pitches by `bias`, keeping their total mass: the
-    guidance changes which note is played, never whether one is."""
-    if not bool(pitches.any()):
-        return logits
-    before = logits[pitches]
-    after = before + bias[pitches]
-    out = logits.clone()
-    out[pitches] = after - torch.logsumexp(after, 0) + torch.logsumexp(before, 0)
-    return out
+@dataclass
+class SampleStats:
+    """What the last `sample` call did: tokens the model chose vs tokens it was fed."""
+
+    sampled: int = 0
+    forced: int = 0  # grammar-forced, context and repeated bars
+    repeated: int = 0  # of `forced`: tokens of bars the plan repeats
 
 
 class Sampler:
     """Holds the per-model tables and decoder; `sample` is cheap to call repeatedly."""
 
-    def __init__(self, composer: Composer) -> None:
+    def __init__(self, composer: Composer, strengths: GuideStrengths | None = None) -> None:
         self.composer = composer
         self.tables = GrammarTables(composer.tokenizer)
         self.decoder = composer.decoder()
+        self.strengths = strengths or GuideStrengths()
+        self.stats = SampleStats()
 
     def sample(
         self,
@@ -100,20 +102,30 @@ class Sampler:
     def _sample(self, plan: SamplePlan, settings: SamplingSettings, seed: int,
                 on_token: Callable[[int], None] | None) -> list[int]:
         generator = torch.Generator().manual_seed(seed)
-        state = GrammarState(self.tables, plan.roles, plan.bars)
-        # Key guidance: the key token alone steers the small default model only loosely
-        # (41% of bass/melody notes in key at temperature 1); shifting probability toward
-        # in-key pitches (bias in nats) fixes that and leaves chromatic notes possible.
-        bias = self.tables.in_key(plan.key) * settings.key_bias if plan.key and settings.key_bias else None
+        tables = self.tables
+        state = GrammarState(tables, plan.roles, plan.bars, max_tokens=self.decoder.max_tokens,
+                             length=len(plan.prefix_ids))
+        guide = Guide(tables, plan.composition, plan.key, replace(self.strengths, key=settings.key_bias))
+        stats = self.stats = SampleStats()
         self.decoder.reset()
         sequence = list(plan.prefix_ids)
         pending = list(plan.prefix_ids)
         queue: list[int] = []
+        queue_is_context = False
         logits = None
         while True:
             if not queue and state.stage == "track_start" and state.role_index + 1 < len(plan.roles):
                 queue = list(plan.context.get(plan.roles[state.role_index + 1], []))
-            if queue:
+                queue_is_context = True
+            from_model = False
+            if queue and not queue_is_context:
+                token = self._fit_repeat(queue.pop(0), state, queue)
+                if token is None:
+                    queue.clear()
+                    guide.closed = False
+                    continue
+                stats.repeated += 1
+            elif queue:
                 token = queue.pop(0)
             else:
                 forced = state.forced_token
@@ -123,15 +135,39 @@ class Sampler:
                     if pending:
                         logits = self.decoder.forward(pending)
                         pending = []
-                    allowed = state.allowed()
-                    guided = logits if bias is None else guide_pitches(logits, bias, allowed & self.tables.pitched)
-                    filtered = filter_logits(guided, allowed, settings)
+                    mask, guided = guide.steer(state, state.sampling_mask(), logits)
+                    filtered = filter_logits(guided, mask, settings)
                     probabilities = torch.softmax(filtered, dim=-1)
                     token = int(torch.multinomial(probabilities, 1, generator=generator))
+                    from_model = True
+            stats.sampled += from_model
+            stats.forced += not from_model
             state.advance(token)
+            guide.observe(token, state)
             sequence.append(token)
             if on_token is not None:
                 on_token(token)
             if state.finished:
                 return sequence
             pending.append(token)
+            if not queue and token == self.composer.tokenizer.bar_id and (from_model or not queue_is_context):
+                queue = guide.bar_tokens(state)
+                queue_is_context = False
+
+    def _fit_repeat(self, token: int, state: GrammarState, queue: list[int]) -> int | None:
+        """A token of a repeated bar as it can be played here: a note that would run past the
+        piece's end is shortened; a note the bar's budget has no room for ends the repeat
+        (None), and the rest of the bar is sampled."""
+        tables = self.tables
+        allowed = state.allowed()
+        kind = int(tables.kind[token])
+        if kind in (Kind.POSITION, Kind.PITCH, Kind.PITCH_DRUM) and state.bar_cap is not None \
+                and state.bar_tokens + NOTE_TOKENS > state.bar_cap:
+            return None
+        if bool(allowed[token]):
+            return token
+        if kind == Kind.DURATION:
+            fitting = (allowed & tables.duration).nonzero().flatten()
+            if len(fitting):
+                return int(fitting[tables.value[fitting].argmax()])
+        return None

@@ -21,7 +21,7 @@ from pathlib import Path
 import symusic
 from miditok import MMM, TokenizerConfig
 
-from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track
+from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, without_overlaps
 from symbolic.conditions import DENSITIES, KEY_NAMES, ROLES, Key, parse_key
 
 ROLE_PROGRAMS: dict[str, int] = {"drums": -1, "bass": 33, "melody": 0}
@@ -202,7 +202,8 @@ class ComposerTokenizer:
 
     def decode_tracks(self, ids: list[int], ticks_per_beat: int = TICKS_PER_BEAT) -> dict[str, Track]:
         """role -> Track at `ticks_per_beat` for every complete track in the sequence.
-        Drum hits get a 16th-note duration, cut at the end of the last bar."""
+        Drum hits get a 16th-note duration, cut at the end of the last bar (and at the next
+        hit of the same drum); no two notes of one pitch overlap."""
         tracks: dict[str, Track] = {}
         scale = ticks_per_beat // self.spec.grid_per_beat
         for segment in self.split_tracks(ids):
@@ -216,5 +217,5 @@ class ComposerTokenizer:
                     start = n.time * scale
                     duration = ticks_per_beat // 4 if role == "drums" else n.duration * scale
                     notes.append(Note(start, min(duration, end - start), n.pitch, n.velocity))
-            tracks[role] = Track(role, max(program, 0), role == "drums", sorted(notes))
+            tracks[role] = Track(role, max(program, 0), role == "drums", without_overlaps(notes))
         return tracks

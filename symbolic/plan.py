@@ -1,0 +1,161 @@
+"""The composition plan: the structure a producer hears, decided before a note is sampled.
+
+The model writes every note; the plan says which bars repeat which (the loop), which chord
+sounds where (the harmony the bass roots and melody strong beats follow), how tightly the
+bass locks to the kick, and how dense each part is. The sampler follows it
+(`symbolic.guide`): repeated bars are forced tokens (run through the model in one forward
+call), everything else is sampled with the plan's biases. Any model `pipeline train` makes
+is steered the same way, because the plan lives at sampling time, not in the weights.
+
+Loop shape, per role (period P, cell C, a phrase of 4 bars):
+- bars [0, C) are sampled; a bar in [C, P) varies bar `b % C`: its first two beats are
+  copied, the rest is sampled (an A A' pattern);
+- a bar b >= P copies bar `b % P`, except the last bar of each 4-bar phrase, which varies
+  it (first two beats kept, the rest free for a fill or a variation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from symbolic.conditions import ROLES
+
+PHRASE_BARS = 4
+VARIATION_KEEPS_BEATS = 2  # a varied bar keeps its first half and is free after it
+LOOP_CHOICES: tuple[int, ...] = (1, 2, 4)
+
+
+class PlanError(ValueError):
+    """A plan setting that cannot be followed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class GenreStyle:
+    """How a genre's loops are usually built."""
+
+    loop_bars: int | None  # the loop period of bass and melody (None: through-composed)
+    drum_period_bars: int  # drums repeat every 1 or 2 bars inside the loop
+    kick_lock: float  # 0..1: how strongly bass onsets are pulled onto the kicks
+
+
+# Loop genres repeat a 4-bar loop (2 for the hypnotic ones); the drum pattern turns over
+# every 2 bars, every bar in four-on-the-floor music. Kick lock follows the issue's list of
+# kick-locked genres; jazz (walking), reggae/latin/afrobeat (own bass rhythms) and ambient
+# keep a lighter pull.
+GENRE_STYLES: dict[str, GenreStyle] = {
+    "lofi": GenreStyle(4, 2, 0.7),
+    "hiphop": GenreStyle(4, 2, 1.0),
+    "trap": GenreStyle(4, 2, 1.0),
+    "house": GenreStyle(4, 1, 0.0),
+    "techno": GenreStyle(2, 1, 0.0),
+    "dnb": GenreStyle(4, 2, 1.0),
+    "funk": GenreStyle(4, 2, 1.0),
+    "rock": GenreStyle(4, 2, 1.0),
+    "jazz": GenreStyle(4, 2, 0.3),
+    "pop": GenreStyle(4, 2, 1.0),
+    "reggae": GenreStyle(4, 2, 0.7),
+    "latin": GenreStyle(4, 2, 0.5),
+    "afrobeat": GenreStyle(4, 2, 0.7),
+    "soul": GenreStyle(4, 2, 1.0),
+    "ambient": GenreStyle(4, 2, 0.3),
+}
+DEFAULT_STYLE = GenreStyle(4, 2, 0.7)
+
+
+def parse_loop(value: str | int | None) -> int | None:
+    """'--loop' value: 1, 2, 4 or 'off' (None keeps the genre default: see `resolve_loop`)."""
+    if value is None or isinstance(value, int):
+        loop = value
+    else:
+        text = str(value).strip().lower()
+        if text in ("off", "none", "0"):
+            return 0
+        loop = int(text) if text.isdigit() else -1
+    if loop is not None and loop not in (0, *LOOP_CHOICES):
+        raise PlanError(f"loop: {value!r} is not a loop length; use 1, 2, 4 or off")
+    return loop
+
+
+def resolve_loop(loop: int | None, genre: str) -> int | None:
+    """The loop period in bars (None = through-composed) for a request's `loop` field:
+    None picks the genre's default, 0 means off."""
+    if loop is None:
+        return GENRE_STYLES.get(genre, DEFAULT_STYLE).loop_bars
+    return loop or None
+
+
+@dataclass(frozen=True)
+class BarSource:
+    """Bar `bar` of a track is made from bar `source` of the same track."""
+
+    source: int
+    whole: bool  # True: a verbatim repeat; False: a variation (first half kept)
+
+
+def bar_sources(bars: int, period: int | None, cell: int | None = None) -> dict[int, BarSource]:
+    """Which bars repeat which (see the module docstring); bars missing are sampled."""
+    if not period:
+        return {}
+    cell = min(cell or period, period)
+    sources: dict[int, BarSource] = {}
+    for bar in range(cell, min(period, bars)):
+        sources[bar] = BarSource(bar % cell, False)
+    for bar in range(period, bars):
+        phrase_end = (bar + 1) % PHRASE_BARS == 0
+        sources[bar] = BarSource(bar % period, not phrase_end)
+    return sources
+
+
+@dataclass(frozen=True)
+class CompositionPlan:
+    """Everything the sampler follows besides the grammar. Ticks are at the grid of the
+    tokens (`grid_per_beat` per beat); chords are (start, end, root pc, bass pc, tone pcs)."""
+
+    bars: int
+    loop_bars: int | None
+    sources: dict[str, dict[int, BarSource]]
+    chords: tuple[tuple[int, int, int, int, frozenset[int]], ...] = ()
+    kick_lock: float = 0.0
+    density: str = "normal"
+
+    def bar_map(self, role: str) -> str:
+        """What each bar of a role is, for people: 'new ~1 =1 ~2' = bar 1 new, bar 2 a
+        variation of bar 1, bar 3 a repeat of bar 1, bar 4 a variation of bar 2."""
+        sources = self.sources.get(role, {})
+        return " ".join("new" if bar not in sources else f"{'=' if sources[bar].whole else '~'}{sources[bar].source + 1}"
+                        for bar in range(self.bars))
+
+    def to_dict(self) -> dict:
+        return {
+            "loop_bars": self.loop_bars,
+            "bars": {role: self.bar_map(role) for role in ROLES},
+            "kick_lock": self.kick_lock,
+            "density": self.density,
+        }
+
+
+def build_plan(
+    *,
+    genre: str,
+    bars: int,
+    loop_bars: int | None,
+    chord_cycle_bars: int | None = None,
+    chords: tuple[tuple[int, int, int, int, frozenset[int]], ...] = (),
+    density: str = "normal",
+    kick_lock: float | None = None,
+) -> CompositionPlan:
+    """The plan for one piece. Bass and melody repeat at the loop period, stretched to a
+    whole number of chord cycles so a repeated bar always sounds over the same chord."""
+    style = GENRE_STYLES.get(genre, DEFAULT_STYLE)
+    sources: dict[str, dict[int, BarSource]] = {}
+    if loop_bars:
+        pitched = loop_bars
+        if chord_cycle_bars and pitched % chord_cycle_bars:
+            pitched = chord_cycle_bars * -(-pitched // chord_cycle_bars)
+        for role in ROLES:
+            if role == "drums":
+                sources[role] = bar_sources(bars, min(style.drum_period_bars, loop_bars), cell=1)
+            else:
+                sources[role] = bar_sources(bars, pitched)
+    return CompositionPlan(bars, loop_bars, sources, tuple(chords),
+                           style.kick_lock if kick_lock is None else kick_lock, density)
