@@ -1,35 +1,49 @@
 """Quality of a composer, measured: every advertised genre x several seeds through the exact
 production path (`pipeline.run.run`, MIDI files written and read back), compared with the
-training data the model saw.
+training data the model saw and with real music made by people.
 
-    python bench/quality.py [--model MODEL_DIR] --data DATA_DIR [--seeds 4] [--bars 8] [--out docs/quality]
+    python bench/quality.py [--model MODEL_DIR] --data DATA_DIR [--seeds 8] [--bars 8] [--out docs/quality]
+                            [--real-data ../shared/data] [--quick]
 
 DATA_DIR is the prepared dataset the model was trained on (`pipeline prepare`): its training
 sequences give the per-genre statistics and the classifier's examples, its validation
 sequences a held-out check of the classifier, its `index/` the SHA-256 novelty index.
+--real-data is the shared data folder (GMD, POP909, Freedoom; see eval/real_music.py); the
+real-music column is left empty, and says why, where a set is absent.
 
-What is measured (per genre, generated vs training):
+The requests: every genre x --seeds seeds x --bars bars with the default settings, keys
+cycling through 8 keys (F# major and Eb minor among them); for the first --twin-seeds seeds
+of every genre a "sparse" and a "busy" twin (same genre, seed and key); and --long-seeds
+pieces of 2 x --bars bars per genre. A request that raises anything counts as failing and
+is listed; the bench never stops on one.
+
+What is measured (per genre, generated vs training, and vs real music where it applies):
 - validity: run() succeeds, all three parts, notes inside the bars and the role's range,
   every MIDI file readable by mido; exact bars (file ends at bars x 4 beats, no note past
   it, one 4/4 signature) and exact BPM (one tempo event within 0.001 bpm of the request);
+- musical structure (eval/music_features.py `piece_figures`, defined there): melody and
+  bass self-similarity across bars, bars repeated exactly, repeated notes / steps / leaps,
+  kick+snare pattern kept bar to bar, bass on the kick and kicks covered, key-finding,
+  notes in the asked scale, swing, distinct drum velocities, duplicate drum hits,
+  overlapping same-pitch notes, notes per bar for each density, trap signatures, bass roots
+  and melody chord tones against the piece's chord plan (when the arrangement has one);
 - groove: Jensen-Shannon distance (base 2; 0 same, 1 disjoint) between the 16-step drum
   onset histogram of the generated pieces and the genre's training histogram, the nearest
   OTHER genre's distance for contrast, and the floor: the mean distance of same-size random
   samples of training pieces of the genre (what sampling noise alone gives);
-- notes per bar (all parts), drum swing (share of off-beat hits on swung positions), bass and
-  melody notes in the key's scale, bass onsets on a kick;
 - genre control: a logistic regression on window features (eval/music_features.py) fitted on
   the training windows recognises the requested genre in generated 4-bar windows;
 - novelty: generated 4-bar windows (stride 1, all parts / each part) whose SHA-256 is in the
   training index (aim: under 5%), and diversity: distinct pieces / parts across seeds.
 
-Writes `quality.json` and `quality_pianorolls.png` (one piece per genre) into --out and
-prints a markdown table.
+Writes `quality.json`, `quality_pianorolls.png` (one piece per genre) and
+`quality_figures.png` (generated vs real vs training) into --out and prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -38,6 +52,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 # Run as a file, this folder would shadow the `symbolic` package of the same name.
@@ -47,19 +62,36 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from eval.music_features import (  # noqa: E402
+    COUNT_FIGURES,
+    FEATURE_NAMES,
+    FIGURES,
+    KICK_LOCKED_GENRES,
     KICKS,
     GenreClassifier,
     Share,
+    Stat,
     bass_on_kick,
     best_key_share,
     cut_window,
     drum_group,
+    figure_values,
+    format_figure,
     histogram_distance,
     in_key,
     onset_histogram,
+    piece_figures,
+    pool_figures,
+    snap_notes,
     swing,
     total_share,
     window_features,
+)
+from eval.real_music import (  # noqa: E402
+    DATASETS,
+    DEFAULT_DATA_ROOT,
+    FIGURE_SOURCES,
+    RealPiece,
+    load_reference_sets,
 )
 from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
 from symbolic.canonical import WINDOW_BARS, NoveltyIndex, piece_digests  # noqa: E402
@@ -72,8 +104,11 @@ BPM_TOLERANCE = 1e-3
 # Tempo asked of seed s: the genre's default plus an offset, fractional ones included,
 # so "exact BPM" is tested beyond round numbers.
 BPM_OFFSETS: tuple[float, ...] = (0.0, -3.0, 2.5, 5.0, -6.5, 7.0, -1.5, 4.0)
+# Keys asked, cycling over genre and seed: four major, four minor, sharp and flat spellings.
+KEYS: tuple[str, ...] = ("A minor", "C major", "F# major", "Eb minor", "D minor", "Bb major", "E minor", "G major")
 NOVELTY_AIM = 0.05
 FLOOR_DRAWS = 50
+QUICK_GENRES: tuple[str, ...] = ("lofi", "trap", "house", "jazz")
 
 
 class QualityError(ValueError):
@@ -89,6 +124,49 @@ class Piece:
     bars: int
     tracks: dict[str, list[Note]]
     density: str = "normal"
+    chords: list | None = None  # the arrangement's chord plan (spans with .start/.end/.chord), if any
+    kind: str = "training"  # normal | sparse | busy | long (generated requests) | training
+
+    @cached_property
+    def figures(self) -> dict[str, Stat]:
+        """`piece_figures` of the piece (computed once)."""
+        return piece_figures(self.tracks, self.bars, TICKS_PER_BEAT, self.key, self.chords or None)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One bench request: a genre, seed, length and key, and which kind of twin it is."""
+
+    genre: str
+    seed: int
+    bars: int
+    key: str
+    kind: str = "normal"  # normal | sparse | busy (density twins of a normal request) | long
+
+    @property
+    def density(self) -> str | None:
+        """The density asked (None: the default, what a producer gets without asking)."""
+        return self.kind if self.kind in ("sparse", "busy") else None
+
+    @property
+    def name(self) -> str:
+        return f"{self.genre}_{self.seed}_{self.kind}_{self.bars}bars"
+
+
+def request_set(genres: list[str], seeds: int, bars: int, twin_seeds: int, long_seeds: int) -> list[Request]:
+    """genres x seeds default requests with keys cycling through KEYS, a sparse and a busy
+    twin of the first `twin_seeds` of each genre, and `long_seeds` pieces of 2 x bars bars."""
+    requests = []
+    for index, genre in enumerate(genres):
+        for seed in range(seeds):
+            key = KEYS[(index + seed) % len(KEYS)]
+            requests.append(Request(genre, seed, bars, key))
+            if seed < twin_seeds:
+                requests += [Request(genre, seed, bars, key, "sparse"), Request(genre, seed, bars, key, "busy")]
+        for extra in range(long_seeds):
+            seed = seeds + extra
+            requests.append(Request(genre, seed, 2 * bars, KEYS[(index + seed) % len(KEYS)], "long"))
+    return requests
 
 
 # ----------------------------------------------------------------------------- data side
@@ -146,7 +224,8 @@ class GenreStats:
     bass_on_kick: Share = Share()
 
     def add(self, piece: Piece) -> None:
-        drums = piece.tracks.get("drums", [])
+        # positions read on the 1/12-beat grid: a grooved (micro-timed) piece is not "off the kick"
+        drums = snap_notes(piece.tracks.get("drums", []), TICKS_PER_BEAT)
         histogram = onset_histogram(drums, TICKS_PER_BEAT)
         self.pieces += 1
         self.bars += piece.bars
@@ -163,7 +242,7 @@ class GenreStats:
                 self.in_key[role] += in_key(piece.tracks.get(role, []), piece.key)
             self.in_best_key += best_key_share([n for r in self.in_key for n in piece.tracks.get(r, [])])
         if any(n.pitch in KICKS for n in drums):
-            self.bass_on_kick += bass_on_kick(piece.tracks.get("bass", []), drums)
+            self.bass_on_kick += bass_on_kick(snap_notes(piece.tracks.get("bass", []), TICKS_PER_BEAT), drums)
 
     @property
     def notes_per_bar(self) -> float:
@@ -219,8 +298,7 @@ def distance_floor(stats: GenreStats, bars: int, rng: np.random.Generator) -> fl
 
 @dataclass
 class Generated:
-    genre: str
-    seed: int
+    request: Request
     bpm: float
     key: str
     model_genre: str
@@ -231,6 +309,15 @@ class Generated:
     problems: list[str]
     compose_seconds: float
     end_of_track_past_end_ticks: int = 0
+    error: str | None = None  # what a failing request raised
+
+    @property
+    def genre(self) -> str:
+        return self.request.genre
+
+    @property
+    def seed(self) -> int:
+        return self.request.seed
 
 
 def check_midi(path: Path, bars: int, bpm: float) -> tuple[bool, bool, bool, int, list[str]]:
@@ -290,18 +377,34 @@ def check_notes(tracks: dict[str, list[Note]], bars: int, composer: Composer) ->
     return problems
 
 
-def generate_one(composer: Composer, genre: str, seed: int, bars: int, workdir: Path) -> Generated:
-    from pipeline.run import RunRequest, run
+def run_request(request: Request, composer: Composer, bpm: float, out: Path):
+    """The `RunRequest` of a bench request, with only the fields this version of
+    pipeline.run has (new options are left at their defaults: the bench measures defaults)."""
+    from pipeline.run import RunRequest
 
-    bpm = GENRE_DEFAULT_BPM[genre] + BPM_OFFSETS[seed % len(BPM_OFFSETS)]
-    out = workdir / f"{genre}_{seed}"
-    request = RunRequest(prompt=f"{genre} {bpm:g} bpm", genre=genre, seed=seed, bars=bars,
-                         model=composer.path, out=out)
+    wanted = {"prompt": f"{request.genre} {bpm:g} bpm", "genre": request.genre, "seed": request.seed,
+              "bars": request.bars, "key": request.key, "density": request.density, "model": composer.path,
+              "out": out}
+    known = {f.name for f in dataclasses.fields(RunRequest)}
+    return RunRequest(**{name: value for name, value in wanted.items() if name in known})
+
+
+def generate_one(composer: Composer, request: Request, workdir: Path) -> Generated:
+    """One request through pipeline.run.run(), checked; any exception is a failing request."""
+    bpm = GENRE_DEFAULT_BPM[request.genre] + BPM_OFFSETS[request.seed % len(BPM_OFFSETS)]
     try:
-        result = run(request, composer=composer)
-    except Exception as error:  # any failure of the production path is an invalid output, and is shown
-        return Generated(genre, seed, bpm, "", "", None, False, False, False,
-                         [f"run: {type(error).__name__}: {error}"], 0.0)
+        return _generate(composer, request, bpm, workdir / request.name)
+    except Exception as error:  # any failure of the production path is counted and shown, never fatal
+        message = f"{type(error).__name__}: {error}"
+        return Generated(request, bpm, request.key, "", None, False, False, False, [f"run: {message}"], 0.0,
+                         error=message)
+
+
+def _generate(composer: Composer, request: Request, bpm: float, out: Path) -> Generated:
+    from pipeline.run import run
+
+    bars = request.bars
+    result = run(run_request(request, composer, bpm, out), composer=composer)
     conditions = result.arrangement.conditions
     tracks = {r: list(t.notes) for r, t in result.arrangement.tracks.items()}
     invalid = check_notes(tracks, bars, composer)
@@ -319,8 +422,9 @@ def generate_one(composer: Composer, genre: str, seed: int, bars: int, workdir: 
     if conditions.bars != bars:
         problems.append(f"run.json bars {conditions.bars} differ from the asked {bars}")
         exact_bars = False
-    piece = Piece(genre, parse_key(conditions.key), bars, tracks, conditions.density)
-    return Generated(genre, seed, bpm, conditions.key, result.manifest["model_genre"], piece,
+    chords = list(getattr(result.arrangement, "chords", None) or []) or None
+    piece = Piece(request.genre, parse_key(conditions.key), bars, tracks, conditions.density, chords, request.kind)
+    return Generated(request, bpm, conditions.key, result.manifest["model_genre"], piece,
                      readable and not invalid, exact_bars, exact_bpm, problems,
                      result.manifest["timings"]["compose"], past_end)
 
@@ -336,7 +440,7 @@ def windows_of(pieces: list[Piece]) -> tuple[np.ndarray, list[str]]:
             window = cut_window(piece.tracks, start, WINDOW_BARS, TICKS_PER_BEAT)
             features.append(window_features(window, TICKS_PER_BEAT, WINDOW_BARS))
             labels.append(piece.genre)
-    return np.asarray(features, dtype=np.float32).reshape(len(features), -1), labels
+    return np.asarray(features, dtype=np.float32).reshape(len(features), len(FEATURE_NAMES)), labels
 
 
 def accuracy(classifier: GenreClassifier, features: np.ndarray, labels: list[str]) -> tuple[float, dict, dict]:
@@ -410,8 +514,7 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def novelty_counts(pieces: list[Piece], bars: int, index: NoveltyIndex) -> tuple[Counter, set[bytes],
-                                                                                  dict[str, set[bytes]]]:
+def novelty_counts(pieces: list[Piece], index: NoveltyIndex) -> tuple[Counter, set[bytes], dict[str, set[bytes]]]:
     """Generated 4-bar windows (stride 1, as `pipeline eval` checks) found in the training
     index, all parts together ("window_*") and per part ("window_track_*", "<role>_*"), as
     *_total / *_matched counts; plus the piece and per-part digests, for diversity."""
@@ -419,7 +522,7 @@ def novelty_counts(pieces: list[Piece], bars: int, index: NoveltyIndex) -> tuple
     piece_set: set[bytes] = set()
     track_sets: dict[str, set[bytes]] = defaultdict(set)
     for piece in pieces:
-        digests = piece_digests(piece.tracks, TICKS_PER_BEAT, bars, stride_bars=1)
+        digests = piece_digests(piece.tracks, TICKS_PER_BEAT, piece.bars, stride_bars=1)
         for level in ("window", "window_track"):
             for d, (_, role) in zip(digests.by_level[level], digests.where[level]):
                 found = index.contains(level, d)
@@ -446,51 +549,277 @@ def groove_distances(mine: GenreStats, reference: GenreStats | None, train_stats
             "drum_js_nearest_other": _round(others[nearest]) if nearest else None, "nearest_other_genre": nearest}
 
 
-def measure(composer: Composer, data_dir: Path, genres: list[str], seeds: int, bars: int, train_per_genre: int,
-            valid_per_genre: int, progress: bool = True) -> tuple[dict, list[Generated]]:
+# ----------------------------------------------------------------------------- musical structure
+
+# The rows of the "generated vs real" table, in the order of issue 10 point 8, each with the
+# pieces it pools: "all" every piece; "kick" the kick-locked genres; "jazz"/"trap" that genre;
+# "normal" generated pieces of the default density vs training pieces labelled "normal".
+STRUCTURE_ROWS: tuple[tuple[str, str], ...] = (
+    ("melody_self_similarity", "all"), ("melody_self_similarity_lag1", "all"),
+    ("melody_self_similarity_lag2", "all"), ("melody_self_similarity_lag4", "all"),
+    ("melody_bars_repeated", "all"), ("bass_self_similarity_lag4", "all"), ("bass_repeats", "all"),
+    ("bass_steps", "all"), ("bass_leaps", "all"), ("melody_repeats", "all"), ("melody_steps", "all"),
+    ("melody_leaps", "all"), ("kick_snare_kept", "all"), ("bass_on_kick", "kick"), ("kicks_covered", "kick"),
+    ("key_found", "all"), ("key_found_minor", "all"), ("in_scale", "all"), ("drum_swing", "jazz"),
+    ("drum_velocities_per_8_bars", "all"), ("drums_notes_per_bar", "normal"), ("bass_notes_per_bar", "normal"),
+    ("melody_notes_per_bar", "normal"), ("drum_duplicate_hits", "all"), ("drum_duplicate_pieces", "all"),
+    ("bass_overlaps", "all"), ("bass_overlap_pieces", "all"), ("melody_overlaps", "all"),
+    ("melody_overlap_pieces", "all"), ("snare_on_beat3", "trap"), ("hihat_roll_bars", "trap"),
+    ("bass_roots_on_downbeats", "all"), ("melody_chord_tones", "all"),
+)
+SCOPE_NOTES = {"kick": "kick-locked genres (" + ", ".join(KICK_LOCKED_GENRES) + ")", "jazz": "jazz only",
+               "trap": "trap only", "normal": "density normal", "all": ""}
+PER_GENRE_FIGURES: tuple[str, ...] = (
+    "melody_self_similarity", "melody_bars_repeated", "bass_self_similarity_lag4", "kick_snare_kept",
+    "bass_on_kick", "kicks_covered", "key_found", "in_scale", "drum_swing", "drum_velocities_per_8_bars",
+    "snare_on_beat3", "hihat_roll_bars", "bass_roots_on_downbeats", "melody_chord_tones",
+)
+DENSITY_KINDS = ("sparse", "normal", "busy")
+
+
+class Pools:
+    """Pooled figures of subsets of pieces, each subset pooled once: the tables ask for the
+    same subset (all pieces, one genre, a reference set's jazz) for many figures."""
+
+    def __init__(self) -> None:
+        self._pooled: dict[tuple, dict[str, float]] = {}
+        self._events: dict[tuple, dict[str, int]] = {}
+
+    def values(self, key: tuple, pieces: list) -> dict[str, float]:
+        """`figure_values` of the subset named `key` (its pieces given the first time)."""
+        if key not in self._pooled:
+            stats = pool_figures(p.figures for p in pieces)
+            self._pooled[key] = figure_values(stats)
+            self._events[key] = {name: _events(stat) for name, stat in stats.items()}
+        return self._pooled[key]
+
+    def events(self, key: tuple) -> dict[str, int]:
+        return self._events.get(key, {})
+
+
+def _events(stat: Stat) -> int:
+    """How many events (notes, bars, bar pairs, pieces) a pooled figure rests on."""
+    return stat.total if isinstance(stat, Share) else stat.count
+
+
+def _scoped(pieces: list[Piece], scope: str, genre: str | None = None) -> list[Piece]:
+    if genre is not None:
+        return [p for p in pieces if p.genre == genre]
+    if scope == "kick":
+        return [p for p in pieces if p.genre in KICK_LOCKED_GENRES]
+    if scope in ("jazz", "trap"):
+        return [p for p in pieces if p.genre == scope]
+    return pieces
+
+
+def _real_scoped(real: dict[str, list[RealPiece]], figure: str, scope: str,
+                 genre: str | None = None) -> tuple[str, list[RealPiece], str | None]:
+    """(set name, the reference pieces answering `figure` in `scope` or of one genre, their
+    label); no pieces and no label when the set is absent."""
+    source = FIGURE_SOURCES.get(figure, "")
+    pieces = real.get(source, [])
+    if not pieces:
+        return source, [], None
+    label = DATASETS[source]
+    if genre is not None:
+        return source, [p for p in pieces if p.genre == genre], label
+    if scope == "jazz":
+        return source, [p for p in pieces if p.genre == "jazz"], f"{label}, jazz"
+    if scope == "trap":  # no real set holds trap: all styles show how rare the signature is elsewhere
+        return source, pieces, f"{label}, all styles (no trap in the data)"
+    if scope == "kick":
+        return source, [p for p in pieces if p.genre in KICK_LOCKED_GENRES], f"{label}, kick-locked genres"
+    return source, pieces, label
+
+
+def _real_value(pools: Pools, real: dict[str, list[RealPiece]], figure: str, scope: str,
+                genre: str | None = None) -> tuple[float | None, str | None]:
+    source, pieces, label = _real_scoped(real, figure, scope, genre)
+    if not pieces:
+        return None, label
+    return _round(pools.values(("real", source, scope, genre), pieces).get(figure)), label
+
+
+def structure_rows(pools: Pools, default: list[Piece], training: list[Piece],
+                   real: dict[str, list[RealPiece]]) -> list[dict]:
+    """One row per figure: generated (default requests), real (the set that answers it) and
+    the training data, each pooled over the row's scope."""
+    rows = []
+    for name, scope in STRUCTURE_ROWS:
+        if scope == "normal":
+            gen_pieces, train_pieces = [p for p in default if p.kind == "normal"], [
+                p for p in training if p.density == "normal"]
+        else:
+            gen_pieces, train_pieces = _scoped(default, scope), _scoped(training, scope)
+        generated = pools.values(("generated", scope), gen_pieces).get(name)
+        real_value, real_label = _real_value(pools, real, name, scope)
+        rows.append({
+            "name": name, "label": FIGURES[name], "scope": SCOPE_NOTES[scope], "generated": _round(generated),
+            "generated_events": pools.events(("generated", scope)).get(name, 0),
+            "real": real_value, "real_source": real_label,
+            "training": _round(pools.values(("training", scope), train_pieces).get(name)),
+        })
+    return rows
+
+
+def per_genre_rows(pools: Pools, default: list[Piece], training: list[Piece], real: dict[str, list[RealPiece]],
+                   genres: list[str], model_genres: dict[str, str]) -> dict[str, dict]:
+    """{genre: {figure: {generated, training, real}}} for PER_GENRE_FIGURES; the training
+    side is the genre the model composed it as, the real side the reference set's pieces of
+    that genre (GMD styles and Freedoom are labelled; POP909 is pop)."""
+    out = {}
+    for genre in genres:
+        gen = pools.values(("generated", "genre", genre), _scoped(default, "all", genre))
+        train_genre = model_genres.get(genre, genre)
+        train = pools.values(("training", "genre", train_genre), _scoped(training, "all", train_genre))
+        out[genre] = {name: {"generated": _round(gen.get(name)), "training": _round(train.get(name)),
+                             "real": _real_value(pools, real, name, "all", genre)[0]}
+                      for name in PER_GENRE_FIGURES}
+    return out
+
+
+def density_table(pools: Pools, generated: list[Generated], training: list[Piece], genres: list[str],
+                  model_genres: dict[str, str]) -> dict[str, dict]:
+    """Notes per bar of each part for sparse / normal / busy and the busy/sparse ratio, per
+    genre and pooled ("all"): generated twins (same genre, seed and key; normal = the
+    default request of a twinned seed) vs training pieces by their density label."""
+    twinned = {(g.genre, g.seed) for g in generated if g.request.kind in ("sparse", "busy")}
+    gen_pieces = [g.piece for g in generated if g.piece is not None and (g.genre, g.seed) in twinned
+                  and g.request.kind in DENSITY_KINDS]
+
+    def table_of(side: str, pieces: list[Piece], of_genre: str | None) -> dict:
+        per_kind = {}
+        for kind in DENSITY_KINDS:
+            chosen = [p for p in pieces if (p.kind if side == "generated" else p.density) == kind
+                      and (of_genre is None or p.genre == of_genre)]
+            per_kind[kind] = pools.values((side, "density", kind, of_genre), chosen)
+        out = {}
+        for role in ROLES:
+            row = {kind: _round(per_kind[kind].get(f"{role}_notes_per_bar")) for kind in DENSITY_KINDS}
+            sparse, busy = row["sparse"], row["busy"]
+            row["busy_over_sparse"] = _round(busy / sparse) if sparse and busy is not None else None
+            out[role] = row
+        return out
+
+    result = {}
+    for genre in [*genres, None]:
+        train_genre = None if genre is None else model_genres.get(genre, genre)
+        result[genre or "all"] = {"generated": table_of("generated", gen_pieces, genre),
+                                  "training": table_of("training", training, train_genre)}
+    return result
+
+
+def failure_summary(generated: list[Generated]) -> dict:
+    """Requests that raised: how many, of which kind, how many mention the context
+    (sequence length), and the first messages."""
+    failed = [g for g in generated if g.error]
+    return {"failed": len(failed), "requests": len(generated),
+            "by_type": dict(Counter(g.error.split(":")[0] for g in failed)),
+            "by_kind": dict(Counter(g.request.kind for g in failed)),
+            "context": sum(1 for g in failed if "context" in g.error.lower()),
+            "examples": [f"{g.request.name}: {g.error}" for g in failed[:10]]}
+
+
+def plot_structure(rows: list[dict], path: Path) -> None:
+    """Bars per figure (shares and 0-1 similarities): generated, real, training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r["name"] not in COUNT_FIGURES]
+    x = np.arange(len(shown))
+    figure, ax = plt.subplots(figsize=(max(8.0, 0.5 * len(shown)), 4.6))
+    for offset, (column, colour) in zip((-0.27, 0.0, 0.27), (("generated", "tab:orange"), ("real", "tab:green"),
+                                                             ("training", "tab:blue"))):
+        values = [np.nan if r[column] is None else r[column] for r in shown]
+        ax.bar(x + offset, values, width=0.27, label=column, color=colour)
+    ax.set_xticks(x)
+    ax.set_xticklabels([r["name"] for r in shown], rotation=70, ha="right", fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share / similarity")
+    ax.set_title("generated (default settings) vs real music vs training data", fontsize=10)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.stem}.partial.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def symbolic_section(generated: list[Generated], training: list[Piece], real: dict[str, list[RealPiece]],
+                     real_missing: dict[str, str], genres: list[str], model_genres: dict[str, str]) -> dict:
+    default = [g.piece for g in generated if g.piece is not None and g.request.kind in ("normal", "long")]
+    pools = Pools()
+    return {
+        "definitions": "eval/music_features.py (piece_figures); real sets: eval/real_music.py",
+        "generated_pieces": len(default), "training_pieces": len(training),
+        "real_sets": {name: {"label": DATASETS[name], "excerpts": len(pieces)} for name, pieces in real.items()},
+        "real_missing": real_missing,
+        "rows": structure_rows(pools, default, training, real),
+        "per_genre": per_genre_rows(pools, default, training, real, genres, model_genres),
+        "density": density_table(pools, generated, training, genres, model_genres),
+        "failures": failure_summary(generated),
+    }
+
+
+# ----------------------------------------------------------------------------- measure
+
+
+def measure(composer: Composer, data_dir: Path, requests: list[Request], train_per_genre: int, valid_per_genre: int,
+            real_root: Path | None, pop909_songs: int | None, gmd_files: int | None,
+            progress: bool = True) -> tuple[dict, list[Generated]]:
     started = time.perf_counter()
     if not (data_dir / "index" / "index.json").is_file():
         raise QualityError(f"--data: {data_dir}/index is missing; point --data at a folder written by `pipeline prepare`")
+    genres = list(dict.fromkeys(r.genre for r in requests))
     train = load_pieces(data_dir, "train", train_per_genre, 0, progress)
     valid = load_pieces(data_dir, "valid", valid_per_genre, 0, progress) if (data_dir / "valid_tokens.npy").is_file() else []
     train_stats = stats_by_genre(train)
     index = NoveltyIndex.load(data_dir / "index")
+    if real_root is None:
+        real, real_missing = {}, {"all": "--no-real"}
+    else:
+        real, real_missing = load_reference_sets(real_root, pop909_max_songs=pop909_songs, gmd_max_files=gmd_files)
     data_seconds = time.perf_counter() - started
 
     generated: list[Generated] = []
     with tempfile.TemporaryDirectory(prefix="stemforge-quality-") as workdir:
-        jobs = [(g, s) for g in genres for s in range(seeds)]
-        for genre, seed in tqdm(jobs, desc="composing (run())", unit="piece", disable=not progress):
-            generated.append(generate_one(composer, genre, seed, bars, Path(workdir)))
+        for request in tqdm(requests, desc="composing (run())", unit="piece", disable=not progress):
+            generated.append(generate_one(composer, request, Path(workdir)))
     compose_seconds = time.perf_counter() - started - data_seconds
 
+    # the default requests (any length) are "what a producer gets"; twins only feed the density table
+    made = [g.piece for g in generated if g.piece is not None and g.request.kind in ("normal", "long")]
     train_x, train_y = windows_of(train)
     classifier = GenreClassifier.fit(train_x, train_y)
     train_accuracy, _, _ = accuracy(classifier, train_x, train_y)
     valid_x, valid_y = windows_of(valid)
     valid_accuracy, valid_recall, _ = accuracy(classifier, valid_x, valid_y)
-    made = [g.piece for g in generated if g.piece is not None]
     gen_x, gen_y = windows_of(made)
     gen_accuracy, gen_recall, confusion = accuracy(classifier, gen_x, gen_y)
 
     rng = np.random.default_rng(0)
     generated_stats = stats_by_genre(made)
     per_genre: dict[str, dict] = {}
+    model_genres: dict[str, str] = {}
     totals: Counter = Counter()
     all_pieces: set[bytes] = set()
     all_tracks: dict[str, set[bytes]] = defaultdict(set)
     for genre in genres:
         runs = [g for g in generated if g.genre == genre]
         model_genre = next((r.model_genre for r in runs if r.model_genre), genre)
+        model_genres[genre] = model_genre
         mine = generated_stats.get(genre, GenreStats())
         reference = train_stats.get(model_genre)
-        counts, pieces_seen, tracks_seen = novelty_counts([r.piece for r in runs if r.piece], bars, index)
+        counts, pieces_seen, tracks_seen = novelty_counts([r.piece for r in runs if r.piece], index)
         totals.update(counts)
         all_pieces |= pieces_seen
         for role, found in tracks_seen.items():
             all_tracks[role] |= found
         per_genre[genre] = {
             "model_genre": model_genre, "runs": len(runs), "pieces": mine.pieces,
+            "failed": sum(1 for r in runs if r.error),
             "valid": _round(np.mean([r.valid for r in runs])),
             "exact_bars": _round(np.mean([r.exact_bars for r in runs])),
             "exact_bpm": _round(np.mean([r.exact_bpm for r in runs])),
@@ -505,20 +834,26 @@ def measure(composer: Composer, data_dir: Path, genres: list[str], seeds: int, b
     def share(prefix: str) -> float:
         return totals[f"{prefix}_matched"] / totals[f"{prefix}_total"] if totals[f"{prefix}_total"] else float("nan")
 
-    made_count = len(made)
+    finished = [g for g in generated if g.piece is not None]
+    recalls = [v for v in gen_recall.values() if not math.isnan(v)]
     report = {
         "model": {"path": str(composer.path), "weights_sha256": composer.weights_sha256,
                   "data_sha256": composer.meta.get("data_sha256"), "genres": composer.genres},
-        "data": str(data_dir), "bars": bars, "seeds": seeds, "genres": genres,
+        "data": str(data_dir), "real_data": str(real_root) if real_root else None,
+        "requests": {"total": len(requests), **Counter(r.kind for r in requests),
+                     "bars": sorted({r.bars for r in requests}), "keys": list(KEYS)},
+        "genres": genres,
         "sampling": "RunRequest defaults (temperature 1.0, top-p 0.95, top-k off)",
         "distance": "Jensen-Shannon distance, base 2, of 16-step drum onset histograms (0 same, 1 disjoint)",
         "overall": {
             "pieces": len(generated), "valid": _round(np.mean([g.valid for g in generated])),
             "exact_bars": _round(np.mean([g.exact_bars for g in generated])),
             "exact_bpm": _round(np.mean([g.exact_bpm for g in generated])),
+            "failed": sum(1 for g in generated if g.error),
             "end_of_track_past_end_ticks": max((g.end_of_track_past_end_ticks for g in generated), default=0),
-            "empty_parts": sum(1 for g in generated if g.piece for r in ROLES if not g.piece.tracks.get(r)),
+            "empty_parts": sum(1 for g in finished for r in ROLES if not g.piece.tracks.get(r)),
             "classifier": {"generated_accuracy": _round(gen_accuracy), "valid_accuracy": _round(valid_accuracy),
+                           "generated_recall_mean": _round(np.mean(recalls)) if recalls else None,
                            "train_accuracy": _round(train_accuracy), "chance": _round(1 / len(classifier.labels)),
                            "classes": len(classifier.labels), "train_windows": len(train_y),
                            "valid_windows": len(valid_y), "generated_windows": len(gen_y),
@@ -527,28 +862,110 @@ def measure(composer: Composer, data_dir: Path, genres: list[str], seeds: int, b
                         "window_track_in_training": _round(share("window_track")),
                         **{f"{r}_window_in_training": _round(share(r)) for r in ROLES},
                         "counts": {k: int(v) for k, v in totals.items()}, "aim": NOVELTY_AIM},
-            "diversity": {"distinct_pieces": len(all_pieces), "pieces": made_count,
+            "diversity": {"distinct_pieces": len(all_pieces), "pieces": len(finished),
                           "distinct_pieces_within_genre": sum(p["distinct_pieces"] for p in per_genre.values()),
                           **{f"distinct_{r}": len(all_tracks[r]) for r in ROLES}},
             "in_key": {"generated": _round(total_share(s.in_key_pitched for s in generated_stats.values()).value),
                        "training": _round(total_share(s.in_key_pitched for s in train_stats.values()).value),
                        "generated_best_fitting": _round(total_share(s.in_best_key for s in generated_stats.values()).value),
                        "training_best_fitting": _round(total_share(s.in_best_key for s in train_stats.values()).value)},
-            "compose_seconds_mean": _round(np.mean([g.compose_seconds for g in generated if g.piece])),
+            "compose_seconds_mean": _round(np.mean([g.compose_seconds for g in finished])) if finished else None,
         },
         "per_genre": per_genre,
-        "runs": [{"genre": g.genre, "seed": g.seed, "bpm": g.bpm, "key": g.key, "model_genre": g.model_genre,
-                  "valid": g.valid, "exact_bars": g.exact_bars, "exact_bpm": g.exact_bpm, "problems": g.problems,
+        "symbolic": symbolic_section(generated, train, real, real_missing, genres, model_genres),
+        "runs": [{"request": g.request.name, "genre": g.genre, "seed": g.seed, "kind": g.request.kind,
+                  "bars": g.request.bars, "bpm": g.bpm, "key": g.key, "model_genre": g.model_genre,
+                  "valid": g.valid, "exact_bars": g.exact_bars, "exact_bpm": g.exact_bpm, "error": g.error,
+                  "problems": g.problems,
                   "notes": {r: len(n) for r, n in g.piece.tracks.items()} if g.piece else None,
+                  "has_chord_plan": bool(g.piece and g.piece.chords),
                   "compose_seconds": g.compose_seconds} for g in generated],
-        "seconds": {"data": round(data_seconds, 1), "compose": round(compose_seconds, 1),
-                    "total": round(time.perf_counter() - started, 1)},
     }
+    total = time.perf_counter() - started
+    report["seconds"] = {"data": round(data_seconds, 1), "compose": round(compose_seconds, 1),
+                         "measuring": round(total - data_seconds - compose_seconds, 1), "total": round(total, 1)}
     return report, generated
 
 
+# ----------------------------------------------------------------------------- tables
+
+
+def structure_table(section: dict, overall: dict) -> str:
+    """The "generated vs real" table (markdown), with the special rows."""
+    lines = ["| figure | generated | real | real source | training data |", "|---|---|---|---|---|"]
+    for row in section["rows"]:
+        label = row["label"] + (f" [{row['scope']}]" if row["scope"] else "")
+        generated, real, training = (format_figure(row["name"], row[c]) for c in ("generated", "real", "training"))
+        lines.append(f"| {label} | {generated} | {real} | {row['real_source'] or '-'} | {training} |")
+    density = section["density"]["all"]
+    for role in ROLES:
+        gen, train = density["generated"][role], density["training"][role]
+        lines.append(f"| {role} notes per bar sparse / normal / busy (busy/sparse) "
+                     f"| {' / '.join(_num(gen[k], 1) for k in DENSITY_KINDS)} ({_num(gen['busy_over_sparse'], 1)}x) "
+                     f"| - | - | {' / '.join(_num(train[k], 1) for k in DENSITY_KINDS)} "
+                     f"({_num(train['busy_over_sparse'], 1)}x) |")
+    failures = section["failures"]
+    lines.append(f"| requests failing (any exception; mentioning the context) | {failures['failed']} of "
+                 f"{failures['requests']} ({failures['context']}) | - | - | - |")
+    clf = overall["classifier"]
+    lines.append(f"| genre classifier recall, mean over genres (accuracy over windows) "
+                 f"| {_pct(clf['generated_recall_mean'])} ({_pct(clf['generated_accuracy'])}) | - | - "
+                 f"| held-out validation windows: {_pct(clf['valid_accuracy'])} |")
+    return "\n".join(lines)
+
+
+def per_genre_structure_table(section: dict, report: dict) -> str:
+    names = PER_GENRE_FIGURES
+    lines = ["| genre | " + " | ".join(names) + " | classifier recall |", "|---|" + "---|" * (len(names) + 1)]
+    for genre, figures in section["per_genre"].items():
+        cells = []
+        for name in names:
+            cell = figures[name]
+            text = f"{format_figure(name, cell['generated'])} / {format_figure(name, cell['training'])}"
+            if cell["real"] is not None:
+                text += f" / {format_figure(name, cell['real'])}"
+            cells.append(text)
+        lines.append(f"| {genre} | " + " | ".join(cells) + f" | {_pct(report['per_genre'][genre]['classifier_recall'])} |")
+    return "\n".join(lines)
+
+
+def density_markdown(section: dict) -> str:
+    lines = ["| genre | " + " | ".join(f"{r} s/n/b (x) gen | {r} train" for r in ROLES) + " |",
+             "|---|" + "---|---|" * len(ROLES)]
+    for genre, sides in section["density"].items():
+        cells = []
+        for role in ROLES:
+            for side in ("generated", "training"):
+                row = sides[side][role]
+                cells.append(f"{'/'.join(_num(row[k], 1) for k in DENSITY_KINDS)} ({_num(row['busy_over_sparse'], 1)}x)")
+        lines.append(f"| {genre} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(report: dict) -> str:
+    section = report["symbolic"]
+    real = ", ".join(f"{v['label']}: {v['excerpts']} excerpts" for v in section["real_sets"].values()) or "none"
+    missing = "; ".join(f"{k}: {v}" for k, v in section["real_missing"].items())
     lines = [
+        "## Generated vs real music",
+        "",
+        f"generated: {section['generated_pieces']} pieces of default requests (density normal, "
+        f"{'/'.join(str(b) for b in report['requests']['bars'])} bars; twins only in the density rows); "
+        f"training: {section['training_pieces']} decoded training sequences; real ({report['real_data']}): {real}"
+        + (f"; absent: {missing}" if missing else ""),
+        "",
+        structure_table(section, report["overall"]),
+        "",
+        "## Per genre (generated / training / real where the real sets hold the genre)",
+        "",
+        per_genre_structure_table(section, report),
+        "",
+        "## Notes per bar by density (sparse / normal / busy, busy/sparse ratio)",
+        "",
+        density_markdown(section),
+        "",
+        "## Validity, groove and novelty",
+        "",
         "| genre | valid | exact bars | exact bpm | drum JS own (floor) | nearest other JS | notes/bar gen/train "
         "| swing gen/train | in key gen/train | bass on kick gen/train | classifier |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -567,12 +984,17 @@ def table(report: dict) -> str:
             f"| {_pct(row['classifier_recall'])} |")
     overall = report["overall"]
     clf, nov, div = overall["classifier"], overall["novelty"], overall["diversity"]
+    requests = report["requests"]
+    failures = section["failures"]
     lines += [
         "",
-        f"pieces: {overall['pieces']} ({len(report['genres'])} genres x {report['seeds']} seeds x "
-        f"{report['bars']} bars) via pipeline.run.run(); valid {_pct(overall['valid'])}, exact bars "
+        f"requests: {requests['total']} via pipeline.run.run() ({requests.get('normal', 0)} default, "
+        f"{requests.get('sparse', 0)} sparse + {requests.get('busy', 0)} busy twins, {requests.get('long', 0)} of "
+        f"{max(requests['bars'])} bars; keys {', '.join(requests['keys'])}); failing: {failures['failed']}"
+        + (f" ({failures['by_type']}; e.g. {failures['examples'][0]})" if failures["failed"] else "")
+        + f"; valid {_pct(overall['valid'])}, exact bars "
         f"{_pct(overall['exact_bars'])}, exact bpm {_pct(overall['exact_bpm'])}; empty parts: "
-        f"{overall['empty_parts']}; compose {overall['compose_seconds_mean']:.2f} s/piece"
+        f"{overall['empty_parts']}; compose {_num(overall['compose_seconds_mean'])} s/piece"
         + ("" if overall["valid"] == 1 else "  <- VALIDITY BELOW 100%: see quality.json runs[].problems")
         + (f"; note: every MIDI file's end-of-track event sits {overall['end_of_track_past_end_ticks']} tick(s) "
            "after the end marker" if overall["end_of_track_past_end_ticks"] else ""),
@@ -581,7 +1003,8 @@ def table(report: dict) -> str:
         f"{_pct(overall['in_key']['generated_best_fitting'])} / train {_pct(overall['in_key']['training_best_fitting'])}"
         " (high best-fitting with low asked = tonal, but not in the asked key)",
         f"genre control: classifier recognises the requested genre in {_pct(clf['generated_accuracy'])} of "
-        f"{clf['generated_windows']} generated {WINDOW_BARS}-bar windows (chance {_pct(clf['chance'])} = "
+        f"{clf['generated_windows']} generated {WINDOW_BARS}-bar windows (mean recall over genres "
+        f"{_pct(clf['generated_recall_mean'])}; chance {_pct(clf['chance'])} = "
         f"1/{clf['classes']}; same classifier on held-out real validation windows: "
         f"{_pct(clf['valid_accuracy'])} of {clf['valid_windows']}; on its training windows "
         f"{_pct(clf['train_accuracy'])})",
@@ -597,8 +1020,10 @@ def table(report: dict) -> str:
         "training data; (floor) = same-size samples of training pieces vs the whole; nearest other = the "
         "closest other genre's training histogram. notes/bar: all parts; training side = windows labelled "
         "density 'normal' (what run() asks by default). swing: share of off-beat drum hits on swung positions. "
-        "in key: bass+melody notes in the requested key's scale. classifier: recall of the requested genre.",
-        f"time: data {report['seconds']['data']} s, composing {report['seconds']['compose']} s, "
+        "in key: bass+melody notes in the requested key's scale. classifier: recall of the requested genre. "
+        "Structure figures are defined in eval/music_features.py (docs/eval.md).",
+        f"time: data {report['seconds']['data']} s, composing {report['seconds']['compose']} s "
+        f"({report['requests']['total']} requests), measuring {report['seconds']['measuring']} s, "
         f"total {report['seconds']['total']} s",
     ]
     return "\n".join(lines)
@@ -614,16 +1039,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="model directory (default: the shipped composer)")
     parser.add_argument("--data", type=Path, required=True, help="the prepared dataset the model was trained on")
-    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=8, help="default requests per genre")
+    parser.add_argument("--twin-seeds", type=int, default=3, help="seeds per genre that get a sparse and a busy twin")
+    parser.add_argument("--long-seeds", type=int, default=1, help="pieces of 2 x --bars bars per genre")
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--genres", nargs="*", default=list(GENRES), help="default: every advertised genre")
     parser.add_argument("--train-per-genre", type=int, default=300, help="training sequences decoded per genre")
     parser.add_argument("--valid-per-genre", type=int, default=60, help="validation sequences decoded per genre")
+    parser.add_argument("--real-data", type=Path, default=DEFAULT_DATA_ROOT,
+                        help="the shared data folder (gmd/, pop909/, freedoom/); default ../shared/data")
+    parser.add_argument("--no-real", action="store_true", help="leave the real-music column empty")
+    parser.add_argument("--pop909-songs", type=int, default=300, help="POP909 songs read (0 = all)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: genres {', '.join(QUICK_GENRES)}, 1 seed (+ twins, 1 long), small samples")
     parser.add_argument("--out", type=Path, default=Path("docs/quality"))
     args = parser.parse_args(argv)
+    gmd_files = None
+    if args.quick:
+        args.genres = [g for g in QUICK_GENRES if g in args.genres] or args.genres[:4]
+        args.seeds, args.twin_seeds, args.long_seeds = 1, 1, 1
+        args.train_per_genre, args.valid_per_genre, args.pop909_songs, gmd_files = 40, 10, 30, 15
     try:
-        if args.seeds < 1 or args.bars < WINDOW_BARS:
-            raise QualityError(f"--seeds must be >= 1 and --bars >= {WINDOW_BARS} (windows are {WINDOW_BARS} bars)")
+        if args.seeds < 1 or args.bars < WINDOW_BARS or args.twin_seeds < 0 or args.long_seeds < 0:
+            raise QualityError(f"--seeds must be >= 1, --twin-seeds/--long-seeds >= 0 and --bars >= {WINDOW_BARS} "
+                               f"(windows are {WINDOW_BARS} bars)")
         unknown = [g for g in args.genres if g not in GENRES]
         if unknown:
             raise QualityError(f"--genres: unknown {unknown}; choose from {', '.join(GENRES)}")
@@ -631,8 +1070,9 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)
         composer = load_composer(args.model)
-        report, generated = measure(composer, args.data, args.genres, args.seeds, args.bars,
-                                    args.train_per_genre, args.valid_per_genre)
+        requests = request_set(args.genres, args.seeds, args.bars, min(args.twin_seeds, args.seeds), args.long_seeds)
+        report, generated = measure(composer, args.data, requests, args.train_per_genre, args.valid_per_genre,
+                                    None if args.no_real else args.real_data, args.pop909_songs or None, gmd_files)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -641,12 +1081,14 @@ def main(argv: list[str] | None = None) -> int:
     write_json(report, args.out / "quality.json")
     first = {}
     for g in generated:
-        if g.piece is not None and g.genre not in first:
+        if g.piece is not None and g.request.kind == "normal" and g.genre not in first:
             first[g.genre] = g.piece
     plot_pianorolls(list(first.values()), args.out / "quality_pianorolls.png",
                     f"{composer.path.name}: seed 0 of each genre, {args.bars} bars")
+    plot_structure(report["symbolic"]["rows"], args.out / "quality_figures.png")
     print(report["table"])
-    print(f"wrote {args.out / 'quality.json'} and {args.out / 'quality_pianorolls.png'}")
+    print(f"wrote {args.out / 'quality.json'}, {args.out / 'quality_pianorolls.png'} and "
+          f"{args.out / 'quality_figures.png'}")
     return 0
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from eval.embeddings import EMBEDDINGS, Embedding, build_embedding
 from eval.fad import fad_with_intervals
+from eval.music_features import FIGURES, Stat, figure_values, format_figure, piece_figures, pool_figures
 from eval.novelty import MIN_COPY_NOTES, piece_novelty, summarize_levels
 from eval.reference import (
     CLIP_ROLES,
@@ -41,8 +42,9 @@ from eval.reference import (
     run_tracks,
 )
 from eval.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
-from symbolic.arrangement import TICKS_PER_BEAT
-from symbolic.canonical import LEVELS, NoveltyIndex, file_sha256
+from symbolic.arrangement import TICKS_PER_BEAT, Note
+from symbolic.canonical import GRID_PER_BEAT, LEVELS, WINDOW_BARS, NoveltyIndex, file_sha256
+from symbolic.conditions import ConditionError, Key, parse_key
 
 __all__ = ["EvalError", "EvalRequest", "run_eval"]
 
@@ -268,6 +270,137 @@ def _json_piece(piece: dict) -> dict:
     return {k: v for k, v in piece.items() if k != "windows"}
 
 
+# ---------------------------------------------------------------- symbolic figures
+
+# Figures compared on 4-bar windows, runs cut the way prepare cut the training windows (so
+# "bars repeated" or "kick+snare kept" mean the same on both sides); then figures that
+# need a whole run (a 4-bar lag, the asked key, 8 bars of velocities) or what the window
+# store does not keep, measured on the runs only.
+SYMBOLIC_WINDOW_FIGURES: tuple[str, ...] = (
+    "melody_self_similarity_lag1", "melody_self_similarity_lag2", "melody_bars_repeated", "melody_repeats",
+    "melody_steps", "melody_leaps", "bass_repeats", "bass_steps", "bass_leaps", "kick_snare_kept", "bass_on_kick",
+    "kicks_covered", "drum_swing", "drums_notes_per_bar", "bass_notes_per_bar", "melody_notes_per_bar",
+    "bass_overlaps", "melody_overlaps", "snare_on_beat3", "hihat_roll_bars",
+)
+SYMBOLIC_RUN_FIGURES: dict[str, str] = {  # figure -> why the training windows cannot give it
+    "melody_self_similarity_lag4": "windows are 4 bars",
+    "bass_self_similarity_lag4": "windows are 4 bars",
+    "key_found": "windows carry no asked key",
+    "in_scale": "windows carry no asked key",
+    "drum_velocities_per_8_bars": "the store keeps no velocities",
+    "drum_duplicate_hits": "the store keeps each note once",
+}
+SYMBOLIC_PER_RUN: tuple[str, ...] = ("melody_self_similarity_lag1", "bass_self_similarity_lag4", "kick_snare_kept",
+                                     "bass_on_kick", "key_found", "drum_duplicate_hits", "bass_overlaps",
+                                     "melody_overlaps")
+
+
+@dataclass
+class RunPiece:
+    """A run's notes and what was asked, for the symbolic figures."""
+
+    name: str
+    genre: str | None
+    bars: int
+    tracks: dict[str, list[Note]]
+    key: Key | None
+
+
+def run_piece(run_dir: Path, run: dict, tracks: dict[str, list[Note]]) -> RunPiece:
+    conditions = run["conditions"]
+    try:
+        key = parse_key(conditions["key"]) if conditions.get("key") else None
+    except ConditionError:
+        key = None
+    return RunPiece(run_dir.name, conditions.get("genre"), int(conditions["bars"]), tracks, key)
+
+
+def store_tracks(store: WindowNotes, index: int) -> dict[str, list[Note]]:
+    """A stored training window as notes at TICKS_PER_BEAT; the store keeps no velocity, so
+    every note gets 100 (velocity figures are not read from it)."""
+    scale = TICKS_PER_BEAT // GRID_PER_BEAT
+    return {role: [Note(int(o) * scale, max(1, int(d)) * scale, int(p), 100) for o, d, p in rows.tolist()]
+            for role, rows in store.window(index).items()}
+
+
+def _window_figures(piece: RunPiece) -> list[dict[str, Stat]]:
+    """Figures of each 4-bar window of a run (stride 4: the cut of the training windows)."""
+    windows = piece_windows(piece.name, piece.tracks, TICKS_PER_BEAT, piece.bars)
+    return [piece_figures({role: window.get(role, []) for role in piece.tracks}, WINDOW_BARS, TICKS_PER_BEAT)
+            for _, _, window in windows]
+
+
+def _source_genre(source: str) -> str:
+    """The first folder of a training file's path (prepare keeps `genre/file.mid` layouts)."""
+    return source.split("/")[0] if "/" in source else ""
+
+
+def symbolic_section(pieces: list[RunPiece], store: WindowNotes | None) -> dict:
+    """The musical-structure figures of `eval/music_features.py` for the runs (their 4-bar
+    windows, and whole runs for what needs more) next to the model's training windows: all
+    of them, and those of the runs' genres when the training paths name genres."""
+    runs_windows = figure_values(pool_figures(f for piece in pieces for f in _window_figures(piece)))
+    whole = {piece.name: piece_figures(piece.tracks, piece.bars, TICKS_PER_BEAT, piece.key) for piece in pieces}
+    runs_whole = figure_values(pool_figures(whole.values()))
+    notes: list[str] = []
+    training_all: dict[str, float] = {}
+    training_genres: dict[str, float] = {}
+    same_genre_windows = 0
+    if store is None:
+        notes.append("no training windows (index/windows.npz or reference_midi): training columns left empty")
+    else:
+        genres = {piece.genre for piece in pieces if piece.genre}
+        figures = [(_source_genre(store.sources[int(store.source_ids[i])]),
+                    piece_figures(store_tracks(store, i), WINDOW_BARS, TICKS_PER_BEAT)) for i in range(len(store))]
+        training_all = figure_values(pool_figures(f for _, f in figures))
+        same = [f for genre, f in figures if genre in genres]
+        same_genre_windows = len(same)
+        training_genres = figure_values(pool_figures(same)) if same else {}
+        notes.append("training windows are stored once each (repeats of a loop count once) and without "
+                     "velocities; a part a window lacks is not measured there")
+    rows = [{"name": name, "label": FIGURES[name], "runs": _num(runs_windows.get(name)), "measured_on": "4-bar windows",
+             "training_same_genres": _num(training_genres.get(name)), "training_all": _num(training_all.get(name))}
+            for name in SYMBOLIC_WINDOW_FIGURES]
+    rows += [{"name": name, "label": FIGURES[name], "runs": _num(runs_whole.get(name)), "measured_on": "whole runs",
+              "training_same_genres": None, "training_all": None, "training_missing": why}
+             for name, why in SYMBOLIC_RUN_FIGURES.items()]
+    per_run = {name: {figure: _num(figure_values(f).get(figure)) for figure in SYMBOLIC_PER_RUN}
+               for name, f in whole.items()}
+    return {"definitions": "eval/music_features.py (docs/eval.md, Symbolic)", "figures": rows, "runs": per_run,
+            "training_windows": len(store) if store is not None else 0, "same_genre_windows": same_genre_windows,
+            "notes": notes}
+
+
+def _num(value: float | None) -> float | None:
+    """JSON-safe: NaN (nothing to measure) becomes None."""
+    return None if value is None or np.isnan(value) else round(float(value), 4)
+
+
+def symbolic_blocks(section: dict) -> list[tuple]:
+    """The Symbolic section of the report document."""
+    blocks: list[tuple] = [("h2", "Symbolic (musical structure, runs vs the training windows)")]
+    blocks.append(("p", "Figures defined in `eval/music_features.py`: onsets read on the 1/12-beat grid, shares "
+                        "pooled over all notes/bars, self-similarity = Jaccard of the (step, pitch) sets of two "
+                        "bars. Runs are cut into 4-bar windows like the training set; the last rows need whole "
+                        f"runs. {section['training_windows']} training windows, {section['same_genre_windows']} "
+                        "of them in the runs' genres."))
+    rows = []
+    for row in section["figures"]:
+        name = row["name"]
+        rows.append([row["label"], format_figure(name, row["runs"]), row["measured_on"],
+                     format_figure(name, row["training_same_genres"]) if "training_missing" not in row
+                     else row["training_missing"], format_figure(name, row["training_all"])])
+    blocks.append(("table", ["figure", "runs", "runs measured on", "training (runs' genres)", "training (all)"],
+                   rows))
+    blocks.append(("h3", "Per run (whole runs)"))
+    blocks.append(("table", ["run", *SYMBOLIC_PER_RUN],
+                   [[run, *(format_figure(f, values[f]) for f in SYMBOLIC_PER_RUN)]
+                    for run, values in section["runs"].items()]))
+    if section["notes"]:
+        blocks.append(("list", section["notes"]))
+    return blocks
+
+
 # ---------------------------------------------------------------- plots
 
 def _plot_distances(distances: dict, title: str, path: Path) -> None:
@@ -460,6 +593,9 @@ def report_blocks(report: dict) -> list[tuple]:
                 for g, v in report["novelty_by_genre"].items()]
         blocks.append(("table", ["genre", "runs", *LEVELS], rows))
 
+    if "symbolic" in report:
+        blocks += symbolic_blocks(report["symbolic"])
+
     blocks.append(("h2", "Inputs (to reproduce this report)"))
     rows = [[r["dir"], r["genre"] or "-", str(r["bpm"]), r["run_json_sha256"][:16],
              str(r["model_sha256"] or "-")[:16]] for r in inputs["runs"]]
@@ -579,8 +715,10 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
     store_notes: list[str] = []
     store = load_store(training.index_dir, training.reference_midi, store_notes)
     pieces, mismatches = [], []
+    run_pieces: list[RunPiece] = []
     for run_dir, run in _progress(list(zip(run_dirs, runs, strict=True)), len(runs), "novelty", progress, "run"):
         tracks = run_tracks(run_dir, run)
+        run_pieces.append(run_piece(run_dir, run, tracks))
         piece = piece_novelty(tracks, TICKS_PER_BEAT, int(run["conditions"]["bars"]), index, store)
         piece["run"], piece["genre"] = run_dir.name, run["conditions"].get("genre")
         for flag in piece["copies"] + piece["trivial_matches"]:
@@ -637,6 +775,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         "fad_by_genre": fad_by_genre,
         "novelty": novelty,
         "novelty_by_genre": novelty_by_genre,
+        "symbolic": symbolic_section(run_pieces, store),
         "distances": {},
         "warnings": warnings,
         "plots": {},

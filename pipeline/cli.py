@@ -34,6 +34,19 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                        "chosen by the seed")
     steer.add_argument("--bars", type=int, help="length in 4/4 bars (default: prompt or 8)")
     steer.add_argument("--density", choices=DENSITIES, help="note density (default: prompt words or normal)")
+    steer.add_argument("--loop", type=_loop_value, metavar="1|2|4|off",
+                       help="loop length in bars: bass and melody repeat every N bars, drums every 1-2, with a "
+                       "variation in the last bar of each 4-bar phrase; off = through-composed (default: prompt "
+                       "words like '2-bar loop', else the genre's: 4, techno 2)")
+    steer.add_argument("--chords", help="chord progression, one chord a bar ('Am F C G', 'Am7 | Dm7 G7') or roman "
+                       "numerals in the key ('vi IV I V', 'ii-V-I'); '|' separates bars (default: prompt words, "
+                       "else a progression drawn from real POP909 songs for the genre)")
+    feel = parser.add_argument_group("feel (applied when MIDI and stems are written)")
+    feel.add_argument("--swing", type=float, metavar="PERCENT",
+                      help="swing of the off-beat 8ths/16ths, 50 (straight) to 75; 66.7 is triplet (default: the "
+                      "genre's groove, e.g. jazz 64, lofi 60, house 50)")
+    feel.add_argument("--quantize", action="store_true",
+                      help="every note exactly on the grid: no swing, micro-timing or groove velocities")
     steer.add_argument("--seed", type=int, help="random seed; the same seed and inputs give identical files "
                        "(default: a fresh seed, recorded in run.json)")
     sampling = parser.add_argument_group("sampling")
@@ -53,6 +66,15 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>_<genre>_<bpm>bpm); "
                         "never overwritten")
     _add_render_flags(parser, with_stems_switch=True)
+
+
+def _loop_value(text: str) -> int:
+    from symbolic.plan import parse_loop
+
+    try:
+        return parse_loop(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _add_render_flags(parser: argparse.ArgumentParser, with_stems_switch: bool) -> None:
@@ -95,7 +117,7 @@ def _run_request(args: argparse.Namespace):
 
     return RunRequest(
         prompt=args.prompt, genre=args.genre, bpm=args.bpm, key=args.key, bars=args.bars, density=args.density,
-        seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, key_bias=args.key_bias,
+        seed=args.seed, loop=args.loop, chords=args.chords, swing=args.swing, quantize=args.quantize, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, key_bias=args.key_bias,
         model=args.model,
         out=args.out, seed_midi=args.seed_midi, from_run=args.from_run,
         keep=tuple(r.strip() for r in args.keep.split(",") if r.strip()), stems=args.stems,

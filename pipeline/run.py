@@ -29,6 +29,7 @@ from symbolic.arrangement import (
 )
 from symbolic.canonical import file_sha256
 from symbolic.conditions import (
+    LOOP_CHOICES,
     ROLES,
     ConditionError,
     Conditions,
@@ -36,6 +37,7 @@ from symbolic.conditions import (
     nearest_known_genre,
     progression_of,
 )
+from symbolic.groove import MAX_SWING_PERCENT
 from symbolic.harmony import chord_tones
 from symbolic.model import Composer, load_composer
 from symbolic.plan import build_plan
@@ -180,6 +182,11 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         settings.validate()
     except ValueError as error:
         raise RunError(str(error)) from error
+    if request.swing is not None and not 50.0 <= request.swing <= MAX_SWING_PERCENT:
+        raise RunError(f"--swing: {request.swing:g} is not a swing; use 50 (straight) to {MAX_SWING_PERCENT:g} "
+                       "(66.7 is triplet)")
+    if request.loop is not None and request.loop not in LOOP_CHOICES:
+        raise RunError(f"--loop: {request.loop} is not a loop length; use 1, 2, 4 or off")
 
     # -- inputs checked before anything slow happens
     previous = _read_run_json(request.from_run) if request.from_run else None

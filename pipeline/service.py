@@ -108,6 +108,10 @@ class JobRequest(BaseModel):
     bars: int | None = None
     density: str | None = Field(None, description="sparse | normal | busy")
     seed: int | None = Field(None, description="None = a fresh seed, recorded in run.json")
+    loop: int | None = Field(None, description="loop length in bars: 1, 2 or 4; 0 = off; None = the genre's")
+    chords: str | None = Field(None, max_length=200, description="'Am F C G', 'vi IV I V'; None = the genre's")
+    swing: float | None = Field(None, ge=50, le=75, description="swing percent, 50 straight; None = the genre's")
+    quantize: bool = Field(False, description="notes exactly on the grid (no swing or groove)")
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.95
@@ -325,6 +329,8 @@ class ServiceState:
                 bars=body.bars if body.bars is not None else base.get("bars"),
                 density=body.density or (None if prompt else base.get("density")),
                 seed=body.seed or 0,
+                loop=body.loop if body.loop is not None else (None if prompt else base.get("loop")),
+                chords=body.chords or (None if prompt else base.get("chords") or None),
             )
         except ValueError as error:
             raise _as_field_error(error, "prompt") from error
@@ -369,8 +375,8 @@ class ServiceState:
         """RunRequest keyword arguments for a stored job (paths as strings for the pipe)."""
         request = job.request
         kwargs = {name: request.get(name) for name in (
-            "prompt", "genre", "bpm", "key", "bars", "density", "seed", "temperature", "top_k", "top_p",
-            "stems", "renderer", "kit", "preset", "dry", "tail", "sample_rate", "instruments", "keep")}
+            "prompt", "genre", "bpm", "key", "bars", "density", "seed", "loop", "chords", "swing", "quantize",
+            "temperature", "top_k", "top_p", "stems", "renderer", "kit", "preset", "dry", "tail", "sample_rate", "instruments", "keep")}
         kwargs["prompt"] = kwargs["prompt"] or ""
         kwargs["model"] = str(self.model)
         kwargs["out"] = str(self.jobs_dir / job.id)

@@ -28,11 +28,11 @@ from eval.fad import (
 )
 from eval.novelty import nearest_training_windows, piece_novelty
 from eval.reference import EvalError, conform, read_audio, role_from_name
-from eval.report import EvalRequest, run_eval
+from eval.report import EvalRequest, RunPiece, run_eval, symbolic_section
 from eval.window_store import load_window_notes, piece_windows, save_window_notes, window_rows
 from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Arrangement, Note, Track, tracks_to_score
 from symbolic.canonical import LEVELS, NoveltyIndex, piece_digests
-from symbolic.conditions import Conditions
+from symbolic.conditions import Conditions, parse_key
 
 SR = 22050
 BARS = 8
@@ -479,8 +479,42 @@ def test_run_eval_writes_a_complete_report(eval_inputs):
     assert html.count("<table>") == html.count("</table>") >= 4
     markdown = (out / "report.md").read_text()
     assert "| mix |" in markdown and "copy_house" in markdown and "features" in markdown
+    symbolic = report["symbolic"]
+    assert set(symbolic["runs"]) == {"fresh_lofi", "copy_house", "other_model"}
+    assert symbolic["training_windows"] == 10 and "## Symbolic" in markdown
+    kick_snare = next(r for r in symbolic["figures"] if r["name"] == "kick_snare_kept")
+    assert 0 < kick_snare["runs"] < 1 and 0 < kick_snare["training_all"] < 1  # random grooves change every bar
     for png in (out / "plots").glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def looped_piece(bars: int = BARS) -> dict[str, list[Note]]:
+    """A 1-bar loop in A minor: the same kick/snare bar, bass root on the kicks, one melody bar."""
+    bar = TICKS_PER_BAR
+    drums = [Note(b * bar + t, 120, p, 100) for b in range(bars) for t, p in ((0, 36), (480, 38), (960, 36),
+                                                                              (1440, 38))]
+    bass = [Note(b * bar + t, 240, 45, 90) for b in range(bars) for t in (0, 960)]
+    melody = [Note(b * bar + i * 240, 240, p, 80) for b in range(bars) for i, p in enumerate((69, 72, 76, 72))]
+    return {"drums": drums, "bass": bass, "melody": melody}
+
+
+def test_symbolic_section_tells_a_loop_from_random_training_material(training):
+    _, _, windows = training
+    from eval.window_store import build_window_notes
+
+    store = build_window_notes(windows, TICKS_PER_BEAT)
+    pieces = [RunPiece("loop", "house", BARS, looped_piece(), parse_key("A minor"))]
+    section = symbolic_section(pieces, store)
+    rows = {r["name"]: r for r in section["figures"]}
+    assert rows["melody_self_similarity_lag1"]["runs"] == 1.0 and rows["melody_bars_repeated"]["runs"] == 1.0
+    assert rows["melody_self_similarity_lag1"]["training_all"] < 0.2  # random bars share little
+    assert rows["kick_snare_kept"]["runs"] == 1.0 and rows["kicks_covered"]["runs"] == 1.0
+    assert rows["bass_self_similarity_lag4"]["runs"] == 1.0 and rows["bass_self_similarity_lag4"]["training_all"] is None
+    assert rows["key_found"]["runs"] == 1.0 and rows["key_found"]["training_missing"] == "windows carry no asked key"
+    assert section["runs"]["loop"]["drum_duplicate_hits"] == 0.0
+    assert section["same_genre_windows"] == 0  # training sources are "train/...": no genre folders
+    empty = symbolic_section(pieces, None)
+    assert empty["training_windows"] == 0 and all(r["training_all"] is None for r in empty["figures"])
 
 
 def test_run_eval_refuses_an_existing_out_dir(eval_inputs):

@@ -1,5 +1,6 @@
 """Feature functions of eval/music_features.py on hand-made grooves and lines whose answer
-is known by construction."""
+is known by construction (the structure figures also on micro-timed copies: a groove must
+not change what they read)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,43 @@ import pytest
 
 from eval.music_features import (
     FEATURE_NAMES,
+    FIGURES,
     GenreClassifier,
+    Intervals,
+    Mean,
     Share,
+    bar_similarity,
+    bars_repeated_exactly,
     bass_on_kick,
+    bass_roots_on_downbeats,
     best_key_share,
     cut_window,
+    distinct_velocities,
+    duplicate_drum_hits,
+    figure_values,
+    format_figure,
+    grid_step,
+    grid_swing,
     group_histograms,
+    hihat_rolls,
     histogram_distance,
     in_key,
+    key_found,
+    kick_coverage,
+    kick_snare_persistence,
+    line,
+    line_intervals,
+    melody_strong_beat_chord_tones,
     notes_per_bar,
     onset_histogram,
+    overlapping_same_pitch,
+    piece_figures,
+    pool_figures,
+    relative_key,
+    self_similarity,
+    sixteenth,
+    snap_notes,
+    snare_or_clap_on_beat3,
     step_in_bar,
     swing,
     total_share,
@@ -27,7 +55,7 @@ from eval.music_features import (
 )
 from symbolic.arrangement import Note
 from symbolic.conditions import parse_key
-from symbolic.corpus_rules import swing_16ths, swing_ratio
+from symbolic.corpus_rules import Chord, ChordSpan, swing_16ths, swing_ratio
 
 TPB = 480
 KICK, SNARE, HAT = 36, 38, 42
@@ -135,6 +163,12 @@ def test_window_features_name_every_value() -> None:
     assert named["bass_on_kick"] == 1.0 and named["melody_notes_per_bar"] == 0.0
 
 
+def test_window_features_read_a_grooved_window_like_its_grid() -> None:
+    on_grid = {"drums": FOUR_ON_THE_FLOOR + SWUNG_HATS, "bass": [Note(n.start, 200, 36, 100) for n in FOUR_ON_THE_FLOOR]}
+    grooved = {role: nudged(notes, [7, -11, 13]) for role, notes in on_grid.items()}
+    assert np.array_equal(window_features(grooved, TPB, 2), window_features(on_grid, TPB, 2))
+
+
 def test_classifier_tells_two_grooves_apart() -> None:
     rng = np.random.default_rng(0)
     examples, labels = [], []
@@ -148,3 +182,235 @@ def test_classifier_tells_two_grooves_apart() -> None:
     assert classifier.predict(np.asarray(examples[30:])) == labels[30:]
     with pytest.raises(ValueError, match="two genres"):
         GenreClassifier.fit(np.asarray(examples[:2]), ["house", "house"])
+
+
+# ------------------------------------------------------------------ structure (vs real music)
+
+BAR = 4 * TPB
+
+
+def line_of(pitches: list[int | None], step: int = TPB, bar_offset: int = 0, velocity: int = 90) -> list[Note]:
+    """A line of notes `step` ticks apart (None = a rest), from bar `bar_offset`."""
+    return [Note(bar_offset * BAR + i * step, step, p, velocity) for i, p in enumerate(pitches) if p is not None]
+
+
+def bars_from(patterns: list[list[int]]) -> list[Note]:
+    """One 4-quarter bar per pattern (pitches on the beats), patterns in order."""
+    return [n for bar, pattern in enumerate(patterns) for n in line_of(pattern, bar_offset=bar)]
+
+
+def nudged(notes: list[Note], ticks: list[int]) -> list[Note]:
+    """The notes played a few ticks early/late (cycling through `ticks`), like a groove."""
+    return [Note(n.start + ticks[i % len(ticks)], n.duration, n.pitch, n.velocity) for i, n in enumerate(notes)]
+
+
+A, B = [60, 62, 64, 65], [67, 65, 62, 60]  # no (beat, pitch) in common
+
+
+def test_grid_step_and_snap_undo_micro_timing() -> None:
+    assert [grid_step(t, TPB) for t in (0, 19, 20, 35, 45, 1920 - 12)] == [0, 0, 1, 1, 1, 48]
+    played = nudged(line_of([60, 62, 64]), [12, -9, 17])
+    assert [(n.start, n.velocity) for n in snap_notes(played, TPB)] == [(0, 90), (480, 90), (960, 90)]
+    assert [n.start for n in snap_notes([Note(43, 8, 60, 90)], 96)] == [40]  # 96 ticks per beat: 8 a step
+    assert sixteenth(320, TPB) == 3 and sixteenth(160, TPB) == 1  # triplets fall to the nearest 16th
+
+
+@pytest.mark.parametrize(("a", "b", "drums", "expected"), [
+    (line_of(A), line_of(A), False, 1.0),
+    (line_of(A), nudged(line_of(A), [10, -12]), False, 1.0),  # micro-timing is still the same bar
+    (line_of([60, 62]), line_of([None, 62, 64]), False, 1 / 3),  # {C@0, D@12} vs {D@12, E@24}
+    (line_of(A), line_of(B), False, 0.0),
+    (line_of(A), [], False, 0.0),
+    ([], [], False, None),  # two empty bars: nothing to compare
+    (hits([0, 480], 42), hits([0, 480], 51), True, 1.0),  # hat vs ride: the same cymbal on the same steps
+    (hits([0, 480], 42), hits([0, 480], 51), False, 0.0),
+], ids=["same", "micro-timed", "one-of-three", "different", "vs-empty", "both-empty", "drum-groups",
+        "raw-drum-pitches"])
+def test_bar_similarity(a: list[Note], b: list[Note], drums: bool, expected: float | None) -> None:
+    assert bar_similarity(a, b, TPB, drums) == (expected if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize(("patterns", "lag", "expected"), [
+    ([A] * 8, 1, Mean(7.0, 7)),  # a 1-bar loop
+    ([A, B] * 4, 1, Mean(0.0, 7)),  # a 2-bar loop: neighbours differ...
+    ([A, B] * 4, 2, Mean(6.0, 6)),  # ...but every bar comes back 2 bars later
+    ([A, B, B, B] * 2, 4, Mean(4.0, 4)),  # a 4-bar phrase played twice
+    ([A, [], [], A], 1, Mean(0.0, 2)),  # bar pairs (1, 2) are both empty: skipped
+], ids=["1-bar-loop-lag1", "2-bar-loop-lag1", "2-bar-loop-lag2", "4-bar-phrase-lag4", "rests-skipped"])
+def test_self_similarity(patterns: list[list[int]], lag: int, expected: Mean) -> None:
+    assert self_similarity(bars_from(patterns), len(patterns), lag, TPB) == expected
+
+
+@pytest.mark.parametrize(("notes", "bars", "expected"), [
+    (bars_from([A, B, A, [60, 62, 64, 66]]), 4, Share(1, 3)),  # bar 3 repeats bar 1; bars 2 and 4 are new
+    (bars_from([A] * 4), 4, Share(3, 3)),
+    (bars_from([A, [], A]), 3, Share(1, 1)),  # an empty bar is not a bar to judge
+    (line_of(A) + line_of(A, step=TPB // 2, bar_offset=2), 4, Share(0, 1)),  # same pitches, other rhythm
+    (line_of(A) + [Note(BAR + n.start, n.duration // 2, n.pitch, 90) for n in line_of(A)], 2, Share(0, 1)),
+], ids=["A-B-A-C", "loop", "rest-bar", "other-rhythm", "other-durations"])
+def test_bars_repeated_exactly(notes: list[Note], bars: int, expected: Share) -> None:
+    assert bars_repeated_exactly(notes, bars, TPB) == expected
+
+
+def test_line_takes_the_top_note_for_melody_and_the_bottom_for_bass() -> None:
+    chords = line_of([60, 62]) + line_of([64, 65]) + [Note(2 * TPB + 10, TPB, 67, 90)]  # 10 ticks late
+    assert [n.pitch for n in line(chords, TPB)] == [64, 65, 67]
+    assert [n.pitch for n in line(chords, TPB, lowest=True)] == [60, 62, 67]
+
+
+@pytest.mark.parametrize(("pitches", "lowest", "expected"), [
+    ([60, 60, 62, 65, 72], False, Intervals(Share(1, 4), Share(1, 4), Share(1, 4))),  # 0, 2, 3, 7
+    ([36, 36, 36, 43], True, Intervals(Share(2, 3), Share(0, 3), Share(1, 3))),  # root, root, root, fifth
+    ([60], False, Intervals(Share(0, 0), Share(0, 0), Share(0, 0))),
+], ids=["melody", "bass", "one-note"])
+def test_line_intervals(pitches: list[int], lowest: bool, expected: Intervals) -> None:
+    assert line_intervals(line_of(pitches), TPB, lowest) == expected
+
+
+def groove_bar(bar: int, snares: list[int], kicks: tuple[int, ...] = (0, 960)) -> list[Note]:
+    return hits([bar * BAR + t for t in kicks], KICK) + hits([bar * BAR + t for t in snares], SNARE)
+
+
+@pytest.mark.parametrize(("drums", "bars", "expected"), [
+    (groove_bar(0, [480, 1440]) + groove_bar(1, [480, 1440]), 2, Mean(1.0, 1)),
+    (groove_bar(0, [480, 1440]) + groove_bar(1, [480, 1680]), 2, Mean(3 / 5, 1)),  # one snare moves: 3 of 5 kept
+    (groove_bar(0, [480, 1440]) + hits([BAR + t for t in range(0, BAR, 240)], HAT) + groove_bar(2, [480, 1440]), 3,
+     Mean(0.0, 2)),  # a hats-only bar breaks the pattern twice
+    (STRAIGHT_HATS, 2, Mean(0.0, 0)),  # no kick or snare anywhere: nothing to judge
+], ids=["kept", "one-snare-moved", "hats-only-bar", "no-backbone"])
+def test_kick_snare_persistence(drums: list[Note], bars: int, expected: Mean) -> None:
+    assert kick_snare_persistence(drums, bars, TPB) == expected
+
+
+def test_kick_coverage_and_bass_on_kick_are_two_directions() -> None:
+    bass = nudged([Note(bar * BAR + t, 200, 36, 100) for bar in range(2) for t in (0, 960)], [15, -10])  # grooved
+    assert kick_coverage(bass, FOUR_ON_THE_FLOOR, TPB) == Share(4, 8)  # half the kicks doubled
+    assert bass_on_kick(snap_notes(bass, TPB), FOUR_ON_THE_FLOOR) == Share(4, 4)  # every bass note on a kick
+    assert kick_coverage([], FOUR_ON_THE_FLOOR, TPB) == Share(0, 8)
+    assert kick_coverage(bass, STRAIGHT_HATS, TPB) == Share(0, 0)
+
+
+@pytest.mark.parametrize(("asked", "found"), [
+    ("C major", True), ("A minor", True),  # the asked key, and its relative (the same notes)
+    ("G major", False), ("F# major", False), ("C minor", False),
+], ids=lambda v: str(v))
+def test_key_found_accepts_the_key_and_its_relative(asked: str, found: bool) -> None:
+    cadence = C_MAJOR_SCALE + [Note(8 * TPB, 4 * TPB, 60, 90), Note(8 * TPB, 4 * TPB, 48, 90)]  # ends on a long C
+    assert key_found(cadence, parse_key(asked)) is found
+
+
+def test_key_found_without_notes_and_relative_keys() -> None:
+    assert key_found([], parse_key("C major")) is False
+    assert relative_key(parse_key("C major")) == parse_key("A minor")
+    assert relative_key(parse_key("Eb minor")) == parse_key("F# major")
+
+
+C, F, G = Chord(0, 4, 7, 11, 0), Chord(5, 4, 7, 11, 5), Chord(7, 4, 7, 10, 7)
+C_OVER_E = Chord(0, 4, 7, 11, 4)
+ONE_CHORD_A_BAR = [ChordSpan(i * BAR, (i + 1) * BAR, chord) for i, chord in enumerate((C, F, G, C))]
+
+
+@pytest.mark.parametrize(("bass", "chords", "bars", "expected"), [
+    (bars_from([[36], [41], [43], [36]]), ONE_CHORD_A_BAR, 4, Share(4, 4)),
+    (nudged(bars_from([[36, 43], [41], [43], [36]]), [-8, 12]), ONE_CHORD_A_BAR, 4, Share(4, 4)),  # grooved
+    (bars_from([[40], [45], [47], [40]]), ONE_CHORD_A_BAR, 4, Share(0, 4)),  # thirds on the downbeats
+    (bars_from([[40]]), [ChordSpan(0, BAR, C_OVER_E)], 1, Share(1, 1)),  # C/E: the slash note is the bass note
+    (bars_from([[None, 36]]), [ChordSpan(0, BAR, C)], 1, Share(0, 1)),  # nothing on the downbeat: a miss
+    (line_of([36, 41], step=2 * TPB), [ChordSpan(0, 960, C), ChordSpan(960, BAR, F)], 1, Share(1, 1)),
+    (bars_from([[36], [36]]), [ChordSpan(0, BAR, C)], 2, Share(1, 1)),  # bar 2 has no chord: not counted
+], ids=["roots", "grooved-roots", "thirds", "slash-chord", "offbeat-only", "mid-bar-change", "no-chord"])
+def test_bass_roots_on_downbeats(bass: list[Note], chords: list[ChordSpan], bars: int, expected: Share) -> None:
+    assert bass_roots_on_downbeats(bass, chords, bars, TPB) == expected
+
+
+def test_melody_strong_beat_chord_tones() -> None:
+    melody = line_of([60, 62, 64, 67]) + [Note(240, 240, 65, 90)]  # C D E G on the beats, F off the beat
+    assert melody_strong_beat_chord_tones(melody, [ChordSpan(0, BAR, C)], TPB) == Share(3, 4)
+    assert melody_strong_beat_chord_tones(melody, [ChordSpan(BAR, 2 * BAR, C)], TPB) == Share(0, 0)  # no chord
+
+
+def test_grid_swing_reads_played_swing_that_raw_ticks_miss() -> None:
+    played = nudged(SWUNG_HATS, [0, 12, 0, -9])  # triplet off-beats 12 ticks late / 9 early
+    assert swing(played, TPB).value == 0.0  # 332 and 311 are not swung ticks
+    assert grid_swing(played, TPB).value == 1.0
+    assert grid_swing(nudged(STRAIGHT_HATS, [0, 10]), TPB).value == 0.0
+
+
+@pytest.mark.parametrize(("velocities", "bars", "expected"), [
+    ([100], 8, Mean(1.0, 1)),  # a programmed beat: one velocity
+    ([80, 100, 120], 8, Mean(3.0, 1)),
+    ([80, 100, 120], 16, Mean(6.0, 2)),  # two 8-bar spans, 3 each
+    ([80, 100, 120], 4, Mean(0.0, 0)),  # shorter than a span: nothing
+], ids=["one", "three", "two-spans", "short"])
+def test_distinct_velocities(velocities: list[int], bars: int, expected: Mean) -> None:
+    drums = [Note(bar * BAR + beat * TPB, 40, KICK, velocities[(bar * 4 + beat) % len(velocities)])
+             for bar in range(bars) for beat in range(4)]
+    assert distinct_velocities(drums, bars, TPB) == expected
+
+
+def test_duplicate_drum_hits() -> None:
+    groove = FOUR_ON_THE_FLOOR + hits([0, 480], SNARE)  # kick and snare together: not a duplicate
+    assert duplicate_drum_hits(groove) == Share(0, 10)
+    doubled = groove + [Note(0, 40, KICK, 60), Note(480, 40, KICK, 60), Note(480, 40, KICK, 70)]
+    assert duplicate_drum_hits(doubled) == Share(3, 13)
+
+
+@pytest.mark.parametrize(("notes", "expected"), [
+    (line_of([60, 60, 60]), 0),  # touching: each ends where the next starts
+    (line_of([60, 62, 64]) + [Note(0, TPB, 67, 90)], 0),  # a chord: other pitches
+    ([Note(0, TPB, 60, 90), Note(240, TPB, 60, 90)], 1),  # restruck while still sounding
+    ([Note(0, TPB, 60, 90), Note(0, 240, 60, 90)], 1),  # two at one tick
+    ([Note(0, 4 * TPB, 60, 90), Note(TPB, 60, 60, 90), Note(2 * TPB, 60, 60, 90)], 2),  # under a long note
+], ids=["touching", "chord", "restruck", "same-tick", "under-a-long-note"])
+def test_overlapping_same_pitch(notes: list[Note], expected: int) -> None:
+    assert overlapping_same_pitch(notes) == expected
+
+
+@pytest.mark.parametrize(("pitch", "ticks", "expected"), [
+    (SNARE, [960], Share(2, 2)), (39, [960 + 14], Share(2, 2)), (40, [960], Share(2, 2)),  # snare, clap, e-snare
+    (SNARE, [480, 1440], Share(0, 2)), (37, [960], Share(0, 2)),  # a backbeat; a rim shot
+], ids=["snare", "late-clap", "electric-snare", "backbeat", "rim"])
+def test_snare_or_clap_on_beat3(pitch: int, ticks: list[int], expected: Share) -> None:
+    assert snare_or_clap_on_beat3(hits(bars_of(ticks, 2), pitch), 2, TPB) == expected
+
+
+@pytest.mark.parametrize(("ticks", "expected"), [
+    ([BAR + 960 + i * 60 for i in range(4)], Share(1, 4)),  # 32nds in bar 2
+    ([2 * BAR + i * 80 for i in range(3)], Share(1, 4)),  # 16th triplets in bar 3
+    (list(range(0, 4 * BAR, 120)), Share(0, 4)),  # 16ths: not a roll
+    ([960, 1020], Share(0, 4)),  # two fast hats are a flam, not a roll
+    ([960 + i * 60 for i in range(3)] + [BAR + 960 + i * 60 for i in range(3)], Share(2, 4)),
+], ids=["32nds", "16th-triplets", "16ths", "two-hits", "two-rolls"])
+def test_hihat_rolls(ticks: list[int], expected: Share) -> None:
+    assert hihat_rolls(hits(ticks, HAT), 4, TPB) == expected
+
+
+def test_piece_figures_measure_only_what_the_piece_has() -> None:
+    drums_only = piece_figures({"drums": FOUR_ON_THE_FLOOR}, 2, TPB)
+    assert "kick_snare_kept" in drums_only and not any(n.startswith(("melody", "bass")) for n in drums_only)
+    silent_bass = piece_figures({"drums": FOUR_ON_THE_FLOOR, "bass": []}, 2, TPB, parse_key("C major"))
+    assert silent_bass["bass_notes_per_bar"] == Mean(0.0, 2) and silent_bass["kicks_covered"] == Share(0, 8)
+    assert silent_bass["key_found"] == Share(0, 1) and "key_found_minor" not in silent_bass
+    with_chords = piece_figures({"bass": bars_from([[36], [41]])}, 2, TPB, chords=ONE_CHORD_A_BAR)
+    assert with_chords["bass_roots_on_downbeats"] == Share(2, 2) and "melody_chord_tones" not in with_chords
+    assert set(piece_figures({"melody": C_MAJOR_SCALE, "bass": [], "drums": FOUR_ON_THE_FLOOR}, 2, TPB,
+                             parse_key("A minor"), ONE_CHORD_A_BAR)) <= set(FIGURES)
+
+
+def test_figures_pool_as_ratios_of_sums_and_average_the_melody_lags() -> None:
+    loop = {"melody": bars_from([A] * 8)}
+    through = {"melody": bars_from([A, B, [61, 63, 66, 68], [70, 72, 74, 75]] * 2)}
+    pooled = pool_figures([piece_figures(loop, 8, TPB), piece_figures(through, 8, TPB)])
+    assert pooled["melody_self_similarity_lag1"] == Mean(7.0, 14)
+    values = figure_values(pooled)
+    lags = [values[f"melody_self_similarity_lag{lag}"] for lag in (1, 2, 4)]
+    assert values["melody_self_similarity"] == pytest.approx(sum(lags) / 3)
+    assert values["melody_self_similarity_lag4"] == 1.0  # both repeat after 4 bars
+
+
+@pytest.mark.parametrize(("name", "value", "shown"), [
+    ("melody_steps", 0.437, "44%"), ("bass_self_similarity_lag4", 0.6912, "0.69"),
+    ("drum_velocities_per_8_bars", 64.56, "64.6"), ("key_found", float("nan"), "-"), ("in_scale", None, "-"),
+], ids=["share", "similarity", "count", "nothing-measured", "absent"])
+def test_format_figure(name: str, value: float | None, shown: str) -> None:
+    assert format_figure(name, value) == shown
