@@ -126,6 +126,9 @@ class Piece:
     density: str = "normal"
     chords: list | None = None  # the arrangement's chord plan (spans with .start/.end/.chord), if any
     kind: str = "training"  # normal | sparse | busy | long (generated requests) | training
+    # the composed notes on the token grid before the feel (swing, micro-timing), where they
+    # differ from `tracks`: novelty compares these with the training index, which is on the grid
+    grid_tracks: dict[str, list[Note]] | None = None
 
     @cached_property
     def figures(self) -> dict[str, Stat]:
@@ -423,7 +426,9 @@ def _generate(composer: Composer, request: Request, bpm: float, out: Path) -> Ge
         problems.append(f"run.json bars {conditions.bars} differ from the asked {bars}")
         exact_bars = False
     chords = list(getattr(result.arrangement, "chords", None) or []) or None
-    piece = Piece(request.genre, parse_key(conditions.key), bars, tracks, conditions.density, chords, request.kind)
+    grid = {r: list(t.notes) for r, t in (getattr(result.arrangement, "grid_tracks", None) or {}).items()}
+    piece = Piece(request.genre, parse_key(conditions.key), bars, tracks, conditions.density, chords, request.kind,
+                  {**tracks, **grid} if grid else None)
     return Generated(request, bpm, conditions.key, result.manifest["model_genre"], piece,
                      readable and not invalid, exact_bars, exact_bpm, problems,
                      result.manifest["timings"]["compose"], past_end)
@@ -522,7 +527,7 @@ def novelty_counts(pieces: list[Piece], index: NoveltyIndex) -> tuple[Counter, s
     piece_set: set[bytes] = set()
     track_sets: dict[str, set[bytes]] = defaultdict(set)
     for piece in pieces:
-        digests = piece_digests(piece.tracks, TICKS_PER_BEAT, piece.bars, stride_bars=1)
+        digests = piece_digests(piece.grid_tracks or piece.tracks, TICKS_PER_BEAT, piece.bars, stride_bars=1)
         for level in ("window", "window_track"):
             for d, (_, role) in zip(digests.by_level[level], digests.where[level]):
                 found = index.contains(level, d)

@@ -267,6 +267,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         prefix_ids=tokenizer.prefix_ids(model_genre, conditions.bpm, conditions.key, conditions.density,
                                         conditions.bars),
         roles=roles, bars=conditions.bars, context=context, key=conditions.key, composition=composition,
+        genre=model_genre,
     )
     sampler = sampler_for(composer)
     compose_started = time.perf_counter()

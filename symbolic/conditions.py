@@ -422,17 +422,21 @@ _MINOR_PROFILE = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.
 
 
 def default_chords(conditions: Conditions) -> str:
-    """The genre's default progression in the piece's key, drawn by the seed, whose cycle
-    fits the loop (a 2-bar loop gets a 1- or 2-bar progression)."""
+    """The genre's default progression in the piece's key, drawn by the seed: one whose
+    cycle fits the loop (a 2-bar loop gets a 1- or 2-bar progression) and, where the draws
+    allow, that starts on the tonic chord, so the loop states its key before it travels."""
     from symbolic.harmony import default_progression
 
     key = conditions.key_obj
-    progression = default_progression(conditions.genre, key, conditions.seed)
-    for attempt in range(1, 64):
-        if not conditions.loop or conditions.loop % progression.cycle_bars == 0:
-            break
+    fallback = None
+    for attempt in range(64):
         progression = default_progression(conditions.genre, key, conditions.seed + 7919 * attempt)
-    return progression.text()
+        if conditions.loop and conditions.loop % progression.cycle_bars:
+            continue
+        if progression.chords[0].root == key.tonic:
+            return progression.text()
+        fallback = fallback or progression
+    return (fallback or default_progression(conditions.genre, key, conditions.seed)).text()
 
 
 def nearest_known_genre(genre: str, known: tuple[str, ...] | list[str]) -> str:

@@ -23,12 +23,15 @@ from dataclasses import dataclass
 
 import torch
 
+from symbolic.arrangement import BEATS_PER_BAR
 from symbolic.conditions import parse_key
 from symbolic.grammar import GrammarState, GrammarTables, Kind
-from symbolic.plan import VARIATION_KEEPS_BEATS, CompositionPlan
+from symbolic.plan import CompositionPlan
+from symbolic.style import StyleStats
 
 KICK_PITCHES: frozenset[int] = frozenset({35, 36})
 LEAP_SEMITONES = 5  # a 4th or more
+GENRE_CONTRAST_LIMIT = 2.0  # nats: a genre's signature is stressed, never forced or forbidden
 
 
 @dataclass(frozen=True)
@@ -36,22 +39,29 @@ class GuideStrengths:
     """How hard each rule pulls, in nats (0 switches a rule off)."""
 
     key: float = 1.5  # in-scale pitches of bass and melody
-    home: float = 0.7  # more for the tonic triad: the key's home notes, so the tonal centre is heard
-    mode_note: float = 1.0  # more again for the key's third, the note that tells minor from major
+    home: float = 0.7  # on the beats, more for the tonic triad: the home notes that make the key heard
+    mode_note: float = 1.0  # on the beats, more again for the key's third, which tells minor from major
     chord_bass: float = 6.0  # the chord's bass note for the first bass note of a chord
     bass_chord_tone: float = 1.5
     bass_repeat: float = 1.0
     melody_chord_tone: float = 2.0  # chord tones on the beats
-    melody_step: float = 1.5  # a step of 1-2 semitones
-    leap_per_semitone: float = 0.35  # beyond a major 3rd, bass and melody
-    kick: float = 2.0  # bass positions on (+) / off (-) a kick, times the plan's kick lock
-    skip_kick: float = 3.0  # moving past a kick no bass note has taken yet
+    melody_step: float = 0.8  # a step of 1-2 semitones
+    leap_per_semitone: float = 0.25  # beyond a major 3rd, bass and melody
+    bass_on_change: float = 2.0  # a bass note where the chord changes (and on each downbeat)
+    kick: float = 3.0  # bass positions on (+) / off (-) a kick, times the plan's kick lock
+    skip_kick: float = 4.0  # moving past a kick no bass note has taken yet
     density: float = 1.0  # per beat of gap to the next note: busy favours short gaps, sparse long
+    genre: float = 1.5  # times the genre contrast of onset positions (style.json), clipped
+    drum_mix: float = 0.5  # which drum: weight of the genre's own drum shares against the model's
 
 
 DENSITY_SIGN: dict[str, float] = {"sparse": -1.0, "normal": 0.0, "busy": 1.0}
 # the bass is held to the kicks, so the density words must pull it harder to show
 DENSITY_ROLE_SCALE: dict[str, float] = {"drums": 1.0, "bass": 2.0, "melody": 1.0}
+# Onsets a bar asked of each density, as a multiple of the genre's rate in the training data.
+DENSITY_RATE: dict[str, float] = {"sparse": 0.6, "normal": 1.0, "busy": 1.6}
+DENSITY_ERROR_LIMIT = 4.0  # onsets: how far behind or ahead the controller reacts to
+STACK_GAP_BEATS = 0.25  # a melody note stacked on another counts, for density, as a 16th away
 
 
 def guide_pitches(logits: torch.Tensor, bias: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
@@ -66,32 +76,52 @@ def guide_pitches(logits: torch.Tensor, bias: torch.Tensor, pitches: torch.Tenso
     return out
 
 
+def mix_pitches(logits: torch.Tensor, log_shares: torch.Tensor, pitches: torch.Tensor, weight: float) -> torch.Tensor:
+    """Among `pitches`, the geometric mixture model^(1-weight) * shares^weight (a product of
+    experts: the model and the genre's own statistics), keeping the pitches' total mass.
+    Unlike a contrast with the other genres, it never exaggerates a drum the genre plays
+    rarely: the mixture lies between the two distributions."""
+    if not weight or not bool(pitches.any()):
+        return logits
+    before = logits[pitches]
+    after = (1 - weight) * before + weight * log_shares[pitches].clamp(min=-30.0)
+    out = logits.clone()
+    out[pitches] = after - torch.logsumexp(after, 0) + torch.logsumexp(before, 0)
+    return out
+
+
 class Guide:
     """One piece's steering state; build a new one per sample."""
 
     def __init__(self, tables: GrammarTables, plan: CompositionPlan | None, key: str | None,
-                 strengths: GuideStrengths) -> None:
+                 strengths: GuideStrengths, style: StyleStats | None = None, genre: str | None = None) -> None:
         self.tables = tables
         self.plan = plan
         self.strengths = strengths
         grid = tables.tokenizer.spec.grid_per_beat
         self.grid_per_beat = grid
-        self.half_bar = VARIATION_KEEPS_BEATS * grid
         self.positions_per_bar = tables.ticks_per_bar
         self.pitch_of = torch.where(tables.pitched, tables.value, torch.full_like(tables.value, -1000)).float()
         pc = tables.value % 12
         self.pc_masks = torch.stack([(tables.pitched & (pc == p)).float() for p in range(12)])
-        self.key_vector = None
+        self.key_vector = self.home_vector = None
         if key and strengths.key:
             parsed = parse_key(key)
             third = (parsed.tonic + (3 if parsed.mode == "minor" else 4)) % 12
             triad = [parsed.tonic, third, (parsed.tonic + 7) % 12]
-            self.key_vector = (tables.in_key(key) * strengths.key + strengths.home * self.pc_masks[triad].sum(0)
-                               + strengths.mode_note * self.pc_masks[third])
+            self.key_vector = tables.in_key(key) * strengths.key
+            self.home_vector = strengths.home * self.pc_masks[triad].sum(0) + strengths.mode_note * self.pc_masks[third]
         position_ids = (tables.kind == Kind.POSITION).nonzero().flatten()
         order = tables.value[position_ids].argsort()
         self.position_ids = position_ids[order]  # token id of Position_0, Position_1, ...
         self.closing = tables.bar | tables.track_end
+        self.drum_positions, self.drum_pitches = self._genre_contrast(style, genre)
+        density = plan.density if plan else "normal"
+        self.onset_targets = {role: style.onset_rate(genre, role) * DENSITY_RATE[density]
+                              for role in ("drums", "bass", "melody")
+                              if style is not None and style.onset_rate(genre, role)}
+        self.onset_debt = 0.0  # onsets the sampled bars of this track are behind their target
+        self.line_positions = {role: self._line_contrast(style, genre, role) for role in ("bass", "melody")}
         chords = plan.chords if plan else ()
         self.chord_starts = [c[0] for c in chords]
         self.chords = chords
@@ -105,6 +135,30 @@ class Guide:
         self.onsets: set[int] = set()
         self.closed = False
 
+    def _genre_contrast(self, style: StyleStats | None, genre: str | None
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(position bias (positions,), log P(drum | position, genre) (positions, vocab),
+        -inf where the genre data has no such drum) for `genre`."""
+        if style is None or genre not in style.bars or not self.strengths.genre \
+                or style.positions_per_bar != self.positions_per_bar:
+            return None, None
+        position = style.drum_position_log_ratio(genre)
+        positions = torch.from_numpy(position).float().clamp(-GENRE_CONTRAST_LIMIT, GENRE_CONTRAST_LIMIT)
+        log_shares = style.drum_log_share(genre)
+        shares = torch.full((self.positions_per_bar, len(self.tables.kind)), float("-inf"))
+        for token in (self.tables.kind == Kind.PITCH_DRUM).nonzero().flatten().tolist():
+            share = log_shares.get(int(self.tables.value[token]))
+            if share is not None:
+                shares[:, token] = torch.from_numpy(share).float()
+        return positions * self.strengths.genre, shares
+
+    def _line_contrast(self, style: StyleStats | None, genre: str | None, role: str) -> torch.Tensor | None:
+        if style is None or genre not in style.bars or not self.strengths.genre \
+                or style.positions_per_bar != self.positions_per_bar:
+            return None
+        contrast = torch.from_numpy(style.line_log_ratio(genre, role)).float()
+        return contrast.clamp(-GENRE_CONTRAST_LIMIT, GENRE_CONTRAST_LIMIT) * self.strengths.genre
+
     # ------------------------------------------------------------------ watching
 
     def observe(self, token: int, state: GrammarState) -> None:
@@ -114,7 +168,10 @@ class Guide:
         if kind == Kind.PROGRAM:
             self.bodies[role] = []
             self.previous_pitch, self.previous_chord = None, None
+            self.onset_debt = 0.0
             return
+        if kind in (Kind.BAR, Kind.TRACK_END) and self.bodies.get(role) and not self.closed:
+            self.onset_debt += self.onset_targets.get(role, 0.0) - len(self.onsets)  # a bar it sampled
         if kind == Kind.BAR:
             self.bodies[role].append([])
             self.position, self.onsets, self.closed = -1, set(), False
@@ -146,9 +203,9 @@ class Guide:
         if source.whole:
             self.closed = True
             return list(body)
-        kept = []
+        kept, limit = [], source.keep_beats * self.grid_per_beat
         for token in body:
-            if self.tables.kind[token] == Kind.POSITION and self.tables.value[token] >= self.half_bar:
+            if self.tables.kind[token] == Kind.POSITION and self.tables.value[token] >= limit:
                 break
             kept.append(token)
         return kept
@@ -162,38 +219,73 @@ class Guide:
         role = state.role
         if role != "drums" and state.last in (Kind.POSITION, Kind.DURATION):
             logits = self._steer_pitch(state, mask, logits)
+        if role == "drums" and self.drum_pitches is not None and state.last in (Kind.POSITION, Kind.VELOCITY):
+            logits = mix_pitches(logits, self.drum_pitches[max(self.position, 0)], mask & self.tables.any_pitch,
+                                 self.strengths.drum_mix)
         if state.last in (Kind.BAR, Kind.DURATION) or (state.last == Kind.VELOCITY and role == "drums"):
             if self.closed:
                 closing = mask & self.closing
                 if bool(closing.any()):
                     return closing, logits
+            if role == "bass" and state.last == Kind.DURATION:
+                mask = mask & ~self.tables.pitched  # a bass line: one note at a time
             logits = self._steer_onsets(state, mask, logits)
         return mask, logits
 
     def _steer_onsets(self, state: GrammarState, mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         s = self.strengths
-        density = (DENSITY_SIGN.get(self.plan.density if self.plan else "normal", 0.0) * s.density
-                   * DENSITY_ROLE_SCALE.get(state.role, 1.0))
         lock = self.plan.kick_lock if self.plan else 0.0
         kicks = self.kicks.get(state.bar_index) if state.role == "bass" and lock > 0 else None
-        if not density and not kicks:
+        genre = self.drum_positions if state.role == "drums" else self.line_positions.get(state.role)
+        density = self._density_slope(state)
+        changes = self._changes_in_bar(state.bar_index) if state.role == "bass" and s.bass_on_change else ()
+        if not density and not kicks and genre is None and not changes:
             return logits
         bias = torch.zeros_like(logits)
+        for position in changes:
+            if position > self.position:
+                bias[self.position_ids[position]] += s.bass_on_change
+        if genre is not None:
+            bias[self.position_ids] += genre
         if density:
             # the gap to the next onset in beats; ending the bar is a gap to its end
             current = max(self.position, 0)
             gaps = (torch.arange(self.positions_per_bar) - current).clamp(min=0) / self.grid_per_beat
             bias[self.position_ids] -= density * gaps
             bias[self.closing] -= density * (self.positions_per_bar - current) / self.grid_per_beat
+            if state.role != "drums" and density > 0:
+                # another note at this position is no new onset: no easier than the next 16th
+                bias[self.tables.pitched] -= density * STACK_GAP_BEATS
         if kicks:
             by_position = torch.full((self.positions_per_bar,), -s.kick * lock)
             by_position[sorted(kicks)] = s.kick * lock
-            uncovered = [k for k in sorted(kicks) if k > state.position and k not in self.onsets]
+            uncovered = [k for k in sorted(kicks) if k > self.position and k not in self.onsets]
             if uncovered:
                 by_position[uncovered[0] + 1:] -= s.skip_kick * lock
                 bias[self.closing] -= s.skip_kick * lock
             bias[self.position_ids] += by_position
         return logits + bias
+
+    def _density_slope(self, state: GrammarState) -> float:
+        """Nats per beat of gap against the next onset: a fixed push per density word, plus,
+        with the genre's onset rate known (style.json), a controller: the onsets this track
+        is behind its target (the genre's rate times the word's factor) shorten the gaps,
+        onsets ahead lengthen them, so any model lands near the asked density."""
+        s = self.strengths
+        density = self.plan.density if self.plan else "normal"
+        slope = DENSITY_SIGN.get(density, 0.0) * s.density * DENSITY_ROLE_SCALE.get(state.role, 1.0)
+        target = self.onset_targets.get(state.role)
+        if target is not None:
+            expected = target * (max(self.position, 0) + 1) / self.positions_per_bar
+            behind = self.onset_debt + expected - len(self.onsets)
+            behind = max(-DENSITY_ERROR_LIMIT, min(DENSITY_ERROR_LIMIT, behind))
+            slope += s.density * behind * BEATS_PER_BAR / max(target, 1.0)
+        return slope
+
+    def _changes_in_bar(self, bar: int) -> list[int]:
+        """Positions of `bar` where a chord starts, the downbeat always included."""
+        start = bar * self.positions_per_bar
+        return [0] + [c - start for c in self.chord_starts if start < c < start + self.positions_per_bar]
 
     def _chord_index(self, bar: int) -> int | None:
         if not self.chords:
@@ -213,13 +305,16 @@ class Guide:
         if not bool(pitches.any()):
             return logits
         bias = self.key_vector.clone() if self.key_vector is not None else torch.zeros_like(logits)
+        on_beat = self.position % self.grid_per_beat == 0
+        if self.home_vector is not None and on_beat:
+            bias += self.home_vector
         index = self._chord_index(state.bar_index)
         chord = self.chords[index] if index is not None else None
         melody = state.role == "melody"
         if chord is not None:
             _, _, root, bass_pc, tones = chord
             if melody:
-                if self.position % self.grid_per_beat == 0:
+                if on_beat:
                     bias += s.melody_chord_tone * self._chord_vector(tones)
             elif self.position == 0 or index != self.previous_chord or self.previous_pitch is None:
                 bias += s.chord_bass * self.pc_masks[bass_pc]

@@ -71,6 +71,17 @@ class Composer:
         return self.tokenizer.genres
 
     @property
+    def style(self):
+        """The per-genre onset statistics of the training data (`symbolic.style`), or None
+        for a model trained before models carried them."""
+        from symbolic.style import STYLE_FILE, StyleStats
+
+        path = self.path / STYLE_FILE
+        if "_style" not in self.__dict__:
+            self.__dict__["_style"] = StyleStats.load(path) if path.is_file() else None
+        return self.__dict__["_style"]
+
+    @property
     def max_bars(self) -> int:
         return int(self.meta.get("max_bars", self.tokenizer.spec.max_bars))
 

@@ -8,8 +8,8 @@ call), everything else is sampled with the plan's biases. Any model `pipeline tr
 is steered the same way, because the plan lives at sampling time, not in the weights.
 
 Loop shape, per role (period P, cell C, a phrase of 4 bars):
-- bars [0, C) are sampled; a bar in [C, P) varies bar `b % C`: its first two beats are
-  copied, the rest is sampled (an A A' pattern);
+- bars [0, C) are sampled; a bar in [C, P) varies bar `b % C`: its first three beats are
+  copied, the last is sampled (an A A' pattern: the same groove, a new turn at its end);
 - a bar b >= P copies bar `b % P`, except the last bar of each 4-bar phrase, which varies
   it (first two beats kept, the rest free for a fill or a variation).
 """
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from symbolic.conditions import ROLES
 
 PHRASE_BARS = 4
-VARIATION_KEEPS_BEATS = 2  # a varied bar keeps its first half and is free after it
+TURN_KEEPS_BEATS = 3  # A': the loop's second bar keeps three beats of its first
+FILL_KEEPS_BEATS = 2  # a phrase's last bar keeps its first half and is free for a fill
 
 
 class PlanError(ValueError):
@@ -49,7 +50,7 @@ GENRE_STYLES: dict[str, GenreStyle] = {
     "techno": GenreStyle(1, 0.0),
     "dnb": GenreStyle(2, 1.0),
     "funk": GenreStyle(2, 1.0),
-    "rock": GenreStyle(2, 1.0),
+    "rock": GenreStyle(2, 0.5),
     "jazz": GenreStyle(2, 0.3),
     "pop": GenreStyle(2, 1.0),
     "reggae": GenreStyle(2, 0.7),
@@ -76,7 +77,11 @@ class BarSource:
     """Bar `bar` of a track is made from bar `source` of the same track."""
 
     source: int
-    whole: bool  # True: a verbatim repeat; False: a variation (first half kept)
+    keep_beats: int | None = None  # None: a verbatim repeat; n: a variation keeping n beats
+
+    @property
+    def whole(self) -> bool:
+        return self.keep_beats is None
 
 
 def bar_sources(bars: int, period: int | None, cell: int | None = None) -> dict[int, BarSource]:
@@ -86,10 +91,10 @@ def bar_sources(bars: int, period: int | None, cell: int | None = None) -> dict[
     cell = min(cell or period, period)
     sources: dict[int, BarSource] = {}
     for bar in range(cell, min(period, bars)):
-        sources[bar] = BarSource(bar % cell, False)
+        sources[bar] = BarSource(bar % cell, TURN_KEEPS_BEATS)
     for bar in range(period, bars):
         phrase_end = (bar + 1) % PHRASE_BARS == 0
-        sources[bar] = BarSource(bar % period, not phrase_end)
+        sources[bar] = BarSource(bar % period, FILL_KEEPS_BEATS if phrase_end else None)
     return sources
 
 

@@ -47,6 +47,7 @@ class SamplePlan:
     context: dict[str, list[int]] = field(default_factory=dict)
     key: str | None = None  # the requested key, for key guidance
     composition: CompositionPlan | None = None  # loops, chords, kick lock, density
+    genre: str | None = None  # the model's genre token, for genre emphasis
 
 
 def filter_logits(logits: torch.Tensor, allowed: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
@@ -105,7 +106,9 @@ class Sampler:
         tables = self.tables
         state = GrammarState(tables, plan.roles, plan.bars, max_tokens=self.decoder.max_tokens,
                              length=len(plan.prefix_ids))
-        guide = Guide(tables, plan.composition, plan.key, replace(self.strengths, key=settings.key_bias))
+        style = self.composer.style if plan.genre else None
+        guide = Guide(tables, plan.composition, plan.key, replace(self.strengths, key=settings.key_bias),
+                      style=style, genre=plan.genre)
         stats = self.stats = SampleStats()
         self.decoder.reset()
         sequence = list(plan.prefix_ids)

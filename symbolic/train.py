@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from configs import load_config, resolve_config
 from symbolic.model import build_gpt2, cosine_lr, save_composer
+from symbolic.style import STYLE_FILE, style_of_dataset
 from symbolic.tokenizer import ComposerTokenizer
 
 
@@ -329,6 +330,8 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
             shutil.rmtree(partial / name, ignore_errors=True)
             shutil.copytree(data_dir / name, partial / name)
     shutil.copy(data_dir / "dataset.json", partial / "dataset.json")
+    # what sets each genre apart in this data: the sampler's genre emphasis and density targets
+    style_of_dataset(data_dir).save(partial / STYLE_FILE)
     if out_dir.exists():  # --resume of a finished model: swap it whole
         shutil.rmtree(out_dir)
     partial.rename(out_dir)
