@@ -34,7 +34,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                        "chosen by the seed")
     steer.add_argument("--bars", type=int, help="length in 4/4 bars (default: prompt or 8)")
     steer.add_argument("--density", choices=DENSITIES, help="note density (default: prompt words or normal)")
-    steer.add_argument("--loop", type=_loop_value, metavar="1|2|4|off",
+    steer.add_argument("--loop", metavar="1|2|4|off",
                        help="loop length in bars: bass and melody repeat every N bars, drums every 1-2, with a "
                        "variation in the last bar of each 4-bar phrase; off = through-composed (default: prompt "
                        "words like '2-bar loop', else the genre's: 4, techno 2)")
@@ -66,15 +66,6 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>_<genre>_<bpm>bpm); "
                         "never overwritten")
     _add_render_flags(parser, with_stems_switch=True)
-
-
-def _loop_value(text: str) -> int:
-    from symbolic.plan import parse_loop
-
-    try:
-        return parse_loop(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _add_render_flags(parser: argparse.ArgumentParser, with_stems_switch: bool) -> None:
@@ -114,10 +105,11 @@ def _render_fields(args: argparse.Namespace) -> dict:
 
 def _run_request(args: argparse.Namespace):
     from pipeline.run import RunRequest
+    from symbolic.plan import parse_loop
 
     return RunRequest(
         prompt=args.prompt, genre=args.genre, bpm=args.bpm, key=args.key, bars=args.bars, density=args.density,
-        seed=args.seed, loop=args.loop, chords=args.chords, swing=args.swing, quantize=args.quantize, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, key_bias=args.key_bias,
+        seed=args.seed, loop=None if args.loop is None else parse_loop(args.loop), chords=args.chords, swing=args.swing, quantize=args.quantize, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, key_bias=args.key_bias,
         model=args.model,
         out=args.out, seed_midi=args.seed_midi, from_run=args.from_run,
         keep=tuple(r.strip() for r in args.keep.split(",") if r.strip()), stems=args.stems,

@@ -52,6 +52,7 @@ class GuideStrengths:
     skip_kick: float = 4.0  # moving past a kick no bass note has taken yet
     density: float = 1.0  # per beat of gap to the next note: busy favours short gaps, sparse long
     genre: float = 1.5  # times the genre contrast of onset positions (style.json), clipped
+    backbone: float = 3.0  # the genre's skeleton hits (style.json): their position, their drum
     drum_mix: float = 0.5  # which drum: weight of the genre's own drum shares against the model's
 
 
@@ -122,6 +123,7 @@ class Guide:
                               if style is not None and style.onset_rate(genre, role)}
         self.onset_debt = 0.0  # onsets the sampled bars of this track are behind their target
         self.line_positions = {role: self._line_contrast(style, genre, role) for role in ("bass", "melody")}
+        self.backbone = self._backbone(style, genre)
         chords = plan.chords if plan else ()
         self.chord_starts = [c[0] for c in chords]
         self.chords = chords
@@ -134,6 +136,7 @@ class Guide:
         self.position = -1
         self.onsets: set[int] = set()
         self.closed = False
+        self.free_from = 0  # in a varied bar, the kept first beats take no new notes
 
     def _genre_contrast(self, style: StyleStats | None, genre: str | None
                         ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -151,6 +154,25 @@ class Guide:
             if share is not None:
                 shares[:, token] = torch.from_numpy(share).float()
         return positions * self.strengths.genre, shares
+
+    def _backbone(self, style: StyleStats | None, genre: str | None) -> dict[int, list[int]]:
+        """position -> token ids of the drums the genre plays there in most bars."""
+        if style is None or genre not in style.bars or not self.strengths.backbone \
+                or style.positions_per_bar != self.positions_per_bar:
+            return {}
+        vocab = self.tables.tokenizer.vocab
+        return {position: [vocab[f"PitchDrum_{p}"] for p in sorted(pitches) if f"PitchDrum_{p}" in vocab]
+                for position, pitches in sorted(style.backbone(genre).items())}
+
+    def _missing_backbone(self, state: GrammarState) -> list[int]:
+        """Skeleton positions still ahead in this bar (the current one included while one of
+        its skeleton drums is unplayed)."""
+        missing = []
+        for position, tokens in self.backbone.items():
+            if position > self.position or (position == self.position
+                                            and not set(tokens) <= state.pitches_here):
+                missing.append(position)
+        return missing
 
     def _line_contrast(self, style: StyleStats | None, genre: str | None, role: str) -> torch.Tensor | None:
         if style is None or genre not in style.bars or not self.strengths.genre \
@@ -174,7 +196,7 @@ class Guide:
             self.onset_debt += self.onset_targets.get(role, 0.0) - len(self.onsets)  # a bar it sampled
         if kind == Kind.BAR:
             self.bodies[role].append([])
-            self.position, self.onsets, self.closed = -1, set(), False
+            self.position, self.onsets, self.closed, self.free_from = -1, set(), False, 0
             return
         if state.stage != "body" or not self.bodies.get(role):
             return
@@ -204,6 +226,7 @@ class Guide:
             self.closed = True
             return list(body)
         kept, limit = [], source.keep_beats * self.grid_per_beat
+        self.free_from = limit
         for token in body:
             if self.tables.kind[token] == Kind.POSITION and self.tables.value[token] >= limit:
                 break
@@ -222,6 +245,12 @@ class Guide:
         if role == "drums" and self.drum_pitches is not None and state.last in (Kind.POSITION, Kind.VELOCITY):
             logits = mix_pitches(logits, self.drum_pitches[max(self.position, 0)], mask & self.tables.any_pitch,
                                  self.strengths.drum_mix)
+        if role == "drums" and self.backbone and state.last in (Kind.POSITION, Kind.VELOCITY) \
+                and self.position in self.backbone and self.position >= self.free_from:
+            unplayed = [t for t in self.backbone[self.position] if t not in state.pitches_here]
+            if unplayed:
+                logits = logits.clone()
+                logits[unplayed] += self.strengths.backbone * 1.5
         if state.last in (Kind.BAR, Kind.DURATION) or (state.last == Kind.VELOCITY and role == "drums"):
             if self.closed:
                 closing = mask & self.closing
@@ -229,6 +258,13 @@ class Guide:
                     return closing, logits
             if role == "bass" and state.last == Kind.DURATION:
                 mask = mask & ~self.tables.pitched  # a bass line: one note at a time
+            if self.free_from:
+                kept = torch.zeros_like(mask)
+                kept[self.position_ids[:self.free_from]] = True
+                if self.position < self.free_from:
+                    kept |= self.tables.any_pitch
+                if bool((mask & ~kept).any()):
+                    mask = mask & ~kept
             logits = self._steer_onsets(state, mask, logits)
         return mask, logits
 
@@ -239,7 +275,8 @@ class Guide:
         genre = self.drum_positions if state.role == "drums" else self.line_positions.get(state.role)
         density = self._density_slope(state)
         changes = self._changes_in_bar(state.bar_index) if state.role == "bass" and s.bass_on_change else ()
-        if not density and not kicks and genre is None and not changes:
+        skeleton = self._missing_backbone(state) if state.role == "drums" and self.backbone else []
+        if not density and not kicks and genre is None and not changes and not skeleton:
             return logits
         bias = torch.zeros_like(logits)
         for position in changes:
@@ -256,6 +293,15 @@ class Guide:
             if state.role != "drums" and density > 0:
                 # another note at this position is no new onset: no easier than the next 16th
                 bias[self.tables.pitched] -= density * STACK_GAP_BEATS
+        if skeleton:
+            # no skipping the skeleton: moving past a hit still due costs; landing on it and
+            # stacking more drums where one stands stay the model's choice
+            ahead = [p for p in skeleton if p > self.position]
+            if len(ahead) < len(skeleton):  # a skeleton drum still due here: strike it before moving on
+                bias[self.position_ids] -= s.backbone
+            elif ahead:
+                bias[self.position_ids[ahead[0] + 1:]] -= s.backbone
+            bias[self.closing] -= s.backbone
         if kicks:
             by_position = torch.full((self.positions_per_bar,), -s.kick * lock)
             by_position[sorted(kicks)] = s.kick * lock

@@ -68,7 +68,7 @@ def parse_loop(value: str | int) -> int:
     if text in ("off", "none", "0"):
         return 0
     if text not in ("1", "2", "4"):
-        raise PlanError(f"loop: {value!r} is not a loop length; use 1, 2, 4 or off")
+        raise PlanError(f"--loop: {value!r} is not a loop length; use 1, 2, 4 or off")
     return int(text)
 
 

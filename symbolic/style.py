@@ -25,6 +25,8 @@ from symbolic.tokenizer import PROGRAM_ROLES, ComposerTokenizer
 STYLE_FILE = "style.json"
 STYLE_KIND = "stemforge-style"
 PRIOR_ONSETS = 50.0  # pseudo-onsets of the whole data's distribution behind each genre estimate
+BACKBONE_RATE = 0.7  # a drum at a position in this share of a genre's bars is its skeleton
+SKELETON_DRUMS = frozenset(range(35, 41))  # kicks, rim, snares, clap
 
 
 class StyleError(ValueError):
@@ -89,6 +91,20 @@ class StyleStats:
         share_all = (everyone + 0.5) / (everyone.sum(0) + 0.5 * len(pitches))
         share_mine = (mine + prior_onsets * share_all) / (mine.sum(0) + prior_onsets)
         return {pitch: np.log(share_mine[i]) for i, pitch in enumerate(pitches)}
+
+    def backbone(self, genre: str, min_rate: float = BACKBONE_RATE) -> dict[int, set[int]]:
+        """position -> the kicks and snares the genre plays there in at least `min_rate` of
+        its bars: its skeleton (house's four kicks, trap's snare on 3, hip-hop's backbeat).
+        Cymbals are left to the model: a skeleton of hats would crowd the kick out."""
+        bars = self.bars.get(genre, 0)
+        out: dict[int, set[int]] = {}
+        for pitch, counts in self.drums.get(genre, {}).items():
+            if int(pitch) not in SKELETON_DRUMS:
+                continue
+            for position, count in enumerate(counts):
+                if bars and count / bars >= min_rate:
+                    out.setdefault(position, set()).add(int(pitch))
+        return out
 
     def line_log_ratio(self, genre: str, role: str, prior_onsets: float = PRIOR_ONSETS) -> np.ndarray:
         """log P(a `role` onset at p | genre) - log P(one at p), per position, the genre's

@@ -1,0 +1,234 @@
+"""The composition plan the sampler follows: loops, chords, the bass on the kick, density,
+clean MIDI and a token budget, on the tiny model the tests train (its notes are not
+musical, so every assertion is about what the plan forces or pulls, with margins a
+producer would hear), and the prompt words that set them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+from eval.music_features import bass_on_kick, kick_coverage, self_similarity
+from pipeline.run import RunRequest, run
+from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
+from symbolic.conditions import ConditionError, build_conditions, progression_of
+from symbolic.grammar import GrammarState, GrammarTables, Kind
+from symbolic.harmony import chord_tones
+from symbolic.model import load_composer
+from symbolic.plan import BarSource, bar_sources, build_plan, parse_loop
+from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
+from symbolic.style import STYLE_FILE, StyleStats
+from tests.midi_fixtures import groove_tracks
+
+GRID = TICKS_PER_BEAT // 12
+
+
+# ------------------------------------------------------------------ the plan
+
+
+@pytest.mark.parametrize(("bars", "period", "cell", "expected"), [
+    (8, 4, None, "new new new new =1 =2 =3 ~4"),
+    (8, 2, 1, "new ~1 =1 ~2 =1 =2 =1 ~2"),
+    (8, 1, 1, "new =1 =1 ~1 =1 =1 =1 ~1"),
+    (16, 4, None, "new new new new =1 =2 =3 ~4 =1 =2 =3 ~4 =1 =2 =3 ~4"),
+    (4, 4, None, "new new new new"),
+    (8, None, None, "new new new new new new new new"),
+], ids=["4-bar loop", "2-bar drums", "1-bar drums", "16 bars", "one loop", "off"])
+def test_loops_repeat_with_a_variation_at_each_phrase_end(bars: int, period: int | None, cell: int | None,
+                                                          expected: str) -> None:
+    sources = bar_sources(bars, period, cell)
+    shown = " ".join("new" if b not in sources else ("=" if sources[b].whole else "~") + str(sources[b].source + 1)
+                     for b in range(bars))
+    assert shown == expected
+    assert all(s.source < b for b, s in sources.items())  # a bar repeats only what came before it
+
+
+def test_pitched_parts_loop_over_whole_chord_cycles() -> None:
+    plan = build_plan(genre="hiphop", bars=8, loop_bars=2, chord_cycle_bars=4)
+    assert plan.sources["bass"][4] == BarSource(0) and 2 not in plan.sources["bass"]  # 4 bars, not 2
+    assert plan.sources["drums"][2] == BarSource(0)  # drums still turn over every 2 bars
+
+
+@pytest.mark.parametrize(("prompt", "loop", "bars"), [
+    ("lofi 80bpm 2-bar loop", 2, 8), ("house 124, 16 bars, 4 bar loop", 4, 16), ("trap no loop", 0, 8),
+    ("techno 130", 2, 8), ("lofi 80bpm", 4, 8), ("jazz, through-composed, 12 bars", 0, 12),
+], ids=["2-bar loop", "loop and bars", "no loop", "techno default", "lofi default", "through-composed"])
+def test_loop_words_in_the_prompt(prompt: str, loop: int, bars: int) -> None:
+    conditions = build_conditions(prompt, seed=1)
+    assert (conditions.loop, conditions.bars) == (loop, bars)
+
+
+@pytest.mark.parametrize(("prompt", "key", "chords"), [
+    ("pop chords Am F C G", "A minor", "Am | F | C | G"),
+    ("lofi Dm7 G7 Cmaj7 Cmaj7", "C major", "Dm7 | G7 | Cmaj7 | Cmaj7"),
+    ("jazz in Bb major progression ii-V-I", "Bb major", "Cm7 | F7 | Bbmaj7 | Bbmaj7"),
+    ("rock in E minor chords i VI III VII", "E minor", "Em | C | G | D"),
+], ids=["symbols imply A minor", "sevenths imply C major", "romans in Bb", "romans in E minor"])
+def test_chords_in_the_prompt_set_the_progression_and_the_key(prompt: str, key: str, chords: str) -> None:
+    conditions = build_conditions(prompt, seed=2)
+    assert (conditions.key, conditions.chords) == (key, chords)
+
+
+def test_every_piece_gets_a_progression_in_its_key_that_fits_its_loop() -> None:
+    for seed in range(12):
+        conditions = build_conditions("techno", seed=seed)
+        progression = progression_of(conditions)
+        assert conditions.loop % progression.cycle_bars == 0
+        assert progression.chords[0].root == conditions.key_obj.tonic  # the loop opens on its home chord
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"chords": "H7 F"}, "chords"), ({"loop": 3}, "loop"),
+], ids=["unknown chord", "loop of 3"])
+def test_bad_chords_or_loop_name_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ConditionError, match=field):
+        build_conditions("lofi", seed=1, **kwargs)
+    with pytest.raises(ValueError, match="--loop"):
+        parse_loop("3")
+
+
+# ------------------------------------------------------------------ grammar: clean MIDI, context budget
+
+
+def _greedy_for_notes(state: GrammarState, tables: GrammarTables, rng: np.random.Generator) -> int:
+    """An adversarial sampler: whatever the mask allows, it starts another note."""
+    mask = state.sampling_mask()
+    notes = mask & tables.note_start
+    choices = (notes if bool(notes.any()) else mask).nonzero().flatten().tolist()
+    return int(rng.choice(choices))
+
+
+@pytest.mark.parametrize("bars", [4, 16], ids=["4 bars", "16 bars"])
+def test_a_note_hungry_sampler_still_finishes_inside_the_context(tiny_model: Path, bars: int) -> None:
+    composer = load_composer(tiny_model)
+    tables = GrammarTables(composer.tokenizer)
+    prefix = composer.tokenizer.prefix_ids("house", 124, "A minor", "busy", bars)
+    state = GrammarState(tables, ("drums", "bass", "melody"), bars, max_tokens=600, length=len(prefix))
+    rng = np.random.default_rng(0)
+    hits: set[tuple[int, int, int]] = set()
+    while not state.finished:
+        token = _greedy_for_notes(state, tables, rng)
+        if tables.kind[token] == Kind.PITCH_DRUM:
+            hit = (state.bar_count, state.position, token)
+            assert hit not in hits, "the same drum twice at one position"
+            hits.add(hit)
+        state.advance(token)
+        assert state.length <= 600
+    segments = composer.tokenizer.split_tracks(state.history)
+    assert [s.count(composer.tokenizer.bar_id) for s in segments] == [bars] * 3
+    assert all(len(s) > bars + 3 for s in segments)  # every part still got notes
+
+
+# ------------------------------------------------------------------ the sampler follows the plan
+
+
+def _sample(composer, genre: str, bars: int, seed: int, **plan_kwargs) -> tuple[dict, list]:
+    context = plan_kwargs.pop("context", {})
+    conditions = build_conditions(genre, seed=seed, bars=bars, key="A minor", chords=plan_kwargs.pop("chords", None))
+    progression = progression_of(conditions)
+    spans = progression.spans(bars, TICKS_PER_BEAT)
+    composition = build_plan(genre=genre, bars=bars, chord_cycle_bars=progression.cycle_bars,
+                             chords=tuple((s.start // GRID, s.end // GRID, s.chord.root, s.chord.bass,
+                                           chord_tones(s.chord)) for s in spans), **plan_kwargs)
+    roles = tuple(context) + tuple(r for r in ("drums", "bass", "melody") if r not in context)
+    plan = SamplePlan(composer.tokenizer.prefix_ids(genre, 100, "A minor", composition.density, bars), roles, bars,
+                      context, key="A minor", composition=composition, genre=genre)
+    sampler = Sampler(composer)
+    ids = sampler.sample(plan, SamplingSettings(), seed)
+    return {r: t.notes for r, t in composer.tokenizer.decode_tracks(ids).items()}, spans
+
+
+def _bar(notes: list[Note], bar: int) -> list[tuple[int, int, int]]:
+    return sorted((n.start - bar * TICKS_PER_BAR, n.duration, n.pitch) for n in notes
+                  if bar * TICKS_PER_BAR <= n.start < (bar + 1) * TICKS_PER_BAR)
+
+
+def test_repeated_bars_are_the_bars_they_repeat(tiny_model: Path) -> None:
+    composer = load_composer(tiny_model)
+    tracks, _ = _sample(composer, "hiphop", 8, seed=3, loop_bars=4)
+    for role in ("bass", "melody"):
+        for bar in (4, 5, 6):
+            assert _bar(tracks[role], bar) == _bar(tracks[role], bar - 4), (role, bar)
+        half = 2 * TICKS_PER_BEAT  # the phrase-end variation keeps the first half's notes (a note may be
+        # cut short where the new second half strikes its pitch again)
+        kept = [(n[0], n[2]) for n in _bar(tracks[role], 3) if n[0] < half]
+        assert [(n[0], n[2]) for n in _bar(tracks[role], 7) if n[0] < half] == kept
+    through, _ = _sample(composer, "hiphop", 8, seed=3, loop_bars=None)
+    looped = self_similarity(tracks["bass"], 8, 4, TICKS_PER_BEAT).value
+    assert looped > self_similarity(through["bass"], 8, 4, TICKS_PER_BEAT).value + 0.3
+
+
+def test_the_bass_lands_on_the_kicks_and_the_chord_roots(tiny_model: Path) -> None:
+    composer = load_composer(tiny_model)
+    drums = groove_tracks("hiphop", 4, 0, np.random.default_rng(1))["drums"]
+    context = {"drums": composer.tokenizer.encode_track(drums, TICKS_PER_BEAT, 4)}
+    locked, loose = [], []
+    for seed in range(3):
+        tracks, spans = _sample(composer, "hiphop", 4, seed, loop_bars=None, kick_lock=1.0, context=context,
+                                chords="Am F C G")
+        locked.append((bass_on_kick(tracks["bass"], drums.notes),
+                       kick_coverage(tracks["bass"], drums.notes, TICKS_PER_BEAT)))
+        for bar, span in enumerate(spans):
+            first = min((n for n in tracks["bass"] if bar * TICKS_PER_BAR <= n.start < (bar + 1) * TICKS_PER_BAR),
+                        key=lambda n: n.start)
+            assert first.start == bar * TICKS_PER_BAR and first.pitch % 12 == span.chord.bass, (seed, bar)
+        tracks, _ = _sample(composer, "hiphop", 4, seed, loop_bars=None, kick_lock=0.0, context=context)
+        loose.append(bass_on_kick(tracks["bass"], drums.notes))
+    on_kick = sum(s.hits for s, _ in locked) / sum(s.total for s, _ in locked)
+    covered = sum(c.hits for _, c in locked) / sum(c.total for _, c in locked)
+    assert on_kick >= 0.8 and covered >= 0.8
+    assert on_kick > sum(s.hits for s in loose) / sum(s.total for s in loose)
+
+
+def test_density_words_change_the_notes_of_every_part(tiny_model: Path) -> None:
+    composer = load_composer(tiny_model)
+    counts = {d: {r: 0 for r in ("drums", "bass", "melody")} for d in ("sparse", "busy")}
+    for density in counts:
+        for seed in range(3):
+            tracks, _ = _sample(composer, "rock", 4, seed, loop_bars=None, density=density)
+            for role in counts[density]:
+                counts[density][role] += len(tracks[role])
+    for role in ("drums", "bass", "melody"):
+        assert counts["busy"][role] >= 1.5 * counts["sparse"][role], (role, counts)
+
+
+def test_training_writes_the_genre_statistics_the_sampler_reads(tiny_model: Path) -> None:
+    style = StyleStats.load(tiny_model / STYLE_FILE)
+    assert set(style.bars) == {"house", "hiphop", "rock"}
+    # the fixture's house groove has four kicks a bar, hip-hop three: the counts say so
+    assert style.drums["house"]["36"][0] > 0 and style.drums["house"]["36"][12] > 0
+    assert style.drums["hiphop"]["36"][12] == 0
+    assert style.drum_position_log_ratio("house")[21] < 0 < style.drum_position_log_ratio("hiphop")[21]  # hip-hop's
+    # kick on the 8th 16th is its own; a kick on beat 2 is house's
+    assert style.drum_log_share("house")[36][12] > style.drum_log_share("hiphop")[36][12]
+    assert 2.5 < style.onset_rate("hiphop", "bass") < 3.5
+
+
+# ------------------------------------------------------------------ run(): what is written
+
+
+def test_a_run_writes_its_structure_chords_feel_and_key_signature(tiny_model: Path, tmp_path: Path) -> None:
+    grooved = run(RunRequest(prompt="lofi 80bpm chords Am7 Dm7", model=tiny_model, seed=4, out=tmp_path / "g"))
+    manifest = json.loads((tmp_path / "g" / "run.json").read_text())
+    assert manifest["conditions"]["chords"] == "Am7 | Dm7" and manifest["conditions"]["loop"] == 4
+    assert manifest["structure"]["bars"]["bass"] == "new new new new =1 =2 =3 ~4"
+    assert manifest["feel"] == {"quantized": False, "groove": "lofi", "swing_percent": 60.0}
+    assert manifest["tokens_sampled"] + manifest["tokens_forced"] == len(manifest["token_ids"]) - 6
+    signatures = [m for m in mido.MidiFile(tmp_path / "g" / "midi" / "bass.mid").tracks[0] if m.type == "key_signature"]
+    assert [m.key for m in signatures] == ["Am"]
+    drums = grooved.arrangement.tracks["drums"].notes
+    assert any(n.start % GRID for n in drums)  # micro-timing: off the grid
+    assert min(n.start for n in drums) == 0  # bar 1 beat 1 stays on sample 0
+    assert len({n.velocity for n in drums}) >= 20
+    assert grooved.arrangement.grid_tracks["drums"].notes != drums
+
+    straight = run(RunRequest(prompt="lofi 80bpm chords Am7 Dm7", model=tiny_model, seed=4, out=tmp_path / "q",
+                              quantize=True))
+    notes = [n for t in straight.arrangement.tracks.values() for n in t.notes]
+    assert all(n.start % GRID == 0 for n in notes)
+    assert straight.arrangement.tracks["drums"].notes == straight.arrangement.grid_tracks["drums"].notes
+    assert json.loads((tmp_path / "q" / "run.json").read_text())["feel"]["quantized"] is True
