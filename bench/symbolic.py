@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 # Run as a file, this folder would shadow the `symbolic` package of the same name.
@@ -19,8 +20,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from symbolic.conditions import ROLES  # noqa: E402
+from symbolic.conditions import ROLES, build_conditions  # noqa: E402
 from symbolic.model import Composer, build_gpt2, load_composer  # noqa: E402
+from symbolic.plan import plan_for  # noqa: E402
 from symbolic.sampling import SamplePlan, Sampler, SamplingSettings  # noqa: E402
 from symbolic.tokenizer import ComposerTokenizer, TokenizerSpec  # noqa: E402
 
@@ -32,16 +34,26 @@ def random_composer(n_layer: int, n_embd: int, n_head: int) -> Composer:
     return Composer(Path("random"), tokenizer, {"genres": tokenizer.genres}, model)
 
 
-def time_sampler(composer: Composer, bars: int, repeats: int) -> tuple[float, float]:
+def time_sampler(composer: Composer, bars: int, repeats: int, composed: bool = False
+                 ) -> tuple[float, float, float]:
+    """(tokens per second, seconds per piece, share of the tokens the model sampled). With
+    `composed`, the piece follows the composition plan `pipeline run` gives it by default
+    (a 4-bar loop whose repeats are forced tokens, chords, kick lock, genre emphasis)."""
     sampler = Sampler(composer)
-    plan = SamplePlan(composer.tokenizer.prefix_ids(composer.genres[0], 80, "A minor", "normal", bars), ROLES, bars)
-    tokens, seconds = 0, 0.0
+    genre = composer.genres[0]
+    plan = SamplePlan(composer.tokenizer.prefix_ids(genre, 80, "A minor", "normal", bars), ROLES, bars)
+    tokens, sampled, seconds = 0, 0, 0.0
     for seed in range(repeats):
+        if composed:
+            conditions = build_conditions(genre, key="A minor", bars=bars, seed=seed)
+            composition, _ = plan_for(conditions, composer.tokenizer.spec.grid_per_beat)
+            plan = replace(plan, key=conditions.key, composition=composition, genre=genre)
         started = time.perf_counter()
         ids = sampler.sample(plan, SamplingSettings(), seed)
         seconds += time.perf_counter() - started
         tokens += len(ids) - len(plan.prefix_ids)
-    return tokens / seconds, seconds / repeats
+        sampled += sampler.stats.sampled
+    return tokens / seconds, seconds / repeats, sampled / tokens
 
 
 def time_generate(composer: Composer, new_tokens: int, repeats: int) -> tuple[float, float]:
@@ -70,7 +82,8 @@ def main() -> None:
     composer = random_composer(6, 256, 4) if args.random else load_composer(args.model)
     parameters = sum(p.numel() for p in composer.model.parameters())
     print(f"model: {composer.path} ({parameters / 1e6:.1f}M parameters), torch threads {torch.get_num_threads()}")
-    ours_rate, ours_piece = time_sampler(composer, args.bars, args.repeats)
+    ours_rate, ours_piece, _ = time_sampler(composer, args.bars, args.repeats)
+    plan_rate, plan_piece, plan_sampled = time_sampler(composer, args.bars, args.repeats, composed=True)
     # generate() gets the same number of tokens as one of our pieces
     tokens_per_piece = int(ours_rate * ours_piece)
     hf_rate, hf_piece = time_generate(composer, tokens_per_piece, args.repeats)
@@ -80,6 +93,8 @@ def main() -> None:
     torch.set_num_threads(threads)
     print(f"{'sampler':34s} {'tokens/s':>10s} {'s per piece':>12s}")
     print(f"{'stemforge (grammar, KV, 1 thread)':34s} {ours_rate:10.0f} {ours_piece:12.2f}")
+    print(f"{'  + composition plan (run default)':34s} {plan_rate:10.0f} {plan_piece:12.2f}   "
+          f"({plan_sampled:.0%} of tokens sampled, the rest forced: repeats and structure)")
     print(f"{f'transformers generate() ({threads} thr)':34s} {hf_rate:10.0f} {hf_piece:12.2f}")
     print(f"{'transformers generate() (1 thread)':34s} {hf1_rate:10.0f} {hf1_piece:12.2f}")
     print(f"ratio stemforge / generate(): {ours_rate / hf_rate:.2f}x ({threads} threads), "

@@ -35,12 +35,10 @@ from symbolic.conditions import (
     Conditions,
     build_conditions,
     nearest_known_genre,
-    progression_of,
 )
 from symbolic.groove import MAX_SWING_PERCENT
-from symbolic.harmony import chord_tones
 from symbolic.model import Composer, load_composer
-from symbolic.plan import build_plan
+from symbolic.plan import plan_for
 from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
 
 Progress = Callable[[str, float], None]
@@ -221,7 +219,6 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
             density=request.density, seed=seed, max_bars=composer.max_bars, notes=messages, base=base,
             loop=request.loop, chords=request.chords,
         )
-        progression = progression_of(conditions)
     except ConditionError as error:
         raise RunError(str(error)) from error
     model_genre = nearest_known_genre(conditions.genre, composer.genres)
@@ -254,15 +251,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     roles = tuple(r for r in ROLES if r in kept_tracks) + tuple(
         r for r in ROLES if r in seed_tracks and r not in kept_tracks)
     roles += tuple(r for r in ROLES if r not in roles)
-    chord_spans = progression.spans(conditions.bars, TICKS_PER_BEAT) if progression else []
-    grid = TICKS_PER_BEAT // tokenizer.spec.grid_per_beat
-    composition = build_plan(
-        genre=conditions.genre, bars=conditions.bars, loop_bars=conditions.loop or None,
-        chord_cycle_bars=progression.cycle_bars if progression else None,
-        chords=tuple((span.start // grid, span.end // grid, span.chord.root, span.chord.bass,
-                      chord_tones(span.chord)) for span in chord_spans),
-        density=conditions.density,
-    )
+    composition, chord_spans = plan_for(conditions, tokenizer.spec.grid_per_beat)
     plan = SamplePlan(
         prefix_ids=tokenizer.prefix_ids(model_genre, conditions.bpm, conditions.key, conditions.density,
                                         conditions.bars),
@@ -313,8 +302,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     try:
         tmp.mkdir(parents=True)
         manifest = _write_symbolic(tmp, arrangement, request, composer, model_genre, seed, settings, ids)
-        manifest["structure"] = {**composition.to_dict(), "chords": conditions.chords,
-                                 "chord_cycle_bars": progression.cycle_bars if progression else None}
+        manifest["structure"] = {**composition.to_dict(), "chords": conditions.chords}
         manifest["feel"] = feel
         manifest["tokens_sampled"], manifest["tokens_forced"] = stats.sampled, stats.forced
         if request.stems:

@@ -19,6 +19,7 @@ Strengths are nats on the model's logits, so a confident model can still overrul
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 import torch
@@ -60,8 +61,9 @@ DENSITY_SIGN: dict[str, float] = {"sparse": -1.0, "normal": 0.0, "busy": 1.0}
 # the bass is held to the kicks, so the density words must pull it harder to show
 DENSITY_ROLE_SCALE: dict[str, float] = {"drums": 1.0, "bass": 2.0, "melody": 1.0}
 # Onsets a bar asked of each density, as a multiple of the genre's rate in the training data.
-DENSITY_RATE: dict[str, float] = {"sparse": 0.6, "normal": 1.0, "busy": 1.6}
-DENSITY_ERROR_LIMIT = 4.0  # onsets: how far behind or ahead the controller reacts to
+DENSITY_RATE: dict[str, float] = {"sparse": 0.5, "normal": 1.0, "busy": 1.4}
+DENSITY_ERROR_LIMIT = 6.0  # notes: how far behind or ahead the controller reacts to
+OFF_DENSITY_CONTRAST = 0.5  # genre contrast of onset positions kept in sparse and busy parts
 STACK_GAP_BEATS = 0.25  # a melody note stacked on another counts, for density, as a 16th away
 
 
@@ -91,6 +93,13 @@ def mix_pitches(logits: torch.Tensor, log_shares: torch.Tensor, pitches: torch.T
     return out
 
 
+def density_target(rate: float, density: str) -> float:
+    """Notes a bar asked of a part: the genre's rate times the word's factor; busy is at
+    least one more than the rate, so a part a genre barely plays (ambient drums) still fills."""
+    target = rate * DENSITY_RATE[density]
+    return max(target, rate + 1.0) if density == "busy" else target
+
+
 class Guide:
     """One piece's steering state; build a new one per sample."""
 
@@ -118,10 +127,11 @@ class Guide:
         self.closing = tables.bar | tables.track_end
         self.drum_positions, self.drum_pitches = self._genre_contrast(style, genre)
         density = plan.density if plan else "normal"
-        self.onset_targets = {role: style.onset_rate(genre, role) * DENSITY_RATE[density]
+        self.onset_targets = {role: density_target(style.onset_rate(genre, role), density)
                               for role in ("drums", "bass", "melody")
                               if style is not None and style.onset_rate(genre, role)}
-        self.onset_debt = 0.0  # onsets the sampled bars of this track are behind their target
+        self.onset_debt = 0.0  # notes the sampled bars of this track are behind their target
+        self.bar_notes = 0  # drum hits of the current bar (the drums' density counts hits)
         self.line_positions = {role: self._line_contrast(style, genre, role) for role in ("bass", "melody")}
         self.backbone = self._backbone(style, genre)
         chords = plan.chords if plan else ()
@@ -193,10 +203,11 @@ class Guide:
             self.onset_debt = 0.0
             return
         if kind in (Kind.BAR, Kind.TRACK_END) and self.bodies.get(role) and not self.closed:
-            self.onset_debt += self.onset_targets.get(role, 0.0) - len(self.onsets)  # a bar it sampled
+            self.onset_debt += self.onset_targets.get(role, 0.0) - self._density_count(role)  # a bar it sampled
         if kind == Kind.BAR:
             self.bodies[role].append([])
             self.position, self.onsets, self.closed, self.free_from = -1, set(), False, 0
+            self.bar_notes = 0
             return
         if state.stage != "body" or not self.bodies.get(role):
             return
@@ -206,6 +217,7 @@ class Guide:
             self.position = value
         elif kind == Kind.PITCH_DRUM:
             self.onsets.add(self.position)
+            self.bar_notes += 1
             if role == "drums" and value in KICK_PITCHES:
                 self.kicks.setdefault(state.bar_index, set()).add(self.position)
         elif kind == Kind.PITCH:
@@ -265,8 +277,29 @@ class Guide:
                     kept |= self.tables.any_pitch
                 if bool((mask & ~kept).any()):
                     mask = mask & ~kept
+            mask = self._density_bounds(state, mask)
             logits = self._steer_onsets(state, mask, logits)
         return mask, logits
+
+    def _density_bounds(self, state: GrammarState, mask: torch.Tensor) -> torch.Tensor:
+        """Where the model holds to its rhythm against every push (a walking bass, a techno
+        hat line), the density words become limits on each sampled bar: sparse stops a bar
+        at its target, busy may not end a bar below it."""
+        target = self.onset_targets.get(state.role)
+        density = self.plan.density if self.plan else "normal"
+        if target is None or density == "normal" or self.closed:
+            return mask
+        count = self._density_count(state.role)
+        due = target + self.onset_debt  # this bar's share, plus what earlier bars owe or are ahead by
+        if density == "sparse" and count >= math.ceil(due):
+            bounded = mask & ~self.tables.note_start
+        elif density == "busy" and count < math.floor(due):
+            bounded = mask & ~self.closing
+            if state.role != "drums":  # a line's onsets are new positions, not stacked notes
+                bounded &= ~self.tables.pitched
+        else:
+            return mask
+        return bounded if bool(bounded.any()) else mask
 
     def _steer_onsets(self, state: GrammarState, mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         s = self.strengths
@@ -283,7 +316,9 @@ class Guide:
             if position > self.position:
                 bias[self.position_ids[position]] += s.bass_on_change
         if genre is not None:
-            bias[self.position_ids] += genre
+            # the contrast holds the genre's usual rhythm: a busier or sparser part must leave it
+            bias[self.position_ids] += genre * (1.0 if self.plan is None or self.plan.density == "normal"
+                                                else OFF_DENSITY_CONTRAST)
         if density:
             # the gap to the next onset in beats; ending the bar is a gap to its end
             current = max(self.position, 0)
@@ -293,6 +328,9 @@ class Guide:
             if state.role != "drums" and density > 0:
                 # another note at this position is no new onset: no easier than the next 16th
                 bias[self.tables.pitched] -= density * STACK_GAP_BEATS
+            elif state.role == "drums" and density < 0:
+                # ahead of the target: another drum on this hit is a note too many
+                bias[self.tables.any_pitch] += density * STACK_GAP_BEATS
         if skeleton:
             # no skipping the skeleton: moving past a hit still due costs; landing on it and
             # stacking more drums where one stands stay the model's choice
@@ -303,7 +341,9 @@ class Guide:
                 bias[self.position_ids[ahead[0] + 1:]] -= s.backbone
             bias[self.closing] -= s.backbone
         if kicks:
-            by_position = torch.full((self.positions_per_bar,), -s.kick * lock)
+            # busy bass adds notes between the kicks, so off the kick costs half as much
+            off_kick = s.kick * lock * (0.5 if self.plan and self.plan.density == "busy" else 1.0)
+            by_position = torch.full((self.positions_per_bar,), -off_kick)
             by_position[sorted(kicks)] = s.kick * lock
             uncovered = [k for k in sorted(kicks) if k > self.position and k not in self.onsets]
             if uncovered:
@@ -323,10 +363,14 @@ class Guide:
         target = self.onset_targets.get(state.role)
         if target is not None:
             expected = target * (max(self.position, 0) + 1) / self.positions_per_bar
-            behind = self.onset_debt + expected - len(self.onsets)
+            behind = self.onset_debt + expected - self._density_count(state.role)
             behind = max(-DENSITY_ERROR_LIMIT, min(DENSITY_ERROR_LIMIT, behind))
             slope += s.density * behind * BEATS_PER_BAR / max(target, 1.0)
         return slope
+
+    def _density_count(self, role: str) -> float:
+        """Drums count hits (a kick and a hat together are two), the lines onsets."""
+        return self.bar_notes if role == "drums" else len(self.onsets)
 
     def _changes_in_bar(self, bar: int) -> list[int]:
         """Positions of `bar` where a chord starts, the downbeat always included."""

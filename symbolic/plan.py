@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from symbolic.conditions import ROLES
+from symbolic.arrangement import TICKS_PER_BEAT
+from symbolic.conditions import ROLES, Conditions, progression_of
+from symbolic.harmony import ChordSpan, chord_tones
 
 PHRASE_BARS = 4
 TURN_KEEPS_BEATS = 3  # A': the loop's second bar keeps three beats of its first
@@ -151,3 +153,19 @@ def build_plan(
                 sources[role] = bar_sources(bars, pitched)
     return CompositionPlan(bars, loop_bars, sources, tuple(chords),
                            style.kick_lock if kick_lock is None else kick_lock, density)
+
+
+def plan_for(conditions: Conditions, grid_per_beat: int) -> tuple[CompositionPlan, list[ChordSpan]]:
+    """The plan of a piece from its conditions (loop, chords, density, genre) and its chord
+    spans in ticks at `TICKS_PER_BEAT`; the plan's chords are on the token grid."""
+    progression = progression_of(conditions)
+    spans = progression.spans(conditions.bars, TICKS_PER_BEAT) if progression else []
+    grid = TICKS_PER_BEAT // grid_per_beat
+    plan = build_plan(
+        genre=conditions.genre, bars=conditions.bars, loop_bars=conditions.loop or None,
+        chord_cycle_bars=progression.cycle_bars if progression else None,
+        chords=tuple((span.start // grid, span.end // grid, span.chord.root, span.chord.bass, chord_tones(span.chord))
+                     for span in spans),
+        density=conditions.density,
+    )
+    return plan, spans

@@ -43,8 +43,12 @@ class StyleStats:
     bass: dict[str, list[int]]  # genre -> onsets per position
     melody: dict[str, list[int]]
     onsets_per_bar: dict[str, dict[str, float]]  # genre -> role -> distinct onset positions a bar
+    hits_per_bar: dict[str, float]  # genre -> drum hits a bar (several drums may share an onset)
 
     def onset_rate(self, genre: str, role: str) -> float | None:
+        """What the density of a part is measured in: drum hits a bar, onsets of the lines."""
+        if role == "drums":
+            return self.hits_per_bar.get(genre)
         return self.onsets_per_bar.get(genre, {}).get(role)
 
     def save(self, path: Path) -> None:
@@ -152,12 +156,14 @@ def count_style(tokens: np.ndarray, offsets: np.ndarray, tokenizer: ComposerToke
                 last_line_position = position
     # every onset has its own Position token (REMI writes Position_0 too): these count onsets
     rates = {g: {r: round(n / max(1, bars[g]), 3) for r, n in sorted(by.items()) if r} for g, by in sorted(onsets.items())}
+    hits = {g: round(float(sum(c.sum() for c in by.values())) / max(1, bars[g]), 3) for g, by in sorted(drums.items())}
     return StyleStats(
         positions, bars,
         {g: {p: c.tolist() for p, c in sorted(by.items(), key=lambda i: int(i[0]))} for g, by in sorted(drums.items())},
         {g: c.tolist() for g, c in sorted(lines["bass"].items())},
         {g: c.tolist() for g, c in sorted(lines["melody"].items())},
         rates,
+        hits,
     )
 
 
