@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
+
 ROLES: tuple[str, ...] = ("drums", "bass", "melody")
 
 # Canonical genre ids, in the order producers see them listed.
@@ -277,7 +279,9 @@ def parse_prompt(prompt: str) -> dict:
     chords = progression_in_prompt(text)
     if chords:  # case matters in chords (vi vs VI); and "Am F C G" must not read as a key
         found["chords"] = chords
-        text = text.replace(chords, " ")
+        # the finder normalises separators ("Am, F, C" -> "Am F C"): cut the run as typed
+        typed = r"[\s,|:;-]*".join(re.escape(token) for token in chords.split())
+        text = re.sub(typed, " ", text, count=1)
     lowered = text.lower()
     genre = match_genre(lowered)
     if genre:
@@ -390,9 +394,10 @@ def build_conditions(
 
 
 def key_of_chords(text: str) -> Key | None:
-    """The key chord symbols imply (None for roman numerals, which take the key given):
-    the Krumhansl-Kessler fit of their pitch classes, weighted by length, with the first
-    chord as the tonic where it fits as well as any other key."""
+    """The key chord symbols imply (None for roman numerals, which take the key given): of
+    the keys whose scale holds the most of the progression (by length), the one whose tonic
+    chord opens it, else closes it, else appears in it; the Krumhansl-Kessler fit of the
+    chord tones breaks what ties remain. "Am F C G" is in A minor, "Dm G C" in C major."""
     from symbolic.harmony import chord_tones, parse_progression
 
     try:
@@ -401,17 +406,23 @@ def key_of_chords(text: str) -> Key | None:
         return None
     if in_c.chords != in_a.chords:
         return None
-    weights = [0.0] * 12
-    for chord, beats in zip(in_c.chords, in_c.beats):
+    chords, beats = in_c.chords, in_c.beats
+    weights = np.zeros(12)
+    for chord, length in zip(chords, beats):
         for pitch_class in chord_tones(chord):
-            weights[pitch_class] += beats * (1.5 if pitch_class == chord.root else 1.0)
-    first = in_c.chords[0]
-    first_mode = "minor" if first.third == 3 else "major"
+            weights[pitch_class] += length
 
-    def fit(key: Key) -> float:
+    def is_tonic(chord, key: Key) -> bool:
+        return chord.root == key.tonic and (chord.third == 3) == (key.mode == "minor")
+
+    def fit(key: Key) -> tuple:
+        scale = key.scale_pitch_classes
+        diatonic = sum(length for chord, length in zip(chords, beats)
+                       if {chord.root, (chord.root + chord.third) % 12, (chord.root + chord.fifth) % 12} <= scale)
         profile = _MAJOR_PROFILE if key.mode == "major" else _MINOR_PROFILE
-        score = sum(weights[(key.tonic + i) % 12] * profile[i] for i in range(12))
-        return score * (1.05 if (key.tonic, key.mode) == (first.root, first_mode) else 1.0)
+        correlation = float(np.corrcoef(np.roll(weights, -key.tonic), profile)[0, 1])
+        return (diatonic, is_tonic(chords[0], key), is_tonic(chords[-1], key),
+                any(is_tonic(c, key) for c in chords), correlation)
 
     return max((Key(t, m) for m in ("major", "minor") for t in range(12)), key=fit)
 

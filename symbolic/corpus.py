@@ -309,9 +309,9 @@ def _pop909_key_spans(key_lines: list[str], to_tick: Callable[[float], int]) -> 
     return spans
 
 
-def load_pop909_harmony(folder: Path, meter: tuple[int, int] | None) -> Pop909Harmony | str:
-    """One POP909 song's chords and key spans in beats (as `load_pop909_song` reads them,
-    without the MIDI file), or the reason it was skipped."""
+def _pop909_annotations(folder: Path, meter: tuple[int, int] | None, midi: bool = False) -> tuple | str:
+    """(beat grid: seconds -> ticks, chord_midi.txt lines, key_audio.txt lines[, the MIDI in
+    seconds]) of a POP909 song, or the reason it is skipped."""
     if meter is None:
         return "not in index.xlsx"
     if meter != (2, 2):
@@ -320,11 +320,22 @@ def load_pop909_harmony(folder: Path, meter: tuple[int, int] | None) -> Pop909Ha
         beat_rows = np.loadtxt(folder / "beat_midi.txt", ndmin=2)
         chord_lines = (folder / "chord_midi.txt").read_text().splitlines()
         key_lines = (folder / "key_audio.txt").read_text().splitlines()
+        score = symusic.Score(str(folder / f"{folder.name}.mid")).to("second") if midi else None
     except Exception:  # missing or unreadable file: skip the song, count it
         return "missing or unreadable files"
     to_tick = _pop909_beat_grid(beat_rows)
     if isinstance(to_tick, str):
         return to_tick
+    return (to_tick, chord_lines, key_lines, score) if midi else (to_tick, chord_lines, key_lines)
+
+
+def load_pop909_harmony(folder: Path, meter: tuple[int, int] | None) -> Pop909Harmony | str:
+    """One POP909 song's chords and key spans in beats (as `load_pop909_song` reads them,
+    without the MIDI file), or the reason it was skipped."""
+    files = _pop909_annotations(folder, meter)
+    if isinstance(files, str):
+        return files
+    to_tick, chord_lines, key_lines = files
     chords, key_spans = _pop909_chords(chord_lines, to_tick), _pop909_key_spans(key_lines, to_tick)
     if not chords or not key_spans:
         return "no chords or key"
@@ -350,20 +361,10 @@ def load_pop909_song(folder: Path, meter: tuple[int, int] | None) -> Song | str:
     four rows of beat_midi.txt, i.e. 4/4 (the MIDI time signatures are unreliable).
     Times are mapped to beats through beat_midi.txt, so tempo drift is absorbed."""
     song_id = folder.name
-    if meter is None:
-        return "not in index.xlsx"
-    if meter != (2, 2):
-        return "not 4/4 (index meter)"
-    try:
-        beat_rows = np.loadtxt(folder / "beat_midi.txt", ndmin=2)
-        chord_lines = (folder / "chord_midi.txt").read_text().splitlines()
-        key_lines = (folder / "key_audio.txt").read_text().splitlines()
-        score = symusic.Score(str(folder / f"{song_id}.mid")).to("second")
-    except Exception:  # missing or unreadable file: skip the song, count it
-        return "missing or unreadable files"
-    to_tick = _pop909_beat_grid(beat_rows)
-    if isinstance(to_tick, str):
-        return to_tick
+    files = _pop909_annotations(folder, meter, midi=True)
+    if isinstance(files, str):
+        return files
+    to_tick, chord_lines, key_lines, score = files
     melody_tracks = [t for t in score.tracks if t.name.strip().upper() == "MELODY"]
     if not melody_tracks or not melody_tracks[0].notes:
         return "no MELODY track"

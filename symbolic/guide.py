@@ -48,7 +48,7 @@ class GuideStrengths:
     melody_chord_tone: float = 2.0  # chord tones on the beats
     melody_step: float = 0.8  # a step of 1-2 semitones
     leap_per_semitone: float = 0.25  # beyond a major 3rd, bass and melody
-    bass_on_change: float = 2.0  # a bass note where the chord changes (and on each downbeat)
+    bass_on_change: float = 3.0  # a bass note where the chord changes (and on each downbeat)
     kick: float = 3.0  # bass positions on (+) / off (-) a kick, times the plan's kick lock
     skip_kick: float = 4.0  # moving past a kick no bass note has taken yet
     density: float = 1.0  # per beat of gap to the next note: busy favours short gaps, sparse long
@@ -126,10 +126,8 @@ class Guide:
         self.position_ids = position_ids[order]  # token id of Position_0, Position_1, ...
         self.closing = tables.bar | tables.track_end
         self.drum_positions, self.drum_pitches = self._genre_contrast(style, genre)
-        density = plan.density if plan else "normal"
-        self.onset_targets = {role: density_target(style.onset_rate(genre, role), density)
-                              for role in ("drums", "bass", "melody")
-                              if style is not None and style.onset_rate(genre, role)}
+        self.onset_rates = {role: style.onset_rate(genre, role) for role in ("drums", "bass", "melody")
+                            if style is not None and style.onset_rate(genre, role)}
         self.onset_debt = 0.0  # notes the sampled bars of this track are behind their target
         self.bar_notes = 0  # drum hits of the current bar (the drums' density counts hits)
         self.line_positions = {role: self._line_contrast(style, genre, role) for role in ("bass", "melody")}
@@ -203,7 +201,8 @@ class Guide:
             self.onset_debt = 0.0
             return
         if kind in (Kind.BAR, Kind.TRACK_END) and self.bodies.get(role) and not self.closed:
-            self.onset_debt += self.onset_targets.get(role, 0.0) - self._density_count(role)  # a bar it sampled
+            finished = state.bar_index - (kind == Kind.BAR)  # a bar it sampled
+            self.onset_debt += (self._bar_target(role, finished) or 0.0) - self._density_count(role)
         if kind == Kind.BAR:
             self.bodies[role].append([])
             self.position, self.onsets, self.closed, self.free_from = -1, set(), False, 0
@@ -285,7 +284,7 @@ class Guide:
         """Where the model holds to its rhythm against every push (a walking bass, a techno
         hat line), the density words become limits on each sampled bar: sparse stops a bar
         at its target, busy may not end a bar below it."""
-        target = self.onset_targets.get(state.role)
+        target = self._bar_target(state.role, state.bar_index)
         density = self.plan.density if self.plan else "normal"
         if target is None or density == "normal" or self.closed:
             return mask
@@ -360,13 +359,26 @@ class Guide:
         s = self.strengths
         density = self.plan.density if self.plan else "normal"
         slope = DENSITY_SIGN.get(density, 0.0) * s.density * DENSITY_ROLE_SCALE.get(state.role, 1.0)
-        target = self.onset_targets.get(state.role)
+        target = self._bar_target(state.role, state.bar_index)
         if target is not None:
             expected = target * (max(self.position, 0) + 1) / self.positions_per_bar
             behind = self.onset_debt + expected - self._density_count(state.role)
             behind = max(-DENSITY_ERROR_LIMIT, min(DENSITY_ERROR_LIMIT, behind))
             slope += s.density * behind * BEATS_PER_BAR / max(target, 1.0)
         return slope
+
+    def _bar_target(self, role: str, bar: int) -> float | None:
+        """Notes asked of `role` in `bar`. A locked bass asks for about as many notes as the
+        bar has kicks (a genre's usual count would push notes off the kick when the drums
+        were written sparser than usual)."""
+        rate = self.onset_rates.get(role)
+        if rate is None:
+            return None
+        lock = self.plan.kick_lock if self.plan else 0.0
+        kicks = self.kicks.get(bar) if role == "bass" and lock > 0 else None
+        if kicks:
+            rate = lock * len(kicks) + (1.0 - lock) * rate
+        return density_target(rate, self.plan.density if self.plan else "normal")
 
     def _density_count(self, role: str) -> float:
         """Drums count hits (a kick and a hat together are two), the lines onsets."""

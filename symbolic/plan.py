@@ -45,7 +45,7 @@ class GenreStyle:
 # has: pulled onto the kick, house read as reggae to the genre classifier); jazz walks,
 # reggae/latin/afrobeat have their own bass rhythms and keep a lighter pull.
 GENRE_STYLES: dict[str, GenreStyle] = {
-    "lofi": GenreStyle(2, 0.7),
+    "lofi": GenreStyle(1, 0.7),
     "hiphop": GenreStyle(2, 1.0),
     "trap": GenreStyle(2, 1.0),
     "house": GenreStyle(1, 0.0),
