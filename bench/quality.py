@@ -97,6 +97,7 @@ from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E4
 from symbolic.canonical import WINDOW_BARS, NoveltyIndex, piece_digests  # noqa: E402
 from symbolic.conditions import GENRE_DEFAULT_BPM, GENRES, KEY_NAMES, ROLES, Key, parse_key  # noqa: E402
 from symbolic.model import Composer, load_composer  # noqa: E402
+from symbolic.plan import GENRE_STYLES  # noqa: E402
 from symbolic.tokenizer import NO_KEY, ComposerTokenizer  # noqa: E402
 
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
@@ -565,6 +566,7 @@ STRUCTURE_ROWS: tuple[tuple[str, str], ...] = (
     ("melody_bars_repeated", "all"), ("bass_self_similarity_lag4", "all"), ("bass_repeats", "all"),
     ("bass_steps", "all"), ("bass_leaps", "all"), ("melody_repeats", "all"), ("melody_steps", "all"),
     ("melody_leaps", "all"), ("kick_snare_kept", "all"), ("bass_on_kick", "kick"), ("kicks_covered", "kick"),
+    ("bass_on_kick", "locked"), ("kicks_covered", "locked"),
     ("key_found", "all"), ("key_found_minor", "all"), ("in_scale", "all"), ("drum_swing", "jazz"),
     ("drum_velocities_per_8_bars", "all"), ("drums_notes_per_bar", "normal"), ("bass_notes_per_bar", "normal"),
     ("melody_notes_per_bar", "normal"), ("drum_duplicate_hits", "all"), ("drum_duplicate_pieces", "all"),
@@ -572,7 +574,12 @@ STRUCTURE_ROWS: tuple[tuple[str, str], ...] = (
     ("melody_overlap_pieces", "all"), ("snare_on_beat3", "trap"), ("hihat_roll_bars", "trap"),
     ("bass_roots_on_downbeats", "all"), ("melody_chord_tones", "all"),
 )
-SCOPE_NOTES = {"kick": "kick-locked genres (" + ", ".join(KICK_LOCKED_GENRES) + ")", "jazz": "jazz only",
+# The genres whose bass the composition plan locks fully to the kick (house and techno bass
+# sits between the kicks; rock's drives in 8ths: see symbolic/plan.py).
+LOCKED_GENRES: tuple[str, ...] = tuple(g for g, style in GENRE_STYLES.items() if style.kick_lock >= 1.0)
+SCOPE_NOTES = {"kick": "kick-locked genres (" + ", ".join(KICK_LOCKED_GENRES) + ")",
+               "locked": "genres whose bass the plan locks to the kick (" + ", ".join(LOCKED_GENRES) + ")",
+               "jazz": "jazz only",
                "trap": "trap only", "normal": "density normal", "all": ""}
 PER_GENRE_FIGURES: tuple[str, ...] = (
     "melody_self_similarity", "melody_bars_repeated", "bass_self_similarity_lag4", "kick_snare_kept",
@@ -612,6 +619,8 @@ def _scoped(pieces: list[Piece], scope: str, genre: str | None = None) -> list[P
         return [p for p in pieces if p.genre == genre]
     if scope == "kick":
         return [p for p in pieces if p.genre in KICK_LOCKED_GENRES]
+    if scope == "locked":
+        return [p for p in pieces if p.genre in LOCKED_GENRES]
     if scope in ("jazz", "trap"):
         return [p for p in pieces if p.genre == scope]
     return pieces
@@ -634,6 +643,8 @@ def _real_scoped(real: dict[str, list[RealPiece]], figure: str, scope: str,
         return source, pieces, f"{label}, all styles (no trap in the data)"
     if scope == "kick":
         return source, [p for p in pieces if p.genre in KICK_LOCKED_GENRES], f"{label}, kick-locked genres"
+    if scope == "locked":
+        return source, [p for p in pieces if p.genre in LOCKED_GENRES], f"{label}, locked genres"
     return source, pieces, label
 
 
