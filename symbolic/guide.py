@@ -54,7 +54,7 @@ class GuideStrengths:
     density: float = 1.0  # per beat of gap to the next note: busy favours short gaps, sparse long
     genre: float = 1.5  # times the genre contrast of onset positions (style.json), clipped
     backbone: float = 3.0  # the genre's skeleton hits (style.json): their position, their drum
-    drum_mix: float = 0.5  # which drum: weight of the genre's own drum shares against the model's
+    drum_mix: float = 0.75  # which drum: weight of the genre's own drum shares against the model's
 
 
 DENSITY_SIGN: dict[str, float] = {"sparse": -1.0, "normal": 0.0, "busy": 1.0}
