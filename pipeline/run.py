@@ -25,12 +25,14 @@ from symbolic.arrangement import (
     Note,
     Track,
     read_tracks,
+    role_of_track_name,
     without_overlaps,
 )
 from symbolic.canonical import file_sha256
 from symbolic.conditions import (
     LOOP_CHOICES,
     ROLES,
+    UNLABELLED_GENRE,
     ConditionError,
     Conditions,
     build_conditions,
@@ -119,20 +121,28 @@ def _read_run_json(run_dir: Path) -> dict:
 
 
 def _seed_clip_tracks(path: Path) -> dict[str, Track]:
+    """Every role a seed clip holds: tracks named by role (as stemforge writes them) first,
+    then the roles `prepare` would find in the rest (drums on channel 10, a bass by program
+    or register, the most melodic remaining line), so a multitrack file keeps its bass and
+    melody too, not only its drums."""
     if not path.is_file():
         raise RunError(f"--seed-midi: {path} does not exist")
     try:
         tracks = read_tracks(path)
     except ArrangementError as error:
         raise RunError(f"--seed-midi: {path} is not a readable MIDI file") from error
-    if not tracks:  # not written by stemforge: detect the roles like `prepare` does
+    if len(tracks) < len(ROLES):
         import symusic
 
         from symbolic.prepare import detect_roles
 
         score = symusic.Score(str(path))
-        roles = detect_roles(list(score.tracks), TICKS_PER_BEAT / score.ticks_per_quarter)
-        tracks = {r: Track(r, 0, r == "drums", notes) for r, notes in roles.items()}
+        named = {i for i, t in enumerate(score.tracks) if role_of_track_name(t.name) in tracks}
+        rest = [t for i, t in enumerate(score.tracks) if i not in named and not (t.is_drum and "drums" in tracks)]
+        found = detect_roles(rest, TICKS_PER_BEAT / score.ticks_per_quarter)
+        for role, notes in found.items():
+            if role not in tracks:
+                tracks[role] = Track(role, 0, role == "drums", notes)
     tracks = {r: t for r, t in tracks.items() if t.notes}
     if not tracks:
         raise RunError(f"--seed-midi: {path} has no notes")
@@ -202,6 +212,10 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
                                f"(it has {', '.join(r for r in previous.get('midi', {}) if r != 'full')})")
             kept_tracks[role] = read_tracks(request.from_run / relative)[role]
     seed_tracks = _seed_clip_tracks(request.seed_midi) if request.seed_midi else {}
+    if seed_tracks:
+        generated = [r for r in ROLES if r not in seed_tracks and r not in request.keep]
+        messages.append(f"seed clip: kept {', '.join(r for r in ROLES if r in seed_tracks)}"
+                        + (f"; generating {', '.join(generated)}" if generated else ""))
     if request.out is not None:
         _check_out_dir(request.out)
 
@@ -222,7 +236,10 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     except ConditionError as error:
         raise RunError(str(error)) from error
     model_genre = nearest_known_genre(conditions.genre, composer.genres)
-    if model_genre != conditions.genre:
+    if model_genre == UNLABELLED_GENRE:
+        messages.append(f"genre '{conditions.genre}' is not in this model; composing from its material without a "
+                        "genre label (label files by folder or metadata CSV when preparing to steer the genre)")
+    elif model_genre != conditions.genre:
         messages.append(f"genre '{conditions.genre}' is not in this model; using the nearest known genre "
                         f"'{model_genre}'")
 

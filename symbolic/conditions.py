@@ -450,14 +450,20 @@ def default_chords(conditions: Conditions) -> str:
     return (fallback or default_progression(conditions.genre, key, conditions.seed)).text()
 
 
+UNLABELLED_GENRE = "unknown"  # what `prepare` calls material without a genre label
+
+
 def nearest_known_genre(genre: str, known: tuple[str, ...] | list[str]) -> str:
-    """The closest genre a model was trained on (the genre itself when known)."""
+    """The closest genre a model was trained on (the genre itself when known): a listed
+    neighbour, else the model's unlabelled material (a model trained on an unlabelled folder
+    answers every prompt from it), else the first genre it knows."""
     if genre in known:
         return genre
     for neighbour in GENRE_NEIGHBOURS.get(genre, ()):
         if neighbour in known:
             return neighbour
+    if UNLABELLED_GENRE in known:
+        return UNLABELLED_GENRE
     if not known:
         raise ConditionError("genre: the model knows no genres")
     return sorted(known)[0]
-
