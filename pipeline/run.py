@@ -242,6 +242,10 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     elif model_genre != conditions.genre:
         messages.append(f"genre '{conditions.genre}' is not in this model; using the nearest known genre "
                         f"'{model_genre}'")
+    if model_genre in composer.meta.get("genres_without_training_windows", []):
+        messages.append(f"genre '{model_genre}' had no training windows when this model was trained (all its "
+                        "files were in validation, see the data's prepare_report.md): the model knows the name, "
+                        "not the music")
 
     bar_ticks = BEATS_PER_BAR * TICKS_PER_BEAT
     total_ticks = conditions.bars * bar_ticks

@@ -167,7 +167,9 @@ class FastDecoder:
         count = len(token_ids)
         start = self.length
         if start + count > self.max_tokens:
-            raise ValueError(f"sequence longer than the model's context of {self.max_tokens} tokens")
+            raise ValueError(f"the piece needs more than the model's context of {self.max_tokens} tokens: ask for "
+                             "fewer --bars or a sparser density, use a shorter --seed-midi, or train a model with "
+                             "a larger n_positions (the `small` config holds 2048)")
         positions = torch.arange(start, start + count)
         x = self.wte[torch.tensor(token_ids)] + self.wpe[positions]
         embd = x.shape[-1]

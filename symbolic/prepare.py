@@ -1,8 +1,10 @@
 """`pipeline prepare`: a folder of MIDI files -> a token dataset, a SHA-256 novelty index
 and a prepare report.
 
-Per file: read (symusic), keep 4/4 regions, detect roles, quantize to the token grid,
-cut into N-bar windows, transpose pitched tracks (training side only), tokenize. The split
+Per file: read (symusic), keep 4/4 regions (read from the notes where the header is a
+tool's default such as POP909's 1/4), detect roles, map extended drum notes to General
+MIDI, quantize to the token grid, cut into N-bar windows, transpose pitched tracks
+(training side only), tokenize. The split
 is by source group (a CSV `group` column, else the file), so no window of one song sits on
 both sides. A file that cannot be used is skipped with its reason; it never stops the run.
 """
@@ -15,6 +17,7 @@ import json
 import math
 import re
 import shutil
+import sys
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,13 +29,25 @@ from tqdm import tqdm
 from configs import load_config, resolve_config
 from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, end_tracks_at, tracks_to_score
 from symbolic.canonical import NoveltyIndex, piece_digests
-from symbolic.conditions import DENSITIES, GENRES, ROLES, Key, match_genre, parse_key
+from symbolic.conditions import DENSITIES, GENRES, ROLES, UNLABELLED_GENRE, Key, match_genre, parse_key
+from symbolic.meter import MeterJudgement, judge_meter
 from symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
 
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
 GRID_TICKS = TICKS_PER_BEAT // 12  # the token grid (1/12 beat) at 480 ticks per beat
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
-UNKNOWN_GENRE = "unknown"
+CONTEXT_SIZES = (1024, 2048)  # n_positions of the shipped train configs (tiny, small)
+
+# Drum notes outside General MIDI, or meaning another drum on the kit that wrote them, ->
+# the GM drum they are (docs/training.md, "drums"). Roland V-Drums modules (TD-11 in the
+# Groove MIDI Dataset, TD-1...TD-50) send hi-hat edge hits as 22 (closed) and 26 (open):
+# a third of GMD's hi-hat hits. No GM kit has those notes, so they are mapped wherever
+# they appear.
+EXTENDED_DRUMS: dict[int, int] = {22: 42, 26: 46}
+# In a file that has V-Drums edge hats, these notes are V-Drums rim/edge hits, not the GM
+# drums of the same number (vibraslap, China cymbal, splash): tom 3 rim, crash 2 edge,
+# crash 1 edge. The Magenta GMD mapping does the same (corpus_rules.GMD_TO_GM folds further).
+ROLAND_DRUMS: dict[int, int] = {58: 43, 52: 57, 55: 49}
 
 
 class PrepareError(ValueError):
@@ -68,6 +83,8 @@ class SourcePiece:
     key: str
     tracks: dict[str, Track]
     bar_ranges: list[tuple[int, int]]  # [first bar, end bar) regions in 4/4
+    meter: dict = field(default_factory=dict)  # what the bars were taken from (Meter.as_report)
+    drum_notes: dict = field(default_factory=dict)  # {"mapped": {pitch: n}, "dropped": {pitch: n}}
 
 
 # ---------------------------------------------------------------- metadata
@@ -197,22 +214,143 @@ def quantize(notes: list[Note]) -> list[Note]:
     return sorted(out)
 
 
-def four_four_regions(score: symusic.Score, total_bars: int) -> list[tuple[int, int]]:
-    """[first bar, end bar) regions whose time signature is 4/4 (no signature = 4/4)."""
-    signatures = sorted((ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures)
+# ---------------------------------------------------------------- meter
+
+def header_kind(numerator: int, denominator: int) -> str:
+    """"4/4" (4/4, or 2/2: the same bars), "unclear" (a bar of 1/4, 1/2, 1, 2, 4 or 8
+    quarter notes that is not 4/4: 1/4, 2/4, 8/8, 4/8... are what tools write by default,
+    POP909 writes 1/4 over 4/4 songs; the notes decide), or "other" (3/4, 6/8, 5/4, 12/8...:
+    a real meter, taken at its word)."""
+    if (numerator, denominator) in ((4, 4), (2, 2)):
+        return "4/4"
+    quarters = 4 * numerator / max(1, denominator)
+    return "unclear" if quarters in (0.25, 0.5, 1, 2, 4, 8) else "other"
+
+
+@dataclass
+class Meter:
+    """Which stretches of a file are used as 4/4 and where their bar lines fall, and why."""
+
+    regions: list[tuple[int, int | None]]  # [start, end) in the file's ticks; None = to the end
+    header: str  # the time signatures as written, "1/4" or "4/4 2/4", or "none"
+    source: str  # the bars come from the "header", the "notes" or the "default" (no header: 4/4)
+    shift: int = 0  # ticks (at TICKS_PER_BEAT) added to every note to put a downbeat on a bar line
+    judgement: MeterJudgement | None = None
+    skip_reason: str = ""  # why no stretch is usable ("" when some is)
+    note: str = ""  # what else the report should say
+
+    def bar_ranges(self, ticks_per_quarter: int, total_bars: int) -> list[tuple[int, int]]:
+        """[first bar, end bar) of each region after the shift; whole bars only."""
+        per_bar = TICKS_PER_BAR * ticks_per_quarter  # a bar in units of 1/(TICKS_PER_BEAT * tpq) beat
+        out = []
+        for start, end in self.regions:
+            first = -(-(start * TICKS_PER_BEAT + self.shift * ticks_per_quarter) // per_bar)
+            last = total_bars if end is None else (end * TICKS_PER_BEAT + self.shift * ticks_per_quarter) // per_bar
+            if min(last, total_bars) > first:
+                out.append((first, min(last, total_bars)))
+        return out
+
+    def as_report(self) -> dict:
+        report = {"header": self.header, "from": self.source, "read_as": "4/4" if self.regions else None,
+                  "shift_ticks": self.shift}
+        if self.judgement is not None:
+            report["judged"] = asdict(self.judgement)
+        if self.note:
+            report["note"] = self.note
+        return report
+
+
+def _scaled_notes(score: symusic.Score, scale: float) -> tuple[list[Note], list[Note]]:
+    """Every note of the file (pitched, drums) at TICKS_PER_BEAT, unquantized."""
+    pitched: list[Note] = []
+    drums: list[Note] = []
+    for track in score.tracks:
+        (drums if track.is_drum else pitched).extend(
+            Note(round(n.time * scale), max(1, round(n.duration * scale)), n.pitch, n.velocity) for n in track.notes)
+    return pitched, drums
+
+
+def read_meter(score: symusic.Score, scale: float) -> Meter:
+    """The 4/4 stretches of a file. A 4/4 header (or none) is taken as written, and so is a
+    real other meter (3/4, 6/8: not used). Where the header is unclear (1/4, 2/4, 8/8...),
+    the notes decide (symbolic/meter.py): 4/4 with the downbeat they imply, or skipped."""
+    by_tick: dict[int, tuple[int, int]] = {}
+    for signature in sorted(score.time_signatures, key=lambda ts: ts.time):
+        by_tick[signature.time] = (signature.numerator, signature.denominator)  # the last at a tick wins
+    signatures: list[tuple[int, int, int]] = []
+    for time, (numerator, denominator) in sorted(by_tick.items()):
+        if not signatures or signatures[-1][1:] != (numerator, denominator):
+            signatures.append((time, numerator, denominator))
     if not signatures:
-        return [(0, total_bars)]
-    regions = []
-    boundaries = signatures + [(None, 0, 0)]
-    ticks_per_bar = score.ticks_per_quarter * 4
-    for (time, num, den), (next_time, _, _) in zip(boundaries, boundaries[1:]):
-        if (num, den) != (4, 4):
+        return Meter([(0, None)], "none", "default")
+    header = " ".join(dict.fromkeys(f"{n}/{d}" for _, n, d in signatures))
+    spans = [(time, following[0] if following else None, header_kind(n, d))
+             for (time, n, d), following in zip(signatures, [*signatures[1:], None])]
+    written = [(start, end) for start, end, kind in spans if kind == "4/4"]
+    unclear = [(start, end) for start, end, kind in spans if kind == "unclear"]
+    if not unclear:
+        return Meter(written, header, "header", skip_reason="" if written else f"not in 4/4 ({header})")
+
+    candidates = _merge_spans(sorted(written + unclear))
+    pitched, drums = _scaled_notes(score, scale)
+    inside = lambda note: any(start * scale <= note.start and (end is None or note.start < end * scale)  # noqa: E731
+                              for start, end in candidates)
+    judgement = judge_meter([n for n in pitched if inside(n)], [n for n in drums if inside(n)])
+    unclear_header = " ".join(dict.fromkeys(f"{n}/{d}" for _, n, d in signatures if header_kind(n, d) == "unclear"))
+    if judgement.beats_per_bar == 4:
+        shift = (TICKS_PER_BAR - judgement.downbeat) % TICKS_PER_BAR
+        return Meter(candidates, header, "notes", shift, judgement,
+                     note=f"header {unclear_header} read as 4/4 from the notes: first downbeat "
+                          f"{judgement.downbeat / TICKS_PER_BEAT:.2f} beats in, every note moved {shift} ticks later")
+    if judgement.too_short:
+        why = f"{judgement.beats} beats are too few to read the meter from the notes"
+    elif judgement.beats_per_bar == 3:
+        why = "the notes move in bars of 3 beats"
+    else:
+        why = "the notes do not settle the meter"
+    fix = "" if judgement.beats_per_bar == 3 else " (give the file a 4/4 time signature if it is in 4/4)"
+    if written:
+        return Meter(written, header, "header", judgement=judgement,
+                     note=f"the {unclear_header} parts are not used: {why}")
+    return Meter([], header, "notes", judgement=judgement,
+                 skip_reason=f"not in 4/4: the header says {header} and {why}{fix}")
+
+
+def _merge_spans(spans: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
+    """Adjacent [start, end) spans joined, so a bar may cross a header change."""
+    merged: list[tuple[int, int | None]] = []
+    for start, end in spans:
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+# ---------------------------------------------------------------- drums
+
+def map_drum_notes(notes: list[Note], low: int, high: int) -> tuple[list[Note], Counter, Counter]:
+    """Drum notes as the General MIDI drums the tokenizer holds ([low, high)): extended
+    notes mapped (EXTENDED_DRUMS everywhere, ROLAND_DRUMS in a file with V-Drums edge hats),
+    whatever is still out of range dropped. Returns the notes and, per original pitch, how
+    many were mapped and how many dropped, so the report can say so."""
+    table = dict(EXTENDED_DRUMS)
+    if any(n.pitch in EXTENDED_DRUMS for n in notes):
+        table.update(ROLAND_DRUMS)
+    kept, mapped, dropped = [], Counter(), Counter()
+    for note in notes:
+        pitch = table.get(note.pitch, note.pitch)
+        if not low <= pitch < high:
+            dropped[note.pitch] += 1
             continue
-        first = math.ceil(time / ticks_per_bar)
-        end = total_bars if next_time is None else next_time // ticks_per_bar
-        if end > first:
-            regions.append((first, end))
-    return regions
+        if pitch != note.pitch:
+            mapped[note.pitch] += 1
+        kept.append(Note(note.start, note.duration, pitch, note.velocity))
+    return kept, mapped, dropped
+
+
+def _pitch_counts(counter: Counter) -> dict[str, int]:
+    return {str(pitch): counter[pitch] for pitch in sorted(counter)}
 
 
 def load_piece(path: Path, root: Path, meta: dict[str, dict], spec: TokenizerSpec) -> SourcePiece:
@@ -231,21 +369,30 @@ def load_piece(path: Path, root: Path, meta: dict[str, dict], spec: TokenizerSpe
     roles = detect_roles(list(score.tracks), scale)
     if not roles:
         raise PrepareError("no usable tracks")
+    meter = read_meter(score, scale)
     tracks = {}
+    drum_notes = {"mapped": {}, "dropped": {}}
     for role, notes in roles.items():
         low, high = spec.role_pitch_ranges[role]
-        fitted = [n for n in notes if low <= n.pitch < high] if role == "drums" else _fit_range(notes, low, high)
+        if meter.shift:
+            notes = [Note(n.start + meter.shift, n.duration, n.pitch, n.velocity) for n in notes]
+        if role == "drums":
+            fitted, mapped, dropped = map_drum_notes(notes, low, high)
+            drum_notes = {"mapped": _pitch_counts(mapped), "dropped": _pitch_counts(dropped)}
+        else:
+            fitted = _fit_range(notes, low, high)
         notes_q = quantize(fitted)
         if notes_q:
             tracks[role] = Track(role, 0, role == "drums", notes_q)
     if not tracks:
         raise PrepareError("no notes in playable ranges")
+    if meter.skip_reason:
+        raise PrepareError(meter.skip_reason)
     end_tick = max(t.end_tick() for t in tracks.values())
     total_bars = math.ceil(end_tick / TICKS_PER_BAR)
-    regions = four_four_regions(score, total_bars)
+    regions = meter.bar_ranges(score.ticks_per_quarter, total_bars)
     if not regions:
-        signature = score.time_signatures[0]
-        raise PrepareError(f"not in 4/4 ({signature.numerator}/{signature.denominator})")
+        raise PrepareError(f"no whole 4/4 bar ({meter.header})")
     genre_text = (row.get("genre") or "").strip()
     genre = match_genre(genre_text) if genre_text else genre_from_text(relative)
     bpm = None
@@ -262,8 +409,8 @@ def load_piece(path: Path, root: Path, meta: dict[str, dict], spec: TokenizerSpe
             raise PrepareError(f"metadata key {row['key']!r}: {error}") from error
     else:
         key = estimate_key([n for r in ("bass", "melody") if r in tracks for n in tracks[r].notes])
-    return SourcePiece(relative, (row.get("group") or relative).strip(), genre or UNKNOWN_GENRE,
-                       float(bpm), key, tracks, regions)
+    return SourcePiece(relative, (row.get("group") or relative).strip(), genre or UNLABELLED_GENRE,
+                       float(bpm), key, tracks, regions, meter.as_report(), drum_notes)
 
 
 # ---------------------------------------------------------------- windows
@@ -328,6 +475,38 @@ def density_of(notes_per_bar: float, genre: str, thresholds: dict[str, tuple[flo
     return DENSITIES[0] if notes_per_bar < low else DENSITIES[2] if notes_per_bar > high else DENSITIES[1]
 
 
+def token_lengths(lengths: list[int], bars: list[int]) -> dict:
+    """How long the training sequences are, in tokens: what a model's context (the train
+    config's n_positions) has to hold. Percentiles, the longest, the share longer than each
+    shipped context, overall and per window length (shorter windows are the other cure)."""
+    def stats(values: np.ndarray) -> dict:
+        out: dict = {"count": int(len(values)), "mean": round(float(values.mean()), 1)}
+        out.update({f"p{q}": int(np.percentile(values, q)) for q in (50, 90, 95, 99)})
+        out["max"] = int(values.max())
+        out.update({f"over_{size}": round(float((values > size).mean()), 4) for size in CONTEXT_SIZES})
+        return out
+
+    values, window_bars = np.asarray(lengths), np.asarray(bars)
+    return {**stats(values),
+            "by_window_bars": {str(b): stats(values[window_bars == b]) for b in sorted(set(bars))}}
+
+
+def _untrained_warning(genre: str, valid_windows: int, files: int) -> str:
+    where = (f"all {valid_windows} of its windows are in validation" if valid_windows
+             else f"its {files} file(s) gave no window")
+    return (f"genre {genre!r} has no training windows ({where}): a model trained on this data knows its "
+            f"name but not its music; add files of it, give them their own `group`s, or lower valid_fraction")
+
+
+def _drum_note_totals(pieces: list[SourcePiece]) -> dict[str, dict[str, int]]:
+    """Mapped and dropped drum notes per original pitch, over every used file."""
+    totals: dict[str, Counter] = {"mapped": Counter(), "dropped": Counter()}
+    for piece in pieces:
+        for kind, counts in piece.drum_notes.items():
+            totals[kind].update({int(pitch): count for pitch, count in counts.items()})
+    return {kind: _pitch_counts(counts) for kind, counts in totals.items()}
+
+
 def split_groups(groups: list[str], valid_fraction: float) -> set[str]:
     """Validation groups: a deterministic hash order, at least one when there are two."""
     unique = sorted(set(groups), key=lambda g: hashlib.sha256(g.encode()).hexdigest())
@@ -380,6 +559,7 @@ def prepare_dataset(
     thresholds = density_thresholds(windows, genre_of)
 
     sequences: dict[str, list[list[int]]] = {"train": [], "valid": []}
+    sequence_bars: dict[str, list[int]] = {"train": [], "valid": []}  # window length of each sequence
     window_counts: Counter = Counter()
     for window in tqdm(windows, desc="tokenizing", unit="window", disable=not progress):
         piece = pieces[window.source]
@@ -397,6 +577,7 @@ def prepare_dataset(
                 tracks, TICKS_PER_BEAT, genre=piece.genre, bpm=piece.bpm, key=key,
                 density=density, bars=window.bars,
             ))
+            sequence_bars[split].append(window.bars)
         window_counts[(split, piece.genre)] += 1
     if not sequences["train"]:
         raise PrepareError("MIDI_DIR: every window fell into validation; add files or lower valid_fraction")
@@ -422,12 +603,17 @@ def prepare_dataset(
     train_pieces = [p for p in pieces if p.group not in valid_groups]
     for piece in train_pieces:
         bars = math.ceil(max(t.end_tick() for t in piece.tracks.values()) / TICKS_PER_BAR)
-        index.add(piece.path, piece_digests({r: t.notes for r, t in piece.tracks.items()}, TICKS_PER_BEAT, bars))
+        index.add(piece.path, piece_digests({r: t.notes for r, t in piece.tracks.items()}, TICKS_PER_BEAT, bars),
+                  group=piece.group)
     index.save(tmp / "index")
     _write_window_store(train_pieces, tmp / "index")
     reference = _write_reference_midi(windows, pieces, valid_groups, config, tmp / "reference_midi")
 
-    lengths = [len(s) for s in sequences["train"]]
+    untrained = [g for g in genres if window_counts[("train", g)] == 0]
+    warnings = [_untrained_warning(g, window_counts[("valid", g)], sum(p.genre == g for p in pieces))
+                for g in untrained]
+    for warning in warnings:  # here as well as in the report: a model trained on this cannot play them
+        print(f"warning: {warning}", file=sys.stderr)
     summary = {
         "kind": "stemforge-dataset",
         "data_sha256": digest.hexdigest(),
@@ -439,8 +625,12 @@ def prepare_dataset(
         "windows": {s: sum(c for (sp, _), c in window_counts.items() if sp == s) for s in ("train", "valid")},
         "sequences": {s: len(v) for s, v in sequences.items()},
         "tokens": token_counts,
-        "tokens_per_sequence": {"mean": float(np.mean(lengths)), "max": int(np.max(lengths))},
+        "tokens_per_sequence": token_lengths([len(s) for s in sequences["train"]], sequence_bars["train"]),
         "genres": {g: {s: window_counts[(s, g)] for s in ("train", "valid")} for g in genres},
+        "genres_without_training_windows": untrained,
+        "meter": dict(Counter(p.meter["from"] for p in pieces)),
+        "drum_notes": _drum_note_totals(pieces),
+        "warnings": warnings,
         "density_thresholds": thresholds,
         "roles": {r: sum(1 for p in pieces if r in p.tracks) for r in ROLES},
         "reference_midi": reference,
@@ -449,10 +639,11 @@ def prepare_dataset(
     (tmp / "dataset.json").write_text(json.dumps(summary, indent=1))
     report = {"summary": summary, "skipped": skipped,
               "used": [{"file": p.path, "genre": p.genre, "bpm": p.bpm, "key": p.key,
-                        "roles": sorted(p.tracks), "split": "valid" if p.group in valid_groups else "train"}
+                        "roles": sorted(p.tracks), "split": "valid" if p.group in valid_groups else "train",
+                        "meter": p.meter, "drum_notes": p.drum_notes}
                        for p in pieces]}
     (tmp / "prepare_report.json").write_text(json.dumps(report, indent=1))
-    (tmp / "prepare_report.md").write_text(_report_markdown(summary, skipped))
+    (tmp / "prepare_report.md").write_text(_report_markdown(summary, skipped, pieces))
     tmp.rename(out_dir)
     return summary
 
@@ -505,19 +696,63 @@ def _write_reference_midi(
     return len(rows)
 
 
-def _report_markdown(summary: dict, skipped: list[dict]) -> str:
-    lines = ["# Prepare report", "",
-             f"- source: `{summary['source']}`",
-             f"- files: {summary['files']['found']} found, {summary['files']['used']} used, "
-             f"{summary['files']['skipped']} skipped",
-             f"- windows: {summary['windows']['train']} train, {summary['windows']['valid']} valid "
-             f"({summary['sequences']['train']} train sequences with transpositions)",
-             f"- tokens: {summary['tokens']['train']} train, {summary['tokens']['valid']} valid",
-             f"- data sha256: `{summary['data_sha256']}`", "", "| genre | train windows | valid windows |",
-             "|---|---|---|"]
+def _report_markdown(summary: dict, skipped: list[dict], pieces: list[SourcePiece]) -> str:
+    lines = ["# Prepare report", ""]
+    if summary["warnings"]:
+        lines += [f"**Warning:** {warning}" for warning in summary["warnings"]] + [""]
+    lines += [f"- source: `{summary['source']}`",
+              f"- files: {summary['files']['found']} found, {summary['files']['used']} used, "
+              f"{summary['files']['skipped']} skipped",
+              f"- windows: {summary['windows']['train']} train, {summary['windows']['valid']} valid "
+              f"({summary['sequences']['train']} train sequences with transpositions)",
+              f"- tokens: {summary['tokens']['train']} train, {summary['tokens']['valid']} valid",
+              f"- data sha256: `{summary['data_sha256']}`", "", "| genre | train windows | valid windows |",
+              "|---|---|---|"]
     lines += [f"| {g} | {c['train']} | {c['valid']} |" for g, c in summary["genres"].items()]
+    lines += _length_lines(summary["tokens_per_sequence"])
+    judged = [p for p in pieces if p.meter.get("from") == "notes" or p.meter.get("note")]
+    if judged:
+        lines += ["", "## Meter read from the notes", "",
+                  "The time signature of these files does not say where their bars are (1/4, 2/4, 8/8...), "
+                  "so the notes did (symbolic/meter.py). A skipped one is listed under skipped files.", "",
+                  "| file | header | read as | first downbeat (beats) | notes moved (ticks) | note |", "|---|---|---|---|---|---|"]
+        for piece in judged:
+            meter, judgement = piece.meter, piece.meter.get("judged") or {}
+            downbeat = judgement.get("downbeat", 0) / TICKS_PER_BEAT
+            lines.append(f"| {piece.path} | {meter['header']} | {meter['read_as']} | {downbeat:.2f} | "
+                         f"{meter['shift_ticks']} | {meter.get('note', '')} |")
+    drums = summary["drum_notes"]
+    if drums["mapped"]:
+        table = {**EXTENDED_DRUMS, **ROLAND_DRUMS}
+        lines += ["", "## Drum notes mapped to General MIDI", "",
+                  "Extended notes (Roland V-Drums hi-hat edges 22/26; in files that have them, the kit's rim and "
+                  "edge notes 58/52/55) as the General MIDI drum they are.", "",
+                  "| note | as | hits |", "|---|---|---|"]
+        lines += [f"| {pitch} | {table[int(pitch)]} | {count} |" for pitch, count in drums["mapped"].items()]
+    if drums["dropped"]:
+        lines += ["", "## Drum notes dropped", "",
+                  "Outside the drum notes the tokenizer holds (27-87, General MIDI 2) and in no known map.", "",
+                  "| note | hits |", "|---|---|"]
+        lines += [f"| {pitch} | {count} |" for pitch, count in drums["dropped"].items()]
     if skipped:
         lines += ["", "## Skipped files", "", "| file | reason |", "|---|---|"]
         lines += [f"| {s['file']} | {s['reason']} |" for s in skipped]
     return "\n".join(lines) + "\n"
 
+
+def _length_lines(lengths: dict) -> list[str]:
+    """The token-length distribution, and what it means for the shipped contexts."""
+    lines = ["", "## Sequence lengths (tokens, training side)", "",
+             "| windows | sequences | median | p90 | p95 | p99 | longest | > 1024 | > 2048 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    rows = [("all", lengths), *((f"{bars} bars", v) for bars, v in lengths["by_window_bars"].items())]
+    lines += [f"| {name} | {v['count']} | {v['p50']} | {v['p90']} | {v['p95']} | {v['p99']} | {v['max']} | "
+              f"{v['over_1024']:.1%} | {v['over_2048']:.1%} |" for name, v in rows]
+    for size in CONTEXT_SIZES:
+        share = lengths[f"over_{size}"]
+        if share:
+            lines += ["", f"{share:.1%} of the training sequences are longer than {size} tokens: a model with "
+                          f"`n_positions: {size}` sees only their first {size} tokens (`pipeline train` says how "
+                          f"many); use a larger `n_positions` (at least {lengths['max']}) or shorter `window_bars`."]
+            break
+    return lines

@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +55,10 @@ class TrainConfig:
     checkpoint_interval: int = 250
     seed: int = 0
     track_shuffle_prob: float = 0.5  # share of batches whose track order is permuted
+    # Sequences longer than n_positions are trained on their first n_positions tokens only
+    # (the model never sees how they end): with a warning up to this share of the training
+    # sequences, refused above it. 0 refuses any cut.
+    max_truncated_share: float = 0.25
     device: str = "auto"
 
     @classmethod
@@ -81,6 +86,9 @@ class TokenDataset:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
 
     def sequence(self, index: int) -> list[int]:
         return self.tokens[self.offsets[index]: self.offsets[index + 1]].tolist()
@@ -113,6 +121,43 @@ def make_batch(dataset: TokenDataset, indices: np.ndarray, tokenizer: ComposerTo
         attention[row, : len(ids)] = 1
     labels = input_ids.masked_fill(attention == 0, -100)
     return input_ids, attention, labels
+
+
+def check_context(train_set: TokenDataset, valid_set: TokenDataset, config: TrainConfig) -> dict:
+    """How many sequences are longer than the model's context. Refuses (TrainError) when
+    more than `max_truncated_share` of the training sequences would be cut, so a too-small
+    context is never found out only from a model that cannot finish long pieces."""
+    lengths = train_set.lengths()
+    over = {"n_positions": config.n_positions, "train": int((lengths > config.n_positions).sum()),
+            "valid": int((valid_set.lengths() > config.n_positions).sum()), "longest": int(lengths.max())}
+    share = over["train"] / len(lengths)
+    if share > config.max_truncated_share:
+        raise TrainError(
+            f"n_positions={config.n_positions} would cut {over['train']} of {len(lengths)} training sequences "
+            f"({share:.0%}, the longest {over['longest']} tokens), more than max_truncated_share="
+            f"{config.max_truncated_share:g}: raise n_positions in the training config (to {over['longest']} to "
+            f"keep them all), prepare with shorter window_bars, or raise max_truncated_share")
+    return over
+
+
+def training_warnings(over: dict, dataset_meta: dict, train_count: int) -> list[str]:
+    """What the user should know before the first step: cut sequences, untrained genres."""
+    warnings = []
+    if over["train"] or over["valid"]:
+        warnings.append(
+            f"{over['train']} of {train_count} training sequences ({over['train'] / train_count:.1%}; "
+            f"{over['valid']} validation) are longer than n_positions={over['n_positions']} tokens (the longest "
+            f"{over['longest']}): training sees only their first {over['n_positions']} tokens. To train on all "
+            f"of them, raise n_positions in the training config or prepare with shorter window_bars")
+    for genre in untrained_genres(dataset_meta):
+        warnings.append(f"genre {genre!r} has no training windows: the model will know its name but not its "
+                        f"music (see prepare_report.md)")
+    return warnings
+
+
+def untrained_genres(dataset_meta: dict) -> list[str]:
+    """Genres of the tokenizer with no training window (all in validation, or none at all)."""
+    return sorted(g for g, counts in dataset_meta.get("genres", {}).items() if not counts.get("train"))
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
@@ -197,6 +242,10 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         raise TrainError(f"DATA_DIR: {data_dir} has no training sequences")
     if len(valid_set) == 0:
         valid_set = train_set
+    over_context = check_context(train_set, valid_set, config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        for warning in training_warnings(over_context, dataset_meta, len(train_set)):
+            print(f"warning: {warning}", file=sys.stderr)
 
     rank, world, local_rank = init_distributed()
     lead = rank == 0  # only the first process evaluates, checkpoints and saves
@@ -310,6 +359,8 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         "data_sha256": dataset_meta["data_sha256"],
         "data_dir": str(data_dir.resolve()),
         "genres": tokenizer.genres,
+        "genres_without_training_windows": untrained_genres(dataset_meta),
+        "sequences_over_context": over_context,
         "max_bars": tokenizer.spec.max_bars,
         "trained_window_bars": window_bars,
         "steps": step,
