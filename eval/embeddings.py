@@ -49,6 +49,37 @@ class Embedding:
     embed: Callable[[np.ndarray], np.ndarray]
     weights: str = ""  # where the weights came from ("" for weight-free)
     frame_seconds: float = 0.0
+    revision: str = ""  # hub commit of weights loaded by hub id (the id alone does not pin them)
+    libraries: tuple[str, ...] = ("numpy", "scipy", "librosa", "soxr")  # whose versions can move the frames
+
+
+def weights_identity(embedder: Embedding) -> str | None:
+    """What the weights are, for cache keys: the sha256 of a local file or folder (cached by
+    path, size and mtime, so a 320 MB checkpoint is hashed once), `id@commit` for a hub
+    model, the URL itself for a URL (torch hub checkpoints carry a hash in their name);
+    None for a weight-free embedding."""
+    if not embedder.weights:
+        return None
+    path = Path(embedder.weights).expanduser()
+    if not embedder.weights.startswith(("http://", "https://")) and path.exists():
+        from audio.assets import sha256_of
+
+        return sha256_of(path)
+    return f"{embedder.weights}@{embedder.revision}" if embedder.revision else embedder.weights
+
+
+def embedding_identity(embedder: Embedding) -> dict:
+    """Everything an embedding's frames depend on besides the audio: its settings, weights,
+    this module and the conforming code (eval.reference), and the libraries it calls."""
+    from eval.cache import code_digest, library_versions
+
+    return {"name": embedder.name, "sample_rate": embedder.sample_rate, "channels": embedder.channels,
+            "dim": embedder.dim, "frame_seconds": embedder.frame_seconds, "weights": embedder.weights,
+            "weights_sha256": weights_identity(embedder), "code": code_digest(("eval.embeddings", "eval.reference")),
+            "libraries": library_versions(embedder.libraries)}
+
+
+TORCH_LIBRARIES = ("numpy", "scipy", "librosa", "soxr", "torch")
 
 
 # ---------------------------------------------------------------- features (weight-free)
@@ -202,7 +233,7 @@ def build_vggish(weights: str | None = None) -> Embedding:
         return torch.cat(out).numpy().astype(np.float32)
 
     return Embedding("vggish", VGGISH_SAMPLE_RATE, 1, hidden[2], embed, weights=source,
-                     frame_seconds=VGGISH_FRAMES / 100)
+                     frame_seconds=VGGISH_FRAMES / 100, libraries=TORCH_LIBRARIES)
 
 
 # ---------------------------------------------------------------- EnCodec
@@ -250,7 +281,9 @@ def build_encodec(weights: str | None = None) -> Embedding:
         return torch.cat(frames).numpy().astype(np.float32)
 
     return Embedding("encodec", sample_rate, channels, int(model.config.hidden_size), embed, weights=name,
-                     frame_seconds=1.0 / float(model.config.frame_rate))
+                     frame_seconds=1.0 / float(model.config.frame_rate),
+                     revision=str(getattr(model.config, "_commit_hash", None) or ""),
+                     libraries=(*TORCH_LIBRARIES, "transformers"))
 
 
 # ---------------------------------------------------------------- PANN CNN14
@@ -381,7 +414,7 @@ def build_pann(weights: str | None = None) -> Embedding:
         return torch.cat(out).numpy().astype(np.float32)
 
     return Embedding("pann", PANN_SAMPLE_RATE, 1, hidden, embed, weights=str(path),
-                     frame_seconds=PANN_WINDOW / PANN_SAMPLE_RATE)
+                     frame_seconds=PANN_WINDOW / PANN_SAMPLE_RATE, libraries=TORCH_LIBRARIES)
 
 
 EMBEDDINGS: dict[str, Callable[[str | None], Embedding]] = {

@@ -22,6 +22,9 @@ from scipy import linalg
 # handful of clips cannot show the spread of a style.
 MIN_CLIPS = 10
 MIN_FRAMES_PER_DIM = 5
+# One or two clips on a side are one or two takes, not a set: a bootstrap over them has at
+# most three distinct resamples, so their interval is no interval and the row is not compared.
+FEW_CLIPS = 2
 
 
 def embedding_statistics(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +152,12 @@ def small_set_warnings(n_gen_clips: int, n_ref_clips: int, n_gen_frames: int, n_
                        dim: int) -> list[str]:
     warnings = []
     for side, clips, frames in (("generated", n_gen_clips, n_gen_frames), ("reference", n_ref_clips, n_ref_frames)):
-        if clips < MIN_CLIPS:
+        if clips <= FEW_CLIPS:
+            warnings.append(
+                f"only {clips} {side} clip(s): FAD from one or two clips measures those takes, not a style; "
+                "its interval means nothing and it cannot be compared with other rows"
+            )
+        elif clips < MIN_CLIPS:
             warnings.append(
                 f"only {clips} {side} clip(s): FAD from fewer than {MIN_CLIPS} clips swings a lot; "
                 "read it as a rough indication, not a score"
@@ -183,3 +191,18 @@ def fad_with_intervals(
         fad_inf=inf, n_generated_clips=len(generated), n_reference_clips=len(reference),
         n_generated_frames=len(gen_frames), n_reference_frames=len(ref_frames), dim=dim, warnings=warnings,
     )
+
+
+def has_usable_interval(result: dict) -> bool:
+    """A FAD row (FadResult.to_dict()) whose bootstrap interval can be compared: one was
+    drawn (--bootstrap > 0) from more than FEW_CLIPS clips on each side."""
+    return (result.get("fad") is not None and result.get("ci_low") is not None
+            and result.get("ci_high") is not None and min(result.get("n_generated_clips", 0),
+                                                          result.get("n_reference_clips", 0)) > FEW_CLIPS)
+
+
+def intervals_overlap(a: dict, b: dict) -> bool:
+    """Whether two FAD rows' 95% bootstrap intervals overlap. If they do, the two numbers
+    cannot be told apart: the difference is within what resampling the clips moves them.
+    (Disjoint intervals are a conservative sign of a real difference, not a test.)"""
+    return a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"]

@@ -1,47 +1,250 @@
-"""Novelty of generated pieces against the training set.
+"""Novelty of generated pieces against the training set: was anything copied?
 
-Exact copies: the SHA-256 digests of `symbolic.canonical.piece_digests` (whole piece, each
-track, each 4-bar window of all roles, each role's 4-bar window, and the transposition-
-invariant window of pitched roles) looked up in the training `NoveltyIndex`.
+One definition, used by `pipeline eval` and by the quality bench (`assess_tracks`):
 
-Near copies: for every generated 4-bar window, the training window with the highest
-note overlap, the Jaccard index of their (role, onset, pitch) sets on the canonical grid,
-maximised over transpositions of the pitched roles (-12..+12 semitones). 1.0 is the same
-notes, 0.0 nothing in common. Durations and velocities are left out, as in the digests.
+1. The piece is read on the token grid (`symbolic.canonical.to_grid`): parts already on it
+   as they are, performances snapped to their feel's grid. A run folder is read from the
+   token ids its run.json keeps when it has them (`run_grid_tracks`): the piece as composed,
+   before swing and micro-timing were applied to the written MIDI.
+2. Every part is read as a loop of its bars from every grid step of the first bar (48
+   shifts of 1/12 beat, so a copy that starts a 16th or a triplet late is read as it was
+   written), and each bar's digest is looked up in the training index (a binary search per
+   bar: no scan of the training set).
+3. A *match* is a run of consecutive generated bars found at consecutive bars of one
+   training part, read at one shift and with one transposition (pitched parts are digested
+   relative to each bar's lowest pitch, so any transposition matches; drums never transpose).
+   A bar that `COMMON_SONGS` (2) or more training songs share (a plain backbeat, a bass on
+   the root) is a common pattern: it continues a match but its notes are not evidence of a
+   copy; only bars unique to one training song are.
+4. Verdict per part, from its strongest match: **copied** when at least `COPY_BARS` bars
+   match and their distinctive bars hold at least `MIN_COPY_NOTES` notes; **near copy** when
+   at least `NEAR_BARS` bars do; **new** otherwise. A run's verdict is its strongest part's.
+
+The thresholds were set on the default model's data (docs/eval.md, "Novelty"): every exact,
+transposed, shifted (every 16th) and humanized (+-20 ms, velocities) copy of 20 training
+pieces is copied, a 4-bar clip shifted into new material too (its last bar mixes with the
+new notes, hence 3 bars), and no fresh run of the default model has a match longer than one
+bar.
+
+Besides the verdict, the report shows the nearest training window of each run by note
+overlap (`nearest_training_windows`, a scan of the stored 4-bar training windows): a graded
+"how close", read at the shift of the run's strongest match.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 
 from eval.window_store import WINDOW_STEPS, WindowNotes, window_rows
 from symbolic.arrangement import BEATS_PER_BAR, Note
-from symbolic.canonical import LEVELS, ROLE_CODES, WINDOW_BARS, NoveltyIndex, piece_digests
+from symbolic.canonical import (
+    BAR_STEPS,
+    GRID_PER_BEAT,
+    ROLE_CODES,
+    WINDOW_BARS,
+    NoveltyIndex,
+    bar_digests,
+    is_on_grid,
+    part_rows,
+    to_grid,
+)
 
-# A matched window with fewer notes than this is reported but not flagged as a copy:
-# one kick on every beat occurs in any corpus and says nothing about memorisation.
-MIN_COPY_NOTES = 8
+COPY_BARS = 3  # consecutive bars equal to one training part: copied
+NEAR_BARS = 2  # ... near copy
+MIN_COPY_NOTES = 8  # notes in the match's distinctive bars needed for either verdict
+# A bar that two or more training songs hold is a pattern, not the mark of one song: at 8,
+# 2 of 48 fresh default-model runs were "near copies" by bars that 2-5 songs share (four
+# quarter-note roots in reggae, a techno beat two house songs have); at 2, none, and every
+# exact/transposed/shifted/humanized copy of training material is still caught.
+COMMON_SONGS = 2
+SHIFTS = range(BAR_STEPS)  # every grid step of a bar
+VERDICTS: tuple[str, ...] = ("copied", "near copy", "new")  # strongest first
+
 TRANSPOSITIONS = tuple(range(-12, 13))
 PITCHES = 128
 DENSE_BLOCK = 4_000_000  # generated x training similarities held at once (32 MB)
 DRUMS_CODE = ROLE_CODES["drums"]
 
 
-def level_matches(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int, index: NoveltyIndex) -> dict:
-    """Per level: how many digests the piece has, how many the index holds, and where."""
-    pieces = piece_digests(tracks, ticks_per_beat, bars, stride_bars=1)
-    out = {}
-    for level in LEVELS:
-        matches = []
-        for d, (bar, role) in zip(pieces.by_level[level], pieces.where[level], strict=True):
-            if index.contains(level, d):
-                matches.append({"bar": bar, "role": role, "digest": d.hex(), "training": index.locate(d)})
-        out[level] = {"total": len(pieces.by_level[level]), "matched": len(matches), "matches": matches}
+def thresholds() -> dict:
+    """The verdict's definition, as the report prints it."""
+    return {"copy_bars": COPY_BARS, "near_copy_bars": NEAR_BARS, "min_copy_notes": MIN_COPY_NOTES,
+            "common_songs": COMMON_SONGS, "shifts_per_bar": len(SHIFTS), "grid_per_beat": GRID_PER_BEAT}
+
+
+# ---------------------------------------------------------------- matches and verdicts
+
+@dataclass
+class Match:
+    """Consecutive generated bars found at consecutive bars of one training part."""
+
+    bars: int  # bars matched
+    notes: int  # notes in them
+    distinctive_notes: int  # notes in the matched bars fewer than COMMON_SONGS songs share
+    start_bar: int  # first matched bar, counted from the shift
+    shift_steps: int  # grid steps (1/12 beat) after the downbeat the bars are read from
+    transposition: int  # semitones from the training part to the generated one
+    source: str  # training file
+    training_bar: int  # its bar matching start_bar (0-based)
+    part: str = ""  # the role matched, or "all"
+
+    @property
+    def verdict(self) -> str:
+        if self.distinctive_notes >= MIN_COPY_NOTES and self.bars >= COPY_BARS:
+            return "copied"
+        if self.distinctive_notes >= MIN_COPY_NOTES and self.bars >= NEAR_BARS:
+            return "near copy"
+        return "new"
+
+    def strength(self) -> tuple:
+        return (-VERDICTS.index(self.verdict), self.bars, self.distinctive_notes, -abs(self.transposition),
+                -self.shift_steps)
+
+
+@dataclass
+class PartNovelty:
+    part: str  # a role, or "all" for the parts together
+    notes: int
+    bars_found: int  # bars (read from the downbeat) whose digest is in the training index
+    bars: int
+    match: Match | None  # the strongest match, if any bar matched
+
+    @property
+    def verdict(self) -> str:
+        return self.match.verdict if self.match else "new"
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "notes": self.notes, "bars": self.bars, "bars_found": self.bars_found,
+                "match": asdict(self.match) if self.match else None}
+
+
+@dataclass
+class PieceNovelty:
+    parts: dict[str, PartNovelty] = field(default_factory=dict)
+    grid: str = "on the grid"  # how the notes were put on the grid
+
+    @property
+    def verdict(self) -> str:
+        return min((p.verdict for p in self.parts.values()), key=VERDICTS.index, default="new")
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "grid": self.grid,
+                "parts": {role: part.to_dict() for role, part in self.parts.items()}}
+
+
+def _best_match(part: str, rows: np.ndarray, bars: int, index: NoveltyIndex) -> tuple[Match | None, int]:
+    """The strongest match of one part, and how many of its bars (read from the downbeat)
+    the index holds at all. Vectorised: one lookup for every bar at every shift, then runs
+    found by sorting the hits by (shift, source, bar offset, transposition, bar)."""
+    query = bar_digests(part, rows, bars, SHIFTS, cyclic=True)
+    hits = index.lookup(query.digest)
+    found = int(len(np.unique(query.bar[hits.query][query.shift[hits.query] == 0])))
+    if not len(hits.query):
+        return None, found
+    shift, bar, notes = query.shift[hits.query], query.bar[hits.query], query.notes[hits.query]
+    transposition = query.low[hits.query] - hits.low
+    offset = hits.bar - bar
+    order = np.lexsort((bar, transposition, offset, hits.source, shift))
+    shift, bar, notes, transposition, offset, source = (a[order] for a in
+                                                          (shift, bar, notes, transposition, offset, hits.source))
+    distinctive = (hits.songs_sharing[order] < COMMON_SONGS) * notes
+    same = ((shift[1:] == shift[:-1]) & (source[1:] == source[:-1]) & (offset[1:] == offset[:-1])
+            & (transposition[1:] == transposition[:-1]) & (bar[1:] == bar[:-1] + 1))
+    run = np.cumsum(np.r_[True, ~same]) - 1
+    first = np.flatnonzero(np.r_[True, ~same])
+    run_bars = np.bincount(run)
+    run_notes = np.bincount(run, weights=notes).astype(np.int64)
+    run_distinctive = np.bincount(run, weights=distinctive).astype(np.int64)
+    rank = np.where(run_distinctive >= MIN_COPY_NOTES, np.where(run_bars >= COPY_BARS, 0, np.where(
+        run_bars >= NEAR_BARS, 1, 2)), 2)
+    # strongest: verdict, then bars, distinctive notes, the smallest transposition and shift
+    r = np.lexsort((shift[first], np.abs(transposition[first]), -run_distinctive, -run_bars, rank))[0]
+    i = first[r]
+    best = Match(int(run_bars[r]), int(run_notes[r]), int(run_distinctive[r]), int(bar[i]), int(shift[i]),
+                 int(transposition[i]), index.sources[int(source[i])], int(offset[i] + bar[i]), part)
+    return best, found
+
+
+def assess_grid(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int, index: NoveltyIndex,
+                grid: str = "on the grid") -> PieceNovelty:
+    """Verdicts of a piece whose notes are on the token grid (see `assess_tracks`)."""
+    out = PieceNovelty(grid=grid)
+    for part, rows in part_rows(tracks, ticks_per_beat).items():
+        length = max(bars, int(rows[:, 1].max()) // BAR_STEPS + 1)
+        match, found = _best_match(part, rows, length, index)
+        out.parts[part] = PartNovelty(part, len(rows), found, length, match)
     return out
 
+
+def assess_tracks(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int, index: NoveltyIndex) -> PieceNovelty:
+    """The novelty check: each part's verdict ("copied", "near copy", "new") and strongest
+    match against the training index. Parts off the grid are snapped to their feel first;
+    prefer passing the token-grid notes when you have them (`run_grid_tracks`)."""
+    grid, feel = to_grid(tracks, ticks_per_beat)
+    return assess_grid(grid, ticks_per_beat, bars, index, feel.describe())
+
+
+def summarize(pieces: list[PieceNovelty]) -> dict:
+    """Verdict counts over runs and over each part."""
+    runs = {v: sum(1 for p in pieces if p.verdict == v) for v in VERDICTS}
+    parts: dict[str, dict[str, int]] = {}
+    for piece in pieces:
+        for role, part in piece.parts.items():
+            parts.setdefault(role, dict.fromkeys(VERDICTS, 0))[part.verdict] += 1
+    return {"runs": {**runs, "total": len(pieces)},
+            "parts": {role: {**counts, "total": sum(counts.values())} for role, counts in parts.items()}}
+
+
+# ---------------------------------------------------------------- run folders
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(path: str):
+    from symbolic.tokenizer import ComposerTokenizer
+
+    return ComposerTokenizer.load(Path(path))
+
+
+def run_grid_tracks(run: dict, midi_tracks: dict[str, list[Note]], ticks_per_beat: int
+                    ) -> tuple[dict[str, list[Note]], str]:
+    """The notes of a run that novelty compares, and where they came from. Per part: the
+    MIDI when it is on the grid (a quantized run, a verbatim seed clip), else the token
+    grid decoded from run.json's `token_ids` with the run's model tokenizer (the piece as
+    composed, before the feel: swing up to 75% and 10-20 ms of micro-timing would otherwise
+    have to be undone by guessing), else the MIDI snapped to its feel."""
+    present = [r for r, notes in midi_tracks.items() if notes]
+    off = [r for r in present if not is_on_grid(midi_tracks[r], ticks_per_beat)]
+    if not off:
+        return dict(midi_tracks), "MIDI on the grid"
+    decoded: dict[str, list[Note]] = {}
+    why = "run.json has no token_ids"
+    model = (run.get("model") or {}).get("path")
+    if run.get("token_ids") and model:
+        try:
+            tokenizer = _tokenizer(str(Path(model) / "tokenizer.json"))
+            decoded = {r: t.notes for r, t in tokenizer.decode_tracks(list(run["token_ids"]), ticks_per_beat).items()}
+        except (OSError, ValueError, KeyError, IndexError) as error:
+            why = f"token_ids not decodable: {type(error).__name__}"
+    tracks = dict(midi_tracks)
+    origin = {r: "MIDI on the grid" for r in present}
+    for role in off:
+        if decoded.get(role):
+            tracks[role], origin[role] = decoded[role], "token grid (run.json token_ids)"
+    grid, feel = to_grid(tracks, ticks_per_beat)
+    for role in off:
+        if not decoded.get(role):
+            origin[role] = f"MIDI {feel.describe()}, {why}"
+    said: dict[str, list[str]] = {}
+    for role in present:
+        said.setdefault(origin[role], []).append(role)
+    return grid, "; ".join(f"{', '.join(roles)}: {how}" for how, roles in said.items())
+
+
+# ---------------------------------------------------------------- nearest training window (note overlap)
 
 def _note_keys(rows: np.ndarray, shift: int = 0) -> np.ndarray:
     """Integer keys of (role, onset, pitch) for (k, 4) window rows; pitched roles shifted."""
@@ -107,34 +310,32 @@ def nearest_training_windows(generated: list[np.ndarray], store: WindowNotes) ->
     return best
 
 
-def generated_windows(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int) -> list[tuple[int, np.ndarray]]:
-    """(start_bar, rows) of every WINDOW_BARS window of a piece, stride one bar."""
+def generated_windows(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int,
+                      shift_steps: int = 0) -> list[tuple[int, np.ndarray]]:
+    """(start_bar, rows) of every WINDOW_BARS window of a piece on the grid, one every bar,
+    starting `shift_steps` grid steps after each bar line."""
     out = []
     ticks_per_bar = ticks_per_beat * BEATS_PER_BAR
+    shift_ticks = round(shift_steps * ticks_per_beat / GRID_PER_BEAT)
     for bar in range(0, max(0, bars - WINDOW_BARS) + 1):
-        rows = window_rows(tracks, ticks_per_beat, bar * ticks_per_bar)
+        rows = window_rows(tracks, ticks_per_beat, bar * ticks_per_bar + shift_ticks)
         if len(rows):
             out.append((bar, rows))
     return out
 
 
-def piece_novelty(
-    tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int, index: NoveltyIndex, store: WindowNotes | None,
-) -> dict:
-    """Exact matches per level, copy flags and the nearest training window of one piece."""
-    levels = level_matches(tracks, ticks_per_beat, bars, index)
-    windows = generated_windows(tracks, ticks_per_beat, bars)
-    window_sizes = {bar: rows for bar, rows in windows}
-    flags = []
-    for level, found in levels.items():
-        for match in found["matches"]:
-            rows = window_sizes.get(match["bar"]) if level.startswith("window") else None
-            if rows is not None and match["role"]:
-                rows = rows[rows[:, 0] == ROLE_CODES[match["role"]]]
-            notes = int(len(rows)) if rows is not None else sum(len(tracks[r]) for r in tracks if
-                                                                 not match["role"] or r == match["role"])
-            flags.append({"level": level, "bar": match["bar"], "role": match["role"], "notes": notes,
-                          "trivial": notes < MIN_COPY_NOTES, "training": match["training"]})
+def piece_novelty(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int, index: NoveltyIndex,
+                  store: WindowNotes | None, grid: str | None = None) -> dict:
+    """What the report shows of one piece: the verdicts (`assess_tracks`, or `assess_grid`
+    when `grid` says how the notes already on the grid got there) and the nearest training
+    window by note overlap, read at the shift of the strongest match."""
+    if grid is None:
+        tracks, feel = to_grid(tracks, ticks_per_beat)
+        grid = feel.describe()
+    result = assess_grid(tracks, ticks_per_beat, bars, index, grid)
+    matches = [p.match for p in result.parts.values() if p.match and p.verdict != "new"]
+    shift = max(matches, key=Match.strength).shift_steps if matches else 0
+    windows = generated_windows(tracks, ticks_per_beat, bars, shift)
     nearest = None
     if store is not None and windows:
         neighbours = nearest_training_windows([rows for _, rows in windows], store)
@@ -143,24 +344,15 @@ def piece_novelty(
             _, i = max(scored)
             n = neighbours[i]
             nearest = {
-                "similarity": n.similarity, "bar": windows[i][0], "transposition": n.transposition,
-                "training": store.describe(n.training_window), "training_window": n.training_window,
+                "similarity": n.similarity, "bar": windows[i][0], "shift_steps": shift,
+                "transposition": n.transposition, "training": store.describe(n.training_window),
+                "training_window": n.training_window,
                 "window_similarities": [round(x.similarity, 4) if x else 0.0 for x in neighbours],
             }
-    return {
-        "levels": {lv: {"total": f["total"], "matched": f["matched"]} for lv, f in levels.items()},
-        "copies": [f for f in flags if not f["trivial"]],
-        "trivial_matches": [f for f in flags if f["trivial"]],
-        "nearest": nearest,
-        "windows": {bar: rows for bar, rows in windows},  # for plots; dropped from JSON
-    }
+    return {**result.to_dict(), "nearest": nearest,
+            "windows": {bar: rows for bar, rows in windows}}  # windows: for plots; dropped from JSON
 
 
-def summarize_levels(pieces: list[dict]) -> dict:
-    """Exact-match rate per level over many pieces: matched digests / generated digests."""
-    out = {}
-    for level in LEVELS:
-        total = sum(p["levels"][level]["total"] for p in pieces)
-        matched = sum(p["levels"][level]["matched"] for p in pieces)
-        out[level] = {"generated": total, "matched": matched, "rate": matched / total if total else 0.0}
-    return out
+__all__ = ["COPY_BARS", "NEAR_BARS", "MIN_COPY_NOTES", "COMMON_SONGS", "VERDICTS", "Match", "PartNovelty",
+           "PieceNovelty", "assess_grid", "assess_tracks", "nearest_training_windows", "piece_novelty",
+           "run_grid_tracks", "summarize", "thresholds"]

@@ -2,21 +2,25 @@
 reference — the training MIDI rendered through the runs' own renderer and kit (so timbre
 does not dominate the distance), or a folder of the producer's stems/mixes/MIDI.
 
-Clips are yielded one at a time (audio, role, genre) so the caller can embed and drop them;
-`conform` brings any clip to one sample rate, channel count and float scale.
+Each file is a `ClipSource` (a key of everything its audio depends on, and a loader), so
+the caller can take its frames from the cache (eval/cache.py) or read/render, embed and
+drop its clips one file at a time; `conform` brings any clip to one sample rate, channel
+count and float scale.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from eval.cache import code_digest, library_versions
 from symbolic.arrangement import (
     TICKS_PER_BAR,
     Arrangement,
@@ -24,6 +28,7 @@ from symbolic.arrangement import (
     midi_length_ticks,
     read_tracks,
 )
+from symbolic.canonical import file_sha256
 from symbolic.conditions import GENRES, ROLES, Conditions, match_genre
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".mp3")
@@ -133,11 +138,42 @@ def run_tracks(run_dir: Path, run: dict) -> dict[str, list]:
     return tracks
 
 
-def iter_run_clips(run_dir: Path, run: dict) -> Iterator[Clip]:
+@dataclass
+class ClipSource:
+    """One file whose clips are embedded together, described before anything is read or
+    rendered: an audio file (one clip) or a MIDI file (rendered: one clip per role + mix).
+
+    `key` holds everything the clips' audio depends on (the file's sha256; for MIDI also its
+    genre/bpm and the renderer settings), so their frames can be cached under it and a second
+    eval neither reads nor renders the file; `load` reads or renders the clips."""
+
+    name: str  # run folder or reference file, as the clips are labelled
+    genre: str | None
+    key: dict
+    load: Callable[[], list[Clip]]
+    skip_unreadable: bool = False  # a producer's folder may hold a broken file: skip it, say so
+
+
+def _audio_clips(path: Path, name: str, role: str, genre: str | None) -> list[Clip]:
+    audio, sample_rate = read_audio(path)
+    return [Clip(name, role, audio, sample_rate, genre)]
+
+
+def audio_key(path: Path) -> dict:
+    """An audio file's clip depends on its bytes only (role and genre come from its name)."""
+    return {"kind": "audio", "sha256": file_sha256(path)}
+
+
+def run_sources(run_dir: Path, run: dict) -> list[ClipSource]:
+    """A run's stems and mix, one source each."""
     genre = run["conditions"].get("genre")
+    sources = []
     for role, relative in {**run["stems"], MIX: run.get("mix") or "mix.wav"}.items():
-        audio, sample_rate = read_audio(run_dir / relative)
-        yield Clip(run_dir.name, role if role in CLIP_ROLES else MIX, audio, sample_rate, genre)
+        path = run_dir / relative
+        clip_role = role if role in CLIP_ROLES else MIX
+        sources.append(ClipSource(run_dir.name, genre, audio_key(path),
+                                  functools.partial(_audio_clips, path, run_dir.name, clip_role, genre)))
+    return sources
 
 
 # ---------------------------------------------------------------- reference
@@ -216,20 +252,90 @@ def render_options_for(runs: list[dict]) -> tuple[object, list[str]]:
     return RenderOptions(**values), notes
 
 
-def iter_rendered_midi(paths: list[Path], options: object, metadata: dict[str, dict] | None = None) -> Iterator[Clip]:
-    """Render reference MIDI files through the sample renderer: one clip per role + mix."""
+def reference_genre(path: Path, row: dict) -> str | None:
+    """Genre of a reference MIDI file: reference.json's, else the one its name suggests;
+    None when neither knows (the renderer then uses 'pop' FX, but no genre is claimed)."""
+    if row.get("genre") in GENRES:
+        return row["genre"]
+    return match_genre(path.stem.replace("_", " "))
+
+
+def render_midi(path: Path, options: object, row: dict | None = None) -> list[Clip]:
+    """One reference MIDI file through the sample renderer: one clip per role + the mix."""
     from audio.render import render_arrangement
 
+    row = row or {}
+    arrangement = arrangement_from_midi(path, genre=row.get("genre"), bpm=row.get("bpm"))
+    stems, _info = render_arrangement(arrangement, options)
+    genre = arrangement.conditions.genre if reference_genre(path, row) else None
+    clips = [Clip(path.name, role, np.asarray(audio, dtype=np.float32), int(stems.sample_rate), genre)
+             for role, audio in stems.stems.items()]
+    clips.append(Clip(path.name, MIX, np.asarray(stems.mix(), dtype=np.float32), int(stems.sample_rate), genre))
+    return clips
+
+
+def iter_rendered_midi(paths: list[Path], options: object, metadata: dict[str, dict] | None = None) -> Iterator[Clip]:
+    """Render reference MIDI files through the sample renderer: one clip per role + mix."""
     metadata = metadata or {}
     for path in paths:
-        row = metadata.get(path.name, {})
-        arrangement = arrangement_from_midi(path, genre=row.get("genre"), bpm=row.get("bpm"))
-        stems, _info = render_arrangement(arrangement, options)
-        known = row.get("genre") in GENRES or match_genre(path.stem.replace("_", " "))
-        genre = arrangement.conditions.genre if known else None
-        for role, audio in stems.stems.items():
-            yield Clip(path.name, role, np.asarray(audio, dtype=np.float32), int(stems.sample_rate), genre)
-        yield Clip(path.name, MIX, np.asarray(stems.mix(), dtype=np.float32), int(stems.sample_rate), genre)
+        yield from render_midi(path, options, metadata.get(path.name, {}))
+
+
+# What rendered reference audio depends on besides the MIDI and RenderOptions: the renderer's
+# code and the libraries that synthesize and process it.
+RENDER_MODULES = ("audio.render", "audio.soundfont", "audio.drumkit", "audio.effects", "audio.stems",
+                  "symbolic.arrangement", "eval.reference")
+RENDER_LIBRARIES = ("numpy", "pedalboard", "tinysoundfont")
+
+
+def _asset_identity(value: object) -> dict | None:
+    """A SoundFont or kit (file, folder, or the name of a found kit) by its content."""
+    if value is None:
+        return None
+    from audio.assets import find_sounds, sha256_of
+
+    path = Path(str(value)).expanduser()
+    if not path.exists():
+        wanted = str(value).strip().lower()
+        path = next((a.path for a in find_sounds() if a.name.lower() == wanted), path)
+    if not path.exists():
+        return {"name": str(value)}  # the renderer will refuse it; nothing gets cached
+    return {"path": str(path.resolve()), "sha256": sha256_of(path)}
+
+
+def _presets_identity(preset: object) -> dict:
+    """The FX preset(s) by content: a named or YAML preset, else all shipped genre presets
+    (each reference piece takes its own genre's)."""
+    from configs import CONFIG_DIR, resolve_config
+
+    if preset is not None:
+        try:
+            path = resolve_config(str(preset), "render")
+        except FileNotFoundError:
+            return {"name": str(preset)}
+        return {"path": str(path), "sha256": file_sha256(path)}
+    shipped = sorted((CONFIG_DIR / "render").glob("*.yaml"))
+    return {"genre_presets": {p.name: file_sha256(p) for p in shipped}}
+
+
+def render_identity(options: object) -> dict:
+    """Everything rendered reference audio depends on besides the MIDI file: the render
+    options, the SoundFont and kit actually used (by sha256; no SoundFont named means the
+    best one found here), the FX presets, the renderer's code and library versions."""
+    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    soundfont = values.get("soundfont")
+    if soundfont is None and "soundfont" in values:
+        from audio.assets import best_soundfont
+
+        soundfont = best_soundfont()
+    return {
+        "options": json.loads(json.dumps(values, sort_keys=True, default=str)),
+        "soundfont": _asset_identity(soundfont),
+        "kit": _asset_identity(values.get("kit")),
+        "presets": _presets_identity(values.get("preset")),
+        "code": code_digest(RENDER_MODULES),
+        "libraries": library_versions(RENDER_LIBRARIES),
+    }
 
 
 @dataclass
@@ -263,20 +369,26 @@ def find_reference(path: Path, kind: str) -> ReferenceSource:
     return ReferenceSource(kind, path, audio, midi, reference_metadata(path))
 
 
-def iter_reference_clips(source: ReferenceSource, runs: list[dict], warnings: list[str]) -> Iterator[Clip]:
+def reference_sources(source: ReferenceSource, runs: list[dict], warnings: list[str]) -> list[ClipSource]:
+    """The reference as clip sources: its audio files as they are, its MIDI files rendered
+    like the runs were (`render_options_for`). Notes about the rendering go to `warnings`."""
+    sources = []
     for path in source.audio_files:
-        try:
-            audio, sample_rate = read_audio(path)
-        except EvalError as error:  # one bad file in a producer's folder is skipped, not fatal
-            warnings.append(f"reference: skipped {error}")
-            continue
-        relative = path.relative_to(source.path)
-        yield Clip(str(relative), role_from_name(path.name), audio, sample_rate,
-                   match_genre(str(relative).replace("_", " ").replace("/", " ")))
+        relative = str(path.relative_to(source.path))
+        role, genre = role_from_name(path.name), match_genre(relative.replace("_", " ").replace("/", " "))
+        sources.append(ClipSource(relative, genre, audio_key(path),
+                                  functools.partial(_audio_clips, path, relative, role, genre), skip_unreadable=True))
     if source.midi_files:
         try:
             options, notes = render_options_for(runs)
         except ImportError as error:
             raise EvalError(f"reference: rendering MIDI needs the sample renderer (audio.render): {error}") from error
         warnings.extend(notes)
-        yield from iter_rendered_midi(source.midi_files, options, source.metadata)
+        renderer = render_identity(options)
+        for path in source.midi_files:
+            row = source.metadata.get(path.name, {})
+            key = {"kind": "midi", "sha256": file_sha256(path), "file": path.name, "genre": row.get("genre"),
+                   "bpm": row.get("bpm"), "render": renderer}
+            sources.append(ClipSource(path.name, reference_genre(path, row), key,
+                                      functools.partial(render_midi, path, options, row)))
+    return sources

@@ -16,39 +16,51 @@ import html
 import json
 import os
 import shutil
+import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from eval.embeddings import EMBEDDINGS, Embedding, build_embedding
-from eval.fad import fad_with_intervals
-from eval.music_features import FIGURES, Stat, figure_values, format_figure, piece_figures, pool_figures
-from eval.novelty import MIN_COPY_NOTES, piece_novelty, summarize_levels
+from eval.cache import CachedClip, FrameCache, code_digest
+from eval.embeddings import EMBEDDINGS, Embedding, build_embedding, embedding_identity
+from eval.fad import FEW_CLIPS, MIN_CLIPS, fad_with_intervals, has_usable_interval, intervals_overlap
+from eval.music_features import (
+    FIGURES,
+    Mean,
+    Share,
+    Stat,
+    figure_values,
+    format_figure,
+    piece_figures,
+    pool_figures,
+)
+from eval.novelty import VERDICTS, piece_novelty, run_grid_tracks, thresholds
 from eval.reference import (
     CLIP_ROLES,
     MIX,
-    Clip,
+    ClipSource,
     EvalError,
     ReferenceSource,
     arrangement_from_midi,
     conform,
     find_reference,
-    iter_reference_clips,
-    iter_run_clips,
     read_run,
+    reference_sources,
+    run_sources,
     run_tracks,
 )
 from eval.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
 from symbolic.arrangement import TICKS_PER_BEAT, Note
-from symbolic.canonical import GRID_PER_BEAT, LEVELS, WINDOW_BARS, NoveltyIndex, file_sha256
+from symbolic.canonical import GRID_PER_BEAT, WINDOW_BARS, IndexVersionError, NoveltyIndex, file_sha256
 from symbolic.conditions import ConditionError, Key, parse_key
 
 __all__ = ["EvalError", "EvalRequest", "run_eval"]
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: novelty verdicts per run and part (bar digests at every shift)
 MIN_GENRE_REFERENCE_CLIPS = 2  # fewer same-genre reference clips: compare with the whole reference
 MAX_PIANO_ROLLS = 6
 
@@ -64,6 +76,8 @@ class EvalRequest:
     embedding_weights: dict[str, str] = field(default_factory=dict)  # name -> local path or hub id
     bootstrap: int = 200
     seed: int = 0
+    cache_dir: Path | None = None  # frames cache root; default $STEMFORGE_CACHE_DIR or ~/.cache/stemforge
+    use_cache: bool = True  # False: neither read nor write cached frames (--no-cache)
 
 
 # ---------------------------------------------------------------- inputs
@@ -171,21 +185,97 @@ class EmbeddedSet:
     def count(self, role: str, genre: str | None = None) -> int:
         return sum(1 for _, r, g in self.labels if r == role and (genre is None or g == genre))
 
+    def add(self, label: tuple[str, str, str | None], frames: dict[str, np.ndarray]) -> None:
+        """One clip: its label and its frames under every embedding (keeps the lists aligned)."""
+        for name, clip_frames in frames.items():
+            self.frames[name].append(clip_frames)
+        self.labels.append(label)
 
-def embed_clip(clip: Clip, embedders: list[Embedding], into: EmbeddedSet) -> None:
-    conformed: dict[tuple[int, int], np.ndarray] = {}
+
+def embed_source(source: ClipSource, embedders: list[Embedding], identities: dict[str, dict], cache: FrameCache,
+                 into: EmbeddedSet, warnings: list[str]) -> None:
+    """Frames of one source's clips under every embedding, from the cache when it holds them
+    all; otherwise the source is read or rendered once, the missing embeddings computed
+    (audio conformed once per rate/channel count) and stored."""
+    keys = {e.name: {"source": source.key, "embedding": identities[e.name]} for e in embedders}
+    cached = {e.name: cache.get(e.name, keys[e.name]) for e in embedders}
+    role_lists = {tuple(c.role for c in clips) for clips in cached.values() if clips is not None}
+    if all(clips is not None for clips in cached.values()) and len(role_lists) == 1:
+        roles = role_lists.pop()
+        for index, role in enumerate(roles):
+            into.add((source.name, role, source.genre), {name: clips[index].frames for name, clips in cached.items()})
+        return
+    try:
+        clips = source.load()
+    except EvalError as error:
+        if not source.skip_unreadable:
+            raise
+        warnings.append(f"reference: skipped {error}")  # one bad file in a producer's folder is not fatal
+        return
+    roles = tuple(clip.role for clip in clips)
+    frames: dict[str, list[np.ndarray]] = {}
     for embedder in embedders:
-        key = (embedder.sample_rate, embedder.channels)
-        if key not in conformed:
-            conformed[key] = conform(clip.audio, clip.sample_rate, *key)
-        into.frames[embedder.name].append(embedder.embed(conformed[key]))
-    into.labels.append((clip.name, clip.role, clip.genre))
+        hit = cached[embedder.name]
+        if hit is not None and tuple(c.role for c in hit) == roles:
+            frames[embedder.name] = [c.frames for c in hit]
+    conformed: list[dict[tuple[int, int], np.ndarray]] = [{} for _ in clips]
+    for embedder in embedders:
+        if embedder.name in frames:
+            continue
+        target = (embedder.sample_rate, embedder.channels)
+        computed = []
+        for clip, by_target in zip(clips, conformed, strict=True):
+            if target not in by_target:
+                by_target[target] = conform(clip.audio, clip.sample_rate, *target)
+            computed.append(embedder.embed(by_target[target]))
+        frames[embedder.name] = computed
+        cache.put(embedder.name, keys[embedder.name],
+                  [CachedClip(role, f) for role, f in zip(roles, computed, strict=True)])
+    for index, clip in enumerate(clips):
+        into.add((clip.name, clip.role, clip.genre), {name: frames[name][index] for name in frames})
 
 
-def _progress(iterable, total: int, desc: str, enabled: bool, unit: str = "clip"):
-    from tqdm import tqdm
+def embed_sources(sources: list[ClipSource], embedders: list[Embedding], cache: FrameCache, desc: str,
+                  progress: bool, warnings: list[str]) -> EmbeddedSet:
+    """Embed every source (see `embed_source`) with a progress display."""
+    identities = {e.name: embedding_identity(e) for e in embedders}
+    into = EmbeddedSet()
+    for source in _progress(sources, len(sources), desc, progress, "file"):
+        embed_source(source, embedders, identities, cache, into, warnings)
+    return into
 
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, leave=False)
+
+PLAIN_PROGRESS_SECONDS = 30.0  # a plain progress line at least this often, besides every 10%
+
+
+def _progress(iterable: Iterable, total: int, desc: str, enabled: bool, unit: str = "clip") -> Iterable:
+    """A tqdm bar on a terminal; plain lines when stderr is a file or a pipe (a log of
+    `pipeline eval ... 2> eval.log` then holds a few readable lines, not thousands of
+    carriage-return redraws)."""
+    if not enabled:
+        return iterable
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
+    return _plain_progress(iterable, total, desc, unit)
+
+
+def _plain_progress(iterable: Iterable, total: int, desc: str, unit: str) -> Iterator:
+    """Yield the items; after every 10% (or PLAIN_PROGRESS_SECONDS) print one line
+    `desc: done/total units (elapsed)` to stderr, and a last line with the total time."""
+    started = last = time.perf_counter()
+    printed_tenth, count = 0, 0
+    for item in iterable:
+        yield item
+        count += 1
+        now = time.perf_counter()
+        tenth = count * 10 // max(total, 1)
+        if tenth > printed_tenth or now - last >= PLAIN_PROGRESS_SECONDS:
+            if count < total:
+                print(f"{desc}: {count}/{total} {unit}s, {now - started:.0f} s", file=sys.stderr, flush=True)
+            printed_tenth, last = tenth, now
+    print(f"{desc}: {count} {unit}(s) in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- FAD tables
@@ -222,6 +312,62 @@ def fad_tables(generated: EmbeddedSet, reference: EmbeddedSet, embedders: list[E
                     by_genre[genre][embedder.name] = {
                         **fad_with_intervals(gen, ref, request.bootstrap, request.seed).to_dict(), "against": against}
     return overall, by_genre
+
+
+def compare_rows(rows: dict[str, dict]) -> dict | None:
+    """Which rows of one FAD table (same embedding) can be told apart: pairs whose 95%
+    intervals overlap cannot, pairs whose intervals are disjoint can; rows without a usable
+    interval (bootstrap off, one or two clips) are not compared. None for fewer than two rows."""
+    scored = {name: r for name, r in rows.items() if r.get("fad") is not None}
+    if len(scored) < 2:
+        return None
+    usable = [name for name, r in scored.items() if has_usable_interval(r)]
+    overlapping, separate = [], []
+    for i, a in enumerate(usable):
+        for b in usable[i + 1:]:
+            (overlapping if intervals_overlap(scored[a], scored[b]) else separate).append([a, b])
+    return {"overlapping": overlapping, "separate": separate,
+            "no_interval": [name for name in scored if name not in usable]}
+
+
+def fad_comparisons(fad: dict, fad_by_genre: dict) -> dict:
+    """The comparisons a reader makes in the report's FAD tables, per embedding: role
+    against role, and genre against genre (the per-genre mix table)."""
+    out: dict = {"roles": {}, "genres": {}}
+    for name, table in fad.items():
+        if (compared := compare_rows(table)) is not None:
+            out["roles"][name] = compared
+    embeddings = {name for per in fad_by_genre.values() for name in per}
+    for name in sorted(embeddings):
+        rows = {genre: per[name] for genre, per in fad_by_genre.items() if name in per}
+        if (compared := compare_rows(rows)) is not None:
+            out["genres"][name] = compared
+    return out
+
+
+MAX_LISTED_PAIRS = 12  # beyond this, the sentence gives a count and report.json the full list
+
+
+def comparison_sentences(compared: dict, things: str) -> list[str]:
+    """Plain sentences under a FAD table saying which of its rows can and cannot be told apart."""
+    def pairs(items: list[list[str]]) -> str:
+        listed = "; ".join(f"{a} and {b}" for a, b in items[:MAX_LISTED_PAIRS])
+        more = len(items) - MAX_LISTED_PAIRS
+        return listed + (f"; and {more} more pair(s) (report.json, fad_comparisons)" if more > 0 else "")
+
+    sentences = []
+    overlapping, separate = compared["overlapping"], compared["separate"]
+    if overlapping and not separate:
+        sentences.append(f"These {things} cannot be told apart: every pair's 95% intervals overlap "
+                         f"({pairs(overlapping)}), so their differences are within bootstrap noise.")
+    elif overlapping:
+        sentences.append(f"Cannot be told apart (95% intervals overlap): {pairs(overlapping)}.")
+    if separate:
+        sentences.append(f"Can be told apart (95% intervals do not overlap): {pairs(separate)}.")
+    if compared["no_interval"]:
+        sentences.append(f"Not compared, no usable interval (one or two clips, or --bootstrap 0): "
+                         f"{', '.join(compared['no_interval'])}.")
+    return sentences
 
 
 def clip_distances(generated: list[np.ndarray], reference: list[np.ndarray]) -> dict:
@@ -268,6 +414,34 @@ def load_store(index_dir: Path, reference_midi: Path | None, notes: list[str]) -
 
 def _json_piece(piece: dict) -> dict:
     return {k: v for k, v in piece.items() if k != "windows"}
+
+
+def summarize_verdicts(pieces: list[dict]) -> dict:
+    """Verdict counts over runs and over each part (pieces as `piece_novelty` returns them)."""
+    runs = {v: sum(1 for p in pieces if p["verdict"] == v) for v in VERDICTS}
+    parts: dict[str, dict[str, int]] = {}
+    for piece in pieces:
+        for role, part in piece["parts"].items():
+            parts.setdefault(role, dict.fromkeys(VERDICTS, 0))[part["verdict"]] += 1
+    return {"runs": {**runs, "total": len(pieces)},
+            "parts": {role: {**c, "total": sum(c.values())} for role, c in parts.items()}}
+
+
+def _strongest_match(piece: dict) -> tuple[str, dict] | None:
+    """(part, match) of the piece's longest match, strongest verdict first."""
+    found = [(role, part) for role, part in piece["parts"].items() if part["match"]]
+    if not found:
+        return None
+    role, part = min(found, key=lambda rp: (VERDICTS.index(rp[1]["verdict"]), -rp[1]["match"]["bars"],
+                                            -rp[1]["match"]["distinctive_notes"]))
+    return role, part["match"]
+
+
+def _describe_match(role: str, match: dict) -> str:
+    shift = f", {match['shift_steps']}/{GRID_PER_BEAT} beat late" if match["shift_steps"] else ""
+    transposed = f", {match['transposition']:+d} st" if match["transposition"] else ""
+    return (f"{role}: {match['bars']} bar(s) from bar {match['start_bar'] + 1} = {match['source']} bar "
+            f"{match['training_bar'] + 1}{shift}{transposed} ({match['distinctive_notes']} distinctive notes)")
 
 
 # ---------------------------------------------------------------- symbolic figures
@@ -335,7 +509,31 @@ def _source_genre(source: str) -> str:
     return source.split("/")[0] if "/" in source else ""
 
 
-def symbolic_section(pieces: list[RunPiece], store: WindowNotes | None) -> dict:
+def training_figures(store: WindowNotes, cache: FrameCache | None = None) -> dict[str, dict[str, Stat]]:
+    """The figures of the training windows pooled per genre (of the source path). Thousands
+    of windows take ~15 s, so the result is cached, keyed by the windows' content and the
+    code that measures them; pooled figures are sums, so genres add up exactly."""
+    key = {"kind": "training window figures", "version": 1,
+           "windows_sha256": hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (
+               store.rows, store.offsets, store.source_ids)) + json.dumps(store.sources).encode()).hexdigest(),
+           "code": code_digest(("eval.music_features", "eval.window_store"))}
+    cached = cache.get_document("training-figures", key) if cache is not None else None
+    if cached is not None:
+        return {genre: {name: (Share if kind == "share" else Mean)(a, b) for name, (kind, a, b) in figures.items()}
+                for genre, figures in cached.items()}
+    by_genre: dict[str, list[dict[str, Stat]]] = defaultdict(list)
+    for i in range(len(store)):
+        by_genre[_source_genre(store.sources[int(store.source_ids[i])])].append(
+            piece_figures(store_tracks(store, i), WINDOW_BARS, TICKS_PER_BEAT))
+    pooled = {genre: pool_figures(figures) for genre, figures in by_genre.items()}
+    if cache is not None:
+        cache.put_document("training-figures", key, {
+            genre: {name: ["share", s.hits, s.total] if isinstance(s, Share) else ["mean", s.total, s.count]
+                    for name, s in figures.items()} for genre, figures in pooled.items()})
+    return pooled
+
+
+def symbolic_section(pieces: list[RunPiece], store: WindowNotes | None, cache: FrameCache | None = None) -> dict:
     """The musical-structure figures of `eval/music_features.py` for the runs (their 4-bar
     windows, and whole runs for what needs more) next to the model's training windows: all
     of them, and those of the runs' genres when the training paths name genres."""
@@ -350,11 +548,11 @@ def symbolic_section(pieces: list[RunPiece], store: WindowNotes | None) -> dict:
         notes.append("no training windows (index/windows.npz or reference_midi): training columns left empty")
     else:
         genres = {piece.genre for piece in pieces if piece.genre}
-        figures = [(_source_genre(store.sources[int(store.source_ids[i])]),
-                    piece_figures(store_tracks(store, i), WINDOW_BARS, TICKS_PER_BEAT)) for i in range(len(store))]
-        training_all = figure_values(pool_figures(f for _, f in figures))
-        same = [f for genre, f in figures if genre in genres]
-        same_genre_windows = len(same)
+        pooled = training_figures(store, cache)
+        training_all = figure_values(pool_figures(pooled.values()))
+        same = [f for genre, f in pooled.items() if genre in genres]
+        same_genre_windows = sum(1 for i in range(len(store))
+                                 if _source_genre(store.sources[int(store.source_ids[i])]) in genres)
         training_genres = figure_values(pool_figures(same)) if same else {}
         notes.append("training windows are stored once each (repeats of a loop count once) and without "
                      "velocities; a part a window lacks is not measured there")
@@ -492,6 +690,20 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def _caveat(row: dict) -> str:
+    """The short form of a FAD row's small-set warnings, for the table cell; the full
+    warnings are listed under the table."""
+    clips = min(row["n_generated_clips"], row["n_reference_clips"])
+    side = "generated" if row["n_generated_clips"] <= row["n_reference_clips"] else "reference"
+    if clips <= FEW_CLIPS:
+        return f"only {clips} {side} clip(s): not a score, not comparable"
+    if clips < MIN_CLIPS:
+        return f"{clips} {side} clips (< {MIN_CLIPS}): rough"
+    if row["warnings"]:
+        return "see notes below"
+    return ""
+
+
 def report_blocks(report: dict) -> list[tuple]:
     """The document as blocks (kind, ...) rendered to Markdown and HTML alike."""
     blocks: list[tuple] = [("h1", "stemforge evaluation report")]
@@ -502,10 +714,10 @@ def report_blocks(report: dict) -> list[tuple]:
         summary.append(f"model `{inputs['model']['path']}` (data sha256 `{str(inputs['model']['data_sha256'])[:16]}`)")
     if "data" in inputs:
         summary.append(f"dataset `{inputs['data']['path']}` (data sha256 `{str(inputs['data']['data_sha256'])[:16]}`)")
-    copies = report["novelty"]["copies"]
-    copied_runs = sorted({c["run"] for c in copies})
-    summary.append(f"exact copies of training material: **{len(copies)}** matched digest(s) in "
-                   f"{len(copied_runs)} run(s)" + (f" ({', '.join(copied_runs)}; see Novelty)" if copies else ""))
+    runs_by_verdict = report["novelty"]["summary"]["runs"]
+    flagged = [p["run"] for p in report["novelty"]["runs"] if p["verdict"] != "new"]
+    summary.append("novelty: " + ", ".join(f"**{runs_by_verdict[v]}** {v}" for v in VERDICTS)
+                   + f" of {runs_by_verdict['total']} run(s)" + (f" ({', '.join(flagged)}; see Novelty)" if flagged else ""))
     blocks.append(("list", summary))
     if report["warnings"]:
         blocks += [("h2", "Warnings"), ("list", report["warnings"])]
@@ -513,7 +725,10 @@ def report_blocks(report: dict) -> list[tuple]:
     blocks.append(("h2", "FAD (Frechet Audio Distance; lower = closer to the reference)"))
     blocks.append(("p", "Each embedding is its own table: numbers from different embeddings are not comparable. "
                         "CI is a 95% bootstrap interval over clips; FAD-inf extrapolates to infinitely many "
-                        "generated frames."))
+                        "generated frames. Two FADs of one embedding (two rows of a table here, or one row in the "
+                        "reports of two sets of runs against the same reference) can be told apart only when "
+                        "their intervals do not overlap; the sentences under each table say which can."))
+    comparisons = report.get("fad_comparisons", {})
     for name, table in report["fad"].items():
         meta = next(e for e in inputs["embeddings"] if e["name"] == name)
         blocks.append(("h3", f"embedding: {name} ({meta['dim']}-dim, {meta['sample_rate']} Hz, "
@@ -521,67 +736,77 @@ def report_blocks(report: dict) -> list[tuple]:
         rows, notes = [], defaultdict(list)  # message -> roles, so each caveat is said once
         for role, r in table.items():
             if r.get("fad") is None:
-                rows.append([role, "-", "-", "-", "-", "-"])
+                rows.append([role, "-", "-", "-", "-", "-", ""])
                 notes[r.get("missing")].append(role)
                 continue
             ci = f"{_fmt(r['ci_low'])} - {_fmt(r['ci_high'])}" if r["ci_low"] is not None else "-"
             rows.append([role, _fmt(r["fad"]), ci, _fmt(r["fad_inf"]),
                          f"{r['n_generated_clips']} / {r['n_generated_frames']}",
-                         f"{r['n_reference_clips']} / {r['n_reference_frames']}"])
+                         f"{r['n_reference_clips']} / {r['n_reference_frames']}", _caveat(r)])
             for warning in r["warnings"]:
                 notes[warning].append(role)
         blocks.append(("table", ["role", "FAD", "95% CI", "FAD-inf", "generated clips / frames",
-                                 "reference clips / frames"], rows))
+                                 "reference clips / frames", "caveat"], rows))
         if notes:
             blocks.append(("list", [f"{', '.join(roles)}: {message}" for message, roles in notes.items()]))
+        if name in comparisons.get("roles", {}):
+            blocks.append(("list", comparison_sentences(comparisons["roles"][name], "roles")))
         if name in report["plots"].get("distances", {}):
             blocks.append(("img", report["plots"]["distances"][name], f"clip distances ({name}, mix)"))
     if report["fad_by_genre"]:
         blocks.append(("h3", "FAD per genre (mix)"))
-        rows = []
+        rows, notes = [], defaultdict(list)
         for genre, per in report["fad_by_genre"].items():
             for name, r in per.items():
                 ci = f"{_fmt(r['ci_low'])} - {_fmt(r['ci_high'])}" if r["ci_low"] is not None else "-"
-                rows.append([genre, name, _fmt(r["fad"]), ci, str(r["n_generated_clips"]), r["against"]])
-        blocks.append(("table", ["genre", "embedding", "FAD", "95% CI", "generated clips", "compared with"], rows))
+                rows.append([genre, name, _fmt(r["fad"]), ci, str(r["n_generated_clips"]),
+                             f"{r['against']} ({r['n_reference_clips']} clips)", _caveat(r)])
+                for warning in r["warnings"]:
+                    notes[warning].append(f"{genre} ({name})")
+        blocks.append(("table", ["genre", "embedding", "FAD", "95% CI", "generated clips", "compared with",
+                                 "caveat"], rows))
+        if notes:
+            blocks.append(("list", [f"{', '.join(where)}: {message}" for message, where in notes.items()]))
+        for name, compared in comparisons.get("genres", {}).items():
+            blocks.append(("list", [f"{name}: {sentence}" for sentence in comparison_sentences(compared, "genres")]))
 
     novelty = report["novelty"]
-    blocks.append(("h2", "Novelty (SHA-256 of canonical notes against the training index)"))
-    blocks.append(("p", "Share of the generated digests found verbatim in the training index, per level. "
-                        "'window' levels are 4-bar windows at every bar; 'invariant' ignores transposition "
-                        "(pitched roles)."))
-    blocks.append(("table", ["level", "generated", "found in training", "rate"],
-                   [[lv, str(v["generated"]), str(v["matched"]), f"{100 * v['rate']:.1f}%"]
-                    for lv, v in novelty["levels"].items()]))
-    if copies:
-        blocks.append(("h3", "Exact copies"))
-        blocks.append(("table", ["run", "level", "bar", "role", "notes", "training source", "training bar"],
-                       [[c["run"], c["level"], str(c["bar"] + 1), c["role"] or "all", str(c["notes"]),
-                         (c["training"] or {}).get("source", "?"), str((c["training"] or {}).get("start_bar", 0) + 1)]
-                        for c in copies]))
-    trivial = sum(len(p["trivial_matches"]) for p in novelty["runs"])
-    if trivial:
-        blocks.append(("p", f"{trivial} further match(es) of windows with fewer than "
-                            f"{novelty['min_copy_notes']} notes (e.g. a plain beat) are counted in the rates but "
-                            "not flagged as copies."))
+    limits = novelty["thresholds"]
+    blocks.append(("h2", "Novelty (is anything copied from the training set?)"))
+    blocks.append(("p", "Each part is put on the token grid, read as a loop from every grid step of its first bar "
+                        f"({limits['shifts_per_bar']} shifts of 1/{limits['grid_per_beat']} beat) and every bar's "
+                        "SHA-256 digest (onsets and pitches; pitched parts relative to the bar's lowest note, so "
+                        "any transposition matches) is looked up in the training index. A match is a run of "
+                        "consecutive bars found at consecutive bars of one training part. Verdict per part: "
+                        f"**copied** at {limits['copy_bars']} or more bars, **near copy** at {limits['near_copy_bars']}"
+                        f", both only when the matched bars that no other training song holds have at least "
+                        f"{limits['min_copy_notes']} notes (a bar {limits['common_songs']} or more songs share, "
+                        "a plain backbeat, is a pattern, not a copy); "
+                        "**new** otherwise. A run takes its strongest part's verdict; 'all' is the parts together."))
+    counts = novelty["summary"]
+    blocks.append(("table", ["", *VERDICTS, "total"],
+                   [["runs", *(str(counts["runs"][v]) for v in VERDICTS), str(counts["runs"]["total"])]]
+                   + [[part, *(str(c[v]) for v in VERDICTS), str(c["total"])] for part, c in counts["parts"].items()]))
+    rows = []
+    for piece in novelty["runs"]:
+        strongest = _strongest_match(piece)
+        near = piece["nearest"]
+        rows.append([piece["run"], piece["genre"] or "-", f"**{piece['verdict']}**",
+                     ", ".join(f"{role} {part['verdict']}" for role, part in piece["parts"].items()),
+                     _describe_match(*strongest) if strongest else "-",
+                     _fmt(near["similarity"]) if near else "-",
+                     f"{near['training']['source']} bar {near['training']['start_bar'] + 1}" if near else "-"])
+    blocks.append(("table", ["run", "genre", "verdict", "parts", "longest match", "nearest window overlap",
+                             "nearest training window"], rows))
+    grids = sorted({piece["grid"] for piece in novelty["runs"]})
+    blocks.append(("list", [f"notes compared: {g}" for g in grids] + novelty["notes"]))
     if novelty["model_mismatch"]:
         blocks.append(("h3", "Runs made with another model's data"))
         blocks.append(("list", [f"{m['run']}: run data sha256 `{str(m['run_data_sha256'])[:16]}` vs index "
                                 f"`{str(m['index_data_sha256'])[:16]}`" for m in novelty["model_mismatch"]]))
-    blocks.append(("h3", "Nearest training window per run"))
-    rows = []
-    for piece in novelty["runs"]:
-        near = piece["nearest"]
-        rows.append([piece["run"], piece["genre"] or "-",
-                     _fmt(near["similarity"]) if near else "-",
-                     f"bar {near['bar'] + 1}" if near else "-",
-                     f"{near['training']['source']} bar {near['training']['start_bar'] + 1}" if near else "-",
-                     f"{near['transposition']:+d}" if near else "-",
-                     str(len(piece["copies"]))])
-    blocks.append(("table", ["run", "genre", "note overlap", "generated window", "training window",
-                             "transposition", "copies"], rows))
-    if novelty["notes"]:
-        blocks.append(("list", novelty["notes"]))
+    blocks.append(("p", "Nearest training window: the stored 4-bar training window with the highest note overlap "
+                        "(Jaccard of (role, onset, pitch), best transposition), read at the shift of the run's "
+                        "strongest match: a graded 'how close' next to the verdict."))
     if "similarity" in report["plots"]:
         blocks.append(("img", report["plots"]["similarity"], "note overlap with the nearest training window"))
     if "piano_rolls" in report["plots"]:
@@ -589,9 +814,9 @@ def report_blocks(report: dict) -> list[tuple]:
                        "closest training window (right) next to the generated window (left)"))
     if report["novelty_by_genre"]:
         blocks.append(("h3", "Novelty per genre"))
-        rows = [[g, str(v["runs"]), *(f"{100 * v['levels'][lv]['rate']:.1f}%" for lv in LEVELS)]
+        rows = [[g, str(v["runs"]), *(str(v["verdicts"][verdict]) for verdict in VERDICTS)]
                 for g, v in report["novelty_by_genre"].items()]
-        blocks.append(("table", ["genre", "runs", *LEVELS], rows))
+        blocks.append(("table", ["genre", "runs", *VERDICTS], rows))
 
     if "symbolic" in report:
         blocks += symbolic_blocks(report["symbolic"])
@@ -603,6 +828,12 @@ def report_blocks(report: dict) -> list[tuple]:
     items = [f"reference: {json.dumps(inputs['reference'])}", f"index: {json.dumps(inputs['index'])}",
              f"embeddings: {json.dumps(inputs['embeddings'])}",
              f"bootstrap rounds: {inputs['bootstrap']}, seed: {inputs['seed']}"]
+    cache = inputs.get("cache") or {}
+    if cache.get("enabled"):
+        items.append(f"frames cache: `{cache['dir']}` ({cache['hits']} entries read, {cache['written']} written; "
+                     "the cache only saves time, the numbers are the same without it)")
+    else:
+        items.append("frames cache: off (--no-cache)")
     blocks.append(("list", items))
     return blocks
 
@@ -690,26 +921,24 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         raise EvalError(f"reference: {home}/reference_midi is missing; run `pipeline prepare` again or pass "
                         "--reference DIR (your stems/mixes or MIDI)")
     embedders = [build_embedding(name, request.embedding_weights.get(name)) for name in request.embeddings]
-    index = NoveltyIndex.load(training.index_dir)
+    try:
+        index = NoveltyIndex.load(training.index_dir)
+    except IndexVersionError as error:
+        raise EvalError(str(error)) from None
 
-    generated, reference = EmbeddedSet(), EmbeddedSet()
-    clip_count = sum(len(r["stems"]) + 1 for r in runs)
-
-    def run_clips():
-        for run_dir, run in zip(run_dirs, runs, strict=True):
-            yield from iter_run_clips(run_dir, run)
-
-    for clip in _progress(run_clips(), clip_count, "embed generated", progress):
-        embed_clip(clip, embedders, generated)
-    reference_count = len(reference_source.audio_files) + 4 * len(reference_source.midi_files)
+    cache = FrameCache.open(request.cache_dir, request.use_cache)
+    generated_sources = [s for d, r in zip(run_dirs, runs, strict=True) for s in run_sources(d, r)]
+    generated = embed_sources(generated_sources, embedders, cache, "embed generated", progress, warnings)
     desc = "render + embed reference" if reference_source.midi_files else "embed reference"
-    for clip in _progress(iter_reference_clips(reference_source, runs, warnings), reference_count, desc, progress):
-        embed_clip(clip, embedders, reference)
+    reference = embed_sources(reference_sources(reference_source, runs, warnings), embedders, cache, desc, progress,
+                              warnings)
     if not reference.labels:
         raise EvalError(f"reference: no usable audio in {reference_source.path}; every file was unreadable")
+    warnings.extend(cache.notes)
 
     genres = sorted({r["conditions"].get("genre") or "?" for r in runs})
     fad, fad_by_genre = fad_tables(generated, reference, embedders, request, genres)
+    comparisons = fad_comparisons(fad, fad_by_genre)
 
     # novelty
     store_notes: list[str] = []
@@ -719,10 +948,9 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
     for run_dir, run in _progress(list(zip(run_dirs, runs, strict=True)), len(runs), "novelty", progress, "run"):
         tracks = run_tracks(run_dir, run)
         run_pieces.append(run_piece(run_dir, run, tracks))
-        piece = piece_novelty(tracks, TICKS_PER_BEAT, int(run["conditions"]["bars"]), index, store)
+        grid_tracks, grid = run_grid_tracks(run, tracks, TICKS_PER_BEAT)
+        piece = piece_novelty(grid_tracks, TICKS_PER_BEAT, int(run["conditions"]["bars"]), index, store, grid)
         piece["run"], piece["genre"] = run_dir.name, run["conditions"].get("genre")
-        for flag in piece["copies"] + piece["trivial_matches"]:
-            flag["run"] = run_dir.name
         pieces.append(piece)
         run_data = (run.get("model") or {}).get("data_sha256")
         if training.data_sha256 and run_data != training.data_sha256:
@@ -731,12 +959,16 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
     if mismatches:
         warnings.append(f"{len(mismatches)} run(s) were made with a model trained on other data than the index "
                         "describes; their novelty is measured against data they did not learn from")
+    flagged = [p for p in pieces if p["verdict"] != "new"]
+    if flagged:
+        warnings.append(f"novelty: {len(flagged)} run(s) hold training material: "
+                        + ", ".join(f"{p['run']} ({p['verdict']})" for p in flagged))
     novelty = {
-        "levels": summarize_levels(pieces),
-        "copies": [c for p in pieces for c in p["copies"]],
+        "summary": summarize_verdicts(pieces),
+        "thresholds": thresholds(),
         "runs": [_json_piece(p) for p in pieces],
         "model_mismatch": mismatches,
-        "min_copy_notes": MIN_COPY_NOTES,
+        "index_bars": len(index),
         "training_windows": len(store) if store is not None else 0,
         "notes": store_notes,
     }
@@ -744,7 +976,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
     if len(genres) > 1:
         for genre in genres:
             subset = [p for p in pieces if (p["genre"] or "?") == genre]
-            novelty_by_genre[genre] = {"runs": len(subset), "levels": summarize_levels(subset)}
+            novelty_by_genre[genre] = {"runs": len(subset), "verdicts": summarize_verdicts(subset)["runs"]}
 
     for name, table in fad.items():
         small = [role for role, r in table.items() if r.get("warnings")]
@@ -752,6 +984,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
             warnings.append(f"FAD ({name}) for {', '.join(small)}: the sets are small, so the numbers are rough; "
                             "see the notes under the table")
 
+    symbolic = symbolic_section(run_pieces, store, cache)  # before the cache's counters are read
     report: dict = {
         "version": REPORT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -770,12 +1003,14 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
                             "frame_seconds": e.frame_seconds} for e in embedders],
             "bootstrap": request.bootstrap,
             "seed": request.seed,
+            "cache": cache.describe(),
         },
         "fad": fad,
         "fad_by_genre": fad_by_genre,
+        "fad_comparisons": comparisons,
         "novelty": novelty,
         "novelty_by_genre": novelty_by_genre,
-        "symbolic": symbolic_section(run_pieces, store),
+        "symbolic": symbolic,
         "distances": {},
         "warnings": warnings,
         "plots": {},

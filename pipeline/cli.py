@@ -202,7 +202,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = run_eval(EvalRequest(
         run_dirs=args.run_dirs, out_dir=args.out, model_dir=args.model, data_dir=args.data,
         reference=args.reference, embeddings=tuple(args.embedding or ("features",)), embedding_weights=weights,
-        bootstrap=args.bootstrap, seed=args.seed,
+        bootstrap=args.bootstrap, seed=args.seed, cache_dir=args.cache_dir, use_cache=not args.no_cache,
     ))
     print(f"wrote {args.out}/report.md, report.html, report.json")
     for warning in report.get("warnings", []):
@@ -294,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local weights (or a hub id you name) for an embedding")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the FAD interval")
     p.add_argument("--seed", type=int, default=0, help="seed for bootstrap and reference sampling")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="where rendered+embedded reference frames are cached (default: $STEMFORGE_CACHE_DIR, else "
+                   "$XDG_CACHE_HOME/stemforge or ~/.cache/stemforge)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the frames cache: render and embed everything again")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("corpus", help="build the default training corpus from ../shared/data",

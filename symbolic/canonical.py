@@ -1,11 +1,31 @@
 """Canonical note lists and their SHA-256 digests: the one definition of "the same music"
-that `pipeline prepare` writes into the training index and `pipeline eval` checks.
+that `pipeline prepare` writes into the training index and `pipeline eval` and the quality
+bench look up (`eval/novelty.py` turns the lookups into a verdict).
 
-A canonical track is its notes quantized to `GRID_PER_BEAT` steps, as sorted
-(start, duration, pitch) triples relative to the window start; velocity is left out
-because copying a part does not depend on how hard it is played, and so are drum
-durations (one-shots). The transposition-
-invariant form subtracts the lowest pitch (pitched roles only).
+**Grid first, then bars.** Notes are put on the token grid (`GRID_PER_BEAT` steps a beat)
+before anything is cut into bars or windows: a hit played a few milliseconds before a bar
+line belongs to the bar it is heard in, not to the one before. Parts already on the grid
+(the training data, token-grid runs, quantized MIDI, a verbatim copy of a training file)
+are read as they are. A performance (a grooved run without its token ids, a humanized or
+played copy) is snapped to the grid its feel implies, straight 16ths, triplets or swung
+16ths (`symbolic.corpus_rules.FEEL_GRIDS`), with the player's constant lag removed, fitted
+on all off-grid parts together (a melody alone rarely has enough off-beats to show its
+feel). Rounding a swung "and" to the nearest 1/12 beat instead would land on a position the
+corpus never has.
+
+**Bars, not windows.** The unit of a digest is one bar of one part: the set of (onset step
+within the bar, pitch) of the notes that start in it. Durations and velocities are left out:
+a copy played legato or softer is still a copy. Pitched parts are digested relative to the
+bar's lowest pitch, which is kept next to the digest, so a transposed copy has the same
+digests and the same transposition (difference of the lowest pitches) in every bar. Because
+the index holds every training bar with where it sits (source, bar), a copy is found as a
+run of consecutive generated bars that sit at consecutive bars of one training part, at one
+shift and one transposition, and the generated side can be read from any shift (every grid
+step of a bar) by digesting its bars again from there, without growing the index.
+
+Each digest is SHA-256 over the role code and the bar's rows (int16 little endian),
+truncated to its first 64 bits (a collision among ~10^5 training bars has a probability of
+~10^-9); the index stores them sorted, so a lookup is a binary search.
 """
 
 from __future__ import annotations
@@ -18,11 +38,20 @@ from pathlib import Path
 import numpy as np
 
 from symbolic.arrangement import BEATS_PER_BAR, Note
+from symbolic.corpus_rules import FEEL_GRIDS, SWING_MARGIN, TPB, snap
 
 GRID_PER_BEAT = 12
-WINDOW_BARS = 4
-LEVELS: tuple[str, ...] = ("piece", "track", "window", "window_track", "window_track_invariant")
+BAR_STEPS = GRID_PER_BEAT * BEATS_PER_BAR  # grid steps in one 4/4 bar
+WINDOW_BARS = 4  # windows of the nearest-window store and of the report's symbolic figures
 ROLE_CODES: dict[str, int] = {"drums": 0, "bass": 1, "melody": 2}
+ALL_PARTS = "all"  # the parts of a piece together
+PART_CODES: dict[str, int] = {**ROLE_CODES, ALL_PARTS: 3}
+DRUMS_CODE = ROLE_CODES["drums"]
+INDEX_VERSION = 2
+
+
+class IndexVersionError(ValueError):
+    """An index this version cannot read (written by an older stemforge, or damaged)."""
 
 
 def file_sha256(path: Path) -> str:
@@ -34,144 +63,306 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# ---------------------------------------------------------------- the grid
+
+@dataclass(frozen=True)
+class Feel:
+    """How a performance was put on the grid: its feel and the lag (ticks at 480 per beat)
+    added to every onset before snapping; `None` feel = the notes were on the grid."""
+
+    name: str | None
+    lag: int = 0
+
+    def describe(self) -> str:
+        return "on the grid" if self.name is None else f"snapped to {self.name} (lag {self.lag:+d} ticks/480)"
+
+
+def is_on_grid(notes: list[Note], ticks_per_beat: int) -> bool:
+    """Every onset on the token grid."""
+    return all((n.start * GRID_PER_BEAT) % ticks_per_beat == 0 for n in notes)
+
+
+def fit_feel(onsets: list[int]) -> Feel:
+    """The feel grid a performance sits on (onsets in ticks at 480 per beat) and the lag
+    that aligns it: for each feel the lag is minus the median distance to its nearest slot,
+    and a swung grid wins only when it fits clearly better than straight 16ths (the swung
+    grids have fewer or uneven slots, so noise alone should not pick them; the project's
+    `SWING_MARGIN`). All onsets count, not only those near a beat, because a swung 16th sits
+    80 ticks before one and would pass for a late beat."""
+    ticks = np.asarray(onsets, dtype=np.int64)
+    fits: dict[str, tuple[float, int]] = {}
+    for name, slots in FEEL_GRIDS.items():
+        grid = np.asarray((*slots, TPB))
+
+        def residuals(lag: int, grid: np.ndarray = grid) -> np.ndarray:
+            position = (ticks + lag) % TPB
+            return position - grid[np.abs(position[:, None] - grid[None, :]).argmin(axis=1)]
+
+        lag = -int(np.median(residuals(0))) if len(ticks) else 0
+        fits[name] = (float(np.abs(residuals(lag)).mean()) if len(ticks) else 0.0, lag)
+    swung = min(("triplet", "swing16"), key=lambda name: fits[name][0])
+    name = swung if fits[swung][0] < SWING_MARGIN * fits["straight"][0] else "straight"
+    return Feel(name, fits[name][1])
+
+
+def to_grid(tracks: dict[str, list[Note]], ticks_per_beat: int) -> tuple[dict[str, list[Note]], Feel]:
+    """The parts with every onset on the token grid (durations rounded to whole steps, at
+    least one). Parts already on the grid are kept as they are; the others are snapped with
+    one feel fitted on all of them together. Returns the feel used (name None: nothing to snap)."""
+    step = ticks_per_beat / GRID_PER_BEAT
+    off = [role for role, notes in tracks.items() if notes and not is_on_grid(notes, ticks_per_beat)]
+    feel = Feel(None)
+    if off:
+        scale = TPB / ticks_per_beat
+        feel = fit_feel([round(n.start * scale) for role in off for n in tracks[role]])
+    out: dict[str, list[Note]] = {}
+    for role, notes in tracks.items():
+        if role not in off:
+            out[role] = list(notes)
+            continue
+        moved = set()
+        for note in notes:
+            start_480 = snap(max(0, round(note.start * TPB / ticks_per_beat) + feel.lag), str(feel.name))
+            steps = round(start_480 * GRID_PER_BEAT / TPB)
+            length = max(1, round(note.duration / step))
+            moved.add(Note(round(steps * step), round(length * step), note.pitch, note.velocity))
+        out[role] = sorted(moved)
+    return out, feel
+
+
+def grid_steps(notes: list[Note], ticks_per_beat: int) -> np.ndarray:
+    """(k, 2) int64 rows (onset step, pitch) of notes on the grid, sorted, each pair once."""
+    if not notes:
+        return np.zeros((0, 2), dtype=np.int64)
+    rows = np.asarray([(round(n.start * GRID_PER_BEAT / ticks_per_beat), n.pitch) for n in notes], dtype=np.int64)
+    return np.unique(rows, axis=0)
+
+
 def canonical_notes(
     notes: list[Note], ticks_per_beat: int, start_tick: int = 0, end_tick: int | None = None
 ) -> np.ndarray:
-    """(k, 3) int32 array of (start, duration, pitch) on the grid, relative to start_tick;
-    notes whose onset lies in [start_tick, end_tick); durations clipped to the window."""
+    """(k, 3) int32 array of (start, duration, pitch) in grid steps relative to start_tick,
+    for the notes whose *rounded* onset lies in [start_tick, end_tick) (rounded first, so a
+    hit a few ticks before the window's first downbeat belongs to it); durations clipped to
+    the window. Used by the nearest-window store and its piano rolls."""
     rows = []
+    lo = round(start_tick * GRID_PER_BEAT / ticks_per_beat)
+    hi = None if end_tick is None else round(end_tick * GRID_PER_BEAT / ticks_per_beat)
     for note in notes:
-        if note.start < start_tick or (end_tick is not None and note.start >= end_tick):
+        onset = round(note.start * GRID_PER_BEAT / ticks_per_beat)
+        if onset < lo or (hi is not None and onset >= hi):
             continue
-        onset = round((note.start - start_tick) * GRID_PER_BEAT / ticks_per_beat)
-        end = note.start + note.duration if end_tick is None else min(note.start + note.duration, end_tick)
-        duration = max(1, round((end - note.start) * GRID_PER_BEAT / ticks_per_beat))
-        rows.append((onset, duration, note.pitch))
+        end = round((note.start + note.duration) * GRID_PER_BEAT / ticks_per_beat)
+        if hi is not None:
+            end = min(end, hi)
+        rows.append((onset - lo, max(1, end - onset), note.pitch))
     if not rows:
         return np.zeros((0, 3), dtype=np.int32)
     return np.unique(np.asarray(rows, dtype=np.int32), axis=0)
 
 
-def digest(role: str, canonical: np.ndarray, invariant: bool = False) -> bytes:
-    """Drum durations are left out: drums are one-shots and the tokens do not carry them."""
-    rows = canonical
-    if role == "drums" and len(rows):
-        rows = rows.copy()
-        rows[:, 1] = 0
-    if invariant and len(rows):
-        rows = rows.copy()
-        rows[:, 2] -= rows[:, 2].min()
-    text = role + "|" + ";".join(f"{s},{d},{p}" for s, d, p in rows.tolist())
-    return hashlib.sha256(text.encode()).digest()
+# ---------------------------------------------------------------- bar digests
+
+@dataclass
+class BarDigests:
+    """Digests of the bars of one part read from `shift` steps: one row per bar with notes."""
+
+    shift: np.ndarray  # (n,) steps the reading starts after the first downbeat
+    bar: np.ndarray  # (n,) bar index from that start
+    digest: np.ndarray  # (n,) uint64
+    low: np.ndarray  # (n,) lowest pitch of the bar (pitched parts), 0 for drums
+    notes: np.ndarray  # (n,) notes in the bar
+
+    def __len__(self) -> int:
+        return len(self.digest)
 
 
-def combined_digest(parts: list[bytes]) -> bytes:
-    return hashlib.sha256(b"".join(parts)).digest()
+def _digest(role_code: int, rows: np.ndarray) -> int:
+    return int.from_bytes(hashlib.sha256(bytes([role_code]) + rows.astype("<i2").tobytes()).digest()[:8], "little")
+
+
+def part_rows(tracks: dict[str, list[Note]], ticks_per_beat: int) -> dict[str, np.ndarray]:
+    """(k, 3) int64 rows (role code, onset step, pitch) of each part of a piece on the grid,
+    and of all its parts together ("all", when it has two or more): a texture copied whole
+    is a copy even when each part alone is too thin to tell (a sparse ambient piece)."""
+    out: dict[str, np.ndarray] = {}
+    for role in sorted(tracks, key=lambda r: ROLE_CODES.get(r, 99)):
+        if role in ROLE_CODES and tracks[role]:
+            steps = grid_steps(tracks[role], ticks_per_beat)
+            out[role] = np.column_stack([np.full(len(steps), ROLE_CODES[role]), steps])
+    if len(out) > 1:
+        out[ALL_PARTS] = np.concatenate(list(out.values()))
+    return out
+
+
+def bar_digests(part: str, rows: np.ndarray, bars: int, shifts: tuple[int, ...] | range = (0,),
+                cyclic: bool = False) -> BarDigests:
+    """Digests of each bar of a part (rows as `part_rows`), read from every shift in
+    `shifts` (steps after the first downbeat). `cyclic` reads the part as a loop of `bars`
+    bars, so the bar that runs past the end continues from the start (a loop shifted by a
+    16th is still the loop); otherwise bars are read from the start shift to the last note.
+    Pitched notes are taken relative to the bar's lowest pitched note, drums as they are."""
+    columns: list[list[int]] = [[], [], [], [], []]
+    code = PART_CODES[part]
+    total = bars * BAR_STEPS
+    for shift in shifts:
+        position = rows[:, 1] - shift
+        if cyclic:
+            position = position % total
+        keep = position >= 0
+        position, role, pitch = position[keep], rows[keep, 0], rows[keep, 2]
+        bar, within = position // BAR_STEPS, position % BAR_STEPS
+        order = np.lexsort((pitch, role, within, bar))
+        bar, within, role, pitch = bar[order], within[order], role[order], pitch[order]
+        pitched = role != DRUMS_CODE
+        starts = np.flatnonzero(np.r_[True, bar[1:] != bar[:-1]]) if len(bar) else np.zeros(0, dtype=np.int64)
+        for lo, hi in zip(starts, np.r_[starts[1:], len(bar)]):
+            tonal = pitched[lo:hi]
+            low = int(pitch[lo:hi][tonal].min()) if tonal.any() else 0
+            relative = np.column_stack([within[lo:hi], role[lo:hi], pitch[lo:hi] - low * tonal])
+            for column, value in zip(columns, (shift, int(bar[lo]), _digest(code, relative), low, hi - lo)):
+                column.append(value)
+    return BarDigests(np.asarray(columns[0], dtype=np.int64), np.asarray(columns[1], dtype=np.int64),
+                      np.asarray(columns[2], dtype=np.uint64), np.asarray(columns[3], dtype=np.int64),
+                      np.asarray(columns[4], dtype=np.int64))
 
 
 @dataclass
 class PieceDigests:
-    """All digests of one piece, per level; windows start every `stride_bars` bars."""
+    """Bar digests of every part of one training piece (and of all parts together), bar-aligned."""
 
-    by_level: dict[str, list[bytes]] = field(default_factory=lambda: {lv: [] for lv in LEVELS})
-    # (level, window start bar, role or "" for all roles) for each digest, same order
-    where: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: {lv: [] for lv in LEVELS})
+    parts: dict[str, BarDigests] = field(default_factory=dict)
 
 
-def piece_digests(
-    tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int, stride_bars: int = 1
-) -> PieceDigests:
-    """Digests of the whole piece, each track, each WINDOW_BARS window (all roles and per
-    role) and the transposition-invariant per-role windows of pitched roles."""
-    out = PieceDigests()
-    ticks_per_bar = ticks_per_beat * BEATS_PER_BAR
-    roles = sorted(r for r, notes in tracks.items() if notes)
-    whole = {r: canonical_notes(tracks[r], ticks_per_beat) for r in roles}
-    if not roles:
-        return out
-    track_parts = []
-    for role in roles:
-        d = digest(role, whole[role])
-        out.by_level["track"].append(d)
-        out.where["track"].append((0, role))
-        track_parts.append(d)
-    out.by_level["piece"].append(combined_digest(track_parts))
-    out.where["piece"].append((0, ""))
-    last_start = max(0, bars - WINDOW_BARS)
-    for bar in range(0, last_start + 1, stride_bars):
-        lo, hi = bar * ticks_per_bar, (bar + WINDOW_BARS) * ticks_per_bar
-        parts = []
-        for role in roles:
-            window = canonical_notes(tracks[role], ticks_per_beat, lo, hi)
-            if not len(window):
-                continue
-            d = digest(role, window)
-            parts.append(d)
-            out.by_level["window_track"].append(d)
-            out.where["window_track"].append((bar, role))
-            if role != "drums":
-                out.by_level["window_track_invariant"].append(digest(role, window, invariant=True))
-                out.where["window_track_invariant"].append((bar, role))
-        if parts:
-            out.by_level["window"].append(combined_digest(parts))
-            out.where["window"].append((bar, ""))
-    return out
+def piece_digests(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int | None = None) -> PieceDigests:
+    """The bars of a piece as the index stores them: put on the grid, then cut at every bar
+    line (`bars` is accepted for callers that know it; the notes decide)."""
+    grid, _ = to_grid({r: n for r, n in tracks.items() if r in ROLE_CODES}, ticks_per_beat)
+    return PieceDigests({part: bar_digests(part, rows, bars or 0) for part, rows in part_rows(grid, ticks_per_beat).items()})
+
+
+def track_digest(role: str, notes: list[Note], ticks_per_beat: int) -> bytes:
+    """SHA-256 of a whole part on the grid (onsets and pitches): tells identical parts apart
+    from different ones (diversity across seeds), no index needed."""
+    rows = grid_steps(to_grid({role: notes}, ticks_per_beat)[0][role], ticks_per_beat)
+    return hashlib.sha256(role.encode() + b"|" + rows.astype("<i4").tobytes()).digest()
+
+
+# ---------------------------------------------------------------- the index
+
+@dataclass
+class Postings:
+    """Training bars found for some query digests: parallel arrays, `query` the index of
+    the query digest each row answers."""
+
+    query: np.ndarray
+    source: np.ndarray
+    bar: np.ndarray
+    low: np.ndarray
+    songs_sharing: np.ndarray  # how many training songs hold this bar
 
 
 @dataclass
 class NoveltyIndex:
-    """SHA-256 digests of the training material, per level, plus which source each came
-    from. Saved as `index.npz` (digests) + `index.json` (sources)."""
+    """Every bar of every part of the training pieces: its digest, source, bar and lowest
+    pitch, sorted by digest. Saved as `index.npz` (the arrays) + `index.json` (sources and
+    the song each belongs to).
 
-    digests: dict[str, set[bytes]] = field(default_factory=lambda: {lv: set() for lv in LEVELS})
+    A *song* is a source group (prepare's `group` column, else the file): corpora often cut
+    one recording into several files that share their bars. `songs_sharing` (computed on
+    load) counts, for each digest, the songs that hold it: a bar found in many songs is a
+    common pattern, not the mark of one song."""
+
     sources: list[str] = field(default_factory=list)
-    # digest -> (source id, start bar, role); first occurrence wins
-    origin: dict[bytes, tuple[int, int, str]] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+    source_group: list[int] = field(default_factory=list)  # per source: index into groups
+    digest: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    bar: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    low: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    songs_sharing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _pending: list[tuple[int, BarDigests]] = field(default_factory=list, repr=False)
+    _group_ids: dict[str, int] = field(default_factory=dict, repr=False)
 
-    def add(self, source: str, pieces: PieceDigests) -> None:
-        source_id = len(self.sources)
+    def add(self, source: str, piece: PieceDigests, group: str | None = None) -> None:
+        """Add a training piece; `group` names its song (default: the source itself)."""
+        group = source if group is None else group
+        if len(self._group_ids) != len(self.groups):  # loaded from disk
+            self._group_ids = {name: i for i, name in enumerate(self.groups)}
+        if group not in self._group_ids:
+            self._group_ids[group] = len(self.groups)
+            self.groups.append(group)
+        self.source_group.append(self._group_ids[group])
+        self._pending.extend((len(self.sources), bars) for bars in piece.parts.values())
         self.sources.append(source)
-        for level in LEVELS:
-            for d, (bar, role) in zip(pieces.by_level[level], pieces.where[level]):
-                self.digests[level].add(d)
-                self.origin.setdefault(d, (source_id, bar, role))
 
-    def contains(self, level: str, d: bytes) -> bool:
-        return d in self.digests[level]
+    def _finish(self) -> None:
+        if not self._pending:
+            return
+        parts = self._pending
+        self._pending = []
+        digest = np.concatenate([self.digest, *(b.digest for _, b in parts)])
+        source = np.concatenate([self.source, *(np.full(len(b), s, dtype=np.int64) for s, b in parts)])
+        bar = np.concatenate([self.bar, *(b.bar for _, b in parts)])
+        low = np.concatenate([self.low, *(b.low for _, b in parts)])
+        self._set(digest, source, bar, low)
 
-    def locate(self, d: bytes) -> dict | None:
-        if d not in self.origin:
-            return None
-        source_id, bar, role = self.origin[d]
-        return {"source": self.sources[source_id], "start_bar": bar, "role": role}
+    def _set(self, digest: np.ndarray, source: np.ndarray, bar: np.ndarray, low: np.ndarray) -> None:
+        order = np.lexsort((bar, source, digest))
+        self.digest, self.source = digest[order].astype(np.uint64), source[order].astype(np.int64)
+        self.bar, self.low = bar[order].astype(np.int64), low[order].astype(np.int64)
+        self.songs_sharing = np.zeros(len(self.digest), dtype=np.int64)
+        if not len(self.digest):
+            return
+        song = np.asarray(self.source_group, dtype=np.int64)[self.source]
+        by_song = np.lexsort((song, self.digest))
+        d, g = self.digest[by_song], song[by_song]
+        new_digest = np.r_[True, d[1:] != d[:-1]]
+        new_song = new_digest | np.r_[True, g[1:] != g[:-1]]
+        run = np.cumsum(new_digest) - 1
+        self.songs_sharing[by_song] = np.bincount(run, weights=new_song).astype(np.int64)[run]
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.digests.values())
+        """Training bars held (one per part and bar)."""
+        self._finish()
+        return len(self.digest)
+
+    def lookup(self, digests: np.ndarray) -> Postings:
+        """Every training bar whose digest is one of `digests` (a binary search each)."""
+        self._finish()
+        lo = np.searchsorted(self.digest, digests, side="left")
+        hi = np.searchsorted(self.digest, digests, side="right")
+        counts = hi - lo
+        query = np.repeat(np.arange(len(digests)), counts)
+        rows = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
+        return Postings(query, self.source[rows], self.bar[rows], self.low[rows], self.songs_sharing[rows])
 
     def save(self, directory: Path) -> None:
+        """Compactly: digests as uint64, the rest in the smallest integer type that holds it."""
+        self._finish()
         directory.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {}
-        roles = sorted({role for _, _, role in self.origin.values()})
-        for level in LEVELS:
-            ordered = sorted(self.digests[level])
-            arrays[level] = np.frombuffer(b"".join(ordered), dtype=np.uint8).reshape(-1, 32)
-            arrays[f"{level}_origin"] = np.asarray(
-                [(self.origin[d][0], self.origin[d][1], roles.index(self.origin[d][2])) for d in ordered],
-                dtype=np.int32,
-            ).reshape(-1, 3)
-        np.savez_compressed(directory / "index.npz", **arrays)
-        meta = {"version": 1, "grid_per_beat": GRID_PER_BEAT, "window_bars": WINDOW_BARS,
-                "levels": list(LEVELS), "roles": roles, "sources": self.sources}
+
+        def small(values: np.ndarray) -> np.ndarray:
+            if not len(values):
+                return values.astype(np.int8)
+            return values.astype(np.result_type(np.min_scalar_type(values.min()), np.min_scalar_type(values.max())))
+
+        np.savez_compressed(directory / "index.npz", digest=self.digest, source=small(self.source),
+                            bar=small(self.bar), low=small(self.low))
+        meta = {"version": INDEX_VERSION, "kind": "bar digests", "grid_per_beat": GRID_PER_BEAT,
+                "bar_steps": BAR_STEPS, "bars": len(self.digest), "sources": self.sources,
+                "groups": self.groups, "source_group": self.source_group}
         (directory / "index.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, directory: Path) -> NoveltyIndex:
         meta = json.loads((directory / "index.json").read_text())
-        index = cls(sources=list(meta["sources"]))
+        if meta.get("version") != INDEX_VERSION or meta.get("grid_per_beat") != GRID_PER_BEAT:
+            raise IndexVersionError(f"{directory}: novelty index version {meta.get('version')}, this stemforge reads "
+                              f"version {INDEX_VERSION}; run `pipeline prepare` again to rebuild it")
+        index = cls(sources=list(meta["sources"]), groups=list(meta["groups"]),
+                    source_group=[int(g) for g in meta["source_group"]])
         with np.load(directory / "index.npz") as data:
-            for level in LEVELS:
-                digests = [bytes(row) for row in data[level]]
-                index.digests[level] = set(digests)
-                for d, (src, bar, role) in zip(digests, data[f"{level}_origin"].tolist()):
-                    index.origin.setdefault(d, (src, bar, meta["roles"][role]))
+            index._set(data["digest"], data["source"].astype(np.int64), data["bar"].astype(np.int64),
+                       data["low"].astype(np.int64))
         return index

@@ -26,16 +26,29 @@ from eval.fad import (
     fad_with_intervals,
     frechet_distance,
 )
-from eval.novelty import nearest_training_windows, piece_novelty
+from eval.novelty import COPY_BARS, Match, assess_tracks, nearest_training_windows, piece_novelty
 from eval.reference import EvalError, conform, read_audio, role_from_name
 from eval.report import EvalRequest, RunPiece, run_eval, symbolic_section
 from eval.window_store import load_window_notes, piece_windows, save_window_notes, window_rows
 from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Arrangement, Note, Track, tracks_to_score
-from symbolic.canonical import LEVELS, NoveltyIndex, piece_digests
+from symbolic.canonical import GRID_PER_BEAT, IndexVersionError, NoveltyIndex, piece_digests
 from symbolic.conditions import Conditions, parse_key
 
 SR = 22050
 BARS = 8
+
+
+@pytest.fixture(scope="module")
+def _test_cache_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("stemforge_cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(_test_cache_root, monkeypatch):
+    """Eval caches frames (and audio.assets SoundFont digests) under $STEMFORGE_CACHE_DIR:
+    these tests use their own folder, never the user's ~/.cache/stemforge. Tests that count
+    renders pass a fresh `cache_dir` of their own."""
+    monkeypatch.setenv("STEMFORGE_CACHE_DIR", str(_test_cache_root))
 
 
 # ---------------------------------------------------------------- synthetic audio
@@ -329,49 +342,118 @@ def test_window_store_round_trip(tmp_path, training):
     assert sum(len(v) for v in first.values()) == len(expected)
 
 
-def test_novelty_is_zero_for_fresh_material(training):
+def shifted(tracks: dict, ticks: int) -> dict:
+    """Every note `ticks` later (a copy that starts a 16th late)."""
+    return {role: [Note(n.start + ticks, n.duration, n.pitch, n.velocity) for n in notes]
+            for role, notes in tracks.items()}
+
+
+def humanized(tracks: dict, seed: int, jitter_ticks: int = 20) -> dict:
+    """A played copy: every onset and length moved up to +-jitter_ticks (20 ticks = 25 ms at
+    100 bpm; a hit early enough crosses the bar line) and every velocity changed."""
+    rng = np.random.default_rng(seed)
+    return {role: sorted(Note(max(0, n.start + int(rng.integers(-jitter_ticks, jitter_ticks + 1))),
+                              max(10, n.duration + int(rng.integers(-jitter_ticks, jitter_ticks + 1))), n.pitch,
+                              int(np.clip(n.velocity + rng.integers(-25, 26), 1, 127))) for n in notes)
+            for role, notes in tracks.items()}
+
+
+def verdicts(result) -> dict[str, str]:
+    parts = result["parts"] if isinstance(result, dict) else {r: p.to_dict() for r, p in result.parts.items()}
+    return {role: part["verdict"] for role, part in parts.items()}
+
+
+def test_novelty_calls_fresh_material_new(training):
     _, index, windows = training
     from eval.window_store import build_window_notes
 
     result = piece_novelty(random_piece(99), TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
-    assert all(result["levels"][lv]["matched"] == 0 for lv in LEVELS)
-    assert all(result["levels"][lv]["total"] > 0 for lv in LEVELS)
-    assert result["copies"] == [] and result["trivial_matches"] == []
+    assert result["verdict"] == "new"
+    assert set(verdicts(result).values()) == {"new"} and set(verdicts(result)) == {"drums", "bass", "melody", "all"}
     assert result["nearest"]["similarity"] < 0.5
 
 
-def test_novelty_finds_a_verbatim_copy_of_a_training_window(training):
+def test_novelty_finds_a_verbatim_copy_of_training_bars(training):
     pieces, index, windows = training
     from eval.window_store import build_window_notes
 
     copied = splice(random_piece(99), pieces["train/song3.mid"], source_bar=4, target_bar=2)
     result = piece_novelty(copied, TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
-    assert result["levels"]["window"]["matched"] == 1
-    assert result["levels"]["window_track"]["matched"] == 3
-    assert result["levels"]["piece"]["matched"] == 0
-    window_copies = [c for c in result["copies"] if c["level"] == "window"]
-    assert window_copies == [{"level": "window", "bar": 2, "role": "", "notes": window_copies[0]["notes"],
-                              "trivial": False,
-                              "training": {"source": "train/song3.mid", "start_bar": 4, "role": ""}}]
+    assert result["verdict"] == "copied" and verdicts(result) == dict.fromkeys(("drums", "bass", "melody", "all"),
+                                                                                 "copied")
+    match = result["parts"]["melody"]["match"]
+    assert (match["source"], match["start_bar"], match["training_bar"], match["bars"]) == ("train/song3.mid", 2, 4, 4)
+    assert match["transposition"] == 0 and match["shift_steps"] == 0
     near = result["nearest"]
     assert near["similarity"] == pytest.approx(1.0) and near["bar"] == 2 and near["transposition"] == 0
     assert near["training"] == {"source": "train/song3.mid", "start_bar": 4}
 
 
-def test_novelty_finds_a_transposed_copy_only_at_the_invariant_level(training):
+def test_novelty_finds_a_transposed_copy(training):
     pieces, index, windows = training
     from eval.window_store import build_window_notes
 
     copied = splice(random_piece(98), pieces["train/song1.mid"], source_bar=0, target_bar=4, transpose=3,
                     roles=("bass", "melody"))
     result = piece_novelty(copied, TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
-    assert result["levels"]["window_track"]["matched"] == 0
-    assert result["levels"]["window_track_invariant"]["matched"] == 2  # bass and melody
-    found = {c["role"]: c["training"]["source"] for c in result["copies"] if c["level"] == "window_track_invariant"}
-    assert found == {"bass": "train/song1.mid", "melody": "train/song1.mid"}
+    assert verdicts(result)["bass"] == verdicts(result)["melody"] == "copied"
+    assert verdicts(result)["drums"] == "new"
+    for role in ("bass", "melody"):
+        match = result["parts"][role]["match"]
+        assert match["transposition"] == 3 and match["source"] == "train/song1.mid" and match["bars"] == 4
     near = result["nearest"]
     assert near["transposition"] == -3 and near["training"]["source"] == "train/song1.mid"
     assert near["bar"] == 4 and near["similarity"] > 0.4
+
+
+@pytest.mark.parametrize("sixteenths", [1, 2, 5, 15], ids=lambda n: f"{n}-sixteenths-late")
+def test_novelty_finds_a_copy_that_starts_late(training, sixteenths):
+    """Before bar digests at every shift, a copy one 16th late matched nothing at any level."""
+    pieces, index, _ = training
+    late = shifted(pieces["train/song2.mid"], sixteenths * TICKS_PER_BEAT // 4)
+    result = assess_tracks(late, TICKS_PER_BEAT, BARS, index)
+    assert result.verdict == "copied"
+    match = result.parts["drums"].match
+    assert match.bars >= COPY_BARS and match.shift_steps == sixteenths * GRID_PER_BEAT // 4
+    assert match.source == "train/song2.mid"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2], ids=lambda s: f"take-{s}")
+def test_novelty_finds_a_played_copy_whose_hits_cross_bar_lines(training, seed):
+    """Quantize, then cut into bars: a hit played just before a bar line belongs to the bar
+    it is heard in (windowing raw ticks first found 0 of 5 windows of such a copy)."""
+    pieces, index, _ = training
+    played = humanized(shifted(pieces["train/song4.mid"], TICKS_PER_BEAT // 4), seed)
+    early = [n for n in played["drums"] if n.start % TICKS_PER_BAR > TICKS_PER_BAR - 20]
+    assert early, "the fixture should put hits just before a bar line"
+    result = assess_tracks(played, TICKS_PER_BEAT, BARS, index)
+    assert result.verdict == "copied" and result.grid.startswith("snapped to straight")
+    assert all(part.verdict == "copied" for part in result.parts.values())
+
+
+@pytest.mark.parametrize("part, bars, distinctive, verdict", [
+    pytest.param("melody", 3, 8, "copied", id="melody-3-bars"),
+    pytest.param("bass", 2, 8, "near copy", id="bass-2-bars"),
+    pytest.param("drums", 2, 30, "near copy", id="drums-2-bars"),
+    pytest.param("drums", 3, 8, "copied", id="drums-3-bars"),
+    pytest.param("melody", 6, 7, "new", id="common-bars-only"),
+])
+def test_verdict_thresholds(part, bars, distinctive, verdict):
+    match = Match(bars, 40, distinctive, 0, 0, 0, "train/x.mid", 0, part)
+    assert match.verdict == verdict
+
+
+def test_novelty_index_round_trips_and_refuses_an_old_version(tmp_path, training):
+    pieces, index, _ = training
+    index.save(tmp_path / "index")
+    loaded = NoveltyIndex.load(tmp_path / "index")
+    copied = splice(random_piece(97), pieces["train/song0.mid"], 0, 3, transpose=-2)
+    assert verdicts(assess_tracks(copied, TICKS_PER_BEAT, BARS, loaded)) == verdicts(
+        assess_tracks(copied, TICKS_PER_BEAT, BARS, index))
+    meta = json.loads((tmp_path / "index" / "index.json").read_text())
+    (tmp_path / "index" / "index.json").write_text(json.dumps({**meta, "version": 1}))
+    with pytest.raises(IndexVersionError, match="run `pipeline prepare` again"):
+        NoveltyIndex.load(tmp_path / "index")
 
 
 def test_nearest_search_handles_empty_inputs(training):
@@ -465,11 +547,13 @@ def test_run_eval_writes_a_complete_report(eval_inputs):
     assert report["inputs"]["reference"]["kind"] == "folder"
 
     novelty = report["novelty"]
+    assert {r["run"]: r["verdict"] for r in novelty["runs"]} == {"fresh_lofi": "new", "copy_house": "copied",
+                                                                 "other_model": "new"}
+    assert novelty["summary"]["runs"] == {"copied": 1, "near copy": 0, "new": 2, "total": 3}
     copy_run = next(r for r in novelty["runs"] if r["run"] == "copy_house")
-    assert copy_run["levels"]["window"]["matched"] >= 1
-    assert {c["run"] for c in novelty["copies"]} == {"copy_house"}
     assert copy_run["nearest"]["similarity"] == pytest.approx(1.0)
-    assert novelty["levels"]["window"]["rate"] > 0
+    assert novelty["thresholds"]["copy_bars"] == COPY_BARS
+    assert any("copy_house (copied)" in w for w in report["warnings"])
     assert [m["run"] for m in novelty["model_mismatch"]] == ["other_model"]
     assert set(report["fad_by_genre"]) == {"house", "lofi"} and set(report["novelty_by_genre"]) == {"house", "lofi"}
 
@@ -478,7 +562,13 @@ def test_run_eval_writes_a_complete_report(eval_inputs):
     assert "src=\"plots/" not in html  # self-contained
     assert html.count("<table>") == html.count("</table>") >= 4
     markdown = (out / "report.md").read_text()
-    assert "| mix |" in markdown and "copy_house" in markdown and "features" in markdown
+    assert "| mix |" in markdown and "features" in markdown
+    assert "**1** copied" in markdown and "| copy_house | house | **copied** |" in markdown
+    # the house row has one generated clip: its caveat is in the table of both documents, not only in the JSON
+    assert any("one or two clips" in w for w in report["fad_by_genre"]["house"]["features"]["warnings"])
+    caveat = "only 1 generated clip(s): not a score, not comparable"
+    assert "| house | features |" in markdown and caveat in markdown.split("FAD per genre")[1]
+    assert caveat in html.split("FAD per genre")[1]
     symbolic = report["symbolic"]
     assert set(symbolic["runs"]) == {"fresh_lofi", "copy_house", "other_model"}
     assert symbolic["training_windows"] == 10 and "## Symbolic" in markdown
@@ -559,18 +649,16 @@ def write_reference_midi(directory: Path, tracks: dict, bpm: float, bars: int, g
                                                           {"file": "001_x.mid", "genre": genre, "bpm": bpm}]))
 
 
-def test_reference_midi_is_rendered_with_the_runs_renderer(eval_inputs, monkeypatch):
-    """The glue around the renderer, with a stand-in module: tempo, bars and genre of the
-    reference MIDI and the runs' sample rate reach `render_arrangement`."""
-    tmp_path, data, run_dirs, _ = eval_inputs
-    piece = {r: [n for n in notes if n.start < 2 * TICKS_PER_BAR] for r, notes in random_piece(5).items()}
-    write_reference_midi(data / "reference_midi", piece, bpm=92.0, bars=2, genre="jazz")
+@pytest.fixture
+def fake_renderer(monkeypatch) -> list:
+    """A stand-in `audio.render` (synthetic stems, no SoundFont) that records its calls."""
     calls = []
 
-    @dataclass
+    @dataclass(frozen=True)
     class RenderOptions:
         sample_rate: int = 44100
         preset: str | None = None
+        dry: bool = False
 
     @dataclass
     class StemSet:
@@ -590,7 +678,18 @@ def test_reference_midi_is_rendered_with_the_runs_renderer(eval_inputs, monkeypa
     fake = types.ModuleType("audio.render")
     fake.RenderOptions, fake.render_arrangement = RenderOptions, render_arrangement
     monkeypatch.setitem(sys.modules, "audio.render", fake)
-    report = run_eval(EvalRequest(run_dirs, tmp_path / "r", data_dir=data, bootstrap=0), progress=False)
+    return calls
+
+
+def test_reference_midi_is_rendered_with_the_runs_renderer(eval_inputs, fake_renderer, tmp_path):
+    """The glue around the renderer, with a stand-in module: tempo, bars and genre of the
+    reference MIDI and the runs' sample rate reach `render_arrangement`."""
+    _, data, run_dirs, _ = eval_inputs
+    piece = {r: [n for n in notes if n.start < 2 * TICKS_PER_BAR] for r, notes in random_piece(5).items()}
+    write_reference_midi(data / "reference_midi", piece, bpm=92.0, bars=2, genre="jazz")
+    calls = fake_renderer
+    report = run_eval(EvalRequest(run_dirs, tmp_path / "r", data_dir=data, bootstrap=0, cache_dir=tmp_path / "cache"),
+                      progress=False)
     assert len(calls) == 2
     arrangement, options = calls[0]
     assert (arrangement.conditions.bpm, arrangement.conditions.bars, arrangement.conditions.genre) == (92.0, 2, "jazz")
@@ -598,6 +697,123 @@ def test_reference_midi_is_rendered_with_the_runs_renderer(eval_inputs, monkeypa
     assert report["inputs"]["reference"]["kind"] == "rendered_midi"
     assert report["fad"]["features"]["bass"]["n_reference_clips"] == 2
     assert report["fad"]["features"]["mix"]["ci_low"] is None  # bootstrap 0: no interval
+
+
+def test_a_second_eval_takes_the_reference_from_the_cache(eval_inputs, fake_renderer, tmp_path):
+    """The reference is rendered and embedded once; a second eval of the same runs renders
+    nothing, reads every frame from the cache and gives the same numbers."""
+    _, data, run_dirs, _ = eval_inputs
+    piece = {r: [n for n in notes if n.start < 2 * TICKS_PER_BAR] for r, notes in random_piece(5).items()}
+    write_reference_midi(data / "reference_midi", piece, bpm=92.0, bars=2, genre="jazz")
+    cache = tmp_path / "cache"
+    first = run_eval(EvalRequest(run_dirs, tmp_path / "r1", data_dir=data, bootstrap=5, cache_dir=cache),
+                     progress=False)
+    assert len(fake_renderer) == 2
+    entries = sorted(cache.rglob("*.frames"))
+    assert len(entries) == 2 + 3 * 4  # 2 reference MIDI files + 3 runs x (3 stems + mix)
+    assert not list(cache.rglob(".*.partial"))
+
+    second = run_eval(EvalRequest(run_dirs, tmp_path / "r2", data_dir=data, bootstrap=5, cache_dir=cache),
+                      progress=False)
+    assert len(fake_renderer) == 2  # nothing rendered again
+    assert second["inputs"]["cache"]["hits"] == len(entries) and second["inputs"]["cache"]["written"] == 0
+    assert second["fad"] == first["fad"] and second["fad_by_genre"] == first["fad_by_genre"]
+    assert "frames cache: `" in (tmp_path / "r2" / "report.md").read_text()
+
+
+def _reference_frames(ref_dir: Path, runs: list[dict], cache):
+    """Reference sources of a MIDI folder embedded with `features` through `cache`."""
+    from eval.reference import find_reference, reference_sources
+    from eval.report import embed_sources
+
+    warnings: list[str] = []
+    sources = reference_sources(find_reference(ref_dir, "rendered_midi"), runs, warnings)
+    return embed_sources(sources, [build_features()], cache, "reference", False, warnings)
+
+
+def test_frames_cache_misses_on_new_render_settings_and_recomputes_a_corrupt_entry(fake_renderer, tmp_path):
+    from eval.cache import FrameCache
+
+    piece = {r: [n for n in notes if n.start < 2 * TICKS_PER_BAR] for r, notes in random_piece(6).items()}
+    write_reference_midi(tmp_path / "ref", piece, bpm=100.0, bars=2, genre="lofi")
+    runs = [{"renderer": "sample", "sample_rate": 22050, "dry": False, "tail": "wrap"}]
+    root = tmp_path / "cache"
+
+    first = _reference_frames(tmp_path / "ref", runs, FrameCache.open(root))
+    assert len(fake_renderer) == 2 and len(first.labels) == 2 * 4
+    cache = FrameCache.open(root)
+    again = _reference_frames(tmp_path / "ref", runs, cache)
+    assert len(fake_renderer) == 2 and (cache.hits, cache.misses) == (2, 0)
+    assert again.labels == first.labels
+    assert all(np.array_equal(a, b) for a, b in zip(again.frames["features"], first.frames["features"]))
+
+    # another renderer setting (dry, as run.json records it) is another key: rendered again
+    _reference_frames(tmp_path / "ref", [{**runs[0], "dry": True}], FrameCache.open(root))
+    assert len(fake_renderer) == 4 and fake_renderer[-1][1].dry is True
+
+    # a damaged entry is found by its digest, reported, rendered again and replaced
+    entries = sorted((root / "eval-frames-v1" / "features").glob("*.frames"))
+    assert len(entries) == 4
+    victim = next(e for e in entries
+                  if not json.loads(e.read_bytes().split(b"\n", 1)[0])["key"]["source"]["render"]["options"]["dry"])
+    data = bytearray(victim.read_bytes())
+    data[-5] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    cache = FrameCache.open(root)
+    repaired = _reference_frames(tmp_path / "ref", runs, cache)
+    assert len(fake_renderer) == 5 and cache.hits == 1
+    assert len(cache.notes) == 1 and "corrupt" in cache.notes[0] and "sha256" in cache.notes[0]
+    assert all(np.array_equal(a, b) for a, b in zip(repaired.frames["features"], first.frames["features"]))
+    victim.write_bytes(victim.read_bytes()[:100])  # cut short, as a disk-full write would be
+    cache = FrameCache.open(root)
+    _reference_frames(tmp_path / "ref", runs, cache)
+    assert len(fake_renderer) == 6 and "corrupt" in cache.notes[0]
+    _reference_frames(tmp_path / "ref", runs, FrameCache.open(root))
+    assert len(fake_renderer) == 6  # the recomputed entry is good again
+
+    # --no-cache: neither read nor written
+    off = FrameCache.open(root, enabled=False)
+    _reference_frames(tmp_path / "ref", runs, off)
+    assert len(fake_renderer) == 8 and off.describe()["written"] == 0 and len(list(root.rglob("*.frames"))) == 4
+
+
+def test_cache_root_follows_the_environment(tmp_path, monkeypatch):
+    from eval.cache import FrameCache, default_cache_root
+
+    monkeypatch.setenv("STEMFORGE_CACHE_DIR", str(tmp_path / "mine"))
+    assert default_cache_root() == tmp_path / "mine"
+    monkeypatch.delenv("STEMFORGE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_root() == tmp_path / "xdg" / "stemforge"
+    assert FrameCache.open(tmp_path / "flag").root == tmp_path / "flag" / "eval-frames-v1"  # --cache-dir wins
+
+
+def test_plain_progress_lines_when_not_a_terminal(capsys):
+    from eval.report import _progress
+
+    assert list(_progress(iter(range(40)), 40, "render + embed reference", True, "file")) == list(range(40))
+    err = capsys.readouterr().err
+    assert "\r" not in err and "render + embed reference: 4/40 files" in err
+    assert err.strip().splitlines()[-1].startswith("render + embed reference: 40 file(s) in")
+    assert len(err.strip().splitlines()) == 10  # every 10%, the last line with the time
+
+
+def test_overlapping_intervals_are_said_to_be_indistinguishable():
+    from eval.report import compare_rows, comparison_sentences
+
+    def row(value, low, high, clips=12):
+        return {"fad": value, "ci_low": low, "ci_high": high, "n_generated_clips": clips, "n_reference_clips": 40}
+
+    compared = compare_rows({"drums": row(2.0, 1.5, 3.0), "bass": row(2.6, 2.2, 3.4), "melody": row(9.0, 8.0, 10.0),
+                             "mix": row(4.0, 3.0, 5.0, clips=2), "gone": {"fad": None}})
+    assert compared == {"overlapping": [["drums", "bass"]], "separate": [["drums", "melody"], ["bass", "melody"]],
+                        "no_interval": ["mix"]}
+    text = " ".join(comparison_sentences(compared, "roles"))
+    assert "Cannot be told apart (95% intervals overlap): drums and bass." in text
+    assert "Can be told apart" in text and "bass and melody" in text and "no usable interval" in text and "mix" in text
+    alike = compare_rows({"lofi": row(2.0, 1.0, 3.0), "house": row(2.5, 1.5, 3.5)})
+    assert "These genres cannot be told apart" in comparison_sentences(alike, "genres")[0]
+    assert compare_rows({"mix": row(2.0, 1.0, 3.0)}) is None
 
 
 def test_reference_midi_renders_through_the_real_renderer(tmp_path):
