@@ -715,9 +715,12 @@ def test_a_second_eval_takes_the_reference_from_the_cache(eval_inputs, fake_rend
 
     second = run_eval(EvalRequest(run_dirs, tmp_path / "r2", data_dir=data, bootstrap=5, cache_dir=cache),
                       progress=False)
+    documents = sorted(cache.rglob("eval-documents-v*/training-figures/*.json"))
+    assert len(documents) == 1  # the training windows' figures of the symbolic section
     assert len(fake_renderer) == 2  # nothing rendered again
-    assert second["inputs"]["cache"]["hits"] == len(entries) and second["inputs"]["cache"]["written"] == 0
+    assert second["inputs"]["cache"]["hits"] == len(entries) + 1 and second["inputs"]["cache"]["written"] == 0
     assert second["fad"] == first["fad"] and second["fad_by_genre"] == first["fad_by_genre"]
+    assert second["symbolic"] == first["symbolic"]
     assert "frames cache: `" in (tmp_path / "r2" / "report.md").read_text()
 
 
