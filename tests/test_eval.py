@@ -607,6 +607,16 @@ def test_symbolic_section_tells_a_loop_from_random_training_material(training):
     assert empty["training_windows"] == 0 and all(r["training_all"] is None for r in empty["figures"])
 
 
+def test_an_index_from_an_older_stemforge_is_a_clear_error_before_any_work(eval_inputs, tmp_path):
+    _, data, run_dirs, reference = eval_inputs
+    meta = json.loads((data / "index" / "index.json").read_text())
+    (data / "index" / "index.json").write_text(json.dumps({**meta, "version": 1}))
+    with pytest.raises(EvalError, match=r"version 1, this stemforge reads version 2; run `pipeline prepare` again"):
+        run_eval(EvalRequest(run_dirs, tmp_path / "report", data_dir=data, reference=reference, bootstrap=5,
+                             cache_dir=tmp_path / "cache"), progress=False)
+    assert not (tmp_path / "report").exists() and not (tmp_path / "cache").exists()  # nothing embedded yet
+
+
 def test_run_eval_refuses_an_existing_out_dir(eval_inputs):
     tmp_path, data, run_dirs, reference = eval_inputs
     (tmp_path / "report").mkdir()
