@@ -60,6 +60,9 @@ def parse_instrument_flags(values: list[str]) -> dict[str, str]:
             raise RenderError(f"--instrument {value!r}: unknown role {role!r}; use one of {', '.join(ROLES)}")
         if instrument.isdigit() and not 0 <= int(instrument) <= 127:
             raise RenderError(f"--instrument {value!r}: GM program must be 0-127")
+        if not instrument.isdigit() and (len(instrument) > 60 or any(c in instrument for c in "/\\")):
+            raise RenderError(f"--instrument {value[:80]!r}: give a GM program (0-127) or a preset name of the "
+                              "SoundFont (`pipeline sounds` lists them), not a path; pick a SoundFont with --soundfont")
         chosen[role] = instrument
     return chosen
 

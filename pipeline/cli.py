@@ -159,9 +159,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from symbolic.train import TrainConfig, train
+    from symbolic.train import TrainConfig, checkpoint_config, train
 
-    meta = train(args.data_dir, args.out, TrainConfig.load(args.config), resume=args.resume, steps=args.steps)
+    config = checkpoint_config(args.out) if args.resume and args.config is None else None
+    if config is None:
+        config = TrainConfig.load(args.config or "small")
+    meta = train(args.data_dir, args.out, config, resume=args.resume, steps=args.steps)
     if "val_loss" not in meta:  # a non-leading process of a multi-process (torchrun) run
         return 0
     print(f"trained {args.out}: {meta['steps']} steps, val loss {meta['val_loss']:.3f}, "
@@ -265,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the composer on a prepared dataset", formatter_class=HelpFormatter)
     p.add_argument("data_dir", type=Path, help="folder written by `pipeline prepare`")
     p.add_argument("--out", type=Path, required=True, help="model directory to create")
-    p.add_argument("--config", default="small", help="training config: a shipped name (tiny, small) or a YAML path")
+    p.add_argument("--config", default=None, help="training config: a shipped name (tiny, small) or a YAML path "
+                   "(default: small; with --resume, the checkpoint's own)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted (or finished) run from its checkpoint")
     p.add_argument("--steps", type=int, help="total optimisation steps (overrides the config's max_steps)")
     p.set_defaults(func=cmd_train)

@@ -22,9 +22,11 @@ import zipfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
+from typing import Annotated
 
 import yaml
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,7 +42,7 @@ from pipeline.jobs import (
     recover,
     wait_for_orphan_workers,
 )
-from symbolic.conditions import ROLES, ConditionError, build_conditions, validate
+from symbolic.conditions import MAX_SEED, ROLES, ConditionError, build_conditions, validate
 from symbolic.model import load_composer
 from symbolic.sampling import SamplingSettings
 
@@ -101,30 +103,36 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # Every string, list and number is bounded here, before any parsing: an unbounded field
+    # was a denial of service (a 15 KB key froze the server for ~47 s).
     prompt: str = Field("", max_length=500, description='free text, e.g. "lofi 80bpm in F minor, 8 bars"')
-    genre: str | None = None
-    bpm: float | None = Field(None, description="exact tempo (1-300)")
-    key: str | None = Field(None, description="'F minor', 'Am', 'C#m'...")
-    bars: int | None = None
-    density: str | None = Field(None, description="sparse | normal | busy")
-    seed: int | None = Field(None, description="None = a fresh seed, recorded in run.json")
+    genre: str | None = Field(None, max_length=40)
+    bpm: float | None = Field(None, allow_inf_nan=False, description="exact tempo (1-300)")
+    key: str | None = Field(None, max_length=40, description="'F minor', 'Am', 'C#m'...")
+    bars: int | None = Field(None, ge=1, le=1024)
+    density: str | None = Field(None, max_length=20, description="sparse | normal | busy")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="None = a fresh seed, recorded in run.json")
     loop: int | None = Field(None, description="loop length in bars: 1, 2 or 4; 0 = off; None = the genre's")
     chords: str | None = Field(None, max_length=200, description="'Am F C G', 'vi IV I V'; None = the genre's")
     swing: float | None = Field(None, ge=50, le=75, description="swing percent, 50 straight; None = the genre's")
     quantize: bool = Field(False, description="notes exactly on the grid (no swing or groove)")
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 0.95
+    temperature: float = Field(1.0, allow_inf_nan=False)
+    top_k: int = Field(0, ge=0, le=100_000)
+    top_p: float = Field(0.95, allow_inf_nan=False)
+    key_bias: float = Field(1.5, allow_inf_nan=False, description="nats added to in-key pitches; 0 = off")
     stems: bool = Field(True, description="render WAV stems and a mix (the page always does)")
-    renderer: str = "sample"
-    kit: str | None = Field(None, description="a kit or SoundFont name from GET /sounds")
-    preset: str | None = Field(None, description="FX preset name (configs/render/)")
+    renderer: str = Field("sample", max_length=20)
+    kit: str | None = Field(None, max_length=200, description="a kit or SoundFont name from GET /sounds")
+    preset: str | None = Field(None, max_length=100, description="FX preset name (configs/render/)")
     dry: bool = False
-    tail: str = "wrap"
+    tail: str = Field("wrap", max_length=20)
     sample_rate: int = 44100
-    instruments: dict[str, str] = Field(default_factory=dict, description="role -> GM program or preset name")
-    keep: list[str] = Field(default_factory=list, description="roles of from_job to keep")
-    from_job: str | None = Field(None, description="an earlier finished job to take conditions and kept parts from")
+    instruments: dict[str, Annotated[str, Field(max_length=60)]] = Field(
+        default_factory=dict, max_length=3, description="role -> GM program or preset name")
+    keep: list[Annotated[str, Field(max_length=20)]] = Field(default_factory=list, max_length=3,
+                                                             description="roles of from_job to keep")
+    from_job: str | None = Field(None, max_length=64,
+                                 description="an earlier finished job to take conditions and kept parts from")
 
 
 RENDER_FIELDS = ("stems", "renderer", "kit", "preset", "dry", "tail", "sample_rate", "instruments")
@@ -319,7 +327,7 @@ class ServiceState:
                 raise FieldError("keep", f"keep: job {body.from_job} has no {missing[0]} part (it has "
                                  f"{', '.join(parts)})")
         try:
-            SamplingSettings(body.temperature, body.top_k, body.top_p).validate()
+            SamplingSettings(body.temperature, body.top_k, body.top_p, body.key_bias).validate()
             prompt = body.prompt
             conditions = build_conditions(
                 prompt or base.get("prompt", ""),
@@ -378,6 +386,7 @@ class ServiceState:
             "prompt", "genre", "bpm", "key", "bars", "density", "seed", "loop", "chords", "swing", "quantize",
             "temperature", "top_k", "top_p", "stems", "renderer", "kit", "preset", "dry", "tail", "sample_rate", "instruments", "keep")}
         kwargs["prompt"] = kwargs["prompt"] or ""
+        kwargs["key_bias"] = request.get("key_bias", JobRequest.model_fields["key_bias"].default)  # older jobs lack it
         kwargs["model"] = str(self.model)
         kwargs["out"] = str(self.jobs_dir / job.id)
         kwargs["from_run"] = str(self.jobs_dir / request["from_job"]) if request.get("from_job") else None
@@ -484,7 +493,7 @@ class _Guard:
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             return await self._refuse(send)
-        seen = {"bytes": 0, "over": False}
+        seen = {"bytes": 0, "over": False, "answered": False}
 
         async def limited_receive():
             message = await receive()
@@ -495,10 +504,22 @@ class _Guard:
                     raise _TooLarge()
             return message
 
+        async def guarded_send(message) -> None:
+            # FastAPI turns an exception while reading the body into its own 400: a streamed
+            # (chunked) body over the limit must still be a 413, so the app's answer is replaced.
+            if seen["over"]:
+                if not seen["answered"]:
+                    seen["answered"] = True
+                    await self._refuse(send)
+                return
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
-            await self._refuse(send)
+            if not seen["answered"]:
+                seen["answered"] = True
+                await self._refuse(send)
 
     async def _refuse(self, send) -> None:
         await self._send(send, 413, f"request body is larger than {self.limit} bytes "
@@ -536,9 +557,22 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
             state.pool.stop()
             state.close()
 
+    # With a token the API's schema is not published either: /docs and /openapi.json would
+    # show every route and field to anyone who can reach the port.
+    public_docs = token is None
     app = FastAPI(title="stemforge", version="0.1.0", lifespan=lifespan,
+                  docs_url="/docs" if public_docs else None, redoc_url="/redoc" if public_docs else None,
+                  openapi_url="/openapi.json" if public_docs else None,
                   description="Compose drums, bass and melody; render synced WAV stems; download them.")
     app.state.stemforge = state
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each bad input back; a NaN or an infinity cannot be
+        # written as JSON, so that answer was a 500. Location, message and type say enough.
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in error.errors()]})
     app.add_middleware(_Guard, limit=limits.max_request_bytes, allowed_hosts=allowed_hosts)
 
     def authorized(authorization: str | None = Header(None, include_in_schema=False)) -> None:

@@ -115,6 +115,9 @@ _LOOP_PATTERN = r"\b([124])\s*-?\s*bars?\s*loops?\b|\bloops?\s*(?:of\s*)?([124])
 _NO_LOOP_PATTERN = r"\b(?:no\s*loops?|through[\s-]*composed|loop\s*off)\b"
 
 
+MAX_SEED = 2**63 - 1  # what numpy and torch generators take without wrapping
+
+
 class ConditionError(ValueError):
     """A prompt or flag value that cannot be composed; the message names the field."""
 
@@ -139,11 +142,14 @@ class Key:
 
 def parse_key(text: str) -> Key:
     """'F minor', 'Fm', 'C#m', 'Am', 'Bb major', 'Eb', 'f#min' -> Key."""
-    cleaned = text.strip().lower().replace("♯", "#").replace("♭", "b")
+    # whitespace runs collapsed first: the pattern's two optional gaps backtrack quadratically
+    # over a long run ("a" + 15,000 spaces + "x" took ~47 s)
+    cleaned = " ".join(text.split()).lower().replace("♯", "#").replace("♭", "b")
     match = re.fullmatch(r"([a-g])\s*(#|b|sharp|flat)?\s*(major|maj|minor|min|m|)", cleaned)
     if not match:
+        shown = cleaned if len(cleaned) <= 40 else cleaned[:40] + "..."
         raise ConditionError(
-            f"key: unknown key {text!r}; use a tonic and mode like 'F minor', 'Am' or 'C#m'"
+            f"key: unknown key {shown!r}; use a tonic and mode like 'F minor', 'Am' or 'C#m'"
         )
     letter, accidental, mode = match.groups()
     accidental = {"sharp": "#", "flat": "b", None: ""}.get(accidental, accidental)
@@ -208,6 +214,8 @@ def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
         raise ConditionError(f"bpm: {conditions.bpm:g} is out of range; use 1-300")
     if conditions.bars <= 0:
         raise ConditionError(f"bars: {conditions.bars} must be at least 1")
+    if not 0 <= conditions.seed <= MAX_SEED:
+        raise ConditionError(f"seed: {conditions.seed} is out of range; use 0-{MAX_SEED} (63 bits)")
     if max_bars is not None and conditions.bars > max_bars:
         raise ConditionError(
             f"bars: {conditions.bars} is beyond this model's reach of {max_bars} bars; "
@@ -274,7 +282,7 @@ def parse_prompt(prompt: str) -> dict:
     """
     from symbolic.harmony import progression_in_prompt
 
-    text = prompt.strip()
+    text = " ".join(prompt.split())  # one space per gap keeps every pattern below linear in the prompt
     found: dict = {}
     chords = progression_in_prompt(text)
     if chords:  # case matters in chords (vi vs VI); and "Am F C G" must not read as a key

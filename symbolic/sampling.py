@@ -7,6 +7,7 @@ re-sampled. Runs of forced tokens go through the model in one forward call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -26,6 +27,9 @@ class SamplingSettings:
     key_bias: float = 1.5  # nats added to in-key pitches of bass and melody (0 = off)
 
     def validate(self) -> SamplingSettings:
+        for name, value in (("temperature", self.temperature), ("top-p", self.top_p), ("key-bias", self.key_bias)):
+            if not math.isfinite(value):
+                raise ValueError(f"{name}: {value} is not a number; give a finite value")
         if self.temperature <= 0:
             raise ValueError(f"temperature: {self.temperature} must be > 0")
         if self.top_k < 0:

@@ -7,6 +7,7 @@ at the end, so `MODEL_DIR` is never half-written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -223,6 +224,24 @@ def plot_losses(history: dict, path: Path) -> None:
     plt.close(figure)
 
 
+ARCHITECTURE_FIELDS = ("n_layer", "n_head", "n_embd", "n_positions")
+
+
+def checkpoint_config(out_dir: Path) -> TrainConfig | None:
+    """The training config a checkpoint of `out_dir` (interrupted or finished) was made with,
+    or None when there is none: `--resume` continues with it, so an interrupted `tiny` run
+    is not rebuilt at the default size."""
+    out_dir = Path(out_dir)
+    for folder in (out_dir.with_name(out_dir.name + ".partial"), out_dir):
+        state = folder / "checkpoint" / "state.pt"
+        if state.is_file():
+            saved = torch.load(state, weights_only=False, map_location="cpu").get("config")
+            if saved:
+                known = {f.name for f in dataclasses.fields(TrainConfig)}
+                return TrainConfig(**{k: v for k, v in saved.items() if k in known})
+    return None
+
+
 def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = False,
           steps: int | None = None, progress: bool = True) -> dict:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -283,6 +302,12 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         state = torch.load(source_checkpoint / "state.pt", weights_only=False)
         if state["data_sha256"] != dataset_meta["data_sha256"]:
             raise TrainError("--resume: the checkpoint was trained on another dataset")
+        saved = state.get("config") or {}
+        differs = [f"{name} {saved[name]} vs {getattr(config, name)}" for name in ARCHITECTURE_FIELDS
+                   if name in saved and saved[name] != getattr(config, name)]
+        if differs:
+            raise TrainError(f"--config: the checkpoint's model has another size ({', '.join(differs)}); resume "
+                             "without --config to continue with the checkpoint's own config")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history, elapsed = state["step"], state["history"], state.get("elapsed", 0.0)

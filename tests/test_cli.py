@@ -119,12 +119,20 @@ def _bad_inputs(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[list, str]]
         "too many bars": (base + ["--bars", 500, "--out", tmp_path / "o10"], "bars"),
         "empty data folder": (["prepare", empty, "--out", tmp_path / "d"], "MIDI_DIR"),
         "train on a non-dataset": (["train", empty, "--out", tmp_path / "m"], "DATA_DIR"),
+        "NaN temperature": (base + ["--temperature", "nan", "--out", tmp_path / "o11"], "temperature"),
+        "infinite key bias": (base + ["--key-bias", "inf", "--out", tmp_path / "o12"], "key-bias"),
+        "70-bit seed": (["run", "--model", tiny_model, "--seed", 2**70, "--out", tmp_path / "o13"], "seed"),
+        "a key of 20,000 spaces": (base + ["--key", "a" + " " * 20000 + "x", "--out", tmp_path / "o14"],
+                                   "unknown key"),
+        "instrument path": (base + ["--instrument", "bass=/etc/passwd", "--stems", "--out", tmp_path / "o15"],
+                            "not a path"),
     }
 
 
 CASES = ["missing seed clip", "non-MIDI seed clip", "clip longer than bars", "keep without from",
          "from without run.json", "keep unknown role", "model dir that is not one", "existing out",
-         "impossible bpm", "unknown key", "too many bars", "empty data folder", "train on a non-dataset"]
+         "impossible bpm", "unknown key", "too many bars", "empty data folder", "train on a non-dataset",
+         "NaN temperature", "infinite key bias", "70-bit seed", "a key of 20,000 spaces", "instrument path"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -158,3 +166,16 @@ def test_a_prompt_with_from_changes_only_what_it_names(tiny_model: Path, tmp_pat
     assert (conditions["genre"], conditions["bpm"], conditions["key"], conditions["bars"]) == (
         "rock", 120.0, "E minor", 2)
     assert conditions["density"] == "busy"
+
+
+def test_resume_takes_the_checkpoints_own_config(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    """The hint printed after Ctrl-C is `--resume` without `--config`: it must continue a
+    `tiny` run as tiny (it used to build the default `small` size and crash on the weights)."""
+    out = tmp_path / "m"
+    assert _run(capsys, "train", tiny_dataset, "--out", out, "--config", "tiny", "--steps", 3)[0] == 0
+    code, stdout, stderr = _run(capsys, "train", tiny_dataset, "--out", out, "--resume", "--steps", 6)
+    assert code == 0, stderr
+    meta = json.loads((out / "stemforge.json").read_text())
+    assert meta["steps"] == 6 and meta["config"]["n_layer"] == 2
+    code, _, stderr = _run(capsys, "train", tiny_dataset, "--out", out, "--resume", "--config", "small", "--steps", 9)
+    assert code == 2 and stderr.startswith("error: --config: the checkpoint's model has another size (n_layer 2 vs 6")

@@ -71,3 +71,18 @@ def test_an_unlisted_genre_is_composed_as_a_listed_neighbour_and_says_so(typed: 
         conditions = build_conditions(kwargs.pop("prompt"), notes=notes, **kwargs)
         assert conditions.genre == listed
         assert len(notes) == 1 and typed in notes[0] and listed in notes[0]
+
+
+def test_long_whitespace_runs_parse_in_linear_time_and_errors_stay_short():
+    """A key of "a" + 15,000 spaces + "x" once held the server for ~47 s (the pattern's two
+    optional gaps backtrack over the run); runs of whitespace are collapsed before parsing."""
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(ConditionError) as caught:
+        parse_key("a" + " " * 200_000 + "x")
+    assert len(str(caught.value)) < 200
+    spaced = build_conditions("lofi" + " " * 100_000 + "80bpm in F" + "\t" * 50_000 + "minor, 8" + " " * 50_000 + "bars")
+    assert time.perf_counter() - started < 5  # quadratic parsing of these takes minutes
+    plain = build_conditions("lofi 80bpm in F minor, 8 bars")
+    assert (spaced.genre, spaced.bpm, spaced.key, spaced.bars) == (plain.genre, plain.bpm, plain.key, plain.bars)

@@ -259,17 +259,25 @@ BAD_FIELDS = [
     ({"prompt": "lofi", "preset": "../../etc/passwd"}, "preset", "unknown preset"),
     ({"prompt": "lofi", "instruments": {"vox": "3"}}, "instruments", "unknown role"),
     ({"prompt": "lofi", "out": "/tmp/x"}, "out", ""),
+    ({"prompt": "lofi", "temperature": float("nan")}, "temperature", "finite number"),
+    ({"prompt": "lofi", "key_bias": float("inf")}, "key_bias", "finite number"),
+    ({"prompt": "lofi", "key_bias": -1}, "key_bias", ">= 0"),
+    ({"prompt": "lofi", "seed": 2**70}, "seed", "less than or equal"),
+    ({"prompt": "lofi", "key": "a" + " " * 3000 + "x"}, "key", "at most 40 characters"),
+    ({"prompt": "lofi", "instruments": {"bass": "/etc/passwd"}}, "instruments", "not a path"),
 ]
 
 
 @pytest.mark.parametrize("body, field, words", BAD_FIELDS, ids=[
     "bpm", "bars-flag", "bars-prompt", "bars-type", "key", "top_p", "temperature", "density", "genre",
-    "keep-alone", "from_job", "sample_rate", "kit-path", "preset-path", "instruments", "unknown-field"])
+    "keep-alone", "from_job", "sample_rate", "kit-path", "preset-path", "instruments", "unknown-field",
+    "temperature-nan", "key_bias-inf", "key_bias-negative", "seed-70-bits", "key-3000-spaces", "instrument-path"])
 def test_bad_fields_are_refused_naming_the_field(service: ServiceProcess, body: dict, field: str,
                                                  words: str) -> None:
     with service.client() as client:
         before = sum(client.get("/jobs").json()["counts"].values())
-        response = client.post("/jobs", json=body)
+        # json.dumps writes NaN/Infinity as a careless client would (httpx's json= refuses them)
+        response = client.post("/jobs", content=json.dumps(body), headers={"content-type": "application/json"})
         assert response.status_code == 422, response.text
         detail = response.json()["detail"][0]
         assert detail["loc"][-1] == field and words in detail["msg"]
@@ -288,6 +296,21 @@ def test_oversized_request_is_refused(service: ServiceProcess) -> None:
     with service.client() as client:
         response = client.post("/jobs", json={"prompt": "lofi " * 2000})
     assert response.status_code == 413 and "max_request_bytes" in response.json()["detail"]
+
+
+def test_oversized_streamed_request_is_refused(service: ServiceProcess) -> None:
+    """A chunked body announces no length; it is counted as it arrives (it was a 400)."""
+    def chunks():
+        yield b'{"prompt": "'
+        for _ in range(40):
+            yield b"lofi " * 100
+        yield b'"}'
+
+    with service.client() as client:
+        before = sum(client.get("/jobs").json()["counts"].values())
+        response = client.post("/jobs", content=chunks(), headers={"content-type": "application/json"})
+        assert response.status_code == 413 and "max_request_bytes" in response.json()["detail"]
+        assert sum(client.get("/jobs").json()["counts"].values()) == before
 
 
 @pytest.mark.parametrize("path", [
@@ -387,6 +410,8 @@ def test_restart_after_kill_keeps_jobs_and_token_guards_the_api(service: Service
         for path in ("/jobs", f"/jobs/{finished_job['id']}", "/models", "/sounds"):
             assert anonymous.get(path).status_code == 401, path
         assert service.client(token="wrong").get("/jobs").status_code == 401
+        for path in ("/docs", "/redoc", "/openapi.json"):  # the schema is not published either
+            assert anonymous.get(path).status_code == 404, path
     with service.client() as client:
         kept = client.get(f"/jobs/{finished_job['id']}").json()
         assert kept["status"] == "done" and kept["run"]["seed"] == 11
