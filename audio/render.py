@@ -90,6 +90,19 @@ def _check_options(options: RenderOptions) -> None:
         raise RenderError(f"--instrument: unknown role {unknown[0]!r}; use one of {', '.join(ROLES)}")
 
 
+def check_render_options(options: RenderOptions) -> None:
+    """Every render flag checked before anything slow (composing comes first in a run): the
+    sample rate, tail and roles, the FX preset, the SoundFont file and the kit. RenderError
+    names the flag."""
+    _check_options(options)
+    if options.preset is not None:
+        load_preset(options.preset)
+    assets = find_sounds() if options.soundfont is None or options.kit is not None else []
+    soundfont = _soundfont_path(options, assets)
+    if options.kit is not None:
+        _drums_source(options, soundfont, assets)
+
+
 def _soundfont_path(options: RenderOptions, assets: list[SoundAsset]) -> Path:
     if options.soundfont is not None:
         path = Path(options.soundfont).expanduser()

@@ -37,6 +37,7 @@ from symbolic.conditions import (
     Conditions,
     build_conditions,
     nearest_known_genre,
+    validate,
 )
 from symbolic.groove import MAX_SWING_PERCENT
 from symbolic.model import Composer, load_composer
@@ -180,6 +181,20 @@ def _with_programs(tracks: dict[str, Track], genre: str) -> dict[str, Track]:
     return {r: replace(t, program=0 if t.is_drum else programs.get(r, t.program)) for r, t in tracks.items()}
 
 
+def request_conditions(request: RunRequest, previous: dict | None, seed: int, notes: list[str] | None = None,
+                       max_bars: int | None = None) -> Conditions:
+    """What a request composes: the earlier run's conditions (`previous` run.json, for --from
+    and regenerate), then the prompt, then the flags. The one derivation `run` and the
+    service's check before queueing share, so a request is judged as it will be composed
+    (a regenerate whose prompt says "16 bars" is 16 bars to both)."""
+    base = Conditions.from_dict(previous["conditions"]) if previous else None
+    return build_conditions(
+        request.prompt, genre=request.genre, bpm=request.bpm, key=request.key, bars=request.bars,
+        density=request.density, seed=seed, max_bars=max_bars, notes=notes, base=base, loop=request.loop,
+        chords=request.chords,
+    )
+
+
 def run(request: RunRequest, progress: Progress | None = None, composer: Composer | None = None) -> RunResult:
     report = progress or (lambda stage, fraction: None)
     timings: dict[str, float] = {}
@@ -218,21 +233,21 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
                         + (f"; generating {', '.join(generated)}" if generated else ""))
     if request.out is not None:
         _check_out_dir(request.out)
+    if request.stems:
+        check_render_request(request)
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    try:  # before the model loads (10-30 s on a busy machine): a bad bpm or key fails at once
+        conditions = request_conditions(request, previous, seed, messages)
+    except ConditionError as error:
+        raise RunError(str(error)) from error
 
     composer_key = str(request.model) if request.model else None
     if composer is None:
         composer = cached_composer(composer_key)
     timings["load"] = time.perf_counter() - started
     report("loaded model", 0.05)
-
-    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     try:
-        base = Conditions.from_dict(previous["conditions"]) if previous else None
-        conditions = build_conditions(
-            request.prompt, genre=request.genre, bpm=request.bpm, key=request.key, bars=request.bars,
-            density=request.density, seed=seed, max_bars=composer.max_bars, notes=messages, base=base,
-            loop=request.loop, chords=request.chords,
-        )
+        validate(conditions, composer.max_bars)
     except ConditionError as error:
         raise RunError(str(error)) from error
     model_genre = nearest_known_genre(conditions.genre, composer.genres)
@@ -406,16 +421,36 @@ def _write_symbolic(directory: Path, arrangement: Arrangement, request: RunReque
     }
 
 
-def render_into(directory: Path, arrangement: Arrangement, request: RunRequest,
-                progress: Progress | None = None) -> dict:
-    """Render stems into `directory`; returns the run.json fields the renderer adds."""
-    from audio.render import RenderOptions, render_arrangement, write_stems
+def render_options(request: RunRequest):
+    from audio.render import RenderOptions
 
-    options = RenderOptions(
+    return RenderOptions(
         sample_rate=request.sample_rate, soundfont=request.soundfont, kit=request.kit,
         instruments=dict(request.instruments), preset=request.preset, dry=request.dry, tail=request.tail,
     )
-    stems, info = render_arrangement(arrangement, options, progress)
+
+
+def check_render_request(request: RunRequest) -> None:
+    """The render flags of a request, before composing: renderer, sample rate, preset,
+    SoundFont, kit, instruments, and for MusicGen that weights are named."""
+    from audio.render import RenderError, check_render_options
+
+    if request.renderer not in ("sample", "musicgen"):
+        raise RunError(f"--renderer: unknown renderer {request.renderer!r}; use sample or musicgen")
+    if request.renderer == "musicgen" and not request.musicgen:
+        raise RunError("--musicgen: name a hub id or a local folder for --renderer musicgen")
+    try:
+        check_render_options(render_options(request))
+    except RenderError as error:
+        raise RunError(str(error)) from error
+
+
+def render_into(directory: Path, arrangement: Arrangement, request: RunRequest,
+                progress: Progress | None = None) -> dict:
+    """Render stems into `directory`; returns the run.json fields the renderer adds."""
+    from audio.render import render_arrangement, write_stems
+
+    stems, info = render_arrangement(arrangement, render_options(request), progress)
     if request.renderer == "musicgen":
         from audio.musicgen import MusicGenOptions, render_musicgen
 

@@ -42,7 +42,8 @@ from pipeline.jobs import (
     recover,
     wait_for_orphan_workers,
 )
-from symbolic.conditions import MAX_SEED, ROLES, ConditionError, build_conditions, validate
+from pipeline.run import RunRequest, request_conditions
+from symbolic.conditions import MAX_SEED, ROLES, ConditionError, validate
 from symbolic.model import load_composer
 from symbolic.sampling import SamplingSettings
 
@@ -303,13 +304,12 @@ class ServiceState:
     def check(self, body: JobRequest) -> dict:
         """The request as it will be stored: checked with the CLI's rules, inherited fields filled."""
         values = body.model_dump()
-        base: dict = {}
+        parent = None
         if body.from_job is not None:
             parent = self.store.get(body.from_job) if is_job_id(body.from_job) else None
             if parent is None or parent.status != "done" or self.run_json(parent) is None:
                 raise FieldError("from_job", f"from_job: no finished job {body.from_job!r}; regenerate from a "
                                  "job whose status is done")
-            base = self.run_json(parent)["conditions"]
             for name in RENDER_FIELDS:  # new stems should sound like the old ones unless asked otherwise
                 if name not in body.model_fields_set and name in parent.request:
                     values[name] = parent.request[name]
@@ -328,18 +328,12 @@ class ServiceState:
                                  f"{', '.join(parts)})")
         try:
             SamplingSettings(body.temperature, body.top_k, body.top_p, body.key_bias).validate()
-            prompt = body.prompt
-            conditions = build_conditions(
-                prompt or base.get("prompt", ""),
-                genre=body.genre or (None if prompt else base.get("genre")),
-                bpm=body.bpm if body.bpm is not None else (None if prompt else base.get("bpm")),
-                key=body.key or (None if prompt else base.get("key")),
-                bars=body.bars if body.bars is not None else base.get("bars"),
-                density=body.density or (None if prompt else base.get("density")),
-                seed=body.seed or 0,
-                loop=body.loop if body.loop is not None else (None if prompt else base.get("loop")),
-                chords=body.chords or (None if prompt else base.get("chords") or None),
-            )
+            # the worker's own derivation (pipeline.run.request_conditions) on the parent's
+            # run.json, so what is checked here is what will be composed
+            conditions = request_conditions(
+                RunRequest(prompt=body.prompt, genre=body.genre, bpm=body.bpm, key=body.key, bars=body.bars,
+                           density=body.density, seed=body.seed, loop=body.loop, chords=body.chords),
+                self.run_json(parent) if body.from_job is not None else None, body.seed or 0)
         except ValueError as error:
             raise _as_field_error(error, "prompt") from error
         if conditions.bars > self.limits.max_bars:

@@ -104,7 +104,7 @@ PITCH_CLASSES: dict[str, int] = {
     "b": 11, "cb": 11,
 }
 KEY_NAMES: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-MIN_BPM, MAX_BPM = 0.0, 300.0
+MIN_BPM, MAX_BPM = 1.0, 300.0  # inclusive: what the docs, the flags and the API say
 DEFAULT_BARS = 8
 LOOP_CHOICES: tuple[int, ...] = (0, 1, 2, 4)  # 0 = off (through-composed)
 # The loop a genre gets when neither prompt nor flag names one: loop music repeats a 4-bar
@@ -210,7 +210,7 @@ def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
         raise ConditionError(
             f"genre: unknown genre {conditions.genre!r}; choose one of {', '.join(GENRES)}"
         )
-    if not (MIN_BPM < conditions.bpm <= MAX_BPM):
+    if not (MIN_BPM <= conditions.bpm <= MAX_BPM):
         raise ConditionError(f"bpm: {conditions.bpm:g} is out of range; use 1-300")
     if conditions.bars <= 0:
         raise ConditionError(f"bars: {conditions.bars} must be at least 1")

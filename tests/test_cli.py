@@ -126,13 +126,28 @@ def _bad_inputs(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[list, str]]
                                    "unknown key"),
         "instrument path": (base + ["--instrument", "bass=/etc/passwd", "--stems", "--out", tmp_path / "o15"],
                             "not a path"),
+        # checked before the model loads: a folder that is not a model would be the error otherwise
+        "bad key before the model": (["run", "--model", fake_model, "--key", "H major", "--out", tmp_path / "o16"],
+                                     "key"),
+        "bad bpm before the model": (["run", "--model", fake_model, "--bpm", 0.5, "--out", tmp_path / "o17"], "bpm"),
+        "unknown kit before the model": (["run", "--model", fake_model, "--stems", "--kit", "nokit",
+                                          "--out", tmp_path / "o18"], "--kit"),
+        "unknown preset before the model": (["run", "--model", fake_model, "--stems", "--preset", "nopreset",
+                                             "--out", tmp_path / "o19"], "preset"),
+        "bad sample rate before the model": (["run", "--model", fake_model, "--stems", "--sample-rate", 1000,
+                                              "--out", tmp_path / "o20"], "--sample-rate"),
+        "musicgen without weights before the model": (["run", "--model", fake_model, "--stems", "--renderer",
+                                                       "musicgen", "--out", tmp_path / "o21"], "--musicgen"),
     }
 
 
 CASES = ["missing seed clip", "non-MIDI seed clip", "clip longer than bars", "keep without from",
          "from without run.json", "keep unknown role", "model dir that is not one", "existing out",
          "impossible bpm", "unknown key", "too many bars", "empty data folder", "train on a non-dataset",
-         "NaN temperature", "infinite key bias", "70-bit seed", "a key of 20,000 spaces", "instrument path"]
+         "NaN temperature", "infinite key bias", "70-bit seed", "a key of 20,000 spaces", "instrument path",
+         "bad key before the model", "bad bpm before the model", "unknown kit before the model",
+         "unknown preset before the model", "bad sample rate before the model",
+         "musicgen without weights before the model"]
 
 
 @pytest.mark.parametrize("case", CASES)

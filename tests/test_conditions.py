@@ -86,3 +86,13 @@ def test_long_whitespace_runs_parse_in_linear_time_and_errors_stay_short():
     assert time.perf_counter() - started < 5  # quadratic parsing of these takes minutes
     plain = build_conditions("lofi 80bpm in F minor, 8 bars")
     assert (spaced.genre, spaced.bpm, spaced.key, spaced.bars) == (plain.genre, plain.bpm, plain.key, plain.bars)
+
+
+@pytest.mark.parametrize("bpm, ok", [(0.5, False), (1, True), (300, True), (300.5, False), (float("nan"), False)],
+                         ids=["half", "one", "300", "above", "nan"])
+def test_bpm_range_is_the_documented_1_to_300(bpm, ok):
+    if ok:
+        assert build_conditions("lofi", bpm=bpm).bpm == bpm
+    else:
+        with pytest.raises(ConditionError, match="bpm: .* use 1-300"):
+            build_conditions("lofi", bpm=bpm)

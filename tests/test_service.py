@@ -288,6 +288,10 @@ def test_regenerate_requests_are_checked_before_queueing(service: ServiceProcess
     with service.client() as client:
         every = client.post("/jobs", json={"from_job": finished_job["id"], "keep": ["drums", "bass", "melody"]})
         unknown = client.post("/jobs", json={"from_job": finished_job["id"], "keep": ["vocals"]})
+        # the prompt of a regenerate counts as the worker reads it (it once passed as the parent's bars)
+        longer = client.post("/jobs", json={"from_job": finished_job["id"], "prompt": "16 bars", "keep": ["drums"]})
+    assert longer.status_code == 422, longer.text
+    assert longer.json()["detail"][0]["loc"][-1] == "bars" and "limit of 8" in longer.json()["detail"][0]["msg"]
     assert every.status_code == 422 and every.json()["detail"][0]["loc"][-1] == "keep"
     assert unknown.status_code == 422 and "unknown role 'vocals'" in unknown.json()["detail"][0]["msg"]
 
