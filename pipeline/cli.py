@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from symbolic.conditions import DENSITIES, GENRES, ROLES
@@ -341,9 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame) -> None:
+    # SIGTERM (a process manager, `kill`) unwinds like Ctrl-C, so the cleanup of a
+    # half-written run, dataset or report runs too (training installs its own handler)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as error:

@@ -41,6 +41,7 @@ from symbolic.conditions import (
 )
 from symbolic.groove import MAX_SWING_PERCENT
 from symbolic.model import Composer, load_composer
+from symbolic.paths import output_problem
 from symbolic.plan import plan_for
 from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
 
@@ -166,14 +167,9 @@ def _default_run_dir(root: Path, conditions: Conditions) -> Path:
 
 
 def _check_out_dir(out: Path) -> None:
-    if out.exists():
-        raise RunError(f"--out: {out} already exists; choose a new folder (runs are never overwritten)")
-    parent = out.parent if str(out.parent) else Path(".")
-    existing = parent
-    while not existing.exists():
-        existing = existing.parent
-    if not os.access(existing, os.W_OK):
-        raise RunError(f"--out: {existing} is not writable")
+    problem = output_problem(out)
+    if problem:
+        raise RunError(f"--out: {problem}")
 
 
 def _with_programs(tracks: dict[str, Track], genre: str) -> dict[str, Track]:
@@ -350,7 +346,13 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         manifest["timings"] = {k: round(v, 3) for k, v in timings.items()}
         manifest["messages"] = messages
         (tmp / "run.json").write_text(json.dumps(manifest, indent=1))
-        tmp.rename(run_dir)
+        try:
+            tmp.rename(run_dir)
+        except OSError as error:
+            if run_dir.exists():  # another run with the same --out finished first
+                raise RunError(f"--out: {run_dir} was created by another run while this one composed; this "
+                               "run is not kept; choose another folder") from error
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -31,6 +31,7 @@ from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, end
 from symbolic.canonical import NoveltyIndex, piece_digests
 from symbolic.conditions import DENSITIES, GENRES, ROLES, UNLABELLED_GENRE, Key, match_genre, parse_key
 from symbolic.meter import MeterJudgement, judge_meter
+from symbolic.paths import output_problem
 from symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
 
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
@@ -526,8 +527,9 @@ def prepare_dataset(
     midi_dir, out_dir = Path(midi_dir), Path(out_dir)
     if not midi_dir.is_dir():
         raise PrepareError(f"MIDI_DIR: {midi_dir} is not a folder")
-    if out_dir.exists():
-        raise PrepareError(f"--out: {out_dir} already exists; choose a new folder or delete it")
+    problem = output_problem(out_dir)
+    if problem:  # before minutes of reading and tokenizing
+        raise PrepareError(f"--out: {problem}")
     files = sorted(p for p in midi_dir.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
     if not files:
         raise PrepareError(f"MIDI_DIR: {midi_dir} holds no .mid/.midi files")

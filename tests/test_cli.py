@@ -4,8 +4,10 @@ and one-line errors for bad input with nothing half-written."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mido
@@ -194,3 +196,37 @@ def test_resume_takes_the_checkpoints_own_config(tiny_dataset: Path, tmp_path: P
     assert meta["steps"] == 6 and meta["config"]["n_layer"] == 2
     code, _, stderr = _run(capsys, "train", tiny_dataset, "--out", out, "--resume", "--config", "small", "--steps", 9)
     assert code == 2 and stderr.startswith("error: --config: the checkpoint's model has another size (n_layer 2 vs 6")
+
+
+def test_sigterm_during_a_run_leaves_nothing_behind(tiny_model: Path, tmp_path: Path) -> None:
+    """`kill` (SIGTERM) unwinds like Ctrl-C: the hidden partial folder goes too."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--prompt", "rock 120bpm", "--model",
+                                str(tiny_model), "--bars", "16", "--stems", "--seed", "3", "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and not list(tmp_path.glob(".run.partial-*")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_run_that_loses_the_race_for_its_folder_says_so(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
+    """Two runs with one --out: the second to finish gets a one-line error, and nothing of it stays."""
+    import pipeline.run as run_module
+
+    out = tmp_path / "run"
+    real_hashes = run_module.file_hashes
+
+    def another_run_finishes_first(folder: Path) -> dict:
+        (out / "midi").mkdir(parents=True)
+        return real_hashes(folder)
+
+    monkeypatch.setattr(run_module, "file_hashes", another_run_finishes_first)
+    with pytest.raises(run_module.RunError, match="created by another run while this one composed"):
+        run_module.run(run_module.RunRequest(prompt="rock", model=tiny_model, bars=2, seed=1, out=out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and list(out.iterdir()) == [out / "midi"]
