@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
@@ -136,7 +136,8 @@ class JobStore:
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite rolls back by itself on a full disk; a second
+                    self._db.execute("ROLLBACK")  # ROLLBACK would hide that error behind "cannot rollback"
                 raise
         return job
 
@@ -212,6 +213,11 @@ class JobStore:
             rows = self._db.execute("SELECT * FROM jobs WHERE status='running'").fetchall()
         return [self._job(r) for r in rows]
 
+    def queued(self) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs WHERE status='queued'").fetchall()
+        return [self._job(r) for r in rows]
+
 
 def remove_partials(jobs_dir: Path, job_id: str | None = None) -> list[Path]:
     """Delete the hidden temp folders `run()` writes before its rename (`.<id>.partial-<pid>`)."""
@@ -244,9 +250,18 @@ def wait_for_orphan_workers(data_dir: Path, timeout_seconds: float = 20.0) -> No
 
 
 def recover(store: JobStore, jobs_dir: Path) -> list[str]:
-    """After a restart: finish what a crash left `running`, remove partial folders."""
+    """After a restart: finish what a crash left `running`, remove partial folders, and
+    settle a queued job whose folder already exists (its result was lost while the disk was
+    full): done when the folder is complete, else the folder goes and the job runs again."""
     notes = []
     remove_partials(jobs_dir)
+    for job in store.queued():
+        run_dir = jobs_dir / job.id
+        if (run_dir / "run.json").is_file():
+            store.finish(job.id, "done", run_dir=str(run_dir), was=("queued",))
+            notes.append(f"job {job.id}: finished before the restart; marked done")
+        elif run_dir.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
     for job in store.running():
         run_dir = jobs_dir / job.id
         if (run_dir / "run.json").is_file():
@@ -354,6 +369,7 @@ class _Slot:
     spawned: float = 0.0
     failed_starts: int = 0  # exits before "ready" in a row: respawn with a growing delay
     last_error: str = ""
+    backlog: list = field(default_factory=list)  # results the store could not take yet (disk full)
 
 
 class WorkerPool:
@@ -364,6 +380,7 @@ class WorkerPool:
     """
 
     RESPAWN_DELAY_SECONDS = 1.0
+    STUCK_SECONDS = 30.0  # a scheduler loop that has not turned for this long is reported stuck
 
     def __init__(self, store: JobStore, data_dir: Path, jobs_dir: Path, model: Path | None, workers: int,
                  timeout_seconds: float, torch_threads: int, to_run_kwargs) -> None:
@@ -380,6 +397,8 @@ class WorkerPool:
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_turn = time.monotonic()
+        self._scheduler_error = ""  # the last exception a scheduler turn survived
 
     # -- lifecycle
     def start(self) -> None:
@@ -419,11 +438,18 @@ class WorkerPool:
     def workers(self) -> int:
         return len(self._slots)
 
+    def scheduler_state(self) -> str:
+        """"ok", "stuck" (no turn for STUCK_SECONDS) or "dead" (its thread is gone)."""
+        if self._thread is None or not self._thread.is_alive():
+            return "dead"
+        return "stuck" if time.monotonic() - self._last_turn > self.STUCK_SECONDS else "ok"
+
     def status(self) -> dict:
         with self._lock:
             return {"workers": len(self._slots), "ready": sum(s.ready for s in self._slots),
                     "busy": sum(s.job_id is not None for s in self._slots),
-                    "errors": [s.last_error for s in self._slots if s.last_error]}
+                    "errors": [s.last_error for s in self._slots if s.last_error],
+                    "scheduler": self.scheduler_state(), "scheduler_error": self._scheduler_error}
 
     def retry_after_seconds(self, queued: int) -> int:
         """A fair guess for 429 Retry-After: the queue ahead divided over the workers."""
@@ -472,30 +498,53 @@ class WorkerPool:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            with self._lock:
-                conns = {s.conn: s for s in self._slots if s.conn is not None}
+            self._last_turn = time.monotonic()
             try:
-                ready = wait([*conns, self._wake_r], timeout=0.25)
-            except OSError:  # a connection closed by cancel() between the snapshot and wait()
-                ready = []
-            if self._stopping.is_set():
-                return
-            with self._lock:
-                for conn in ready:
-                    if conn is self._wake_r:
-                        while self._wake_r.poll():
-                            self._wake_r.recv_bytes()
-                        continue
-                    slot = conns[conn]
-                    if slot.conn is conn:
-                        self._drain(slot)
-                self._check_slots()
-                self._dispatch()
+                self._turn()
+            except Exception as error:  # noqa: BLE001 - one bad turn (a full disk) must not stop every job
+                self._scheduler_error = f"{type(error).__name__}: {error}"
+                print(f"stemforge: scheduler: {self._scheduler_error}; retrying", file=sys.stderr)
+                self._stopping.wait(1.0)
+
+    def _turn(self) -> None:
+        with self._lock:
+            conns = {s.conn: s for s in self._slots if s.conn is not None}
+        try:
+            ready = wait([*conns, self._wake_r], timeout=0.25)
+        except OSError:  # a connection closed by cancel() between the snapshot and wait()
+            ready = []
+        if self._stopping.is_set():
+            return
+        with self._lock:
+            for slot in self._slots:
+                self._retry_backlog(slot)
+            for conn in ready:
+                if conn is self._wake_r:
+                    while self._wake_r.poll():
+                        self._wake_r.recv_bytes()
+                    continue
+                slot = conns[conn]
+                if slot.conn is conn:
+                    self._drain(slot)
+            self._check_slots()
+            self._dispatch()
+        self._scheduler_error = ""
+
+    def _retry_backlog(self, slot: _Slot) -> None:
+        while slot.backlog:
+            self._handle(slot, slot.backlog[0])  # raises again while the store cannot write
+            slot.backlog.pop(0)
 
     def _drain(self, slot: _Slot) -> None:
         try:
             while slot.conn is not None and slot.conn.poll():
-                self._handle(slot, slot.conn.recv())
+                message = slot.conn.recv()
+                try:
+                    self._handle(slot, message)
+                except Exception:
+                    if message[0] in ("done", "failed"):  # a result is kept until the store takes it
+                        slot.backlog.append(message)
+                    raise  # a lost progress update is only a stale bar
         except (EOFError, OSError):
             if slot.conn is not None:
                 slot.conn.close()
@@ -522,6 +571,8 @@ class WorkerPool:
         now = time.monotonic()
         for slot in self._slots:
             alive = slot.process is not None and slot.process.is_alive()
+            if slot.backlog:
+                continue  # its job's result waits for the store; the slot is not free yet
             if slot.job_id is not None and not alive:
                 code = slot.process.exitcode if slot.process is not None else None
                 self._abort(slot, "failed", f"worker process died (exit code {code}) while running the job")

@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import sqlite3
 import sys
 import zipfile
 from contextlib import asynccontextmanager
@@ -185,9 +186,11 @@ class SoundInfo(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok | starting | degraded (the job scheduler is dead or stuck)")
     workers: int
     workers_ready: int
+    scheduler: str = Field(description="ok | stuck | dead")
+    scheduler_error: str = Field(description="the last error a scheduler turn survived (e.g. a full disk)")
     jobs: dict[str, int]
 
 
@@ -599,7 +602,15 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
             values = state.check(body)
         except FieldError as error:
             return _unprocessable(error)
-        job = state.store.add(values, max_queued=limits.max_queued)
+        try:
+            job = state.store.add(values, max_queued=limits.max_queued)
+        except sqlite3.OperationalError as error:
+            if "full" in str(error).lower():
+                return JSONResponse(status_code=507, content={
+                    "detail": f"disk: the data folder's disk is full ({state.data_dir}); free space there and "
+                              "try again"})
+            return JSONResponse(status_code=503, content={
+                "detail": f"store: the job database cannot be written ({error}); try again"})
         if job is None:
             queued = state.store.counts()["queued"]
             retry = state.pool.retry_after_seconds(queued)
@@ -684,10 +695,17 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
     app.include_router(api)
 
     @app.get("/health", response_model=Health)
-    def health() -> Health:
+    def health() -> JSONResponse:
         pool = state.pool.status()
-        return Health(status="ok" if pool["ready"] else "starting", workers=pool["workers"],
-                      workers_ready=pool["ready"], jobs=state.store.counts())
+        try:
+            counts = state.store.counts()
+        except sqlite3.Error:
+            counts = {}
+        status = "degraded" if pool["scheduler"] != "ok" else "ok" if pool["ready"] else "starting"
+        body = Health(status=status, workers=pool["workers"], workers_ready=pool["ready"],
+                      scheduler=pool["scheduler"], scheduler_error=pool["scheduler_error"], jobs=counts)
+        # a monitor that only reads the status code sees a dead scheduler too
+        return JSONResponse(status_code=503 if status == "degraded" else 200, content=body.model_dump())
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import httpx
 import pytest
 import soundfile
 
-from pipeline.jobs import INTERRUPTED, TEST_STALL_ENV
+from pipeline.jobs import INTERRUPTED, TEST_STALL_ENV, JobStore, WorkerPool, recover
 from pipeline.service import ServiceError, ServiceLimits, field_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -427,3 +428,75 @@ def test_restart_after_kill_keeps_jobs_and_token_guards_the_api(service: Service
         assert not list(jobs_dir.glob(f".{interrupted['id']}.partial*")) and not (jobs_dir / interrupted["id"]).exists()
         resumed = wait_for(client, waiting["id"], ("done", "failed"))  # the queue survived the crash
         assert resumed["status"] == "done", resumed["error"]
+
+
+# ------------------------------------------------------------------ the scheduler under a full disk
+
+class FullDiskStore(JobStore):
+    """A real job store whose disk is full for a moment: the next writes of progress and of
+    results raise what SQLite raises then."""
+
+    def __init__(self, path: Path, progress_failures: int, result_failures: int) -> None:
+        super().__init__(path)
+        self.failures = {"progress": progress_failures, "result": result_failures}
+
+    def _full(self, kind: str) -> None:
+        if self.failures[kind] > 0:
+            self.failures[kind] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+
+    def set_progress(self, job_id: str, stage: str, fraction: float) -> bool:
+        self._full("progress")
+        return super().set_progress(job_id, stage, fraction)
+
+    def finish(self, job_id: str, status: str, *args, **kwargs) -> bool:
+        self._full("result")
+        return super().finish(job_id, status, *args, **kwargs)
+
+
+def test_the_scheduler_survives_a_full_disk_and_finishes_every_job(tiny_model: Path, tmp_path: Path) -> None:
+    """It died on the first "database or disk is full" in a progress update: the running job
+    stayed at 7% forever and every later job stayed queued, while /health said ok."""
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    store = FullDiskStore(tmp_path / "jobs.sqlite", progress_failures=2, result_failures=2)
+    pool = WorkerPool(store, tmp_path, jobs_dir, tiny_model, 1, timeout_seconds=300, torch_threads=1,
+                      to_run_kwargs=lambda job: {"prompt": "rock", "bars": 1, "seed": 1, "stems": False,
+                                                 "model": str(tiny_model), "out": str(jobs_dir / job.id)})
+    assert pool.scheduler_state() == "dead"  # not started: /health must not say ok
+    pool.start()
+    try:
+        first, second = store.add({}), store.add({})
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and {store.get(j.id).status for j in (first, second)} != {"done"}:
+            time.sleep(0.2)
+        assert [store.get(j.id).status for j in (first, second)] == ["done", "done"], pool.status()
+        assert store.failures == {"progress": 0, "result": 0}  # the disk really was full for a while
+        assert all((jobs_dir / j.id / "run.json").is_file() for j in (first, second))
+        assert pool.status()["scheduler"] == "ok"
+    finally:
+        pool.stop()
+        store.close()
+
+
+def test_a_restart_settles_queued_jobs_whose_folders_exist(tmp_path: Path) -> None:
+    jobs_dir = tmp_path / "jobs"
+    store = JobStore(tmp_path / "jobs.sqlite")
+    finished, half, clean = store.add({}), store.add({}), store.add({})
+    (jobs_dir / finished.id).mkdir(parents=True)
+    (jobs_dir / finished.id / "run.json").write_text("{}")
+    (jobs_dir / half.id).mkdir()
+    notes = recover(store, jobs_dir)
+    assert store.get(finished.id).status == "done" and any(finished.id in n for n in notes)
+    assert store.get(half.id).status == "queued" and not (jobs_dir / half.id).exists()  # runs again, no orphan
+    assert store.get(clean.id).status == "queued"
+    store.close()
+
+
+def test_health_reports_the_scheduler(service: ServiceProcess) -> None:
+    """On the real server; a dead or stuck scheduler makes /health 503 "degraded" (the pool
+    reports "dead" before it starts, above)."""
+    with service.client() as client:
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json()["scheduler"] == "ok"
+        assert health.json()["scheduler_error"] == ""
