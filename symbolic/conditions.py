@@ -273,6 +273,8 @@ _KEY_PATTERN = (
     r"([a-g](?:#|b|♯|♭|\s*sharp|\s*flat)?\s*(?:major|maj|minor|min|m)?)(?![a-z#])"
 )
 _BARE_KEY_PATTERN = r"(?<![\w#])([a-g](?:#|b)?(?:m|min|maj|minor|major))(?![\w#])"
+# "in H major", "key of X minor": a key asked for with a tonic that is not one
+_NOT_A_KEY_PATTERN = r"(?:\bin|\bkey(?: of)?)\s?[:=]?\s?([h-z][#b]?\s?(?:major|minor|maj|min))\b"
 
 
 def parse_prompt(prompt: str) -> dict:
@@ -373,6 +375,9 @@ def build_conditions(
         notes.append(f"genre '{parsed['genre_typed']}' is not one stemforge lists; composing it as the closest "
                      f"listed genre, '{parsed['genre']}'")
     chosen_genre = parsed.get("genre", "lofi")
+    if notes is not None and prompt.strip() and genre is None and "genre" not in parsed:
+        shown = " ".join(prompt.split())[:60]
+        notes.append(f"prompt: no genre in {shown!r}; composing {chosen_genre} (genres: {', '.join(GENRES)})")
     if key is not None:
         parsed["key"] = parse_key(key).name
     chord_text = chords if chords is not None else parsed.get("chords", "")
@@ -381,6 +386,11 @@ def build_conditions(
         implied = key_of_chords(chord_text)  # "Am F C G" is in A minor unless a key is named
         if implied is not None:
             parsed["key"] = implied.name
+    if notes is not None and key is None and "key" not in prompted:
+        not_a_key = re.search(_NOT_A_KEY_PATTERN, " ".join(prompt.split()).lower())
+        if not_a_key:
+            notes.append(f"prompt: {not_a_key.group(1)!r} is not a key (tonics are A to G); using the "
+                         f"{'chords' if named_chords else 'genre'}'s key")
     conditions = Conditions(
         prompt=prompt or (base.prompt if base else ""),
         genre=chosen_genre,

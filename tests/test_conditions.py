@@ -96,3 +96,20 @@ def test_bpm_range_is_the_documented_1_to_300(bpm, ok):
     else:
         with pytest.raises(ConditionError, match="bpm: .* use 1-300"):
             build_conditions("lofi", bpm=bpm)
+
+
+@pytest.mark.parametrize("prompt, says", [
+    pytest.param("polka 100bpm", "no genre in 'polka 100bpm'; composing lofi", id="unknown-genre-word"),
+    pytest.param("funk in H major", "'h major' is not a key", id="key-H"),
+    pytest.param("rock, key of X minor", "'x minor' is not a key", id="key-X"),
+])
+def test_words_the_prompt_cannot_use_are_said_not_dropped(prompt, says):
+    notes: list[str] = []
+    build_conditions(prompt, notes=notes)
+    assert any(says in note for note in notes), notes
+
+
+def test_a_prompt_it_understands_gets_no_notes():
+    notes: list[str] = []
+    build_conditions("lofi 80bpm in F minor, 8 bars", notes=notes)
+    assert notes == []
