@@ -489,6 +489,7 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
     With `out`, the run is copied there with its new stems; without, the run folder is
     re-rendered in place only when it has no stems yet (stems are never silently replaced).
     """
+    check_render_request(request)
     arrangement, manifest = arrangement_from_run(run_dir)
     target = out or run_dir
     if out is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mido
 import pytest
+import soundfile
 
 from pipeline.cli import main
 from symbolic.arrangement import TICKS_PER_BAR, read_tracks
@@ -230,3 +231,57 @@ def test_a_run_that_loses_the_race_for_its_folder_says_so(tiny_model: Path, tmp_
     with pytest.raises(run_module.RunError, match="created by another run while this one composed"):
         run_module.run(run_module.RunRequest(prompt="rock", model=tiny_model, bars=2, seed=1, out=out))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and list(out.iterdir()) == [out / "midi"]
+
+
+# ------------------------------------------------------------------ pipeline render (new stems for a run)
+
+def _tree(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def midi_only_run(tiny_model: Path, tmp_path: Path, capsys) -> Path:
+    run_dir = tmp_path / "runs" / "take"
+    assert _run(capsys, "run", "--prompt", "funk 100bpm", "--model", tiny_model, "--bars", 2, "--seed", 4,
+                "--out", run_dir)[0] == 0
+    return run_dir
+
+
+def test_render_gives_a_midi_only_run_its_stems_in_place(midi_only_run: Path, capsys) -> None:
+    midi_before = {k: v for k, v in _tree(midi_only_run).items() if k.endswith(".mid")}
+    code, stdout, stderr = _run(capsys, "render", midi_only_run, "--dry")
+    assert code == 0, stderr
+    manifest = json.loads((midi_only_run / "run.json").read_text())
+    assert set(manifest["stems"]) == {"drums", "bass", "melody"} and (midi_only_run / manifest["mix"]).is_file()
+    seconds = 2 * 4 * 60 / 100
+    for relative in manifest["stems"].values():
+        audio, rate = soundfile.read(midi_only_run / relative)
+        assert rate == 44100 and audio.shape == (round(seconds * 44100), 2)
+    assert {k: v for k, v in _tree(midi_only_run).items() if k.endswith(".mid")} == midi_before
+    assert sorted(p.name for p in midi_only_run.parent.iterdir()) == ["take"]  # no backup or partial left
+
+
+def test_render_never_replaces_stems_and_copies_to_out(midi_only_run: Path, tmp_path: Path, capsys) -> None:
+    assert _run(capsys, "render", midi_only_run, "--dry")[0] == 0
+    rendered = _tree(midi_only_run)
+    code, _, stderr = _run(capsys, "render", midi_only_run)
+    assert code == 2 and "already has stems; pass --out" in stderr
+    copy = tmp_path / "wet"
+    code, _, stderr = _run(capsys, "render", midi_only_run, "--out", copy, "--sample-rate", 48000)
+    assert code == 0, stderr
+    assert _tree(midi_only_run) == rendered  # the original is untouched
+    manifest = json.loads((copy / "run.json").read_text())
+    assert manifest["sample_rate"] == 48000 and soundfile.info(copy / manifest["mix"]).samplerate == 48000
+    code, _, stderr = _run(capsys, "render", midi_only_run, "--out", copy)
+    assert code == 2 and "already exists" in stderr
+
+
+def test_render_checks_its_flags_before_touching_anything(midi_only_run: Path, capsys) -> None:
+    before = _tree(midi_only_run)
+    code, _, stderr = _run(capsys, "render", midi_only_run, "--sample-rate", 1000)
+    assert code == 2 and stderr.startswith("error: --sample-rate 1000: unsupported")
+    assert _tree(midi_only_run) == before
+    assert sorted(p.name for p in midi_only_run.parent.iterdir()) == ["take"]
