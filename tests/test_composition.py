@@ -232,3 +232,38 @@ def test_a_run_writes_its_structure_chords_feel_and_key_signature(tiny_model: Pa
     assert all(n.start % GRID == 0 for n in notes)
     assert straight.arrangement.tracks["drums"].notes == straight.arrangement.grid_tracks["drums"].notes
     assert json.loads((tmp_path / "q" / "run.json").read_text())["feel"]["quantized"] is True
+
+
+# ------------------------------------------------------------------ the grammar alone (no model)
+
+@pytest.mark.parametrize("seed", range(6), ids=lambda s: f"walk-{s}")
+def test_any_walk_the_grammar_allows_decodes_to_valid_parts(seed: int) -> None:
+    """Model-free property: whatever the sampler picks among the tokens the mask allows, the
+    piece ends with every requested role, exactly the asked bars, pitches in each role's
+    range, no drum twice at one position and inside the token budget."""
+    from symbolic.tokenizer import ComposerTokenizer, TokenizerSpec
+
+    rng = np.random.default_rng(seed)
+    tokenizer = ComposerTokenizer(TokenizerSpec(genres=["lofi", "house"]))
+    tables = GrammarTables(tokenizer)
+    roles = tuple(rng.permutation(["drums", "bass", "melody"])[: int(rng.integers(1, 4))])
+    bars = int(rng.choice([1, 2, 4, 8]))
+    prefix = tokenizer.prefix_ids("house", 120, "A minor", "normal", bars)
+    budget = len(prefix) + 40 * bars * len(roles)
+    state = GrammarState(tables, roles, bars, max_tokens=budget, length=len(prefix))
+    while not state.finished:
+        allowed = state.sampling_mask().nonzero().flatten().tolist()
+        assert allowed, "the grammar left no way to go on"
+        state.advance(int(rng.choice(allowed)))
+        assert state.length <= budget
+    tracks = tokenizer.decode_tracks(prefix + state.history)
+    assert set(tracks) <= set(roles) and len(tokenizer.split_tracks(state.history)) == len(roles)
+    for role, track in tracks.items():
+        low, high = tokenizer.spec.role_pitch_ranges[role]
+        assert all(low <= n.pitch < high for n in track.notes), role
+        assert all(n.start < bars * TICKS_PER_BAR for n in track.notes), role
+        if role == "drums":
+            hits = [(n.start, n.pitch) for n in track.notes]
+            assert len(hits) == len(set(hits))
+    for segment in tokenizer.split_tracks(state.history):
+        assert segment.count(tokenizer.bar_id) == bars
