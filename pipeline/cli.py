@@ -21,7 +21,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default not in (None, False, "", [], argparse.SUPPRESS) and "%(default)" not in text:
+        default = action.default
+        # `0 in (False,)` is true in Python: compare by identity, so a default of 0 is shown
+        hidden = default is None or default is False or default is argparse.SUPPRESS or default in ("", [])
+        if not hidden and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
 
@@ -80,7 +83,7 @@ def _add_render_flags(parser: argparse.ArgumentParser, with_stems_switch: bool) 
     render.add_argument("--musicgen", help="MusicGen-Melody weights for --renderer musicgen: a local folder "
                         "(e.g. from finetune-musicgen) or a hub id such as facebook/musicgen-melody "
                         "(downloaded only because you named it)")
-    render.add_argument("--sample-rate", type=int, default=44100, help="sample rate of every WAV (44100 or 48000)")
+    render.add_argument("--sample-rate", type=int, default=44100, help="sample rate of every WAV: 22050, 32000, 44100, 48000, 88200 or 96000 Hz")
     render.add_argument("--soundfont", type=Path, help="SoundFont (.sf2/.sf3) for bass and melody "
                         "(default: the best one found, see `pipeline sounds`)")
     render.add_argument("--kit", help="drum kit: a SoundFont, a Hydrogen kit folder, a folder of one-shots "

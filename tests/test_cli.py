@@ -171,6 +171,11 @@ def test_help_documents_every_flag_with_defaults() -> None:
                  "--seed-midi", "--from", "--keep", "--stems", "--model", "--out"):
         assert flag in result.stdout
     assert "(default: 0.95)" in result.stdout
+    assert "(0 = off) (default: 0)" in result.stdout  # a default of 0 is shown too
+    from audio.render import SUPPORTED_SAMPLE_RATES
+
+    help_text = " ".join(result.stdout.split())
+    assert all(str(rate) in help_text.rsplit("--sample-rate SAMPLE_RATE", 1)[1][:200] for rate in SUPPORTED_SAMPLE_RATES)
 
 
 def test_a_prompt_with_from_changes_only_what_it_names(tiny_model: Path, tmp_path: Path, capsys) -> None:
