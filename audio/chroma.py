@@ -24,10 +24,12 @@ import scipy.signal
 import torch
 from transformers.audio_utils import chroma_filter_bank
 
+from symbolic.errors import UserError
+
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
-class ChromaError(ValueError):
+class ChromaError(UserError):
     """Audio that cannot become a chroma condition."""
 
 

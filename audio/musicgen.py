@@ -30,6 +30,7 @@ from audio.tempo_lock import TempoLock, lock_tempo
 from configs import load_config
 from symbolic.arrangement import Arrangement
 from symbolic.conditions import Conditions
+from symbolic.errors import UserError
 
 DEBUG_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "musicgen" / "debug.yaml"
 FINETUNE_FILE = "stemforge_finetune.json"  # written by finetune_musicgen next to a LoRA adapter
@@ -50,7 +51,7 @@ DENSITY_PHRASES: dict[str, str] = {"sparse": "sparse", "busy": "busy", "normal":
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class MusicGenError(ValueError):
+class MusicGenError(UserError):
     """A model, option or input the MusicGen renderer cannot use; one line naming it."""
 
 

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from symbolic.errors import UserError
+
 # The mix (and every stem) peaks at or below this level, so nothing clips after 24-bit
 # conversion and a DAW's inter-sample peaks keep some headroom.
 MIX_CEILING_DB = -1.0
 
 
-class RenderError(ValueError):
+class RenderError(UserError):
     """A SoundFont, kit, preset or option that cannot be rendered; one line naming the file/field."""
 
 

@@ -30,6 +30,7 @@ from symbolic.arrangement import (
 )
 from symbolic.canonical import file_sha256
 from symbolic.conditions import GENRES, ROLES, Conditions, match_genre
+from symbolic.errors import UserError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".mp3")
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -37,7 +38,7 @@ MIX = "mix"
 CLIP_ROLES: tuple[str, ...] = (*ROLES, MIX)
 
 
-class EvalError(ValueError):
+class EvalError(UserError):
     """Bad eval input; the one-line message names the file or field and what to do."""
 
 

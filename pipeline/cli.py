@@ -9,11 +9,14 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 from symbolic.conditions import DENSITIES, GENRES, ROLES
+from symbolic.errors import UserError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -205,7 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for item in args.embedding_weights:
         name, separator, value = item.partition("=")
         if not separator or not value:
-            raise ValueError(f"--embedding-weights: {item!r} is not NAME=PATH (e.g. vggish=~/vggish.pth)")
+            raise UserError(f"--embedding-weights: {item!r} is not NAME=PATH (e.g. vggish=~/vggish.pth)")
         weights[name] = value
     report = run_eval(EvalRequest(
         run_dirs=args.run_dirs, out_dir=args.out, model_dir=args.model, data_dir=args.data,
@@ -359,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as error:
+    except (UserError, FileNotFoundError, PermissionError, NotADirectoryError) as error:
         if os.environ.get("STEMFORGE_DEBUG"):
             raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -368,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - a bug: shown as one, with its traceback
+        traceback.print_exc(file=sys.stderr)
+        print(f"internal error: {type(error).__name__}: {error} -- a bug in stemforge, not in your input; "
+              "please report it with the traceback above", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

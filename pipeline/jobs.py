@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+from symbolic.errors import UserError
+
 try:  # Unix: lets a restarted service wait until the workers of a killed one have exited
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -47,7 +49,7 @@ TEST_STALL_ENV = "STEMFORGE_TEST_STALL"
 WORKER_LOCK = "workers.lock"
 
 
-class JobError(ValueError):
+class JobError(UserError):
     """A job request or a job operation that cannot be done; one line naming the field."""
 
 
@@ -336,7 +338,7 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, torch_thread
             request = RunRequest(**_run_request_kwargs(kwargs))
             result = run(request, progress, composer)
             conn.send(("done", job_id, str(result.run_dir)))
-        except ValueError as error:  # bad input: the one-line message a CLI user would see
+        except UserError as error:  # bad input: the one-line message a CLI user would see
             conn.send(("failed", job_id, str(error).splitlines()[0] if str(error) else type(error).__name__))
         except Exception as error:
             traceback.print_exc(file=sys.stderr)
@@ -597,7 +599,7 @@ class WorkerPool:
                 continue
             try:
                 kwargs = self.to_run_kwargs(job)
-            except ValueError as error:
+            except UserError as error:
                 self.store.finish(job.id, "failed", error=str(error).splitlines()[0])
                 continue
             try:

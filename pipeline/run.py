@@ -39,7 +39,8 @@ from symbolic.conditions import (
     nearest_known_genre,
     validate,
 )
-from symbolic.groove import MAX_SWING_PERCENT
+from symbolic.errors import UserError
+from symbolic.groove import MAX_SWING_PERCENT, GrooveError
 from symbolic.model import Composer, load_composer
 from symbolic.paths import output_problem
 from symbolic.plan import plan_for
@@ -48,7 +49,7 @@ from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
 Progress = Callable[[str, float], None]
 
 
-class RunError(ValueError):
+class RunError(UserError):
     """Bad run input; the message names the flag/file and what to do."""
 
 
@@ -199,7 +200,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     settings = SamplingSettings(request.temperature, request.top_k, request.top_p, request.key_bias)
     try:
         settings.validate()
-    except ValueError as error:
+    except UserError as error:
         raise RunError(str(error)) from error
     if request.swing is not None and not 50.0 <= request.swing <= MAX_SWING_PERCENT:
         raise RunError(f"--swing: {request.swing:g} is not a swing; use 50 (straight) to {MAX_SWING_PERCENT:g} "
@@ -302,7 +303,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
 
     try:
         ids = sampler.sample(plan, settings, seed, on_token=on_token)
-    except ValueError as error:
+    except UserError as error:  # a bad seed clip or kept part; anything else is a bug, not bad input
         raise RunError(f"compose: {error}") from error
     timings["compose"] = time.perf_counter() - compose_started
 
@@ -392,7 +393,7 @@ def groove_tracks_in_place(tracks: dict[str, Track], conditions: Conditions, req
     try:
         tracks.update(apply_feel(generated, template, swing_percent=swing, seed=seed, total_ticks=total,
                                  bpm=conditions.bpm))
-    except ValueError as error:
+    except GrooveError as error:
         raise RunError(f"--swing: {error}") from error
     return {"quantized": False, "groove": template.name, "swing_percent": swing}
 

@@ -45,6 +45,7 @@ from pipeline.jobs import (
 )
 from pipeline.run import RunRequest, request_conditions
 from symbolic.conditions import MAX_SEED, ROLES, ConditionError, validate
+from symbolic.errors import UserError
 from symbolic.model import load_composer
 from symbolic.sampling import SamplingSettings
 
@@ -59,7 +60,7 @@ CONFIG_ENV = "STEMFORGE_SERVICE_CONFIG"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-class ServiceError(ValueError):
+class ServiceError(UserError):
     """A service setting that cannot be used; one line naming the file/flag."""
 
 
@@ -210,7 +211,7 @@ class NotesInfo(BaseModel):
 
 # ------------------------------------------------------------------ validation (the CLI's rules)
 
-class FieldError(ValueError):
+class FieldError(UserError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
@@ -226,7 +227,7 @@ def field_of(message: str) -> str:
     return _FLAG_FIELDS.get(name, name)
 
 
-def _as_field_error(error: ValueError, default_field: str | None = None) -> FieldError:
+def _as_field_error(error: UserError, default_field: str | None = None) -> FieldError:
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
     name = field_of(message)
     if name not in JobRequest.model_fields and default_field:
@@ -337,7 +338,7 @@ class ServiceState:
                 RunRequest(prompt=body.prompt, genre=body.genre, bpm=body.bpm, key=body.key, bars=body.bars,
                            density=body.density, seed=body.seed, loop=body.loop, chords=body.chords),
                 self.run_json(parent) if body.from_job is not None else None, body.seed or 0)
-        except ValueError as error:
+        except UserError as error:
             raise _as_field_error(error, "prompt") from error
         if conditions.bars > self.limits.max_bars:
             raise FieldError("bars", f"bars: {conditions.bars} is above this service's limit of "
@@ -366,7 +367,7 @@ class ServiceState:
             raise FieldError("tail", f"tail: {values['tail']!r} is not one of {', '.join(TAIL_MODES)}")
         try:
             parse_instrument_flags([f"{role}={name}" for role, name in values["instruments"].items()])
-        except ValueError as error:
+        except UserError as error:
             raise _as_field_error(error, "instruments") from error
         if values["preset"] is not None and values["preset"] not in available_presets():
             raise FieldError("preset", f"preset: unknown preset {values['preset']!r}; choose from "

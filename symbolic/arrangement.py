@@ -13,6 +13,7 @@ from pathlib import Path
 import symusic
 
 from symbolic.conditions import ROLES, Conditions, Key, parse_key
+from symbolic.errors import UserError
 
 TICKS_PER_BEAT = 480
 BEATS_PER_BAR = 4
@@ -40,7 +41,7 @@ GENRE_PROGRAMS: dict[str, dict[str, int]] = {
 }
 
 
-class ArrangementError(ValueError):
+class ArrangementError(UserError):
     """A MIDI file or track that cannot become part of an arrangement."""
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from symbolic.arrangement import BEATS_PER_BAR, Note
 from symbolic.corpus_rules import FEEL_GRIDS, SWING_MARGIN, TPB, snap
+from symbolic.errors import UserError
 
 GRID_PER_BEAT = 12
 BAR_STEPS = GRID_PER_BEAT * BEATS_PER_BAR  # grid steps in one 4/4 bar
@@ -50,7 +51,7 @@ DRUMS_CODE = ROLE_CODES["drums"]
 INDEX_VERSION = 2
 
 
-class IndexVersionError(ValueError):
+class IndexVersionError(UserError):
     """An index this version cannot read (written by an older stemforge, or damaged)."""
 
 

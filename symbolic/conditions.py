@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from symbolic.errors import UserError
+
 ROLES: tuple[str, ...] = ("drums", "bass", "melody")
 
 # Canonical genre ids, in the order producers see them listed.
@@ -118,7 +120,7 @@ _NO_LOOP_PATTERN = r"\b(?:no\s*loops?|through[\s-]*composed|loop\s*off)\b"
 MAX_SEED = 2**63 - 1  # what numpy and torch generators take without wrapping
 
 
-class ConditionError(ValueError):
+class ConditionError(UserError):
     """A prompt or flag value that cannot be composed; the message names the field."""
 
 

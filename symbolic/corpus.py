@@ -34,6 +34,7 @@ from configs import load_config
 from symbolic import corpus_rules as rules
 from symbolic.arrangement import GENRE_PROGRAMS, Arrangement, Note, Track
 from symbolic.conditions import GENRES, Conditions, Key, parse_key
+from symbolic.errors import UserError
 
 BAR, TPB, GRID = rules.BAR, rules.TPB, rules.GRID
 LICENCES = {
@@ -50,7 +51,7 @@ MELODY_VELOCITY = {"lofi": 0.8, "ambient": 0.7, "jazz": 0.9}
 RETIMED_MELODY_GENRES = set(MELODY_STRETCH) | set(MELODY_LOOP_BARS) | {"lofi"}
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """Bad corpus config or data layout; the message names the file or key."""
 
 

@@ -18,6 +18,7 @@ from enum import IntEnum
 
 import torch
 
+from symbolic.errors import UserError
 from symbolic.tokenizer import ROLE_PROGRAMS, ComposerTokenizer
 
 
@@ -94,7 +95,7 @@ class GrammarTables:
         return (self.pitched & torch.isin(self.value % 12, scale)).float()
 
 
-class GrammarError(ValueError):
+class GrammarError(UserError):
     """A forced token (prefix, seed clip, kept track) that breaks the grammar."""
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from symbolic import corpus_rules as rules
 from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track
+from symbolic.errors import UserError
 
 GROOVES_PATH = Path(__file__).resolve().parent / "grooves.json"
 GROOVES_FORMAT = 1
@@ -115,7 +116,7 @@ MAX_SHIFT_BEATS = 1 / 16  # micro-timing never moves a note further than a 64th:
 MAX_ACCENT_FACTOR = 1.5  # the accent reshape scales a velocity by 2/3 to 3/2 at most
 
 
-class GrooveError(ValueError):
+class GrooveError(UserError):
     """A groove file or template that cannot be used; the message names the file and field."""
 
 
@@ -586,7 +587,7 @@ def apply_feel(
     if not 0.0 <= amount <= 1.0:
         raise ValueError(f"feel amount {amount} must be between 0 and 1")
     if swing_percent is not None and not 50.0 <= swing_percent <= MAX_SWING_PERCENT:
-        raise ValueError(f"swing {swing_percent}% must be between 50 (straight) and {MAX_SWING_PERCENT:g}")
+        raise GrooveError(f"swing {swing_percent}% must be between 50 (straight) and {MAX_SWING_PERCENT:g}")
     if bpm <= 0 or ticks_per_beat % SLOTS_PER_BEAT:
         raise ValueError("bpm must be > 0 and ticks_per_beat a multiple of 12")
     for track in tracks.values():

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from symbolic.canonical import file_sha256
+from symbolic.errors import UserError
 from symbolic.tokenizer import ComposerTokenizer
 
 # transformers is imported inside functions: it costs seconds at start-up and composing
@@ -27,7 +28,7 @@ MODEL_KIND = "stemforge-composer"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 
 
-class ModelDirError(ValueError):
+class ModelDirError(UserError):
     pass
 
 
@@ -167,7 +168,7 @@ class FastDecoder:
         count = len(token_ids)
         start = self.length
         if start + count > self.max_tokens:
-            raise ValueError(f"the piece needs more than the model's context of {self.max_tokens} tokens: ask for "
+            raise UserError(f"the piece needs more than the model's context of {self.max_tokens} tokens: ask for "
                              "fewer --bars or a sparser density, use a shorter --seed-midi, or train a model with "
                              "a larger n_positions (the `small` config holds 2048)")
         positions = torch.arange(start, start + count)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from symbolic.arrangement import TICKS_PER_BEAT
 from symbolic.conditions import ROLES, Conditions, progression_of
+from symbolic.errors import UserError
 from symbolic.harmony import ChordSpan, chord_tones
 
 PHRASE_BARS = 4
@@ -27,7 +28,7 @@ TURN_KEEPS_BEATS = 3  # A': the loop's second bar keeps three beats of its first
 FILL_KEEPS_BEATS = 2  # a phrase's last bar keeps its first half and is free for a fill
 
 
-class PlanError(ValueError):
+class PlanError(UserError):
     """A plan setting that cannot be followed; the message names the field."""
 
 

@@ -30,6 +30,7 @@ from configs import load_config, resolve_config
 from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, end_tracks_at, tracks_to_score
 from symbolic.canonical import NoveltyIndex, piece_digests
 from symbolic.conditions import DENSITIES, GENRES, ROLES, UNLABELLED_GENRE, Key, match_genre, parse_key
+from symbolic.errors import UserError
 from symbolic.meter import MeterJudgement, judge_meter
 from symbolic.paths import output_problem
 from symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
@@ -51,7 +52,7 @@ EXTENDED_DRUMS: dict[int, int] = {22: 42, 26: 46}
 ROLAND_DRUMS: dict[int, int] = {58: 43, 52: 57, 55: 49}
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError):
     pass
 
 

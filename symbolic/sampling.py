@@ -13,10 +13,15 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from symbolic.errors import UserError
 from symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
 from symbolic.guide import Guide, GuideStrengths
 from symbolic.model import Composer
 from symbolic.plan import CompositionPlan
+
+
+class SettingsError(UserError):
+    """A sampling setting out of range (the message names the flag)."""
 
 
 @dataclass(frozen=True)
@@ -29,15 +34,15 @@ class SamplingSettings:
     def validate(self) -> SamplingSettings:
         for name, value in (("temperature", self.temperature), ("top-p", self.top_p), ("key-bias", self.key_bias)):
             if not math.isfinite(value):
-                raise ValueError(f"{name}: {value} is not a number; give a finite value")
+                raise SettingsError(f"{name}: {value} is not a number; give a finite value")
         if self.temperature <= 0:
-            raise ValueError(f"temperature: {self.temperature} must be > 0")
+            raise SettingsError(f"temperature: {self.temperature} must be > 0")
         if self.top_k < 0:
-            raise ValueError(f"top-k: {self.top_k} must be >= 0 (0 switches it off)")
+            raise SettingsError(f"top-k: {self.top_k} must be >= 0 (0 switches it off)")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top-p: {self.top_p} must be in (0, 1]")
+            raise SettingsError(f"top-p: {self.top_p} must be in (0, 1]")
         if self.key_bias < 0:
-            raise ValueError(f"key-bias: {self.key_bias} must be >= 0 (0 switches it off)")
+            raise SettingsError(f"key-bias: {self.key_bias} must be >= 0 (0 switches it off)")
         return self
 
 

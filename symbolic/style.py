@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from symbolic.errors import UserError
 from symbolic.tokenizer import PROGRAM_ROLES, ComposerTokenizer
 
 STYLE_FILE = "style.json"
@@ -29,7 +30,7 @@ BACKBONE_RATE = 0.7  # a drum at a position in this share of a genre's bars is i
 SKELETON_DRUMS = frozenset(range(35, 41))  # kicks, rim, snares, clap
 
 
-class StyleError(ValueError):
+class StyleError(UserError):
     """A style.json that cannot be read; the message names the file."""
 
 

@@ -23,6 +23,7 @@ from miditok import MMM, TokenizerConfig
 
 from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, without_overlaps
 from symbolic.conditions import DENSITIES, KEY_NAMES, ROLES, Key, parse_key
+from symbolic.errors import UserError
 
 ROLE_PROGRAMS: dict[str, int] = {"drums": -1, "bass": 33, "melody": 0}
 PROGRAM_ROLES: dict[int, str] = {p: r for r, p in ROLE_PROGRAMS.items()}
@@ -30,7 +31,7 @@ BPM_BUCKET_EDGES: tuple[int, ...] = (60, 70, 80, 90, 100, 110, 120, 130, 140, 15
 NO_KEY = "none"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError):
     pass
 
 

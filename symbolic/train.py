@@ -24,12 +24,13 @@ import yaml
 from tqdm import tqdm
 
 from configs import load_config, resolve_config
+from symbolic.errors import UserError
 from symbolic.model import build_gpt2, cosine_lr, save_composer
 from symbolic.style import STYLE_FILE, style_of_dataset
 from symbolic.tokenizer import ComposerTokenizer
 
 
-class TrainError(ValueError):
+class TrainError(UserError):
     pass
 
 

@@ -290,3 +290,20 @@ def test_render_checks_its_flags_before_touching_anything(midi_only_run: Path, c
     assert code == 2 and stderr.startswith("error: --sample-rate 1000: unsupported")
     assert _tree(midi_only_run) == before
     assert sorted(p.name for p in midi_only_run.parent.iterdir()) == ["take"]
+
+
+def test_a_bug_is_an_internal_error_with_its_traceback_not_bad_input(tiny_model: Path, tmp_path: Path, capsys,
+                                                                     monkeypatch) -> None:
+    """A ValueError from inside stemforge (numpy, a broken invariant) used to print as
+    `error: ...` with exit 2, as if the user's input were wrong."""
+    import pipeline.run as run_module
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(run_module, "plan_for", broken)
+    code, _, stderr = _run(capsys, "run", "--prompt", "rock", "--model", tiny_model, "--bars", 2, "--seed", 1,
+                           "--out", tmp_path / "r")
+    assert code == 1 and "Traceback" in stderr
+    assert "internal error: ValueError: operands could not be broadcast together -- a bug in stemforge" in stderr
+    assert not stderr.startswith("error:") and not (tmp_path / "r").exists()
