@@ -236,7 +236,7 @@ def cmd_finetune_musicgen(args: argparse.Namespace) -> int:
     from audio.musicgen_finetune import FinetuneRequest, finetune_musicgen
 
     summary = finetune_musicgen(FinetuneRequest(
-        stems_dir=args.stems_dir, out_dir=args.out, base=args.base, lora=not args.full, steps=args.steps,
+        stems_dir=args.stems_dir, out_dir=args.out, base=args.base, lora=args.lora, steps=args.steps,
         chunk_seconds=args.chunk_seconds, batch_size=args.batch_size, grad_accum=args.grad_accum,
         learning_rate=args.learning_rate, resume=args.resume, seed=args.seed,
     ))
@@ -325,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stems_dir", type=Path, help="folder of WAV/FLAC/AIFF stems (+ .txt sidecars or metadata.csv)")
     p.add_argument("--out", type=Path, required=True, help="folder for the fine-tuned model")
     p.add_argument("--base", default="facebook/musicgen-melody", help="base weights: hub id or local folder")
-    p.add_argument("--lora", action="store_true", default=True, help="train LoRA adapters (the default)")
-    p.add_argument("--full", action="store_true", help="full fine-tune of the decoder instead of LoRA")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--lora", dest="lora", action="store_true", default=True,
+                     help="train LoRA adapters (the default)")
+    how.add_argument("--full", dest="lora", action="store_false", help="full fine-tune of the decoder instead of LoRA")
     p.add_argument("--steps", type=int, default=200, help="optimisation steps")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="training crop length")
     p.add_argument("--batch-size", type=int, default=2, help="clips per step")

@@ -216,6 +216,8 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
             raise RunError(f"--keep: unknown role {role!r}; roles are {', '.join(ROLES)}")
     if request.keep and previous is None:
         raise RunError("--keep needs --from RUN_DIR (the run whose parts to keep)")
+    if set(request.keep) >= set(ROLES):
+        raise RunError("--keep: keeping every role leaves nothing to regenerate; keep fewer roles")
     if previous is not None:
         for role in request.keep:
             relative = previous.get("midi", {}).get(role)

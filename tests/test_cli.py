@@ -307,3 +307,23 @@ def test_a_bug_is_an_internal_error_with_its_traceback_not_bad_input(tiny_model:
     assert code == 1 and "Traceback" in stderr
     assert "internal error: ValueError: operands could not be broadcast together -- a bug in stemforge" in stderr
     assert not stderr.startswith("error:") and not (tmp_path / "r").exists()
+
+
+def test_finetune_flags_lora_and_full_pick_the_method() -> None:
+    from pipeline.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["finetune-musicgen", "stems", "--out", "m"]).lora is True
+    assert parser.parse_args(["finetune-musicgen", "stems", "--out", "m", "--lora"]).lora is True
+    assert parser.parse_args(["finetune-musicgen", "stems", "--out", "m", "--full"]).lora is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["finetune-musicgen", "stems", "--out", "m", "--lora", "--full"])
+
+
+def test_keeping_every_role_is_refused_on_the_cli_as_in_the_service(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    first = tmp_path / "first"
+    assert _run(capsys, "run", "--prompt", "rock", "--model", tiny_model, "--bars", 2, "--seed", 1, "--out", first)[0] == 0
+    code, _, stderr = _run(capsys, "run", "--from", first, "--keep", "drums,bass,melody", "--model", tiny_model,
+                           "--out", tmp_path / "second")
+    assert code == 2 and "--keep: keeping every role leaves nothing to regenerate" in stderr
+    assert not (tmp_path / "second").exists()
