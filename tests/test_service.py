@@ -500,3 +500,25 @@ def test_health_reports_the_scheduler(service: ServiceProcess) -> None:
         health = client.get("/health")
         assert health.status_code == 200 and health.json()["scheduler"] == "ok"
         assert health.json()["scheduler_error"] == ""
+
+
+def test_a_full_disk_answers_507_naming_the_data_folder(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
+    """It was a bare 500 ("cannot rollback"). The app is built but its workers not started
+    (a TestClient outside `with` runs no lifespan): only the request path is under test."""
+    from fastapi.testclient import TestClient
+
+    from pipeline.service import create_app
+
+    app = create_app(tmp_path / "data", None, tiny_model, 1, ServiceLimits())
+    state = app.state.stemforge
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(state.store, "add", full)
+    try:
+        response = TestClient(app).post("/jobs", json={"prompt": "lofi", "bars": 2})
+        assert response.status_code == 507, response.text
+        assert "disk is full" in response.json()["detail"] and str(state.data_dir) in response.json()["detail"]
+    finally:
+        state.close()
