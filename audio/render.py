@@ -55,14 +55,14 @@ def parse_instrument_flags(values: list[str]) -> dict[str, str]:
         role, sep, instrument = value.partition("=")
         role, instrument = role.strip().lower(), instrument.strip()
         if not sep or not instrument:
-            raise RenderError(f"--instrument {value!r}: use ROLE=PROGRAM or ROLE=NAME, e.g. bass=33")
+            raise RenderError(f"--instrument {value!r}: use ROLE=PROGRAM or ROLE=NAME, e.g. bass=33", field="instruments")
         if role not in ROLES:
-            raise RenderError(f"--instrument {value!r}: unknown role {role!r}; use one of {', '.join(ROLES)}")
+            raise RenderError(f"--instrument {value!r}: unknown role {role!r}; use one of {', '.join(ROLES)}", field="instruments")
         if instrument.isdigit() and not 0 <= int(instrument) <= 127:
-            raise RenderError(f"--instrument {value!r}: GM program must be 0-127")
+            raise RenderError(f"--instrument {value!r}: GM program must be 0-127", field="instruments")
         if not instrument.isdigit() and (len(instrument) > 60 or any(c in instrument for c in "/\\")):
             raise RenderError(f"--instrument {value[:80]!r}: give a GM program (0-127) or a preset name of the "
-                              "SoundFont (`pipeline sounds` lists them), not a path; pick a SoundFont with --soundfont")
+                              "SoundFont (`pipeline sounds` lists them), not a path; pick a SoundFont with --soundfont", field="instruments")
         chosen[role] = instrument
     return chosen
 

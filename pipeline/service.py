@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import sqlite3
@@ -217,24 +216,14 @@ class FieldError(UserError):
         self.field = field
 
 
-_FLAG_FIELDS = {"from": "from_job", "instrument": "instruments", "seed_midi": "prompt"}
-
-
-def field_of(message: str) -> str:
-    """'--top-k: ...' / 'bpm: ...' / '--sample-rate 5: ...' -> the request field it names."""
-    match = re.match(r"-{0,2}([A-Za-z][\w-]*)", message)
-    name = match.group(1).replace("-", "_") if match else "request"
-    return _FLAG_FIELDS.get(name, name)
-
-
-def _as_field_error(error: UserError, default_field: str | None = None) -> FieldError:
+def _as_field_error(error: UserError, default_field: str) -> FieldError:
+    """The 422 of a user error: the field its raiser named (`UserError.field`), else the
+    field the caller checked; the message as the error says it, with a leading CLI flag
+    ("--instrument 'x'") spelled as that field."""
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    name = field_of(message)
-    if name not in JobRequest.model_fields and default_field:
-        name = default_field
-    head = re.match(r"-{1,2}[\w-]+", message)
-    if head:  # the CLI's "--top-k: ..." reads "top_k: ..." in the API
-        message = name + message[head.end():]
+    name = error.field if error.field in JobRequest.model_fields else default_field
+    if message.startswith("-"):
+        message = name + message[len(message.split(":")[0].split(" ")[0]):]
     return FieldError(name, message)
 
 

@@ -151,13 +151,13 @@ def parse_key(text: str) -> Key:
     if not match:
         shown = cleaned if len(cleaned) <= 40 else cleaned[:40] + "..."
         raise ConditionError(
-            f"key: unknown key {shown!r}; use a tonic and mode like 'F minor', 'Am' or 'C#m'"
+            f"key: unknown key {shown!r}; use a tonic and mode like 'F minor', 'Am' or 'C#m'", field="key"
         )
     letter, accidental, mode = match.groups()
     accidental = {"sharp": "#", "flat": "b", None: ""}.get(accidental, accidental)
     tonic = PITCH_CLASSES.get(letter + accidental)
     if tonic is None:
-        raise ConditionError(f"key: unknown key {text!r}")
+        raise ConditionError(f"key: unknown key {text!r}", field="key")
     return Key(tonic, "minor" if mode in ("minor", "min", "m") else "major")
 
 
@@ -210,24 +210,24 @@ def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
     """Raise ConditionError naming the field when a value cannot be composed."""
     if conditions.genre not in GENRES:
         raise ConditionError(
-            f"genre: unknown genre {conditions.genre!r}; choose one of {', '.join(GENRES)}"
+            f"genre: unknown genre {conditions.genre!r}; choose one of {', '.join(GENRES)}", field="genre"
         )
     if not (MIN_BPM <= conditions.bpm <= MAX_BPM):
-        raise ConditionError(f"bpm: {conditions.bpm:g} is out of range; use 1-300")
+        raise ConditionError(f"bpm: {conditions.bpm:g} is out of range; use 1-300", field="bpm")
     if conditions.bars <= 0:
-        raise ConditionError(f"bars: {conditions.bars} must be at least 1")
+        raise ConditionError(f"bars: {conditions.bars} must be at least 1", field="bars")
     if not 0 <= conditions.seed <= MAX_SEED:
-        raise ConditionError(f"seed: {conditions.seed} is out of range; use 0-{MAX_SEED} (63 bits)")
+        raise ConditionError(f"seed: {conditions.seed} is out of range; use 0-{MAX_SEED} (63 bits)", field="seed")
     if max_bars is not None and conditions.bars > max_bars:
         raise ConditionError(
             f"bars: {conditions.bars} is beyond this model's reach of {max_bars} bars; "
-            f"ask for at most {max_bars}"
+            f"ask for at most {max_bars}", field="bars"
         )
     if conditions.density not in DENSITIES:
-        raise ConditionError(f"density: {conditions.density!r} is not one of {DENSITIES}")
+        raise ConditionError(f"density: {conditions.density!r} is not one of {DENSITIES}", field="density")
     parse_key(conditions.key)
     if conditions.loop not in LOOP_CHOICES:
-        raise ConditionError(f"loop: {conditions.loop} is not a loop length; use 1, 2, 4 or off")
+        raise ConditionError(f"loop: {conditions.loop} is not a loop length; use 1, 2, 4 or off", field="loop")
     if conditions.chords:
         progression_of(conditions)
     return conditions
@@ -242,7 +242,7 @@ def progression_of(conditions: Conditions):
     try:
         return parse_progression(conditions.chords, conditions.key_obj)
     except ValueError as error:
-        raise ConditionError(str(error)) from error
+        raise ConditionError(str(error), field="chords") from error
 
 
 def _find_phrase(table: dict[str, str], text: str) -> str | None:
@@ -485,5 +485,5 @@ def nearest_known_genre(genre: str, known: tuple[str, ...] | list[str]) -> str:
     if UNLABELLED_GENRE in known:
         return UNLABELLED_GENRE
     if not known:
-        raise ConditionError("genre: the model knows no genres")
+        raise ConditionError("genre: the model knows no genres", field="genre")
     return sorted(known)[0]

@@ -8,4 +8,13 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """Bad input: a flag, a field, a file or a folder the user gave. Every stage's error
-    class (ConditionError, PrepareError, RenderError, EvalError, ...) is one."""
+    class (ConditionError, PrepareError, RenderError, EvalError, ...) is one. `field` names
+    the request field at fault where the raiser knows it (the API's 422 points at it); a
+    class may give a default (ChordError: "chords")."""
+
+    field: str | None = None
+
+    def __init__(self, message: str = "", field: str | None = None) -> None:
+        super().__init__(message)
+        if field is not None:
+            self.field = field

@@ -39,6 +39,8 @@ class ChordError(ConditionError):
     """Chords that cannot be read; the one-line message names the field `chords` and says
     what to type instead (a ConditionError, so the CLI and service report it like one)."""
 
+    field = "chords"
+
 
 # ----------------------------------------------------------------------------- chords
 

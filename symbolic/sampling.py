@@ -34,15 +34,16 @@ class SamplingSettings:
     def validate(self) -> SamplingSettings:
         for name, value in (("temperature", self.temperature), ("top-p", self.top_p), ("key-bias", self.key_bias)):
             if not math.isfinite(value):
-                raise SettingsError(f"{name}: {value} is not a number; give a finite value")
+                raise SettingsError(f"{name}: {value} is not a number; give a finite value",
+                                    field=name.replace("-", "_"))
         if self.temperature <= 0:
-            raise SettingsError(f"temperature: {self.temperature} must be > 0")
+            raise SettingsError(f"temperature: {self.temperature} must be > 0", field="temperature")
         if self.top_k < 0:
-            raise SettingsError(f"top-k: {self.top_k} must be >= 0 (0 switches it off)")
+            raise SettingsError(f"top-k: {self.top_k} must be >= 0 (0 switches it off)", field="top_k")
         if not 0 < self.top_p <= 1:
-            raise SettingsError(f"top-p: {self.top_p} must be in (0, 1]")
+            raise SettingsError(f"top-p: {self.top_p} must be in (0, 1]", field="top_p")
         if self.key_bias < 0:
-            raise SettingsError(f"key-bias: {self.key_bias} must be >= 0 (0 switches it off)")
+            raise SettingsError(f"key-bias: {self.key_bias} must be >= 0 (0 switches it off)", field="key_bias")
         return self
 
 

@@ -22,8 +22,12 @@ import httpx
 import pytest
 import soundfile
 
+from audio.render import parse_instrument_flags
 from pipeline.jobs import INTERRUPTED, TEST_STALL_ENV, JobStore, WorkerPool, recover
-from pipeline.service import ServiceError, ServiceLimits, field_of
+from pipeline.service import ServiceError, ServiceLimits
+from symbolic.conditions import build_conditions
+from symbolic.errors import UserError
+from symbolic.sampling import SamplingSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STALL_SEED = 4242  # jobs with this seed stall in their render stage (test-only knob, see pipeline/jobs.py)
@@ -164,16 +168,21 @@ def test_limits_config_refuses_unknown_keys(tmp_path: Path) -> None:
         ServiceLimits.load(write_config(tmp_path / "bad2.yaml", job_timeout_seconds=0))
 
 
-@pytest.mark.parametrize("message, field", [
-    ("bpm: 500 is out of range; use 1-300", "bpm"),
-    ("--top-k: -1 must be >= 0", "top_k"),
-    ("top-p: 2 must be in (0, 1]", "top_p"),
-    ("--from: x has no run.json", "from_job"),
-    ("--instrument 'vox=1': unknown role", "instruments"),
-    ("--sample-rate 1000: unsupported", "sample_rate"),
-], ids=["bpm", "top-k-flag", "top-p", "from", "instrument", "sample-rate"])
-def test_cli_messages_map_to_request_fields(message: str, field: str) -> None:
-    assert field_of(message) == field
+@pytest.mark.parametrize("make, field", [
+    (lambda: build_conditions("lofi", bpm=500), "bpm"),
+    (lambda: build_conditions("lofi", key="H major"), "key"),
+    (lambda: build_conditions("lofi", chords="Xyz"), "chords"),
+    (lambda: build_conditions("lofi", density="loud"), "density"),
+    (lambda: SamplingSettings(top_k=-1).validate(), "top_k"),
+    (lambda: SamplingSettings(key_bias=float("nan")).validate(), "key_bias"),
+    (lambda: parse_instrument_flags(["vox=1"]), "instruments"),
+], ids=["bpm", "key", "chords", "density", "top-k", "key-bias", "instrument"])
+def test_input_errors_carry_the_field_they_name(make, field: str) -> None:
+    """The service's 422 points at `UserError.field`, set where the error is raised; it is
+    never guessed from the message text."""
+    with pytest.raises(UserError) as caught:
+        make()
+    assert caught.value.field == field
 
 
 # ------------------------------------------------------------------ a real server
