@@ -464,7 +464,11 @@ class PresetSynth:
         sample_rate: int,
         played: dict[Preset, set[tuple[int, int]]] | None = None,
     ) -> None:
-        import tinysoundfont._tinysoundfont as tsf  # the wrapper's Synth adds nothing needed here
+        try:
+            import tinysoundfont._tinysoundfont as tsf  # the wrapper's Synth adds nothing needed here
+        except ImportError as error:  # installed apart from the project's dependencies (see pyproject.toml)
+            raise RenderError("renderer: tinysoundfont is not installed; run `make setup` or "
+                              "`pip install --no-deps tinysoundfont==0.3.7`") from error
 
         self.sample_rate = sample_rate
         self.soundfont = soundfont

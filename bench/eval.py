@@ -31,11 +31,11 @@ import numpy as np  # noqa: E402
 from eval.novelty import VERDICTS, assess_grid, assess_tracks, run_grid_tracks  # noqa: E402
 from eval.reference import run_tracks  # noqa: E402
 from eval.report import EvalRequest, run_eval, store_tracks  # noqa: E402
-from eval.window_store import load_window_notes  # noqa: E402
 from pipeline.run import RunRequest, run  # noqa: E402
 from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
 from symbolic.canonical import NoveltyIndex  # noqa: E402
 from symbolic.model import DEFAULT_MODEL_DIR  # noqa: E402
+from symbolic.window_store import load_window_notes  # noqa: E402
 
 GENRES = ("lofi", "hiphop", "house", "techno", "funk", "rock", "jazz", "pop", "trap", "dnb", "reggae", "soul")
 

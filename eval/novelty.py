@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from eval.window_store import WINDOW_STEPS, WindowNotes, window_rows
 from symbolic.arrangement import BEATS_PER_BAR, Note
 from symbolic.canonical import (
     BAR_STEPS,
@@ -53,6 +52,7 @@ from symbolic.canonical import (
     part_rows,
     to_grid,
 )
+from symbolic.window_store import WINDOW_STEPS, WindowNotes, window_rows
 
 COPY_BARS = 3  # consecutive bars equal to one training part: copied
 NEAR_BARS = 2  # ... near copy

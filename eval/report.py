@@ -53,10 +53,10 @@ from eval.reference import (
     run_sources,
     run_tracks,
 )
-from eval.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
 from symbolic.arrangement import TICKS_PER_BEAT, Note
 from symbolic.canonical import GRID_PER_BEAT, WINDOW_BARS, IndexVersionError, NoveltyIndex, file_sha256
 from symbolic.conditions import ConditionError, Key, parse_key
+from symbolic.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
 
 __all__ = ["EvalError", "EvalRequest", "run_eval"]
 
@@ -516,7 +516,7 @@ def training_figures(store: WindowNotes, cache: FrameCache | None = None) -> dic
     key = {"kind": "training window figures", "version": 1,
            "windows_sha256": hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (
                store.rows, store.offsets, store.source_ids)) + json.dumps(store.sources).encode()).hexdigest(),
-           "code": code_digest(("eval.music_features", "eval.window_store"))}
+           "code": code_digest(("eval.music_features", "symbolic.window_store"))}
     cached = cache.get_document("training-figures", key) if cache is not None else None
     if cached is not None:
         return {genre: {name: (Share if kind == "share" else Mean)(a, b) for name, (kind, a, b) in figures.items()}
@@ -675,7 +675,7 @@ def _plot_piano_rolls(pairs: list[tuple[str, dict, str, dict]], path: Path) -> N
 
 
 def _window_dict(rows: np.ndarray) -> dict[str, np.ndarray]:
-    from eval.window_store import CODE_ROLES
+    from symbolic.window_store import CODE_ROLES
 
     return {CODE_ROLES[int(c)]: rows[rows[:, 0] == c, 1:].astype(np.int32) for c in np.unique(rows[:, 0])}
 

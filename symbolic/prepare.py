@@ -34,6 +34,7 @@ from symbolic.errors import UserError
 from symbolic.meter import MeterJudgement, judge_meter
 from symbolic.paths import output_problem
 from symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
+from symbolic.window_store import save_window_notes
 
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
 GRID_TICKS = TICKS_PER_BEAT // 12  # the token grid (1/12 beat) at 480 ticks per beat
@@ -653,10 +654,6 @@ def prepare_dataset(
 
 def _write_window_store(pieces: list[SourcePiece], directory: Path) -> None:
     """Notes of non-overlapping 4-bar training windows, for nearest-neighbour lookups in eval."""
-    try:
-        from eval.window_store import save_window_notes
-    except ImportError:  # eval stage not installed: the digests alone still detect copies
-        return
     windows = []
     for piece in pieces:
         bars = math.ceil(max(t.end_tick() for t in piece.tracks.values()) / TICKS_PER_BAR)

@@ -29,10 +29,10 @@ from eval.fad import (
 from eval.novelty import COPY_BARS, Match, assess_tracks, nearest_training_windows, piece_novelty
 from eval.reference import EvalError, conform, read_audio, role_from_name
 from eval.report import EvalRequest, RunPiece, run_eval, symbolic_section
-from eval.window_store import load_window_notes, piece_windows, save_window_notes, window_rows
 from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Arrangement, Note, Track, tracks_to_score
 from symbolic.canonical import GRID_PER_BEAT, IndexVersionError, NoveltyIndex, piece_digests
 from symbolic.conditions import Conditions, parse_key
+from symbolic.window_store import load_window_notes, piece_windows, save_window_notes, window_rows
 
 SR = 22050
 BARS = 8
@@ -365,7 +365,7 @@ def verdicts(result) -> dict[str, str]:
 
 def test_novelty_calls_fresh_material_new(training):
     _, index, windows = training
-    from eval.window_store import build_window_notes
+    from symbolic.window_store import build_window_notes
 
     result = piece_novelty(random_piece(99), TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
     assert result["verdict"] == "new"
@@ -375,7 +375,7 @@ def test_novelty_calls_fresh_material_new(training):
 
 def test_novelty_finds_a_verbatim_copy_of_training_bars(training):
     pieces, index, windows = training
-    from eval.window_store import build_window_notes
+    from symbolic.window_store import build_window_notes
 
     copied = splice(random_piece(99), pieces["train/song3.mid"], source_bar=4, target_bar=2)
     result = piece_novelty(copied, TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
@@ -391,7 +391,7 @@ def test_novelty_finds_a_verbatim_copy_of_training_bars(training):
 
 def test_novelty_finds_a_transposed_copy(training):
     pieces, index, windows = training
-    from eval.window_store import build_window_notes
+    from symbolic.window_store import build_window_notes
 
     copied = splice(random_piece(98), pieces["train/song1.mid"], source_bar=0, target_bar=4, transpose=3,
                     roles=("bass", "melody"))
@@ -458,7 +458,7 @@ def test_novelty_index_round_trips_and_refuses_an_old_version(tmp_path, training
 
 def test_nearest_search_handles_empty_inputs(training):
     _, _, windows = training
-    from eval.window_store import build_window_notes
+    from symbolic.window_store import build_window_notes
 
     assert nearest_training_windows([], build_window_notes(windows, TICKS_PER_BEAT)) == []
     assert nearest_training_windows([np.zeros((0, 4), np.int16)], build_window_notes([], TICKS_PER_BEAT)) == [None]
@@ -590,7 +590,7 @@ def looped_piece(bars: int = BARS) -> dict[str, list[Note]]:
 
 def test_symbolic_section_tells_a_loop_from_random_training_material(training):
     _, _, windows = training
-    from eval.window_store import build_window_notes
+    from symbolic.window_store import build_window_notes
 
     store = build_window_notes(windows, TICKS_PER_BEAT)
     pieces = [RunPiece("loop", "house", BARS, looped_piece(), parse_key("A minor"))]

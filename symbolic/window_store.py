@@ -3,7 +3,7 @@ training window next to a generated piece (the NoveltyIndex keeps only digests).
 
 `pipeline prepare` writes it next to the index:
 
-    from eval.window_store import piece_windows, save_window_notes
+    from symbolic.window_store import piece_windows, save_window_notes
     windows = [(source, start_bar, {role: notes relative to the window start})...]
     save_window_notes(windows, TICKS_PER_BEAT, data_dir / "index" / "windows.npz")
 
