@@ -160,9 +160,10 @@ def _audio_clips(path: Path, name: str, role: str, genre: str | None) -> list[Cl
     return [Clip(name, role, audio, sample_rate, genre)]
 
 
-def audio_key(path: Path) -> dict:
-    """An audio file's clip depends on its bytes only (role and genre come from its name)."""
-    return {"kind": "audio", "sha256": file_sha256(path)}
+def audio_key(path: Path, role: str) -> dict:
+    """An audio file's clip: its bytes and the role it is counted under (two stems with the
+    same bytes, e.g. two silent parts, are still two roles)."""
+    return {"kind": "audio", "sha256": file_sha256(path), "role": role}
 
 
 def run_sources(run_dir: Path, run: dict) -> list[ClipSource]:
@@ -172,7 +173,7 @@ def run_sources(run_dir: Path, run: dict) -> list[ClipSource]:
     for role, relative in {**run["stems"], MIX: run.get("mix") or "mix.wav"}.items():
         path = run_dir / relative
         clip_role = role if role in CLIP_ROLES else MIX
-        sources.append(ClipSource(run_dir.name, genre, audio_key(path),
+        sources.append(ClipSource(run_dir.name, genre, audio_key(path, clip_role),
                                   functools.partial(_audio_clips, path, run_dir.name, clip_role, genre)))
     return sources
 
@@ -377,7 +378,7 @@ def reference_sources(source: ReferenceSource, runs: list[dict], warnings: list[
     for path in source.audio_files:
         relative = str(path.relative_to(source.path))
         role, genre = role_from_name(path.name), match_genre(relative.replace("_", " ").replace("/", " "))
-        sources.append(ClipSource(relative, genre, audio_key(path),
+        sources.append(ClipSource(relative, genre, audio_key(path, role),
                                   functools.partial(_audio_clips, path, relative, role, genre), skip_unreadable=True))
     if source.midi_files:
         try:

@@ -516,7 +516,7 @@ def training_figures(store: WindowNotes, cache: FrameCache | None = None) -> dic
     key = {"kind": "training window figures", "version": 1,
            "windows_sha256": hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (
                store.rows, store.offsets, store.source_ids)) + json.dumps(store.sources).encode()).hexdigest(),
-           "code": code_digest(("eval.music_features", "symbolic.window_store"))}
+           "code": code_digest(("eval.music_features", "symbolic.window_store", "eval.report"))}
     cached = cache.get_document("training-figures", key) if cache is not None else None
     if cached is not None:
         return {genre: {name: (Share if kind == "share" else Mean)(a, b) for name, (kind, a, b) in figures.items()}

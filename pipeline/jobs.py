@@ -399,8 +399,9 @@ class WorkerPool:
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_turn = time.monotonic()
+        self._last_turn = time.monotonic()  # the end of the last turn that succeeded
         self._scheduler_error = ""  # the last exception a scheduler turn survived
+        self._unrecorded: list[tuple[str, str, str]] = []  # (job, status, error) the store could not take
 
     # -- lifecycle
     def start(self) -> None:
@@ -447,11 +448,18 @@ class WorkerPool:
         return "stuck" if time.monotonic() - self._last_turn > self.STUCK_SECONDS else "ok"
 
     def status(self) -> dict:
-        with self._lock:
+        # never wait long on the scheduler's lock: a scheduler hung inside a turn (a stalled
+        # disk) must show up as "stuck" on /health, not hang /health too
+        scheduler = {"scheduler": self.scheduler_state(), "scheduler_error": self._scheduler_error}
+        if not self._lock.acquire(timeout=1.0):
+            return {"workers": len(self._slots), "ready": 0, "busy": 0, "errors": [], **scheduler,
+                    "scheduler": "stuck"}
+        try:
             return {"workers": len(self._slots), "ready": sum(s.ready for s in self._slots),
                     "busy": sum(s.job_id is not None for s in self._slots),
-                    "errors": [s.last_error for s in self._slots if s.last_error],
-                    "scheduler": self.scheduler_state(), "scheduler_error": self._scheduler_error}
+                    "errors": [s.last_error for s in self._slots if s.last_error], **scheduler}
+        finally:
+            self._lock.release()
 
     def retry_after_seconds(self, queued: int) -> int:
         """A fair guess for 429 Retry-After: the queue ahead divided over the workers."""
@@ -495,14 +503,18 @@ class WorkerPool:
         remove_partials(self.jobs_dir, job_id)
         # It may have finished between the decision and the kill: a cancelled job leaves nothing.
         shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
-        self.store.finish(job_id, status, error=error)
+        try:
+            self.store.finish(job_id, status, error=error)
+        except Exception as problem:  # noqa: BLE001 - a full disk: recorded on a later turn
+            self._unrecorded.append((job_id, status, error))
+            self._scheduler_error = f"{type(problem).__name__}: {problem}"
         self.wake()  # the scheduler respawns the slot
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            self._last_turn = time.monotonic()
             try:
                 self._turn()
+                self._last_turn = time.monotonic()  # only a turn that succeeded: failing ones go "stuck"
             except Exception as error:  # noqa: BLE001 - one bad turn (a full disk) must not stop every job
                 self._scheduler_error = f"{type(error).__name__}: {error}"
                 print(f"stemforge: scheduler: {self._scheduler_error}; retrying", file=sys.stderr)
@@ -518,6 +530,10 @@ class WorkerPool:
         if self._stopping.is_set():
             return
         with self._lock:
+            while self._unrecorded:  # an aborted job's end the store could not take
+                job_id, status, error = self._unrecorded[0]
+                self.store.finish(job_id, status, error=error)  # raises again while the disk is full
+                self._unrecorded.pop(0)
             for slot in self._slots:
                 self._retry_backlog(slot)
             for conn in ready:

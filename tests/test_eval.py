@@ -969,3 +969,14 @@ def test_pann_checkpoint_errors_are_one_line_and_name_the_file(tmp_path, monkeyp
     assert str(wrong) in str(cases["wrong"].value) and "CNN14" in str(cases["wrong"].value)
     assert str(mismatched) in str(cases["mismatched"].value) and "CNN14" in str(cases["mismatched"].value)
     assert "local file" in str(cases["url"].value)
+
+
+def test_identical_audio_in_two_roles_is_two_cache_entries(tmp_path):
+    """Two silent stems have the same bytes; keyed by bytes alone, the second was counted
+    under the first one's role."""
+    from eval.cache import key_digest
+    from eval.reference import audio_key
+
+    silent = tmp_path / "silence.wav"
+    soundfile.write(silent, np.zeros((4410, 2), dtype=np.float32), 44100)
+    assert key_digest(audio_key(silent, "bass")) != key_digest(audio_key(silent, "melody"))

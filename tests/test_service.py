@@ -531,3 +531,42 @@ def test_a_full_disk_answers_507_naming_the_data_folder(tiny_model: Path, tmp_pa
         assert "disk is full" in response.json()["detail"] and str(state.data_dir) in response.json()["detail"]
     finally:
         state.close()
+
+
+def test_an_aborted_jobs_end_is_recorded_once_the_disk_has_room(tmp_path: Path) -> None:
+    """A cancel (or timeout) while the disk is full left the job "running" for good."""
+    store = FullDiskStore(tmp_path / "jobs.sqlite", progress_failures=0, result_failures=1)
+    pool = WorkerPool(store, tmp_path, tmp_path / "jobs", None, 1, timeout_seconds=60, torch_threads=1,
+                      to_run_kwargs=lambda job: {})
+    job = store.add({})
+    assert store.mark_running(job.id)
+    pool._slots[0].job_id = job.id  # as if a worker ran it
+    assert pool.cancel(job.id)  # the client gets its answer; the store could not take it yet
+    assert store.get(job.id).status == "running" and "disk is full" in pool.status()["scheduler_error"]
+    pool._slots = []  # no worker processes in this test: only the scheduler's bookkeeping
+    pool._turn()
+    assert store.get(job.id).status == "cancelled"
+    store.close()
+
+
+def test_health_does_not_hang_on_a_scheduler_stuck_inside_a_turn(tmp_path: Path) -> None:
+    import threading
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    pool = WorkerPool(store, tmp_path, tmp_path / "jobs", None, 1, timeout_seconds=60, torch_threads=1,
+                      to_run_kwargs=lambda job: {})
+    held, release = threading.Event(), threading.Event()
+
+    def stuck_turn() -> None:
+        with pool._lock:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=stuck_turn)
+    thread.start()
+    held.wait(5)
+    started = time.monotonic()
+    assert pool.status()["scheduler"] == "stuck" and time.monotonic() - started < 3
+    release.set()
+    thread.join()
+    store.close()
