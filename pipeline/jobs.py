@@ -305,7 +305,8 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, torch_thread
     import torch
 
     torch.set_num_threads(max(1, torch_threads))
-    from pipeline.run import RunRequest, cached_composer, run, sampler_for
+    from pipeline.run import RunRequest, cached_composer, run
+    from symbolic.compose import sampler_for
 
     try:
         composer = cached_composer(model)

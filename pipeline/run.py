@@ -4,31 +4,26 @@ MIDI (-> stems) in a run folder written to a temporary path and moved into place
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 from symbolic.arrangement import (
-    BEATS_PER_BAR,
-    DEFAULT_PROGRAMS,
-    GENRE_PROGRAMS,
     TICKS_PER_BEAT,
     Arrangement,
     ArrangementError,
-    Note,
     Track,
     read_tracks,
     role_of_track_name,
-    without_overlaps,
 )
 from symbolic.canonical import file_sha256
+from symbolic.compose import ComposeError, Feel, compose
 from symbolic.conditions import (
     LOOP_CHOICES,
     ROLES,
@@ -40,11 +35,10 @@ from symbolic.conditions import (
     validate,
 )
 from symbolic.errors import UserError
-from symbolic.groove import MAX_SWING_PERCENT, GrooveError
+from symbolic.groove import MAX_SWING_PERCENT
 from symbolic.model import Composer, load_composer
 from symbolic.paths import output_problem
-from symbolic.plan import plan_for
-from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
+from symbolic.sampling import SamplingSettings
 
 Progress = Callable[[str, float], None]
 
@@ -100,17 +94,6 @@ class RunResult:
 def cached_composer(path: str | None) -> Composer:
     """Models are loaded once per process (the service reuses them across jobs)."""
     return load_composer(Path(path) if path else None)
-
-
-_SAMPLERS: dict[int, Sampler] = {}
-
-
-def sampler_for(composer: Composer) -> Sampler:
-    """One sampler (grammar tables + KV cache) per loaded model; not shared across threads."""
-    sampler = _SAMPLERS.get(id(composer))
-    if sampler is None or sampler.composer is not composer:
-        sampler = _SAMPLERS[id(composer)] = Sampler(composer)
-    return sampler
 
 
 def _read_run_json(run_dir: Path) -> dict:
@@ -171,11 +154,6 @@ def _check_out_dir(out: Path) -> None:
     problem = output_problem(out)
     if problem:
         raise RunError(f"--out: {problem}")
-
-
-def _with_programs(tracks: dict[str, Track], genre: str) -> dict[str, Track]:
-    programs = GENRE_PROGRAMS.get(genre, DEFAULT_PROGRAMS)
-    return {r: replace(t, program=0 if t.is_drum else programs.get(r, t.program)) for r, t in tracks.items()}
 
 
 def request_conditions(request: RunRequest, previous: dict | None, seed: int, notes: list[str] | None = None,
@@ -261,39 +239,6 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
                         "files were in validation, see the data's prepare_report.md): the model knows the name, "
                         "not the music")
 
-    bar_ticks = BEATS_PER_BAR * TICKS_PER_BEAT
-    total_ticks = conditions.bars * bar_ticks
-    seed_bars = {r: max(1, math.ceil(t.end_tick() / bar_ticks)) for r, t in seed_tracks.items()}
-    for role, clip_bars in seed_bars.items():
-        if clip_bars > conditions.bars:
-            raise RunError(f"--seed-midi: the clip's {role} part is {clip_bars} bars, longer than --bars "
-                           f"{conditions.bars}; ask for more bars or trim the clip")
-    for role, track in kept_tracks.items():
-        if track.end_tick() > total_ticks + bar_ticks // 2:
-            raise RunError(f"--keep: the kept {role} part is longer than {conditions.bars} bars; "
-                           f"use --bars {previous['conditions']['bars']}")
-
-    tokenizer = composer.tokenizer
-    context: dict[str, list[int]] = {}
-    for role, track in kept_tracks.items():
-        context[role] = tokenizer.encode_track(on_feel_grid(track), TICKS_PER_BEAT, conditions.bars)
-    for role, track in seed_tracks.items():
-        if role in context:
-            continue
-        full = seed_bars[role] == conditions.bars
-        context[role] = tokenizer.encode_track(on_feel_grid(track), TICKS_PER_BEAT, conditions.bars,
-                                               bars_kept=None if full else seed_bars[role])
-    roles = tuple(r for r in ROLES if r in kept_tracks) + tuple(
-        r for r in ROLES if r in seed_tracks and r not in kept_tracks)
-    roles += tuple(r for r in ROLES if r not in roles)
-    composition, chord_spans = plan_for(conditions, tokenizer.spec.grid_per_beat)
-    plan = SamplePlan(
-        prefix_ids=tokenizer.prefix_ids(model_genre, conditions.bpm, conditions.key, conditions.density,
-                                        conditions.bars),
-        roles=roles, bars=conditions.bars, context=context, key=conditions.key, composition=composition,
-        genre=model_genre,
-    )
-    sampler = sampler_for(composer)
     compose_started = time.perf_counter()
     expected = max(1, conditions.bars * 90)
     counter = {"n": 0}
@@ -304,29 +249,13 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
             report("composing", 0.05 + 0.5 * min(1.0, counter["n"] / expected))
 
     try:
-        ids = sampler.sample(plan, settings, seed, on_token=on_token)
-    except UserError as error:  # a bad seed clip or kept part; anything else is a bug, not bad input
-        raise RunError(f"compose: {error}") from error
+        composed = compose(composer, conditions, settings, seed, model_genre=model_genre, kept=kept_tracks,
+                           seed_clip=seed_tracks, feel=Feel(request.quantize, request.swing), on_token=on_token)
+    except ComposeError as error:
+        raise RunError(str(error)) from error
     timings["compose"] = time.perf_counter() - compose_started
-
-    tracks = tokenizer.decode_tracks(ids, TICKS_PER_BEAT)
-    grid_tracks = dict(tracks)
-    feel = groove_tracks_in_place(tracks, conditions, request, kept=set(kept_tracks), seed=seed)
-    for role, clip in seed_tracks.items():  # the clip's own bars, verbatim (tokens quantize)
-        if role in kept_tracks:
-            continue
-        kept_end = seed_bars[role] * bar_ticks
-        generated = [n for n in tracks[role].notes if n.start >= kept_end]
-        tracks[role] = replace(tracks[role], notes=sorted(clip.notes + generated))
-    for role, track in kept_tracks.items():
-        tracks[role] = replace(tracks[role], notes=list(track.notes))
-    tracks = _with_programs({r: tracks[r] for r in ROLES if r in tracks}, conditions.genre)
-    for role in kept_tracks:  # a kept part keeps its own program too
-        tracks[role] = replace(tracks[role], program=kept_tracks[role].program)
-    arrangement = Arrangement(conditions, tracks, ids, chords=chord_spans,
-                              grid_tracks={r: replace(tracks[r], notes=grid_tracks[r].notes) for r in tracks
-                                           if r in grid_tracks and r not in kept_tracks and r not in seed_tracks})
-    stats = sampler.stats
+    arrangement, ids, composition, feel = composed.arrangement, composed.token_ids, composed.composition, composed.feel
+    stats = composed.stats
     report("composed", 0.55)
 
     run_dir = request.out or _default_run_dir(request.runs_root, conditions)
@@ -361,43 +290,6 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         raise
     report("done", 1.0)
     return RunResult(run_dir, manifest, arrangement, messages)
-
-
-def on_feel_grid(track: Track) -> Track:
-    """A played or grooved part (a kept part carries its swing and micro-timing, a seed clip
-    may be a live take) snapped to the grid its feel implies: straight 16ths, triplets or
-    swung 16ths, as the corpus quantizes performances. Rounding it to the nearest 1/12 beat
-    instead would put a swung "and" on positions the model never saw."""
-    from symbolic.corpus_rules import GRID, detect_feel, snap
-
-    feel, _ = detect_feel([n.start for n in track.notes])
-    notes = []
-    for note in track.notes:
-        start = snap(note.start, feel)
-        end = max(start + GRID, round((note.start + note.duration) / GRID) * GRID)
-        notes.append(Note(start, end - start, note.pitch, note.velocity))
-    return replace(track, notes=without_overlaps(notes))
-
-
-def groove_tracks_in_place(tracks: dict[str, Track], conditions: Conditions, request: RunRequest,
-                           kept: set[str], seed: int) -> dict:
-    """Swing, micro-timing and accents from the genre's groove template (taken from real
-    GMD drummers) on the generated parts; kept parts stay as they were. Returns what was
-    applied, for run.json."""
-    if request.quantize:
-        return {"quantized": True, "swing_percent": 50.0}
-    from symbolic.groove import GENRE_SWING, apply_feel, default_pool
-
-    template = default_pool().template(conditions.genre)
-    swing = request.swing if request.swing is not None else GENRE_SWING.get(conditions.genre, 50.0)
-    total = conditions.bars * BEATS_PER_BAR * TICKS_PER_BEAT
-    generated = {r: t for r, t in tracks.items() if r not in kept}
-    try:
-        tracks.update(apply_feel(generated, template, swing_percent=swing, seed=seed, total_ticks=total,
-                                 bpm=conditions.bpm))
-    except GrooveError as error:
-        raise RunError(f"--swing: {error}") from error
-    return {"quantized": False, "groove": template.name, "swing_percent": swing}
 
 
 def _write_symbolic(directory: Path, arrangement: Arrangement, request: RunRequest, composer: Composer,

@@ -296,12 +296,12 @@ def test_a_bug_is_an_internal_error_with_its_traceback_not_bad_input(tiny_model:
                                                                      monkeypatch) -> None:
     """A ValueError from inside stemforge (numpy, a broken invariant) used to print as
     `error: ...` with exit 2, as if the user's input were wrong."""
-    import pipeline.run as run_module
+    import symbolic.compose as compose_module
 
     def broken(*args, **kwargs):
         raise ValueError("operands could not be broadcast together")
 
-    monkeypatch.setattr(run_module, "plan_for", broken)
+    monkeypatch.setattr(compose_module, "plan_for", broken)
     code, _, stderr = _run(capsys, "run", "--prompt", "rock", "--model", tiny_model, "--bars", 2, "--seed", 1,
                            "--out", tmp_path / "r")
     assert code == 1 and "Traceback" in stderr

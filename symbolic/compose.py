@@ -1,0 +1,172 @@
+"""Composing one piece: conditions and a loaded model in, an `Arrangement` out.
+
+The symbolic stage's end-to-end call, shared by `pipeline run` (which adds the run folder,
+the files and the stems around it), the service's workers and the benches: the context parts
+(kept parts of an earlier run, the bars of a seed clip) snapped to their feel and encoded,
+the composition plan (loops, chords, kick lock, density), grammar-constrained sampling, then
+the groove (swing, micro-timing, accents) on the generated parts and the context parts back
+in verbatim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from symbolic.arrangement import (
+    BEATS_PER_BAR,
+    DEFAULT_PROGRAMS,
+    GENRE_PROGRAMS,
+    TICKS_PER_BEAT,
+    Arrangement,
+    Note,
+    Track,
+    without_overlaps,
+)
+from symbolic.conditions import ROLES, Conditions
+from symbolic.errors import UserError
+from symbolic.groove import GrooveError
+from symbolic.model import Composer
+from symbolic.plan import CompositionPlan, plan_for
+from symbolic.sampling import SamplePlan, Sampler, SampleStats, SamplingSettings
+
+
+class ComposeError(UserError):
+    """A context part that does not fit the piece, or that the grammar cannot continue."""
+
+
+@dataclass
+class Feel:
+    """How the generated parts are played: `quantize` (exactly on the grid) or the genre's
+    groove with `swing_percent` (None = the genre's own)."""
+
+    quantize: bool = False
+    swing_percent: float | None = None
+
+
+@dataclass
+class Composed:
+    arrangement: Arrangement
+    token_ids: list[int]
+    composition: CompositionPlan
+    feel: dict  # what was applied, for run.json
+    stats: SampleStats
+
+
+_SAMPLERS: dict[int, Sampler] = {}
+
+
+def sampler_for(composer: Composer) -> Sampler:
+    """One sampler (grammar tables + KV cache) per loaded model; not shared across threads."""
+    sampler = _SAMPLERS.get(id(composer))
+    if sampler is None or sampler.composer is not composer:
+        sampler = _SAMPLERS[id(composer)] = Sampler(composer)
+    return sampler
+
+
+def on_feel_grid(track: Track) -> Track:
+    """A played or grooved part (a kept part carries its swing and micro-timing, a seed clip
+    may be a live take) snapped to the grid its feel implies: straight 16ths, triplets or
+    swung 16ths, as the corpus quantizes performances. Rounding it to the nearest 1/12 beat
+    instead would put a swung "and" on positions the model never saw."""
+    from symbolic.corpus_rules import GRID, detect_feel, snap
+
+    feel, _ = detect_feel([n.start for n in track.notes])
+    notes = []
+    for note in track.notes:
+        start = snap(note.start, feel)
+        end = max(start + GRID, round((note.start + note.duration) / GRID) * GRID)
+        notes.append(Note(start, end - start, note.pitch, note.velocity))
+    return replace(track, notes=without_overlaps(notes))
+
+
+def apply_groove(tracks: dict[str, Track], conditions: Conditions, feel: Feel, kept: set[str], seed: int) -> dict:
+    """Swing, micro-timing and accents from the genre's groove template (taken from real
+    GMD drummers) on the generated parts, in place; kept parts stay as they were. Returns
+    what was applied, for run.json."""
+    if feel.quantize:
+        return {"quantized": True, "swing_percent": 50.0}
+    from symbolic.groove import GENRE_SWING, apply_feel, default_pool
+
+    template = default_pool().template(conditions.genre)
+    swing = feel.swing_percent if feel.swing_percent is not None else GENRE_SWING.get(conditions.genre, 50.0)
+    total = conditions.bars * BEATS_PER_BAR * TICKS_PER_BEAT
+    generated = {r: t for r, t in tracks.items() if r not in kept}
+    try:
+        tracks.update(apply_feel(generated, template, swing_percent=swing, seed=seed, total_ticks=total,
+                                 bpm=conditions.bpm))
+    except GrooveError as error:
+        raise ComposeError(f"--swing: {error}") from error
+    return {"quantized": False, "groove": template.name, "swing_percent": swing}
+
+
+def _with_programs(tracks: dict[str, Track], genre: str) -> dict[str, Track]:
+    programs = GENRE_PROGRAMS.get(genre, DEFAULT_PROGRAMS)
+    return {r: replace(t, program=0 if t.is_drum else programs.get(r, t.program)) for r, t in tracks.items()}
+
+
+def compose(composer: Composer, conditions: Conditions, settings: SamplingSettings, seed: int, *,
+            model_genre: str | None = None, kept: dict[str, Track] | None = None,
+            seed_clip: dict[str, Track] | None = None, feel: Feel | None = None,
+            on_token: Callable[[int], None] | None = None) -> Composed:
+    """One piece. `model_genre`: the genre token the model is asked for (a genre it lacks is
+    composed as its nearest; default the conditions' genre). `kept`: whole parts of an earlier
+    run, kept verbatim. `seed_clip`: parts whose first bars are kept and continued."""
+    kept, seed_clip, feel = kept or {}, seed_clip or {}, feel or Feel()
+    model_genre = model_genre or conditions.genre
+    bar_ticks = BEATS_PER_BAR * TICKS_PER_BEAT
+    total_ticks = conditions.bars * bar_ticks
+    seed_bars = {r: max(1, math.ceil(t.end_tick() / bar_ticks)) for r, t in seed_clip.items()}
+    for role, clip_bars in seed_bars.items():
+        if clip_bars > conditions.bars:
+            raise ComposeError(f"--seed-midi: the clip's {role} part is {clip_bars} bars, longer than --bars "
+                               f"{conditions.bars}; ask for more bars or trim the clip")
+    for role, track in kept.items():
+        if track.end_tick() > total_ticks + bar_ticks // 2:
+            raise ComposeError(f"--keep: the kept {role} part is longer than {conditions.bars} bars; "
+                               f"use --bars {math.ceil(track.end_tick() / bar_ticks)}")
+
+    tokenizer = composer.tokenizer
+    context: dict[str, list[int]] = {}
+    for role, track in kept.items():
+        context[role] = tokenizer.encode_track(on_feel_grid(track), TICKS_PER_BEAT, conditions.bars)
+    for role, track in seed_clip.items():
+        if role in context:
+            continue
+        full = seed_bars[role] == conditions.bars
+        context[role] = tokenizer.encode_track(on_feel_grid(track), TICKS_PER_BEAT, conditions.bars,
+                                               bars_kept=None if full else seed_bars[role])
+    roles = tuple(r for r in ROLES if r in kept) + tuple(r for r in ROLES if r in seed_clip and r not in kept)
+    roles += tuple(r for r in ROLES if r not in roles)
+    composition, chord_spans = plan_for(conditions, tokenizer.spec.grid_per_beat)
+    plan = SamplePlan(
+        prefix_ids=tokenizer.prefix_ids(model_genre, conditions.bpm, conditions.key, conditions.density,
+                                        conditions.bars),
+        roles=roles, bars=conditions.bars, context=context, key=conditions.key, composition=composition,
+        genre=model_genre,
+    )
+    sampler = sampler_for(composer)
+    try:
+        ids = sampler.sample(plan, settings, seed, on_token=on_token)
+    except UserError as error:  # a bad seed clip or kept part; anything else is a bug, not bad input
+        raise ComposeError(f"compose: {error}") from error
+
+    tracks = tokenizer.decode_tracks(ids, TICKS_PER_BEAT)
+    grid_tracks = dict(tracks)
+    applied = apply_groove(tracks, conditions, feel, kept=set(kept), seed=seed)
+    for role, clip in seed_clip.items():  # the clip's own bars, verbatim (tokens quantize)
+        if role in kept:
+            continue
+        kept_end = seed_bars[role] * bar_ticks
+        generated = [n for n in tracks[role].notes if n.start >= kept_end]
+        tracks[role] = replace(tracks[role], notes=sorted(clip.notes + generated))
+    for role, track in kept.items():
+        tracks[role] = replace(tracks[role], notes=list(track.notes))
+    tracks = _with_programs({r: tracks[r] for r in ROLES if r in tracks}, conditions.genre)
+    for role in kept:  # a kept part keeps its own program too
+        tracks[role] = replace(tracks[role], program=kept[role].program)
+    arrangement = Arrangement(conditions, tracks, ids, chords=chord_spans,
+                              grid_tracks={r: replace(tracks[r], notes=grid_tracks[r].notes) for r in tracks
+                                           if r in grid_tracks and r not in kept and r not in seed_clip})
+    return Composed(arrangement, ids, composition, applied, sampler.stats)
