@@ -77,24 +77,24 @@ class _Drums:
     name: str = ""
 
 
-def _check_options(options: RenderOptions) -> None:
+def check_settings(options: RenderOptions) -> None:
+    """The render settings that need no file: sample rate, tail, instruments (the service
+    checks these too; it resolves presets and kits only by the names it lists)."""
     if options.sample_rate not in SUPPORTED_SAMPLE_RATES:
         raise RenderError(
             f"--sample-rate {options.sample_rate}: unsupported; use one of "
-            f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES))}"
+            f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES))}", field="sample_rate"
         )
     if options.tail not in TAIL_MODES:
-        raise RenderError(f"--tail {options.tail!r}: use 'wrap' (loop-ready) or 'cut'")
-    unknown = sorted(set(options.instruments) - set(ROLES))
-    if unknown:
-        raise RenderError(f"--instrument: unknown role {unknown[0]!r}; use one of {', '.join(ROLES)}")
+        raise RenderError(f"--tail {options.tail!r}: use 'wrap' (loop-ready) or 'cut'", field="tail")
+    parse_instrument_flags([f"{role}={name}" for role, name in options.instruments.items()])
 
 
 def check_render_options(options: RenderOptions) -> None:
     """Every render flag checked before anything slow (composing comes first in a run): the
     sample rate, tail and roles, the FX preset, the SoundFont file and the kit. RenderError
     names the flag."""
-    _check_options(options)
+    check_settings(options)
     if options.preset is not None:
         load_preset(options.preset)
     assets = find_sounds() if options.soundfont is None or options.kit is not None else []
@@ -218,7 +218,7 @@ def render_arrangement(
     progress: Callable[[str, float], None] | None = None,
 ) -> tuple[StemSet, dict]:
     """Render every track of `arrangement` to a stem; return the stems and what run.json records."""
-    _check_options(options)
+    check_settings(options)
     if not arrangement.tracks:
         raise RenderError("arrangement: no tracks to render")
     report = progress or (lambda stage, fraction: None)

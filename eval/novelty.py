@@ -189,15 +189,15 @@ def assess_tracks(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int,
     return assess_grid(grid, ticks_per_beat, bars, index, feel.describe())
 
 
-def summarize(pieces: list[PieceNovelty]) -> dict:
-    """Verdict counts over runs and over each part."""
-    runs = {v: sum(1 for p in pieces if p.verdict == v) for v in VERDICTS}
+def summarize(pieces: list[dict]) -> dict:
+    """Verdict counts over runs and over each part (pieces as `piece_novelty` returns them)."""
+    runs = {v: sum(1 for p in pieces if p["verdict"] == v) for v in VERDICTS}
     parts: dict[str, dict[str, int]] = {}
     for piece in pieces:
-        for role, part in piece.parts.items():
-            parts.setdefault(role, dict.fromkeys(VERDICTS, 0))[part.verdict] += 1
+        for role, part in piece["parts"].items():
+            parts.setdefault(role, dict.fromkeys(VERDICTS, 0))[part["verdict"]] += 1
     return {"runs": {**runs, "total": len(pieces)},
-            "parts": {role: {**counts, "total": sum(counts.values())} for role, counts in parts.items()}}
+            "parts": {role: {**c, "total": sum(c.values())} for role, c in parts.items()}}
 
 
 # ---------------------------------------------------------------- run folders

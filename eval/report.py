@@ -38,7 +38,7 @@ from eval.music_features import (
     piece_figures,
     pool_figures,
 )
-from eval.novelty import VERDICTS, piece_novelty, run_grid_tracks, thresholds
+from eval.novelty import VERDICTS, piece_novelty, run_grid_tracks, summarize, thresholds
 from eval.reference import (
     CLIP_ROLES,
     MIX,
@@ -416,17 +416,6 @@ def _json_piece(piece: dict) -> dict:
     return {k: v for k, v in piece.items() if k != "windows"}
 
 
-def summarize_verdicts(pieces: list[dict]) -> dict:
-    """Verdict counts over runs and over each part (pieces as `piece_novelty` returns them)."""
-    runs = {v: sum(1 for p in pieces if p["verdict"] == v) for v in VERDICTS}
-    parts: dict[str, dict[str, int]] = {}
-    for piece in pieces:
-        for role, part in piece["parts"].items():
-            parts.setdefault(role, dict.fromkeys(VERDICTS, 0))[part["verdict"]] += 1
-    return {"runs": {**runs, "total": len(pieces)},
-            "parts": {role: {**c, "total": sum(c.values())} for role, c in parts.items()}}
-
-
 def _strongest_match(piece: dict) -> tuple[str, dict] | None:
     """(part, match) of the piece's longest match, strongest verdict first."""
     found = [(role, part) for role, part in piece["parts"].items() if part["match"]]
@@ -551,8 +540,8 @@ def symbolic_section(pieces: list[RunPiece], store: WindowNotes | None, cache: F
         pooled = training_figures(store, cache)
         training_all = figure_values(pool_figures(pooled.values()))
         same = [f for genre, f in pooled.items() if genre in genres]
-        same_genre_windows = sum(1 for i in range(len(store))
-                                 if _source_genre(store.sources[int(store.source_ids[i])]) in genres)
+        in_genres = np.array([_source_genre(source) in genres for source in store.sources], dtype=bool)
+        same_genre_windows = int(in_genres[np.asarray(store.source_ids, dtype=np.int64)].sum())
         training_genres = figure_values(pool_figures(same)) if same else {}
         notes.append("training windows are stored once each (repeats of a loop count once) and without "
                      "velocities; a part a window lacks is not measured there")
@@ -965,7 +954,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         warnings.append(f"novelty: {len(flagged)} run(s) hold training material: "
                         + ", ".join(f"{p['run']} ({p['verdict']})" for p in flagged))
     novelty = {
-        "summary": summarize_verdicts(pieces),
+        "summary": summarize(pieces),
         "thresholds": thresholds(),
         "runs": [_json_piece(p) for p in pieces],
         "model_mismatch": mismatches,
@@ -977,7 +966,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
     if len(genres) > 1:
         for genre in genres:
             subset = [p for p in pieces if (p["genre"] or "?") == genre]
-            novelty_by_genre[genre] = {"runs": len(subset), "verdicts": summarize_verdicts(subset)["runs"]}
+            novelty_by_genre[genre] = {"runs": len(subset), "verdicts": summarize(subset)["runs"]}
 
     for name, table in fad.items():
         small = [role for role, r in table.items() if r.get("warnings")]

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
@@ -372,7 +372,6 @@ class _Slot:
     spawned: float = 0.0
     failed_starts: int = 0  # exits before "ready" in a row: respawn with a growing delay
     last_error: str = ""
-    backlog: list = field(default_factory=list)  # results the store could not take yet (disk full)
 
 
 class WorkerPool:
@@ -402,7 +401,8 @@ class WorkerPool:
         self._thread: threading.Thread | None = None
         self._last_turn = time.monotonic()  # the end of the last turn that succeeded
         self._scheduler_error = ""  # the last exception a scheduler turn survived
-        self._unrecorded: list[tuple[str, str, str]] = []  # (job, status, error) the store could not take
+        # job ends (job, status, error, run dir) the store could not take yet (a full disk)
+        self._unrecorded: list[tuple[str, str, str | None, str | None]] = []
 
     # -- lifecycle
     def start(self) -> None:
@@ -504,12 +504,17 @@ class WorkerPool:
         remove_partials(self.jobs_dir, job_id)
         # It may have finished between the decision and the kill: a cancelled job leaves nothing.
         shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
-        try:
-            self.store.finish(job_id, status, error=error)
-        except Exception as problem:  # noqa: BLE001 - a full disk: recorded on a later turn
-            self._unrecorded.append((job_id, status, error))
-            self._scheduler_error = f"{type(problem).__name__}: {problem}"
+        self._record(job_id, status, error=error)
         self.wake()  # the scheduler respawns the slot
+
+    def _record(self, job_id: str, status: str, error: str | None = None, run_dir: str | None = None) -> None:
+        """A job's end into the store, or, when the store cannot take it (a full disk), kept
+        for a later turn; the slot is free either way."""
+        try:
+            self.store.finish(job_id, status, error=error, run_dir=run_dir)
+        except Exception as problem:  # noqa: BLE001 - recorded on a later turn
+            self._unrecorded.append((job_id, status, error, run_dir))
+            self._scheduler_error = f"{type(problem).__name__}: {problem}"
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -531,12 +536,10 @@ class WorkerPool:
         if self._stopping.is_set():
             return
         with self._lock:
-            while self._unrecorded:  # an aborted job's end the store could not take
-                job_id, status, error = self._unrecorded[0]
-                self.store.finish(job_id, status, error=error)  # raises again while the disk is full
+            while self._unrecorded:
+                job_id, status, error, run_dir = self._unrecorded[0]
+                self.store.finish(job_id, status, error=error, run_dir=run_dir)  # raises while the disk is full
                 self._unrecorded.pop(0)
-            for slot in self._slots:
-                self._retry_backlog(slot)
             for conn in ready:
                 if conn is self._wake_r:
                     while self._wake_r.poll():
@@ -549,21 +552,10 @@ class WorkerPool:
             self._dispatch()
         self._scheduler_error = ""
 
-    def _retry_backlog(self, slot: _Slot) -> None:
-        while slot.backlog:
-            self._handle(slot, slot.backlog[0])  # raises again while the store cannot write
-            slot.backlog.pop(0)
-
     def _drain(self, slot: _Slot) -> None:
         try:
             while slot.conn is not None and slot.conn.poll():
-                message = slot.conn.recv()
-                try:
-                    self._handle(slot, message)
-                except Exception:
-                    if message[0] in ("done", "failed"):  # a result is kept until the store takes it
-                        slot.backlog.append(message)
-                    raise  # a lost progress update is only a stale bar
+                self._handle(slot, slot.conn.recv())
         except (EOFError, OSError):
             if slot.conn is not None:
                 slot.conn.close()
@@ -577,21 +569,19 @@ class WorkerPool:
             slot.last_error = message[1]
             print(f"stemforge: {message[1]}", file=sys.stderr)
         elif kind == "progress" and message[1] == slot.job_id:
-            self.store.set_progress(message[1], message[2], message[3])
+            self.store.set_progress(message[1], message[2], message[3])  # if it raises: only a stale bar
         elif kind == "done" and message[1] == slot.job_id:
-            self.store.finish(message[1], "done", run_dir=message[2])
             slot.job_id = None
+            self._record(message[1], "done", run_dir=message[2])
         elif kind == "failed" and message[1] == slot.job_id:
-            remove_partials(self.jobs_dir, message[1])
-            self.store.finish(message[1], "failed", error=message[2])
             slot.job_id = None
+            remove_partials(self.jobs_dir, message[1])
+            self._record(message[1], "failed", error=message[2])
 
     def _check_slots(self) -> None:
         now = time.monotonic()
         for slot in self._slots:
             alive = slot.process is not None and slot.process.is_alive()
-            if slot.backlog:
-                continue  # its job's result waits for the store; the slot is not free yet
             if slot.job_id is not None and not alive:
                 code = slot.process.exitcode if slot.process is not None else None
                 self._abort(slot, "failed", f"worker process died (exit code {code}) while running the job")

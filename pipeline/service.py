@@ -342,20 +342,16 @@ class ServiceState:
 
     def _check_render(self, values: dict) -> None:
         from audio.effects import available_presets
-        from audio.render import SUPPORTED_SAMPLE_RATES, TAIL_MODES, parse_instrument_flags
+        from audio.render import RenderOptions, check_settings
 
         if values["renderer"] not in ("sample", "musicgen"):
             raise FieldError("renderer", f"renderer: unknown renderer {values['renderer']!r}; use sample or musicgen")
         if values["renderer"] == "musicgen" and not self.limits.musicgen_model:
             raise FieldError("renderer", "renderer: musicgen is not offered by this service (set musicgen_model "
                              "in the service config); use sample")
-        if values["sample_rate"] not in SUPPORTED_SAMPLE_RATES:
-            raise FieldError("sample_rate", f"sample_rate: {values['sample_rate']} is unsupported; use one of "
-                             f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES))}")
-        if values["tail"] not in TAIL_MODES:
-            raise FieldError("tail", f"tail: {values['tail']!r} is not one of {', '.join(TAIL_MODES)}")
         try:
-            parse_instrument_flags([f"{role}={name}" for role, name in values["instruments"].items()])
+            check_settings(RenderOptions(sample_rate=values["sample_rate"], tail=values["tail"],
+                                         instruments=dict(values["instruments"])))
         except UserError as error:
             raise _as_field_error(error, "instruments") from error
         if values["preset"] is not None and values["preset"] not in available_presets():
