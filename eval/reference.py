@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,13 +274,6 @@ def render_midi(path: Path, options: object, row: dict | None = None) -> list[Cl
              for role, audio in stems.stems.items()]
     clips.append(Clip(path.name, MIX, np.asarray(stems.mix(), dtype=np.float32), int(stems.sample_rate), genre))
     return clips
-
-
-def iter_rendered_midi(paths: list[Path], options: object, metadata: dict[str, dict] | None = None) -> Iterator[Clip]:
-    """Render reference MIDI files through the sample renderer: one clip per role + mix."""
-    metadata = metadata or {}
-    for path in paths:
-        yield from render_midi(path, options, metadata.get(path.name, {}))
 
 
 # What rendered reference audio depends on besides the MIDI and RenderOptions: the renderer's

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.cache import CachedClip, FrameCache, code_digest
-from eval.embeddings import EMBEDDINGS, Embedding, build_embedding, embedding_identity
+from eval.embeddings import EMBEDDINGS, Embedding, build_embedding, embedding_identity, weights_identity
 from eval.fad import FEW_CLIPS, MIN_CLIPS, fad_with_intervals, has_usable_interval, intervals_overlap
 from eval.music_features import (
     FIGURES,
@@ -988,7 +988,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
             **training.inputs,
             "reference": {**reference_source.describe(), "sha256": _reference_sha(reference_source),
                           "clips": {role: reference.count(role) for role in CLIP_ROLES}},
-            "embeddings": [{"name": e.name, "weights": e.weights, "weights_sha256": _weights_sha(e.weights),
+            "embeddings": [{"name": e.name, "weights": e.weights, "weights_sha256": weights_identity(e),
                             "sample_rate": e.sample_rate, "channels": e.channels, "dim": e.dim,
                             "frame_seconds": e.frame_seconds} for e in embedders],
             "bootstrap": request.bootstrap,
@@ -1029,15 +1029,6 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
 
 def _reference_sha(source: ReferenceSource) -> str:
     return _sha256_tree(source.audio_files + source.midi_files, source.path)
-
-
-def _weights_sha(weights: str) -> str | None:
-    path = Path(weights) if weights else None
-    if path is None or not path.exists():
-        return None
-    if path.is_file():
-        return file_sha256(path)
-    return _sha256_tree([p for p in path.rglob("*") if p.is_file()], path)
 
 
 def _write_plots(report: dict, generated: EmbeddedSet, reference: EmbeddedSet, embedders: list[Embedding],

@@ -831,11 +831,11 @@ def test_overlapping_intervals_are_said_to_be_indistinguishable():
 
 def test_reference_midi_renders_through_the_real_renderer(tmp_path):
     render = pytest.importorskip("audio.render")
-    from eval.reference import iter_rendered_midi
+    from eval.reference import render_midi
 
     piece = {r: [n for n in notes if n.start < 2 * TICKS_PER_BAR] for r, notes in random_piece(5).items()}
     write_reference_midi(tmp_path / "ref", piece, bpm=100.0, bars=2, genre="lofi")
-    clips = list(iter_rendered_midi([tmp_path / "ref" / "000_x.mid"], render.RenderOptions()))
+    clips = render_midi(tmp_path / "ref" / "000_x.mid", render.RenderOptions())
     assert {c.role for c in clips} == {"drums", "bass", "melody", "mix"}
     for clip in clips:
         assert clip.audio.ndim == 2 and np.abs(clip.audio).max() > 1e-4, clip.role
