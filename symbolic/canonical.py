@@ -235,11 +235,11 @@ class PieceDigests:
     parts: dict[str, BarDigests] = field(default_factory=dict)
 
 
-def piece_digests(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int | None = None) -> PieceDigests:
+def piece_digests(tracks: dict[str, list[Note]], ticks_per_beat: int) -> PieceDigests:
     """The bars of a piece as the index stores them: put on the grid, then cut at every bar
-    line (`bars` is accepted for callers that know it; the notes decide)."""
+    line from the first note to the last."""
     grid, _ = to_grid({r: n for r, n in tracks.items() if r in ROLE_CODES}, ticks_per_beat)
-    return PieceDigests({part: bar_digests(part, rows, bars or 0) for part, rows in part_rows(grid, ticks_per_beat).items()})
+    return PieceDigests({part: bar_digests(part, rows, 0) for part, rows in part_rows(grid, ticks_per_beat).items()})
 
 
 def track_digest(role: str, notes: list[Note], ticks_per_beat: int) -> bytes:

@@ -606,8 +606,7 @@ def prepare_dataset(
     index = NoveltyIndex()
     train_pieces = [p for p in pieces if p.group not in valid_groups]
     for piece in train_pieces:
-        bars = math.ceil(max(t.end_tick() for t in piece.tracks.values()) / TICKS_PER_BAR)
-        index.add(piece.path, piece_digests({r: t.notes for r, t in piece.tracks.items()}, TICKS_PER_BEAT, bars),
+        index.add(piece.path, piece_digests({r: t.notes for r, t in piece.tracks.items()}, TICKS_PER_BEAT),
                   group=piece.group)
     index.save(tmp / "index")
     _write_window_store(train_pieces, tmp / "index")

@@ -325,7 +325,7 @@ def training():
     index = NoveltyIndex()
     windows = []
     for source, tracks in pieces.items():
-        index.add(source, piece_digests(tracks, TICKS_PER_BEAT, BARS))
+        index.add(source, piece_digests(tracks, TICKS_PER_BEAT))
         windows += piece_windows(source, tracks, TICKS_PER_BEAT, BARS)
     return pieces, index, windows
 
