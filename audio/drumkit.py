@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from audio.stems import RenderError
+from stemforge.audio.stems import RenderError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
 CHOKE_FADE_SECONDS = 0.008

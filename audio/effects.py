@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from audio.stems import RenderError, db_to_gain
-from symbolic.conditions import ROLES
+from stemforge.audio.stems import RenderError, db_to_gain
+from stemforge.symbolic.conditions import ROLES
 
 # The sync contract allows a note to start within 1 ms of its grid time.
 MAX_WOW_DEPTH_MS = 1.0
@@ -330,7 +329,7 @@ def build_preset(data: Any, name: str, source: str) -> RenderPreset:
 
 
 def available_presets() -> list[str]:
-    from configs import CONFIG_DIR
+    from stemforge.configs import CONFIG_DIR
 
     return sorted(p.stem for p in (CONFIG_DIR / "render").glob("*.yaml"))
 
@@ -338,8 +337,7 @@ def available_presets() -> list[str]:
 def load_preset(name_or_path: str | Path) -> RenderPreset:
     """A shipped preset by name (`lofi`) or a YAML file path."""
     import yaml
-
-    from configs import resolve_config
+    from stemforge.configs import resolve_config
 
     try:
         path = resolve_config(name_or_path, "render")

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from audio.chroma import ChromaSettings, chroma_features, chroma_window, resample
-from audio.tempo_lock import TempoLock, lock_tempo
-from configs import load_config
-from symbolic.arrangement import Arrangement
-from symbolic.conditions import Conditions
-from symbolic.errors import UserError
+from stemforge.audio.chroma import ChromaSettings, chroma_features, chroma_window, resample
+from stemforge.audio.tempo_lock import TempoLock, lock_tempo
+from stemforge.configs import load_config
+from stemforge.symbolic.arrangement import Arrangement
+from stemforge.symbolic.conditions import Conditions
+from stemforge.symbolic.errors import UserError
 
 DEBUG_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "musicgen" / "debug.yaml"
 FINETUNE_FILE = "stemforge_finetune.json"  # written by finetune_musicgen next to a LoRA adapter
@@ -334,7 +333,7 @@ def render_musicgen(
     a summary per stem) and a tqdm bar per stem shows the decoding steps. `bundle` reuses a model
     already loaded with `load_musicgen`. Returns (StemSet, run.json fragment).
     """
-    from audio.stems import MIX_CEILING_DB, StemSet, db_to_gain, loop_samples
+    from stemforge.audio.stems import MIX_CEILING_DB, StemSet, db_to_gain, loop_samples
 
     conditions = arrangement.conditions
     if "melody" not in getattr(melody_stems, "stems", {}):

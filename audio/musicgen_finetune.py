@@ -33,9 +33,14 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
-
-from audio.chroma import ChromaSettings, chroma_features, chroma_window, resample
-from audio.musicgen import FINETUNE_FILE, LoadedMusicGen, MusicGenError, load_musicgen, save_model_folder
+from stemforge.audio.chroma import ChromaSettings, chroma_features, chroma_window, resample
+from stemforge.audio.musicgen import (
+    FINETUNE_FILE,
+    LoadedMusicGen,
+    MusicGenError,
+    load_musicgen,
+    save_model_folder,
+)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff")
 MIDI_SUFFIXES = (".mid", ".midi")

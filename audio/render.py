@@ -19,15 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from audio.assets import SoundAsset, best_soundfont, find_sounds, sha256_of
-from audio.drumkit import GM_DRUM_NAMES, DrumKit, load_kit, render_drums, substitute_note
-from audio.effects import RenderPreset, apply_chain, balance, load_preset
-from audio.soundfont import DRUM_BANK, NoteEvent, Preset, PresetSynth, SoundFontFile, read_soundfont
-from audio.stems import MIX_CEILING_DB, RenderError, StemSet, db_to_gain, loop_samples
-from audio.wav import write_wav_24bit_acid
-from symbolic.arrangement import BEATS_PER_BAR, Arrangement, Track
-from symbolic.conditions import ROLES
+from stemforge.audio.assets import SoundAsset, best_soundfont, find_sounds, sha256_of
+from stemforge.audio.drumkit import GM_DRUM_NAMES, DrumKit, load_kit, render_drums, substitute_note
+from stemforge.audio.effects import RenderPreset, apply_chain, balance, load_preset
+from stemforge.audio.soundfont import DRUM_BANK, NoteEvent, Preset, PresetSynth, SoundFontFile, read_soundfont
+from stemforge.audio.stems import MIX_CEILING_DB, RenderError, StemSet, db_to_gain, loop_samples
+from stemforge.audio.wav import write_wav_24bit_acid
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, Arrangement, Track
+from stemforge.symbolic.conditions import ROLES
 
 __all__ = ["RenderError", "RenderOptions", "parse_instrument_flags", "render_arrangement", "write_stems"]
 

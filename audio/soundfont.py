@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from audio.stems import RenderError
+from stemforge.audio.stems import RenderError
 
 PHDR = np.dtype(
     [

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-
-from audio.stems import RenderError
+from stemforge.audio.stems import RenderError
 
 ACID_FLAG_ONE_SHOT = 0x01
 ACID_FLAG_ROOT_NOTE = 0x02

@@ -27,15 +27,14 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
-
-from eval.novelty import VERDICTS, assess_grid, assess_tracks, run_grid_tracks  # noqa: E402
-from eval.reference import run_tracks  # noqa: E402
-from eval.report import EvalRequest, run_eval, store_tracks  # noqa: E402
-from pipeline.run import RunRequest, run  # noqa: E402
-from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
-from symbolic.canonical import NoveltyIndex  # noqa: E402
-from symbolic.model import DEFAULT_MODEL_DIR  # noqa: E402
-from symbolic.window_store import load_window_notes  # noqa: E402
+from stemforge.eval.novelty import VERDICTS, assess_grid, assess_tracks, run_grid_tracks  # noqa: E402
+from stemforge.eval.reference import run_tracks  # noqa: E402
+from stemforge.eval.report import EvalRequest, run_eval, store_tracks  # noqa: E402
+from stemforge.pipeline.run import RunRequest, run  # noqa: E402
+from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
+from stemforge.symbolic.canonical import NoveltyIndex  # noqa: E402
+from stemforge.symbolic.model import DEFAULT_MODEL_DIR  # noqa: E402
+from stemforge.symbolic.window_store import load_window_notes  # noqa: E402
 
 GENRES = ("lofi", "hiphop", "house", "techno", "funk", "rock", "jazz", "pop", "trap", "dnb", "reggae", "soul")
 

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from audio.musicgen import build_debug_musicgen, load_musicgen  # noqa: E402
+from stemforge.audio.musicgen import build_debug_musicgen, load_musicgen  # noqa: E402
 
 # Decoder shapes of the published checkpoints (config.json of each hub repo); text encoder T5-base,
 # codec EnCodec 32 kHz with 4 codebooks of 2048 for all three.

@@ -61,9 +61,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from eval.music_features import (  # noqa: E402
+from stemforge.eval.music_features import (  # noqa: E402
     COUNT_FIGURES,
     FEATURE_NAMES,
     FIGURES,
@@ -88,20 +86,21 @@ from eval.music_features import (  # noqa: E402
     total_share,
     window_features,
 )
-from eval.novelty import VERDICTS, assess_grid  # noqa: E402
-from eval.real_music import (  # noqa: E402
+from stemforge.eval.novelty import VERDICTS, assess_grid  # noqa: E402
+from stemforge.eval.real_music import (  # noqa: E402
     DATASETS,
     DEFAULT_DATA_ROOT,
     FIGURE_SOURCES,
     RealPiece,
     load_reference_sets,
 )
-from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
-from symbolic.canonical import WINDOW_BARS, NoveltyIndex, to_grid, track_digest  # noqa: E402
-from symbolic.conditions import GENRE_DEFAULT_BPM, GENRES, KEY_NAMES, ROLES, Key, parse_key  # noqa: E402
-from symbolic.model import Composer, load_composer  # noqa: E402
-from symbolic.plan import GENRE_STYLES  # noqa: E402
-from symbolic.tokenizer import NO_KEY, ComposerTokenizer  # noqa: E402
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
+from stemforge.symbolic.canonical import WINDOW_BARS, NoveltyIndex, to_grid, track_digest  # noqa: E402
+from stemforge.symbolic.conditions import GENRE_DEFAULT_BPM, GENRES, KEY_NAMES, ROLES, Key, parse_key  # noqa: E402
+from stemforge.symbolic.model import Composer, load_composer  # noqa: E402
+from stemforge.symbolic.plan import GENRE_STYLES  # noqa: E402
+from stemforge.symbolic.tokenizer import NO_KEY, ComposerTokenizer  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 BPM_TOLERANCE = 1e-3
@@ -387,7 +386,7 @@ def check_notes(tracks: dict[str, list[Note]], bars: int, composer: Composer) ->
 def run_request(request: Request, composer: Composer, bpm: float, out: Path):
     """The `RunRequest` of a bench request, with only the fields this version of
     pipeline.run has (new options are left at their defaults: the bench measures defaults)."""
-    from pipeline.run import RunRequest
+    from stemforge.pipeline.run import RunRequest
 
     wanted = {"prompt": f"{request.genre} {bpm:g} bpm", "genre": request.genre, "seed": request.seed,
               "bars": request.bars, "key": request.key, "density": request.density, "model": composer.path,
@@ -408,7 +407,7 @@ def generate_one(composer: Composer, request: Request, workdir: Path) -> Generat
 
 
 def _generate(composer: Composer, request: Request, bpm: float, out: Path) -> Generated:
-    from pipeline.run import run
+    from stemforge.pipeline.run import run
 
     bars = request.bars
     result = run(run_request(request, composer, bpm, out), composer=composer)

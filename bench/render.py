@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from audio.assets import best_soundfont, pip_soundfont  # noqa: E402
-from audio.render import RenderOptions, render_arrangement  # noqa: E402
-from symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track  # noqa: E402
-from symbolic.conditions import Conditions  # noqa: E402
+from stemforge.audio.assets import best_soundfont, pip_soundfont  # noqa: E402
+from stemforge.audio.render import RenderOptions, render_arrangement  # noqa: E402
+from stemforge.symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track  # noqa: E402
+from stemforge.symbolic.conditions import Conditions  # noqa: E402
 
 
 def groove(bars: int, bpm: float = 80.0, genre: str = "lofi") -> Arrangement:

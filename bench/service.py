@@ -43,15 +43,16 @@ def free_port() -> int:
 
 
 def bench_model(given: Path | None, scratch: Path) -> Path:
-    from symbolic.model import DEFAULT_MODEL_DIR, is_model_dir
+    from stemforge.symbolic.model import DEFAULT_MODEL_DIR, is_model_dir
 
     if given is not None:
         return given
     if is_model_dir(DEFAULT_MODEL_DIR):
         return DEFAULT_MODEL_DIR
     print("no shipped model: training a tiny one for the bench", file=sys.stderr)
-    from symbolic.prepare import prepare_dataset
-    from symbolic.train import TrainConfig, train
+    from stemforge.symbolic.prepare import prepare_dataset
+    from stemforge.symbolic.train import TrainConfig, train
+
     from tests.midi_fixtures import write_corpus
 
     corpus = write_corpus(scratch / "corpus", files_per_genre=4)
@@ -63,8 +64,7 @@ def bench_model(given: Path | None, scratch: Path) -> Path:
 def reference_seconds(model: Path, bars: int, scratch: Path, repeats: int = 3) -> float:
     """The same job through run() in this process, model loaded once (median of `repeats`)."""
     import torch
-
-    from pipeline.run import RunRequest, cached_composer, run
+    from stemforge.pipeline.run import RunRequest, cached_composer, run
 
     torch.set_num_threads(1)
     composer = cached_composer(str(model))
@@ -87,7 +87,7 @@ class Server:
                           "job_timeout_seconds: 300\nworker_threads: 1\nrecent_jobs: 50\n")
         env = {**os.environ, "STEMFORGE_SERVICE_CONFIG": str(config)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port), "--data", str(data),
+            [sys.executable, "-m", "stemforge.pipeline.cli", "serve", "--port", str(self.port), "--data", str(data),
              "--model", str(model), "--workers", str(workers)], cwd=ROOT, env=env,
             stdout=subprocess.DEVNULL, stderr=open(data.parent / "server.log", "w"))
         started = time.monotonic()

@@ -19,12 +19,11 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch  # noqa: E402
-
-from symbolic.conditions import ROLES, build_conditions  # noqa: E402
-from symbolic.model import Composer, build_gpt2, load_composer  # noqa: E402
-from symbolic.plan import plan_for  # noqa: E402
-from symbolic.sampling import SamplePlan, Sampler, SamplingSettings  # noqa: E402
-from symbolic.tokenizer import ComposerTokenizer, TokenizerSpec  # noqa: E402
+from stemforge.symbolic.conditions import ROLES, build_conditions  # noqa: E402
+from stemforge.symbolic.model import Composer, build_gpt2, load_composer  # noqa: E402
+from stemforge.symbolic.plan import plan_for  # noqa: E402
+from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings  # noqa: E402
+from stemforge.symbolic.tokenizer import ComposerTokenizer, TokenizerSpec  # noqa: E402
 
 
 def random_composer(n_layer: int, n_embd: int, n_head: int) -> Composer:

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from eval.reference import EvalError
+from stemforge.eval.reference import EvalError
 
 
 class EmbeddingError(EvalError):
@@ -62,7 +61,7 @@ def weights_identity(embedder: Embedding) -> str | None:
         return None
     path = Path(embedder.weights).expanduser()
     if not embedder.weights.startswith(("http://", "https://")) and path.exists():
-        from audio.assets import sha256_of
+        from stemforge.audio.assets import sha256_of
 
         return sha256_of(path)
     return f"{embedder.weights}@{embedder.revision}" if embedder.revision else embedder.weights
@@ -71,11 +70,11 @@ def weights_identity(embedder: Embedding) -> str | None:
 def embedding_identity(embedder: Embedding) -> dict:
     """Everything an embedding's frames depend on besides the audio: its settings, weights,
     this module and the conforming code (eval.reference), and the libraries it calls."""
-    from eval.cache import code_digest, library_versions
+    from stemforge.eval.cache import code_digest, library_versions
 
     return {"name": embedder.name, "sample_rate": embedder.sample_rate, "channels": embedder.channels,
             "dim": embedder.dim, "frame_seconds": embedder.frame_seconds, "weights": embedder.weights,
-            "weights_sha256": weights_identity(embedder), "code": code_digest(("eval.embeddings", "eval.reference")),
+            "weights_sha256": weights_identity(embedder), "code": code_digest(("stemforge.eval.embeddings", "stemforge.eval.reference")),
             "libraries": library_versions(embedder.libraries)}
 
 

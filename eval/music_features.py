@@ -28,11 +28,10 @@ from typing import Protocol
 import numpy as np
 import torch
 from scipy.spatial.distance import jensenshannon
-
-from symbolic.arrangement import BEATS_PER_BAR, Note
-from symbolic.canonical import GRID_PER_BEAT
-from symbolic.conditions import Key
-from symbolic.corpus import estimate_key
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.canonical import GRID_PER_BEAT
+from stemforge.symbolic.conditions import Key
+from stemforge.symbolic.corpus import estimate_key
 
 STEPS_PER_BAR = 16  # 16th notes
 STEPS_PER_BEAT = STEPS_PER_BAR // BEATS_PER_BAR

@@ -39,9 +39,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse
-
-from symbolic.arrangement import BEATS_PER_BAR, Note
-from symbolic.canonical import (
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.canonical import (
     BAR_STEPS,
     GRID_PER_BEAT,
     ROLE_CODES,
@@ -52,7 +51,7 @@ from symbolic.canonical import (
     part_rows,
     to_grid,
 )
-from symbolic.window_store import WINDOW_STEPS, WindowNotes, window_rows
+from stemforge.symbolic.window_store import WINDOW_STEPS, WindowNotes, window_rows
 
 COPY_BARS = 3  # consecutive bars equal to one training part: copied
 NEAR_BARS = 2  # ... near copy
@@ -204,7 +203,7 @@ def summarize(pieces: list[dict]) -> dict:
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(path: str):
-    from symbolic.tokenizer import ComposerTokenizer
+    from stemforge.symbolic.tokenizer import ComposerTokenizer
 
     return ComposerTokenizer.load(Path(path))
 

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from eval.music_features import Stat, grid_step, line, piece_figures, snap_notes
-from symbolic import corpus_rules as rules
-from symbolic.arrangement import BEATS_PER_BAR, Note
-from symbolic.conditions import Key
-from symbolic.corpus import (
+from stemforge.eval.music_features import Stat, grid_step, line, piece_figures, snap_notes
+from stemforge.symbolic import corpus_rules as rules
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.conditions import Key
+from stemforge.symbolic.corpus import (
     CorpusConfig,
     cut_excerpt,
     gmd_genre,

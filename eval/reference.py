@@ -19,18 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from eval.cache import code_digest, library_versions
-from symbolic.arrangement import (
+from stemforge.eval.cache import code_digest, library_versions
+from stemforge.symbolic.arrangement import (
     TICKS_PER_BAR,
     Arrangement,
     ArrangementError,
     midi_length_ticks,
     read_tracks,
 )
-from symbolic.canonical import file_sha256
-from symbolic.conditions import GENRES, ROLES, Conditions, match_genre
-from symbolic.errors import UserError
+from stemforge.symbolic.canonical import file_sha256
+from stemforge.symbolic.conditions import GENRES, ROLES, Conditions, match_genre
+from stemforge.symbolic.errors import UserError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".mp3")
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -226,7 +225,7 @@ def render_options_for(runs: list[dict]) -> tuple[object, list[str]]:
     SoundFont, drum kit, dry/tail settings and sample rate (first run wins). FX presets
     and instruments are left to each reference piece's own genre and programs, as the
     runs' were to theirs. Only fields RenderOptions has are passed on."""
-    from audio.render import RenderOptions
+    from stemforge.audio.render import RenderOptions
 
     names = {f.name for f in dataclasses.fields(RenderOptions)}
     notes: list[str] = []
@@ -264,7 +263,7 @@ def reference_genre(path: Path, row: dict) -> str | None:
 
 def render_midi(path: Path, options: object, row: dict | None = None) -> list[Clip]:
     """One reference MIDI file through the sample renderer: one clip per role + the mix."""
-    from audio.render import render_arrangement
+    from stemforge.audio.render import render_arrangement
 
     row = row or {}
     arrangement = arrangement_from_midi(path, genre=row.get("genre"), bpm=row.get("bpm"))
@@ -278,8 +277,8 @@ def render_midi(path: Path, options: object, row: dict | None = None) -> list[Cl
 
 # What rendered reference audio depends on besides the MIDI and RenderOptions: the renderer's
 # code and the libraries that synthesize and process it.
-RENDER_MODULES = ("audio.render", "audio.soundfont", "audio.drumkit", "audio.effects", "audio.stems",
-                  "symbolic.arrangement", "eval.reference")
+RENDER_MODULES = ("stemforge.audio.render", "stemforge.audio.soundfont", "stemforge.audio.drumkit", "stemforge.audio.effects", "stemforge.audio.stems",
+                  "stemforge.symbolic.arrangement", "stemforge.eval.reference")
 RENDER_LIBRARIES = ("numpy", "pedalboard", "tinysoundfont")
 
 
@@ -287,7 +286,7 @@ def _asset_identity(value: object) -> dict | None:
     """A SoundFont or kit (file, folder, or the name of a found kit) by its content."""
     if value is None:
         return None
-    from audio.assets import find_sounds, sha256_of
+    from stemforge.audio.assets import find_sounds, sha256_of
 
     path = Path(str(value)).expanduser()
     if not path.exists():
@@ -301,7 +300,7 @@ def _asset_identity(value: object) -> dict | None:
 def _presets_identity(preset: object) -> dict:
     """The FX preset(s) by content: a named or YAML preset, else all shipped genre presets
     (each reference piece takes its own genre's)."""
-    from configs import CONFIG_DIR, resolve_config
+    from stemforge.configs import CONFIG_DIR, resolve_config
 
     if preset is not None:
         try:
@@ -320,7 +319,7 @@ def render_identity(options: object) -> dict:
     values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
     soundfont = values.get("soundfont")
     if soundfont is None and "soundfont" in values:
-        from audio.assets import best_soundfont
+        from stemforge.audio.assets import best_soundfont
 
         soundfont = best_soundfont()
     return {

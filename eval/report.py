@@ -1,7 +1,7 @@
 """`pipeline eval`: FAD and SHA-256 novelty of run folders against the training set,
 written as report.json, report.md and a self-contained report.html (plots inline).
 
-    from eval.report import EvalRequest, run_eval
+    from stemforge.eval.report import EvalRequest, run_eval
     report = run_eval(EvalRequest([Path("runs/a"), Path("runs/b")], Path("report"), model_dir=Path("model")))
 
 The out folder is written under a temporary name and renamed into place; an existing
@@ -24,11 +24,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-
-from eval.cache import CachedClip, FrameCache, code_digest
-from eval.embeddings import EMBEDDINGS, Embedding, build_embedding, embedding_identity, weights_identity
-from eval.fad import FEW_CLIPS, MIN_CLIPS, fad_with_intervals, has_usable_interval, intervals_overlap
-from eval.music_features import (
+from stemforge.eval.cache import CachedClip, FrameCache, code_digest
+from stemforge.eval.embeddings import (
+    EMBEDDINGS,
+    Embedding,
+    build_embedding,
+    embedding_identity,
+    weights_identity,
+)
+from stemforge.eval.fad import (
+    FEW_CLIPS,
+    MIN_CLIPS,
+    fad_with_intervals,
+    has_usable_interval,
+    intervals_overlap,
+)
+from stemforge.eval.music_features import (
     FIGURES,
     Mean,
     Share,
@@ -38,8 +49,8 @@ from eval.music_features import (
     piece_figures,
     pool_figures,
 )
-from eval.novelty import VERDICTS, piece_novelty, run_grid_tracks, summarize, thresholds
-from eval.reference import (
+from stemforge.eval.novelty import VERDICTS, piece_novelty, run_grid_tracks, summarize, thresholds
+from stemforge.eval.reference import (
     CLIP_ROLES,
     MIX,
     ClipSource,
@@ -53,10 +64,16 @@ from eval.reference import (
     run_sources,
     run_tracks,
 )
-from symbolic.arrangement import TICKS_PER_BEAT, Note
-from symbolic.canonical import GRID_PER_BEAT, WINDOW_BARS, IndexVersionError, NoveltyIndex, file_sha256
-from symbolic.conditions import ConditionError, Key, parse_key
-from symbolic.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
+from stemforge.symbolic.arrangement import TICKS_PER_BEAT, Note
+from stemforge.symbolic.canonical import (
+    GRID_PER_BEAT,
+    WINDOW_BARS,
+    IndexVersionError,
+    NoveltyIndex,
+    file_sha256,
+)
+from stemforge.symbolic.conditions import ConditionError, Key, parse_key
+from stemforge.symbolic.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
 
 __all__ = ["EvalError", "EvalRequest", "run_eval"]
 
@@ -505,7 +522,7 @@ def training_figures(store: WindowNotes, cache: FrameCache | None = None) -> dic
     key = {"kind": "training window figures", "version": 1,
            "windows_sha256": hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (
                store.rows, store.offsets, store.source_ids)) + json.dumps(store.sources).encode()).hexdigest(),
-           "code": code_digest(("eval.music_features", "symbolic.window_store", "eval.report"))}
+           "code": code_digest(("stemforge.eval.music_features", "stemforge.symbolic.window_store", "stemforge.eval.report"))}
     cached = cache.get_document("training-figures", key) if cache is not None else None
     if cached is not None:
         return {genre: {name: (Share if kind == "share" else Mean)(a, b) for name, (kind, a, b) in figures.items()}
@@ -631,7 +648,7 @@ ROLE_COLOURS = {"drums": "tab:gray", "bass": "tab:blue", "melody": "tab:orange"}
 
 
 def _roll(ax, window: dict[str, np.ndarray], title: str) -> None:
-    from symbolic.canonical import GRID_PER_BEAT
+    from stemforge.symbolic.canonical import GRID_PER_BEAT
 
     for role, rows in window.items():
         for onset, duration, pitch in rows.tolist():
@@ -664,7 +681,7 @@ def _plot_piano_rolls(pairs: list[tuple[str, dict, str, dict]], path: Path) -> N
 
 
 def _window_dict(rows: np.ndarray) -> dict[str, np.ndarray]:
-    from symbolic.window_store import CODE_ROLES
+    from stemforge.symbolic.window_store import CODE_ROLES
 
     return {CODE_ROLES[int(c)]: rows[rows[:, 0] == c, 1:].astype(np.int32) for c in np.unique(rows[:, 0])}
 

@@ -12,8 +12,8 @@ import threading
 import traceback
 from pathlib import Path
 
-from symbolic.conditions import DENSITIES, GENRES, ROLES
-from symbolic.errors import UserError
+from stemforge.symbolic.conditions import DENSITIES, GENRES, ROLES
+from stemforge.symbolic.errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -103,7 +103,7 @@ def _add_render_flags(parser: argparse.ArgumentParser, with_stems_switch: bool) 
 def _render_fields(args: argparse.Namespace) -> dict:
     instruments = {}
     if args.instrument:
-        from audio.render import parse_instrument_flags
+        from stemforge.audio.render import parse_instrument_flags
 
         instruments = parse_instrument_flags(args.instrument)
     return {"renderer": args.renderer, "sample_rate": args.sample_rate, "soundfont": args.soundfont,
@@ -112,8 +112,8 @@ def _render_fields(args: argparse.Namespace) -> dict:
 
 
 def _run_request(args: argparse.Namespace):
-    from pipeline.run import RunRequest
-    from symbolic.plan import parse_loop
+    from stemforge.pipeline.run import RunRequest
+    from stemforge.symbolic.plan import parse_loop
 
     return RunRequest(
         prompt=args.prompt, genre=args.genre, bpm=args.bpm, key=args.key, bars=args.bars, density=args.density,
@@ -126,9 +126,8 @@ def _run_request(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from stemforge.pipeline.run import run
     from tqdm import tqdm
-
-    from pipeline.run import run
 
     bar = tqdm(total=100, desc="run", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
                disable=not sys.stderr.isatty())
@@ -157,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from symbolic.prepare import PrepareConfig, prepare_dataset
+    from stemforge.symbolic.prepare import PrepareConfig, prepare_dataset
 
     summary = prepare_dataset(args.midi_dir, args.out, args.metadata, PrepareConfig.load(args.config))
     print(f"prepared {args.out}: {summary['files']['used']} files used, {summary['files']['skipped']} skipped "
@@ -167,7 +166,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from symbolic.train import TrainConfig, checkpoint_config, train
+    from stemforge.symbolic.train import TrainConfig, checkpoint_config, train
 
     config = checkpoint_config(args.out) if args.resume and args.config is None else None
     if config is None:
@@ -181,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from pipeline.run import RunRequest, render_run
+    from stemforge.pipeline.run import RunRequest, render_run
 
     target = render_run(args.run_dir, RunRequest(stems=True, **_render_fields(args)), args.out)
     print(f"rendered {target}")
@@ -189,7 +188,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_sounds(args: argparse.Namespace) -> int:
-    from audio.assets import find_sounds
+    from stemforge.audio.assets import find_sounds
 
     sounds = find_sounds()
     if args.json:
@@ -202,7 +201,7 @@ def cmd_sounds(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from eval.report import EvalRequest, run_eval
+    from stemforge.eval.report import EvalRequest, run_eval
 
     weights = {}
     for item in args.embedding_weights:
@@ -222,8 +221,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from configs import resolve_config
-    from symbolic.corpus import CorpusConfig, build_corpus
+    from stemforge.configs import resolve_config
+    from stemforge.symbolic.corpus import CorpusConfig, build_corpus
 
     summary = build_corpus(args.data, args.out, CorpusConfig.load(resolve_config(args.config, "corpus")))
     print(f"built corpus {args.out}: {summary['files']} files, {summary['notes']} notes in {summary['seconds']} s "
@@ -233,7 +232,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune_musicgen(args: argparse.Namespace) -> int:
-    from audio.musicgen_finetune import FinetuneRequest, finetune_musicgen
+    from stemforge.audio.musicgen_finetune import FinetuneRequest, finetune_musicgen
 
     summary = finetune_musicgen(FinetuneRequest(
         stems_dir=args.stems_dir, out_dir=args.out, base=args.base, lora=args.lora, steps=args.steps,
@@ -245,7 +244,7 @@ def cmd_finetune_musicgen(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pipeline.service import serve
+    from stemforge.pipeline.service import serve
 
     serve(host=args.host, port=args.port, data_dir=args.data, token=args.token or os.environ.get("STEMFORGE_TOKEN"),
           model=args.model, workers=args.workers, config=args.config)

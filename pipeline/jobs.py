@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from symbolic.errors import UserError
+from stemforge.symbolic.errors import UserError
 
 try:  # Unix: lets a restarted service wait until the workers of a killed one have exited
     import fcntl
@@ -305,13 +305,13 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, torch_thread
     import torch
 
     torch.set_num_threads(max(1, torch_threads))
-    from pipeline.run import RunRequest, cached_composer, run
-    from symbolic.compose import sampler_for
+    from stemforge.pipeline.run import RunRequest, cached_composer, run
+    from stemforge.symbolic.compose import sampler_for
 
     try:
         composer = cached_composer(model)
         sampler_for(composer)  # grammar tables, built once per worker
-        import audio.render  # noqa: F401 - imported now so the first job does not pay for it
+        import stemforge.audio.render  # noqa: F401 - imported now so the first job does not pay for it
     except Exception as error:  # the service checked the model already; this is unexpected
         conn.send(("fatal", f"worker could not load the model: {error}"))
         return

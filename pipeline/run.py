@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from symbolic.arrangement import (
+from stemforge.symbolic.arrangement import (
     TICKS_PER_BEAT,
     Arrangement,
     ArrangementError,
@@ -22,9 +22,9 @@ from symbolic.arrangement import (
     read_tracks,
     role_of_track_name,
 )
-from symbolic.canonical import file_sha256
-from symbolic.compose import ComposeError, Feel, compose
-from symbolic.conditions import (
+from stemforge.symbolic.canonical import file_sha256
+from stemforge.symbolic.compose import ComposeError, Feel, compose
+from stemforge.symbolic.conditions import (
     LOOP_CHOICES,
     ROLES,
     UNLABELLED_GENRE,
@@ -34,11 +34,11 @@ from symbolic.conditions import (
     nearest_known_genre,
     validate,
 )
-from symbolic.errors import UserError
-from symbolic.groove import MAX_SWING_PERCENT
-from symbolic.model import Composer, load_composer
-from symbolic.paths import output_problem
-from symbolic.sampling import SamplingSettings
+from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.groove import MAX_SWING_PERCENT
+from stemforge.symbolic.model import Composer, load_composer
+from stemforge.symbolic.paths import output_problem
+from stemforge.symbolic.sampling import SamplingSettings
 
 Progress = Callable[[str, float], None]
 
@@ -119,8 +119,7 @@ def _seed_clip_tracks(path: Path) -> dict[str, Track]:
         raise RunError(f"--seed-midi: {path} is not a readable MIDI file") from error
     if len(tracks) < len(ROLES):
         import symusic
-
-        from symbolic.prepare import detect_roles
+        from stemforge.symbolic.prepare import detect_roles
 
         score = symusic.Score(str(path))
         named = {i for i, t in enumerate(score.tracks) if role_of_track_name(t.name) in tracks}
@@ -319,7 +318,7 @@ def _write_symbolic(directory: Path, arrangement: Arrangement, request: RunReque
 
 
 def render_options(request: RunRequest):
-    from audio.render import RenderOptions
+    from stemforge.audio.render import RenderOptions
 
     return RenderOptions(
         sample_rate=request.sample_rate, soundfont=request.soundfont, kit=request.kit,
@@ -330,7 +329,7 @@ def render_options(request: RunRequest):
 def check_render_request(request: RunRequest) -> None:
     """The render flags of a request, before composing: renderer, sample rate, preset,
     SoundFont, kit, instruments, and for MusicGen that weights are named."""
-    from audio.render import RenderError, check_render_options
+    from stemforge.audio.render import RenderError, check_render_options
 
     if request.renderer not in ("sample", "musicgen"):
         raise RunError(f"--renderer: unknown renderer {request.renderer!r}; use sample or musicgen")
@@ -345,11 +344,11 @@ def check_render_request(request: RunRequest) -> None:
 def render_into(directory: Path, arrangement: Arrangement, request: RunRequest,
                 progress: Progress | None = None) -> dict:
     """Render stems into `directory`; returns the run.json fields the renderer adds."""
-    from audio.render import render_arrangement, write_stems
+    from stemforge.audio.render import render_arrangement, write_stems
 
     stems, info = render_arrangement(arrangement, render_options(request), progress)
     if request.renderer == "musicgen":
-        from audio.musicgen import MusicGenOptions, render_musicgen
+        from stemforge.audio.musicgen import MusicGenOptions, render_musicgen
 
         if not request.musicgen:
             raise RunError("--musicgen: name a hub id or a local folder for --renderer musicgen")

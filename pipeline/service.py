@@ -1,6 +1,6 @@
 """`pipeline serve`: an HTTP API with a job queue, and a web page to compose, listen and download.
 
-    from pipeline.service import ServiceLimits, create_app, serve
+    from stemforge.pipeline.service import ServiceLimits, create_app, serve
     serve(host="127.0.0.1", port=8000, data_dir=Path("stemforge-service"), token=None, model=None, workers=1)
 
 Jobs run `pipeline.run.run()` exactly as the CLI does (see pipeline/jobs.py for the queue and
@@ -30,9 +30,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-
-from configs import CONFIG_DIR
-from pipeline.jobs import (
+from stemforge.configs import CONFIG_DIR
+from stemforge.pipeline.jobs import (
     FINISHED,
     Job,
     JobError,
@@ -42,11 +41,11 @@ from pipeline.jobs import (
     recover,
     wait_for_orphan_workers,
 )
-from pipeline.run import RunRequest, request_conditions
-from symbolic.conditions import MAX_SEED, ROLES, ConditionError, validate
-from symbolic.errors import UserError
-from symbolic.model import load_composer
-from symbolic.sampling import SamplingSettings
+from stemforge.pipeline.run import RunRequest, request_conditions
+from stemforge.symbolic.conditions import MAX_SEED, ROLES, ConditionError, validate
+from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.model import load_composer
+from stemforge.symbolic.sampling import SamplingSettings
 
 try:
     import fcntl
@@ -288,7 +287,7 @@ class ServiceState:
 
     def sound_names(self) -> set[str]:
         if self._sound_names is None:
-            from audio.assets import find_sounds
+            from stemforge.audio.assets import find_sounds
 
             self._sound_names = {s.name.lower() for s in find_sounds()}
         return self._sound_names
@@ -341,8 +340,8 @@ class ServiceState:
         return values
 
     def _check_render(self, values: dict) -> None:
-        from audio.effects import available_presets
-        from audio.render import RenderOptions, check_settings
+        from stemforge.audio.effects import available_presets
+        from stemforge.audio.render import RenderOptions, check_settings
 
         if values["renderer"] not in ("sample", "musicgen"):
             raise FieldError("renderer", f"renderer: unknown renderer {values['renderer']!r}; use sample or musicgen")
@@ -653,8 +652,8 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
     @api.get("/jobs/{job_id}/notes", response_model=NotesInfo)
     def get_notes(job_id: str) -> NotesInfo:
         """The notes of every role for the page's piano roll (read with symbolic.arrangement.read_tracks)."""
-        from pipeline.run import arrangement_from_run
-        from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT
+        from stemforge.pipeline.run import arrangement_from_run
+        from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT
 
         job = done_job(job_id)
         arrangement, _ = arrangement_from_run(state.run_dir(job))
@@ -674,7 +673,7 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
 
     @api.get("/sounds", response_model=list[SoundInfo])
     def get_sounds() -> list[SoundInfo]:
-        from audio.assets import find_sounds
+        from stemforge.audio.assets import find_sounds
 
         return [SoundInfo(name=s.name, kind=s.kind, path=str(s.path), source=s.source) for s in find_sounds()]
 

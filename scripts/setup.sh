@@ -25,9 +25,9 @@ else
   # pinned: a looser requirement makes pip fetch a multi-GB CUDA build on CPU machines
   "${pip[@]}" torch==2.13.0
 fi
-"${pip[@]}" --config-settings editable_mode=compat -e ".[dev]"
+"${pip[@]}" -e ".[dev]"
 # tinysoundfont's metadata asks for pyaudio (live playback only, needs portaudio headers):
 # the renderer does not use it, so install the wheel without it
 "${pip[@]}" --no-deps tinysoundfont==0.3.7
-.venv/bin/python -c "import symbolic, audio, eval, pipeline, tinysoundfont" \
+.venv/bin/python -c "import stemforge.pipeline.cli, tinysoundfont" \
   && echo "setup: ready (.venv/bin/pipeline --help)"

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import symusic
-
-from symbolic.conditions import ROLES, Conditions, Key, parse_key
-from symbolic.errors import UserError
+from stemforge.symbolic.conditions import ROLES, Conditions, Key, parse_key
+from stemforge.symbolic.errors import UserError
 
 TICKS_PER_BEAT = 480
 BEATS_PER_BAR = 4

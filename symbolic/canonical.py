@@ -36,10 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from symbolic.arrangement import BEATS_PER_BAR, Note
-from symbolic.corpus_rules import FEEL_GRIDS, SWING_MARGIN, TPB, snap
-from symbolic.errors import UserError
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.corpus_rules import FEEL_GRIDS, SWING_MARGIN, TPB, snap
+from stemforge.symbolic.errors import UserError
 
 GRID_PER_BEAT = 12
 BAR_STEPS = GRID_PER_BEAT * BEATS_PER_BAR  # grid steps in one 4/4 bar

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from symbolic.arrangement import (
+from stemforge.symbolic.arrangement import (
     BEATS_PER_BAR,
     DEFAULT_PROGRAMS,
     GENRE_PROGRAMS,
@@ -24,12 +24,12 @@ from symbolic.arrangement import (
     Track,
     without_overlaps,
 )
-from symbolic.conditions import ROLES, Conditions
-from symbolic.errors import UserError
-from symbolic.groove import GrooveError
-from symbolic.model import Composer
-from symbolic.plan import CompositionPlan, plan_for
-from symbolic.sampling import SamplePlan, Sampler, SampleStats, SamplingSettings
+from stemforge.symbolic.conditions import ROLES, Conditions
+from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.groove import GrooveError
+from stemforge.symbolic.model import Composer
+from stemforge.symbolic.plan import CompositionPlan, plan_for
+from stemforge.symbolic.sampling import SamplePlan, Sampler, SampleStats, SamplingSettings
 
 
 class ComposeError(UserError):
@@ -70,7 +70,7 @@ def on_feel_grid(track: Track) -> Track:
     may be a live take) snapped to the grid its feel implies: straight 16ths, triplets or
     swung 16ths, as the corpus quantizes performances. Rounding it to the nearest 1/12 beat
     instead would put a swung "and" on positions the model never saw."""
-    from symbolic.corpus_rules import GRID, detect_feel, snap
+    from stemforge.symbolic.corpus_rules import GRID, detect_feel, snap
 
     feel, _ = detect_feel([n.start for n in track.notes])
     notes = []
@@ -87,7 +87,7 @@ def apply_groove(tracks: dict[str, Track], conditions: Conditions, feel: Feel, k
     what was applied, for run.json."""
     if feel.quantize:
         return {"quantized": True, "swing_percent": 50.0}
-    from symbolic.groove import GENRE_SWING, apply_feel, default_pool
+    from stemforge.symbolic.groove import GENRE_SWING, apply_feel, default_pool
 
     template = default_pool().template(conditions.genre)
     swing = feel.swing_percent if feel.swing_percent is not None else GENRE_SWING.get(conditions.genre, 50.0)

@@ -10,8 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
-
-from symbolic.errors import UserError
+from stemforge.symbolic.errors import UserError
 
 ROLES: tuple[str, ...] = ("drums", "bass", "melody")
 
@@ -235,7 +234,7 @@ def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
 
 def progression_of(conditions: Conditions):
     """The `Progression` of a piece's `chords` (None when it has none)."""
-    from symbolic.harmony import parse_progression
+    from stemforge.symbolic.harmony import parse_progression
 
     if not conditions.chords:
         return None
@@ -284,7 +283,7 @@ def parse_prompt(prompt: str) -> dict:
 
     Returns only what the prompt names; `build_conditions` fills the rest.
     """
-    from symbolic.harmony import progression_in_prompt
+    from stemforge.symbolic.harmony import progression_in_prompt
 
     text = " ".join(prompt.split())  # one space per gap keeps every pattern below linear in the prompt
     found: dict = {}
@@ -418,7 +417,7 @@ def key_of_chords(text: str) -> Key | None:
     the keys whose scale holds the most of the progression (by length), the one whose tonic
     chord opens it, else closes it, else appears in it; the Krumhansl-Kessler fit of the
     chord tones breaks what ties remain. "Am F C G" is in A minor, "Dm G C" in C major."""
-    from symbolic.harmony import chord_tones, parse_progression
+    from stemforge.symbolic.harmony import chord_tones, parse_progression
 
     try:
         in_c, in_a = parse_progression(text, Key(0, "major")), parse_progression(text, Key(9, "minor"))
@@ -456,7 +455,7 @@ def default_chords(conditions: Conditions) -> str:
     """The genre's default progression in the piece's key, drawn by the seed: one whose
     cycle fits the loop (a 2-bar loop gets a 1- or 2-bar progression) and, where the draws
     allow, that starts on the tonic chord, so the loop states its key before it travels."""
-    from symbolic.harmony import default_progression
+    from stemforge.symbolic.harmony import default_progression
 
     key = conditions.key_obj
     fallback = None

@@ -14,11 +14,12 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
-
-from symbolic.arrangement import Note
-from symbolic.conditions import Key
-from symbolic.harmony import Chord, ChordSpan
-from symbolic.harmony import parse_chord as parse_chord  # re-exported: corpus and its tests read chords here
+from stemforge.symbolic.arrangement import Note
+from stemforge.symbolic.conditions import Key
+from stemforge.symbolic.harmony import Chord, ChordSpan
+from stemforge.symbolic.harmony import (
+    parse_chord as parse_chord,  # re-exported: corpus and its tests read chords here
+)
 
 TPB = 480
 BAR = 4 * TPB

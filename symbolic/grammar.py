@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 import torch
-
-from symbolic.errors import UserError
-from symbolic.tokenizer import ROLE_PROGRAMS, ComposerTokenizer
+from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.tokenizer import ROLE_PROGRAMS, ComposerTokenizer
 
 
 class Kind(IntEnum):
@@ -89,7 +88,7 @@ class GrammarTables:
 
     def in_key(self, key: str) -> torch.Tensor:
         """1.0 on pitched-note tokens whose pitch class is in `key`'s scale, else 0."""
-        from symbolic.conditions import parse_key
+        from stemforge.symbolic.conditions import parse_key
 
         scale = torch.tensor(sorted(parse_key(key).scale_pitch_classes))
         return (self.pitched & torch.isin(self.value % 12, scale)).float()

@@ -32,10 +32,9 @@ from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from symbolic import corpus_rules as rules
-from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track
-from symbolic.errors import UserError
+from stemforge.symbolic import corpus_rules as rules
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track
+from stemforge.symbolic.errors import UserError
 
 GROOVES_PATH = Path(__file__).resolve().parent / "grooves.json"
 GROOVES_FORMAT = 1
@@ -379,8 +378,8 @@ def gmd_performances(gmd_root: Path, splits: Sequence[str] = ("train",)) -> list
     """The GMD 4/4 beat takes of `splits` whose style the corpus recipe maps to a genre
     (symbolic.corpus.load_gmd chooses them, configs/corpus/default.yaml maps the styles),
     read again as played: the corpus keeps only the grid, the feel is in what it drops."""
-    from configs import resolve_config
-    from symbolic.corpus import CorpusConfig, load_gmd, read_gmd_hits, read_gmd_info
+    from stemforge.configs import resolve_config
+    from stemforge.symbolic.corpus import CorpusConfig, load_gmd, read_gmd_hits, read_gmd_info
 
     gmd_root = Path(gmd_root)
     config = CorpusConfig.load(resolve_config("default", "corpus"))

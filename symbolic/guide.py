@@ -23,12 +23,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-
-from symbolic.arrangement import BEATS_PER_BAR
-from symbolic.conditions import parse_key
-from symbolic.grammar import GrammarState, GrammarTables, Kind
-from symbolic.plan import CompositionPlan
-from symbolic.style import StyleStats
+from stemforge.symbolic.arrangement import BEATS_PER_BAR
+from stemforge.symbolic.conditions import parse_key
+from stemforge.symbolic.grammar import GrammarState, GrammarTables, Kind
+from stemforge.symbolic.plan import CompositionPlan
+from stemforge.symbolic.style import StyleStats
 
 KICK_PITCHES: frozenset[int] = frozenset({35, 36})
 LEAP_SEMITONES = 5  # a 4th or more

@@ -6,7 +6,7 @@ its strong beats. This module owns the chord types (`Chord`, `ChordSpan`), reads
 producers write them (symbols "Am7 F C/E", roman numerals "vi IV I V", POP909's Harte
 labels "F#:maj7/5"), finds chords named in a prompt, and picks a default progression per
 genre from real pop progressions counted in POP909 (`symbolic/progressions.json`, rebuilt by
-`python -m symbolic.harmony build`). `docs/harmony.md` is the user-facing description.
+`python -m stemforge.symbolic.harmony build`). `docs/harmony.md` is the user-facing description.
 
 Times are ticks at 480 per beat unless a caller says otherwise; bars are 4/4.
 """
@@ -24,7 +24,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from symbolic.conditions import KEY_NAMES, PITCH_CLASSES, ConditionError, Key, parse_key
+from stemforge.symbolic.conditions import KEY_NAMES, PITCH_CLASSES, ConditionError, Key, parse_key
 
 TPB = 480
 BEATS_PER_BAR = 4
@@ -587,12 +587,12 @@ BORROWED_ROOTS: dict[str, frozenset[int]] = {"major": frozenset({3, 8, 10}), "mi
 
 @cache
 def load_table(path: Path = TABLE_PATH) -> dict[str, Any]:
-    """The shipped progression statistics (`python -m symbolic.harmony build` writes them)."""
+    """The shipped progression statistics (`python -m stemforge.symbolic.harmony build` writes them)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise ChordError(f"chords: cannot read the progression table {path} ({error}); rebuild it with "
-                         "`python -m symbolic.harmony build`") from error
+                         "`python -m stemforge.symbolic.harmony build`") from error
 
 
 def romans_in_key(romans: list[str], key: Key) -> tuple[Chord, ...]:
@@ -600,7 +600,7 @@ def romans_in_key(romans: list[str], key: Key) -> tuple[Chord, ...]:
     chords = tuple(parse_roman(r, key) for r in romans)
     if any(c is None for c in chords):
         raise ChordError(f"chords: the progression table holds {' '.join(romans)!r}, not roman numerals; "
-                         "rebuild it with `python -m symbolic.harmony build`")
+                         "rebuild it with `python -m stemforge.symbolic.harmony build`")
     return chords  # type: ignore[return-value]  # no None left
 
 
@@ -784,7 +784,7 @@ def extract_progressions(pop909: Path, max_songs: int | None = None, top: int = 
                          relative_minor: bool = False) -> dict[str, Any]:
     """Count the 4-bar chord cycles of POP909 (chord_midi.txt, key_audio.txt, beat_midi.txt,
     index.xlsx) as roman numerals per mode; the `top` of each mode by songs using them."""
-    from symbolic.corpus import _read_pop909_index, load_pop909_harmony  # heavy: only to build
+    from stemforge.symbolic.corpus import _read_pop909_index, load_pop909_harmony  # heavy: only to build
 
     index = _read_pop909_index(pop909 / "index.xlsx")
     folders = sorted(p for p in pop909.iterdir() if p.is_dir() and p.name.isdigit())[:max_songs]
@@ -810,7 +810,7 @@ def extract_progressions(pop909: Path, max_songs: int | None = None, top: int = 
                         "songs": len(songs[p]), "windows": windows[p]} for p in patterns[:top]]
     return {
         "source": SOURCE,
-        "built_by": "python -m symbolic.harmony build",
+        "built_by": "python -m stemforge.symbolic.harmony build",
         "method": "4-bar windows every 4 bars from each song's phrase phase (the bar 0-3 after its first "
                   "downbeat where most windows start on the tonic), chords snapped to half bars, triads on "
                   "their roots as roman numerals of the annotated key, reduced to the shortest cycle; "
@@ -841,7 +841,7 @@ def write_table(table: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m symbolic.harmony",
+    parser = argparse.ArgumentParser(prog="python -m stemforge.symbolic.harmony",
                                      description="Rebuild symbolic/progressions.json from POP909.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="count POP909's chord progressions")

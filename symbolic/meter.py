@@ -27,8 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note
 
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 OFFSET_STEPS = 48  # sub-beat offsets tried, 1/48 beat (10 ticks) apart

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-from symbolic.canonical import file_sha256
-from symbolic.errors import UserError
-from symbolic.tokenizer import ComposerTokenizer
+from stemforge.symbolic.canonical import file_sha256
+from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.tokenizer import ComposerTokenizer
 
 # transformers is imported inside functions: it costs seconds at start-up and composing
 # only needs the weights (FastDecoder), which keeps `pipeline run` interactive.
@@ -75,7 +74,7 @@ class Composer:
     def style(self):
         """The per-genre onset statistics of the training data (`symbolic.style`), or None
         for a model trained before models carried them."""
-        from symbolic.style import STYLE_FILE, StyleStats
+        from stemforge.symbolic.style import STYLE_FILE, StyleStats
 
         path = self.path / STYLE_FILE
         if "_style" not in self.__dict__:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from symbolic.arrangement import TICKS_PER_BEAT
-from symbolic.conditions import ROLES, Conditions, progression_of
-from symbolic.errors import UserError
-from symbolic.harmony import ChordSpan, chord_tones
+from stemforge.symbolic.arrangement import TICKS_PER_BEAT
+from stemforge.symbolic.conditions import ROLES, Conditions, progression_of
+from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.harmony import ChordSpan, chord_tones
 
 PHRASE_BARS = 4
 TURN_KEEPS_BEATS = 3  # A': the loop's second bar keeps three beats of its first

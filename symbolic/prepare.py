@@ -24,17 +24,31 @@ from pathlib import Path
 
 import numpy as np
 import symusic
+from stemforge.configs import load_config, resolve_config
+from stemforge.symbolic.arrangement import (
+    BEATS_PER_BAR,
+    TICKS_PER_BEAT,
+    Note,
+    Track,
+    end_tracks_at,
+    tracks_to_score,
+)
+from stemforge.symbolic.canonical import NoveltyIndex, piece_digests
+from stemforge.symbolic.conditions import (
+    DENSITIES,
+    GENRES,
+    ROLES,
+    UNLABELLED_GENRE,
+    Key,
+    match_genre,
+    parse_key,
+)
+from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.meter import MeterJudgement, judge_meter
+from stemforge.symbolic.paths import output_problem
+from stemforge.symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
+from stemforge.symbolic.window_store import save_window_notes
 from tqdm import tqdm
-
-from configs import load_config, resolve_config
-from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, end_tracks_at, tracks_to_score
-from symbolic.canonical import NoveltyIndex, piece_digests
-from symbolic.conditions import DENSITIES, GENRES, ROLES, UNLABELLED_GENRE, Key, match_genre, parse_key
-from symbolic.errors import UserError
-from symbolic.meter import MeterJudgement, judge_meter
-from symbolic.paths import output_problem
-from symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
-from symbolic.window_store import save_window_notes
 
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
 GRID_TICKS = TICKS_PER_BEAT // 12  # the token grid (1/12 beat) at 480 ticks per beat

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
-
-from symbolic.errors import UserError
-from symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
-from symbolic.guide import Guide, GuideStrengths
-from symbolic.model import Composer
-from symbolic.plan import CompositionPlan
+from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
+from stemforge.symbolic.guide import Guide, GuideStrengths
+from stemforge.symbolic.model import Composer
+from stemforge.symbolic.plan import CompositionPlan
 
 
 class SettingsError(UserError):

@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from symbolic.errors import UserError
-from symbolic.tokenizer import PROGRAM_ROLES, ComposerTokenizer
+from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.tokenizer import PROGRAM_ROLES, ComposerTokenizer
 
 STYLE_FILE = "style.json"
 STYLE_KIND = "stemforge-style"

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import symusic
 from miditok import MMM, TokenizerConfig
-
-from symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, without_overlaps
-from symbolic.conditions import DENSITIES, KEY_NAMES, ROLES, Key, parse_key
-from symbolic.errors import UserError
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, without_overlaps
+from stemforge.symbolic.conditions import DENSITIES, KEY_NAMES, ROLES, Key, parse_key
+from stemforge.symbolic.errors import UserError
 
 ROLE_PROGRAMS: dict[str, int] = {"drums": -1, "bass": 33, "melody": 0}
 PROGRAM_ROLES: dict[int, str] = {p: r for r, p in ROLE_PROGRAMS.items()}

@@ -3,7 +3,7 @@ training window next to a generated piece (the NoveltyIndex keeps only digests).
 
 `pipeline prepare` writes it next to the index:
 
-    from symbolic.window_store import piece_windows, save_window_notes
+    from stemforge.symbolic.window_store import piece_windows, save_window_notes
     windows = [(source, start_bar, {role: notes relative to the window start})...]
     save_window_notes(windows, TICKS_PER_BEAT, data_dir / "index" / "windows.npz")
 
@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from symbolic.arrangement import BEATS_PER_BAR, Note
-from symbolic.canonical import GRID_PER_BEAT, ROLE_CODES, WINDOW_BARS, canonical_notes
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.canonical import GRID_PER_BEAT, ROLE_CODES, WINDOW_BARS, canonical_notes
 
 CODE_ROLES: dict[int, str] = {code: role for role, code in ROLE_CODES.items()}
 WINDOW_STEPS = WINDOW_BARS * BEATS_PER_BAR * GRID_PER_BEAT  # grid steps in one window

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track
-from symbolic.conditions import Conditions
+from stemforge.symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track
+from stemforge.symbolic.conditions import Conditions
 
 SIXTEENTH = TICKS_PER_BEAT // 4
 

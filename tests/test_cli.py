@@ -13,9 +13,9 @@ from pathlib import Path
 import mido
 import pytest
 import soundfile
+from stemforge.pipeline.cli import main
+from stemforge.symbolic.arrangement import TICKS_PER_BAR, read_tracks
 
-from pipeline.cli import main
-from symbolic.arrangement import TICKS_PER_BAR, read_tracks
 from tests.midi_fixtures import write_groove
 
 
@@ -165,14 +165,14 @@ def test_bad_input_gives_one_line_and_writes_nothing(case: str, tiny_model: Path
 
 
 def test_help_documents_every_flag_with_defaults() -> None:
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "stemforge.pipeline.cli", "run", "--help"], capture_output=True, text=True,
                             check=True)
     for flag in ("--bars", "--bpm", "--key", "--genre", "--seed", "--temperature", "--top-k", "--top-p",
                  "--seed-midi", "--from", "--keep", "--stems", "--model", "--out"):
         assert flag in result.stdout
     assert "(default: 0.95)" in result.stdout
     assert "(0 = off) (default: 0)" in result.stdout  # a default of 0 is shown too
-    from audio.render import SUPPORTED_SAMPLE_RATES
+    from stemforge.audio.render import SUPPORTED_SAMPLE_RATES
 
     help_text = " ".join(result.stdout.split())
     assert all(str(rate) in help_text.rsplit("--sample-rate SAMPLE_RATE", 1)[1][:200] for rate in SUPPORTED_SAMPLE_RATES)
@@ -207,7 +207,7 @@ def test_resume_takes_the_checkpoints_own_config(tiny_dataset: Path, tmp_path: P
 def test_sigterm_during_a_run_leaves_nothing_behind(tiny_model: Path, tmp_path: Path) -> None:
     """`kill` (SIGTERM) unwinds like Ctrl-C: the hidden partial folder goes too."""
     out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--prompt", "rock 120bpm", "--model",
+    process = subprocess.Popen([sys.executable, "-m", "stemforge.pipeline.cli", "run", "--prompt", "rock 120bpm", "--model",
                                 str(tiny_model), "--bars", "16", "--stems", "--seed", "3", "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -223,7 +223,7 @@ def test_sigterm_during_a_run_leaves_nothing_behind(tiny_model: Path, tmp_path: 
 
 def test_a_run_that_loses_the_race_for_its_folder_says_so(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
     """Two runs with one --out: the second to finish gets a one-line error, and nothing of it stays."""
-    import pipeline.run as run_module
+    import stemforge.pipeline.run as run_module
 
     out = tmp_path / "run"
     real_hashes = run_module.file_hashes
@@ -296,7 +296,7 @@ def test_a_bug_is_an_internal_error_with_its_traceback_not_bad_input(tiny_model:
                                                                      monkeypatch) -> None:
     """A ValueError from inside stemforge (numpy, a broken invariant) used to print as
     `error: ...` with exit 2, as if the user's input were wrong."""
-    import symbolic.compose as compose_module
+    import stemforge.symbolic.compose as compose_module
 
     def broken(*args, **kwargs):
         raise ValueError("operands could not be broadcast together")
@@ -310,7 +310,7 @@ def test_a_bug_is_an_internal_error_with_its_traceback_not_bad_input(tiny_model:
 
 
 def test_finetune_flags_lora_and_full_pick_the_method() -> None:
-    from pipeline.cli import build_parser
+    from stemforge.pipeline.cli import build_parser
 
     parser = build_parser()
     assert parser.parse_args(["finetune-musicgen", "stems", "--out", "m"]).lora is True

@@ -11,17 +11,17 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
+from stemforge.eval.music_features import bass_on_kick, kick_coverage, self_similarity
+from stemforge.pipeline.run import RunRequest, run
+from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
+from stemforge.symbolic.conditions import ConditionError, build_conditions, progression_of
+from stemforge.symbolic.grammar import GrammarState, GrammarTables, Kind
+from stemforge.symbolic.harmony import chord_tones
+from stemforge.symbolic.model import load_composer
+from stemforge.symbolic.plan import BarSource, bar_sources, build_plan, parse_loop
+from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings
+from stemforge.symbolic.style import STYLE_FILE, StyleStats
 
-from eval.music_features import bass_on_kick, kick_coverage, self_similarity
-from pipeline.run import RunRequest, run
-from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
-from symbolic.conditions import ConditionError, build_conditions, progression_of
-from symbolic.grammar import GrammarState, GrammarTables, Kind
-from symbolic.harmony import chord_tones
-from symbolic.model import load_composer
-from symbolic.plan import BarSource, bar_sources, build_plan, parse_loop
-from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
-from symbolic.style import STYLE_FILE, StyleStats
 from tests.midi_fixtures import groove_tracks
 
 GRID = TICKS_PER_BEAT // 12
@@ -241,7 +241,7 @@ def test_any_walk_the_grammar_allows_decodes_to_valid_parts(seed: int) -> None:
     """Model-free property: whatever the sampler picks among the tokens the mask allows, the
     piece ends with every requested role, exactly the asked bars, pitches in each role's
     range, no drum twice at one position and inside the token budget."""
-    from symbolic.tokenizer import ComposerTokenizer, TokenizerSpec
+    from stemforge.symbolic.tokenizer import ComposerTokenizer, TokenizerSpec
 
     rng = np.random.default_rng(seed)
     tokenizer = ComposerTokenizer(TokenizerSpec(genres=["lofi", "house"]))

@@ -12,11 +12,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 import symusic
-
-from symbolic import corpus_rules as rules
-from symbolic.arrangement import Note, midi_length_ticks
-from symbolic.conditions import GENRES, parse_key
-from symbolic.corpus import (
+from stemforge.symbolic import corpus_rules as rules
+from stemforge.symbolic.arrangement import Note, midi_length_ticks
+from stemforge.symbolic.conditions import GENRES, parse_key
+from stemforge.symbolic.corpus import (
     CorpusConfig,
     CorpusError,
     Song,

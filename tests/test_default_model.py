@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-
-from pipeline.run import RunRequest, run
-from symbolic.arrangement import TICKS_PER_BAR
-from symbolic.conditions import GENRES, ROLES
-from symbolic.model import DEFAULT_MODEL_DIR, load_composer
-from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
+from stemforge.pipeline.run import RunRequest, run
+from stemforge.symbolic.arrangement import TICKS_PER_BAR
+from stemforge.symbolic.conditions import GENRES, ROLES
+from stemforge.symbolic.model import DEFAULT_MODEL_DIR, load_composer
+from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings
 
 
 @pytest.fixture(scope="module")

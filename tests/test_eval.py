@@ -17,22 +17,34 @@ import numpy as np
 import pytest
 import soundfile
 from scipy import linalg, signal
-
-from eval.embeddings import EmbeddingError, build_embedding, build_encodec, build_features, build_vggish
-from eval.fad import (
+from stemforge.eval.embeddings import (
+    EmbeddingError,
+    build_embedding,
+    build_encodec,
+    build_features,
+    build_vggish,
+)
+from stemforge.eval.fad import (
     MIN_CLIPS,
     embedding_statistics,
     fad,
     fad_with_intervals,
     frechet_distance,
 )
-from eval.novelty import COPY_BARS, Match, assess_tracks, nearest_training_windows, piece_novelty
-from eval.reference import EvalError, conform, read_audio, role_from_name
-from eval.report import EvalRequest, RunPiece, run_eval, symbolic_section
-from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Arrangement, Note, Track, tracks_to_score
-from symbolic.canonical import GRID_PER_BEAT, IndexVersionError, NoveltyIndex, piece_digests
-from symbolic.conditions import Conditions, parse_key
-from symbolic.window_store import load_window_notes, piece_windows, save_window_notes, window_rows
+from stemforge.eval.novelty import COPY_BARS, Match, assess_tracks, nearest_training_windows, piece_novelty
+from stemforge.eval.reference import EvalError, conform, read_audio, role_from_name
+from stemforge.eval.report import EvalRequest, RunPiece, run_eval, symbolic_section
+from stemforge.symbolic.arrangement import (
+    TICKS_PER_BAR,
+    TICKS_PER_BEAT,
+    Arrangement,
+    Note,
+    Track,
+    tracks_to_score,
+)
+from stemforge.symbolic.canonical import GRID_PER_BEAT, IndexVersionError, NoveltyIndex, piece_digests
+from stemforge.symbolic.conditions import Conditions, parse_key
+from stemforge.symbolic.window_store import load_window_notes, piece_windows, save_window_notes, window_rows
 
 SR = 22050
 BARS = 8
@@ -365,7 +377,7 @@ def verdicts(result) -> dict[str, str]:
 
 def test_novelty_calls_fresh_material_new(training):
     _, index, windows = training
-    from symbolic.window_store import build_window_notes
+    from stemforge.symbolic.window_store import build_window_notes
 
     result = piece_novelty(random_piece(99), TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
     assert result["verdict"] == "new"
@@ -375,7 +387,7 @@ def test_novelty_calls_fresh_material_new(training):
 
 def test_novelty_finds_a_verbatim_copy_of_training_bars(training):
     pieces, index, windows = training
-    from symbolic.window_store import build_window_notes
+    from stemforge.symbolic.window_store import build_window_notes
 
     copied = splice(random_piece(99), pieces["train/song3.mid"], source_bar=4, target_bar=2)
     result = piece_novelty(copied, TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
@@ -391,7 +403,7 @@ def test_novelty_finds_a_verbatim_copy_of_training_bars(training):
 
 def test_novelty_finds_a_transposed_copy(training):
     pieces, index, windows = training
-    from symbolic.window_store import build_window_notes
+    from stemforge.symbolic.window_store import build_window_notes
 
     copied = splice(random_piece(98), pieces["train/song1.mid"], source_bar=0, target_bar=4, transpose=3,
                     roles=("bass", "melody"))
@@ -458,7 +470,7 @@ def test_novelty_index_round_trips_and_refuses_an_old_version(tmp_path, training
 
 def test_nearest_search_handles_empty_inputs(training):
     _, _, windows = training
-    from symbolic.window_store import build_window_notes
+    from stemforge.symbolic.window_store import build_window_notes
 
     assert nearest_training_windows([], build_window_notes(windows, TICKS_PER_BEAT)) == []
     assert nearest_training_windows([np.zeros((0, 4), np.int16)], build_window_notes([], TICKS_PER_BEAT)) == [None]
@@ -590,7 +602,7 @@ def looped_piece(bars: int = BARS) -> dict[str, list[Note]]:
 
 def test_symbolic_section_tells_a_loop_from_random_training_material(training):
     _, _, windows = training
-    from symbolic.window_store import build_window_notes
+    from stemforge.symbolic.window_store import build_window_notes
 
     store = build_window_notes(windows, TICKS_PER_BEAT)
     pieces = [RunPiece("loop", "house", BARS, looped_piece(), parse_key("A minor"))]
@@ -685,9 +697,9 @@ def fake_renderer(monkeypatch) -> list:
                  for i, role in enumerate(arrangement.tracks)}
         return StemSet(stems, options.sample_rate), {}
 
-    fake = types.ModuleType("audio.render")
+    fake = types.ModuleType("stemforge.audio.render")
     fake.RenderOptions, fake.render_arrangement = RenderOptions, render_arrangement
-    monkeypatch.setitem(sys.modules, "audio.render", fake)
+    monkeypatch.setitem(sys.modules, "stemforge.audio.render", fake)
     return calls
 
 
@@ -736,8 +748,8 @@ def test_a_second_eval_takes_the_reference_from_the_cache(eval_inputs, fake_rend
 
 def _reference_frames(ref_dir: Path, runs: list[dict], cache):
     """Reference sources of a MIDI folder embedded with `features` through `cache`."""
-    from eval.reference import find_reference, reference_sources
-    from eval.report import embed_sources
+    from stemforge.eval.reference import find_reference, reference_sources
+    from stemforge.eval.report import embed_sources
 
     warnings: list[str] = []
     sources = reference_sources(find_reference(ref_dir, "rendered_midi"), runs, warnings)
@@ -745,7 +757,7 @@ def _reference_frames(ref_dir: Path, runs: list[dict], cache):
 
 
 def test_frames_cache_misses_on_new_render_settings_and_recomputes_a_corrupt_entry(fake_renderer, tmp_path):
-    from eval.cache import FrameCache
+    from stemforge.eval.cache import FrameCache
 
     piece = {r: [n for n in notes if n.start < 2 * TICKS_PER_BAR] for r, notes in random_piece(6).items()}
     write_reference_midi(tmp_path / "ref", piece, bpm=100.0, bars=2, genre="lofi")
@@ -791,7 +803,7 @@ def test_frames_cache_misses_on_new_render_settings_and_recomputes_a_corrupt_ent
 
 
 def test_cache_root_follows_the_environment(tmp_path, monkeypatch):
-    from eval.cache import FrameCache, default_cache_root
+    from stemforge.eval.cache import FrameCache, default_cache_root
 
     monkeypatch.setenv("STEMFORGE_CACHE_DIR", str(tmp_path / "mine"))
     assert default_cache_root() == tmp_path / "mine"
@@ -802,7 +814,7 @@ def test_cache_root_follows_the_environment(tmp_path, monkeypatch):
 
 
 def test_plain_progress_lines_when_not_a_terminal(capsys):
-    from eval.report import _progress
+    from stemforge.eval.report import _progress
 
     assert list(_progress(iter(range(40)), 40, "render + embed reference", True, "file")) == list(range(40))
     err = capsys.readouterr().err
@@ -812,7 +824,7 @@ def test_plain_progress_lines_when_not_a_terminal(capsys):
 
 
 def test_overlapping_intervals_are_said_to_be_indistinguishable():
-    from eval.report import compare_rows, comparison_sentences
+    from stemforge.eval.report import compare_rows, comparison_sentences
 
     def row(value, low, high, clips=12):
         return {"fad": value, "ci_low": low, "ci_high": high, "n_generated_clips": clips, "n_reference_clips": 40}
@@ -830,8 +842,8 @@ def test_overlapping_intervals_are_said_to_be_indistinguishable():
 
 
 def test_reference_midi_renders_through_the_real_renderer(tmp_path):
-    render = pytest.importorskip("audio.render")
-    from eval.reference import render_midi
+    render = pytest.importorskip("stemforge.audio.render")
+    from stemforge.eval.reference import render_midi
 
     piece = {r: [n for n in notes if n.start < 2 * TICKS_PER_BAR] for r, notes in random_piece(5).items()}
     write_reference_midi(tmp_path / "ref", piece, bpm=100.0, bars=2, genre="lofi")
@@ -843,7 +855,7 @@ def test_reference_midi_renders_through_the_real_renderer(tmp_path):
 
 
 def test_without_model_or_data_eval_uses_the_model_the_runs_were_made_with(tmp_path: Path) -> None:
-    from eval.report import model_of_runs
+    from stemforge.eval.report import model_of_runs
 
     model = tmp_path / "model"
     model.mkdir()
@@ -893,7 +905,7 @@ def tiny_pann_state(path: Path, widths=(4, 8, 8, 8, 8, 16), hidden=16, seed=0) -
 
 
 def test_pann_loads_a_cnn14_checkpoint_and_embeds_conformed_audio(tmp_path):
-    from eval.embeddings import build_pann
+    from stemforge.eval.embeddings import build_pann
 
     weights = tmp_path / "Cnn14_mAP=0.431.pth"
     tiny_pann_state(weights)
@@ -917,8 +929,7 @@ def test_pann_loads_a_cnn14_checkpoint_and_embeds_conformed_audio(tmp_path):
 
 def test_pann_builds_its_mel_bank_when_the_checkpoint_has_none(tmp_path):
     import torch
-
-    from eval.embeddings import build_pann
+    from stemforge.eval.embeddings import build_pann
 
     full, bare = tmp_path / "full.pth", tmp_path / "bare.pth"
     tiny_pann_state(full)
@@ -931,8 +942,7 @@ def test_pann_builds_its_mel_bank_when_the_checkpoint_has_none(tmp_path):
 
 def test_pann_checkpoint_errors_are_one_line_and_name_the_file(tmp_path, monkeypatch):
     import torch
-
-    from eval.embeddings import build_pann
+    from stemforge.eval.embeddings import build_pann
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     cases = {}
@@ -974,8 +984,8 @@ def test_pann_checkpoint_errors_are_one_line_and_name_the_file(tmp_path, monkeyp
 def test_identical_audio_in_two_roles_is_two_cache_entries(tmp_path):
     """Two silent stems have the same bytes; keyed by bytes alone, the second was counted
     under the first one's role."""
-    from eval.cache import key_digest
-    from eval.reference import audio_key
+    from stemforge.eval.cache import key_digest
+    from stemforge.eval.reference import audio_key
 
     silent = tmp_path / "silence.wav"
     soundfile.write(silent, np.zeros((4410, 2), dtype=np.float32), 44100)

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import symusic
-
-from symbolic import groove
-from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
-from symbolic.conditions import GENRE_DEFAULT_BPM, GENRES
-from symbolic.groove import (
+from stemforge.symbolic import groove
+from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
+from stemforge.symbolic.conditions import GENRE_DEFAULT_BPM, GENRES
+from stemforge.symbolic.groove import (
     GENRE_SWING,
     GrooveError,
     GroovePool,
@@ -384,9 +383,9 @@ def test_building_from_gmd_reproduces_the_shipped_file(gmd_train: list[Performan
 def test_jazz_feel_swings_a_straight_groove_at_least_as_much_as_gmd_jazz() -> None:
     from collections import Counter
 
-    from configs import resolve_config
-    from eval.music_features import swing
-    from symbolic.corpus import CorpusConfig, load_gmd
+    from stemforge.configs import resolve_config
+    from stemforge.eval.music_features import swing
+    from stemforge.symbolic.corpus import CorpusConfig, load_gmd
 
     config = CorpusConfig.load(resolve_config("default", "corpus"))
     real = [n for g in load_gmd(GMD, config, Counter()) if g.genre == "jazz" for n in g.drums]

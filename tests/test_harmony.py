@@ -11,10 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from symbolic import corpus_rules as rules
-from symbolic.conditions import GENRES, ConditionError, Key, parse_key
-from symbolic.harmony import (
+from stemforge.symbolic import corpus_rules as rules
+from stemforge.symbolic.conditions import GENRES, ConditionError, Key, parse_key
+from stemforge.symbolic.harmony import (
     BORROWED_ROOTS,
     QUALITIES,
     TABLE_PATH,
@@ -397,7 +396,7 @@ def test_extraction_on_twenty_real_pop909_songs():
 @pytest.mark.slow
 @pytest.mark.skipif(not POP909.is_dir(), reason="POP909 (../shared/data/pop909) is not on this machine")
 def test_the_shipped_table_is_what_the_build_writes(tmp_path):
-    from symbolic.harmony import write_table
+    from stemforge.symbolic.harmony import write_table
 
     write_table(extract_progressions(POP909), tmp_path / "progressions.json")
     assert (tmp_path / "progressions.json").read_bytes() == TABLE_PATH.read_bytes()

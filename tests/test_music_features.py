@@ -8,8 +8,7 @@ import math
 
 import numpy as np
 import pytest
-
-from eval.music_features import (
+from stemforge.eval.music_features import (
     FEATURE_NAMES,
     FIGURES,
     GenreClassifier,
@@ -53,9 +52,9 @@ from eval.music_features import (
     total_share,
     window_features,
 )
-from symbolic.arrangement import Note
-from symbolic.conditions import parse_key
-from symbolic.corpus_rules import Chord, ChordSpan, swing_16ths, swing_ratio
+from stemforge.symbolic.arrangement import Note
+from stemforge.symbolic.conditions import parse_key
+from stemforge.symbolic.corpus_rules import Chord, ChordSpan, swing_16ths, swing_ratio
 
 TPB = 480
 KICK, SNARE, HAT = 36, 38, 42

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-
-from audio.chroma import ChromaSettings, chroma_features, chroma_window
-from audio.musicgen import (
+from stemforge.audio.chroma import ChromaSettings, chroma_features, chroma_window
+from stemforge.audio.musicgen import (
     MusicGenError,
     MusicGenOptions,
     build_debug_musicgen,
@@ -24,11 +23,11 @@ from audio.musicgen import (
     render_musicgen,
     stem_text,
 )
-from audio.musicgen_finetune import FinetuneError, FinetuneRequest, finetune_musicgen
-from audio.stems import StemSet, loop_samples
-from audio.tempo_lock import lock_tempo
-from symbolic.arrangement import Arrangement, Note, Track
-from symbolic.conditions import Conditions
+from stemforge.audio.musicgen_finetune import FinetuneError, FinetuneRequest, finetune_musicgen
+from stemforge.audio.stems import StemSet, loop_samples
+from stemforge.audio.tempo_lock import lock_tempo
+from stemforge.symbolic.arrangement import Arrangement, Note, Track
+from stemforge.symbolic.conditions import Conditions
 
 torch.set_num_threads(1)
 SR = 44100
@@ -197,7 +196,7 @@ def test_render_musicgen_obeys_the_stem_contract(tmp_path, debug_musicgen, tiny_
 
 
 def test_long_loops_are_generated_in_windows_with_continuation(tiny_bundle, monkeypatch):
-    import audio.musicgen as musicgen
+    import stemforge.audio.musicgen as musicgen
 
     calls: list[bool] = []
     real = musicgen._generate_window
@@ -216,8 +215,8 @@ def test_long_loops_are_generated_in_windows_with_continuation(tiny_bundle, monk
 
 def test_render_retries_a_stem_that_stays_off_the_grid_a_bounded_number_of_times(debug_musicgen, tiny_bundle,
                                                                                   monkeypatch):
-    import audio.musicgen as musicgen
-    from audio.tempo_lock import TempoLock
+    import stemforge.audio.musicgen as musicgen
+    from stemforge.audio.tempo_lock import TempoLock
 
     seeds: list[int] = []
     real_generate = musicgen.generate_audio
@@ -333,8 +332,7 @@ def test_pipeline_run_with_the_musicgen_renderer_keeps_the_stem_contract(
     import json
 
     import soundfile
-
-    from pipeline.cli import main
+    from stemforge.pipeline.cli import main
 
     composer_dir = tiny_model  # the tiny composer from conftest
     out = tmp_path / "run"

@@ -8,9 +8,8 @@ from __future__ import annotations
 import csv
 
 import pytest
-
-from eval.music_features import GRID_PER_BAR, figure_values, grid_step, pool_figures
-from eval.real_music import (
+from stemforge.eval.music_features import GRID_PER_BAR, figure_values, grid_step, pool_figures
+from stemforge.eval.real_music import (
     RealDataMissing,
     cut,
     excerpt_starts,
@@ -19,7 +18,8 @@ from eval.real_music import (
     load_reference_sets,
     pop909_songs,
 )
-from symbolic.arrangement import Note
+from stemforge.symbolic.arrangement import Note
+
 from tests.conftest import SHARED_DATA
 
 BAR = 1920

@@ -10,16 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
-from audio.assets import find_sounds, pip_soundfont
-from audio.drumkit import load_kit, render_drums
-from audio.effects import available_presets, load_preset
-from audio.render import RenderError, RenderOptions, parse_instrument_flags, render_arrangement, write_stems
-from audio.soundfont import NoteEvent, PresetSynth, read_soundfont, subset_bytes
-from audio.stems import MIX_CEILING_DB, StemSet, db_to_gain
-from audio.wav import read_acid_chunk, write_wav_24bit_acid
-from symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track
-from symbolic.conditions import GENRES, ROLES, Conditions
+from stemforge.audio.assets import find_sounds, pip_soundfont
+from stemforge.audio.drumkit import load_kit, render_drums
+from stemforge.audio.effects import available_presets, load_preset
+from stemforge.audio.render import (
+    RenderError,
+    RenderOptions,
+    parse_instrument_flags,
+    render_arrangement,
+    write_stems,
+)
+from stemforge.audio.soundfont import NoteEvent, PresetSynth, read_soundfont, subset_bytes
+from stemforge.audio.stems import MIX_CEILING_DB, StemSet, db_to_gain
+from stemforge.audio.wav import read_acid_chunk, write_wav_24bit_acid
+from stemforge.symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track
+from stemforge.symbolic.conditions import GENRES, ROLES, Conditions
 
 SR = 44100
 TIM = pip_soundfont()

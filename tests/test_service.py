@@ -21,13 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 import soundfile
-
-from audio.render import parse_instrument_flags
-from pipeline.jobs import INTERRUPTED, TEST_STALL_ENV, JobStore, WorkerPool, recover
-from pipeline.service import ServiceError, ServiceLimits
-from symbolic.conditions import build_conditions
-from symbolic.errors import UserError
-from symbolic.sampling import SamplingSettings
+from stemforge.audio.render import parse_instrument_flags
+from stemforge.pipeline.jobs import INTERRUPTED, TEST_STALL_ENV, JobStore, WorkerPool, recover
+from stemforge.pipeline.service import ServiceError, ServiceLimits
+from stemforge.symbolic.conditions import build_conditions
+from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.sampling import SamplingSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STALL_SEED = 4242  # jobs with this seed stall in their render stage (test-only knob, see pipeline/jobs.py)
@@ -58,7 +57,7 @@ class ServiceProcess:
 
     def start(self, token: str | None = None) -> None:
         self.token = token
-        command = [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port), "--data",
+        command = [sys.executable, "-m", "stemforge.pipeline.cli", "serve", "--port", str(self.port), "--data",
                    str(self.data_dir), "--model", str(self.model), "--workers", "1"]
         if token:
             command += ["--token", token]
@@ -515,8 +514,7 @@ def test_a_full_disk_answers_507_naming_the_data_folder(tiny_model: Path, tmp_pa
     """It was a bare 500 ("cannot rollback"). The app is built but its workers not started
     (a TestClient outside `with` runs no lifespan): only the request path is under test."""
     from fastapi.testclient import TestClient
-
-    from pipeline.service import create_app
+    from stemforge.pipeline.service import create_app
 
     app = create_app(tmp_path / "data", None, tiny_model, 1, ServiceLimits())
     state = app.state.stemforge

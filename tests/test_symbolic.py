@@ -10,14 +10,14 @@ import mido
 import numpy as np
 import pytest
 import symusic
+from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, read_tracks
+from stemforge.symbolic.conditions import ROLES
+from stemforge.symbolic.grammar import GrammarError, GrammarState, GrammarTables
+from stemforge.symbolic.model import load_composer
+from stemforge.symbolic.prepare import PrepareError, prepare_dataset
+from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings
+from stemforge.symbolic.tokenizer import ComposerTokenizer, TokenizerSpec
 
-from symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, read_tracks
-from symbolic.conditions import ROLES
-from symbolic.grammar import GrammarError, GrammarState, GrammarTables
-from symbolic.model import load_composer
-from symbolic.prepare import PrepareError, prepare_dataset
-from symbolic.sampling import SamplePlan, Sampler, SamplingSettings
-from symbolic.tokenizer import ComposerTokenizer, TokenizerSpec
 from tests.midi_fixtures import GROOVES, groove_tracks, write_groove
 
 TOKENIZER = ComposerTokenizer(TokenizerSpec(genres=list(GROOVES)))
@@ -65,8 +65,8 @@ def test_written_midi_has_the_exact_tempo_time_signature_and_drum_channel(tmp_pa
 
 
 def test_a_clip_whose_last_bar_is_silent_still_lasts_every_bar(tmp_path: Path) -> None:
-    from symbolic.arrangement import Arrangement
-    from symbolic.conditions import Conditions
+    from stemforge.symbolic.arrangement import Arrangement
+    from stemforge.symbolic.conditions import Conditions
 
     path = tmp_path / "short.mid"
     Arrangement(Conditions(bars=4), {"bass": Track("bass", 33, False, [Note(0, 480, 40, 90)])}).write_midi(path)
@@ -127,7 +127,7 @@ def test_prepare_splits_by_source_and_writes_the_index(tiny_dataset: Path) -> No
     summary = json.loads((tiny_dataset / "dataset.json").read_text())
     assert summary["windows"]["valid"] > 0 and summary["sequences"]["train"] > summary["windows"]["train"]
     assert (tiny_dataset / "index" / "index.npz").is_file()
-    from symbolic.canonical import NoveltyIndex
+    from stemforge.symbolic.canonical import NoveltyIndex
 
     index = NoveltyIndex.load(tiny_dataset / "index")
     train_files = {f for f, s in splits.items() if s == "train"}
@@ -165,7 +165,7 @@ def test_tiny_model_trains_and_its_loss_falls(tiny_model: Path) -> None:
 
 
 def test_resume_continues_from_the_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
-    from symbolic.train import TrainConfig, TrainError, train
+    from stemforge.symbolic.train import TrainConfig, TrainError, train
 
     out = tmp_path / "model"
     config = TrainConfig.load("tiny")
@@ -179,7 +179,7 @@ def test_resume_continues_from_the_checkpoint(tiny_dataset: Path, tmp_path: Path
 
 
 def test_unknown_config_key_is_an_error(tmp_path: Path) -> None:
-    from symbolic.train import TrainConfig, TrainError
+    from stemforge.symbolic.train import TrainConfig, TrainError
 
     path = tmp_path / "bad.yaml"
     path.write_text("n_layer: 2\nlearnin_rate: 0.1\n")
@@ -245,8 +245,7 @@ def test_same_seed_same_tokens_other_seed_other_tokens(tiny_model: Path) -> None
 
 def test_fast_decoder_matches_the_transformers_forward(tiny_model: Path) -> None:
     import torch
-
-    from symbolic.model import FastDecoder
+    from stemforge.symbolic.model import FastDecoder
 
     composer = load_composer(tiny_model)
     ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
@@ -259,7 +258,7 @@ def test_fast_decoder_matches_the_transformers_forward(tiny_model: Path) -> None
 
 
 def test_shipped_configs_load() -> None:
-    from symbolic.train import TrainConfig
+    from stemforge.symbolic.train import TrainConfig
 
     for name in ("tiny", "small"):
         assert TrainConfig.load(name).n_layer >= 1
@@ -271,7 +270,7 @@ def test_copy_of_model_dir_loads(tiny_model: Path, tmp_path: Path) -> None:
 
 
 def test_key_guidance_keeps_bass_and_melody_in_the_requested_key(tiny_model: Path) -> None:
-    from symbolic.conditions import parse_key
+    from stemforge.symbolic.conditions import parse_key
 
     composer = load_composer(tiny_model)
     sampler = Sampler(composer)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from symbolic.model import load_composer
+from stemforge.symbolic.model import load_composer
 
 
 def test_torchrun_two_processes_train_one_model(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -16,7 +16,7 @@ def test_torchrun_two_processes_train_one_model(tiny_dataset: Path, tmp_path: Pa
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "pipeline.cli", "train", str(tiny_dataset), "--out", str(out), "--config", "tiny", "--steps", "8"],
+         "-m", "stemforge.pipeline.cli", "train", str(tiny_dataset), "--out", str(out), "--config", "tiny", "--steps", "8"],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
