@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 import torch
-from stemforge.symbolic.errors import UserError
 from transformers.audio_utils import chroma_filter_bank
+
+from stemforge.symbolic.errors import UserError
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from stemforge.audio.stems import RenderError, db_to_gain
 from stemforge.symbolic.conditions import ROLES
 
@@ -337,6 +338,7 @@ def available_presets() -> list[str]:
 def load_preset(name_or_path: str | Path) -> RenderPreset:
     """A shipped preset by name (`lofi`) or a YAML file path."""
     import yaml
+
     from stemforge.configs import resolve_config
 
     try:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from stemforge.audio.chroma import ChromaSettings, chroma_features, chroma_window, resample
 from stemforge.audio.tempo_lock import TempoLock, lock_tempo
 from stemforge.configs import load_config

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
+
 from stemforge.audio.chroma import ChromaSettings, chroma_features, chroma_window, resample
 from stemforge.audio.musicgen import (
     FINETUNE_FILE,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from stemforge.audio.assets import SoundAsset, best_soundfont, find_sounds, sha256_of
 from stemforge.audio.drumkit import GM_DRUM_NAMES, DrumKit, load_kit, render_drums, substitute_note
 from stemforge.audio.effects import RenderPreset, apply_chain, balance, load_preset

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from stemforge.audio.stems import RenderError
 
 PHDR = np.dtype(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from stemforge.symbolic.errors import UserError
 
 # The mix (and every stem) peaks at or below this level, so nothing clips after 24-bit

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+
 from stemforge.audio.stems import RenderError
 
 ACID_FLAG_ONE_SHOT = 0x01

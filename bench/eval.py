@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
+
 from stemforge.eval.novelty import VERDICTS, assess_grid, assess_tracks, run_grid_tracks  # noqa: E402
 from stemforge.eval.reference import run_tracks  # noqa: E402
 from stemforge.eval.report import EvalRequest, run_eval, store_tracks  # noqa: E402
@@ -34,6 +35,7 @@ from stemforge.pipeline.run import RunRequest, run  # noqa: E402
 from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
 from stemforge.symbolic.canonical import NoveltyIndex  # noqa: E402
 from stemforge.symbolic.model import DEFAULT_MODEL_DIR  # noqa: E402
+from stemforge.symbolic.run_manifest import RunManifest  # noqa: E402
 from stemforge.symbolic.window_store import load_window_notes  # noqa: E402
 
 GENRES = ("lofi", "hiphop", "house", "techno", "funk", "rock", "jazz", "pop", "trap", "dnb", "reggae", "soul")
@@ -102,9 +104,9 @@ def bench_novelty(model: Path, copies: int, fresh_runs: int, work: Path) -> dict
                            stems=False)
     fresh = []
     for folder in fresh_dirs:
-        manifest = json.loads((folder / "run.json").read_text())
+        manifest = RunManifest.read(folder)
         grid, how = run_grid_tracks(manifest, run_tracks(folder, manifest), TICKS_PER_BEAT)
-        fresh.append((grid, how, float(manifest["conditions"]["bpm"])))
+        fresh.append((grid, how, manifest.conditions.bpm))
     table: dict[str, Counter] = defaultdict(Counter)
     parts: dict[str, Counter] = defaultdict(Counter)
     seconds = []
@@ -132,7 +134,7 @@ def bench_novelty(model: Path, copies: int, fresh_runs: int, work: Path) -> dict
         flagged = sum(table["fresh runs (token grid)"].values()) - table["fresh runs (token grid)"]["new"]
         check("fresh runs (token grid)", grid, how)
         if sum(table["fresh runs (token grid)"].values()) - table["fresh runs (token grid)"]["new"] > flagged:
-            print(f"flagged fresh run: {folder.name} {json.loads((folder / 'run.json').read_text())['conditions']}")
+            print(f"flagged fresh run: {folder.name} {RunManifest.read(folder).conditions}")
     print(f"\nnovelty: {len(chosen)} training windows of {model}, {len(fresh)} fresh runs; lookup per piece: "
           f"median {1000 * np.median(seconds):.0f} ms, max {1000 * max(seconds):.0f} ms")
     print("| what | " + " | ".join(VERDICTS) + " | flagged as wanted |\n|---|" + "---|" * (len(VERDICTS) + 1))

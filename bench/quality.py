@@ -61,6 +61,8 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
 from stemforge.eval.music_features import (  # noqa: E402
     COUNT_FIGURES,
     FEATURE_NAMES,
@@ -100,7 +102,6 @@ from stemforge.symbolic.conditions import GENRE_DEFAULT_BPM, GENRES, KEY_NAMES, 
 from stemforge.symbolic.model import Composer, load_composer  # noqa: E402
 from stemforge.symbolic.plan import GENRE_STYLES  # noqa: E402
 from stemforge.symbolic.tokenizer import NO_KEY, ComposerTokenizer  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 BPM_TOLERANCE = 1e-3
@@ -417,13 +418,13 @@ def _generate(composer: Composer, request: Request, bpm: float, out: Path) -> Ge
     problems = list(invalid)
     readable = exact_bars = exact_bpm = True
     past_end = 0
-    for relative in result.manifest["midi"].values():
+    for relative in result.manifest.midi.values():
         read_ok, bars_ok, bpm_ok, past, found = check_midi(out / relative, bars, bpm)
         readable, exact_bars, exact_bpm = readable and read_ok, exact_bars and bars_ok, exact_bpm and bpm_ok
         past_end = max(past_end, past)
         problems += found
-    if result.manifest["conditions"]["bpm"] != bpm:
-        problems.append(f"run.json bpm {result.manifest['conditions']['bpm']} differs from the asked {bpm:g}")
+    if result.manifest.conditions.bpm != bpm:
+        problems.append(f"run.json bpm {result.manifest.conditions.bpm} differs from the asked {bpm:g}")
         exact_bpm = False
     if conditions.bars != bars:
         problems.append(f"run.json bars {conditions.bars} differ from the asked {bars}")
@@ -432,9 +433,9 @@ def _generate(composer: Composer, request: Request, bpm: float, out: Path) -> Ge
     grid = {r: list(t.notes) for r, t in (getattr(result.arrangement, "grid_tracks", None) or {}).items()}
     piece = Piece(request.genre, parse_key(conditions.key), bars, tracks, conditions.density, chords, request.kind,
                   {**tracks, **grid} if grid else None)
-    return Generated(request, bpm, conditions.key, result.manifest["model_genre"], piece,
+    return Generated(request, bpm, conditions.key, result.manifest.model_genre, piece,
                      readable and not invalid, exact_bars, exact_bpm, problems,
-                     result.manifest["timings"]["compose"], past_end)
+                     result.manifest.timings["compose"], past_end)
 
 
 # ----------------------------------------------------------------------------- classifier

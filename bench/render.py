@@ -13,7 +13,6 @@ no FX) in this run; it is skipped where fluidsynth is not installed.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from stemforge.audio.assets import best_soundfont, pip_soundfont  # noqa: E402
 from stemforge.audio.render import RenderOptions, render_arrangement  # noqa: E402
 from stemforge.symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track  # noqa: E402
 from stemforge.symbolic.conditions import Conditions  # noqa: E402
+from stemforge.symbolic.run_manifest import RunManifest  # noqa: E402
 
 
 def groove(bars: int, bpm: float = 80.0, genre: str = "lofi") -> Arrangement:
@@ -124,7 +124,7 @@ def cold_pipeline_run(model: Path | None, work: Path, repeats: int) -> list[dict
         if result.returncode != 0:
             raise SystemExit(f"pipeline run failed: {result.stderr.strip().splitlines()[-1]}")
         imported = float(next(line.split()[1] for line in result.stderr.splitlines() if line.startswith("IMPORTED")))
-        timings = json.loads((out / "run.json").read_text())["timings"]
+        timings = RunManifest.read(out).timings
         rows.append({
             "start + import": wall - timings["total"],
             "import (of which)": imported,

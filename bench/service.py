@@ -52,7 +52,6 @@ def bench_model(given: Path | None, scratch: Path) -> Path:
     print("no shipped model: training a tiny one for the bench", file=sys.stderr)
     from stemforge.symbolic.prepare import prepare_dataset
     from stemforge.symbolic.train import TrainConfig, train
-
     from tests.midi_fixtures import write_corpus
 
     corpus = write_corpus(scratch / "corpus", files_per_genre=4)
@@ -64,6 +63,7 @@ def bench_model(given: Path | None, scratch: Path) -> Path:
 def reference_seconds(model: Path, bars: int, scratch: Path, repeats: int = 3) -> float:
     """The same job through run() in this process, model loaded once (median of `repeats`)."""
     import torch
+
     from stemforge.pipeline.run import RunRequest, cached_composer, run
 
     torch.set_num_threads(1)

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch  # noqa: E402
+
 from stemforge.symbolic.conditions import ROLES, build_conditions  # noqa: E402
 from stemforge.symbolic.model import Composer, build_gpt2, load_composer  # noqa: E402
 from stemforge.symbolic.plan import plan_for  # noqa: E402

@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 import torch
 from scipy.spatial.distance import jensenshannon
+
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
 from stemforge.symbolic.canonical import GRID_PER_BEAT
 from stemforge.symbolic.conditions import Key

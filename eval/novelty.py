@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse
+
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
 from stemforge.symbolic.canonical import (
     BAR_STEPS,
@@ -51,6 +52,7 @@ from stemforge.symbolic.canonical import (
     part_rows,
     to_grid,
 )
+from stemforge.symbolic.run_manifest import RunManifest
 from stemforge.symbolic.window_store import WINDOW_STEPS, WindowNotes, window_rows
 
 COPY_BARS = 3  # consecutive bars equal to one training part: copied
@@ -208,7 +210,7 @@ def _tokenizer(path: str):
     return ComposerTokenizer.load(Path(path))
 
 
-def run_grid_tracks(run: dict, midi_tracks: dict[str, list[Note]], ticks_per_beat: int
+def run_grid_tracks(run: RunManifest, midi_tracks: dict[str, list[Note]], ticks_per_beat: int
                     ) -> tuple[dict[str, list[Note]], str]:
     """The notes of a run that novelty compares, and where they came from. Per part: the
     MIDI when it is on the grid (a quantized run, a verbatim seed clip), else the token
@@ -221,11 +223,11 @@ def run_grid_tracks(run: dict, midi_tracks: dict[str, list[Note]], ticks_per_bea
         return dict(midi_tracks), "MIDI on the grid"
     decoded: dict[str, list[Note]] = {}
     why = "run.json has no token_ids"
-    model = (run.get("model") or {}).get("path")
-    if run.get("token_ids") and model:
+    model = run.model.get("path")
+    if run.token_ids and model:
         try:
             tokenizer = _tokenizer(str(Path(model) / "tokenizer.json"))
-            decoded = {r: t.notes for r, t in tokenizer.decode_tracks(list(run["token_ids"]), ticks_per_beat).items()}
+            decoded = {r: t.notes for r, t in tokenizer.decode_tracks(list(run.token_ids), ticks_per_beat).items()}
         except (OSError, ValueError, KeyError, IndexError) as error:
             why = f"token_ids not decodable: {type(error).__name__}"
     tracks = dict(midi_tracks)

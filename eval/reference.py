@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from stemforge.eval.cache import code_digest, library_versions
 from stemforge.symbolic.arrangement import (
     TICKS_PER_BAR,
@@ -30,6 +31,7 @@ from stemforge.symbolic.arrangement import (
 from stemforge.symbolic.canonical import file_sha256
 from stemforge.symbolic.conditions import GENRES, ROLES, Conditions, match_genre
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.run_manifest import FULL_MIDI, ManifestError, RunManifest
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".mp3")
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -99,35 +101,27 @@ def role_from_name(name: str) -> str:
 
 # ---------------------------------------------------------------- run folders
 
-def read_run(run_dir: Path) -> dict:
+def read_run(run_dir: Path) -> RunManifest:
     """run.json of a run folder, checked for what eval needs (MIDI, stems, mix)."""
-    manifest = run_dir / "run.json"
-    if not run_dir.is_dir():
-        raise EvalError(f"{run_dir}: not a run folder; pass folders written by `pipeline run`")
-    if not manifest.is_file():
-        raise EvalError(f"{manifest}: missing; pass folders written by `pipeline run`")
     try:
-        run = json.loads(manifest.read_text())
-    except json.JSONDecodeError as error:
-        raise EvalError(f"{manifest}: not valid JSON ({error})") from error
-    for key in ("conditions", "midi"):
-        if not isinstance(run.get(key), dict):
-            raise EvalError(f"{manifest}: field '{key}' is missing; was it written by `pipeline run`?")
-    if not run.get("stems"):
-        raise EvalError(f"{manifest}: the run has no stems; render it (`pipeline run ... --stems`) before eval")
-    for role, relative in {**run["stems"], MIX: run.get("mix") or "mix.wav"}.items():
-        if not (run_dir / relative).is_file():
-            raise EvalError(f"{run_dir / relative}: {role} audio listed in run.json is missing")
+        run = RunManifest.read(run_dir, "RUN_DIRS")
+    except ManifestError as error:
+        raise EvalError(str(error)) from error
+    if not run.stems:
+        raise EvalError(f"{run_dir / 'run.json'}: the run has no stems; render it (`pipeline run ... --stems` or "
+                        "`pipeline render`) before eval")
+    for role, path in run.stem_paths(run_dir, with_mix=True).items():
+        if not path.is_file():
+            raise EvalError(f"{path}: {role} audio listed in run.json is missing")
     return run
 
 
-def run_tracks(run_dir: Path, run: dict) -> dict[str, list]:
+def run_tracks(run_dir: Path, run: RunManifest) -> dict[str, list]:
     """role -> notes of a run, from the full MIDI or the per-role files."""
-    midi = run["midi"]
-    paths = [midi["full"]] if midi.get("full") else [p for r, p in midi.items() if r != "full"]
+    full = run.midi_path(FULL_MIDI, run_dir)
+    paths = [full] if full else [run.midi_path(role, run_dir) for role in run.parts()]
     tracks: dict[str, list] = {}
-    for relative in paths:
-        path = run_dir / relative
+    for path in paths:
         if not path.is_file():
             raise EvalError(f"{path}: MIDI listed in run.json is missing")
         try:
@@ -165,12 +159,11 @@ def audio_key(path: Path, role: str) -> dict:
     return {"kind": "audio", "sha256": file_sha256(path), "role": role}
 
 
-def run_sources(run_dir: Path, run: dict) -> list[ClipSource]:
+def run_sources(run_dir: Path, run: RunManifest) -> list[ClipSource]:
     """A run's stems and mix, one source each."""
-    genre = run["conditions"].get("genre")
+    genre = run.conditions.genre
     sources = []
-    for role, relative in {**run["stems"], MIX: run.get("mix") or "mix.wav"}.items():
-        path = run_dir / relative
+    for role, path in run.stem_paths(run_dir, with_mix=True).items():
         clip_role = role if role in CLIP_ROLES else MIX
         sources.append(ClipSource(run_dir.name, genre, audio_key(path, clip_role),
                                   functools.partial(_audio_clips, path, run_dir.name, clip_role, genre)))
@@ -220,7 +213,7 @@ def _asset_path(value: object) -> str | None:
     return str(value) if value else None
 
 
-def render_options_for(runs: list[dict]) -> tuple[object, list[str]]:
+def render_options_for(runs: list[RunManifest]) -> tuple[object, list[str]]:
     """RenderOptions that render reference MIDI like the runs were rendered: the same
     SoundFont, drum kit, dry/tail settings and sample rate (first run wins). FX presets
     and instruments are left to each reference piece's own genre and programs, as the
@@ -229,21 +222,20 @@ def render_options_for(runs: list[dict]) -> tuple[object, list[str]]:
 
     names = {f.name for f in dataclasses.fields(RenderOptions)}
     notes: list[str] = []
-    first = runs[0]
-    keys = ("renderer", "soundfont", "kit", "dry", "tail", "sample_rate")
+    first = runs[0].render_setup()
 
-    def setup(run: dict) -> str:
-        return json.dumps({k: _asset_path(run.get(k)) if k in ("soundfont", "kit") else run.get(k) for k in keys},
+    def setup(run: RunManifest) -> str:
+        return json.dumps({k: _asset_path(v) if k in ("soundfont", "kit") else v for k, v in run.render_setup().items()},
                           sort_keys=True, default=str)
 
-    if any(setup(run) != setup(first) for run in runs):
+    if any(setup(run) != setup(runs[0]) for run in runs):
         notes.append("runs were rendered with different renderer settings; the reference uses the first run's")
-    if first.get("renderer") not in (None, "sample"):
+    if first["renderer"] not in (None, "sample"):
         # MusicGen runs ~0.03x real time on a CPU: rendering a hundred references would take hours.
-        notes.append(f"runs were rendered with {first.get('renderer')}; the reference MIDI is rendered with the "
+        notes.append(f"runs were rendered with {first['renderer']}; the reference MIDI is rendered with the "
                      "sample renderer, so part of the distance is timbre")
-    values: dict = {"soundfont": _asset_path(first.get("soundfont")), "kit": _asset_path(first.get("kit")),
-                    "dry": first.get("dry"), "tail": first.get("tail"), "sample_rate": first.get("sample_rate")}
+    values: dict = {"soundfont": _asset_path(first["soundfont"]), "kit": _asset_path(first["kit"]),
+                    "dry": first["dry"], "tail": first["tail"], "sample_rate": first["sample_rate"]}
     if values["soundfont"] is not None:
         values["soundfont"] = Path(values["soundfont"])
         if not values["soundfont"].is_file():
@@ -363,7 +355,7 @@ def find_reference(path: Path, kind: str) -> ReferenceSource:
     return ReferenceSource(kind, path, audio, midi, reference_metadata(path))
 
 
-def reference_sources(source: ReferenceSource, runs: list[dict], warnings: list[str]) -> list[ClipSource]:
+def reference_sources(source: ReferenceSource, runs: list[RunManifest], warnings: list[str]) -> list[ClipSource]:
     """The reference as clip sources: its audio files as they are, its MIDI files rendered
     like the runs were (`render_options_for`). Notes about the rendering go to `warnings`."""
     sources = []

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
 from stemforge.eval.cache import CachedClip, FrameCache, code_digest
 from stemforge.eval.embeddings import (
     EMBEDDINGS,
@@ -73,6 +74,7 @@ from stemforge.symbolic.canonical import (
     file_sha256,
 )
 from stemforge.symbolic.conditions import ConditionError, Key, parse_key
+from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
 from stemforge.symbolic.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
 
 __all__ = ["EvalError", "EvalRequest", "run_eval"]
@@ -125,10 +127,10 @@ class TrainingSide:
     inputs: dict
 
 
-def model_of_runs(runs: list[dict]) -> Path | None:
+def model_of_runs(runs: list[RunManifest]) -> Path | None:
     """Without --model/--data: the model every run was made with, when they agree and it
     is still on disk (the shipped default model for runs made without --model)."""
-    paths = {(run.get("model") or {}).get("path") for run in runs}
+    paths = {run.model.get("path") for run in runs}
     if len(paths) != 1 or None in paths:
         return None
     candidate = Path(paths.pop())
@@ -486,13 +488,13 @@ class RunPiece:
     key: Key | None
 
 
-def run_piece(run_dir: Path, run: dict, tracks: dict[str, list[Note]]) -> RunPiece:
-    conditions = run["conditions"]
+def run_piece(run_dir: Path, run: RunManifest, tracks: dict[str, list[Note]]) -> RunPiece:
+    conditions = run.conditions
     try:
-        key = parse_key(conditions["key"]) if conditions.get("key") else None
+        key = parse_key(conditions.key) if conditions.key else None
     except ConditionError:
         key = None
-    return RunPiece(run_dir.name, conditions.get("genre"), int(conditions["bars"]), tracks, key)
+    return RunPiece(run_dir.name, conditions.genre, conditions.bars, tracks, key)
 
 
 def store_tracks(store: WindowNotes, index: int) -> dict[str, list[Note]]:
@@ -943,7 +945,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         raise EvalError(f"reference: no usable audio in {reference_source.path}; every file was unreadable")
     warnings.extend(cache.notes)
 
-    genres = sorted({r["conditions"].get("genre") or "?" for r in runs})
+    genres = sorted({r.conditions.genre or "?" for r in runs})
     fad, fad_by_genre = fad_tables(generated, reference, embedders, request, genres)
     comparisons = fad_comparisons(fad, fad_by_genre)
 
@@ -956,10 +958,10 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         tracks = run_tracks(run_dir, run)
         run_pieces.append(run_piece(run_dir, run, tracks))
         grid_tracks, grid = run_grid_tracks(run, tracks, TICKS_PER_BEAT)
-        piece = piece_novelty(grid_tracks, TICKS_PER_BEAT, int(run["conditions"]["bars"]), index, store, grid)
-        piece["run"], piece["genre"] = run_dir.name, run["conditions"].get("genre")
+        piece = piece_novelty(grid_tracks, TICKS_PER_BEAT, run.conditions.bars, index, store, grid)
+        piece["run"], piece["genre"] = run_dir.name, run.conditions.genre
         pieces.append(piece)
-        run_data = (run.get("model") or {}).get("data_sha256")
+        run_data = run.model.get("data_sha256")
         if training.data_sha256 and run_data != training.data_sha256:
             mismatches.append({"run": run_dir.name, "run_data_sha256": run_data,
                                "index_data_sha256": training.data_sha256})
@@ -996,11 +998,10 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         "version": REPORT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "inputs": {
-            "runs": [{"dir": str(d.resolve()), "run_json_sha256": file_sha256(d / "run.json"),
-                      "genre": r["conditions"].get("genre"), "bpm": r["conditions"].get("bpm"),
-                      "bars": r["conditions"].get("bars"), "seed": r.get("seed"),
-                      "model_sha256": (r.get("model") or {}).get("sha256"),
-                      "model_data_sha256": (r.get("model") or {}).get("data_sha256")}
+            "runs": [{"dir": str(d.resolve()), "run_json_sha256": file_sha256(d / MANIFEST_NAME),
+                      "genre": r.conditions.genre, "bpm": r.conditions.bpm, "bars": r.conditions.bars,
+                      "seed": r.seed, "model_sha256": r.model.get("sha256"),
+                      "model_data_sha256": r.model.get("data_sha256")}
                      for d, r in zip(run_dirs, runs, strict=True)],
             **training.inputs,
             "reference": {**reference_source.describe(), "sha256": _reference_sha(reference_source),

@@ -4,6 +4,7 @@ errors in user input print one line and exit 2 (set STEMFORGE_DEBUG=1 for a trac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -11,8 +12,9 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import get_origin
 
-from stemforge.symbolic.conditions import DENSITIES, GENRES, ROLES
+from stemforge.pipeline.request import GROUPS, RunRequest, cli_flag, request_fields, request_types
 from stemforge.symbolic.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -26,108 +28,67 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         text = action.help or ""
         default = action.default
         # `0 in (False,)` is true in Python: compare by identity, so a default of 0 is shown
-        hidden = default is None or default is False or default is argparse.SUPPRESS or default in ("", [])
+        hidden = default is None or default is False or default is argparse.SUPPRESS or default in ("", [], ())
         if not hidden and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
 
 
-def _add_run_flags(parser: argparse.ArgumentParser) -> None:
-    steer = parser.add_argument_group("what to compose (flags override the prompt)")
-    steer.add_argument("--prompt", default="", help='free text, e.g. "lofi 80bpm in F minor, 16 bars, chill"')
-    steer.add_argument("--genre", help=f"genre or a synonym ({', '.join(GENRES)})")
-    steer.add_argument("--bpm", type=float, help="exact tempo written to MIDI and WAV (1-300); default: from "
-                       "the prompt or the genre's usual tempo")
-    steer.add_argument("--key", help="key like 'F minor', 'Am', 'C#m', 'Bb major'; default: from the prompt or "
-                       "chosen by the seed")
-    steer.add_argument("--bars", type=int, help="length in 4/4 bars (default: prompt or 8)")
-    steer.add_argument("--density", choices=DENSITIES, help="note density (default: prompt words or normal)")
-    steer.add_argument("--loop", metavar="1|2|4|off",
-                       help="loop length in bars: bass and melody repeat every N bars, drums every 1-2, with a "
-                       "variation in the last bar of each 4-bar phrase; off = through-composed (default: prompt "
-                       "words like '2-bar loop', else the genre's: 4, techno 2)")
-    steer.add_argument("--chords", help="chord progression, one chord a bar ('Am F C G', 'Am7 | Dm7 G7') or roman "
-                       "numerals in the key ('vi IV I V', 'ii-V-I'); '|' separates bars (default: prompt words, "
-                       "else a progression drawn from real POP909 songs for the genre)")
-    feel = parser.add_argument_group("feel (applied when MIDI and stems are written)")
-    feel.add_argument("--swing", type=float, metavar="PERCENT",
-                      help="swing of the off-beat 8ths/16ths, 50 (straight) to 75; 66.7 is triplet (default: the "
-                      "genre's groove, e.g. jazz 64, lofi 60, house 50)")
-    feel.add_argument("--quantize", action="store_true",
-                      help="every note exactly on the grid: no swing, micro-timing or groove velocities")
-    steer.add_argument("--seed", type=int, help="random seed; the same seed and inputs give identical files "
-                       "(default: a fresh seed, recorded in run.json)")
-    sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0)")
-    sampling.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0 = off)")
-    sampling.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (1.0 = off)")
-    sampling.add_argument("--key-bias", type=float, default=1.5, help="how strongly bass and melody keep to the "
-                          "key: nats added to in-key pitches (0 = only the key token steers)")
-    context = parser.add_argument_group("iterate")
-    context.add_argument("--seed-midi", type=Path, help="a MIDI clip whose bars are kept verbatim; the rest of "
-                         "each of its parts is generated after them")
-    context.add_argument("--from", dest="from_run", type=Path, help="an earlier run folder to take conditions "
-                         "and kept parts from")
-    context.add_argument("--keep", default="", help=f"comma-separated roles of --from to keep ({','.join(ROLES)}); "
-                         "the other parts are regenerated around them")
-    parser.add_argument("--model", type=Path, help="model directory (default: the composer shipped with stemforge)")
-    parser.add_argument("--out", type=Path, help="run folder to create (default: runs/<time>_<genre>_<bpm>bpm); "
-                        "never overwritten")
-    _add_render_flags(parser, with_stems_switch=True)
+def add_request_flags(parser: argparse.ArgumentParser, groups: tuple[str, ...], skip: tuple[str, ...] = ()) -> None:
+    """The flags of RunRequest's fields in `groups` (pipeline/request.py describes each once)."""
+    hints = request_types()
+    sections: dict[str, argparse._ActionsContainer] = {"": parser}
+    for item, spec in request_fields():
+        flag = cli_flag(item, spec)
+        if flag is None or spec.group not in groups or item.name in skip:
+            continue
+        if spec.group not in sections:
+            sections[spec.group] = parser.add_argument_group(GROUPS[spec.group])
+        hint = hints[item.name]
+        options: dict = {"dest": item.name, "help": spec.help}
+        if hint is bool:
+            options["action"] = "store_true"
+        elif get_origin(hint) is dict:
+            options.update(action="append", default=[], metavar=spec.metavar)
+        else:
+            default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+            # a field with its own parser keeps the text: it is parsed (and reported) with the
+            # rest of the request, as one "error: --flag: ..." line
+            scalar = str if spec.parse else next(t for t in getattr(hint, "__args__", (hint,)) if t is not type(None))
+            options.update(type=scalar, default=default if not spec.parse or default is None else ",".join(default))
+            if spec.choices:
+                options["choices"] = spec.choices
+            if spec.metavar:
+                options["metavar"] = spec.metavar
+        sections[spec.group].add_argument(flag, **options)
 
 
-def _add_render_flags(parser: argparse.ArgumentParser, with_stems_switch: bool) -> None:
-    render = parser.add_argument_group("stems")
-    if with_stems_switch:
-        render.add_argument("--stems", action="store_true", help="also render WAV stems and a mix")
-    render.add_argument("--renderer", choices=("sample", "musicgen"), default="sample",
-                        help="sample: SoundFonts + drum kits + FX; musicgen: MusicGen-Melody conditioned on the "
-                        "rendered melody (slow on CPU)")
-    render.add_argument("--musicgen", help="MusicGen-Melody weights for --renderer musicgen: a local folder "
-                        "(e.g. from finetune-musicgen) or a hub id such as facebook/musicgen-melody "
-                        "(downloaded only because you named it)")
-    render.add_argument("--sample-rate", type=int, default=44100, help="sample rate of every WAV: 22050, 32000, 44100, 48000, 88200 or 96000 Hz")
-    render.add_argument("--soundfont", type=Path, help="SoundFont (.sf2/.sf3) for bass and melody "
-                        "(default: the best one found, see `pipeline sounds`)")
-    render.add_argument("--kit", help="drum kit: a SoundFont, a Hydrogen kit folder, a folder of one-shots "
-                        "(kick.wav, snare.wav, hat.wav...) or a kit name from `pipeline sounds`")
-    render.add_argument("--instrument", action="append", default=[], metavar="ROLE=PRESET",
-                        help="GM program number or preset name per role, e.g. bass=33 or 'melody=Electric Piano "
-                        "1'; repeatable")
-    render.add_argument("--preset", help="effects preset (default: the genre's, see configs/render/)")
-    render.add_argument("--dry", action="store_true", help="no effects")
-    render.add_argument("--tail", choices=("wrap", "cut"), default="wrap",
-                        help="wrap: reverb/release tails wrap to the loop start (seamless loops); cut: fade out")
-
-
-def _render_fields(args: argparse.Namespace) -> dict:
-    instruments = {}
-    if args.instrument:
+def request_from_args(args: argparse.Namespace, **overrides) -> RunRequest:
+    """The RunRequest of parsed flags (fields without a flag on this command keep their defaults)."""
+    values = {}
+    for item, spec in request_fields():
+        if cli_flag(item, spec) is None or not hasattr(args, item.name):
+            continue
+        value = getattr(args, item.name)
+        if spec.parse is not None and isinstance(value, str):
+            value = spec.parse(value)
+        values[item.name] = value
+    if values.get("instruments"):
         from stemforge.audio.render import parse_instrument_flags
 
-        instruments = parse_instrument_flags(args.instrument)
-    return {"renderer": args.renderer, "sample_rate": args.sample_rate, "soundfont": args.soundfont,
-            "kit": args.kit, "instruments": instruments, "preset": args.preset, "dry": args.dry,
-            "tail": args.tail, "musicgen": args.musicgen}
+        values["instruments"] = parse_instrument_flags(values["instruments"])
+    else:
+        values["instruments"] = {}
+    return RunRequest(**{**values, **overrides})
 
 
-def _run_request(args: argparse.Namespace):
-    from stemforge.pipeline.run import RunRequest
-    from stemforge.symbolic.plan import parse_loop
-
-    return RunRequest(
-        prompt=args.prompt, genre=args.genre, bpm=args.bpm, key=args.key, bars=args.bars, density=args.density,
-        seed=args.seed, loop=None if args.loop is None else parse_loop(args.loop), chords=args.chords, swing=args.swing, quantize=args.quantize, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, key_bias=args.key_bias,
-        model=args.model,
-        out=args.out, seed_midi=args.seed_midi, from_run=args.from_run,
-        keep=tuple(r.strip() for r in args.keep.split(",") if r.strip()), stems=args.stems,
-        **_render_fields(args),
-    )
+RUN_GROUPS = ("steer", "feel", "sampling", "iterate", "", "stems")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stemforge.pipeline.run import run
     from tqdm import tqdm
+
+    from stemforge.pipeline.run import run
 
     bar = tqdm(total=100, desc="run", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
                disable=not sys.stderr.isatty())
@@ -137,21 +98,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(stage)
 
     try:
-        result = run(_run_request(args), progress)
+        result = run(request_from_args(args), progress)
     finally:
         bar.close()
     for message in result.messages:
         print(message, file=sys.stderr)
     manifest = result.manifest
-    conditions = manifest["conditions"]
-    print(f"wrote {result.run_dir}  ({conditions['genre']}, {conditions['bpm']:g} bpm, {conditions['key']}, "
-          f"{conditions['bars']} bars, seed {manifest['seed']})")
-    for role, path in manifest["midi"].items():
+    conditions = manifest.conditions
+    print(f"wrote {result.run_dir}  ({conditions.genre}, {conditions.bpm:g} bpm, {conditions.key}, "
+          f"{conditions.bars} bars, seed {manifest.seed})")
+    for role, path in {**manifest.midi, **manifest.stems}.items():
         print(f"  {role:7s} {path}")
-    for role, path in manifest.get("stems", {}).items():
-        print(f"  {role:7s} {path}")
-    if manifest.get("mix"):
-        print(f"  mix     {manifest['mix']}")
+    if manifest.mix:
+        print(f"  mix     {manifest.mix}")
     return 0
 
 
@@ -180,9 +139,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from stemforge.pipeline.run import RunRequest, render_run
+    from stemforge.pipeline.run import render_run
 
-    target = render_run(args.run_dir, RunRequest(stems=True, **_render_fields(args)), args.out)
+    target = render_run(args.run_dir, request_from_args(args, stems=True), args.out)
     print(f"rendered {target}")
     return 0
 
@@ -261,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="compose (and render) a piece", formatter_class=HelpFormatter,
                        description="Compose drums, bass and melody from a prompt into a new run folder.")
-    _add_run_flags(p)
+    add_request_flags(p, RUN_GROUPS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("prepare", help="turn a folder of MIDI into a training dataset", formatter_class=HelpFormatter)
@@ -285,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="a run folder written by `pipeline run`")
     p.add_argument("--out", type=Path, help="write a copy of the run with the new stems here (needed when the run "
                    "already has stems)")
-    _add_render_flags(p, with_stems_switch=False)
+    add_request_flags(p, ("stems",), skip=("stems",))
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("sounds", help="list the SoundFonts and drum kits found", formatter_class=HelpFormatter)

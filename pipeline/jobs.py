@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.run_manifest import MANIFEST_NAME
 
 try:  # Unix: lets a restarted service wait until the workers of a killed one have exited
     import fcntl
@@ -259,14 +260,14 @@ def recover(store: JobStore, jobs_dir: Path) -> list[str]:
     remove_partials(jobs_dir)
     for job in store.queued():
         run_dir = jobs_dir / job.id
-        if (run_dir / "run.json").is_file():
+        if (run_dir / MANIFEST_NAME).is_file():
             store.finish(job.id, "done", run_dir=str(run_dir), was=("queued",))
             notes.append(f"job {job.id}: finished before the restart; marked done")
         elif run_dir.exists():
             shutil.rmtree(run_dir, ignore_errors=True)
     for job in store.running():
         run_dir = jobs_dir / job.id
-        if (run_dir / "run.json").is_file():
+        if (run_dir / MANIFEST_NAME).is_file():
             store.finish(job.id, "done", run_dir=str(run_dir))
             notes.append(f"job {job.id}: finished before the restart; marked done")
         else:
@@ -336,7 +337,7 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, torch_thread
                 time.sleep(stall_seconds)
 
         try:
-            request = RunRequest(**_run_request_kwargs(kwargs))
+            request = RunRequest.from_json(kwargs)
             result = run(request, progress, composer)
             conn.send(("done", job_id, str(result.run_dir)))
         except UserError as error:  # bad input: the one-line message a CLI user would see
@@ -344,19 +345,6 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, torch_thread
         except Exception as error:
             traceback.print_exc(file=sys.stderr)
             conn.send(("failed", job_id, f"internal error: {type(error).__name__}: {error}".splitlines()[0]))
-
-
-_PATH_FIELDS = ("model", "out", "from_run", "soundfont")
-
-
-def _run_request_kwargs(kwargs: dict) -> dict:
-    values = dict(kwargs)
-    for name in _PATH_FIELDS:
-        if values.get(name) is not None:
-            values[name] = Path(values[name])
-    values["keep"] = tuple(values.get("keep") or ())
-    values["instruments"] = dict(values.get("instruments") or {})
-    return values
 
 
 # ------------------------------------------------------------------ the pool (service side)
@@ -377,7 +365,7 @@ class _Slot:
 class WorkerPool:
     """`workers` long-lived worker processes fed from the SQLite queue by one scheduler thread.
 
-    `to_run_kwargs(job)` turns a stored job request into `RunRequest` keyword arguments
+    `to_run_kwargs(job)` turns a stored job request into its `RunRequest.to_json()`
     (JSON-able: paths as strings); it may raise ValueError to fail the job.
     """
 

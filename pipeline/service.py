@@ -12,6 +12,7 @@ DATA_DIR/jobs.sqlite3. Requests are checked up front with the CLI's own rules an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -22,14 +23,15 @@ import zipfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any, get_origin
 
 import yaml
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
 from stemforge.configs import CONFIG_DIR
 from stemforge.pipeline.jobs import (
     FINISHED,
@@ -41,11 +43,12 @@ from stemforge.pipeline.jobs import (
     recover,
     wait_for_orphan_workers,
 )
-from stemforge.pipeline.run import RunRequest, request_conditions
-from stemforge.symbolic.conditions import MAX_SEED, ROLES, ConditionError, validate
+from stemforge.pipeline.request import FieldSpec, RunRequest, request_fields, request_types
+from stemforge.pipeline.run import check_inputs
+from stemforge.symbolic.conditions import validate
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.model import load_composer
-from stemforge.symbolic.sampling import SamplingSettings
+from stemforge.symbolic.run_manifest import RunManifest
 
 try:
     import fcntl
@@ -98,45 +101,47 @@ class ServiceLimits:
 
 # ------------------------------------------------------------------ request / response bodies
 
-class JobRequest(BaseModel):
-    """The fields of `pipeline run` (flags with dashes become underscores), plus `from_job`.
-    Unset fields take the CLI's defaults; with `from_job`, unset render fields take that job's."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # Every string, list and number is bounded here, before any parsing: an unbounded field
-    # was a denial of service (a 15 KB key froze the server for ~47 s).
-    prompt: str = Field("", max_length=500, description='free text, e.g. "lofi 80bpm in F minor, 8 bars"')
-    genre: str | None = Field(None, max_length=40)
-    bpm: float | None = Field(None, allow_inf_nan=False, description="exact tempo (1-300)")
-    key: str | None = Field(None, max_length=40, description="'F minor', 'Am', 'C#m'...")
-    bars: int | None = Field(None, ge=1, le=1024)
-    density: str | None = Field(None, max_length=20, description="sparse | normal | busy")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="None = a fresh seed, recorded in run.json")
-    loop: int | None = Field(None, description="loop length in bars: 1, 2 or 4; 0 = off; None = the genre's")
-    chords: str | None = Field(None, max_length=200, description="'Am F C G', 'vi IV I V'; None = the genre's")
-    swing: float | None = Field(None, ge=50, le=75, description="swing percent, 50 straight; None = the genre's")
-    quantize: bool = Field(False, description="notes exactly on the grid (no swing or groove)")
-    temperature: float = Field(1.0, allow_inf_nan=False)
-    top_k: int = Field(0, ge=0, le=100_000)
-    top_p: float = Field(0.95, allow_inf_nan=False)
-    key_bias: float = Field(1.5, allow_inf_nan=False, description="nats added to in-key pitches; 0 = off")
-    stems: bool = Field(True, description="render WAV stems and a mix (the page always does)")
-    renderer: str = Field("sample", max_length=20)
-    kit: str | None = Field(None, max_length=200, description="a kit or SoundFont name from GET /sounds")
-    preset: str | None = Field(None, max_length=100, description="FX preset name (configs/render/)")
-    dry: bool = False
-    tail: str = Field("wrap", max_length=20)
-    sample_rate: int = 44100
-    instruments: dict[str, Annotated[str, Field(max_length=60)]] = Field(
-        default_factory=dict, max_length=3, description="role -> GM program or preset name")
-    keep: list[Annotated[str, Field(max_length=20)]] = Field(default_factory=list, max_length=3,
-                                                             description="roles of from_job to keep")
-    from_job: str | None = Field(None, max_length=64,
-                                 description="an earlier finished job to take conditions and kept parts from")
+def _api_annotation(hint: Any, spec: FieldSpec) -> Any:
+    """The API type of a request field: tuples are JSON lists; list items and dict values bounded."""
+    if get_origin(hint) is tuple:
+        return list[Annotated[str, Field(max_length=spec.item_max_length)]]
+    if get_origin(hint) is dict:
+        return dict[str, Annotated[str, Field(max_length=spec.item_max_length)]]
+    return hint
 
 
-RENDER_FIELDS = ("stems", "renderer", "kit", "preset", "dry", "tail", "sample_rate", "instruments")
+def _job_request_model() -> type[BaseModel]:
+    """POST /jobs's body, derived from RunRequest (pipeline/request.py): its API fields with
+    their help as descriptions, every string, list and number bounded before any parsing (an
+    unbounded field was a denial of service: a 15 KB key froze the server for ~47 s), plus
+    `from_job`."""
+    hints = request_types()
+    fields: dict[str, Any] = {}
+    for item, spec in request_fields():
+        if not spec.api:
+            continue
+        hint = hints[item.name]
+        bounds = {name: getattr(spec, name) for name in ("max_length", "ge", "le") if getattr(spec, name) is not None}
+        if float in getattr(hint, "__args__", (hint,)):
+            bounds["allow_inf_nan"] = False
+        if spec.has_api_default:
+            default = {"default": spec.api_default}
+        elif item.default_factory is not dataclasses.MISSING or isinstance(item.default, tuple):
+            default = {"default_factory": list if get_origin(hint) is tuple else dict}
+        else:
+            default = {"default": item.default}
+        fields[item.name] = (_api_annotation(hint, spec), Field(description=spec.help, **default, **bounds))
+    fields["from_job"] = (str | None, Field(None, max_length=64, description="an earlier finished job to take "
+                                            "conditions and kept parts from (render fields default to its own)"))
+    model = create_model("JobRequest", __config__=ConfigDict(extra="forbid"), **fields)
+    model.__doc__ = ("The fields of `pipeline run` (flags with dashes become underscores; paths on the server's "
+                     "disk are not offered), plus `from_job`. Unset fields take the CLI's defaults, but stems are "
+                     "rendered unless `stems` is false; with `from_job`, unset render fields take that job's.")
+    return model
+
+
+JobRequest = _job_request_model()
+RENDER_FIELDS = tuple(item.name for item, spec in request_fields() if spec.api and spec.group == "stems")
 
 
 class JobInfo(BaseModel):
@@ -250,7 +255,7 @@ class ServiceState:
             print(f"stemforge: {note}", file=sys.stderr)
         self.pool = WorkerPool(self.store, self.data_dir, self.jobs_dir, self.model, workers,
                                limits.job_timeout_seconds, limits.worker_threads, self.run_kwargs)
-        self._runs: dict[str, dict] = {}
+        self._runs: dict[str, RunManifest] = {}
         self._sound_names: set[str] | None = None
 
     def _take_lock(self):
@@ -272,13 +277,14 @@ class ServiceState:
     def run_dir(self, job: Job) -> Path:
         return self.jobs_dir / job.id
 
-    def run_json(self, job: Job) -> dict | None:
+    def manifest(self, job: Job) -> RunManifest | None:
+        """run.json of a finished job (cached: run folders never change)."""
         if job.status != "done":
             return None
         if job.id not in self._runs:
             try:
-                self._runs[job.id] = json.loads((self.run_dir(job) / "run.json").read_text())
-            except (OSError, json.JSONDecodeError):
+                self._runs[job.id] = RunManifest.read(self.run_dir(job), "from_job")
+            except UserError:
                 return None
         return self._runs[job.id]
 
@@ -293,95 +299,67 @@ class ServiceState:
         return self._sound_names
 
     # -- validation before queueing, and the RunRequest a worker builds
-    def check(self, body: JobRequest) -> dict:
-        """The request as it will be stored: checked with the CLI's rules, inherited fields filled."""
+    def check(self, body: BaseModel) -> dict:
+        """The request as it will be stored: this service's own rules (what it offers), then
+        `pipeline.run.check_inputs`, the check `run` itself makes, on the RunRequest the worker
+        will run; inherited render fields filled in."""
         values = body.model_dump()
-        parent = None
         if body.from_job is not None:
             parent = self.store.get(body.from_job) if is_job_id(body.from_job) else None
-            if parent is None or parent.status != "done" or self.run_json(parent) is None:
+            if parent is None or self.manifest(parent) is None:
                 raise FieldError("from_job", f"from_job: no finished job {body.from_job!r}; regenerate from a "
                                  "job whose status is done")
             for name in RENDER_FIELDS:  # new stems should sound like the old ones unless asked otherwise
                 if name not in body.model_fields_set and name in parent.request:
                     values[name] = parent.request[name]
-        for role in body.keep:
-            if role not in ROLES:
-                raise FieldError("keep", f"keep: unknown role {role!r}; roles are {', '.join(ROLES)}")
-        if body.keep and body.from_job is None:
-            raise FieldError("keep", "keep: needs from_job (the job whose parts to keep)")
-        if set(body.keep) >= set(ROLES):
-            raise FieldError("keep", "keep: keeping every role leaves nothing to regenerate; keep fewer roles")
-        if body.from_job is not None:
-            parts = [r for r in self.run_json(parent).get("midi", {}) if r != "full"]
-            missing = [r for r in body.keep if r not in parts]
-            if missing:
-                raise FieldError("keep", f"keep: job {body.from_job} has no {missing[0]} part (it has "
-                                 f"{', '.join(parts)})")
+        request = self.run_request(values, out=None)
+        if request.stems:
+            self._check_offered(request)
         try:
-            SamplingSettings(body.temperature, body.top_k, body.top_p, body.key_bias).validate()
-            # the worker's own derivation (pipeline.run.request_conditions) on the parent's
-            # run.json, so what is checked here is what will be composed
-            conditions = request_conditions(
-                RunRequest(prompt=body.prompt, genre=body.genre, bpm=body.bpm, key=body.key, bars=body.bars,
-                           density=body.density, seed=body.seed, loop=body.loop, chords=body.chords),
-                self.run_json(parent) if body.from_job is not None else None, body.seed or 0)
+            inputs = check_inputs(request)
+            if inputs.conditions.bars > self.limits.max_bars:
+                raise FieldError("bars", f"bars: {inputs.conditions.bars} is above this service's limit of "
+                                 f"{self.limits.max_bars} (max_bars in the service config); ask for fewer")
+            validate(inputs.conditions, self.composer.max_bars)
         except UserError as error:
             raise _as_field_error(error, "prompt") from error
-        if conditions.bars > self.limits.max_bars:
-            raise FieldError("bars", f"bars: {conditions.bars} is above this service's limit of "
-                             f"{self.limits.max_bars} (max_bars in the service config); ask for fewer")
-        try:
-            validate(conditions, self.composer.max_bars)
-        except ConditionError as error:
-            raise _as_field_error(error, "bars") from error
-        if values["stems"]:
-            self._check_render(values)
         return values
 
-    def _check_render(self, values: dict) -> None:
+    def _check_offered(self, request: RunRequest) -> None:
+        """What this service offers a client: musicgen only when the operator named weights,
+        presets and kits only by the names it lists (never a path on its disk)."""
         from stemforge.audio.effects import available_presets
-        from stemforge.audio.render import RenderOptions, check_settings
 
-        if values["renderer"] not in ("sample", "musicgen"):
-            raise FieldError("renderer", f"renderer: unknown renderer {values['renderer']!r}; use sample or musicgen")
-        if values["renderer"] == "musicgen" and not self.limits.musicgen_model:
+        if request.renderer == "musicgen" and not self.limits.musicgen_model:
             raise FieldError("renderer", "renderer: musicgen is not offered by this service (set musicgen_model "
                              "in the service config); use sample")
-        try:
-            check_settings(RenderOptions(sample_rate=values["sample_rate"], tail=values["tail"],
-                                         instruments=dict(values["instruments"])))
-        except UserError as error:
-            raise _as_field_error(error, "instruments") from error
-        if values["preset"] is not None and values["preset"] not in available_presets():
-            raise FieldError("preset", f"preset: unknown preset {values['preset']!r}; choose from "
+        if request.preset is not None and request.preset not in available_presets():
+            raise FieldError("preset", f"preset: unknown preset {request.preset!r}; choose from "
                              f"{', '.join(available_presets())}")
-        # Only sounds this machine lists: a client must not point the renderer at arbitrary paths.
-        if values["kit"] is not None and values["kit"].lower() not in self.sound_names():
-            raise FieldError("kit", f"kit: {values['kit']!r} is not a kit or SoundFont of this service; "
+        if request.kit is not None and request.kit.lower() not in self.sound_names():
+            raise FieldError("kit", f"kit: {request.kit!r} is not a kit or SoundFont of this service; "
                              "GET /sounds lists them")
 
+    def run_request(self, stored: dict, out: Path | None) -> RunRequest:
+        """The RunRequest of a stored job request: its fields, with this service's model, the
+        job's folder, the parent job's folder and the operator's MusicGen weights."""
+        fields = {name: value for name, value in stored.items() if name != "from_job"}
+        from_job = stored.get("from_job")
+        return dataclasses.replace(
+            RunRequest.from_json(fields), model=self.model, out=out,
+            from_run=self.jobs_dir / from_job if from_job else None,
+            musicgen=self.limits.musicgen_model if fields.get("renderer") == "musicgen" else None)
+
     def run_kwargs(self, job: Job) -> dict:
-        """RunRequest keyword arguments for a stored job (paths as strings for the pipe)."""
-        request = job.request
-        kwargs = {name: request.get(name) for name in (
-            "prompt", "genre", "bpm", "key", "bars", "density", "seed", "loop", "chords", "swing", "quantize",
-            "temperature", "top_k", "top_p", "stems", "renderer", "kit", "preset", "dry", "tail", "sample_rate", "instruments", "keep")}
-        kwargs["prompt"] = kwargs["prompt"] or ""
-        kwargs["key_bias"] = request.get("key_bias", JobRequest.model_fields["key_bias"].default)  # older jobs lack it
-        kwargs["model"] = str(self.model)
-        kwargs["out"] = str(self.jobs_dir / job.id)
-        kwargs["from_run"] = str(self.jobs_dir / request["from_job"]) if request.get("from_job") else None
-        if kwargs["renderer"] == "musicgen":
-            kwargs["musicgen"] = self.limits.musicgen_model
-        return kwargs
+        """What the pool sends a worker for a stored job: its RunRequest as JSON."""
+        return self.run_request(job.request, out=self.jobs_dir / job.id).to_json()
 
     # -- responses
     def title(self, job: Job) -> str:
-        run = self.run_json(job)
-        if run is not None:
-            c = run["conditions"]
-            return f"{c['genre']} · {c['bpm']:g} bpm · {c['key']} · {c['bars']} bars · seed {run['seed']}"
+        manifest = self.manifest(job)
+        if manifest is not None:
+            c = manifest.conditions
+            return f"{c.genre} · {c.bpm:g} bpm · {c.key} · {c.bars} bars · seed {manifest.seed}"
         request = job.request
         if request.get("from_job"):
             kept = ", ".join(request.get("keep") or ()) or "nothing"
@@ -394,8 +372,8 @@ class ServiceState:
                        request=job.request)
         if job.status == "queued":
             info.queue_position = self.store.queue_position(job)
-        if full and job.status == "done":
-            info.run = self.run_json(job)
+        if full and self.manifest(job) is not None:
+            info.run = self.manifest(job).to_dict()
             info.report = self.report(job)
         return info
 
@@ -443,8 +421,10 @@ class ServiceState:
         return cached
 
     def zip_root(self, job: Job) -> str:
-        conditions = (self.run_json(job) or {}).get("conditions", {})
-        return f"{conditions.get('genre', 'stemforge')}_{conditions.get('bpm', 0):g}bpm_{job.id}"
+        manifest = self.manifest(job)
+        if manifest is None:
+            return f"stemforge_{job.id}"
+        return f"{manifest.conditions.genre}_{manifest.conditions.bpm_label}bpm_{job.id}"
 
 
 # ------------------------------------------------------------------ the app
@@ -582,7 +562,7 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
     @api.post("/jobs", status_code=202, response_model=JobInfo,
               responses={413: {"description": "body too large"}, 422: {"description": "a field is invalid"},
                          429: {"description": "queue full; see Retry-After"}})
-    def post_job(body: JobRequest):
+    def post_job(body: JobRequest):  # type: ignore[valid-type]
         try:
             values = state.check(body)
         except FieldError as error:
@@ -651,12 +631,15 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
 
     @api.get("/jobs/{job_id}/notes", response_model=NotesInfo)
     def get_notes(job_id: str) -> NotesInfo:
-        """The notes of every role for the page's piano roll (read with symbolic.arrangement.read_tracks)."""
+        """The notes of every role for the page's piano roll (read with stemforge.symbolic.arrangement.read_tracks)."""
         from stemforge.pipeline.run import arrangement_from_run
         from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT
 
         job = done_job(job_id)
-        arrangement, _ = arrangement_from_run(state.run_dir(job))
+        manifest = state.manifest(job)
+        if manifest is None:
+            raise HTTPException(404, f"job: {job_id} has no readable run.json")
+        arrangement = arrangement_from_run(state.run_dir(job), manifest)
         tracks = {role: NoteTrack(program=t.program, is_drum=t.is_drum,
                                   notes=[[n.start, n.duration, n.pitch, n.velocity] for n in t.notes])
                   for role, t in arrangement.tracks.items()}

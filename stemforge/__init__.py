@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _PUBLIC: dict[str, str] = {
     "run": "stemforge.pipeline.run",
-    "RunRequest": "stemforge.pipeline.run",
+    "RunRequest": "stemforge.pipeline.request",
     "RunResult": "stemforge.pipeline.run",
     "RunManifest": "stemforge.symbolic.run_manifest",
     "render_run": "stemforge.pipeline.run",

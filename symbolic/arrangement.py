@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import symusic
+
 from stemforge.symbolic.conditions import ROLES, Conditions, Key, parse_key
 from stemforge.symbolic.errors import UserError
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
 from stemforge.symbolic.corpus_rules import FEEL_GRIDS, SWING_MARGIN, TPB, snap
 from stemforge.symbolic.errors import UserError

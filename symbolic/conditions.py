@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+
 from stemforge.symbolic.errors import UserError
 
 ROLES: tuple[str, ...] = ("drums", "bass", "melody")
@@ -116,11 +117,22 @@ _LOOP_PATTERN = r"\b([124])\s*-?\s*bars?\s*loops?\b|\bloops?\s*(?:of\s*)?([124])
 _NO_LOOP_PATTERN = r"\b(?:no\s*loops?|through[\s-]*composed|loop\s*off)\b"
 
 
+MAX_SWING_PERCENT = 75.0  # swing beyond a dotted-8th feel stops being swing
 MAX_SEED = 2**63 - 1  # what numpy and torch generators take without wrapping
 
 
 class ConditionError(UserError):
     """A prompt or flag value that cannot be composed; the message names the field."""
+
+
+def parse_loop(value: str | int) -> int:
+    """A loop length as typed: 1, 2, 4, or 'off' (0)."""
+    text = str(value).strip().lower()
+    if text in ("off", "none", "0"):
+        return 0
+    if text not in ("1", "2", "4"):
+        raise ConditionError(f"--loop: {value} is not a loop length; use 1, 2, 4 or off", field="loop")
+    return int(text)
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import symusic
+from tqdm import tqdm
+
 from stemforge.configs import load_config
 from stemforge.symbolic import corpus_rules as rules
 from stemforge.symbolic.arrangement import GENRE_PROGRAMS, Arrangement, Note, Track
 from stemforge.symbolic.conditions import GENRES, Conditions, Key, parse_key
 from stemforge.symbolic.errors import UserError
-from tqdm import tqdm
 
 BAR, TPB, GRID = rules.BAR, rules.TPB, rules.GRID
 LICENCES = {

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
+
 from stemforge.symbolic.arrangement import Note
 from stemforge.symbolic.conditions import Key
 from stemforge.symbolic.harmony import Chord, ChordSpan

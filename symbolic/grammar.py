@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 import torch
+
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.tokenizer import ROLE_PROGRAMS, ComposerTokenizer
 

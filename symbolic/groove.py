@@ -32,8 +32,10 @@ from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from stemforge.symbolic import corpus_rules as rules
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track
+from stemforge.symbolic.conditions import MAX_SWING_PERCENT
 from stemforge.symbolic.errors import UserError
 
 GROOVES_PATH = Path(__file__).resolve().parent / "grooves.json"
@@ -103,7 +105,6 @@ def default_swing(measured_percent: float) -> float:
 
 SWING_UNITS: dict[str, int] = {"8th": 2, "16th": 4}  # unit -> notes of that unit per beat
 SWUNG_SLOT_SHIFT: dict[str, int] = {"8th": 2, "16th": 1}  # slots from the straight off-beat to its triplet slot
-MAX_SWING_PERCENT = 75.0
 
 # Bass and melody get a light feel: the timing of a drum group of the same genre (the bass
 # locks to the kick, the melody rides with the hats), half its spread, velocity humanize only.

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+
 from stemforge.symbolic.arrangement import BEATS_PER_BAR
 from stemforge.symbolic.conditions import parse_key
 from stemforge.symbolic.grammar import GrammarState, GrammarTables, Kind

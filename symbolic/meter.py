@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note
 
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR

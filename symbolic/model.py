@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
 from stemforge.symbolic.canonical import file_sha256
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.tokenizer import ComposerTokenizer

@@ -20,16 +20,11 @@ from dataclasses import dataclass
 
 from stemforge.symbolic.arrangement import TICKS_PER_BEAT
 from stemforge.symbolic.conditions import ROLES, Conditions, progression_of
-from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.harmony import ChordSpan, chord_tones
 
 PHRASE_BARS = 4
 TURN_KEEPS_BEATS = 3  # A': the loop's second bar keeps three beats of its first
 FILL_KEEPS_BEATS = 2  # a phrase's last bar keeps its first half and is free for a fill
-
-
-class PlanError(UserError):
-    """A plan setting that cannot be followed; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -63,16 +58,6 @@ GENRE_STYLES: dict[str, GenreStyle] = {
     "ambient": GenreStyle(2, 0.3),
 }
 DEFAULT_STYLE = GenreStyle(2, 0.7)
-
-
-def parse_loop(value: str | int) -> int:
-    """A loop length as typed: 1, 2, 4, or 'off' (0)."""
-    text = str(value).strip().lower()
-    if text in ("off", "none", "0"):
-        return 0
-    if text not in ("1", "2", "4"):
-        raise PlanError(f"--loop: {value!r} is not a loop length; use 1, 2, 4 or off")
-    return int(text)
 
 
 @dataclass(frozen=True)

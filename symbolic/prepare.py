@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import symusic
+from tqdm import tqdm
+
 from stemforge.configs import load_config, resolve_config
 from stemforge.symbolic.arrangement import (
     BEATS_PER_BAR,
@@ -48,7 +50,6 @@ from stemforge.symbolic.meter import MeterJudgement, judge_meter
 from stemforge.symbolic.paths import output_problem
 from stemforge.symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
 from stemforge.symbolic.window_store import save_window_notes
-from tqdm import tqdm
 
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
 GRID_TICKS = TICKS_PER_BEAT // 12  # the token grid (1/12 beat) at 480 ticks per beat

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
+
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
 from stemforge.symbolic.guide import Guide, GuideStrengths

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.tokenizer import PROGRAM_ROLES, ComposerTokenizer
 

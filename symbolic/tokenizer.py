@@ -20,6 +20,7 @@ from pathlib import Path
 
 import symusic
 from miditok import MMM, TokenizerConfig
+
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, without_overlaps
 from stemforge.symbolic.conditions import DENSITIES, KEY_NAMES, ROLES, Key, parse_key
 from stemforge.symbolic.errors import UserError

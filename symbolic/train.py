@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm
+
 from stemforge.configs import load_config, resolve_config
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.model import build_gpt2, cosine_lr, save_composer
 from stemforge.symbolic.style import STYLE_FILE, style_of_dataset
 from stemforge.symbolic.tokenizer import ComposerTokenizer
-from tqdm import tqdm
 
 
 class TrainError(UserError):

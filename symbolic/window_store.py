@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
 from stemforge.symbolic.canonical import GRID_PER_BEAT, ROLE_CODES, WINDOW_BARS, canonical_notes
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from stemforge.symbolic.prepare import prepare_dataset
 from stemforge.symbolic.train import TrainConfig, train
-
 from tests.midi_fixtures import write_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

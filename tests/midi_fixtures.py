@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from stemforge.symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track
 from stemforge.symbolic.conditions import Conditions
 

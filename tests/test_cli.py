@@ -13,9 +13,9 @@ from pathlib import Path
 import mido
 import pytest
 import soundfile
+
 from stemforge.pipeline.cli import main
 from stemforge.symbolic.arrangement import TICKS_PER_BAR, read_tracks
-
 from tests.midi_fixtures import write_groove
 
 

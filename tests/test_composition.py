@@ -11,17 +11,17 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
+
 from stemforge.eval.music_features import bass_on_kick, kick_coverage, self_similarity
 from stemforge.pipeline.run import RunRequest, run
 from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
-from stemforge.symbolic.conditions import ConditionError, build_conditions, progression_of
+from stemforge.symbolic.conditions import ConditionError, build_conditions, parse_loop, progression_of
 from stemforge.symbolic.grammar import GrammarState, GrammarTables, Kind
 from stemforge.symbolic.harmony import chord_tones
 from stemforge.symbolic.model import load_composer
-from stemforge.symbolic.plan import BarSource, bar_sources, build_plan, parse_loop
+from stemforge.symbolic.plan import BarSource, bar_sources, build_plan
 from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings
 from stemforge.symbolic.style import STYLE_FILE, StyleStats
-
 from tests.midi_fixtures import groove_tracks
 
 GRID = TICKS_PER_BEAT // 12

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stemforge.symbolic.conditions import ConditionError, build_conditions, nearest_known_genre, parse_key
 
 PROMPTS = [

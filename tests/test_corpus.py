@@ -12,6 +12,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 import symusic
+
 from stemforge.symbolic import corpus_rules as rules
 from stemforge.symbolic.arrangement import Note, midi_length_ticks
 from stemforge.symbolic.conditions import GENRES, parse_key

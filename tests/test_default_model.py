@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from stemforge.pipeline.run import RunRequest, run
 from stemforge.symbolic.arrangement import TICKS_PER_BAR
 from stemforge.symbolic.conditions import GENRES, ROLES

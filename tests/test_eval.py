@@ -6,6 +6,7 @@ real renderer is only touched by the one integration test, which skips without i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 from scipy import linalg, signal
+
 from stemforge.eval.embeddings import (
     EmbeddingError,
     build_embedding,
@@ -44,6 +46,7 @@ from stemforge.symbolic.arrangement import (
 )
 from stemforge.symbolic.canonical import GRID_PER_BEAT, IndexVersionError, NoveltyIndex, piece_digests
 from stemforge.symbolic.conditions import Conditions, parse_key
+from stemforge.symbolic.run_manifest import RunManifest
 from stemforge.symbolic.window_store import load_window_notes, piece_windows, save_window_notes, window_rows
 
 SR = 22050
@@ -491,7 +494,7 @@ def write_run(root: Path, name: str, tracks: dict, genre: str, data_sha: str = "
     for role in tracks:
         arrangement.write_midi(run / "midi" / f"{role}.mid", roles=(role,))
         midi[role] = f"midi/{role}.mid"
-    manifest = {"conditions": conditions.to_dict(), "seed": seed, "midi": midi,
+    manifest = {"stemforge": 1, "conditions": conditions.to_dict(), "seed": seed, "midi": midi,
                 "model": {"path": "/models/m", "sha256": "w" * 64, "data_sha256": data_sha}}
     if stems:
         (run / "stems").mkdir()
@@ -761,7 +764,8 @@ def test_frames_cache_misses_on_new_render_settings_and_recomputes_a_corrupt_ent
 
     piece = {r: [n for n in notes if n.start < 2 * TICKS_PER_BAR] for r, notes in random_piece(6).items()}
     write_reference_midi(tmp_path / "ref", piece, bpm=100.0, bars=2, genre="lofi")
-    runs = [{"renderer": "sample", "sample_rate": 22050, "dry": False, "tail": "wrap"}]
+    runs = [RunManifest(conditions=Conditions(), seed=1, midi={}, renderer="sample", sample_rate=22050, dry=False,
+                        tail="wrap")]
     root = tmp_path / "cache"
 
     first = _reference_frames(tmp_path / "ref", runs, FrameCache.open(root))
@@ -773,7 +777,7 @@ def test_frames_cache_misses_on_new_render_settings_and_recomputes_a_corrupt_ent
     assert all(np.array_equal(a, b) for a, b in zip(again.frames["features"], first.frames["features"]))
 
     # another renderer setting (dry, as run.json records it) is another key: rendered again
-    _reference_frames(tmp_path / "ref", [{**runs[0], "dry": True}], FrameCache.open(root))
+    _reference_frames(tmp_path / "ref", [dataclasses.replace(runs[0], dry=True)], FrameCache.open(root))
     assert len(fake_renderer) == 4 and fake_renderer[-1][1].dry is True
 
     # a damaged entry is found by its digest, reported, rendered again and replaced
@@ -857,13 +861,16 @@ def test_reference_midi_renders_through_the_real_renderer(tmp_path):
 def test_without_model_or_data_eval_uses_the_model_the_runs_were_made_with(tmp_path: Path) -> None:
     from stemforge.eval.report import model_of_runs
 
+    def made_with(path: Path) -> RunManifest:
+        return RunManifest(conditions=Conditions(), seed=1, midi={}, model={"path": str(path)})
+
     model = tmp_path / "model"
     model.mkdir()
     (model / "stemforge.json").write_text("{}")
-    same = [{"model": {"path": str(model)}}, {"model": {"path": str(model)}}]
+    same = [made_with(model), made_with(model)]
     assert model_of_runs(same) == model
-    assert model_of_runs([*same, {"model": {"path": str(tmp_path / "other")}}]) is None
-    assert model_of_runs([{"model": {"path": str(tmp_path / "gone")}}]) is None
+    assert model_of_runs([*same, made_with(tmp_path / "other")]) is None
+    assert model_of_runs([made_with(tmp_path / "gone")]) is None
 
 
 # ---------------------------------------------------------------- PANN CNN14 embedding
@@ -929,6 +936,7 @@ def test_pann_loads_a_cnn14_checkpoint_and_embeds_conformed_audio(tmp_path):
 
 def test_pann_builds_its_mel_bank_when_the_checkpoint_has_none(tmp_path):
     import torch
+
     from stemforge.eval.embeddings import build_pann
 
     full, bare = tmp_path / "full.pth", tmp_path / "bare.pth"
@@ -942,6 +950,7 @@ def test_pann_builds_its_mel_bank_when_the_checkpoint_has_none(tmp_path):
 
 def test_pann_checkpoint_errors_are_one_line_and_name_the_file(tmp_path, monkeypatch):
     import torch
+
     from stemforge.eval.embeddings import build_pann
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import symusic
+
 from stemforge.symbolic import groove
 from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
 from stemforge.symbolic.conditions import GENRE_DEFAULT_BPM, GENRES

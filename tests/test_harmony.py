@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from stemforge.symbolic import corpus_rules as rules
 from stemforge.symbolic.conditions import GENRES, ConditionError, Key, parse_key
 from stemforge.symbolic.harmony import (

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+
 from stemforge.eval.music_features import (
     FEATURE_NAMES,
     FIGURES,

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+
 from stemforge.audio.chroma import ChromaSettings, chroma_features, chroma_window
 from stemforge.audio.musicgen import (
     MusicGenError,
@@ -332,6 +333,7 @@ def test_pipeline_run_with_the_musicgen_renderer_keeps_the_stem_contract(
     import json
 
     import soundfile
+
     from stemforge.pipeline.cli import main
 
     composer_dir = tiny_model  # the tiny composer from conftest

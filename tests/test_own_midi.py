@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import symusic
+
 from stemforge.pipeline.run import RunRequest, run
 from stemforge.symbolic.arrangement import TICKS_PER_BAR, read_tracks
 from stemforge.symbolic.conditions import nearest_known_genre
 from stemforge.symbolic.model import load_composer
 from stemforge.symbolic.prepare import prepare_dataset
 from stemforge.symbolic.train import TrainConfig, train
-
 from tests.midi_fixtures import write_corpus
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+
 from stemforge.eval.music_features import GRID_PER_BAR, figure_values, grid_step, pool_figures
 from stemforge.eval.real_music import (
     RealDataMissing,
@@ -19,7 +20,6 @@ from stemforge.eval.real_music import (
     pop909_songs,
 )
 from stemforge.symbolic.arrangement import Note
-
 from tests.conftest import SHARED_DATA
 
 BAR = 1920

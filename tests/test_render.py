@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+
 from stemforge.audio.assets import find_sounds, pip_soundfont
 from stemforge.audio.drumkit import load_kit, render_drums
 from stemforge.audio.effects import available_presets, load_preset

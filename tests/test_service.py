@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import soundfile
+
 from stemforge.audio.render import parse_instrument_flags
 from stemforge.pipeline.jobs import INTERRUPTED, TEST_STALL_ENV, JobStore, WorkerPool, recover
 from stemforge.pipeline.service import ServiceError, ServiceLimits
@@ -514,6 +515,7 @@ def test_a_full_disk_answers_507_naming_the_data_folder(tiny_model: Path, tmp_pa
     """It was a bare 500 ("cannot rollback"). The app is built but its workers not started
     (a TestClient outside `with` runs no lifespan): only the request path is under test."""
     from fastapi.testclient import TestClient
+
     from stemforge.pipeline.service import create_app
 
     app = create_app(tmp_path / "data", None, tiny_model, 1, ServiceLimits())

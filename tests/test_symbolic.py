@@ -10,6 +10,7 @@ import mido
 import numpy as np
 import pytest
 import symusic
+
 from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, read_tracks
 from stemforge.symbolic.conditions import ROLES
 from stemforge.symbolic.grammar import GrammarError, GrammarState, GrammarTables
@@ -17,7 +18,6 @@ from stemforge.symbolic.model import load_composer
 from stemforge.symbolic.prepare import PrepareError, prepare_dataset
 from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings
 from stemforge.symbolic.tokenizer import ComposerTokenizer, TokenizerSpec
-
 from tests.midi_fixtures import GROOVES, groove_tracks, write_groove
 
 TOKENIZER = ComposerTokenizer(TokenizerSpec(genres=list(GROOVES)))
@@ -245,6 +245,7 @@ def test_same_seed_same_tokens_other_seed_other_tokens(tiny_model: Path) -> None
 
 def test_fast_decoder_matches_the_transformers_forward(tiny_model: Path) -> None:
     import torch
+
     from stemforge.symbolic.model import FastDecoder
 
     composer = load_composer(tiny_model)

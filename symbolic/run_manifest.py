@@ -1,0 +1,152 @@
+"""run.json, typed: what a run folder holds and where. `pipeline run` writes it; `render`,
+`eval`, `--from`, the service and the page read it through `RunManifest.read`, which checks
+the format version, so a folder from a newer stemforge is refused with one line instead of
+being half-understood.
+
+    manifest = RunManifest.read(Path("runs/lofi"))
+    manifest.conditions.bpm, manifest.midi_path("bass"), manifest.stem_paths()
+
+The JSON keys are the field names (render fields sit at the top level, as the page reads
+them); version 1 is every run.json stemforge has written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stemforge.symbolic.conditions import Conditions
+from stemforge.symbolic.errors import UserError
+
+MANIFEST_VERSION = 1
+MANIFEST_NAME = "run.json"
+FULL_MIDI = "full"  # the key of the all-parts MIDI file in `midi`
+
+
+# the fields a render writes (the section "written when stems are rendered" below)
+RENDER_FIELDS = ("stems", "mix", "sample_rate", "renderer", "soundfont", "kit", "preset", "dry", "tail",
+                 "instruments", "warnings", "musicgen")
+
+
+class ManifestError(UserError):
+    """A run folder whose run.json is missing, unreadable or from another stemforge."""
+
+
+@dataclass
+class RunManifest:
+    conditions: Conditions
+    seed: int
+    midi: dict[str, str]  # role (and "full") -> MIDI file, relative to the run folder
+    prompt: str = ""
+    model_genre: str = ""  # the genre label the model composed with (nearest known)
+    sampling: dict[str, float] = field(default_factory=dict)
+    model: dict[str, str | None] = field(default_factory=dict)  # path, sha256, data_sha256
+    context: dict[str, Any] = field(default_factory=dict)  # seed_midi, from, keep
+    tokens: int = 0
+    token_ids: list[int] = field(default_factory=list)  # the piece on the token grid, before the feel
+    structure: dict[str, Any] = field(default_factory=dict)  # loop plan and chords
+    feel: dict[str, Any] = field(default_factory=dict)
+    tokens_sampled: int = 0
+    tokens_forced: int = 0
+    # -- written when stems are rendered (what `audio.render` / `audio.musicgen` report)
+    stems: dict[str, str] = field(default_factory=dict)  # role -> WAV, relative to the run folder
+    mix: str | None = None
+    sample_rate: int | None = None
+    renderer: str | None = None
+    soundfont: dict[str, Any] | None = None
+    kit: dict[str, Any] | None = None
+    preset: str | None = None
+    dry: bool | None = None
+    tail: str | None = None
+    instruments: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    musicgen: dict[str, Any] | None = None
+    # -- bookkeeping
+    files: dict[str, str] = field(default_factory=dict)  # every other file -> sha256
+    timings: dict[str, float] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+    stemforge: int = MANIFEST_VERSION  # the format version
+
+    # ---------------------------------------------------------------- reading and writing
+    @classmethod
+    def read(cls, run_dir: Path, what: str = "RUN_DIR") -> RunManifest:
+        """run.json of `run_dir`; `what` names the flag or field the folder came from."""
+        path = Path(run_dir) / MANIFEST_NAME
+        if not Path(run_dir).is_dir():
+            raise ManifestError(f"{what}: {run_dir} is not a folder; point it at a folder written by `pipeline run`")
+        if not path.is_file():
+            raise ManifestError(f"{what}: {run_dir} has no run.json; point it at a folder written by `pipeline run`")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ManifestError(f"{what}: {path} is not readable JSON ({error})") from error
+        return cls.from_dict(data, f"{what}: {path}")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "run.json") -> RunManifest:
+        if not isinstance(data, dict) or not isinstance(data.get("stemforge"), int):
+            raise ManifestError(f"{where}: not a stemforge run manifest (no format version); point it at a folder "
+                                "written by `pipeline run`")
+        version = data["stemforge"]
+        if version > MANIFEST_VERSION:
+            raise ManifestError(f"{where}: written by a newer stemforge (run format {version}; this one reads up "
+                                f"to {MANIFEST_VERSION}); upgrade stemforge to use it")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ManifestError(f"{where}: unknown field(s) {sorted(unknown)} for run format {version}")
+        for name in ("conditions", "midi"):
+            if not isinstance(data.get(name), dict):
+                raise ManifestError(f"{where}: field '{name}' is missing; was it written by `pipeline run`?")
+        try:
+            return cls(**{**data, "conditions": Conditions.from_dict(data["conditions"])})
+        except (TypeError, ValueError) as error:
+            raise ManifestError(f"{where}: {str(error).splitlines()[0]}") from error
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["conditions"] = self.conditions.to_dict()
+        return data
+
+    def write(self, run_dir: Path) -> Path:
+        """Write run.json (to a temporary name, then moved into place)."""
+        path = Path(run_dir) / MANIFEST_NAME
+        tmp = path.with_name(f".{MANIFEST_NAME}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        os.replace(tmp, path)
+        return path
+
+    def add_render(self, info: dict) -> None:
+        """Take the fields a renderer reports (stems, mix, sample rate, sounds, warnings...);
+        a render replaces the previous one's fields entirely (`pipeline render --out`)."""
+        unknown = set(info) - set(RENDER_FIELDS)
+        if unknown:  # a renderer reporting a field run.json has no place for: a bug, not input
+            raise TypeError(f"RunManifest.add_render: unknown field(s) {sorted(unknown)}")
+        blank = RunManifest(conditions=self.conditions, seed=self.seed, midi={})
+        for name in RENDER_FIELDS:
+            setattr(self, name, info.get(name, getattr(blank, name)))
+
+    # ---------------------------------------------------------------- the folder's layout
+    def parts(self) -> list[str]:
+        """The roles with their own MIDI file."""
+        return [role for role in self.midi if role != FULL_MIDI]
+
+    def midi_path(self, role: str, run_dir: Path) -> Path | None:
+        relative = self.midi.get(role)
+        return Path(run_dir) / relative if relative else None
+
+    def stem_paths(self, run_dir: Path, with_mix: bool = False) -> dict[str, Path]:
+        """role -> WAV path (and "mix" -> the mix when asked and rendered)."""
+        paths = {role: Path(run_dir) / relative for role, relative in self.stems.items()}
+        if with_mix and self.mix:
+            paths["mix"] = Path(run_dir) / self.mix
+        return paths
+
+    def render_setup(self) -> dict[str, Any]:
+        """What the stems were rendered with (renderer, sounds, sample rate, dry/tail)."""
+        return {"renderer": self.renderer, "soundfont": self.soundfont, "kit": self.kit, "dry": self.dry,
+                "tail": self.tail, "sample_rate": self.sample_rate}
