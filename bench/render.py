@@ -76,7 +76,7 @@ def cold_render(soundfont: Path) -> float:
     """Seconds for a fresh interpreter to import the renderer and render 8 bars x 3 stems."""
     code = (
         f"import time; t = time.perf_counter(); import sys; sys.path.insert(0, {str(ROOT)!r}); "
-        "from bench.render import groove; from audio.render import RenderOptions, render_arrangement; "
+        "from bench.render import groove; from stemforge.audio.render import RenderOptions, render_arrangement; "
         "from pathlib import Path; "
         f"render_arrangement(groove(8), RenderOptions(soundfont=Path({str(soundfont)!r}))); "
         "print(time.perf_counter() - t)"
@@ -114,9 +114,9 @@ def cold_pipeline_run(model: Path | None, work: Path, repeats: int) -> list[dict
             args += ["--model", str(model)]
         code = (
             "import time, sys; t = time.perf_counter(); "
-            "import pipeline.cli, pipeline.run, audio.render; "
+            "import stemforge.pipeline.cli, stemforge.pipeline.run, stemforge.audio.render; "
             "sys.stderr.write(f'IMPORTED {time.perf_counter() - t}\\n'); "
-            f"sys.exit(pipeline.cli.main({args!r}))"
+            f"sys.exit(stemforge.pipeline.cli.main({args!r}))"
         )
         started = time.perf_counter()
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

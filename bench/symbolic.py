@@ -1,7 +1,10 @@
 """Sampling speed: stemforge's grammar-constrained sampler vs `transformers` `generate()` on
 the same model, batch 1, in the same run.
 
-    python bench/symbolic.py [--model MODEL_DIR] [--bars 8] [--repeats 3]
+    python bench/symbolic.py [--model MODEL_DIR] [--bars 8] [--repeats 3] [--takes 4 8]
+
+Then takes: N pieces composed together through the batched decoder (`pipeline run --takes N`)
+against one piece, the same `compose_takes` call `pipeline run` makes, in the same run.
 
 Without --model it uses the shipped composer; --random builds a random-weight GPT-2 at the
 default size (6x256) instead (speed per token does not depend on the weights' values).
@@ -71,6 +74,38 @@ def time_generate(composer: Composer, new_tokens: int, repeats: int) -> tuple[fl
     return new_tokens * repeats / seconds, seconds / repeats
 
 
+def time_takes(composer: Composer, bars: int, counts: list[int], repeats: int) -> list[dict]:
+    """Seconds to compose N takes (run defaults: loop, chords, groove) vs one take, each
+    count measured `repeats` times (median), and whether each take equals the piece its seed
+    composes alone (the batched decoder's float rounding could change a token)."""
+    from statistics import median
+
+    from stemforge.symbolic.compose import compose_takes
+
+    genre = composer.genres[0]
+    settings = SamplingSettings()
+    idea = build_conditions(genre, bars=bars, seed=1000)
+    alone = {}
+
+    def takes_of(count: int, offset: int) -> list:
+        return [(replace(idea, seed=1000 + offset + n), 1000 + offset + n) for n in range(count)]
+
+    compose_takes(composer, takes_of(1, 0), settings)  # warm: grammar tables, first allocations
+    rows = []
+    for count in [1, *counts]:
+        times, same = [], 0
+        for repeat in range(repeats):
+            started = time.perf_counter()
+            composed = compose_takes(composer, takes_of(count, repeat * 100), settings)
+            times.append(time.perf_counter() - started)
+            for (conditions, seed), piece in zip(takes_of(count, repeat * 100), composed, strict=True):
+                if seed not in alone:
+                    alone[seed] = compose_takes(composer, [(conditions, seed)], settings)[0].token_ids
+                same += piece.token_ids == alone[seed]
+        rows.append({"takes": count, "seconds": median(times), "identical": same, "pieces": count * repeats})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="model directory (default: the shipped composer)")
@@ -78,6 +113,7 @@ def main() -> None:
                         "random weights write very dense bars)")
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--takes", type=int, nargs="*", default=[4, 8], help="take counts to time (none: skip)")
     args = parser.parse_args()
     composer = random_composer(6, 256, 4) if args.random else load_composer(args.model)
     parameters = sum(p.numel() for p in composer.model.parameters())
@@ -99,6 +135,14 @@ def main() -> None:
     print(f"{'transformers generate() (1 thread)':34s} {hf1_rate:10.0f} {hf1_piece:12.2f}")
     print(f"ratio stemforge / generate(): {ours_rate / hf_rate:.2f}x ({threads} threads), "
           f"{ours_rate / hf1_rate:.2f}x (1 thread); {args.bars}-bar 3-track piece = {tokens_per_piece} tokens")
+    if args.takes:
+        rows = time_takes(composer, args.bars, args.takes, args.repeats)
+        one = rows[0]["seconds"]
+        print(f"\ntakes (compose_takes, run defaults, {args.bars} bars, median of {args.repeats})")
+        print(f"{'takes':>5s} {'seconds':>8s} {'x one take':>10s} {'x N runs':>9s} {'same as alone':>14s}")
+        for row in rows:
+            print(f"{row['takes']:5d} {row['seconds']:8.2f} {row['seconds'] / one:10.2f} "
+                  f"{row['seconds'] / (one * row['takes']):9.2f} {row['identical']:>8d} of {row['pieces']}")
 
 
 if __name__ == "__main__":

@@ -103,11 +103,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.close()
     for message in result.messages:
         print(message, file=sys.stderr)
+    if result.takes:
+        folder = result.run_dir.parent
+        conditions = result.manifest.conditions
+        print(f"wrote {folder}  ({len(result.takes)} takes: {conditions.genre}, {conditions.bpm:g} bpm, "
+              f"{conditions.bars} bars)")
+        for take in result.takes:
+            print(f"  {take.run_dir.name:7s} {take.manifest.conditions.key}, seed {take.manifest.seed}"
+                  + (f"  {take.run_dir.name}/{take.manifest.mix}" if take.manifest.mix else ""))
+        return 0
     manifest = result.manifest
     conditions = manifest.conditions
     print(f"wrote {result.run_dir}  ({conditions.genre}, {conditions.bpm:g} bpm, {conditions.key}, "
           f"{conditions.bars} bars, seed {manifest.seed})")
-    for role, path in {**manifest.midi, **manifest.stems}.items():
+    for role, path in manifest.midi.items():
+        print(f"  {role:7s} {path}")
+    for role, path in manifest.stems.items():
         print(f"  {role:7s} {path}")
     if manifest.mix:
         print(f"  mix     {manifest.mix}")

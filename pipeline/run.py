@@ -3,12 +3,13 @@ MIDI (-> stems) in a run folder written to a temporary path and moved into place
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -23,8 +24,9 @@ from stemforge.symbolic.arrangement import (
     role_of_track_name,
 )
 from stemforge.symbolic.canonical import file_sha256
-from stemforge.symbolic.compose import Feel, compose
+from stemforge.symbolic.compose import Composed, Feel, compose_takes
 from stemforge.symbolic.conditions import (
+    MAX_SEED,
     ROLES,
     UNLABELLED_GENRE,
     Conditions,
@@ -44,10 +46,14 @@ __all__ = ["RunError", "RunRequest", "RunResult", "check_inputs", "render_run", 
 
 @dataclass
 class RunResult:
+    """One run folder. With --takes N, `run` returns take 1's and `takes` holds all N
+    (each in its own folder take1..takeN of the run folder)."""
+
     run_dir: Path
     manifest: RunManifest
     arrangement: Arrangement
     messages: list[str]
+    takes: list[RunResult] = field(default_factory=list)
 
 
 @lru_cache(maxsize=4)
@@ -124,6 +130,7 @@ class CheckedInputs:
 
     seed: int
     conditions: Conditions
+    takes: list[tuple[Conditions, int]]  # (conditions, seed) of every take; the first is `conditions`, `seed`
     previous: RunManifest | None
     kept_tracks: dict[str, Track]
     seed_tracks: dict[str, Track]
@@ -157,9 +164,12 @@ def check_inputs(request: RunRequest, model_max_bars: int | None = None) -> Chec
         check_render_request(request)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     conditions = request_conditions(request, previous, seed, messages)
+    # takes are variations on one idea: the first take's key, tempo and chords, each its own seed
+    take_seeds = [(seed + n) % (MAX_SEED + 1) for n in range(request.takes)]
+    takes = [(dataclasses.replace(conditions, seed=take_seed), take_seed) for take_seed in take_seeds]
     if model_max_bars is not None:
         validate(conditions, model_max_bars)
-    return CheckedInputs(seed, conditions, previous, kept_tracks, seed_tracks, messages)
+    return CheckedInputs(seed, conditions, takes, previous, kept_tracks, seed_tracks, messages)
 
 
 def run(request: RunRequest, progress: Progress | None = None, composer: Composer | None = None) -> RunResult:
@@ -167,7 +177,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     timings: dict[str, float] = {}
     started = time.perf_counter()
     inputs = check_inputs(request)
-    conditions, seed, messages = inputs.conditions, inputs.seed, inputs.messages
+    conditions, messages = inputs.conditions, inputs.messages
     settings = request.sampling_settings()
 
     if composer is None:
@@ -188,7 +198,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
                         "not the music")
 
     compose_started = time.perf_counter()
-    expected = max(1, conditions.bars * 90)
+    expected = max(1, conditions.bars * 90 * len(inputs.takes))
     counter = {"n": 0}
 
     def on_token(_: int) -> None:
@@ -196,10 +206,10 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         if counter["n"] % 64 == 0:
             report("composing", 0.05 + 0.5 * min(1.0, counter["n"] / expected))
 
-    composed = compose(composer, conditions, settings, seed, model_genre=model_genre, kept=inputs.kept_tracks,
-                       seed_clip=inputs.seed_tracks, feel=Feel(request.quantize, request.swing), on_token=on_token)
+    takes = compose_takes(composer, inputs.takes, settings, model_genre=model_genre, kept=inputs.kept_tracks,
+                          seed_clip=inputs.seed_tracks, feel=Feel(request.quantize, request.swing),
+                          on_token=on_token)
     timings["compose"] = time.perf_counter() - compose_started
-    arrangement = composed.arrangement
     report("composed", 0.55)
 
     run_dir = request.out or _default_run_dir(request.runs_root, conditions)
@@ -207,30 +217,28 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     tmp = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
+    results: list[RunResult] = []
     try:
         tmp.mkdir(parents=True)
-        midi = _write_midi(tmp, arrangement)
-        manifest = RunManifest(
-            conditions=arrangement.conditions, seed=seed, midi=midi, prompt=request.prompt, model_genre=model_genre,
-            sampling={"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p,
-                      "key_bias": settings.key_bias},
-            model={"path": str(composer.path), "sha256": composer.weights_sha256,
-                   "data_sha256": composer.meta.get("data_sha256")},
-            context={"seed_midi": str(request.seed_midi) if request.seed_midi else None,
-                     "from": str(request.from_run) if request.from_run else None, "keep": list(request.keep)},
-            tokens=len(composed.token_ids), token_ids=composed.token_ids,
-            structure={**composed.composition.to_dict(), "chords": conditions.chords}, feel=composed.feel,
-            tokens_sampled=composed.stats.sampled, tokens_forced=composed.stats.forced,
-        )
-        if request.stems:
-            render_started = time.perf_counter()
-            manifest.add_render(render_into(tmp, arrangement, request, report))
-            timings["render"] = time.perf_counter() - render_started
-        manifest.files = file_hashes(tmp)
-        timings["total"] = time.perf_counter() - started
-        manifest.timings = {k: round(v, 3) for k, v in timings.items()}
-        manifest.messages = messages
-        manifest.write(tmp)
+        for number, composed in enumerate(takes, 1):
+            folder = tmp if len(takes) == 1 else tmp / f"take{number}"
+            folder.mkdir(exist_ok=True)
+            manifest = _manifest(request, composer, model_genre, composed, _write_midi(folder, composed.arrangement))
+            if len(takes) > 1:
+                manifest.take = {"number": number, "of": len(takes), "decoder": "batched"}
+            take_timings = dict(timings)
+            if request.stems:
+                render_started = time.perf_counter()
+                manifest.add_render(render_into(folder, composed.arrangement, request,
+                                                _take_progress(report, number, len(takes))))
+                take_timings["render"] = time.perf_counter() - render_started
+            manifest.files = file_hashes(folder)
+            take_timings["total"] = time.perf_counter() - started
+            manifest.timings = {k: round(v, 3) for k, v in take_timings.items()}
+            manifest.messages = messages
+            manifest.write(folder)
+            final = run_dir if len(takes) == 1 else run_dir / folder.name
+            results.append(RunResult(final, manifest, composed.arrangement, messages))
         try:
             tmp.rename(run_dir)
         except OSError as error:
@@ -242,7 +250,40 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     report("done", 1.0)
-    return RunResult(run_dir, manifest, arrangement, messages)
+    first = results[0]
+    if len(results) > 1:
+        first.takes = results
+    return first
+
+
+def _take_progress(report: Progress, number: int, count: int) -> Progress:
+    """Rendering progress of take `number` of `count` as a share of the whole run's 0.55-1.0."""
+    if count == 1:
+        return report
+
+    def take_report(stage: str, fraction: float) -> None:
+        within = min(1.0, max(0.0, (fraction - 0.55) / 0.45))
+        report(f"take {number}/{count}: {stage}", 0.55 + 0.45 * (number - 1 + within) / count)
+
+    return take_report
+
+
+def _manifest(request: RunRequest, composer: Composer, model_genre: str, composed: Composed,
+              midi: dict[str, str]) -> RunManifest:
+    """run.json of a composed piece, before rendering and bookkeeping."""
+    conditions = composed.arrangement.conditions
+    return RunManifest(
+        conditions=conditions, seed=conditions.seed, midi=midi, prompt=request.prompt, model_genre=model_genre,
+        sampling={"temperature": request.temperature, "top_k": request.top_k, "top_p": request.top_p,
+                  "key_bias": request.key_bias},
+        model={"path": str(composer.path), "sha256": composer.weights_sha256,
+               "data_sha256": composer.meta.get("data_sha256")},
+        context={"seed_midi": str(request.seed_midi) if request.seed_midi else None,
+                 "from": str(request.from_run) if request.from_run else None, "keep": list(request.keep)},
+        tokens=len(composed.token_ids), token_ids=composed.token_ids,
+        structure={**composed.composition.to_dict(), "chords": conditions.chords}, feel=composed.feel,
+        tokens_sampled=composed.stats.sampled, tokens_forced=composed.stats.forced,
+    )
 
 
 def _write_midi(directory: Path, arrangement: Arrangement) -> dict[str, str]:

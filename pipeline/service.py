@@ -344,6 +344,7 @@ class ServiceState:
         """The RunRequest of a stored job request: its fields, with this service's model, the
         job's folder, the parent job's folder and the operator's MusicGen weights."""
         fields = {name: value for name, value in stored.items() if name != "from_job"}
+        fields["prompt"] = fields.get("prompt") or ""
         from_job = stored.get("from_job")
         return dataclasses.replace(
             RunRequest.from_json(fields), model=self.model, out=out,

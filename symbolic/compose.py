@@ -106,15 +106,19 @@ def _with_programs(tracks: dict[str, Track], genre: str) -> dict[str, Track]:
     return {r: replace(t, program=0 if t.is_drum else programs.get(r, t.program)) for r, t in tracks.items()}
 
 
-def compose(composer: Composer, conditions: Conditions, settings: SamplingSettings, seed: int, *,
-            model_genre: str | None = None, kept: dict[str, Track] | None = None,
-            seed_clip: dict[str, Track] | None = None, feel: Feel | None = None,
-            on_token: Callable[[int], None] | None = None) -> Composed:
-    """One piece. `model_genre`: the genre token the model is asked for (a genre it lacks is
-    composed as its nearest; default the conditions' genre). `kept`: whole parts of an earlier
-    run, kept verbatim. `seed_clip`: parts whose first bars are kept and continued."""
-    kept, seed_clip, feel = kept or {}, seed_clip or {}, feel or Feel()
-    model_genre = model_genre or conditions.genre
+@dataclass
+class _Piece:
+    """What one piece samples from and how its tokens become an Arrangement."""
+
+    conditions: Conditions
+    plan: SamplePlan
+    composition: CompositionPlan
+    chord_spans: list
+    seed_bars: dict[str, int]
+
+
+def _prepare(composer: Composer, conditions: Conditions, model_genre: str, kept: dict[str, Track],
+             seed_clip: dict[str, Track]) -> _Piece:
     bar_ticks = BEATS_PER_BAR * TICKS_PER_BEAT
     total_ticks = conditions.bars * bar_ticks
     seed_bars = {r: max(1, math.ceil(t.end_tick() / bar_ticks)) for r, t in seed_clip.items()}
@@ -146,19 +150,20 @@ def compose(composer: Composer, conditions: Conditions, settings: SamplingSettin
         roles=roles, bars=conditions.bars, context=context, key=conditions.key, composition=composition,
         genre=model_genre,
     )
-    sampler = sampler_for(composer)
-    try:
-        ids = sampler.sample(plan, settings, seed, on_token=on_token)
-    except UserError as error:  # a bad seed clip or kept part; anything else is a bug, not bad input
-        raise ComposeError(f"compose: {error}") from error
+    return _Piece(conditions, plan, composition, chord_spans, seed_bars)
 
-    tracks = tokenizer.decode_tracks(ids, TICKS_PER_BEAT)
+
+def _finish(composer: Composer, piece: _Piece, ids: list[int], stats: SampleStats, feel: Feel, seed: int,
+            kept: dict[str, Track], seed_clip: dict[str, Track]) -> Composed:
+    conditions = piece.conditions
+    bar_ticks = BEATS_PER_BAR * TICKS_PER_BEAT
+    tracks = composer.tokenizer.decode_tracks(ids, TICKS_PER_BEAT)
     grid_tracks = dict(tracks)
     applied = apply_groove(tracks, conditions, feel, kept=set(kept), seed=seed)
     for role, clip in seed_clip.items():  # the clip's own bars, verbatim (tokens quantize)
         if role in kept:
             continue
-        kept_end = seed_bars[role] * bar_ticks
+        kept_end = piece.seed_bars[role] * bar_ticks
         generated = [n for n in tracks[role].notes if n.start >= kept_end]
         tracks[role] = replace(tracks[role], notes=sorted(clip.notes + generated))
     for role, track in kept.items():
@@ -166,7 +171,43 @@ def compose(composer: Composer, conditions: Conditions, settings: SamplingSettin
     tracks = _with_programs({r: tracks[r] for r in ROLES if r in tracks}, conditions.genre)
     for role in kept:  # a kept part keeps its own program too
         tracks[role] = replace(tracks[role], program=kept[role].program)
-    arrangement = Arrangement(conditions, tracks, ids, chords=chord_spans,
+    arrangement = Arrangement(conditions, tracks, ids, chords=piece.chord_spans,
                               grid_tracks={r: replace(tracks[r], notes=grid_tracks[r].notes) for r in tracks
                                            if r in grid_tracks and r not in kept and r not in seed_clip})
-    return Composed(arrangement, ids, composition, applied, sampler.stats)
+    return Composed(arrangement, ids, piece.composition, applied, stats)
+
+
+def compose(composer: Composer, conditions: Conditions, settings: SamplingSettings, seed: int, *,
+            model_genre: str | None = None, kept: dict[str, Track] | None = None,
+            seed_clip: dict[str, Track] | None = None, feel: Feel | None = None,
+            on_token: Callable[[int], None] | None = None) -> Composed:
+    """One piece. `model_genre`: the genre token the model is asked for (a genre it lacks is
+    composed as its nearest; default the conditions' genre). `kept`: whole parts of an earlier
+    run, kept verbatim. `seed_clip`: parts whose first bars are kept and continued."""
+    return compose_takes(composer, [(conditions, seed)], settings, model_genre=model_genre, kept=kept,
+                         seed_clip=seed_clip, feel=feel, on_token=on_token)[0]
+
+
+def compose_takes(composer: Composer, takes: list[tuple[Conditions, int]], settings: SamplingSettings, *,
+                  model_genre: str | None = None, kept: dict[str, Track] | None = None,
+                  seed_clip: dict[str, Track] | None = None, feel: Feel | None = None,
+                  on_token: Callable[[int], None] | None = None) -> list[Composed]:
+    """Several pieces (takes), each with its own conditions and seed, the same context parts
+    and feel. One take samples through the batch-1 decoder; several sample together through
+    the batched one (`Sampler.sample_takes`): N takes cost far less than N runs."""
+    kept, seed_clip, feel = kept or {}, seed_clip or {}, feel or Feel()
+    pieces = [_prepare(composer, conditions, model_genre or conditions.genre, kept, seed_clip)
+              for conditions, _ in takes]
+    seeds = [seed for _, seed in takes]
+    sampler = sampler_for(composer)
+    try:
+        if len(pieces) == 1:
+            sequences = [sampler.sample(pieces[0].plan, settings, seeds[0], on_token=on_token)]
+            stats = [sampler.stats]
+        else:
+            sequences = sampler.sample_takes([p.plan for p in pieces], settings, seeds, on_token=on_token)
+            stats = sampler.take_stats
+    except UserError as error:  # a bad seed clip or kept part; anything else is a bug, not bad input
+        raise ComposeError(f"compose: {error}") from error
+    return [_finish(composer, piece, ids, take_stats, feel, seed, kept, seed_clip)
+            for piece, ids, take_stats, seed in zip(pieces, sequences, stats, seeds, strict=True)]

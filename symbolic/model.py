@@ -197,6 +197,65 @@ class FastDecoder:
         return last @ self.lm_head.T
 
 
+class BatchDecoder:
+    """FastDecoder's forward for several sequences at once (takes), over the same weights: the
+    rows' new tokens go through the weight matrices together (one read of the weights per
+    step, where batch-1 decoding spends much of its time), attention runs per row over the
+    row's own KV cache. Rows may feed different numbers of tokens in a step (a forced bar in
+    one row, a single sampled token in another). A masked attention over all rows at once
+    measured no faster (bench/symbolic.py): at 600 tokens the rows' caches, not the calls,
+    are what a step reads."""
+
+    def __init__(self, single: FastDecoder, rows: int) -> None:
+        self.single = single
+        layers, heads, positions, dim = single.keys.shape
+        self.keys = torch.zeros((rows, layers, heads, positions, dim))
+        self.values = torch.zeros((rows, layers, heads, positions, dim))
+        self.lengths = [0] * rows
+
+    @torch.inference_mode()
+    def forward(self, feeds: dict[int, list[int]]) -> dict[int, torch.Tensor]:
+        """row -> tokens to feed; returns row -> next-token logits after its last token."""
+        d = self.single
+        rows = [row for row, tokens in feeds.items() if tokens]
+        spans, offset = [], 0
+        for row in rows:
+            count, start = len(feeds[row]), self.lengths[row]
+            if start + count > d.max_tokens:
+                raise UserError(f"the piece needs more than the model's context of {d.max_tokens} tokens: ask "
+                                "for fewer --bars or a sparser density")
+            spans.append((row, offset, count, start))
+            offset += count
+        ids = torch.tensor([token for row in rows for token in feeds[row]])
+        positions = torch.cat([torch.arange(start, start + count) for _, _, count, start in spans])
+        x = d.wte[ids] + d.wpe[positions]
+        embd = x.shape[-1]
+        for index, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb) in enumerate(d.layers):
+            h = F.layer_norm(x, (embd,), l1w, l1b, d.eps)
+            qkv = torch.addmm(ab, h, aw)
+            attended = []
+            for row, first, count, start in spans:
+                q, k_new, v_new = qkv[first:first + count].view(count, 3, d.n_head, d.head_dim).permute(1, 2, 0, 3)
+                self.keys[row, index, :, start:start + count] = k_new
+                self.values[row, index, :, start:start + count] = v_new
+                k = self.keys[row, index, :, : start + count]
+                v = self.values[row, index, :, : start + count]
+                scores = torch.matmul(q, k.transpose(1, 2)) * d.scale
+                if count > 1:
+                    mask = torch.ones(count, start + count, dtype=torch.bool).tril(diagonal=start)
+                    scores = scores.masked_fill(~mask, float("-inf"))
+                attn = torch.matmul(torch.softmax(scores, dim=-1), v)
+                attended.append(attn.transpose(0, 1).reshape(count, embd))
+            x = x + torch.addmm(pb, torch.cat(attended) if len(attended) > 1 else attended[0], pw)
+            h = F.layer_norm(x, (embd,), l2w, l2b, d.eps)
+            x = x + torch.addmm(mb, F.gelu(torch.addmm(fb, h, fw), approximate="tanh"), mw)
+        lasts = torch.tensor([first + count - 1 for _, first, count, _ in spans])
+        final = F.layer_norm(x[lasts], (embd,), d.ln_f[0], d.ln_f[1], d.eps) @ d.lm_head.T
+        for row, _, count, _ in spans:
+            self.lengths[row] += count
+        return {row: final[i] for i, (row, *_rest) in enumerate(spans)}
+
+
 def cosine_lr(step: int, *, learning_rate: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
     if step < warmup_steps:
         return learning_rate * (step + 1) / warmup_steps

@@ -52,6 +52,7 @@ class RunManifest:
     feel: dict[str, Any] = field(default_factory=dict)
     tokens_sampled: int = 0
     tokens_forced: int = 0
+    take: dict[str, Any] | None = None  # {"number", "of", "decoder"} when composed as one of several takes
     # -- written when stems are rendered (what `audio.render` / `audio.musicgen` report)
     stems: dict[str, str] = field(default_factory=dict)  # role -> WAV, relative to the run folder
     mix: str | None = None
@@ -102,13 +103,20 @@ class RunManifest:
         for name in ("conditions", "midi"):
             if not isinstance(data.get(name), dict):
                 raise ManifestError(f"{where}: field '{name}' is missing; was it written by `pipeline run`?")
+        defaults = {f.name: f.default_factory for f in dataclasses.fields(cls)
+                    if f.default_factory is not dataclasses.MISSING}
+        # a null where run.json holds a table or a list (hand-edited, or an older writer) is an empty one
+        values = {name: defaults[name]() if value is None and name in defaults else value
+                  for name, value in data.items()}
         try:
-            return cls(**{**data, "conditions": Conditions.from_dict(data["conditions"])})
+            return cls(**{**values, "conditions": Conditions.from_dict(data["conditions"])})
         except (TypeError, ValueError) as error:
             raise ManifestError(f"{where}: {str(error).splitlines()[0]}") from error
 
     def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
+        """The JSON document; fields without a value (a run without stems has no mix or sample
+        rate, a single run no take) are left out, as run.json always did."""
+        data = {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
         data["conditions"] = self.conditions.to_dict()
         return data
 

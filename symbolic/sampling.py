@@ -8,7 +8,8 @@ re-sampled. Runs of forced tokens go through the model in one forward call.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -16,7 +17,7 @@ import torch
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
 from stemforge.symbolic.guide import Guide, GuideStrengths
-from stemforge.symbolic.model import Composer
+from stemforge.symbolic.model import BatchDecoder, Composer
 from stemforge.symbolic.plan import CompositionPlan
 
 
@@ -74,6 +75,19 @@ def filter_logits(logits: torch.Tensor, allowed: torch.Tensor, settings: Samplin
     return logits
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Decoding is latency-bound: one thread avoids OpenMP hand-off costs that made each step
+    10x slower on a busy 2-core machine (bench/symbolic.py); batched takes measured no faster
+    with two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @dataclass
 class SampleStats:
     """What the last `sample` call did: tokens the model chose vs tokens it was fed."""
@@ -81,6 +95,9 @@ class SampleStats:
     sampled: int = 0
     forced: int = 0  # grammar-forced, context and repeated bars
     repeated: int = 0  # of `forced`: tokens of bars the plan repeats
+
+
+Take = Generator[list[int], torch.Tensor, list[int]]  # yields tokens to feed, is sent their logits
 
 
 class Sampler:
@@ -92,6 +109,7 @@ class Sampler:
         self.decoder = composer.decoder()
         self.strengths = strengths or GuideStrengths()
         self.stats = SampleStats()
+        self.take_stats: list[SampleStats] = []
 
     def sample(
         self,
@@ -101,17 +119,52 @@ class Sampler:
         on_token: Callable[[int], None] | None = None,
     ) -> list[int]:
         """The whole sequence (prefix included, EOS at the end)."""
-        threads = torch.get_num_threads()
-        # batch-1 decoding is latency-bound: one thread avoids OpenMP hand-off costs that
-        # made each step 10x slower on a busy 2-core machine (bench/symbolic.py)
-        torch.set_num_threads(1)
-        try:
-            return self._sample(plan, settings, seed, on_token)
-        finally:
-            torch.set_num_threads(threads)
+        self.stats = SampleStats()
+        take = self._take(plan, settings, seed, self.stats, on_token)
+        with _one_thread():
+            self.decoder.reset()
+            try:
+                pending = next(take)
+                while True:
+                    pending = take.send(self.decoder.forward(pending))
+            except StopIteration as done:
+                return done.value
 
-    def _sample(self, plan: SamplePlan, settings: SamplingSettings, seed: int,
-                on_token: Callable[[int], None] | None) -> list[int]:
+    def sample_takes(
+        self,
+        plans: list[SamplePlan],
+        settings: SamplingSettings,
+        seeds: list[int],
+        on_token: Callable[[int], None] | None = None,
+    ) -> list[list[int]]:
+        """Several pieces at once (takes): each follows its own plan, grammar and seed; the
+        model runs once per step for all of them (`BatchDecoder`), so the weights are read
+        once per step instead of once per take. Per take, the same as `sample` up to float
+        rounding in the batched matrix products (see docs/benchmarks.md for how often that
+        changes a token)."""
+        self.take_stats = [SampleStats() for _ in plans]
+        takes = [self._take(plan, settings, seed, stats, on_token)
+                 for plan, seed, stats in zip(plans, seeds, self.take_stats, strict=True)]
+        decoder = BatchDecoder(self.decoder, len(takes))
+        results: list[list[int] | None] = [None] * len(takes)
+        with _one_thread():
+            pending: dict[int, list[int]] = {row: next(take) for row, take in enumerate(takes)}
+            while pending:
+                logits = decoder.forward(pending)
+                waiting: dict[int, list[int]] = {}
+                for row, row_logits in logits.items():
+                    try:
+                        waiting[row] = takes[row].send(row_logits)
+                    except StopIteration as done:
+                        results[row] = done.value
+                pending = waiting
+        return [r for r in results if r is not None]
+
+    def _take(self, plan: SamplePlan, settings: SamplingSettings, seed: int, stats: SampleStats,
+              on_token: Callable[[int], None] | None) -> Take:
+        """One piece as a coroutine: it yields the tokens the model must read next and is sent
+        the logits after them, so one decoder can serve one take (`sample`) or many
+        (`sample_takes`) with the same sampling code."""
         generator = torch.Generator().manual_seed(seed)
         tables = self.tables
         state = GrammarState(tables, plan.roles, plan.bars, max_tokens=self.decoder.max_tokens,
@@ -119,8 +172,6 @@ class Sampler:
         style = self.composer.style if plan.genre else None
         guide = Guide(tables, plan.composition, plan.key, replace(self.strengths, key=settings.key_bias),
                       style=style, genre=plan.genre)
-        stats = self.stats = SampleStats()
-        self.decoder.reset()
         sequence = list(plan.prefix_ids)
         pending = list(plan.prefix_ids)
         queue: list[int] = []
@@ -146,7 +197,7 @@ class Sampler:
                     token = forced
                 else:
                     if pending:
-                        logits = self.decoder.forward(pending)
+                        logits = yield pending
                         pending = []
                     mask, guided = guide.steer(state, state.sampling_mask(), logits)
                     filtered = filter_logits(guided, mask, settings)

@@ -327,3 +327,26 @@ def test_keeping_every_role_is_refused_on_the_cli_as_in_the_service(tiny_model: 
                            "--out", tmp_path / "second")
     assert code == 2 and "--keep: keeping every role leaves nothing to regenerate" in stderr
     assert not (tmp_path / "second").exists()
+
+
+def test_takes_are_variations_of_one_idea_each_as_it_would_compose_alone(tiny_model: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    from stemforge.symbolic.run_manifest import RunManifest
+
+    base = ["run", "--prompt", "rock 120bpm", "--model", tiny_model, "--bars", "2", "--seed", "40"]
+    code, out, _ = _run(capsys, *base, "--takes", "3", "--out", tmp_path / "takes")
+    assert code == 0 and "3 takes" in out
+    takes = [RunManifest.read(tmp_path / "takes" / f"take{n}") for n in (1, 2, 3)]
+    assert [t.seed for t in takes] == [40, 41, 42]
+    assert [t.take for t in takes] == [{"number": n, "of": 3, "decoder": "batched"} for n in (1, 2, 3)]
+    assert len({(t.conditions.key, t.conditions.chords, t.conditions.bpm) for t in takes}) == 1
+    assert len({tuple(t.token_ids) for t in takes}) == 3  # three different pieces
+
+    # the batched decoder composes take 2 as one run with its seed, key and chords does alone
+    idea = takes[0].conditions
+    assert _run(capsys, *base[:-1], "41", "--key", idea.key, "--chords", idea.chords, "--out", tmp_path / "one")[0] == 0
+    assert RunManifest.read(tmp_path / "one").token_ids == takes[1].token_ids
+    # and the same request gives the same files again
+    assert _run(capsys, *base, "--takes", "3", "--out", tmp_path / "again")[0] == 0
+    for n in (1, 2, 3):
+        assert RunManifest.read(tmp_path / "again" / f"take{n}").files == takes[n - 1].files

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from stemforge.pipeline.cli import build_parser, main, request_from_args
-from stemforge.pipeline.request import RunRequest, cli_flag, request_fields
+from stemforge.pipeline.request import RunError, RunRequest, cli_flag, request_fields
 from stemforge.pipeline.service import JobRequest, ServiceLimits, create_app
 from stemforge.symbolic.run_manifest import MANIFEST_VERSION, ManifestError, RunManifest
 
@@ -54,7 +54,7 @@ def test_a_request_travels_as_json_and_comes_back_equal() -> None:
     assert RunRequest.from_json(json.loads(json.dumps(request.to_json()))) == request
     # a job stored before a field existed takes the field's default
     assert RunRequest.from_json({"prompt": "lofi"}).key_bias == RunRequest().key_bias
-    with pytest.raises(TypeError, match="unknown field"):
+    with pytest.raises(RunError, match="unknown field"):  # a job stored by a newer stemforge fails cleanly
         RunRequest.from_json({"prompt": "lofi", "volume": 11})
 
 
@@ -154,3 +154,9 @@ def test_the_service_docs_name_every_field_of_the_request_body() -> None:
     docs = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text()
     row = next(line for line in docs.splitlines() if line.startswith("| `POST /jobs`"))
     assert [name for name in JobRequest.model_fields if name not in row] == []
+
+
+@pytest.mark.parametrize("takes", [0, 17])
+def test_takes_out_of_range_are_refused_naming_the_flag(takes: int) -> None:
+    with pytest.raises(RunError, match="--takes"):
+        RunRequest(takes=takes).check()

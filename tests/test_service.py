@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """`python -m pipeline.cli serve` in a subprocess (so a test can kill -9 it)."""
+    """`python -m stemforge.pipeline.cli serve` in a subprocess (so a test can kill -9 it)."""
 
     def __init__(self, data_dir: Path, model: Path, config: Path, token: str | None = None,
                  stall_seconds: float = 60.0) -> None:

@@ -80,7 +80,7 @@ const player = {
   async load(job) {
     this.stop();
     const run = job.run;
-    this.ensureContext(run.sample_rate);
+    this.ensureContext(run.sample_rate ?? undefined);
     const conditions = run.conditions;
     this.expectedDuration = (conditions.bars * 4 * 60) / conditions.bpm;
     const entries = await Promise.all(Object.entries(run.stems || {}).map(async ([role, path]) => {
