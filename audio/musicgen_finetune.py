@@ -39,6 +39,7 @@ from stemforge.audio.musicgen import (
     FINETUNE_FILE,
     LoadedMusicGen,
     MusicGenError,
+    check_musicgen_weights,
     load_musicgen,
     save_model_folder,
 )
@@ -481,7 +482,11 @@ def finetune_musicgen(request: FinetuneRequest, progress: bool = True) -> dict:
     out = Path(request.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(request.seed)
-    bundle = load_musicgen(request.base, request.device)
+    print(check_musicgen_weights(request.base, "--base"), file=sys.stderr)
+    try:
+        bundle = load_musicgen(request.base, request.device)
+    except MusicGenError as error:  # its messages name --musicgen, the run flag; here the flag is --base
+        raise FinetuneError(str(error).replace("--musicgen", "--base", 1), field="base") from error
     model = bundle.model.float()  # fp32 master weights; autocast gives the half precision on GPU
     model.freeze_text_encoder()
     model.freeze_audio_encoder()

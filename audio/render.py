@@ -391,12 +391,10 @@ def _run_info(
     }
 
 
-def stem_filename(genre: str, bpm: float, role: str) -> str:
-    return f"{genre}_{bpm:g}bpm_{role}.wav"
-
-
-def write_stems(stems: StemSet, out_dir: Path, genre: str) -> dict:
-    """Write stems/<genre>_<bpm>bpm_<role>.wav and mix.wav (24-bit, ACID tempo + beats).
+def write_stems(stems: StemSet, out_dir: Path, name: str, root_note: int | None = None) -> dict:
+    """Write stems/<name>_<role>.wav and <name>_mix.wav (24-bit, ACID tempo and beats; the key's
+    `root_note` on the pitched stems and the mix, none on drums, which a DAW must not
+    transpose). `name` is the run's file name base (`run_manifest.file_name_base`).
 
     Everything is written to a staging folder first and moved into place only when all
     files were written, so a failure leaves no half-written stems.
@@ -405,21 +403,24 @@ def write_stems(stems: StemSet, out_dir: Path, genre: str) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".stems-", dir=out_dir))
+    names = {role: f"{name}_{role}.wav" for role in stems.stems}
+    mix_name = f"{name}_mix.wav"
     try:
-        names = {role: stem_filename(genre, stems.bpm, role) for role in stems.stems}
-        for role, name in names.items():
-            write_wav_24bit_acid(staging / name, stems.stems[role], stems.sample_rate, stems.bpm, stems.beats)
-        write_wav_24bit_acid(staging / "mix.wav", stems.mix(), stems.sample_rate, stems.bpm, stems.beats)
+        for role, file_name in names.items():
+            write_wav_24bit_acid(staging / file_name, stems.stems[role], stems.sample_rate, stems.bpm, stems.beats,
+                                 root_note=None if role == "drums" else root_note)
+        write_wav_24bit_acid(staging / mix_name, stems.mix(), stems.sample_rate, stems.bpm, stems.beats,
+                             root_note=root_note)
         (out_dir / "stems").mkdir(exist_ok=True)
-        for name in names.values():
-            os.replace(staging / name, out_dir / "stems" / name)
-        os.replace(staging / "mix.wav", out_dir / "mix.wav")
+        for file_name in names.values():
+            os.replace(staging / file_name, out_dir / "stems" / file_name)
+        os.replace(staging / mix_name, out_dir / mix_name)
     except OSError as error:
         raise RenderError(f"{out_dir}: cannot write stems ({error.strerror or error})") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {
-        "stems": {role: f"stems/{name}" for role, name in names.items()},
-        "mix": "mix.wav",
+        "stems": {role: f"stems/{file_name}" for role, file_name in names.items()},
+        "mix": mix_name,
         "sample_rate": stems.sample_rate,
     }

@@ -25,12 +25,15 @@ ACID_FLAGS_LOOP = ACID_FLAG_STRETCH
 ACID_ROOT_NOTE = 60
 
 
-def acid_chunk(bpm: float, beats: int, meter_numerator: int = 4, meter_denominator: int = 4) -> bytes:
+def acid_chunk(bpm: float, beats: int, meter_numerator: int = 4, meter_denominator: int = 4,
+               root_note: int | None = None) -> bytes:
+    """`root_note`: the MIDI note of the loop's key (a DAW transposes the loop from it to the
+    project's key); None marks the loop as having no root (drums)."""
     # Layout as libsndfile reads it: flags, root note, 2 reserved fields, beats, meter, tempo.
     payload = struct.pack(
         "<IHHfIHHf",
-        ACID_FLAGS_LOOP,
-        ACID_ROOT_NOTE,
+        ACID_FLAGS_LOOP | (ACID_FLAG_ROOT_NOTE if root_note is not None else 0),
+        ACID_ROOT_NOTE if root_note is None else root_note,
         0x8000,
         0.0,
         int(beats),
@@ -66,7 +69,8 @@ def _riff(chunks: list[tuple[bytes, bytes]]) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WAVE" + body
 
 
-def write_wav_24bit_acid(path: Path, audio: np.ndarray, sample_rate: int, bpm: float, beats: int) -> None:
+def write_wav_24bit_acid(path: Path, audio: np.ndarray, sample_rate: int, bpm: float, beats: int,
+                         root_note: int | None = None) -> None:
     """Write float `(channels, samples)` audio as 24-bit PCM WAV with an ACID chunk.
 
     Samples are clipped to [-1, 1) (libsndfile would wrap, not clip); the file appears
@@ -80,7 +84,7 @@ def write_wav_24bit_acid(path: Path, audio: np.ndarray, sample_rate: int, bpm: f
     soundfile.write(buffer, clipped, int(sample_rate), subtype="PCM_24", format="WAV")
     chunks = [c for c in _chunks(buffer.getvalue(), str(path)) if c[0] != b"acid"]
     data_at = next(i for i, (chunk_id, _) in enumerate(chunks) if chunk_id == b"data")
-    acid = acid_chunk(bpm, beats)
+    acid = acid_chunk(bpm, beats, root_note=root_note)
     chunks.insert(data_at, (acid[:4], acid[8:]))
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

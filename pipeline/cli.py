@@ -293,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=HelpFormatter)
     p.add_argument("stems_dir", type=Path, help="folder of WAV/FLAC/AIFF stems (+ .txt sidecars or metadata.csv)")
     p.add_argument("--out", type=Path, required=True, help="folder for the fine-tuned model")
-    p.add_argument("--base", default="facebook/musicgen-melody", help="base weights: hub id or local folder")
+    p.add_argument("--base", required=True, help="base MusicGen-Melody weights: a local folder (e.g. from `hf download "
+                   "facebook/musicgen-melody --local-dir ~/models/musicgen-melody`, about 6 GB, CC-BY-NC 4.0) or a "
+                   "hub id, downloaded only because you name it")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--lora", dest="lora", action="store_true", default=True,
                      help="train LoRA adapters (the default)")

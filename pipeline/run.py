@@ -36,7 +36,13 @@ from stemforge.symbolic.conditions import (
 )
 from stemforge.symbolic.model import Composer, load_composer
 from stemforge.symbolic.paths import output_problem
-from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
+from stemforge.symbolic.run_manifest import (
+    FULL_MIDI,
+    MANIFEST_NAME,
+    RunManifest,
+    acid_root_note,
+    file_name_base,
+)
 
 Progress = Callable[[str, float], None]
 
@@ -161,7 +167,9 @@ def check_inputs(request: RunRequest, model_max_bars: int | None = None) -> Chec
     if request.out is not None:
         _check_out_dir(request.out)
     if request.stems:
-        check_render_request(request)
+        note = check_render_request(request)
+        if note:
+            messages.append(note)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     conditions = request_conditions(request, previous, seed, messages)
     # takes are variations on one idea: the first take's key, tempo and chords, each its own seed
@@ -223,13 +231,16 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         for number, composed in enumerate(takes, 1):
             folder = tmp if len(takes) == 1 else tmp / f"take{number}"
             folder.mkdir(exist_ok=True)
-            manifest = _manifest(request, composer, model_genre, composed, _write_midi(folder, composed.arrangement))
+            name = file_name_base(composed.arrangement.conditions, composer.weights_sha256)
+            manifest = _manifest(request, composer, model_genre, composed, _write_midi(folder, composed.arrangement,
+                                                                                       name))
+            manifest.name = name
             if len(takes) > 1:
                 manifest.take = {"number": number, "of": len(takes), "decoder": "batched"}
             take_timings = dict(timings)
             if request.stems:
                 render_started = time.perf_counter()
-                manifest.add_render(render_into(folder, composed.arrangement, request,
+                manifest.add_render(render_into(folder, composed.arrangement, request, name,
                                                 _take_progress(report, number, len(takes))))
                 take_timings["render"] = time.perf_counter() - render_started
             manifest.files = file_hashes(folder)
@@ -286,29 +297,36 @@ def _manifest(request: RunRequest, composer: Composer, model_genre: str, compose
     )
 
 
-def _write_midi(directory: Path, arrangement: Arrangement) -> dict[str, str]:
-    """full.mid and midi/<role>.mid; returns run.json's `midi` (role -> relative path)."""
-    arrangement.write_midi(directory / "full.mid")
+def _write_midi(directory: Path, arrangement: Arrangement, name: str) -> dict[str, str]:
+    """<name>_full.mid and midi/<name>_<role>.mid; returns run.json's `midi` (role -> relative path)."""
     midi = {}
     for role in arrangement.tracks:
-        arrangement.write_midi(directory / "midi" / f"{role}.mid", roles=(role,))
-        midi[role] = f"midi/{role}.mid"
-    midi["full"] = "full.mid"
+        midi[role] = f"midi/{name}_{role}.mid"
+        arrangement.write_midi(directory / midi[role], roles=(role,))
+    midi[FULL_MIDI] = f"{name}_full.mid"
+    arrangement.write_midi(directory / midi[FULL_MIDI])
     return midi
 
 
-def check_render_request(request: RunRequest) -> None:
+def check_render_request(request: RunRequest) -> str | None:
     """The render flags of a request, before composing: renderer, sample rate, preset,
-    SoundFont, kit, instruments, and for MusicGen that weights are named."""
+    SoundFont, kit, instruments, and for MusicGen that its weights are on disk, in the cache
+    or (a hub id the user named) reachable. Returns a line worth telling (what MusicGen uses)."""
     from stemforge.audio.render import check_render_options
 
     request.check_render_settings()
-    if request.renderer == "musicgen" and not request.musicgen:
-        raise RunError("--musicgen: name a hub id or a local folder for --renderer musicgen", field="musicgen")
     check_render_options(request.render_options())
+    if request.renderer != "musicgen":
+        return None
+    from stemforge.audio.musicgen import check_musicgen_weights, how_to_get
+
+    if not request.musicgen:
+        raise RunError(f"--musicgen: name the MusicGen-Melody weights for --renderer musicgen: a folder, or "
+                       f"{how_to_get('facebook/musicgen-melody')}", field="musicgen")
+    return check_musicgen_weights(request.musicgen)
 
 
-def render_into(directory: Path, arrangement: Arrangement, request: RunRequest,
+def render_into(directory: Path, arrangement: Arrangement, request: RunRequest, name: str,
                 progress: Progress | None = None) -> dict:
     """Render stems into `directory`; returns the run.json fields the renderer reports."""
     from stemforge.audio.render import render_arrangement, write_stems
@@ -326,7 +344,7 @@ def render_into(directory: Path, arrangement: Arrangement, request: RunRequest,
         )
         # the sample renderer's sounds still matter: they rendered the conditioning melody
         info = {**info, **musicgen_info}
-    files = write_stems(stems, directory, arrangement.conditions.genre)
+    files = write_stems(stems, directory, name, acid_root_note(arrangement.conditions.key))
     return {**info, **files}
 
 
@@ -353,10 +371,12 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
         raise RunError(f"RUN_DIR: {run_dir} already has stems; pass --out NEW_DIR to render a copy")
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    name = manifest.name or file_name_base(manifest.conditions, manifest.model.get("sha256"))
     try:
-        shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("stems", "mix.wav"))
+        shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("stems", manifest.mix or "mix.wav"))
         started = time.perf_counter()
-        manifest.add_render(render_into(tmp, arrangement, request))
+        manifest.name = name
+        manifest.add_render(render_into(tmp, arrangement, request, name))
         manifest.timings["render"] = round(time.perf_counter() - started, 3)
         manifest.files = file_hashes(tmp)
         manifest.write(tmp)

@@ -243,6 +243,13 @@ class ServiceState:
         self.limits = limits
         self.composer = load_composer(Path(model) if model is not None else None)  # reads metadata only
         self.model = self.composer.path
+        if limits.musicgen_model:  # the operator's weights, checked at start, not on a client's first job
+            from stemforge.audio.musicgen import check_musicgen_weights
+
+            try:
+                print(f"stemforge: {check_musicgen_weights(limits.musicgen_model, 'musicgen_model')}", file=sys.stderr)
+            except UserError as error:
+                raise ServiceError(f"service config: {error}") from error
         try:
             self.jobs_dir.mkdir(parents=True, exist_ok=True)
             self.cache_dir.mkdir(exist_ok=True)

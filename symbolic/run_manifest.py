@@ -13,13 +13,14 @@ them); version 1 is every run.json stemforge has written.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stemforge.symbolic.conditions import Conditions
+from stemforge.symbolic.conditions import KEY_NAMES, Conditions, parse_key
 from stemforge.symbolic.errors import UserError
 
 MANIFEST_VERSION = 1
@@ -32,6 +33,31 @@ RENDER_FIELDS = ("stems", "mix", "sample_rate", "renderer", "soundfont", "kit", 
                  "instruments", "warnings", "musicgen")
 
 
+def key_tag(key: str) -> str:
+    """'F minor' -> 'Fmin', 'Eb major' -> 'Ebmaj': the key as sample packs write it in names."""
+    parsed = parse_key(key)
+    return f"{KEY_NAMES[parsed.tonic]}{'min' if parsed.mode == 'minor' else 'maj'}"
+
+
+def take_tag(conditions: Conditions, model_sha256: str | None) -> str:
+    """'take3f2a': 4 hex digits of what made the piece (conditions with their seed, model), so
+    two takes of one prompt get different names and the same request gets the same name."""
+    identity = json.dumps([conditions.to_dict(), model_sha256], sort_keys=True)
+    return "take" + hashlib.sha256(identity.encode()).hexdigest()[:4]
+
+
+def file_name_base(conditions: Conditions, model_sha256: str | None) -> str:
+    """What every file of a run is named after: 'lofi_80bpm_Fmin_take3f2a' (then '_bass.wav',
+    '_mix.wav', '_full.mid'...): genre, tempo and key where a DAW's browser shows them, and
+    unique per take, so stems of two takes never collide in one sample folder."""
+    return f"{conditions.genre}_{conditions.bpm_label}bpm_{key_tag(conditions.key)}_{take_tag(conditions, model_sha256)}"
+
+
+def acid_root_note(key: str) -> int:
+    """The MIDI note a WAV's ACID chunk names as the loop's root (the tonic, C4..B4)."""
+    return 60 + parse_key(key).tonic
+
+
 class ManifestError(UserError):
     """A run folder whose run.json is missing, unreadable or from another stemforge."""
 
@@ -41,6 +67,7 @@ class RunManifest:
     conditions: Conditions
     seed: int
     midi: dict[str, str]  # role (and "full") -> MIDI file, relative to the run folder
+    name: str = ""  # the base of every file name (`file_name_base`); "" in runs written before names
     prompt: str = ""
     model_genre: str = ""  # the genre label the model composed with (nearest known)
     sampling: dict[str, float] = field(default_factory=dict)

@@ -4,6 +4,7 @@ and one-line errors for bad input with nothing half-written."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -45,8 +46,14 @@ def test_run_writes_every_role_with_exact_bars_and_bpm(tiny_model: Path, tmp_pat
         assert bpm == pytest.approx(80.0, abs=1e-6)
         track = read_tracks(path)[role]
         assert track.notes and track.end_tick() <= 8 * TICKS_PER_BAR
-    assert set(read_tracks(out / "full.mid")) == {"drums", "bass", "melody"}
-    assert manifest["files"]["full.mid"] and manifest["model"]["sha256"]
+    assert set(read_tracks(out / manifest["midi"]["full"])) == {"drums", "bass", "melody"}
+    assert manifest["files"][manifest["midi"]["full"]] and manifest["model"]["sha256"]
+    # every file says what it is in a DAW's browser: genre, tempo, key, and a tag unique per take
+    name = manifest["name"]
+    key = manifest["conditions"]["key"].replace(" minor", "min").replace(" major", "maj")
+    assert re.fullmatch(rf"house_80bpm_{re.escape(key)}_take[0-9a-f]{{4}}", name), name
+    assert sorted(manifest["midi"].values()) == sorted([f"{name}_full.mid"] + [f"midi/{name}_{r}.mid"
+                                                                               for r in ("drums", "bass", "melody")])
     assert not list(tmp_path.glob(".*partial*"))
 
 
@@ -54,7 +61,9 @@ def test_same_seed_gives_byte_identical_files(tiny_model: Path, tmp_path: Path, 
     for name in ("a", "b"):
         assert _run(capsys, "run", "--prompt", "rock 120bpm", "--model", tiny_model, "--out", tmp_path / name,
                     "--seed", 3, "--bars", 4)[0] == 0
-    for relative in ("full.mid", "midi/drums.mid", "midi/bass.mid", "midi/melody.mid"):
+    manifest = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert manifest["midi"] == json.loads((tmp_path / "b" / "run.json").read_text())["midi"]  # same names too
+    for relative in manifest["midi"].values():
         assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()
 
 
@@ -72,7 +81,7 @@ def test_seed_clip_bars_are_kept_verbatim_and_continued(tiny_model: Path, tmp_pa
     assert _run(capsys, "run", "--prompt", "hiphop 90bpm", "--model", tiny_model, "--out", out,
                 "--seed-midi", clip, "--bars", 4, "--seed", 2)[0] == 0
     original = read_tracks(clip)
-    composed = read_tracks(out / "full.mid")
+    composed = read_tracks(out / json.loads((out / "run.json").read_text())["midi"]["full"])
     for role, track in original.items():
         kept = [n for n in composed[role].notes if n.start < 2 * TICKS_PER_BAR]
         assert kept == track.notes, role
@@ -86,11 +95,12 @@ def test_regenerate_parts_around_kept_ones(tiny_model: Path, tmp_path: Path, cap
     second = tmp_path / "second"
     assert _run(capsys, "run", "--from", first, "--keep", "drums,melody", "--model", tiny_model, "--out", second,
                 "--seed", 99)[0] == 0
+    before, manifest = (json.loads((folder / "run.json").read_text()) for folder in (first, second))
     for role in ("drums", "melody"):
-        assert read_tracks(first / f"midi/{role}.mid") == read_tracks(second / f"midi/{role}.mid")
-    manifest = json.loads((second / "run.json").read_text())
+        assert read_tracks(first / before["midi"][role]) == read_tracks(second / manifest["midi"][role])
     assert manifest["conditions"]["bpm"] == 120 and manifest["conditions"]["bars"] == 4
-    assert read_tracks(first / "midi/bass.mid") != read_tracks(second / "midi/bass.mid")
+    assert read_tracks(first / before["midi"]["bass"]) != read_tracks(second / manifest["midi"]["bass"])
+    assert manifest["name"] != before["name"]  # another take: no file name in common
 
 
 def _bad_inputs(tmp_path: Path, tiny_model: Path) -> dict[str, tuple[list, str]]:

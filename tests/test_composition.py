@@ -218,7 +218,8 @@ def test_a_run_writes_its_structure_chords_feel_and_key_signature(tiny_model: Pa
     assert manifest["structure"]["bars"]["bass"] == "new new new new =1 =2 =3 ~4"
     assert manifest["feel"] == {"quantized": False, "groove": "lofi", "swing_percent": 60.0}
     assert manifest["tokens_sampled"] + manifest["tokens_forced"] == len(manifest["token_ids"]) - 6
-    signatures = [m for m in mido.MidiFile(tmp_path / "g" / "midi" / "bass.mid").tracks[0] if m.type == "key_signature"]
+    bass = tmp_path / "g" / manifest["midi"]["bass"]
+    signatures = [m for m in mido.MidiFile(bass).tracks[0] if m.type == "key_signature"]
     assert [m.key for m in signatures] == ["Am"]
     drums = grooved.arrangement.tracks["drums"].notes
     assert any(n.start % GRID for n in drums)  # micro-timing: off the grid

@@ -348,3 +348,43 @@ def test_pipeline_run_with_the_musicgen_renderer_keeps_the_stem_contract(
         info = soundfile.info(out / relative)
         assert (info.frames, info.samplerate, info.channels, info.subtype) == (expected, 44100, 2, "PCM_24")
     assert set(manifest["musicgen"]["tempo_after"]) == {"drums", "bass", "melody"}
+
+
+# ------------------------------------------------------------------ weights checked before anything slow
+
+@pytest.mark.parametrize("weights, words", [
+    ("facebook/musicgen-melody", "not in the Hugging Face cache"),
+    ("{tmp}", "no config.json and weights"),
+    ("{tmp}/missing-folder", "no such folder"),
+    ("", "name the MusicGen-Melody weights"),
+], ids=["hub id offline", "folder without weights", "missing folder", "not named"])
+def test_unusable_musicgen_weights_stop_the_run_before_composing_with_how_to_get_them(
+        weights: str, words: str, tiny_model: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    from stemforge.pipeline.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on this machine: the hub cannot be reached
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    flags = ["--musicgen", weights.format(tmp=tmp_path)] if weights else []
+    code = main(["run", "--prompt", "lofi", "--bars", "1", "--model", str(tiny_model), "--stems",
+                 "--renderer", "musicgen", *flags, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and words in err and len(err.splitlines()) == 1, err
+    # every case says how to get weights: the command, their size and their licence
+    assert "hf download facebook/musicgen-melody" in err and "6 GB" in err and "CC-BY-NC" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_usable_musicgen_weights_pass_the_check_and_say_what_is_used(debug_musicgen: Path) -> None:
+    from stemforge.audio.musicgen import check_musicgen_weights
+
+    assert check_musicgen_weights(str(debug_musicgen)) == f"MusicGen: folder {debug_musicgen}"
+
+
+def test_finetune_names_base_and_needs_it(tmp_path: Path, capsys) -> None:
+    from stemforge.pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exited:  # no default base: nothing is downloaded unasked
+        main(["finetune-musicgen", str(tmp_path), "--out", str(tmp_path / "ft")])
+    assert exited.value.code == 2 and "--base" in capsys.readouterr().err
+    assert main(["finetune-musicgen", str(tmp_path), "--out", str(tmp_path / "ft"), "--base", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: --base {tmp_path}: no config.json")

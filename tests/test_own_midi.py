@@ -38,7 +38,7 @@ def test_a_multitrack_seed_clip_keeps_every_part_it_has(tiny_model: Path, tmp_pa
     result = run(RunRequest(prompt="rock 120bpm", model=tiny_model, seed_midi=clip, bars=4, seed=1,
                             out=tmp_path / "run", quantize=True))
     assert any(m.startswith("seed clip: kept drums, bass, melody") for m in result.messages), result.messages
-    composed = read_tracks(tmp_path / "run" / "full.mid")
+    composed = read_tracks(tmp_path / "run" / result.manifest.midi["full"])
     source = symusic.Score(str(clip))
     for role, track in (("bass", source.tracks[1]), ("melody", source.tracks[2])):
         kept = [(n.start, n.pitch) for n in composed[role].notes if n.start < 2 * TICKS_PER_BAR]

@@ -117,8 +117,19 @@ def test_every_stem_and_the_mix_have_the_exact_loop_length(tmp_path, bpm, bars, 
     files = [tmp_path / p for p in written["stems"].values()] + [tmp_path / written["mix"]]
     assert [soundfile.info(str(f)).frames for f in files] == [expected] * 4
     assert {soundfile.info(str(f)).samplerate for f in files} == {sample_rate}
-    assert written["stems"]["bass"] == f"stems/lofi_{bpm:g}bpm_bass.wav"
+    assert written["stems"]["bass"] == "stems/lofi_bass.wav" and written["mix"] == "lofi_mix.wav"
     assert info["renderer"] == "sample" and info["preset"] == "lofi"
+
+
+def test_pitched_stems_and_the_mix_carry_the_key_as_acid_root_drums_none(tmp_path):
+    """A DAW transposes a loop from its ACID root note to the project's key: bass, melody and
+    mix name the key's tonic (F -> 65); drums name none, so they are never pitched."""
+    stems, _ = render_arrangement(arrangement(80.0, 1), RenderOptions(soundfont=TIM))
+    written = write_stems(stems, tmp_path, "lofi_80bpm_Fmin_take0a1b", root_note=65)
+    roots = {role: read_acid_chunk(tmp_path / path)["root_note"] for role, path in written["stems"].items()}
+    assert roots == {"drums": None, "bass": 65, "melody": 65}
+    assert read_acid_chunk(tmp_path / written["mix"])["root_note"] == 65
+    assert written["stems"]["bass"] == "stems/lofi_80bpm_Fmin_take0a1b_bass.wav"
 
 
 @pytest.mark.parametrize("preset", ["dry", "lofi", "wobble"])
@@ -458,7 +469,7 @@ def test_a_failed_write_leaves_no_half_written_stems(tmp_path):
     broken = StemSet(SR, 120.0, 1, {"drums": good, "bass": good[:, :-1]})
     with pytest.raises(RenderError, match="stem 'bass'"):
         write_stems(broken, tmp_path / "run", "lofi")
-    assert not (tmp_path / "run" / "stems").exists() and not (tmp_path / "run" / "mix.wav").exists()
+    assert not (tmp_path / "run" / "stems").exists() and not list((tmp_path / "run").glob("*mix.wav"))
 
 
 @pytest.mark.parametrize(
