@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from stemforge.configs import load_config
 from stemforge.symbolic.arrangement import Arrangement
 from stemforge.symbolic.conditions import Conditions
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.progress import progress_bar
 
 DEBUG_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "musicgen" / "debug.yaml"
 FINETUNE_FILE = "stemforge_finetune.json"  # written by finetune_musicgen next to a LoRA adapter
@@ -500,9 +500,7 @@ def _worse(current: TempoLock, candidate: TempoLock) -> bool:
 def _bar(progress, label: str, steps: float):
     if progress is None:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=int(steps), desc=f"musicgen {label}", unit="step", leave=False, file=sys.stderr)
+    return progress_bar(total=int(steps), desc=f"musicgen {label}", unit="step", leave=False)
 
 
 def _round(value: float | None) -> float | None:

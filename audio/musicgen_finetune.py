@@ -43,6 +43,7 @@ from stemforge.audio.musicgen import (
     load_musicgen,
     save_model_folder,
 )
+from stemforge.symbolic.progress import progress_bar
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff")
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -204,9 +205,8 @@ def scan_stems(stems_dir: Path, bundle: LoadedMusicGen, chunk_seconds: float, ca
     rates: dict[int, int] = {}
     downmixed = upmixed = 0
     channels = bundle.audio_channels
-    from tqdm.auto import tqdm
 
-    for path in tqdm(files, desc="encoding stems", unit="file", disable=not progress, file=sys.stderr):
+    for path in progress_bar(files, desc="encoding stems", unit="file", enabled=progress):
         rel = str(path.relative_to(stems_dir))
         row = metadata.get(rel) or metadata.get(path.name)
         sidecar = path.with_suffix(".txt")
@@ -475,7 +475,6 @@ def _publish(model, bundle: LoadedMusicGen, request: FinetuneRequest, summary: d
 
 def finetune_musicgen(request: FinetuneRequest, progress: bool = True) -> dict:
     """Train, checkpoint, validate, plot and publish; returns the summary (also in OUT/stemforge_finetune.json)."""
-    from tqdm.auto import tqdm
 
     _check_request(request)
     started = time.perf_counter()
@@ -529,8 +528,8 @@ def finetune_musicgen(request: FinetuneRequest, progress: bool = True) -> dict:
 
     if not val_losses:
         val_losses.append((0, _validation_loss(model, val_batcher, val_picks, request.batch_size, autocast_dtype, device)))
-    bar = tqdm(total=request.steps, initial=min(step, request.steps), desc="finetune-musicgen", unit="step",
-               disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=request.steps, initial=min(step, request.steps), desc="finetune-musicgen", unit="step",
+                       enabled=progress)
     while step < request.steps:
         optimizer.zero_grad(set_to_none=True)
         total = 0.0

@@ -16,10 +16,9 @@ import html
 import json
 import os
 import shutil
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -74,6 +73,7 @@ from stemforge.symbolic.canonical import (
     file_sha256,
 )
 from stemforge.symbolic.conditions import ConditionError, Key, parse_key
+from stemforge.symbolic.progress import progress_bar
 from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
 from stemforge.symbolic.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
 
@@ -264,37 +264,8 @@ def embed_sources(sources: list[ClipSource], embedders: list[Embedding], cache: 
     return into
 
 
-PLAIN_PROGRESS_SECONDS = 30.0  # a plain progress line at least this often, besides every 10%
-
-
 def _progress(iterable: Iterable, total: int, desc: str, enabled: bool, unit: str = "clip") -> Iterable:
-    """A tqdm bar on a terminal; plain lines when stderr is a file or a pipe (a log of
-    `pipeline eval ... 2> eval.log` then holds a few readable lines, not thousands of
-    carriage-return redraws)."""
-    if not enabled:
-        return iterable
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
-    return _plain_progress(iterable, total, desc, unit)
-
-
-def _plain_progress(iterable: Iterable, total: int, desc: str, unit: str) -> Iterator:
-    """Yield the items; after every 10% (or PLAIN_PROGRESS_SECONDS) print one line
-    `desc: done/total units (elapsed)` to stderr, and a last line with the total time."""
-    started = last = time.perf_counter()
-    printed_tenth, count = 0, 0
-    for item in iterable:
-        yield item
-        count += 1
-        now = time.perf_counter()
-        tenth = count * 10 // max(total, 1)
-        if tenth > printed_tenth or now - last >= PLAIN_PROGRESS_SECONDS:
-            if count < total:
-                print(f"{desc}: {count}/{total} {unit}s, {now - started:.0f} s", file=sys.stderr, flush=True)
-            printed_tenth, last = tenth, now
-    print(f"{desc}: {count} {unit}(s) in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    return progress_bar(iterable, total=total, desc=desc, unit=unit, enabled=enabled, leave=False)
 
 
 # ---------------------------------------------------------------- FAD tables

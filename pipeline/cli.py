@@ -16,6 +16,7 @@ from typing import get_origin
 
 from stemforge.pipeline.request import GROUPS, RunRequest, cli_flag, request_fields, request_types
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.progress import stderr_is_terminal
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -85,22 +86,40 @@ def request_from_args(args: argparse.Namespace, **overrides) -> RunRequest:
 RUN_GROUPS = ("steer", "feel", "sampling", "iterate", "", "stems")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+class RunProgress:
+    """One progress line per run that only moves forward: a bar on a terminal, otherwise a
+    plain line at each new stage ("run: 55% composed"), so logs stay readable."""
 
+    def __init__(self) -> None:
+        self.fraction, self.stage = 0.0, ""
+        self.bar = None
+        if stderr_is_terminal():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, desc="run", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        self.fraction = max(self.fraction, min(1.0, fraction))
+        if self.bar is not None:
+            self.bar.n = int(self.fraction * 100)
+            self.bar.set_postfix_str(stage)
+        elif stage.split(" ")[0] != self.stage.split(" ")[0]:  # a new stage, not every token or stem
+            print(f"run: {self.fraction:4.0%} {stage}", file=sys.stderr, flush=True)
+        self.stage = stage
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from stemforge.pipeline.run import run
 
-    bar = tqdm(total=100, desc="run", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
-               disable=not sys.stderr.isatty())
-
-    def progress(stage: str, fraction: float) -> None:
-        bar.n = int(fraction * 100)
-        bar.set_postfix_str(stage)
-
+    progress = RunProgress()
     try:
         result = run(request_from_args(args), progress)
     finally:
-        bar.close()
+        progress.close()
     for message in result.messages:
         print(message, file=sys.stderr)
     if result.takes:

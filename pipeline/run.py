@@ -268,13 +268,13 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
 
 
 def _take_progress(report: Progress, number: int, count: int) -> Progress:
-    """Rendering progress of take `number` of `count` as a share of the whole run's 0.55-1.0."""
-    if count == 1:
-        return report
+    """The renderer reports its own 0-1; the run shows it as take `number` of `count` in its
+    0.55-1.0 (it once jumped back from 55% to 0% when rendering started)."""
 
     def take_report(stage: str, fraction: float) -> None:
-        within = min(1.0, max(0.0, (fraction - 0.55) / 0.45))
-        report(f"take {number}/{count}: {stage}", 0.55 + 0.45 * (number - 1 + within) / count)
+        within = min(1.0, max(0.0, fraction))
+        label = stage if count == 1 else f"take {number}/{count}: {stage}"
+        report(label, 0.55 + 0.45 * (number - 1 + within) / count)
 
     return take_report
 

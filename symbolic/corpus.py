@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import symusic
-from tqdm import tqdm
 
 from stemforge.configs import load_config
 from stemforge.symbolic import corpus_rules as rules
 from stemforge.symbolic.arrangement import GENRE_PROGRAMS, Arrangement, Note, Track
 from stemforge.symbolic.conditions import GENRES, Conditions, Key, parse_key
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.progress import progress_bar
 
 BAR, TPB, GRID = rules.BAR, rules.TPB, rules.GRID
 LICENCES = {
@@ -184,7 +184,7 @@ def load_gmd(root: Path, config: CorpusConfig, skipped: Counter) -> list[Groove]
     """GMD 4/4 "beat" performances of the configured splits whose style maps to a genre."""
     grooves = []
     rows = [r for r in read_gmd_info(root) if r["beat_type"] == "beat" and r["split"] in config.gmd_splits]
-    for row in tqdm(rows[: config.gmd_max_files], desc="gmd", disable=not _PROGRESS[0], leave=False):
+    for row in progress_bar(rows[: config.gmd_max_files], desc="gmd", enabled=_PROGRESS[0], leave=False):
         genre = gmd_genre(row["style"], config.gmd_styles)
         if row["time_signature"] != "4-4":
             skipped["gmd: not 4/4"] += 1
@@ -410,7 +410,7 @@ def load_pop909(root: Path, config: CorpusConfig, skipped: Counter) -> list[Song
     index = _read_pop909_index(index_path)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
     songs = []
-    for folder in tqdm(folders[: config.pop909_max_songs], desc="pop909", disable=not _PROGRESS[0], leave=False):
+    for folder in progress_bar(folders[: config.pop909_max_songs], desc="pop909", enabled=_PROGRESS[0], leave=False):
         song = load_pop909_song(folder, index.get(folder.name.zfill(3)))
         if isinstance(song, str):
             skipped[f"pop909: {song}"] += 1
@@ -471,7 +471,7 @@ def load_freedoom(root: Path, skipped: Counter) -> list[Groove]:
     genre rock when they have drums, ambient when they have none."""
     grooves = []
     seen_digests = set()
-    for path in tqdm(sorted(root.rglob("*.mid")), desc="freedoom", disable=not _PROGRESS[0], leave=False):
+    for path in progress_bar(sorted(root.rglob("*.mid")), desc="freedoom", enabled=_PROGRESS[0], leave=False):
         try:
             score = symusic.Score(str(path)).resample(TPB, min_dur=1)
         except Exception:  # symusic raises RuntimeError on unreadable files
@@ -831,7 +831,7 @@ def build_corpus(data_root: Path, out_dir: Path, config: CorpusConfig, progress:
     tmp_dir.mkdir(parents=True)
     rows, pieces_meta = [], []
     total_notes = 0
-    for slot in tqdm(slots, desc="corpus", disable=not progress, unit="piece"):
+    for slot in progress_bar(slots, desc="corpus", enabled=progress, unit="piece"):
         excerpt = None
         if slot.transform != "freedoom":
             rng = random.Random(f"{config.seed}:melody:{slot.genre}:{slot.index}")

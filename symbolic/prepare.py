@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import symusic
-from tqdm import tqdm
 
 from stemforge.configs import load_config, resolve_config
 from stemforge.symbolic.arrangement import (
@@ -48,6 +47,7 @@ from stemforge.symbolic.conditions import (
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.meter import MeterJudgement, judge_meter
 from stemforge.symbolic.paths import output_problem
+from stemforge.symbolic.progress import progress_bar
 from stemforge.symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
 from stemforge.symbolic.window_store import save_window_notes
 
@@ -555,7 +555,7 @@ def prepare_dataset(
 
     pieces: list[SourcePiece] = []
     skipped: list[dict] = []
-    for path in tqdm(files, desc="reading MIDI", unit="file", disable=not progress):
+    for path in progress_bar(files, desc="reading MIDI", unit="file", enabled=progress):
         try:
             pieces.append(load_piece(path, midi_dir, meta, provisional))
         except PrepareError as error:
@@ -580,7 +580,7 @@ def prepare_dataset(
     sequences: dict[str, list[list[int]]] = {"train": [], "valid": []}
     sequence_bars: dict[str, list[int]] = {"train": [], "valid": []}  # window length of each sequence
     window_counts: Counter = Counter()
-    for window in tqdm(windows, desc="tokenizing", unit="window", disable=not progress):
+    for window in progress_bar(windows, desc="tokenizing", unit="window", enabled=progress):
         piece = pieces[window.source]
         split = "valid" if piece.group in valid_groups else "train"
         density = density_of(window.notes_per_bar, piece.genre, thresholds)

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from tqdm import tqdm
 
 from stemforge.configs import load_config, resolve_config
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.model import build_gpt2, cosine_lr, save_composer
+from stemforge.symbolic.progress import progress_bar
 from stemforge.symbolic.style import STYLE_FILE, style_of_dataset
 from stemforge.symbolic.tokenizer import ComposerTokenizer
 
@@ -339,7 +339,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
     model.train()
     tokens_seen = 0
     started = time.perf_counter()
-    bar = tqdm(total=config.max_steps, initial=step, desc="training", unit="step", disable=not (progress and lead))
+    bar = progress_bar(total=config.max_steps, initial=step, desc="training", unit="step", enabled=progress and lead)
     try:
         while step < config.max_steps and not interrupted["flag"]:
             lr = cosine_lr(step, learning_rate=config.learning_rate, min_lr=config.min_lr,
