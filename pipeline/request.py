@@ -106,7 +106,7 @@ class RunRequest:
     takes: int = _spec(1, f"compose N variations of one idea at once: the same key, tempo and chords, each take its "
                        f"own seed (--seed, --seed+1, ...) and its own folder take1..takeN in the run folder; "
                        f"batched, so N takes cost far less than N runs (1-{MAX_TAKES})", "steer", metavar="N",
-                       api=False)
+                       ge=1, le=MAX_TAKES)
     # -- feel
     swing: float | None = _spec(None, f"swing of the off-beat 8ths/16ths in percent, 50 (straight) to "
                                 f"{MAX_SWING_PERCENT:g}; 66.7 is triplet (default: the genre's groove, e.g. jazz "

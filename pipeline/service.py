@@ -43,12 +43,12 @@ from stemforge.pipeline.jobs import (
     recover,
     wait_for_orphan_workers,
 )
-from stemforge.pipeline.request import FieldSpec, RunRequest, request_fields, request_types
+from stemforge.pipeline.request import MAX_TAKES, FieldSpec, RunRequest, request_fields, request_types
 from stemforge.pipeline.run import check_inputs
 from stemforge.symbolic.conditions import validate
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.model import load_composer
-from stemforge.symbolic.run_manifest import RunManifest
+from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
 
 try:
     import fcntl
@@ -76,6 +76,7 @@ class ServiceLimits:
     worker_threads: int = 1  # torch threads per worker process
     recent_jobs: int = 50  # GET /jobs lists this many unless ?limit= says otherwise
     musicgen_model: str | None = None  # renderer "musicgen" is offered only when the operator names weights
+    max_takes: int = 4  # takes one job may ask for (each is a whole piece; they compose together)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ServiceLimits:
@@ -91,7 +92,7 @@ class ServiceLimits:
         if unknown:
             raise ServiceError(f"{path}: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
         limits = cls(**data)
-        for name in ("max_bars", "max_queued", "max_request_bytes", "worker_threads", "recent_jobs"):
+        for name in ("max_bars", "max_queued", "max_request_bytes", "worker_threads", "recent_jobs", "max_takes"):
             if not isinstance(getattr(limits, name), int) or getattr(limits, name) < 1:
                 raise ServiceError(f"{path}: {name} must be a whole number >= 1")
         if not isinstance(limits.job_timeout_seconds, int | float) or limits.job_timeout_seconds <= 0:
@@ -133,6 +134,8 @@ def _job_request_model() -> type[BaseModel]:
         fields[item.name] = (_api_annotation(hint, spec), Field(description=spec.help, **default, **bounds))
     fields["from_job"] = (str | None, Field(None, max_length=64, description="an earlier finished job to take "
                                             "conditions and kept parts from (render fields default to its own)"))
+    fields["from_take"] = (int | None, Field(None, ge=1, le=MAX_TAKES, description="which take of from_job "
+                                             "(a job composed with takes); default its first"))
     model = create_model("JobRequest", __config__=ConfigDict(extra="forbid"), **fields)
     model.__doc__ = ("The fields of `pipeline run` (flags with dashes become underscores; paths on the server's "
                      "disk are not offered), plus `from_job`. Unset fields take the CLI's defaults, but stems are "
@@ -156,7 +159,10 @@ class JobInfo(BaseModel):
     title: str
     request: dict
     queue_position: int | None = None
-    run: dict | None = Field(None, description="run.json, when done (GET /jobs/{id} only)")
+    run: dict | None = Field(None, description="run.json, when done (GET /jobs/{id} only); of take 1 for a job "
+                             "with takes, its paths relative to the job folder (take1/...)")
+    takes: list[dict] | None = Field(None, description="every take's run.json (paths relative to the job folder), "
+                                     "for a job composed with takes")
     report: dict | None = Field(None, description="eval numbers, when a report.json is in the run folder")
 
 
@@ -262,7 +268,7 @@ class ServiceState:
             print(f"stemforge: {note}", file=sys.stderr)
         self.pool = WorkerPool(self.store, self.data_dir, self.jobs_dir, self.model, workers,
                                limits.job_timeout_seconds, limits.worker_threads, self.run_kwargs)
-        self._runs: dict[str, RunManifest] = {}
+        self._runs: dict[str, list[tuple[str, RunManifest]]] = {}
         self._sound_names: set[str] | None = None
 
     def _take_lock(self):
@@ -284,16 +290,32 @@ class ServiceState:
     def run_dir(self, job: Job) -> Path:
         return self.jobs_dir / job.id
 
-    def manifest(self, job: Job) -> RunManifest | None:
-        """run.json of a finished job (cached: run folders never change)."""
+    def takes(self, job: Job) -> list[tuple[str, RunManifest]]:
+        """(folder inside the job folder, run.json) of every take of a finished job: ("", ...) for
+        a one-take job, ("take1", ...), ("take2", ...) for a job with takes (cached: run folders
+        never change)."""
         if job.status != "done":
-            return None
+            return []
         if job.id not in self._runs:
+            folder = self.run_dir(job)
+            names = [""] if (folder / MANIFEST_NAME).is_file() else sorted(
+                (p.name for p in folder.glob("take*") if (p / MANIFEST_NAME).is_file()), key=lambda n: int(n[4:]))
             try:
-                self._runs[job.id] = RunManifest.read(self.run_dir(job), "from_job")
+                self._runs[job.id] = [(name, RunManifest.read(folder / name, "from_job")) for name in names]
             except UserError:
-                return None
+                return []
         return self._runs[job.id]
+
+    def manifest(self, job: Job, take: int | None = None) -> RunManifest | None:
+        """run.json of a finished job (of take `take`, default the first)."""
+        takes = self.takes(job)
+        index = (take or 1) - 1
+        return takes[index][1] if 0 <= index < len(takes) else None
+
+    def take_dir(self, job: Job, take: int | None = None) -> Path:
+        takes = self.takes(job)
+        index = (take or 1) - 1
+        return self.run_dir(job) / (takes[index][0] if 0 <= index < len(takes) else "")
 
     def forget(self, job_id: str) -> None:
         self._runs.pop(job_id, None)
@@ -311,11 +333,19 @@ class ServiceState:
         `pipeline.run.check_inputs`, the check `run` itself makes, on the RunRequest the worker
         will run; inherited render fields filled in."""
         values = body.model_dump()
+        if body.takes > self.limits.max_takes:
+            raise FieldError("takes", f"takes: {body.takes} is above this service's limit of {self.limits.max_takes} "
+                             "(max_takes in the service config); ask for fewer")
+        if body.from_take is not None and body.from_job is None:
+            raise FieldError("from_take", "from_take: needs from_job (the job whose take to start from)")
         if body.from_job is not None:
             parent = self.store.get(body.from_job) if is_job_id(body.from_job) else None
             if parent is None or self.manifest(parent) is None:
                 raise FieldError("from_job", f"from_job: no finished job {body.from_job!r}; regenerate from a "
                                  "job whose status is done")
+            if self.manifest(parent, body.from_take) is None:
+                raise FieldError("from_take", f"from_take: job {body.from_job} has {len(self.takes(parent))} "
+                                 f"take(s), not {body.from_take}")
             for name in RENDER_FIELDS:  # new stems should sound like the old ones unless asked otherwise
                 if name not in body.model_fields_set and name in parent.request:
                     values[name] = parent.request[name]
@@ -350,12 +380,14 @@ class ServiceState:
     def run_request(self, stored: dict, out: Path | None) -> RunRequest:
         """The RunRequest of a stored job request: its fields, with this service's model, the
         job's folder, the parent job's folder and the operator's MusicGen weights."""
-        fields = {name: value for name, value in stored.items() if name != "from_job"}
+        fields = {name: value for name, value in stored.items() if name not in ("from_job", "from_take")}
         fields["prompt"] = fields.get("prompt") or ""
-        from_job = stored.get("from_job")
+        from_job, from_run = stored.get("from_job"), None
+        if from_job:
+            parent = self.store.get(from_job)
+            from_run = self.take_dir(parent, stored.get("from_take")) if parent else self.jobs_dir / from_job
         return dataclasses.replace(
-            RunRequest.from_json(fields), model=self.model, out=out,
-            from_run=self.jobs_dir / from_job if from_job else None,
+            RunRequest.from_json(fields), model=self.model, out=out, from_run=from_run,
             musicgen=self.limits.musicgen_model if fields.get("renderer") == "musicgen" else None)
 
     def run_kwargs(self, job: Job) -> dict:
@@ -367,7 +399,9 @@ class ServiceState:
         manifest = self.manifest(job)
         if manifest is not None:
             c = manifest.conditions
-            return f"{c.genre} · {c.bpm:g} bpm · {c.key} · {c.bars} bars · seed {manifest.seed}"
+            count = len(self.takes(job))
+            seeds = f"seed {manifest.seed}" if count == 1 else f"{count} takes, seeds {manifest.seed}-{manifest.seed + count - 1}"
+            return f"{c.genre} · {c.bpm:g} bpm · {c.key} · {c.bars} bars · {seeds}"
         request = job.request
         if request.get("from_job"):
             kept = ", ".join(request.get("keep") or ()) or "nothing"
@@ -380,8 +414,11 @@ class ServiceState:
                        request=job.request)
         if job.status == "queued":
             info.queue_position = self.store.queue_position(job)
-        if full and self.manifest(job) is not None:
-            info.run = self.manifest(job).to_dict()
+        takes = self.takes(job) if full else []
+        if takes:
+            runs = [_in_job_folder(manifest.to_dict(), folder) for folder, manifest in takes]
+            info.run = runs[0]
+            info.takes = runs if len(runs) > 1 else None
             info.report = self.report(job)
         return info
 
@@ -433,6 +470,19 @@ class ServiceState:
         if manifest is None:
             return f"stemforge_{job.id}"
         return f"{manifest.conditions.genre}_{manifest.conditions.bpm_label}bpm_{job.id}"
+
+
+def _in_job_folder(run: dict, folder: str) -> dict:
+    """A take's run.json with its file paths relative to the job folder (take2/stems/...)."""
+    if not folder:
+        return run
+    moved = dict(run)
+    moved["midi"] = {role: f"{folder}/{path}" for role, path in run.get("midi", {}).items()}
+    moved["stems"] = {role: f"{folder}/{path}" for role, path in run.get("stems", {}).items()}
+    if run.get("mix"):
+        moved["mix"] = f"{folder}/{run['mix']}"
+    moved["folder"] = folder
+    return moved
 
 
 # ------------------------------------------------------------------ the app
@@ -638,16 +688,16 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
                             filename=f"{state.zip_root(job)}.zip")
 
     @api.get("/jobs/{job_id}/notes", response_model=NotesInfo)
-    def get_notes(job_id: str) -> NotesInfo:
+    def get_notes(job_id: str, take: int | None = Query(None, ge=1, le=MAX_TAKES)) -> NotesInfo:
         """The notes of every role for the page's piano roll (read with stemforge.symbolic.arrangement.read_tracks)."""
         from stemforge.pipeline.run import arrangement_from_run
         from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT
 
         job = done_job(job_id)
-        manifest = state.manifest(job)
+        manifest = state.manifest(job, take)
         if manifest is None:
-            raise HTTPException(404, f"job: {job_id} has no readable run.json")
-        arrangement = arrangement_from_run(state.run_dir(job), manifest)
+            raise HTTPException(404, f"job: {job_id} has no readable run.json" + (f" for take {take}" if take else ""))
+        arrangement = arrangement_from_run(state.take_dir(job, take), manifest)
         tracks = {role: NoteTrack(program=t.program, is_drum=t.is_drum,
                                   notes=[[n.start, n.duration, n.pitch, n.velocity] for n in t.notes])
                   for role, t in arrangement.tracks.items()}

@@ -252,6 +252,30 @@ def test_regenerate_one_role_keeps_the_others(service: ServiceProcess, finished_
     assert child_notes["drums"] == parent_notes["drums"] and child_notes["melody"] == parent_notes["melody"]
 
 
+def test_a_job_with_takes_serves_every_take_and_regenerates_from_one(service: ServiceProcess) -> None:
+    with service.client() as client:
+        job = wait_for(client, post(client, prompt="rock 120bpm", bars=1, seed=30, takes=2)["id"], ("done", "failed"))
+        assert job["status"] == "done", job["error"]
+        assert "2 takes, seeds 30-31" in job["title"]
+        takes = job["takes"]
+        assert [t["seed"] for t in takes] == [30, 31] and job["run"] == takes[0]
+        for number, take in enumerate(takes, 1):  # paths relative to the job folder, every file served
+            for path in [*take["stems"].values(), take["mix"], *take["midi"].values()]:
+                assert path.startswith(f"take{number}/")
+                assert client.get(f"/jobs/{job['id']}/files/{path}").status_code == 200
+        second_notes = client.get(f"/jobs/{job['id']}/notes", params={"take": 2}).json()["tracks"]
+        assert second_notes != client.get(f"/jobs/{job['id']}/notes").json()["tracks"]
+        child = post(client, from_job=job["id"], from_take=2, keep=["drums", "melody"], seed=5)
+        child = wait_for(client, child["id"], ("done", "failed"))
+        assert child["status"] == "done", child["error"]
+        child_notes = client.get(f"/jobs/{child['id']}/notes").json()["tracks"]
+        assert child_notes["drums"] == second_notes["drums"] and child_notes["melody"] == second_notes["melody"]
+        too_many = client.post("/jobs", json={"prompt": "rock", "takes": 5})
+        no_such_take = client.post("/jobs", json={"from_job": job["id"], "from_take": 3, "keep": ["drums"]})
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"][-1] == "takes"
+    assert no_such_take.status_code == 422 and "2 take(s)" in no_such_take.json()["detail"][0]["msg"]
+
+
 BAD_FIELDS = [
     ({"prompt": "lofi", "bpm": 500}, "bpm", "out of range"),
     ({"prompt": "lofi", "bars": 20}, "bars", "limit of 8"),
