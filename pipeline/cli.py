@@ -141,6 +141,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {role:7s} {path}")
     if manifest.mix:
         print(f"  mix     {manifest.mix}")
+    if manifest.live_set:
+        print(f"  Live    {manifest.live_set}")
     return 0
 
 

@@ -243,6 +243,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
                 manifest.add_render(render_into(folder, composed.arrangement, request, name,
                                                 _take_progress(report, number, len(takes))))
                 take_timings["render"] = time.perf_counter() - render_started
+            manifest.live_set = _write_live_set(folder, manifest, composed.arrangement)
             manifest.files = file_hashes(folder)
             take_timings["total"] = time.perf_counter() - started
             manifest.timings = {k: round(v, 3) for k, v in take_timings.items()}
@@ -265,6 +266,19 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
     if len(results) > 1:
         first.takes = results
     return first
+
+
+def _write_live_set(folder: Path, manifest: RunManifest, arrangement: Arrangement) -> str:
+    """<name>.als: an Ableton Live Set with the stems (when rendered) and the MIDI parts."""
+    import soundfile
+
+    from stemforge.audio.live_set import StemFile, write_live_set
+
+    stems = {role: StemFile(path, manifest.sample_rate, soundfile.info(str(folder / path)).frames)
+             for role, path in manifest.stems.items()}
+    relative = f"{manifest.name}.als"
+    write_live_set(folder / relative, arrangement, stems)
+    return relative
 
 
 def _take_progress(report: Progress, number: int, count: int) -> Progress:
@@ -378,6 +392,7 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
         manifest.name = name
         manifest.add_render(render_into(tmp, arrangement, request, name))
         manifest.timings["render"] = round(time.perf_counter() - started, 3)
+        manifest.live_set = _write_live_set(tmp, manifest, arrangement)
         manifest.files = file_hashes(tmp)
         manifest.write(tmp)
         if out is None:

@@ -93,6 +93,7 @@ class RunManifest:
     instruments: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     musicgen: dict[str, Any] | None = None
+    live_set: str | None = None  # the Ableton Live Set of the run (stems and MIDI clips), relative path
     # -- bookkeeping
     files: dict[str, str] = field(default_factory=dict)  # every other file -> sha256
     timings: dict[str, float] = field(default_factory=dict)

@@ -277,6 +277,12 @@ def test_render_gives_a_midi_only_run_its_stems_in_place(midi_only_run: Path, ca
         assert rate == 44100 and audio.shape == (round(seconds * 44100), 2)
     assert {k: v for k, v in _tree(midi_only_run).items() if k.endswith(".mid")} == midi_before
     assert sorted(p.name for p in midi_only_run.parent.iterdir()) == ["take"]  # no backup or partial left
+    # the run's Live Set now holds the stems too, read back by an independent Live-set reader
+    buildable = pytest.importorskip("buildable", reason="buildable (dev extra) reads Live sets")
+    live_set = buildable.LiveSet.from_file(midi_only_run / manifest["live_set"])
+    assert [(type(t).__name__, t.user_name) for t in live_set.primary_tracks] == \
+        [("AudioTrack", r) for r in ("drums", "bass", "melody")] + [("MidiTrack", f"{r} MIDI") for r in ("drums", "bass", "melody")]
+    assert live_set.main_track.device_chain.mixer.tempo.manual == 100
 
 
 def test_render_never_replaces_stems_and_copies_to_out(midi_only_run: Path, tmp_path: Path, capsys) -> None:
