@@ -13,12 +13,15 @@ DATA_DIR/jobs.sqlite3. Requests are checked up front with the CLI's own rules an
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 import os
 import secrets
 import shutil
 import sqlite3
 import sys
+import time
 import zipfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -26,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, get_origin
 
 import yaml
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -163,6 +166,9 @@ class JobInfo(BaseModel):
                              "with takes, its paths relative to the job folder (take1/...)")
     takes: list[dict] | None = Field(None, description="every take's run.json (paths relative to the job folder), "
                                      "for a job composed with takes")
+    file_query: str | None = Field(None, description="with a token: `exp=...&sig=...` to append to a file or zip "
+                                   "URL of this job so it opens without the Authorization header (drag-out), "
+                                   "for an hour")
     report: dict | None = Field(None, description="eval numbers, when a report.json is in the run folder")
 
 
@@ -420,6 +426,7 @@ class ServiceState:
             info.run = runs[0]
             info.takes = runs if len(runs) > 1 else None
             info.report = self.report(job)
+            info.file_query = file_link_query(self.token, job.id) if self.token else None
         return info
 
     def report(self, job: Job) -> dict | None:
@@ -472,6 +479,31 @@ class ServiceState:
         return f"{manifest.conditions.genre}_{manifest.conditions.bpm_label}bpm_{job.id}"
 
 
+FILE_LINK_SECONDS = 3600  # how long a signed file link (drag-out, a plain download) keeps working
+
+
+def file_link_query(token: str, job_id: str, now: float | None = None) -> str:
+    """`exp=...&sig=...` for a job's files: a drop onto the desktop or a DAW downloads with no
+    Authorization header, so a link carries a signature of the job and an expiry instead
+    (HMAC-SHA256 with the service's token): it opens that job's files and nothing else."""
+    expires = int((now if now is not None else time.time()) + FILE_LINK_SECONDS)
+    signature = hmac.new(token.encode(), f"{job_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+    return f"exp={expires}&sig={signature}"
+
+
+def _signed_file_request(request: Request, token: str) -> bool:
+    """A GET of a job's files or zip with a valid, unexpired signature for that job."""
+    job_id = request.path_params.get("job_id")
+    parts = request.url.path.rstrip("/").split("/")
+    if request.method != "GET" or not job_id or not ("files" in parts or parts[-1] == "zip"):
+        return False
+    expires, signature = request.query_params.get("exp", ""), request.query_params.get("sig", "")
+    if not expires.isdigit() or int(expires) < time.time():
+        return False
+    expected = hmac.new(token.encode(), f"{job_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+    return secrets.compare_digest(signature.encode(), expected.encode())
+
+
 def _in_job_folder(run: dict, folder: str) -> dict:
     """A take's run.json with its file paths relative to the job folder (take2/stems/...)."""
     if not folder:
@@ -479,8 +511,9 @@ def _in_job_folder(run: dict, folder: str) -> dict:
     moved = dict(run)
     moved["midi"] = {role: f"{folder}/{path}" for role, path in run.get("midi", {}).items()}
     moved["stems"] = {role: f"{folder}/{path}" for role, path in run.get("stems", {}).items()}
-    if run.get("mix"):
-        moved["mix"] = f"{folder}/{run['mix']}"
+    for name in ("mix", "live_set"):
+        if run.get(name):
+            moved[name] = f"{folder}/{run[name]}"
     moved["folder"] = folder
     return moved
 
@@ -595,8 +628,10 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
             for e in error.errors()]})
     app.add_middleware(_Guard, limit=limits.max_request_bytes, allowed_hosts=allowed_hosts)
 
-    def authorized(authorization: str | None = Header(None, include_in_schema=False)) -> None:
+    def authorized(request: Request, authorization: str | None = Header(None, include_in_schema=False)) -> None:
         if state.token is None:
+            return
+        if _signed_file_request(request, state.token):
             return
         scheme, _, value = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip().encode(), state.token.encode()):

@@ -56,17 +56,27 @@ const downloadUrl = (jobId, path) => `${fileUrl(jobId, path)}?download=1`; // se
 
 // ------------------------------------------------------------ player: all stems on one AudioContext clock
 
+const VOLUME_FLOOR_DB = -60; // the fader's bottom stop means silence ("-∞ dB"), as on a desk
+const METER_FLOOR_DB = -60;
+const dbToGain = (db) => (db <= VOLUME_FLOOR_DB ? 0 : 10 ** (db / 20));
+
+// Per stem: source -> volume (fader) -> panner -> gain (solo/mute gate) -> master, with an
+// analyser on the gate's output. The fader, pan and gate nodes outlive the sources, so their
+// settings hold through stop/play and looping; only the buffer sources are made per play.
 const player = {
   context: null,
   master: null,
   jobId: null,
-  stems: {}, // role -> {buffer, gain, source, solo, muted, duration}
+  stems: {}, // role -> {buffer, volume, panner, gain, analyser, source, solo, muted, duration}
   expectedDuration: 0,
   playing: false,
   startTime: 0,
   loop: true,
-  solo: {}, // kept per role across results, so a soloed part stays soloed after regenerating it
+  // kept per role across results, so a soloed or levelled part stays so after regenerating it
+  solo: {},
   muted: {},
+  volumeDb: {},
+  pan: {},
 
   ensureContext(sampleRate) {
     // The context runs at the stems' own rate, so decoding does not resample: buffers keep their exact length.
@@ -90,13 +100,23 @@ const player = {
     }));
     for (const stem of Object.values(this.stems)) stem.gain.disconnect();
     this.stems = {};
-    for (const [role, buffer] of entries) {
-      const gain = this.context.createGain();
-      gain.connect(this.master);
-      this.stems[role] = { buffer, gain, source: null, duration: buffer.duration, length: buffer.length };
-    }
+    for (const [role, buffer] of entries) this.stems[role] = this.channelStrip(buffer);
     this.jobId = job.id;
+    for (const role of this.roles()) this.applyMix(role);
     this.applyGains();
+  },
+
+  channelStrip(buffer) {
+    const c = this.context;
+    const volume = c.createGain();
+    const panner = c.createStereoPanner();
+    const gain = c.createGain();
+    const analyser = c.createAnalyser();
+    analyser.fftSize = 1024;
+    volume.connect(panner).connect(gain).connect(this.master);
+    gain.connect(analyser); // an analyser needs no output to be processed
+    return { buffer, volume, panner, gain, analyser, source: null, duration: buffer.duration, length: buffer.length,
+             samples: new Float32Array(analyser.fftSize) };
   },
 
   roles() {
@@ -113,7 +133,7 @@ const player = {
       const source = this.context.createBufferSource();
       source.buffer = stem.buffer;
       source.loop = this.loop;
-      source.connect(stem.gain);
+      source.connect(stem.volume);
       source.start(when);
       stem.source = source;
     }
@@ -144,6 +164,15 @@ const player = {
 
   toggleSolo(role) { this.solo[role] = !this.solo[role]; this.applyGains(); },
   toggleMute(role) { this.muted[role] = !this.muted[role]; this.applyGains(); },
+  setVolume(role, db) { this.volumeDb[role] = db; this.applyMix(role); },
+  setPan(role, pan) { this.pan[role] = pan; this.applyMix(role); },
+
+  applyMix(role) {
+    const stem = this.stems[role];
+    if (!stem) return;
+    stem.volume.gain.value = dbToGain(this.volumeDb[role] ?? 0);
+    stem.panner.pan.value = this.pan[role] ?? 0;
+  },
 
   audible(role) {
     const anySolo = this.roles().some((r) => this.solo[r]);
@@ -160,6 +189,16 @@ const player = {
     renderStemStates();
   },
 
+  // The stem's peak level after fader, pan and solo/mute, in dBFS (-Infinity when silent).
+  level(role) {
+    const stem = this.stems[role];
+    if (!stem || !this.playing) return -Infinity;
+    stem.analyser.getFloatTimeDomainData(stem.samples);
+    let peak = 0;
+    for (const value of stem.samples) peak = Math.max(peak, Math.abs(value));
+    return peak > 0 ? 20 * Math.log10(peak) : -Infinity;
+  },
+
   position() {
     if (!this.playing || !this.context) return 0;
     const elapsed = Math.max(0, this.context.currentTime - this.startTime);
@@ -171,7 +210,8 @@ window.stemforgePlayer = player; // the browser test reads the player's state he
 
 // ------------------------------------------------------------ jobs list
 
-const state = { jobs: [], selected: null, follow: null, model: null, pollTimer: null };
+const state = { jobs: [], selected: null, follow: null, model: null, pollTimer: null, runs: new Map() };
+const fetchingRuns = new Set();
 
 async function refreshJobs() {
   clearTimeout(state.pollTimer);
@@ -180,6 +220,7 @@ async function refreshJobs() {
     const list = await getJson("/jobs?limit=50");
     state.jobs = list.jobs;
     renderJobs();
+    fetchMissingRuns();
     active = list.jobs.some((j) => j.status === "queued" || j.status === "running");
     const followed = state.follow && list.jobs.find((j) => j.id === state.follow);
     if (followed && followed.status === "done") {
@@ -194,52 +235,107 @@ async function refreshJobs() {
   state.pollTimer = setTimeout(refreshJobs, active ? 250 : 4000);
 }
 
+// The list carries no run.json, and a title needs conditions and seeds (of a regeneration's
+// parent too): fetch each finished job once, since a finished run folder never changes.
+function fetchMissingRuns() {
+  const wanted = new Set();
+  for (const job of state.jobs) {
+    if (job.status === "done") wanted.add(job.id);
+    if (job.request.from_job) wanted.add(job.request.from_job);
+  }
+  for (const id of wanted) {
+    if (state.runs.has(id) || fetchingRuns.has(id)) continue;
+    fetchingRuns.add(id);
+    getJson(`/jobs/${id}`)
+      .then((job) => {
+        if (job.status !== "done") return; // a parent still running: asked again on a later poll
+        state.runs.set(id, job.run || null);
+        renderJobs();
+      })
+      .catch((error) => { if (error.status === 404) state.runs.set(id, null); }) // removed: title without it
+      .finally(() => fetchingRuns.delete(id));
+  }
+}
+
+const formatBpm = (bpm) => `${Number(bpm.toFixed(2))} bpm`;
+const conditionsText = (c) => `${c.genre} · ${formatBpm(c.bpm)} · ${c.key} · ${c.bars} bars`;
+const partsOf = (run) => ROLES.filter((role) => role in (run?.midi || {}));
+
+// What tells jobs apart: conditions and seed of every finished job; for a regeneration, which
+// parts were made again and the piece (with its seed) they were made against.
+function jobTitle(job) {
+  const run = state.runs.get(job.id);
+  const from = job.request.from_job;
+  const takes = job.request.takes > 1 ? `${job.request.takes} takes from seed` : "seed";
+  if (!from) return run ? `${conditionsText(run.conditions)} · ${takes} ${run.seed}` : job.title;
+  const parent = state.runs.get(from);
+  const kept = job.request.keep || [];
+  const again = partsOf(parent || run).filter((role) => !kept.includes(role));
+  const what = again.length ? `${again.join(" + ")} again` : "again";
+  const origin = parent ? `from ${conditionsText(parent.conditions)} (seed ${parent.seed})` : `from job ${from}`;
+  if (!run) return `${what} · ${origin}`;
+  if (parent && conditionsText(parent.conditions) === conditionsText(run.conditions)) {
+    return `${what} · ${origin} · seed ${run.seed}`;
+  }
+  return `${what} · ${conditionsText(run.conditions)} · seed ${run.seed} · ${origin}`;
+}
+
 function renderJobs() {
   const list = $("#jobs");
-  list.replaceChildren(...state.jobs.map((job) => {
-    const item = document.createElement("li");
-    item.className = `job status-${job.status}` + (job.id === state.selected ? " selected" : "");
-    item.dataset.id = job.id;
-    item.dataset.status = job.status;
-    const title = document.createElement("button");
-    title.className = "title";
-    title.textContent = job.title;
-    title.title = `${job.id}: ${job.title}`;
-    title.disabled = job.status !== "done";
-    title.addEventListener("click", () => openJob(job.id, false));
-    const badge = document.createElement("span");
-    badge.className = "badge";
-    badge.textContent = job.status === "queued" && job.queue_position ? `queued #${job.queue_position}` : job.status;
-    const remove = document.createElement("button");
-    remove.className = "delete";
-    const active = job.status === "queued" || job.status === "running";
-    remove.textContent = active ? "cancel" : "remove";
-    remove.addEventListener("click", async () => {
-      try { await api(`/jobs/${job.id}`, { method: "DELETE" }); } catch (e) { $("#form-error").textContent = e.message; }
-      if (job.id === state.selected) closeResult();
-      refreshJobs();
-    });
-    item.append(title, badge, remove);
-    if (active) {
-      const bar = document.createElement("progress");
-      bar.max = 1;
-      bar.value = job.progress;
-      const stage = document.createElement("p");
-      stage.className = "stage";
-      stage.textContent = job.stage || "waiting";
-      item.append(bar, stage);
-    }
-    if (job.error) {
-      const error = document.createElement("p");
-      error.className = "error";
-      error.textContent = job.error;
-      const retry = document.createElement("button");
-      retry.textContent = "retry";
-      retry.addEventListener("click", () => submit(job.request));
-      item.append(error, retry);
-    }
-    return item;
-  }));
+  list.replaceChildren(...state.jobs.map(jobItem));
+}
+
+function jobItem(job) {
+  const item = document.createElement("li");
+  item.className = `job status-${job.status}` + (job.id === state.selected ? " selected" : "");
+  item.dataset.id = job.id;
+  item.dataset.status = job.status;
+  const title = document.createElement("button");
+  title.className = "title";
+  title.textContent = jobTitle(job);
+  title.title = `${job.id}${job.request.prompt ? `: “${job.request.prompt}”` : ""}`;
+  title.disabled = job.status !== "done";
+  title.addEventListener("click", () => openJob(job.id, false));
+  const badge = document.createElement("span");
+  badge.className = "badge";
+  badge.textContent = job.status === "queued" && job.queue_position ? `queued #${job.queue_position}` : job.status;
+  item.append(title, badge, removeButton(job));
+  const active = job.status === "queued" || job.status === "running";
+  if (active) {
+    const bar = document.createElement("progress");
+    bar.max = 1;
+    bar.value = job.progress;
+    const stage = document.createElement("p");
+    stage.className = "stage";
+    stage.textContent = job.stage || "waiting";
+    item.append(bar, stage);
+  }
+  if (job.error) {
+    const error = document.createElement("p");
+    error.className = "error";
+    error.textContent = job.error;
+    const retry = document.createElement("button");
+    retry.textContent = "retry";
+    retry.addEventListener("click", () => submit(job.request));
+    item.append(error, retry);
+  }
+  return item;
+}
+
+function removeButton(job) {
+  const remove = document.createElement("button");
+  remove.className = "delete";
+  const active = job.status === "queued" || job.status === "running";
+  remove.textContent = active ? "cancel" : "remove";
+  remove.title = active ? "stop this job" : "delete this job and its files from the service";
+  remove.addEventListener("click", async () => {
+    // removing deletes the files on the service for good: ask first (cancelling loses nothing made yet)
+    if (!active && !window.confirm(`Remove “${jobTitle(job)}” and delete its files?`)) return;
+    try { await api(`/jobs/${job.id}`, { method: "DELETE" }); } catch (e) { $("#form-error").textContent = e.message; }
+    if (job.id === state.selected) closeResult();
+    refreshJobs();
+  });
+  return remove;
 }
 
 // ------------------------------------------------------------ compose
@@ -247,7 +343,7 @@ function renderJobs() {
 function formRequest() {
   const body = { prompt: $("#prompt").value.trim(), stems: $("#stems").checked };
   const numbers = { bars: parseInt, bpm: parseFloat, seed: parseInt, temperature: parseFloat, top_k: parseInt,
-                    top_p: parseFloat, sample_rate: parseInt };
+                    top_p: parseFloat, sample_rate: parseInt, takes: parseInt };
   for (const [name, parse] of Object.entries(numbers)) {
     const value = $(`#${name}`).value.trim();
     if (value !== "") body[name] = parse(value, 10);
@@ -280,16 +376,26 @@ async function submit(body) {
 
 // ------------------------------------------------------------ result: stems, piano roll, downloads
 
-async function openJob(jobId, autoplay) {
-  const job = await getJson(`/jobs/${jobId}`);
-  if (job.status !== "done") return;
+// A drop onto the desktop or a DAW downloads with no Authorization header: with a token, the
+// service gives each job a signed query (`exp=...&sig=...`) that opens that job's files.
+const fileQueries = new Map(); // job id -> signed query, or "" without a token
+
+async function openJob(jobId, autoplay, take = 1) {
+  const fetched = await getJson(`/jobs/${jobId}`);
+  if (fetched.status !== "done") return;
+  fileQueries.set(fetched.id, fetched.file_query || "");
+  state.runs.set(fetched.id, fetched.run);
+  // a job with takes: the page shows one take at a time (its run, notes, files, regenerate)
+  const job = fetched.takes ? { ...fetched, run: fetched.takes[take - 1], take } : fetched;
   state.selected = jobId;
   renderJobs();
   $("#result").hidden = false;
-  $("#result-title").textContent = job.title;
+  $("#result-title").textContent = jobTitle(fetched);
+  renderTakes(fetched, take, autoplay);
   $("#player-status").textContent = "loading stems…";
   $("#play").disabled = true;
-  const [notes] = await Promise.all([getJson(`/jobs/${jobId}/notes`), player.load(job)]);
+  const notesUrl = fetched.takes ? `/jobs/${jobId}/notes?take=${take}` : `/jobs/${jobId}/notes`;
+  const [notes] = await Promise.all([getJson(notesUrl), player.load(job)]);
   renderStems(job, notes);
   renderDownloads(job);
   renderEval(job.report);
@@ -299,6 +405,20 @@ async function openJob(jobId, autoplay) {
     : "no stems in this run (MIDI only)";
   $("#play").disabled = !Object.keys(player.stems).length;
   if (autoplay && Object.keys(player.stems).length) player.play();
+}
+
+function renderTakes(job, current, autoplay) {
+  const box = $("#take-picker");
+  box.hidden = !job.takes;
+  if (!job.takes) { box.replaceChildren(); return; }
+  box.replaceChildren(...job.takes.map((run, index) => {
+    const take = index + 1;
+    const choose = button(`take ${take} · seed ${run.seed}`, "take", `play take ${take} of ${job.takes.length}`,
+                          () => { player.stop(); openJob(job.id, autoplay, take); });
+    choose.setAttribute("aria-pressed", String(take === current));
+    choose.dataset.take = String(take);
+    return choose;
+  }));
 }
 
 function closeResult() {
@@ -331,66 +451,184 @@ function link(text, href, download) {
   return a;
 }
 
+// ---- drag out: a stem or MIDI clip dropped on the desktop or a DAW becomes that file
+
+const MIME_TYPES = { wav: "audio/wav", mid: "audio/midi", json: "application/json", als: "application/octet-stream" };
+const baseName = (path) => path.split("/").pop();
+
+// Chromium's drag-out format is "mime:file name:absolute URL"; the drop target downloads the
+// URL itself, without this page's Authorization header (see the report on tokens).
+function dragOutData(jobId, path) {
+  const name = baseName(path);
+  const mime = MIME_TYPES[name.split(".").pop().toLowerCase()] || "application/octet-stream";
+  const signed = fileQueries.get(jobId);
+  const url = new URL(downloadUrl(jobId, path) + (signed ? `&${signed}` : ""), window.location.href).href;
+  return { name, mime, url, downloadUrl: `${mime}:${name}:${url}` };
+}
+
+function makeDraggable(element, jobId, path) {
+  const data = dragOutData(jobId, path);
+  element.draggable = true;
+  element.classList.add("drag-out");
+  element.dataset.file = data.name;
+  element.title = `${data.name}: drag onto the desktop or a DAW, or click to download`;
+  element.addEventListener("dragstart", (event) => {
+    event.dataTransfer.effectAllowed = "copy";
+    event.dataTransfer.setData("DownloadURL", data.downloadUrl);
+    event.dataTransfer.setData("text/uri-list", data.url); // targets that take links instead of files
+    event.dataTransfer.setData("text/plain", data.url);
+  });
+  return element;
+}
+
+function fileLink(text, jobId, path) {
+  return makeDraggable(link(text, downloadUrl(jobId, path), ""), jobId, path);
+}
+
+// ---- one row per part: name, solo/mute/regenerate, fader and pan, meter, files; piano roll and waveform
+
 function renderStems(job, notes) {
   const run = job.run;
-  const container = $("#stems-list");
   const roles = ROLES.filter((r) => r in (run.midi || {}) || r in (run.stems || {}));
-  container.replaceChildren(...roles.map((role) => {
-    const row = document.createElement("div");
-    row.className = "stem";
-    row.dataset.role = role;
-    const side = document.createElement("div");
-    side.className = "side";
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = role;
-    name.style.color = ROLE_COLORS[role];
-    const buttons = document.createElement("div");
-    buttons.className = "buttons";
-    const solo = document.createElement("button");
-    solo.className = "solo";
-    solo.textContent = "S";
-    solo.title = `solo ${role}`;
-    solo.addEventListener("click", () => player.toggleSolo(role));
-    const mute = document.createElement("button");
-    mute.className = "mute";
-    mute.textContent = "M";
-    mute.title = `mute ${role}`;
-    mute.addEventListener("click", () => player.toggleMute(role));
-    const regenerate = document.createElement("button");
-    regenerate.className = "regenerate";
-    regenerate.textContent = "↻ new";
-    regenerate.title = `regenerate the ${role}, keeping the other parts`;
-    regenerate.addEventListener("click", () => submit({
-      from_job: job.id, keep: roles.filter((r) => r !== role), stems: true,
-    }));
-    if (!(role in (run.stems || {}))) { solo.disabled = true; mute.disabled = true; }
-    buttons.append(solo, mute, regenerate);
-    const files = document.createElement("div");
-    files.className = "files";
-    if (run.stems && run.stems[role]) files.append(link("wav", downloadUrl(job.id, run.stems[role]), ""));
-    if (run.midi && run.midi[role]) files.append(link("mid", downloadUrl(job.id, run.midi[role]), ""));
-    side.append(name, buttons, files);
-    const roll = document.createElement("div");
-    roll.className = "roll";
-    const canvas = document.createElement("canvas");
-    const playhead = document.createElement("div");
-    playhead.className = "playhead";
-    roll.append(canvas, playhead);
-    row.append(side, roll);
-    requestAnimationFrame(() => drawRoll(canvas, notes, role));
-    return row;
-  }));
+  const scale = 1 / Math.max(1e-4, ...Object.values(player.stems).map((stem) => peakOf(stem.buffer)));
+  $("#stems-list").replaceChildren(...roles.map((role) => stemRow(job, notes, role, roles, scale)));
   renderStemStates();
+}
+
+function stemRow(job, notes, role, roles, waveScale) {
+  const run = job.run;
+  const hasAudio = role in player.stems;
+  const row = document.createElement("div");
+  row.className = "stem";
+  row.dataset.role = role;
+  const side = document.createElement("div");
+  side.className = "side";
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = role;
+  name.style.color = ROLE_COLORS[role];
+  side.append(name, stemButtons(job, role, roles, hasAudio));
+  if (hasAudio) side.append(mixerControls(role), levelMeter(role));
+  const files = document.createElement("div");
+  files.className = "files";
+  if (run.stems && run.stems[role]) files.append(fileLink("wav", job.id, run.stems[role]));
+  if (run.midi && run.midi[role]) files.append(fileLink("mid", job.id, run.midi[role]));
+  side.append(files);
+  row.append(side, stemLane(job, notes, role, waveScale));
+  return row;
+}
+
+function stemButtons(job, role, roles, hasAudio) {
+  const buttons = document.createElement("div");
+  buttons.className = "buttons";
+  const solo = button("S", "solo", `solo ${role}`, () => player.toggleSolo(role));
+  const mute = button("M", "mute", `mute ${role}`, () => player.toggleMute(role));
+  const regenerate = button("↻ new", "regenerate", `regenerate the ${role}, keeping the other parts`, () => submit({
+    from_job: job.id, keep: roles.filter((r) => r !== role), stems: true, ...(job.take ? { from_take: job.take } : {}),
+  }));
+  solo.disabled = mute.disabled = !hasAudio;
+  buttons.append(solo, mute, regenerate);
+  return buttons;
+}
+
+function button(text, className, label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.textContent = text;
+  b.title = label;
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+const formatDb = (db) => (db <= VOLUME_FLOOR_DB ? "−∞ dB" : `${db > 0 ? "+" : db < 0 ? "−" : ""}${Math.abs(db).toFixed(1)} dB`);
+const formatPan = (pan) => (pan === 0 ? "C" : `${pan < 0 ? "L" : "R"} ${Math.abs(pan)}`);
+
+function mixerControls(role) {
+  const box = document.createElement("div");
+  box.className = "mixer";
+  box.append(
+    slider({ role, kind: "volume", caption: "vol", min: VOLUME_FLOOR_DB, max: 6, step: 0.5, neutral: 0,
+             value: player.volumeDb[role] ?? 0, format: formatDb, set: (db) => player.setVolume(role, db) }),
+    // pan in percent on the control (whole steps for the arrow keys), -1..1 on the StereoPannerNode
+    slider({ role, kind: "pan", caption: "pan", min: -100, max: 100, step: 1, neutral: 0,
+             value: Math.round((player.pan[role] ?? 0) * 100), format: formatPan,
+             set: (percent) => player.setPan(role, percent / 100) }),
+  );
+  return box;
+}
+
+// A labelled range input (arrows, Page Up/Down, Home/End work as for any slider) with its
+// reading beside it; a double click returns it to neutral.
+function slider({ role, kind, caption, min, max, step, neutral, value, format, set }) {
+  const label = document.createElement("label");
+  label.className = `fader ${kind}`;
+  const text = document.createElement("span");
+  text.textContent = caption;
+  const input = document.createElement("input");
+  Object.assign(input, { type: "range", min, max, step, value });
+  input.setAttribute("aria-label", `${role} ${kind}`);
+  const reading = document.createElement("output");
+  const show = () => {
+    reading.textContent = format(Number(input.value));
+    input.setAttribute("aria-valuetext", reading.textContent);
+  };
+  input.addEventListener("input", () => { set(Number(input.value)); show(); });
+  input.addEventListener("dblclick", () => { input.value = neutral; set(neutral); show(); });
+  show();
+  label.append(text, input, reading);
+  return label;
+}
+
+function levelMeter(role) {
+  const meter = document.createElement("div");
+  meter.className = "level";
+  meter.setAttribute("aria-hidden", "true"); // live motion only; the sliders carry the settings
+  meter.title = `${role} level`;
+  const fill = document.createElement("div");
+  fill.className = "fill";
+  meter.append(fill);
+  return meter;
+}
+
+function stemLane(job, notes, role, waveScale) {
+  const run = job.run;
+  const lane = document.createElement("div");
+  lane.className = "roll";
+  const roll = document.createElement("canvas");
+  roll.className = "notes";
+  if (run.midi && run.midi[role]) makeDraggable(roll, job.id, run.midi[role]); // the clip itself drags out
+  lane.append(roll);
+  const stem = player.stems[role];
+  let wave = null;
+  if (stem) {
+    wave = document.createElement("canvas");
+    wave.className = "wave";
+    makeDraggable(wave, job.id, run.stems[role]);
+    lane.append(wave);
+  }
+  const playhead = document.createElement("div");
+  playhead.className = "playhead";
+  lane.append(playhead);
+  requestAnimationFrame(() => {
+    drawRoll(roll, notes, role);
+    if (wave) drawWave(wave, stem.buffer, role, waveScale);
+  });
+  return lane;
+}
+
+function fitCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = Math.max(1, Math.round(canvas.clientWidth * ratio));
+  canvas.height = Math.max(1, Math.round(canvas.clientHeight * ratio));
+  return ratio;
 }
 
 function drawRoll(canvas, notes, role) {
   const track = notes.tracks[role];
-  const ratio = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth * ratio;
-  const height = canvas.clientHeight * ratio;
-  canvas.width = width;
-  canvas.height = height;
+  const ratio = fitCanvas(canvas);
+  const { width, height } = canvas;
   const g = canvas.getContext("2d");
   const totalTicks = notes.bars * notes.beats_per_bar * notes.ticks_per_beat;
   for (let beat = 0; beat <= notes.bars * notes.beats_per_bar; beat++) {
@@ -412,6 +650,57 @@ function drawRoll(canvas, notes, role) {
   g.globalAlpha = 1;
 }
 
+// Lowest and highest sample of any channel under each pixel column: min/max rather than an
+// average keeps every transient visible however many samples fall on one pixel.
+function peaks(buffer, columns) {
+  const channels = Array.from({ length: buffer.numberOfChannels }, (_, c) => buffer.getChannelData(c));
+  const low = new Float32Array(columns);
+  const high = new Float32Array(columns);
+  const perColumn = buffer.length / columns;
+  for (let x = 0; x < columns; x++) {
+    const start = Math.floor(x * perColumn);
+    const end = Math.max(start + 1, Math.floor((x + 1) * perColumn));
+    let min = 0;
+    let max = 0;
+    for (const data of channels) {
+      for (let i = start; i < end && i < data.length; i++) {
+        if (data[i] < min) min = data[i];
+        if (data[i] > max) max = data[i];
+      }
+    }
+    low[x] = min;
+    high[x] = max;
+  }
+  return { low, high };
+}
+
+function peakOf(buffer) {
+  let peak = 0;
+  for (let c = 0; c < buffer.numberOfChannels; c++) {
+    const data = buffer.getChannelData(c);
+    for (let i = 0; i < data.length; i++) if (Math.abs(data[i]) > peak) peak = Math.abs(data[i]);
+  }
+  return peak;
+}
+
+// `scale` is one factor for all stems of a result (its loudest peak fills a lane), so the lanes
+// are readable and a quiet stem still looks quieter than a loud one.
+function drawWave(canvas, buffer, role, scale) {
+  const ratio = fitCanvas(canvas);
+  const { width, height } = canvas;
+  const g = canvas.getContext("2d");
+  const { low, high } = peaks(buffer, width);
+  const middle = height / 2;
+  g.fillStyle = "#2e333d";
+  g.fillRect(0, Math.floor(middle), width, ratio); // the zero line, so silence reads as silence
+  g.fillStyle = ROLE_COLORS[role] || "#ccc";
+  for (let x = 0; x < width; x++) {
+    const top = middle - Math.min(1, high[x] * scale) * middle;
+    const bottom = middle - Math.max(-1, low[x] * scale) * middle;
+    if (bottom - top >= 0.5) g.fillRect(x, top, 1, Math.max(1, bottom - top));
+  }
+}
+
 function renderStemStates() {
   for (const row of document.querySelectorAll(".stem")) {
     const role = row.dataset.role;
@@ -428,9 +717,11 @@ function renderDownloads(job) {
   zip.id = "download-zip";
   zip.className = "primary";
   box.replaceChildren(zip);
-  if (run.mix) box.append(link("mix.wav", downloadUrl(job.id, run.mix), ""));
-  if (run.midi && run.midi.full) box.append(link("full.mid", downloadUrl(job.id, run.midi.full), ""));
-  box.append(link("run.json", downloadUrl(job.id, "run.json"), ""));
+  // the files' own names (genre, tempo, key, take), as they will land in a sample folder
+  if (run.mix) box.append(fileLink(baseName(run.mix), job.id, run.mix));
+  if (run.midi && run.midi.full) box.append(fileLink(baseName(run.midi.full), job.id, run.midi.full));
+  if (run.live_set) box.append(fileLink(baseName(run.live_set), job.id, run.live_set)); // Ableton Live 12 set
+  box.append(link("run.json", downloadUrl(job.id, run.folder ? `${run.folder}/run.json` : "run.json"), ""));
 }
 
 function renderEval(report) {
@@ -479,7 +770,17 @@ function animate() {
     head.style.display = player.playing ? "block" : "none";
     if (duration) head.style.left = `${(position / duration) * 100}%`;
   }
+  renderLevels();
   requestAnimationFrame(animate);
+}
+
+function renderLevels() {
+  for (const fill of document.querySelectorAll(".stem .level .fill")) {
+    const db = player.level(fill.closest(".stem").dataset.role);
+    const share = Math.min(1, Math.max(0, (db - METER_FLOOR_DB) / -METER_FLOOR_DB));
+    fill.style.transform = `scaleX(${share})`;
+    fill.classList.toggle("hot", db > -1);
+  }
 }
 
 // ------------------------------------------------------------ start-up
