@@ -103,6 +103,9 @@ class RunRequest:
                                max_length=200)
     seed: int | None = _spec(None, "random seed; the same seed and inputs give identical files (default: a fresh "
                              "seed, recorded in run.json)", "steer", ge=0, le=MAX_SEED)
+    like: Path | None = _spec(None, "a reference loop (WAV, FLAC, OGG, MP3): its tempo and key, estimated from the audio, "
+                              "become the conditions unless --bpm/--key or the prompt name them; says what it found",
+                              "steer", api=False)
     takes: int = _spec(1, f"compose N variations of one idea at once: the same key, tempo and chords, each take its "
                        f"own seed (--seed, --seed+1, ...) and its own folder take1..takeN in the run folder; "
                        f"batched, so N takes cost far less than N runs (1-{MAX_TAKES})", "steer", metavar="N",

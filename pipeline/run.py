@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stemforge.pipeline.request import RunError, RunRequest
 from stemforge.symbolic.arrangement import (
@@ -32,6 +33,7 @@ from stemforge.symbolic.conditions import (
     Conditions,
     build_conditions,
     nearest_known_genre,
+    parse_prompt,
     validate,
 )
 from stemforge.symbolic.model import Composer, load_composer
@@ -43,6 +45,9 @@ from stemforge.symbolic.run_manifest import (
     acid_root_note,
     file_name_base,
 )
+
+if TYPE_CHECKING:  # librosa is imported only for --like
+    from stemforge.audio.loop_analysis import LoopEstimate
 
 Progress = Callable[[str, float], None]
 
@@ -119,11 +124,22 @@ def _check_out_dir(out: Path) -> None:
 
 
 def request_conditions(request: RunRequest, previous: RunManifest | None, seed: int,
-                       notes: list[str] | None = None) -> Conditions:
-    """What a request composes: the earlier run's conditions (--from, regenerate), then the
-    prompt, then the flags."""
+                       notes: list[str] | None = None, loop: LoopEstimate | None = None) -> Conditions:
+    """What a request composes: the earlier run's conditions (--from, regenerate), then a
+    reference loop's tempo and key (--like), then the prompt, then the flags."""
+    bpm, key = request.bpm, request.key
+    if loop is not None:
+        prompted = parse_prompt(request.prompt)
+        if bpm is None and "bpm" not in prompted and loop.bpm is not None:
+            bpm = loop.bpm
+        named_harmony = "key" in prompted or "chords" in prompted or request.chords is not None
+        if key is None and not named_harmony and loop.key is not None:
+            key = loop.key
+        if notes is not None:
+            notes.append(f"reference loop {loop.describe()}; composing at {bpm if bpm is not None else 'the prompt'}"
+                         f"{' bpm' if bpm is not None else ''}{f', {key}' if key else ''}")
     return build_conditions(
-        request.prompt, genre=request.genre, bpm=request.bpm, key=request.key, bars=request.bars,
+        request.prompt, genre=request.genre, bpm=bpm, key=key, bars=request.bars,
         density=request.density, seed=seed, notes=notes, base=previous.conditions if previous else None,
         loop=request.loop, chords=request.chords,
     )
@@ -170,8 +186,13 @@ def check_inputs(request: RunRequest, model_max_bars: int | None = None) -> Chec
         note = check_render_request(request)
         if note:
             messages.append(note)
+    loop = None
+    if request.like is not None:  # librosa loads only here: a run without --like does not pay for it
+        from stemforge.audio.loop_analysis import estimate_loop
+
+        loop = estimate_loop(request.like, require_beat=request.bpm is None and "bpm" not in parse_prompt(request.prompt))
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-    conditions = request_conditions(request, previous, seed, messages)
+    conditions = request_conditions(request, previous, seed, messages, loop)
     # takes are variations on one idea: the first take's key, tempo and chords, each its own seed
     take_seeds = [(seed + n) % (MAX_SEED + 1) for n in range(request.takes)]
     takes = [(dataclasses.replace(conditions, seed=take_seed), take_seed) for take_seed in take_seeds]
@@ -304,7 +325,8 @@ def _manifest(request: RunRequest, composer: Composer, model_genre: str, compose
         model={"path": str(composer.path), "sha256": composer.weights_sha256,
                "data_sha256": composer.meta.get("data_sha256")},
         context={"seed_midi": str(request.seed_midi) if request.seed_midi else None,
-                 "from": str(request.from_run) if request.from_run else None, "keep": list(request.keep)},
+                 "from": str(request.from_run) if request.from_run else None, "keep": list(request.keep),
+                 "like": str(request.like) if request.like else None},
         tokens=len(composed.token_ids), token_ids=composed.token_ids,
         structure={**composed.composition.to_dict(), "chords": conditions.chords}, feel=composed.feel,
         tokens_sampled=composed.stats.sampled, tokens_forced=composed.stats.forced,

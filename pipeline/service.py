@@ -80,6 +80,7 @@ class ServiceLimits:
     recent_jobs: int = 50  # GET /jobs lists this many unless ?limit= says otherwise
     musicgen_model: str | None = None  # renderer "musicgen" is offered only when the operator names weights
     max_takes: int = 4  # takes one job may ask for (each is a whole piece; they compose together)
+    max_upload_bytes: int = 16_000_000  # a reference loop (POST /loops) above this gets 413
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ServiceLimits:
@@ -95,7 +96,8 @@ class ServiceLimits:
         if unknown:
             raise ServiceError(f"{path}: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
         limits = cls(**data)
-        for name in ("max_bars", "max_queued", "max_request_bytes", "worker_threads", "recent_jobs", "max_takes"):
+        for name in ("max_bars", "max_queued", "max_request_bytes", "worker_threads", "recent_jobs", "max_takes",
+                     "max_upload_bytes"):
             if not isinstance(getattr(limits, name), int) or getattr(limits, name) < 1:
                 raise ServiceError(f"{path}: {name} must be a whole number >= 1")
         if not isinstance(limits.job_timeout_seconds, int | float) or limits.job_timeout_seconds <= 0:
@@ -139,6 +141,9 @@ def _job_request_model() -> type[BaseModel]:
                                             "conditions and kept parts from (render fields default to its own)"))
     fields["from_take"] = (int | None, Field(None, ge=1, le=MAX_TAKES, description="which take of from_job "
                                              "(a job composed with takes); default its first"))
+    fields["like_loop"] = (str | None, Field(None, pattern=r"^[0-9a-f]{16}$", description="a reference loop sent "
+                                             "with POST /loops (its id): its tempo and key become the conditions "
+                                             "unless bpm, key or the prompt name them"))
     model = create_model("JobRequest", __config__=ConfigDict(extra="forbid"), **fields)
     model.__doc__ = ("The fields of `pipeline run` (flags with dashes become underscores; paths on the server's "
                      "disk are not offered), plus `from_job`. Unset fields take the CLI's defaults, but stems are "
@@ -192,6 +197,14 @@ class ModelInfo(BaseModel):
     val_loss: float | None
     parameters: int | None
     steps: int | None
+
+
+class LoopInfo(BaseModel):
+    id: str = Field(description="pass as like_loop in POST /jobs")
+    bpm: float | None
+    key: str | None
+    seconds: float
+    description: str
 
 
 class SoundInfo(BaseModel):
@@ -251,6 +264,7 @@ class ServiceState:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.jobs_dir = self.data_dir / "jobs"
         self.cache_dir = self.data_dir / "cache"
+        self.uploads_dir = self.data_dir / "uploads"  # reference loops (POST /loops), named by content
         self.token = token or None
         self.limits = limits
         self.composer = load_composer(Path(model) if model is not None else None)  # reads metadata only
@@ -265,6 +279,7 @@ class ServiceState:
         try:
             self.jobs_dir.mkdir(parents=True, exist_ok=True)
             self.cache_dir.mkdir(exist_ok=True)
+            self.uploads_dir.mkdir(exist_ok=True)
         except OSError as error:
             raise ServiceError(f"--data: cannot create {self.data_dir} ({error.strerror})") from error
         self._lock_file = self._take_lock()
@@ -342,6 +357,9 @@ class ServiceState:
         if body.takes > self.limits.max_takes:
             raise FieldError("takes", f"takes: {body.takes} is above this service's limit of {self.limits.max_takes} "
                              "(max_takes in the service config); ask for fewer")
+        if body.like_loop is not None and not (self.uploads_dir / f"{body.like_loop}.audio").is_file():
+            raise FieldError("like_loop", f"like_loop: no loop {body.like_loop!r} on this service; send it with "
+                             "POST /loops first")
         if body.from_take is not None and body.from_job is None:
             raise FieldError("from_take", "from_take: needs from_job (the job whose take to start from)")
         if body.from_job is not None:
@@ -386,14 +404,15 @@ class ServiceState:
     def run_request(self, stored: dict, out: Path | None) -> RunRequest:
         """The RunRequest of a stored job request: its fields, with this service's model, the
         job's folder, the parent job's folder and the operator's MusicGen weights."""
-        fields = {name: value for name, value in stored.items() if name not in ("from_job", "from_take")}
+        fields = {name: value for name, value in stored.items() if name not in ("from_job", "from_take", "like_loop")}
         fields["prompt"] = fields.get("prompt") or ""
         from_job, from_run = stored.get("from_job"), None
         if from_job:
             parent = self.store.get(from_job)
             from_run = self.take_dir(parent, stored.get("from_take")) if parent else self.jobs_dir / from_job
+        like = self.uploads_dir / f"{stored['like_loop']}.audio" if stored.get("like_loop") else None
         return dataclasses.replace(
-            RunRequest.from_json(fields), model=self.model, out=out, from_run=from_run,
+            RunRequest.from_json(fields), model=self.model, out=out, from_run=from_run, like=like,
             musicgen=self.limits.musicgen_model if fields.get("renderer") == "musicgen" else None)
 
     def run_kwargs(self, job: Job) -> dict:
@@ -533,26 +552,29 @@ class _Guard:
     400 for a Host header not in `allowed_hosts`: on loopback that defeats DNS rebinding, where
     a web page in the producer's browser would otherwise reach the service through its own name."""
 
-    def __init__(self, app, limit: int, allowed_hosts: tuple[str, ...] | None) -> None:
-        self.app, self.limit, self.allowed_hosts = app, limit, allowed_hosts
+    def __init__(self, app, limit: int, allowed_hosts: tuple[str, ...] | None,
+                 upload_limits: dict[str, int] | None = None) -> None:
+        self.app, self.default_limit, self.allowed_hosts = app, limit, allowed_hosts
+        self.upload_limits = upload_limits or {}  # paths that take audio get their own (larger) limit
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.upload_limits.get(scope.get("path", ""), self.default_limit)
         headers = dict(scope.get("headers") or [])
         if self.allowed_hosts is not None and _host_name(headers.get(b"host", b"")) not in self.allowed_hosts:
             return await self._send(send, 400, "host: this service answers only to "
                                     f"{', '.join(self.allowed_hosts)} (start it with --host to serve others)")
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await self._refuse(send)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await self._refuse(send, limit)
         seen = {"bytes": 0, "over": False, "answered": False}
 
         async def limited_receive():
             message = await receive()
             if message["type"] == "http.request":
                 seen["bytes"] += len(message.get("body", b""))
-                if seen["bytes"] > self.limit:
+                if seen["bytes"] > limit:
                     seen["over"] = True
                     raise _TooLarge()
             return message
@@ -563,7 +585,7 @@ class _Guard:
             if seen["over"]:
                 if not seen["answered"]:
                     seen["answered"] = True
-                    await self._refuse(send)
+                    await self._refuse(send, limit)
                 return
             await send(message)
 
@@ -572,11 +594,11 @@ class _Guard:
         except _TooLarge:
             if not seen["answered"]:
                 seen["answered"] = True
-                await self._refuse(send)
+                await self._refuse(send, limit)
 
-    async def _refuse(self, send) -> None:
-        await self._send(send, 413, f"request body is larger than {self.limit} bytes "
-                                    "(max_request_bytes in the service config)")
+    async def _refuse(self, send, limit: int) -> None:
+        setting = "max_request_bytes" if limit == self.default_limit else "max_upload_bytes"
+        await self._send(send, 413, f"request body is larger than {limit} bytes ({setting} in the service config)")
 
     @staticmethod
     async def _send(send, status: int, detail: str) -> None:
@@ -626,7 +648,8 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
         return JSONResponse(status_code=422, content={"detail": [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
             for e in error.errors()]})
-    app.add_middleware(_Guard, limit=limits.max_request_bytes, allowed_hosts=allowed_hosts)
+    app.add_middleware(_Guard, limit=limits.max_request_bytes, allowed_hosts=allowed_hosts,
+                       upload_limits={"/loops": limits.max_upload_bytes})
 
     def authorized(request: Request, authorization: str | None = Header(None, include_in_schema=False)) -> None:
         if state.token is None:
@@ -746,6 +769,34 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
                          service_max_bars=min(limits.max_bars, state.composer.max_bars),
                          sha256=meta.get("weights_sha256"), val_loss=meta.get("val_loss"),
                          parameters=meta.get("parameters"), steps=meta.get("steps"))
+
+    @api.post("/loops", response_model=LoopInfo, responses={413: {"description": "above max_upload_bytes"},
+                                                            422: {"description": "not a usable loop"}})
+    async def post_loop(request: Request) -> LoopInfo:
+        """A reference loop as the raw request body (WAV, FLAC, OGG, MP3): stored by its
+        content's sha256 and analysed; its id goes into POST /jobs as `like_loop`."""
+        from starlette.concurrency import run_in_threadpool
+
+        data = await request.body()
+        loop_id = hashlib.sha256(data).hexdigest()[:16]
+        target = state.uploads_dir / f"{loop_id}.audio"
+        if not target.is_file():
+            tmp = target.with_name(f".{loop_id}.{secrets.token_hex(4)}.tmp")
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        from stemforge.audio.loop_analysis import estimate_loop
+
+        try:  # librosa's analysis takes ~0.5 s: off the event loop
+            estimate = await run_in_threadpool(estimate_loop, target, require_beat=False)
+        except UserError as error:
+            target.unlink(missing_ok=True)
+            message = str(error).splitlines()[0].replace(str(target), "the upload")
+            return _unprocessable(FieldError("like_loop", message.replace("--like: ", "like_loop: ", 1)))
+        return LoopInfo(id=loop_id, bpm=estimate.bpm, key=estimate.key, seconds=round(estimate.seconds, 3),
+                        description=estimate.describe().replace(target.name, "the loop"))
 
     @api.get("/sounds", response_model=list[SoundInfo])
     def get_sounds() -> list[SoundInfo]:

@@ -375,3 +375,43 @@ def test_takes_are_chosen_played_and_regenerated_from_on_the_page(browser, page_
     finally:
         context.close()
     assert not errors, errors
+
+
+def test_a_reference_loop_uploaded_on_the_page_sets_the_tempo_and_key(browser, page_service: ServiceProcess,
+                                                                      tmp_path: Path) -> None:
+    import soundfile
+
+    from tests.test_loop_analysis import RATE, _loop
+
+    clip = tmp_path / "my loop.wav"
+    soundfile.write(clip, _loop(92.0, ["Am", "F", "C", "G"], bars=2), RATE, subtype="PCM_16")
+    context = browser.new_context(viewport={"width": 1280, "height": 820})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{page_service.url}/?token={TOKEN}")
+        page.wait_for_function("document.querySelector('#health').textContent.startsWith('ok')")
+        page.set_input_files("#like", str(clip))
+        page.wait_for_function("document.querySelector('#like-status').textContent.includes('bpm')", timeout=60_000)
+        said = page.text_content("#like-status")
+        assert said.startswith("my loop.wav: 92") and ("A minor" in said or "C major" in said), said
+        page.fill("#prompt", "rock")
+        page.fill("#bars", "1")
+        page.click("#compose-button")
+        page.wait_for_function("window.stemforgePlayer.playing === true", timeout=60_000)
+        job = page.evaluate("window.stemforgePlayer.jobId")
+        with page_service.client() as client:
+            found = client.get(f"/jobs/{job}").json()
+        assert found["request"]["like_loop"] and abs(found["run"]["conditions"]["bpm"] - 92.0) <= 1.0
+        page.screenshot(path=str(tmp_path / "reference-loop.png"), full_page=True)
+        print(f"screenshot: {tmp_path / 'reference-loop.png'}")
+
+        text = tmp_path / "notes.wav"
+        text.write_text("not audio")
+        page.set_input_files("#like", str(text))  # a clear line, and the next request has no loop
+        page.wait_for_function("document.querySelector('#like-status').textContent.includes('not readable audio')")
+        assert "like_loop" not in page.evaluate("formRequest()")
+    finally:
+        context.close()
+    assert not errors, errors

@@ -39,3 +39,15 @@ def test_a_manual_bar_says_how_long_is_left_and_its_postfix(capsys) -> None:
     assert lines[0].startswith("training: 2/4 steps, 50%") and "left" in lines[0] and lines[0].endswith("loss=2.310")
     assert lines[-1].startswith("training: 4 step(s) in")
     assert progress_bar(total=3, desc="quiet", enabled=False) is not None and capsys.readouterr().err == ""
+
+
+def test_pipeline_run_writes_one_plain_line_per_stage_to_a_log(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    from stemforge.pipeline.cli import main
+
+    assert main(["run", "--prompt", "rock", "--model", str(tiny_model), "--bars", "1", "--seed", "1",
+                 "--out", str(tmp_path / "r")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("run: ")]
+    assert [line.split("% ", 1)[1] for line in lines] == ["loaded model", "composing", "composed", "done"][:len(lines)]
+    assert lines[-1] == "run: 100% done" and "\r" not in "".join(lines)
+    percents = [int(line[5:8]) for line in lines]
+    assert percents == sorted(percents)

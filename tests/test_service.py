@@ -32,7 +32,7 @@ from stemforge.symbolic.sampling import SamplingSettings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STALL_SEED = 4242  # jobs with this seed stall in their render stage (test-only knob, see pipeline/jobs.py)
 TEST_LIMITS = {"max_bars": 8, "max_queued": 2, "max_request_bytes": 4096, "job_timeout_seconds": 8,
-               "worker_threads": 1, "recent_jobs": 50}
+               "worker_threads": 1, "recent_jobs": 50, "max_upload_bytes": 1_500_000}
 
 
 def free_port() -> int:
@@ -274,6 +274,32 @@ def test_a_job_with_takes_serves_every_take_and_regenerates_from_one(service: Se
         no_such_take = client.post("/jobs", json={"from_job": job["id"], "from_take": 3, "keep": ["drums"]})
     assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"][-1] == "takes"
     assert no_such_take.status_code == 422 and "2 take(s)" in no_such_take.json()["detail"][0]["msg"]
+
+
+def test_a_reference_loop_upload_sets_the_tempo_and_key_of_a_job(service: ServiceProcess, tmp_path: Path) -> None:
+    import io
+
+    import soundfile
+
+    from tests.test_loop_analysis import RATE, _loop
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, _loop(92.0, ["Am", "F", "C", "G"], bars=2), RATE, format="WAV", subtype="PCM_16")
+    with service.client() as client:
+        found = client.post("/loops", content=buffer.getvalue(), headers={"content-type": "audio/wav"})
+        assert found.status_code == 200, found.text
+        loop = found.json()
+        assert abs(loop["bpm"] - 92.0) <= 1.0 and loop["key"] in ("A minor", "C major")
+        job = wait_for(client, post(client, prompt="rock", bars=1, seed=4, like_loop=loop["id"])["id"], ("done", "failed"))
+        assert job["status"] == "done", job["error"]
+        assert job["run"]["conditions"]["bpm"] == loop["bpm"] and job["run"]["conditions"]["key"] == loop["key"]
+        text = client.post("/loops", content=b"not audio at all" * 1000, headers={"content-type": "audio/wav"})
+        huge = client.post("/loops", content=b"\0" * 1_600_000, headers={"content-type": "audio/wav"})
+        unknown = client.post("/jobs", json={"prompt": "rock", "like_loop": "0123456789abcdef"})
+    assert text.status_code == 422 and text.json()["detail"][0]["loc"][-1] == "like_loop"
+    assert "not readable audio" in text.json()["detail"][0]["msg"] and "uploads" not in text.text
+    assert huge.status_code == 413 and "max_upload_bytes" in huge.text
+    assert unknown.status_code == 422 and "POST /loops" in unknown.json()["detail"][0]["msg"]
 
 
 BAD_FIELDS = [

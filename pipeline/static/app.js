@@ -340,6 +340,27 @@ function removeButton(job) {
 
 // ------------------------------------------------------------ compose
 
+// A reference loop: sent once to POST /loops (tempo and key read there), then named by id in
+// every request until cleared.
+const referenceLoop = { id: null };
+
+async function uploadReferenceLoop(file) {
+  const status = $("#like-status");
+  referenceLoop.id = null;
+  if (!file) { status.textContent = ""; return; }
+  status.textContent = `reading ${file.name}…`;
+  try {
+    const response = await api("/loops", { method: "POST", headers: { "Content-Type": file.type || "audio/wav" },
+                                           body: file });
+    const loop = await response.json();
+    referenceLoop.id = loop.id;
+    status.textContent = `${file.name}: ${loop.description.replace(/^the loop: /, "")}`;
+  } catch (error) {
+    status.textContent = error.message;
+    $("#like").value = "";
+  }
+}
+
 function formRequest() {
   const body = { prompt: $("#prompt").value.trim(), stems: $("#stems").checked };
   const numbers = { bars: parseInt, bpm: parseFloat, seed: parseInt, temperature: parseFloat, top_k: parseInt,
@@ -353,6 +374,7 @@ function formRequest() {
     if (value !== "") body[name] = value;
   }
   if ($("#dry").checked) body.dry = true;
+  if (referenceLoop.id) body.like_loop = referenceLoop.id;
   return body;
 }
 
@@ -818,6 +840,7 @@ async function refreshHealth() {
 function main() {
   takeTokenFromUrl();
   $("#compose-form").addEventListener("submit", (event) => { event.preventDefault(); submit(formRequest()); });
+  $("#like").addEventListener("change", (event) => uploadReferenceLoop(event.target.files[0]));
   $("#play").addEventListener("click", () => (player.playing ? player.stop() : player.play()));
   $("#loop").addEventListener("change", (event) => player.setLoop(event.target.checked));
   $("#token-form").addEventListener("submit", (event) => {
