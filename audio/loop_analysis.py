@@ -141,6 +141,22 @@ def _fail(path: Path, problem: str) -> LoopError:
     return LoopError(f"--like: {path}: {problem}", field="like")
 
 
+def loop_audio(path: Path, sample_rate: int, num_samples: int) -> np.ndarray:
+    """The clip as float32 stereo `(2, num_samples)` at `sample_rate`, repeated or cut to the
+    piece's length from its start: MusicGen-Melody's melody condition when `--like` is given
+    with `--renderer musicgen` (only the chroma of it is used, so the clip's own sounds do not
+    leak into the stems). Call after `estimate_loop` accepted the clip."""
+    import librosa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        audio, _ = librosa.load(path, sr=sample_rate, mono=False, duration=MAX_ANALYSIS_SECONDS)
+    audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    stereo = np.repeat(audio, 2, axis=0) if audio.shape[0] == 1 else audio[:2]
+    repeats = -(-num_samples // stereo.shape[1])
+    return np.ascontiguousarray(np.tile(stereo, (1, repeats))[:, :num_samples])
+
+
 def _load(path: Path, min_seconds: float) -> tuple[np.ndarray, float]:
     """The clip as float32 mono at SAMPLE_RATE (its first minute), peak-normalised, and its full
     length in seconds."""

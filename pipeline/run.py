@@ -372,12 +372,20 @@ def render_into(directory: Path, arrangement: Arrangement, request: RunRequest, 
         from stemforge.audio.musicgen import MusicGenOptions, render_musicgen
 
         report = progress or (lambda stage, fraction: None)
+        melody_source = stems
+        if request.like is not None:  # the user's loop, not the rendered melody, is the melody condition
+            from stemforge.audio.loop_analysis import loop_audio
+
+            melody = loop_audio(request.like, stems.sample_rate, stems.num_samples)
+            melody_source = dataclasses.replace(stems, stems={**stems.stems, "melody": melody})
         stems, musicgen_info = render_musicgen(
             arrangement,
             MusicGenOptions(model=request.musicgen, sample_rate=request.sample_rate,
                             seed=arrangement.conditions.seed),
-            stems, lambda message: report(message, 0.6),
+            melody_source, lambda message: report(message, 0.6),
         )
+        musicgen_info["musicgen"]["melody_condition"] = (f"reference loop {request.like}" if request.like
+                                                         else "the rendered melody stem")
         # the sample renderer's sounds still matter: they rendered the conditioning melody
         info = {**info, **musicgen_info}
     files = write_stems(stems, directory, name, acid_root_note(arrangement.conditions.key))

@@ -348,6 +348,20 @@ def test_pipeline_run_with_the_musicgen_renderer_keeps_the_stem_contract(
         info = soundfile.info(out / relative)
         assert (info.frames, info.samplerate, info.channels, info.subtype) == (expected, 44100, 2, "PCM_24")
     assert set(manifest["musicgen"]["tempo_after"]) == {"drums", "bass", "melody"}
+    assert manifest["musicgen"]["melody_condition"] == "the rendered melody stem"
+
+    # a reference loop is the melody condition too (its chroma), and sets the tempo and key
+    from tests.test_loop_analysis import RATE, _loop
+
+    clip = tmp_path / "loop.wav"
+    soundfile.write(clip, _loop(90.0, ["Am", "F", "C", "G"], bars=2), RATE)
+    liked = tmp_path / "liked"
+    assert main(["run", "--prompt", "hiphop", "--model", str(composer_dir), "--out", str(liked), "--seed", "3",
+                 "--bars", "1", "--stems", "--renderer", "musicgen", "--musicgen", str(debug_musicgen),
+                 "--like", str(clip)]) == 0
+    manifest = json.loads((liked / "run.json").read_text())
+    assert manifest["musicgen"]["melody_condition"] == f"reference loop {clip}"
+    assert abs(manifest["conditions"]["bpm"] - 90.0) <= 1.0 and manifest["context"]["like"] == str(clip)
 
 
 # ------------------------------------------------------------------ weights checked before anything slow

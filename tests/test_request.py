@@ -30,7 +30,7 @@ def test_the_cli_flags_and_the_api_fields_are_the_request_fields_with_their_defa
     assert request_from_args(parsed) == RunRequest()  # no flag given: every default is the request's
 
     api = {item.name: spec for item, spec in request_fields() if spec.api}
-    assert set(JobRequest.model_fields) == set(api) | {"from_job", "from_take"}
+    assert set(JobRequest.model_fields) == set(api) | {"from_job", "from_take", "like_loop"}  # the service's own
     defaults = RunRequest().to_json()
     for name, spec in api.items():
         expected = spec.api_default if spec.has_api_default else defaults[name]

@@ -215,7 +215,7 @@ def test_job_runs_and_its_files_download(service: ServiceProcess, finished_job: 
             audio, rate = soundfile.read(io.BytesIO(response.content))
             assert rate == 48000 and audio.shape == (expected, 2), path
             assert hashlib.sha256(response.content).hexdigest() == run["files"][path]
-        midi = client.get(f"/jobs/{job['id']}/files/midi/bass.mid")
+        midi = client.get(f"/jobs/{job['id']}/files/{run['midi']['bass']}")
         assert midi.status_code == 200 and midi.content.startswith(b"MThd")
         notes = client.get(f"/jobs/{job['id']}/notes").json()
         assert notes["bars"] == 2 and set(notes["tracks"]) == {"drums", "bass", "melody"}
