@@ -17,6 +17,7 @@ import re
 import shutil
 import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -58,6 +59,23 @@ def page_service(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     server.start(token=TOKEN)  # the LAN set-up: the page takes ?token= once and keeps it
     yield server
     server.stop()
+
+
+@contextmanager
+def signed_in_page(browser, service: ServiceProcess):
+    """A fresh page that took the token and sees the service healthy; an error in the page's
+    JavaScript fails the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 820})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{service.url}/?token={TOKEN}")
+        page.wait_for_function("document.querySelector('#health').textContent.startsWith('ok')")
+        yield page
+    finally:
+        context.close()
+    assert not errors, errors
 
 
 def gains(page) -> dict[str, float]:
@@ -332,13 +350,7 @@ def test_compose_play_solo_mute_and_download(browser, page_service: ServiceProce
 
 def test_takes_are_chosen_played_and_regenerated_from_on_the_page(browser, page_service: ServiceProcess,
                                                                   tmp_path: Path) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 820})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        page.goto(f"{page_service.url}/?token={TOKEN}")
-        page.wait_for_function("document.querySelector('#health').textContent.startsWith('ok')")
+    with signed_in_page(browser, page_service) as page:
         page.fill("#prompt", "rock 120bpm")
         page.fill("#bars", "1")
         page.fill("#takes", "2")
@@ -372,9 +384,6 @@ def test_takes_are_chosen_played_and_regenerated_from_on_the_page(browser, page_
             child_notes = client.get(f"/jobs/{child['id']}/notes").json()["tracks"]
             second_notes = client.get(f"/jobs/{job}/notes", params={"take": 2}).json()["tracks"]
         assert child_notes["drums"] == second_notes["drums"] and child_notes["melody"] == second_notes["melody"]
-    finally:
-        context.close()
-    assert not errors, errors
 
 
 def test_a_reference_loop_uploaded_on_the_page_sets_the_tempo_and_key(browser, page_service: ServiceProcess,
@@ -385,13 +394,7 @@ def test_a_reference_loop_uploaded_on_the_page_sets_the_tempo_and_key(browser, p
 
     clip = tmp_path / "my loop.wav"
     soundfile.write(clip, _loop(92.0, ["Am", "F", "C", "G"], bars=2), RATE, subtype="PCM_16")
-    context = browser.new_context(viewport={"width": 1280, "height": 820})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        page.goto(f"{page_service.url}/?token={TOKEN}")
-        page.wait_for_function("document.querySelector('#health').textContent.startsWith('ok')")
+    with signed_in_page(browser, page_service) as page:
         page.set_input_files("#like", str(clip))
         page.wait_for_function("document.querySelector('#like-status').textContent.includes('bpm')", timeout=60_000)
         said = page.text_content("#like-status")
@@ -412,6 +415,3 @@ def test_a_reference_loop_uploaded_on_the_page_sets_the_tempo_and_key(browser, p
         page.set_input_files("#like", str(text))  # a clear line, and the next request has no loop
         page.wait_for_function("document.querySelector('#like-status').textContent.includes('not readable audio')")
         assert "like_loop" not in page.evaluate("formRequest()")
-    finally:
-        context.close()
-    assert not errors, errors

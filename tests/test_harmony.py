@@ -337,9 +337,15 @@ def test_prompt_finder_is_linear_on_long_prompts(kind):
                            for _ in range(4000)),
     }[kind][:20_000]
     assert len(text) == 20_000
-    start = time.perf_counter()
-    progression_in_prompt(text)
-    assert time.perf_counter() - start < 0.05
+
+    def seconds() -> float:
+        start = time.perf_counter()
+        progression_in_prompt(text)
+        return time.perf_counter() - start
+
+    # best of three, so a stall of a busy machine is not read as backtracking: linear finding takes
+    # 10-25 ms here, the quadratic patterns this guards against took seconds (a 15 KB key: 47 s)
+    assert min(seconds() for _ in range(3)) < 0.25
 
 
 # ------------------------------------------------------------------------- extraction
