@@ -78,6 +78,18 @@ def signed_in_page(browser, service: ServiceProcess):
     assert not errors, errors
 
 
+def compose_and_play(page, prompt: str, bars: int, takes: int | None = None) -> str:
+    """Compose from the form and wait for autoplay: every stem decoded and started on one
+    transport. Returns the job id."""
+    page.fill("#prompt", prompt)
+    page.fill("#bars", str(bars))
+    if takes is not None:
+        page.fill("#takes", str(takes))
+    page.click("#compose-button")
+    page.wait_for_function("window.stemforgePlayer.playing === true", timeout=60_000)
+    return page.evaluate("window.stemforgePlayer.jobId")
+
+
 def gains(page) -> dict[str, float]:
     return page.evaluate("Object.fromEntries(Object.entries(window.stemforgePlayer.stems)"
                          ".map(([role, s]) => [role, s.gain.gain.value]))")
@@ -259,12 +271,7 @@ def test_compose_play_solo_mute_and_download(browser, page_service: ServiceProce
         page.goto(f"{page_service.url}/?token={TOKEN}")
         page.wait_for_function("document.querySelector('#health').textContent.startsWith('ok')")
         assert "token=" not in page.url  # taken into localStorage, not left in the address bar
-        page.fill("#prompt", "hiphop 90bpm")
-        page.fill("#bars", "2")
-        page.click("#compose-button")
-        # autoplay on a finished job: all stems decoded and started on one transport
-        page.wait_for_function("window.stemforgePlayer.playing === true", timeout=60_000)
-        job = page.evaluate("window.stemforgePlayer.jobId")
+        job = compose_and_play(page, "hiphop 90bpm", bars=2)
         with page_service.client() as client:
             run = client.get(f"/jobs/{job}").json()["run"]
         bpm, bars, rate = run["conditions"]["bpm"], run["conditions"]["bars"], run["sample_rate"]
@@ -351,12 +358,7 @@ def test_compose_play_solo_mute_and_download(browser, page_service: ServiceProce
 def test_takes_are_chosen_played_and_regenerated_from_on_the_page(browser, page_service: ServiceProcess,
                                                                   tmp_path: Path) -> None:
     with signed_in_page(browser, page_service) as page:
-        page.fill("#prompt", "rock 120bpm")
-        page.fill("#bars", "1")
-        page.fill("#takes", "2")
-        page.click("#compose-button")
-        page.wait_for_function("window.stemforgePlayer.playing === true", timeout=60_000)
-        job = page.evaluate("window.stemforgePlayer.jobId")
+        job = compose_and_play(page, "rock 120bpm", bars=1, takes=2)
         with page_service.client() as client:
             takes = client.get(f"/jobs/{job}").json()["takes"]
         assert page.locator("#take-picker button").all_text_contents() == [f"take {n} · seed {t['seed']}"
@@ -399,11 +401,7 @@ def test_a_reference_loop_uploaded_on_the_page_sets_the_tempo_and_key(browser, p
         page.wait_for_function("document.querySelector('#like-status').textContent.includes('bpm')", timeout=60_000)
         said = page.text_content("#like-status")
         assert said.startswith("my loop.wav: 92") and ("A minor" in said or "C major" in said), said
-        page.fill("#prompt", "rock")
-        page.fill("#bars", "1")
-        page.click("#compose-button")
-        page.wait_for_function("window.stemforgePlayer.playing === true", timeout=60_000)
-        job = page.evaluate("window.stemforgePlayer.jobId")
+        job = compose_and_play(page, "rock", bars=1)
         with page_service.client() as client:
             found = client.get(f"/jobs/{job}").json()
         assert found["request"]["like_loop"] and abs(found["run"]["conditions"]["bpm"] - 92.0) <= 1.0
