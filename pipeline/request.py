@@ -30,6 +30,7 @@ from stemforge.symbolic.conditions import (
     parse_loop,
 )
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.sampling_settings import SamplingSettings
 
 RENDERERS = ("sample", "musicgen")
 MAX_TAKES = 16  # a take's KV cache is ~25 MB at the shipped model's 2048 tokens
@@ -203,10 +204,7 @@ class RunRequest:
         check_settings(self.render_options())
 
     # ---------------------------------------------------------------- views
-    def sampling_settings(self):
-        # imported here: the sampler's module loads torch, which `pipeline --help` must not pay for
-        from stemforge.symbolic.sampling import SamplingSettings
-
+    def sampling_settings(self) -> SamplingSettings:
         return SamplingSettings(self.temperature, self.top_k, self.top_p, self.key_bias)
 
     def render_options(self):

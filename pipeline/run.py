@@ -25,7 +25,6 @@ from stemforge.symbolic.arrangement import (
     role_of_track_name,
 )
 from stemforge.symbolic.canonical import file_sha256
-from stemforge.symbolic.compose import Composed, Feel, compose_takes
 from stemforge.symbolic.conditions import (
     MAX_SEED,
     ROLES,
@@ -36,7 +35,6 @@ from stemforge.symbolic.conditions import (
     parse_prompt,
     validate,
 )
-from stemforge.symbolic.model import Composer, load_composer
 from stemforge.symbolic.paths import output_problem
 from stemforge.symbolic.run_manifest import (
     FULL_MIDI,
@@ -46,8 +44,10 @@ from stemforge.symbolic.run_manifest import (
     file_name_base,
 )
 
-if TYPE_CHECKING:  # librosa is imported only for --like
+if TYPE_CHECKING:  # librosa (--like) and torch (composing) load only where they are used
     from stemforge.audio.loop_analysis import LoopEstimate
+    from stemforge.symbolic.compose import Composed
+    from stemforge.symbolic.model import Composer
 
 Progress = Callable[[str, float], None]
 
@@ -70,6 +70,8 @@ class RunResult:
 @lru_cache(maxsize=4)
 def cached_composer(path: str | None) -> Composer:
     """Models are loaded once per process (the service reuses them across jobs)."""
+    from stemforge.symbolic.model import load_composer
+
     return load_composer(Path(path) if path else None)
 
 
@@ -234,6 +236,8 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         counter["n"] += 1
         if counter["n"] % 64 == 0:
             report("composing", 0.05 + 0.5 * min(1.0, counter["n"] / expected))
+
+    from stemforge.symbolic.compose import Feel, compose_takes  # torch: loaded by a run that composes
 
     takes = compose_takes(composer, inputs.takes, settings, model_genre=model_genre, kept=inputs.kept_tracks,
                           seed_clip=inputs.seed_tracks, feel=Feel(request.quantize, request.swing),

@@ -50,7 +50,7 @@ from stemforge.pipeline.request import MAX_TAKES, FieldSpec, RunRequest, request
 from stemforge.pipeline.run import check_inputs
 from stemforge.symbolic.conditions import validate
 from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.model import load_composer
+from stemforge.symbolic.model import read_model_info
 from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
 
 try:
@@ -267,7 +267,8 @@ class ServiceState:
         self.uploads_dir = self.data_dir / "uploads"  # reference loops (POST /loops), named by content
         self.token = token or None
         self.limits = limits
-        self.composer = load_composer(Path(model) if model is not None else None)  # reads metadata only
+        # metadata only: the main process never composes, so it never loads torch (workers do)
+        self.composer = read_model_info(Path(model) if model is not None else None)
         self.model = self.composer.path
         if limits.musicgen_model:  # the operator's weights, checked at start, not on a client's first job
             from stemforge.audio.musicgen import check_musicgen_weights

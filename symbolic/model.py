@@ -1,10 +1,9 @@
 """The composer model: `transformers.GPT2LMHeadModel` built from the YAML config, saved in a
 model directory next to its tokenizer, training config and the hashes of the data it saw.
 
-`FastDecoder` runs the same weights for batch-1 sampling with a preallocated KV cache.
-Why not `generate()` / the HF forward: for a 5M-parameter model the per-token cost is
-dominated by Python module overhead (DynamicCache bookkeeping, hooks, masks), not by
-arithmetic; a flat loop over the same tensors is several times faster (bench/symbolic.py).
+This module imports neither torch nor miditok (miditok's package imports torch): the service's
+main process reads a model's metadata with `read_model_info` and never composes, and torch
+loads where something decodes (`Composer.decoder`, symbolic/decoder.py) or trains.
 """
 
 from __future__ import annotations
@@ -13,13 +12,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from stemforge.symbolic.canonical import file_sha256
 from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.tokenizer import ComposerTokenizer
+
+if TYPE_CHECKING:
+    from stemforge.symbolic.decoder import FastDecoder
+    from stemforge.symbolic.tokenizer import ComposerTokenizer
 
 # transformers is imported inside functions: it costs seconds at start-up and composing
 # only needs the weights (FastDecoder), which keeps `pipeline run` interactive.
@@ -63,6 +63,8 @@ class Composer:
         return self._model
 
     def decoder(self) -> FastDecoder:
+        from stemforge.symbolic.decoder import FastDecoder
+
         if self._model is not None:
             return FastDecoder.from_model(self._model)
         return FastDecoder.from_directory(self.path)
@@ -103,8 +105,23 @@ def is_model_dir(directory: Path) -> bool:
     return (directory / "stemforge.json").is_file() and (directory / "model.safetensors").is_file()
 
 
-def load_composer(directory: Path | None = None) -> Composer:
-    """Load a model directory (the shipped default when None) with one call."""
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model directory says about itself without loading anything heavy: its genres and
+    reach (from tokenizer.json), its metadata (stemforge.json)."""
+
+    path: Path
+    meta: dict
+    genres: list[str]
+    max_bars: int
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.meta.get("weights_sha256") or file_sha256(self.path / "model.safetensors")
+
+
+def read_model_info(directory: Path | None = None) -> ModelInfo:
+    """Check a model directory (the shipped default when None) and read its metadata."""
     directory = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
     if not directory.is_dir():
         raise ModelDirError(f"--model: {directory} does not exist; train one with `pipeline train`")
@@ -115,145 +132,16 @@ def load_composer(directory: Path | None = None) -> Composer:
     meta = json.loads((directory / "stemforge.json").read_text())
     if meta.get("kind") != MODEL_KIND:
         raise ModelDirError(f"--model: {directory}/stemforge.json is not a composer model")
-    tokenizer = ComposerTokenizer.load(directory / "tokenizer.json")
-    return Composer(directory, tokenizer, meta)
+    spec = json.loads((directory / "tokenizer.json").read_text())
+    return ModelInfo(directory, meta, list(spec.get("genres", [])), int(meta.get("max_bars", spec.get("max_bars", 16))))
 
 
-class FastDecoder:
-    """Incremental GPT-2 forward over a model's weights with a preallocated KV cache."""
+def load_composer(directory: Path | None = None) -> Composer:
+    """Load a model directory (the shipped default when None) with one call."""
+    from stemforge.symbolic.tokenizer import ComposerTokenizer
 
-    def __init__(self, weights: dict[str, torch.Tensor], n_layer: int, n_head: int, n_positions: int,
-                 layer_norm_epsilon: float = 1e-5) -> None:
-        def w(name: str) -> torch.Tensor:
-            return weights[f"transformer.{name}"].detach().float()
-
-        self.n_head = n_head
-        self.wte = w("wte.weight")
-        self.wpe = w("wpe.weight")
-        self.head_dim = self.wte.shape[1] // n_head
-        self.scale = 1.0 / math.sqrt(self.head_dim)
-        self.max_tokens = n_positions
-        self.eps = layer_norm_epsilon
-        parts = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
-                 "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
-                 "mlp.c_proj.weight", "mlp.c_proj.bias")
-        self.layers = [tuple(w(f"h.{i}.{part}") for part in parts) for i in range(n_layer)]
-        self.ln_f = (w("ln_f.weight"), w("ln_f.bias"))
-        self.lm_head = weights.get("lm_head.weight", weights["transformer.wte.weight"]).detach().float()
-        shape = (n_layer, n_head, self.max_tokens, self.head_dim)
-        self.keys = torch.zeros(shape)
-        self.values = torch.zeros(shape)
-        self.length = 0
-
-    @classmethod
-    def from_model(cls, model) -> FastDecoder:
-        config = model.config
-        return cls(dict(model.state_dict()), config.n_layer, config.n_head, config.n_positions,
-                   config.layer_norm_epsilon)
-
-    @classmethod
-    def from_directory(cls, directory: Path) -> FastDecoder:
-        from safetensors.torch import load_file
-
-        config = json.loads((directory / "config.json").read_text())
-        return cls(load_file(directory / "model.safetensors"), config["n_layer"], config["n_head"],
-                   config["n_positions"], config.get("layer_norm_epsilon", 1e-5))
-
-    def reset(self) -> None:
-        self.length = 0
-
-    @torch.inference_mode()
-    def forward(self, token_ids: list[int]) -> torch.Tensor:
-        """Feed tokens; returns the next-token logits after the last one."""
-        count = len(token_ids)
-        start = self.length
-        if start + count > self.max_tokens:
-            raise UserError(f"the piece needs more than the model's context of {self.max_tokens} tokens: ask for "
-                             "fewer --bars or a sparser density, use a shorter --seed-midi, or train a model with "
-                             "a larger n_positions (the `small` config holds 2048)")
-        positions = torch.arange(start, start + count)
-        x = self.wte[torch.tensor(token_ids)] + self.wpe[positions]
-        embd = x.shape[-1]
-        for index, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb) in enumerate(self.layers):
-            h = F.layer_norm(x, (embd,), l1w, l1b, self.eps)
-            qkv = torch.addmm(ab, h, aw).view(count, 3, self.n_head, self.head_dim).permute(1, 2, 0, 3)
-            self.keys[index, :, start:start + count] = qkv[1]
-            self.values[index, :, start:start + count] = qkv[2]
-            q = qkv[0]  # (heads, count, dim)
-            k = self.keys[index, :, : start + count]
-            v = self.values[index, :, : start + count]
-            # plain matmuls beat scaled_dot_product_attention on a strided cache slice at
-            # batch 1 (64 vs 113 us per layer at 700 tokens, 1 thread)
-            scores = torch.matmul(q, k.transpose(1, 2)) * self.scale
-            if count > 1:
-                mask = torch.ones(count, start + count, dtype=torch.bool).tril(diagonal=start)
-                scores = scores.masked_fill(~mask, float("-inf"))
-            attn = torch.matmul(torch.softmax(scores, dim=-1), v)
-            x = x + torch.addmm(pb, attn.transpose(0, 1).reshape(count, embd), pw)
-            h = F.layer_norm(x, (embd,), l2w, l2b, self.eps)
-            x = x + torch.addmm(mb, F.gelu(torch.addmm(fb, h, fw), approximate="tanh"), mw)
-        self.length += count
-        last = F.layer_norm(x[-1], (embd,), self.ln_f[0], self.ln_f[1], self.eps)
-        return last @ self.lm_head.T
-
-
-class BatchDecoder:
-    """FastDecoder's forward for several sequences at once (takes), over the same weights: the
-    rows' new tokens go through the weight matrices together (one read of the weights per
-    step, where batch-1 decoding spends much of its time), attention runs per row over the
-    row's own KV cache. Rows may feed different numbers of tokens in a step (a forced bar in
-    one row, a single sampled token in another). A masked attention over all rows at once
-    measured no faster (bench/symbolic.py): at 600 tokens the rows' caches, not the calls,
-    are what a step reads."""
-
-    def __init__(self, single: FastDecoder, rows: int) -> None:
-        self.single = single
-        layers, heads, positions, dim = single.keys.shape
-        self.keys = torch.zeros((rows, layers, heads, positions, dim))
-        self.values = torch.zeros((rows, layers, heads, positions, dim))
-        self.lengths = [0] * rows
-
-    @torch.inference_mode()
-    def forward(self, feeds: dict[int, list[int]]) -> dict[int, torch.Tensor]:
-        """row -> tokens to feed; returns row -> next-token logits after its last token."""
-        d = self.single
-        rows = [row for row, tokens in feeds.items() if tokens]
-        spans, offset = [], 0
-        for row in rows:
-            count, start = len(feeds[row]), self.lengths[row]
-            if start + count > d.max_tokens:
-                raise UserError(f"the piece needs more than the model's context of {d.max_tokens} tokens: ask "
-                                "for fewer --bars or a sparser density")
-            spans.append((row, offset, count, start))
-            offset += count
-        ids = torch.tensor([token for row in rows for token in feeds[row]])
-        positions = torch.cat([torch.arange(start, start + count) for _, _, count, start in spans])
-        x = d.wte[ids] + d.wpe[positions]
-        embd = x.shape[-1]
-        for index, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb) in enumerate(d.layers):
-            h = F.layer_norm(x, (embd,), l1w, l1b, d.eps)
-            qkv = torch.addmm(ab, h, aw)
-            attended = []
-            for row, first, count, start in spans:
-                q, k_new, v_new = qkv[first:first + count].view(count, 3, d.n_head, d.head_dim).permute(1, 2, 0, 3)
-                self.keys[row, index, :, start:start + count] = k_new
-                self.values[row, index, :, start:start + count] = v_new
-                k = self.keys[row, index, :, : start + count]
-                v = self.values[row, index, :, : start + count]
-                scores = torch.matmul(q, k.transpose(1, 2)) * d.scale
-                if count > 1:
-                    mask = torch.ones(count, start + count, dtype=torch.bool).tril(diagonal=start)
-                    scores = scores.masked_fill(~mask, float("-inf"))
-                attn = torch.matmul(torch.softmax(scores, dim=-1), v)
-                attended.append(attn.transpose(0, 1).reshape(count, embd))
-            x = x + torch.addmm(pb, torch.cat(attended) if len(attended) > 1 else attended[0], pw)
-            h = F.layer_norm(x, (embd,), l2w, l2b, d.eps)
-            x = x + torch.addmm(mb, F.gelu(torch.addmm(fb, h, fw), approximate="tanh"), mw)
-        lasts = torch.tensor([first + count - 1 for _, first, count, _ in spans])
-        final = F.layer_norm(x[lasts], (embd,), d.ln_f[0], d.ln_f[1], d.eps) @ d.lm_head.T
-        for row, _, count, _ in spans:
-            self.lengths[row] += count
-        return {row: final[i] for i, (row, *_rest) in enumerate(spans)}
+    info = read_model_info(directory)
+    return Composer(info.path, ComposerTokenizer.load(info.path / "tokenizer.json"), info.meta)
 
 
 def cosine_lr(step: int, *, learning_rate: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:

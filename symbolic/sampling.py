@@ -7,45 +7,18 @@ re-sampled. Runs of forced tokens go through the model in one forward call.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
 
-from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.decoder import BatchDecoder
 from stemforge.symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
 from stemforge.symbolic.guide import Guide, GuideStrengths
-from stemforge.symbolic.model import BatchDecoder, Composer
+from stemforge.symbolic.model import Composer
 from stemforge.symbolic.plan import CompositionPlan
-
-
-class SettingsError(UserError):
-    """A sampling setting out of range (the message names the flag)."""
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = off
-    top_p: float = 0.95  # 1.0 = off
-    key_bias: float = 1.5  # nats added to in-key pitches of bass and melody (0 = off)
-
-    def validate(self) -> SamplingSettings:
-        for name, value in (("temperature", self.temperature), ("top-p", self.top_p), ("key-bias", self.key_bias)):
-            if not math.isfinite(value):
-                raise SettingsError(f"{name}: {value} is not a number; give a finite value",
-                                    field=name.replace("-", "_"))
-        if self.temperature <= 0:
-            raise SettingsError(f"temperature: {self.temperature} must be > 0", field="temperature")
-        if self.top_k < 0:
-            raise SettingsError(f"top-k: {self.top_k} must be >= 0 (0 switches it off)", field="top_k")
-        if not 0 < self.top_p <= 1:
-            raise SettingsError(f"top-p: {self.top_p} must be in (0, 1]", field="top_p")
-        if self.key_bias < 0:
-            raise SettingsError(f"key-bias: {self.key_bias} must be >= 0 (0 switches it off)", field="key_bias")
-        return self
+from stemforge.symbolic.sampling_settings import SamplingSettings, SettingsError  # noqa: F401 - re-exported
 
 
 @dataclass

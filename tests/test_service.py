@@ -620,3 +620,24 @@ def test_health_does_not_hang_on_a_scheduler_stuck_inside_a_turn(tmp_path: Path)
     release.set()
     thread.join()
     store.close()
+
+
+def test_the_service_main_process_checks_and_queues_without_torch(tiny_model: Path, tmp_path: Path) -> None:
+    """The main process only checks requests and hands them to workers: it never composes, so it
+    never loads torch (it held ~260 MB for it; ~75 MB without). Workers load it once each."""
+    code = f"""
+import sys
+from pathlib import Path
+from fastapi.testclient import TestClient
+from stemforge.pipeline.service import ServiceLimits, create_app
+app = create_app(Path({str(tmp_path / "data")!r}), None, Path({str(tiny_model)!r}), 1, ServiceLimits())
+client = TestClient(app)  # outside `with`: no lifespan, so no worker processes start
+assert client.post("/jobs", json={{"prompt": "rock", "bars": 2}}).status_code == 202
+assert client.post("/jobs", json={{"prompt": "rock", "temperature": 0}}).status_code == 422
+assert client.get("/models").json()["genres"]
+app.state.stemforge.close()
+print(sorted(m for m in ("torch", "transformers", "librosa", "miditok") if m in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -246,7 +246,7 @@ def test_same_seed_same_tokens_other_seed_other_tokens(tiny_model: Path) -> None
 def test_fast_decoder_matches_the_transformers_forward(tiny_model: Path) -> None:
     import torch
 
-    from stemforge.symbolic.model import FastDecoder
+    from stemforge.symbolic.decoder import FastDecoder
 
     composer = load_composer(tiny_model)
     ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
