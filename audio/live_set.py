@@ -16,8 +16,6 @@ as are return tracks, devices and instruments (a MIDI track plays nothing until 
 from __future__ import annotations
 
 import gzip
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree as ET
@@ -25,6 +23,7 @@ from xml.etree import ElementTree as ET
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, Arrangement, Track
 from stemforge.symbolic.conditions import parse_key
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.paths import write_atomic
 
 # The root element of the reference set: Live 12.0's document format. Live opens sets of its
 # own or an older format and upgrades them, so this is the oldest Live the set opens in.
@@ -63,13 +62,12 @@ class StemFile:
     frames: int
 
 
-def build_live_set(arrangement: Arrangement, stems: dict[str, StemFile], *,
-                   set_folder: Path | None = None) -> bytes:
+def build_live_set(arrangement: Arrangement, stems: dict[str, StemFile]) -> bytes:
     """The gzipped XML of a Live Set for `arrangement` with the stems `stems` (role -> file).
 
-    `set_folder`, the folder the set will be written to, adds what Live writes next to a
-    relative sample path: the absolute path, the file's size and modification time. Without it
-    Live finds the stems by their relative paths alone.
+    Stems are referred to by their paths relative to the set's folder only: a run folder is
+    written under a temporary name and moved into place (an absolute path would point at the
+    old name), and the same run must give the same bytes (no file sizes or dates).
     """
     conditions = arrangement.conditions
     beats = float(conditions.bars * BEATS_PER_BAR)
@@ -88,7 +86,7 @@ def build_live_set(arrangement: Arrangement, stems: dict[str, StemFile], *,
     tracks = ET.SubElement(live_set, "Tracks")
     track_id = _FIRST_TRACK_ID
     for role in audio_roles:
-        clip = _audio_clip(role, colours[role], scale, stems[role], conditions.bpm, beats, set_folder)
+        clip = _audio_clip(role, colours[role], scale, stems[role], conditions.bpm, beats)
         tracks.append(_audio_track(track_id, role, colours[role], clip, ids))
         track_id += 1
     for role, part in arrangement.tracks.items():
@@ -125,20 +123,8 @@ def build_live_set(arrangement: Arrangement, stems: dict[str, StemFile], *,
 
 def write_live_set(path: Path, arrangement: Arrangement, stems: dict[str, StemFile]) -> None:
     """Write the set to `path` (stem paths are relative to its folder) through a temporary
-    file in the same folder, so a reader never sees half a set. Only relative paths are
-    written: a run folder is written under a temporary name and moved (an absolute path would
-    point at the old name) and the same run must give the same bytes (no file dates)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = build_live_set(arrangement, stems)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".als.tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    file in the same folder, so a reader never sees half a set."""
+    write_atomic(path, build_live_set(arrangement, stems))
 
 
 # ---- values and ids ----------------------------------------------------------------------
@@ -466,8 +452,7 @@ def _midi_clip(name: str, colour: int, scale: _Scale, part: Track, ticks_per_bea
     return clip
 
 
-def _audio_clip(name: str, colour: int, scale: _Scale, stem: StemFile, bpm: float, beats: float,
-                set_folder: Path | None) -> ET.Element:
+def _audio_clip(name: str, colour: int, scale: _Scale, stem: StemFile, bpm: float, beats: float) -> ET.Element:
     """The stem, warped so that its `frames` span exactly the piece's `beats`.
 
     Two warp markers pin sample 0 to beat 0 and the file's end to its length in beats at the
@@ -490,16 +475,10 @@ def _audio_clip(name: str, colour: int, scale: _Scale, stem: StemFile, bpm: floa
     _clip_head(clip, name, colour, scale, beats)
     sample_ref = ET.SubElement(clip, "SampleRef")
     file_ref = ET.SubElement(sample_ref, "FileRef")
-    absolute, size, modified = "", 0, 0
-    if set_folder is not None:
-        file = Path(set_folder) / path
-        absolute = file.as_posix()
-        if file.exists():
-            size, modified = file.stat().st_size, int(file.stat().st_mtime)
-    # OriginalCrc 0: Live computes it when it loads the file.
-    _values(file_ref, RelativePathType=_FILE_REF_RELATIVE_TO_SET, RelativePath=path.as_posix(), Path=absolute,
-            Type=_FILE_REF_TYPE_SAMPLE, LivePackName="", LivePackId="", OriginalFileSize=size, OriginalCrc=0)
-    _value(sample_ref, "LastModDate", modified)
+    # No absolute path, size or date (see build_live_set); OriginalCrc 0: Live computes it on load.
+    _values(file_ref, RelativePathType=_FILE_REF_RELATIVE_TO_SET, RelativePath=path.as_posix(), Path="",
+            Type=_FILE_REF_TYPE_SAMPLE, LivePackName="", LivePackId="", OriginalFileSize=0, OriginalCrc=0)
+    _value(sample_ref, "LastModDate", 0)
     ET.SubElement(sample_ref, "SourceContext")
     _values(sample_ref, SampleUsageHint=0, DefaultDuration=stem.frames, DefaultSampleRate=stem.sample_rate)
     onsets = ET.SubElement(clip, "Onsets")

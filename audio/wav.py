@@ -8,7 +8,6 @@ look for it. The audio stays exactly what soundfile reads back.
 from __future__ import annotations
 
 import io
-import os
 import struct
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import soundfile
 
 from stemforge.audio.stems import RenderError
+from stemforge.symbolic.paths import write_atomic
 
 ACID_FLAG_ONE_SHOT = 0x01
 ACID_FLAG_ROOT_NOTE = 0x02
@@ -86,12 +86,7 @@ def write_wav_24bit_acid(path: Path, audio: np.ndarray, sample_rate: int, bpm: f
     data_at = next(i for i, (chunk_id, _) in enumerate(chunks) if chunk_id == b"data")
     acid = acid_chunk(bpm, beats, root_note=root_note)
     chunks.insert(data_at, (acid[:4], acid[8:]))
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(_riff(chunks))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomic(path, _riff(chunks))
 
 
 def read_acid_chunk(path: Path) -> dict:

@@ -126,12 +126,14 @@ def _check_out_dir(out: Path) -> None:
 
 
 def request_conditions(request: RunRequest, previous: RunManifest | None, seed: int,
-                       notes: list[str] | None = None, loop: LoopEstimate | None = None) -> Conditions:
+                       notes: list[str] | None = None, loop: LoopEstimate | None = None,
+                       prompted: dict | None = None) -> Conditions:
     """What a request composes: the earlier run's conditions (--from, regenerate), then a
-    reference loop's tempo and key (--like), then the prompt, then the flags."""
+    reference loop's tempo and key (--like), then the prompt (`prompted`: what
+    `parse_prompt` found in it, when the caller has it already), then the flags."""
     bpm, key = request.bpm, request.key
     if loop is not None:
-        prompted = parse_prompt(request.prompt)
+        prompted = parse_prompt(request.prompt) if prompted is None else prompted
         if bpm is None and "bpm" not in prompted and loop.bpm is not None:
             bpm = loop.bpm
         named_harmony = "key" in prompted or "chords" in prompted or request.chords is not None
@@ -152,16 +154,14 @@ class CheckedInputs:
     """A request checked against its files, folders and earlier run: what `run` needs
     before the model loads."""
 
-    seed: int
     conditions: Conditions
-    takes: list[tuple[Conditions, int]]  # (conditions, seed) of every take; the first is `conditions`, `seed`
-    previous: RunManifest | None
+    takes: list[tuple[Conditions, int]]  # (conditions, seed) of every take; the first is `conditions`
     kept_tracks: dict[str, Track]
     seed_tracks: dict[str, Track]
     messages: list[str]
 
 
-def check_inputs(request: RunRequest, model_max_bars: int | None = None) -> CheckedInputs:
+def check_inputs(request: RunRequest) -> CheckedInputs:
     """Every check of a request before anything slow (the model loads in 10-30 s on a busy
     machine): the request's own rules, the earlier run and its kept parts, the seed clip, the
     output folder, the render flags and files, and the conditions the prompt and flags make.
@@ -188,19 +188,18 @@ def check_inputs(request: RunRequest, model_max_bars: int | None = None) -> Chec
         note = check_render_request(request)
         if note:
             messages.append(note)
-    loop = None
+    loop, prompted = None, None
     if request.like is not None:  # librosa loads only here: a run without --like does not pay for it
         from stemforge.audio.loop_analysis import estimate_loop
 
-        loop = estimate_loop(request.like, require_beat=request.bpm is None and "bpm" not in parse_prompt(request.prompt))
+        prompted = parse_prompt(request.prompt)
+        loop = estimate_loop(request.like, require_beat=request.bpm is None and "bpm" not in prompted)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-    conditions = request_conditions(request, previous, seed, messages, loop)
+    conditions = request_conditions(request, previous, seed, messages, loop, prompted)
     # takes are variations on one idea: the first take's key, tempo and chords, each its own seed
     take_seeds = [(seed + n) % (MAX_SEED + 1) for n in range(request.takes)]
     takes = [(dataclasses.replace(conditions, seed=take_seed), take_seed) for take_seed in take_seeds]
-    if model_max_bars is not None:
-        validate(conditions, model_max_bars)
-    return CheckedInputs(seed, conditions, takes, previous, kept_tracks, seed_tracks, messages)
+    return CheckedInputs(conditions, takes, kept_tracks, seed_tracks, messages)
 
 
 def run(request: RunRequest, progress: Progress | None = None, composer: Composer | None = None) -> RunResult:
@@ -295,12 +294,12 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
 
 def _write_live_set(folder: Path, manifest: RunManifest, arrangement: Arrangement) -> str:
     """<name>.als: an Ableton Live Set with the stems (when rendered) and the MIDI parts."""
-    import soundfile
-
     from stemforge.audio.live_set import StemFile, write_live_set
+    from stemforge.audio.stems import loop_samples
 
-    stems = {role: StemFile(path, manifest.sample_rate, soundfile.info(str(folder / path)).frames)
-             for role, path in manifest.stems.items()}
+    conditions = manifest.conditions
+    frames = loop_samples(conditions.bars, conditions.bpm, manifest.sample_rate) if manifest.stems else 0
+    stems = {role: StemFile(path, manifest.sample_rate, frames) for role, path in manifest.stems.items()}
     relative = f"{manifest.name}.als"
     write_live_set(folder / relative, arrangement, stems)
     return relative
@@ -349,16 +348,15 @@ def _write_midi(directory: Path, arrangement: Arrangement, name: str) -> dict[st
 
 
 def check_render_request(request: RunRequest) -> str | None:
-    """The render flags of a request, before composing: renderer, sample rate, preset,
-    SoundFont, kit, instruments, and for MusicGen that its weights are on disk, in the cache
-    or (a hub id the user named) reachable. Returns a line worth telling (what MusicGen uses)."""
+    """The render files of a checked request (`RunRequest.check` ran its settings' rules),
+    before composing: preset, SoundFont, kit, and for MusicGen that its weights are on disk, in
+    the cache or (a hub id the user named) reachable. Returns a line worth telling."""
     from stemforge.audio.render import check_render_options
 
-    request.check_render_settings()
-    check_render_options(request.render_options())
+    check_render_options(request.render_options())  # the settings' own rules ran in request.check()
     if request.renderer != "musicgen":
         return None
-    from stemforge.audio.musicgen import check_musicgen_weights, how_to_get
+    from stemforge.audio.musicgen_weights import check_musicgen_weights, how_to_get
 
     if not request.musicgen:
         raise RunError(f"--musicgen: name the MusicGen-Melody weights for --renderer musicgen: a folder, or "
@@ -409,6 +407,7 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
     With `out`, the run is copied there with its new stems; without, the run folder is
     re-rendered in place only when it has no stems yet (stems are never silently replaced).
     """
+    request.check()
     check_render_request(request)
     manifest = RunManifest.read(run_dir)
     arrangement = arrangement_from_run(run_dir, manifest)

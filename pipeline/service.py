@@ -51,6 +51,7 @@ from stemforge.pipeline.run import check_inputs
 from stemforge.symbolic.conditions import validate
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.model import read_model_info
+from stemforge.symbolic.paths import write_atomic
 from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
 
 try:
@@ -271,7 +272,7 @@ class ServiceState:
         self.composer = read_model_info(Path(model) if model is not None else None)
         self.model = self.composer.path
         if limits.musicgen_model:  # the operator's weights, checked at start, not on a client's first job
-            from stemforge.audio.musicgen import check_musicgen_weights
+            from stemforge.audio.musicgen_weights import check_musicgen_weights
 
             try:
                 print(f"stemforge: {check_musicgen_weights(limits.musicgen_model, 'musicgen_model')}", file=sys.stderr)
@@ -782,12 +783,7 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
         loop_id = hashlib.sha256(data).hexdigest()[:16]
         target = state.uploads_dir / f"{loop_id}.audio"
         if not target.is_file():
-            tmp = target.with_name(f".{loop_id}.{secrets.token_hex(4)}.tmp")
-            try:
-                tmp.write_bytes(data)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
+            write_atomic(target, data)
         from stemforge.audio.loop_analysis import estimate_loop
 
         try:  # librosa's analysis takes ~0.5 s: off the event loop

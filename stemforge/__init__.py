@@ -35,7 +35,7 @@ _PUBLIC: dict[str, str] = {
     "load_composer": "stemforge.symbolic.model",
     "Conditions": "stemforge.symbolic.conditions",
     "build_conditions": "stemforge.symbolic.conditions",
-    "SamplingSettings": "stemforge.symbolic.sampling",
+    "SamplingSettings": "stemforge.symbolic.sampling_settings",
     "Arrangement": "stemforge.symbolic.arrangement",
     "render_arrangement": "stemforge.audio.render",
     "write_stems": "stemforge.audio.render",
@@ -101,5 +101,5 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
     from stemforge.symbolic.model import load_composer
     from stemforge.symbolic.prepare import PrepareConfig, prepare_dataset
     from stemforge.symbolic.run_manifest import RunManifest
-    from stemforge.symbolic.sampling import SamplingSettings
+    from stemforge.symbolic.sampling_settings import SamplingSettings
     from stemforge.symbolic.train import TrainConfig, train

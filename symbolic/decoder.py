@@ -18,6 +18,12 @@ import torch.nn.functional as F
 from stemforge.symbolic.errors import UserError
 
 
+def context_overflow(max_tokens: int) -> UserError:
+    return UserError(f"the piece needs more than the model's context of {max_tokens} tokens: ask for fewer --bars "
+                     "or a sparser density, use a shorter --seed-midi, or train a model with a larger n_positions "
+                     "(the `small` config holds 2048)")
+
+
 class FastDecoder:
     """Incremental GPT-2 forward over a model's weights with a preallocated KV cache."""
 
@@ -67,9 +73,7 @@ class FastDecoder:
         count = len(token_ids)
         start = self.length
         if start + count > self.max_tokens:
-            raise UserError(f"the piece needs more than the model's context of {self.max_tokens} tokens: ask for "
-                             "fewer --bars or a sparser density, use a shorter --seed-midi, or train a model with "
-                             "a larger n_positions (the `small` config holds 2048)")
+            raise context_overflow(self.max_tokens)
         positions = torch.arange(start, start + count)
         x = self.wte[torch.tensor(token_ids)] + self.wpe[positions]
         embd = x.shape[-1]
@@ -121,8 +125,7 @@ class BatchDecoder:
         for row in rows:
             count, start = len(feeds[row]), self.lengths[row]
             if start + count > d.max_tokens:
-                raise UserError(f"the piece needs more than the model's context of {d.max_tokens} tokens: ask "
-                                "for fewer --bars or a sparser density")
+                raise context_overflow(d.max_tokens)
             spans.append((row, offset, count, start))
             offset += count
         ids = torch.tensor([token for row in rows for token in feeds[row]])

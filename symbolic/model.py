@@ -115,10 +115,6 @@ class ModelInfo:
     genres: list[str]
     max_bars: int
 
-    @property
-    def weights_sha256(self) -> str:
-        return self.meta.get("weights_sha256") or file_sha256(self.path / "model.safetensors")
-
 
 def read_model_info(directory: Path | None = None) -> ModelInfo:
     """Check a model directory (the shipped default when None) and read its metadata."""

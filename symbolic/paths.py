@@ -1,10 +1,11 @@
-"""Checks on output folders that every stage makes before its slow work: a folder that
+"""Checks on output folders that every stage makes before its slow work (a folder that
 exists is never overwritten, and one that cannot be written is said at once, not after
-minutes of composing or preparing."""
+minutes of composing or preparing), and the one way files appear whole (`write_atomic`)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -20,3 +21,20 @@ def output_problem(out: Path) -> str | None:
     if not os.access(existing, os.W_OK):
         return f"{existing} is not writable (read-only or not yours); choose another folder"
     return None
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder, moved into place: a
+    reader sees the old file or the whole new one, never half of it (a failure leaves neither
+    a partial file nor the temporary one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stemforge.symbolic.conditions import KEY_NAMES, Conditions, parse_key
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.paths import write_atomic
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "run.json"
@@ -150,11 +150,7 @@ class RunManifest:
 
     def write(self, run_dir: Path) -> Path:
         """Write run.json (to a temporary name, then moved into place)."""
-        path = Path(run_dir) / MANIFEST_NAME
-        tmp = path.with_name(f".{MANIFEST_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(tmp, path)
-        return path
+        return write_atomic(Path(run_dir) / MANIFEST_NAME, json.dumps(self.to_dict(), indent=1).encode())
 
     def add_render(self, info: dict) -> None:
         """Take the fields a renderer reports (stems, mix, sample rate, sounds, warnings...);
