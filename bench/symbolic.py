@@ -1,5 +1,6 @@
-"""Sampling speed: stemforge's grammar-constrained sampler vs `transformers` `generate()` on
-the same model, batch 1, in the same run.
+"""Sampling speed: stemforge's grammar-constrained sampler (compiled and torch decoders) vs
+`transformers` `generate()` on the same model, batch 1, in the same run; the pieces of every
+sampler are interleaved round by round, so load on a shared machine hits them alike.
 
     python bench/symbolic.py [--model MODEL_DIR] [--bars 8] [--repeats 3] [--takes 4 8]
 
@@ -13,6 +14,7 @@ default size (6x256) instead (speed per token does not depend on the weights' va
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -37,44 +39,48 @@ def random_composer(n_layer: int, n_embd: int, n_head: int) -> Composer:
     return Composer(Path("random"), tokenizer, {"genres": tokenizer.genres}, model)
 
 
-def time_sampler(composer: Composer, bars: int, repeats: int, composed: bool = False
-                 ) -> tuple[float, float, float]:
-    """(tokens per second, seconds per piece, share of the tokens the model sampled). With
-    `composed`, the piece follows the composition plan `pipeline run` gives it by default
-    (a 4-bar loop whose repeats are forced tokens, chords, kick lock, genre emphasis)."""
+def sampler_timer(composer: Composer, bars: int, composed: bool = False, decoder: str = "compiled"):
+    """A function seed -> (tokens, seconds, tokens sampled) for one piece. With `composed`, the
+    piece follows the composition plan `pipeline run` gives it by default (a 4-bar loop whose
+    repeats are forced tokens, chords, kick lock, genre emphasis)."""
     sampler = Sampler(composer)
+    settings = SamplingSettings(decoder=decoder)
+    sampler.sample(SamplePlan(composer.tokenizer.prefix_ids(composer.genres[0], 80, "A minor", "normal", 1), ROLES, 1),
+                   settings, 0)  # warm: grammar tables, the compiled step loaded from its cache
     genre = composer.genres[0]
-    plan = SamplePlan(composer.tokenizer.prefix_ids(genre, 80, "A minor", "normal", bars), ROLES, bars)
-    tokens, sampled, seconds = 0, 0, 0.0
-    for seed in range(repeats):
+    plain = SamplePlan(composer.tokenizer.prefix_ids(genre, 80, "A minor", "normal", bars), ROLES, bars)
+
+    def one_piece(seed: int) -> tuple[int, float, int]:
+        plan = plain
         if composed:
             conditions = build_conditions(genre, key="A minor", bars=bars, seed=seed)
             composition, _ = plan_for(conditions, composer.tokenizer.spec.grid_per_beat)
-            plan = replace(plan, key=conditions.key, composition=composition, genre=genre)
+            plan = replace(plain, key=conditions.key, composition=composition, genre=genre)
         started = time.perf_counter()
-        ids = sampler.sample(plan, SamplingSettings(), seed)
-        seconds += time.perf_counter() - started
-        tokens += len(ids) - len(plan.prefix_ids)
-        sampled += sampler.stats.sampled
-    return tokens / seconds, seconds / repeats, sampled / tokens
+        ids = sampler.sample(plan, settings, seed)
+        return len(ids) - len(plan.prefix_ids), time.perf_counter() - started, sampler.stats.sampled
+
+    return one_piece
 
 
-def time_generate(composer: Composer, new_tokens: int, repeats: int) -> tuple[float, float]:
+def time_generate(composer: Composer, new_tokens: int, seed: int, threads: int) -> float:
+    """Seconds for `generate()` to sample `new_tokens` after the same prefix, with `threads`."""
     prefix = composer.tokenizer.prefix_ids(composer.genres[0], 80, "A minor", "normal", 8)
     input_ids = torch.tensor([prefix])
-    seconds = 0.0
-    for seed in range(repeats):
-        torch.manual_seed(seed)
-        started = time.perf_counter()
-        with torch.inference_mode():
-            composer.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
-                                    max_new_tokens=new_tokens, min_new_tokens=new_tokens, top_p=0.95,
-                                    pad_token_id=composer.tokenizer.pad_id)
-        seconds += time.perf_counter() - started
-    return new_tokens * repeats / seconds, seconds / repeats
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        composer.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
+                                max_new_tokens=new_tokens, min_new_tokens=new_tokens, top_p=0.95,
+                                pad_token_id=composer.tokenizer.pad_id)
+    seconds = time.perf_counter() - started
+    torch.set_num_threads(before)
+    return seconds
 
 
-def time_takes(composer: Composer, bars: int, counts: list[int], repeats: int) -> list[dict]:
+def time_takes(composer: Composer, bars: int, counts: list[int], repeats: int, decoder: str) -> list[dict]:
     """Seconds to compose N takes (run defaults: loop, chords, groove) vs one take, each
     count measured `repeats` times (median), and whether each take equals the piece its seed
     composes alone (the batched decoder's float rounding could change a token)."""
@@ -83,7 +89,7 @@ def time_takes(composer: Composer, bars: int, counts: list[int], repeats: int) -
     from stemforge.symbolic.compose import compose_takes
 
     genre = composer.genres[0]
-    settings = SamplingSettings()
+    settings = SamplingSettings(decoder=decoder)
     idea = build_conditions(genre, bars=bars, seed=1000)
     alone = {}
 
@@ -118,27 +124,39 @@ def main() -> None:
     composer = random_composer(6, 256, 4) if args.random else load_composer(args.model)
     parameters = sum(p.numel() for p in composer.model.parameters())
     print(f"model: {composer.path} ({parameters / 1e6:.1f}M parameters), torch threads {torch.get_num_threads()}")
-    ours_rate, ours_piece, _ = time_sampler(composer, args.bars, args.repeats)
-    plan_rate, plan_piece, plan_sampled = time_sampler(composer, args.bars, args.repeats, composed=True)
-    # generate() gets the same number of tokens as one of our pieces
-    tokens_per_piece = int(ours_rate * ours_piece)
-    hf_rate, hf_piece = time_generate(composer, tokens_per_piece, args.repeats)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the setting our sampler uses, so the comparison is like for like
-    hf1_rate, hf1_piece = time_generate(composer, tokens_per_piece, args.repeats)
-    torch.set_num_threads(threads)
-    print(f"{'sampler':34s} {'tokens/s':>10s} {'s per piece':>12s}")
-    print(f"{'stemforge (grammar, KV, 1 thread)':34s} {ours_rate:10.0f} {ours_piece:12.2f}")
-    print(f"{'  + composition plan (run default)':34s} {plan_rate:10.0f} {plan_piece:12.2f}   "
+    timers = {"torch": sampler_timer(composer, args.bars, decoder="torch"),
+              "compiled": sampler_timer(composer, args.bars),
+              "plan": sampler_timer(composer, args.bars, composed=True)}
+    totals = {name: [0, 0.0, 0] for name in [*timers, "generate", "generate1"]}
+    # rounds interleave every sampler, so a change of load on a shared machine hits all alike
+    for seed in range(args.repeats):
+        for name, timer in timers.items():
+            tokens, seconds, sampled = timer(seed)
+            totals[name] = [totals[name][0] + tokens, totals[name][1] + seconds, totals[name][2] + sampled]
+        tokens = totals["compiled"][0] // (seed + 1)  # generate() gets as many tokens as our pieces have
+        for name, thread_count in (("generate", threads), ("generate1", 1)):
+            seconds = time_generate(composer, tokens, seed, thread_count)
+            totals[name] = [totals[name][0] + tokens, totals[name][1] + seconds, 0]
+    rate = {name: tokens / seconds for name, (tokens, seconds, _) in totals.items()}
+    piece = {name: seconds / args.repeats for name, (_, seconds, _) in totals.items()}
+    plan_sampled = totals["plan"][2] / totals["plan"][0]
+    tokens_per_piece = totals["compiled"][0] // args.repeats
+    print(f"{'sampler':34s} {'tokens/s':>10s} {'s per piece':>12s}   (load {os.getloadavg()[0]:.1f})")
+    print(f"{'stemforge, torch decoder':34s} {rate['torch']:10.0f} {piece['torch']:12.2f}")
+    print(f"{'stemforge, compiled decoder':34s} {rate['compiled']:10.0f} {piece['compiled']:12.2f}")
+    print(f"{'  + composition plan (run default)':34s} {rate['plan']:10.0f} {piece['plan']:12.2f}   "
           f"({plan_sampled:.0%} of tokens sampled, the rest forced: repeats and structure)")
-    print(f"{f'transformers generate() ({threads} thr)':34s} {hf_rate:10.0f} {hf_piece:12.2f}")
-    print(f"{'transformers generate() (1 thread)':34s} {hf1_rate:10.0f} {hf1_piece:12.2f}")
-    print(f"ratio stemforge / generate(): {ours_rate / hf_rate:.2f}x ({threads} threads), "
-          f"{ours_rate / hf1_rate:.2f}x (1 thread); {args.bars}-bar 3-track piece = {tokens_per_piece} tokens")
-    if args.takes:
-        rows = time_takes(composer, args.bars, args.takes, args.repeats)
+    print(f"{f'transformers generate() ({threads} thr)':34s} {rate['generate']:10.0f} {piece['generate']:12.2f}")
+    print(f"{'transformers generate() (1 thread)':34s} {rate['generate1']:10.0f} {piece['generate1']:12.2f}")
+    print(f"ratio stemforge (compiled) / generate(): {rate['compiled'] / rate['generate']:.2f}x ({threads} threads), "
+          f"{rate['compiled'] / rate['generate1']:.2f}x (1 thread); torch decoder: "
+          f"{rate['torch'] / rate['generate']:.2f}x, {rate['torch'] / rate['generate1']:.2f}x; "
+          f"{args.bars}-bar 3-track piece = {tokens_per_piece} tokens")
+    for decoder in ("compiled", "torch") if args.takes else ():
+        rows = time_takes(composer, args.bars, args.takes, args.repeats, decoder)
         one = rows[0]["seconds"]
-        print(f"\ntakes (compose_takes, run defaults, {args.bars} bars, median of {args.repeats})")
+        print(f"\ntakes, {decoder} decoder (compose_takes, run defaults, {args.bars} bars, median of {args.repeats})")
         print(f"{'takes':>5s} {'seconds':>8s} {'x one take':>10s} {'x N runs':>9s} {'same as alone':>14s}")
         for row in rows:
             print(f"{row['takes']:5d} {row['seconds']:8.2f} {row['seconds'] / one:10.2f} "

@@ -238,8 +238,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from stemforge.pipeline.service import serve
 
     serve(host=args.host, port=args.port, data_dir=args.data, token=args.token or os.environ.get("STEMFORGE_TOKEN"),
-          model=args.model, workers=args.workers, config=args.config)
+          model=args.model, workers=args.workers, config=args.config, broker=args.broker)
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from stemforge.pipeline.broker_worker import worker_main
+
+    worker_main(args.broker, args.data, args.model, args.musicgen, args.threads, burst=args.burst)
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from stemforge.pipeline.batch import PoolRunner, print_summary, run_batch
+
+    broker = (lambda: PoolRunner.broker(args.broker, args.model, args.data, args.out)) if args.broker else None
+    items = run_batch(args.prompts, args.out, args, args.model, args.workers, broker)
+    return print_summary(items, args.out, args.prompts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,7 +354,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="model directory (default: the shipped composer)")
     p.add_argument("--workers", type=int, default=1, help="jobs run at once")
     p.add_argument("--config", type=Path, help="service limits YAML (default: configs/service.yaml)")
+    p.add_argument("--broker", help="redis://[:PASSWORD@]HOST:6379/0: run jobs on `pipeline worker` processes on "
+                   "any machine instead of local workers (--workers is then unused); see docs/service.md")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run the jobs of a `pipeline serve --broker` on this machine",
+                       formatter_class=HelpFormatter,
+                       description="Load the composer once, then run the broker's jobs for that model, writing "
+                       "run folders into the shared data folder. Ctrl-C/SIGTERM finish the running job first.")
+    p.add_argument("--broker", required=True, help="the Redis URL the API was started with")
+    p.add_argument("--data", type=Path, required=True, help="the API's data folder, as mounted on this machine")
+    p.add_argument("--model", type=Path, help="model directory (default: the shipped composer); takes only jobs "
+                   "for these weights")
+    p.add_argument("--musicgen", help="MusicGen-Melody weights on this machine: also takes the renderer=musicgen "
+                   "jobs of an API whose musicgen_model has the same name")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("batch", help="render many prompts (one a line) into one folder with an index",
+                       formatter_class=HelpFormatter,
+                       description="Render every line of PROMPTS (a prompt, optionally followed by `pipeline run` "
+                       "flags; # comments) into DIR/items/, with DIR/index.json and index.csv. The flags below are "
+                       "every line's defaults. A second call with the same --out skips the finished items.")
+    p.add_argument("prompts", type=Path, metavar="PROMPTS", help="text file, one prompt a line")
+    p.add_argument("--out", type=Path, required=True, help="batch folder (created, or resumed when it is one)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (without --broker)")
+    p.add_argument("--broker", help="redis://[:PASSWORD@]HOST:6379/0: run the items on that broker's workers "
+                   "(`pipeline worker`); --out must then be inside the shared --data folder")
+    p.add_argument("--data", type=Path, help="with --broker: the shared data folder as mounted here (the "
+                   "workers' --data)")
+    add_request_flags(p, RUN_GROUPS, skip=("out",))
+    p.set_defaults(func=cmd_batch)
     return parser
 
 

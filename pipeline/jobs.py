@@ -311,7 +311,7 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, torch_thread
 
     try:
         composer = cached_composer(model)
-        sampler_for(composer)  # grammar tables, built once per worker
+        sampler_for(composer).warm()  # grammar tables and the compiled decoder, once per worker
         import stemforge.audio.render  # noqa: F401 - imported now so the first job does not pay for it
     except Exception as error:  # the service checked the model already; this is unexpected
         conn.send(("fatal", f"worker could not load the model: {error}"))
@@ -362,7 +362,22 @@ class _Slot:
     last_error: str = ""
 
 
-class WorkerPool:
+class SchedulerHealth:
+    """What /health says of a pool's scheduler thread (the local `WorkerPool` and the broker's
+    `BrokerPool` each run one, setting `_thread` and `_last_turn`)."""
+
+    STUCK_SECONDS = 30.0  # a scheduler loop that has not turned for this long is reported stuck
+    _thread: threading.Thread | None
+    _last_turn: float
+
+    def scheduler_state(self) -> str:
+        """"ok", "stuck" (no turn for STUCK_SECONDS) or "dead" (its thread is gone)."""
+        if self._thread is None or not self._thread.is_alive():
+            return "dead"
+        return "stuck" if time.monotonic() - self._last_turn > self.STUCK_SECONDS else "ok"
+
+
+class WorkerPool(SchedulerHealth):
     """`workers` long-lived worker processes fed from the SQLite queue by one scheduler thread.
 
     `to_run_kwargs(job)` turns a stored job request into its `RunRequest.to_json()`
@@ -370,7 +385,6 @@ class WorkerPool:
     """
 
     RESPAWN_DELAY_SECONDS = 1.0
-    STUCK_SECONDS = 30.0  # a scheduler loop that has not turned for this long is reported stuck
 
     def __init__(self, store: JobStore, data_dir: Path, jobs_dir: Path, model: Path | None, workers: int,
                  timeout_seconds: float, torch_threads: int, to_run_kwargs) -> None:
@@ -429,12 +443,6 @@ class WorkerPool:
     @property
     def workers(self) -> int:
         return len(self._slots)
-
-    def scheduler_state(self) -> str:
-        """"ok", "stuck" (no turn for STUCK_SECONDS) or "dead" (its thread is gone)."""
-        if self._thread is None or not self._thread.is_alive():
-            return "dead"
-        return "stuck" if time.monotonic() - self._last_turn > self.STUCK_SECONDS else "ok"
 
     def status(self) -> dict:
         # never wait long on the scheduler's lock: a scheduler hung inside a turn (a stalled

@@ -30,7 +30,7 @@ from stemforge.symbolic.conditions import (
     parse_loop,
 )
 from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.sampling_settings import SamplingSettings
+from stemforge.symbolic.sampling_settings import DECODERS, SamplingSettings
 
 RENDERERS = ("sample", "musicgen")
 MAX_TAKES = 16  # a take's KV cache is ~25 MB at the shipped model's 2048 tokens
@@ -123,6 +123,10 @@ class RunRequest:
     top_p: float = _spec(0.95, "nucleus sampling mass (1.0 = off)", "sampling")
     key_bias: float = _spec(1.5, "how strongly bass and melody keep to the key: nats added to in-key pitches "
                             "(0 = only the key token steers)", "sampling")
+    decoder: str = _spec("compiled", "what runs the model: compiled (one machine-code function per step, numba; "
+                         "compiled once per machine and cached) or torch (the same weights through torch). A seed "
+                         "gives the same notes again within one decoder; run.json names the decoder",
+                         "sampling", metavar="|".join(DECODERS), max_length=20)
     # -- iterate on an earlier run
     seed_midi: Path | None = _spec(None, "a MIDI clip whose bars are kept verbatim; the rest of each of its parts "
                                    "is generated after them", "iterate", api=False)
@@ -205,7 +209,7 @@ class RunRequest:
 
     # ---------------------------------------------------------------- views
     def sampling_settings(self) -> SamplingSettings:
-        return SamplingSettings(self.temperature, self.top_k, self.top_p, self.key_bias)
+        return SamplingSettings(self.temperature, self.top_k, self.top_p, self.key_bias, self.decoder)
 
     def render_options(self):
         from stemforge.audio.render import RenderOptions

@@ -238,6 +238,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
 
     from stemforge.symbolic.compose import Feel, compose_takes  # torch: loaded by a run that composes
 
+    report("composing", 0.05)  # at once, not only after the first 64 tokens (a 1-bar piece may have fewer)
     takes = compose_takes(composer, inputs.takes, settings, model_genre=model_genre, kept=inputs.kept_tracks,
                           seed_clip=inputs.seed_tracks, feel=Feel(request.quantize, request.swing),
                           on_token=on_token)
@@ -324,7 +325,7 @@ def _manifest(request: RunRequest, composer: Composer, model_genre: str, compose
     return RunManifest(
         conditions=conditions, seed=conditions.seed, midi=midi, prompt=request.prompt, model_genre=model_genre,
         sampling={"temperature": request.temperature, "top_k": request.top_k, "top_p": request.top_p,
-                  "key_bias": request.key_bias},
+                  "key_bias": request.key_bias, "decoder": request.decoder},
         model={"path": str(composer.path), "sha256": composer.weights_sha256,
                "data_sha256": composer.meta.get("data_sha256")},
         context={"seed_midi": str(request.seed_midi) if request.seed_midi else None,

@@ -261,7 +261,7 @@ class ServiceState:
     """Everything the handlers share: paths, limits, the composer's metadata, store and pool."""
 
     def __init__(self, data_dir: Path, token: str | None, model: Path | None, workers: int,
-                 limits: ServiceLimits) -> None:
+                 limits: ServiceLimits, broker: str | None = None) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.jobs_dir = self.data_dir / "jobs"
         self.cache_dir = self.data_dir / "cache"
@@ -285,12 +285,24 @@ class ServiceState:
         except OSError as error:
             raise ServiceError(f"--data: cannot create {self.data_dir} ({error.strerror})") from error
         self._lock_file = self._take_lock()
-        wait_for_orphan_workers(self.data_dir)
-        self.store = JobStore(self.data_dir / "jobs.sqlite3")
-        for note in recover(self.store, self.jobs_dir):
-            print(f"stemforge: {note}", file=sys.stderr)
-        self.pool = WorkerPool(self.store, self.data_dir, self.jobs_dir, self.model, workers,
-                               limits.job_timeout_seconds, limits.worker_threads, self.run_kwargs)
+        self.broker = broker
+        if broker:  # jobs run on `pipeline worker` processes anywhere (pipeline/broker.py)
+            from stemforge.pipeline.broker import BrokerPool
+
+            self.store = JobStore(self.data_dir / "jobs.sqlite3")
+            try:
+                self.pool = BrokerPool(broker, self.store, self.data_dir, self.jobs_dir, self.model,
+                                       limits.job_timeout_seconds, self.run_kwargs, limits.musicgen_model)
+            except UserError:
+                self.close()
+                raise
+        else:
+            wait_for_orphan_workers(self.data_dir)
+            self.store = JobStore(self.data_dir / "jobs.sqlite3")
+            for note in recover(self.store, self.jobs_dir):
+                print(f"stemforge: {note}", file=sys.stderr)
+            self.pool = WorkerPool(self.store, self.data_dir, self.jobs_dir, self.model, workers,
+                                   limits.job_timeout_seconds, limits.worker_threads, self.run_kwargs)
         self._runs: dict[str, list[tuple[str, RunManifest]]] = {}
         self._sound_names: set[str] | None = None
 
@@ -620,10 +632,12 @@ def _unprocessable(error: FieldError) -> JSONResponse:
 
 
 def create_app(data_dir: Path, token: str | None, model: Path | None, workers: int,
-               limits: ServiceLimits, allowed_hosts: tuple[str, ...] | None = None) -> FastAPI:
+               limits: ServiceLimits, allowed_hosts: tuple[str, ...] | None = None,
+               broker: str | None = None) -> FastAPI:
     """The API and the page. Opens (and locks) the data folder now; workers start with the app.
-    `allowed_hosts`: Host header names to answer (None = any)."""
-    state = ServiceState(data_dir, token, model, workers, limits)
+    `allowed_hosts`: Host header names to answer (None = any). `broker`: a Redis URL, to run
+    jobs on `pipeline worker` processes (pipeline/broker.py) instead of local ones."""
+    state = ServiceState(data_dir, token, model, workers, limits, broker)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -825,7 +839,7 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
 
 
 def serve(host: str, port: int, data_dir: Path, token: str | None, model: Path | None, workers: int,
-          config: Path | None = None) -> None:
+          config: Path | None = None, broker: str | None = None) -> None:
     """Run the service with uvicorn until interrupted. `config`: a service YAML (default
     $STEMFORGE_SERVICE_CONFIG or configs/service.yaml)."""
     import uvicorn
@@ -840,10 +854,16 @@ def serve(host: str, port: int, data_dir: Path, token: str | None, model: Path |
               "and download results", file=sys.stderr)
     loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
     app = create_app(data_dir, token, model, workers, limits,
-                     allowed_hosts=(*LOOPBACK_HOSTS, host) if loopback else None)
+                     allowed_hosts=(*LOOPBACK_HOSTS, host) if loopback else None, broker=broker)
     shown = f"[{host}]" if ":" in host else host
+    if broker:
+        from stemforge.pipeline.broker import redacted
+
+        where = f"jobs on the broker {redacted(broker)}, queue {app.state.stemforge.pool.queue_name}"
+    else:
+        where = f"{workers} worker{'s' if workers > 1 else ''}"
     print(f"stemforge: http://{shown}:{port}/  (data {app.state.stemforge.data_dir}, model "
-          f"{app.state.stemforge.model}, {workers} worker{'s' if workers > 1 else ''})", file=sys.stderr)
+          f"{app.state.stemforge.model}, {where})", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for stemforge: optional sound assets from apt (skipped where apt
 # is not available), a virtual environment in .venv with the CPU build of torch, and
-# stemforge itself (editable) with its test tools. Safe to run again: it only adds what
-# is missing.
+# stemforge itself (editable) with its test tools; redis-server from apt for the broker back
+# end. Safe to run again: it only adds what is missing.
 #   STEMFORGE_SKIP_APT=1   skip the apt step
 #   STEMFORGE_TEST_TOOLS=1 also install chromium for the browser test (make test sets it)
 #   STEMFORGE_TORCH_INDEX  e.g. https://download.pytorch.org/whl/cu121 for a GPU build (see README)
@@ -11,6 +11,12 @@ cd "$(dirname "$0")/.."
 
 if [ -z "${STEMFORGE_SKIP_APT:-}" ]; then
   bash scripts/install_sounds.sh "$@" || true
+  if ! command -v redis-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    # the broker back end (`pipeline serve --broker`, tests/test_broker.py) runs on Redis; the
+    # embedded back end works without it and tests/test_broker.py skips
+    apt-get install -y -qq redis-server >/dev/null 2>&1 \
+      || echo "setup: redis-server not installed; tests/test_broker.py will skip"
+  fi
   if [ -n "${STEMFORGE_TEST_TOOLS:-}" ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
     # the browser test drives Debian's chromium with playwright (it skips where this fails)
     apt-get install -y -qq chromium >/dev/null 2>&1 || echo "setup: chromium not installed; the browser test will skip"
@@ -29,5 +35,7 @@ fi
 # tinysoundfont's metadata asks for pyaudio (live playback only, needs portaudio headers):
 # the renderer does not use it, so install the wheel without it
 "${pip[@]}" --no-deps tinysoundfont==0.3.7
+# the compiled decoder's machine code, once per machine (~15 s), so the first run does not wait
+.venv/bin/python -c "from stemforge.symbolic.compiled_decoder import precompile; precompile()"
 .venv/bin/python -c "import stemforge.pipeline.cli, tinysoundfont" \
   && echo "setup: ready (.venv/bin/pipeline --help)"

@@ -1,5 +1,6 @@
-"""Decoding the composer's weights fast: `FastDecoder` runs batch-1 sampling with a
-preallocated KV cache, `BatchDecoder` several sequences (takes) at once over the same weights.
+"""Decoding the composer's weights fast: `FastDecoder` holds a model's weights and decodes one
+sequence with a preallocated KV cache, through `BatchDecoder`, which runs several sequences
+(takes) at once over the same weights.
 
 Why not `generate()` / the HF forward: for a 5M-parameter model the per-token cost is
 dominated by Python module overhead (DynamicCache bookkeeping, hooks, masks), not by
@@ -45,10 +46,9 @@ class FastDecoder:
         self.layers = [tuple(w(f"h.{i}.{part}") for part in parts) for i in range(n_layer)]
         self.ln_f = (w("ln_f.weight"), w("ln_f.bias"))
         self.lm_head = weights.get("lm_head.weight", weights["transformer.wte.weight"]).detach().float()
-        shape = (n_layer, n_head, self.max_tokens, self.head_dim)
-        self.keys = torch.zeros(shape)
-        self.values = torch.zeros(shape)
-        self.length = 0
+        self.cache_shapes = ((n_layer, n_head, self.head_dim, n_positions),  # keys: dim before positions
+                             (n_layer, n_head, n_positions, self.head_dim))  # values
+        self._rows: BatchDecoder | None = None
 
     @classmethod
     def from_model(cls, model) -> FastDecoder:
@@ -64,56 +64,41 @@ class FastDecoder:
         return cls(load_file(directory / "model.safetensors"), config["n_layer"], config["n_head"],
                    config["n_positions"], config.get("layer_norm_epsilon", 1e-5))
 
-    def reset(self) -> None:
-        self.length = 0
+    @property
+    def rows(self) -> BatchDecoder:
+        """The one-row decoder `forward` runs through (its KV cache is allocated on first use)."""
+        if self._rows is None:
+            self._rows = BatchDecoder(self, 1)
+        return self._rows
 
-    @torch.inference_mode()
+    @property
+    def length(self) -> int:
+        return self.rows.lengths[0]
+
+    def reset(self) -> None:
+        self.rows.lengths[0] = 0
+
     def forward(self, token_ids: list[int]) -> torch.Tensor:
         """Feed tokens; returns the next-token logits after the last one."""
-        count = len(token_ids)
-        start = self.length
-        if start + count > self.max_tokens:
-            raise context_overflow(self.max_tokens)
-        positions = torch.arange(start, start + count)
-        x = self.wte[torch.tensor(token_ids)] + self.wpe[positions]
-        embd = x.shape[-1]
-        for index, (l1w, l1b, aw, ab, pw, pb, l2w, l2b, fw, fb, mw, mb) in enumerate(self.layers):
-            h = F.layer_norm(x, (embd,), l1w, l1b, self.eps)
-            qkv = torch.addmm(ab, h, aw).view(count, 3, self.n_head, self.head_dim).permute(1, 2, 0, 3)
-            self.keys[index, :, start:start + count] = qkv[1]
-            self.values[index, :, start:start + count] = qkv[2]
-            q = qkv[0]  # (heads, count, dim)
-            k = self.keys[index, :, : start + count]
-            v = self.values[index, :, : start + count]
-            # plain matmuls beat scaled_dot_product_attention on a strided cache slice at
-            # batch 1 (64 vs 113 us per layer at 700 tokens, 1 thread)
-            scores = torch.matmul(q, k.transpose(1, 2)) * self.scale
-            if count > 1:
-                mask = torch.ones(count, start + count, dtype=torch.bool).tril(diagonal=start)
-                scores = scores.masked_fill(~mask, float("-inf"))
-            attn = torch.matmul(torch.softmax(scores, dim=-1), v)
-            x = x + torch.addmm(pb, attn.transpose(0, 1).reshape(count, embd), pw)
-            h = F.layer_norm(x, (embd,), l2w, l2b, self.eps)
-            x = x + torch.addmm(mb, F.gelu(torch.addmm(fb, h, fw), approximate="tanh"), mw)
-        self.length += count
-        last = F.layer_norm(x[-1], (embd,), self.ln_f[0], self.ln_f[1], self.eps)
-        return last @ self.lm_head.T
+        return self.rows.forward({0: token_ids})[0]
 
 
 class BatchDecoder:
-    """FastDecoder's forward for several sequences at once (takes), over the same weights: the
-    rows' new tokens go through the weight matrices together (one read of the weights per
-    step, where batch-1 decoding spends much of its time), attention runs per row over the
-    row's own KV cache. Rows may feed different numbers of tokens in a step (a forced bar in
+    """The torch decode step, for one sequence or several at once (takes), over the weights of
+    a `FastDecoder`: the rows' new tokens go through the weight matrices together (one read of
+    the weights per step, where batch-1 decoding spends much of its time), attention runs per
+    row over the row's own KV cache. Rows may feed different numbers of tokens in a step (a forced bar in
     one row, a single sampled token in another). A masked attention over all rows at once
     measured no faster (bench/symbolic.py): at 600 tokens the rows' caches, not the calls,
     are what a step reads."""
 
     def __init__(self, single: FastDecoder, rows: int) -> None:
         self.single = single
-        layers, heads, positions, dim = single.keys.shape
-        self.keys = torch.zeros((rows, layers, heads, positions, dim))
-        self.values = torch.zeros((rows, layers, heads, positions, dim))
+        # keys transposed (dim before positions): scores are q @ keys without a transpose, and
+        # the compiled decoder (symbolic/compiled_decoder.py) reads this cache as it is
+        key_shape, value_shape = single.cache_shapes
+        self.keys = torch.zeros((rows, *key_shape))
+        self.values = torch.zeros((rows, *value_shape))
         self.lengths = [0] * rows
 
     @torch.inference_mode()
@@ -138,11 +123,11 @@ class BatchDecoder:
             attended = []
             for row, first, count, start in spans:
                 q, k_new, v_new = qkv[first:first + count].view(count, 3, d.n_head, d.head_dim).permute(1, 2, 0, 3)
-                self.keys[row, index, :, start:start + count] = k_new
+                self.keys[row, index, :, :, start:start + count] = k_new.transpose(1, 2)
                 self.values[row, index, :, start:start + count] = v_new
-                k = self.keys[row, index, :, : start + count]
+                k = self.keys[row, index, :, :, : start + count]
                 v = self.values[row, index, :, : start + count]
-                scores = torch.matmul(q, k.transpose(1, 2)) * d.scale
+                scores = torch.matmul(q, k) * d.scale
                 if count > 1:
                     mask = torch.ones(count, start + count, dtype=torch.bool).tril(diagonal=start)
                     scores = scores.masked_fill(~mask, float("-inf"))

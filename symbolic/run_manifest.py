@@ -70,7 +70,7 @@ class RunManifest:
     name: str = ""  # the base of every file name (`file_name_base`); "" in runs written before names
     prompt: str = ""
     model_genre: str = ""  # the genre label the model composed with (nearest known)
-    sampling: dict[str, float] = field(default_factory=dict)
+    sampling: dict[str, float | str] = field(default_factory=dict)  # settings and the decoder that sampled
     model: dict[str, str | None] = field(default_factory=dict)  # path, sha256, data_sha256
     context: dict[str, Any] = field(default_factory=dict)  # seed_midi, from, keep
     tokens: int = 0

@@ -11,9 +11,11 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
 from stemforge.symbolic.decoder import BatchDecoder
+from stemforge.symbolic.draw import draw_token
 from stemforge.symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
 from stemforge.symbolic.guide import Guide, GuideStrengths
 from stemforge.symbolic.model import Composer
@@ -34,25 +36,11 @@ class SamplePlan:
     genre: str | None = None  # the model's genre token, for genre emphasis
 
 
-def filter_logits(logits: torch.Tensor, allowed: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
-    logits = logits.masked_fill(~allowed, float("-inf")) / settings.temperature
-    if settings.top_k > 0:
-        k = min(settings.top_k, int(allowed.sum()))
-        threshold = torch.topk(logits, k).values[-1]
-        logits = logits.masked_fill(logits < threshold, float("-inf"))
-    if settings.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
-        drop = cumulative - torch.softmax(sorted_logits, dim=-1) > settings.top_p
-        logits = logits.masked_fill(drop.scatter(0, order, drop), float("-inf"))
-    return logits
-
-
 @contextmanager
 def _one_thread() -> Iterator[None]:
-    """Decoding is latency-bound: one thread avoids OpenMP hand-off costs that made each step
-    10x slower on a busy 2-core machine (bench/symbolic.py); batched takes measured no faster
-    with two."""
+    """Decoding is latency-bound: one thread avoids OpenMP hand-offs that made each step 10x
+    slower on a busy 2-core machine (bench/symbolic.py); batched takes measured no faster with
+    two."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -79,7 +67,8 @@ class Sampler:
     def __init__(self, composer: Composer, strengths: GuideStrengths | None = None) -> None:
         self.composer = composer
         self.tables = GrammarTables(composer.tokenizer)
-        self.decoder = composer.decoder()
+        self.decoder = composer.decoder()  # torch: the batched decoder of takes reads its tensors
+        self._compiled = None
         self.strengths = strengths or GuideStrengths()
         self.stats = SampleStats()
         self.take_stats: list[SampleStats] = []
@@ -94,14 +83,36 @@ class Sampler:
         """The whole sequence (prefix included, EOS at the end)."""
         self.stats = SampleStats()
         take = self._take(plan, settings, seed, self.stats, on_token)
+        decoder = self.single_decoder(settings.decoder)
         with _one_thread():
-            self.decoder.reset()
+            decoder.reset()
             try:
                 pending = next(take)
                 while True:
-                    pending = take.send(self.decoder.forward(pending))
+                    pending = take.send(decoder.forward(pending))
             except StopIteration as done:
                 return done.value
+
+    def warm(self) -> Sampler:
+        """Load what the first piece would otherwise wait for (the compiled decoder's machine
+        code from its cache, the draw's): a worker calls this before it takes jobs."""
+        from stemforge.symbolic.draw import draw_token
+
+        decoder = self.single_decoder("compiled")
+        decoder.forward([self.composer.tokenizer.bos_id])
+        decoder.reset()
+        draw_token(np.zeros(2, np.float32), np.ones(2, np.bool_), 1.0, 0, 0.95, 0.5)
+        return self
+
+    def single_decoder(self, name: str):
+        """The batch-1 decoder called `name` (sampling_settings.DECODERS) over this model."""
+        if name == "torch":
+            return self.decoder
+        if self._compiled is None:
+            from stemforge.symbolic.compiled_decoder import CompiledDecoder
+
+            self._compiled = CompiledDecoder(self.decoder)
+        return self._compiled
 
     def sample_takes(
         self,
@@ -111,19 +122,26 @@ class Sampler:
         on_token: Callable[[int], None] | None = None,
     ) -> list[list[int]]:
         """Several pieces at once (takes): each follows its own plan, grammar and seed; the
-        model runs once per step for all of them (`BatchDecoder`), so the weights are read
-        once per step instead of once per take. Per take, the same as `sample` up to float
+        model runs once per step for all of them (the compiled decoder's rows, or
+        `BatchDecoder` for the torch decoder), so the weights are read once per step instead of
+        once per take. Per take, the same as `sample` up to float
         rounding in the batched matrix products (see docs/benchmarks.md for how often that
         changes a token)."""
         self.take_stats = [SampleStats() for _ in plans]
         takes = [self._take(plan, settings, seed, stats, on_token)
                  for plan, seed, stats in zip(plans, seeds, self.take_stats, strict=True)]
-        decoder = BatchDecoder(self.decoder, len(takes))
+        if settings.decoder == "torch":
+            decoder = BatchDecoder(self.decoder, len(takes))
+            forward = decoder.forward
+        else:
+            from stemforge.symbolic.compiled_decoder import CompiledDecoder
+
+            forward = CompiledDecoder(self.decoder, rows=len(takes)).forward_rows
         results: list[list[int] | None] = [None] * len(takes)
         with _one_thread():
             pending: dict[int, list[int]] = {row: next(take) for row, take in enumerate(takes)}
             while pending:
-                logits = decoder.forward(pending)
+                logits = forward(pending)
                 waiting: dict[int, list[int]] = {}
                 for row, row_logits in logits.items():
                     try:
@@ -138,7 +156,7 @@ class Sampler:
         """One piece as a coroutine: it yields the tokens the model must read next and is sent
         the logits after them, so one decoder can serve one take (`sample`) or many
         (`sample_takes`) with the same sampling code."""
-        generator = torch.Generator().manual_seed(seed)
+        uniforms = np.random.default_rng(seed)
         tables = self.tables
         state = GrammarState(tables, plan.roles, plan.bars, max_tokens=self.decoder.max_tokens,
                              length=len(plan.prefix_ids))
@@ -173,9 +191,10 @@ class Sampler:
                         logits = yield pending
                         pending = []
                     mask, guided = guide.steer(state, state.sampling_mask(), logits)
-                    filtered = filter_logits(guided, mask, settings)
-                    probabilities = torch.softmax(filtered, dim=-1)
-                    token = int(torch.multinomial(probabilities, 1, generator=generator))
+                    token = int(draw_token(guided.numpy(), mask.numpy(), settings.temperature, settings.top_k,
+                                           settings.top_p, uniforms.random()))
+                    if token < 0:
+                        raise RuntimeError(f"grammar: no token allowed at stage {state.stage!r}")
                     from_model = True
             stats.sampled += from_model
             stats.forced += not from_model

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 from stemforge.symbolic.errors import UserError
 
+# Which code runs the model: "compiled" (one numba function per decode step, the default) or
+# "torch" (the same weights through torch calls). Both sample the same distribution; their
+# float sums differ in order, so a seed's notes are reproducible within one decoder only.
+DECODERS: tuple[str, ...] = ("compiled", "torch")
+
 
 class SettingsError(UserError):
     """A sampling setting out of range (the message names the flag)."""
@@ -20,6 +25,7 @@ class SamplingSettings:
     top_k: int = 0  # 0 = off
     top_p: float = 0.95  # 1.0 = off
     key_bias: float = 1.5  # nats added to in-key pitches of bass and melody (0 = off)
+    decoder: str = "compiled"  # one of DECODERS
 
     def validate(self) -> SamplingSettings:
         for name, value in (("temperature", self.temperature), ("top-p", self.top_p), ("key-bias", self.key_bias)):
@@ -34,4 +40,7 @@ class SamplingSettings:
             raise SettingsError(f"top-p: {self.top_p} must be in (0, 1]", field="top_p")
         if self.key_bias < 0:
             raise SettingsError(f"key-bias: {self.key_bias} must be >= 0 (0 switches it off)", field="key_bias")
+        if self.decoder not in DECODERS:
+            raise SettingsError(f"decoder: {self.decoder!r} is not a decoder; use {' or '.join(DECODERS)}",
+                                field="decoder")
         return self

@@ -68,6 +68,7 @@ SAME_RULE = {
     "sample rate": (["--stems", "--sample-rate", "1000"], {"sample_rate": 1000}, "sample_rate"),
     "unknown instrument role": (["--stems", "--instrument", "vox=3"], {"instruments": {"vox": "3"}}, "instruments"),
     "unknown key": (["--key", "H major"], {"key": "H major"}, "key"),
+    "unknown decoder": (["--decoder", "gpu"], {"decoder": "gpu"}, "decoder"),
 }
 
 

@@ -289,3 +289,87 @@ def test_key_guidance_keeps_bass_and_melody_in_the_requested_key(tiny_model: Pat
 
     assert in_key_share(8.0) == 1.0  # a strong bias leaves no room outside the scale
     assert in_key_share(8.0) > in_key_share(0.0)
+
+
+@pytest.mark.parametrize("feeds", [[4, 1, 1, 1], [1] * 8, [12, 3]], ids=["prefix-then-steps", "token-by-token",
+                                                                       "forced-runs"])
+def test_compiled_decoder_matches_the_torch_decoder(tiny_model: Path, feeds: list[int]) -> None:
+    """The compiled step gives the torch decoder's logits, fed one token at a time (sampling)
+    or in runs (forced bars), so both decoders sample the same distribution."""
+    import torch
+
+    from stemforge.symbolic.compiled_decoder import CompiledDecoder
+    from stemforge.symbolic.decoder import FastDecoder
+
+    composer = load_composer(tiny_model)
+    ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
+    ids = (ids * 3)[: sum(feeds)]
+    reference, compiled = FastDecoder.from_directory(tiny_model), CompiledDecoder(FastDecoder.from_directory(tiny_model))
+    fed = 0
+    for count in feeds:
+        expected, got = reference.forward(ids[fed:fed + count]), compiled.forward(ids[fed:fed + count])
+        fed += count
+        assert torch.allclose(got, expected, atol=1e-4), (fed, float((got - expected).abs().max()))
+    assert compiled.length == fed
+
+
+def test_compiled_decoder_refuses_to_run_past_the_context(tiny_model: Path) -> None:
+    from stemforge.symbolic.compiled_decoder import CompiledDecoder
+    from stemforge.symbolic.decoder import FastDecoder
+    from stemforge.symbolic.errors import UserError
+
+    decoder = CompiledDecoder(FastDecoder.from_directory(tiny_model))
+    decoder.forward([3] * (decoder.max_tokens - 1))
+    with pytest.raises(UserError, match="context of"):
+        decoder.forward([3, 3])
+    assert decoder.length == decoder.max_tokens - 1  # the refused call wrote nothing
+
+
+@pytest.mark.parametrize("decoder", ["compiled", "torch"])
+def test_each_decoder_is_reproducible_per_seed_and_valid(tiny_model: Path, decoder: str) -> None:
+    composer = load_composer(tiny_model)
+    plan = SamplePlan(composer.tokenizer.prefix_ids("hiphop", 90, "C minor", "normal", 2), ROLES, 2)
+    settings = SamplingSettings(decoder=decoder)
+    first, second = Sampler(composer).sample(plan, settings, seed=3), Sampler(composer).sample(plan, settings, seed=3)
+    assert first == second
+    _check_valid(composer.tokenizer.decode_tracks(first), ROLES, 2)
+
+
+def test_draw_follows_top_k_top_p_the_mask_and_the_probabilities() -> None:
+    from stemforge.symbolic.draw import draw_token
+
+    logits = np.log(np.array([0.1, 0.4, 0.2, 0.3], np.float32))
+    everything = np.ones(4, bool)
+    uniforms = (np.arange(10_000) + 0.5) / 10_000
+    counts = np.bincount([draw_token(logits, everything, 1.0, 0, 1.0, u) for u in uniforms], minlength=4)
+    np.testing.assert_allclose(counts / counts.sum(), [0.1, 0.4, 0.2, 0.3], atol=1e-3)
+    assert {draw_token(logits, everything, 1.0, 1, 1.0, u) for u in uniforms[::97]} == {1}  # top-k 1: the argmax
+    # top-p 0.6: 0.4 and 0.3 are kept (0.4 before the 0.3), 0.2 is not (0.7 before it)
+    assert {draw_token(logits, everything, 1.0, 0, 0.6, u) for u in uniforms[::97]} == {1, 3}
+    masked = np.array([True, False, True, False])
+    assert {draw_token(logits, masked, 1.0, 0, 1.0, u) for u in uniforms[::97]} == {0, 2}
+    assert draw_token(logits, np.zeros(4, bool), 1.0, 0, 1.0, 0.5) == -1
+    cold = np.bincount([draw_token(logits, everything, 0.25, 0, 1.0, u) for u in uniforms], minlength=4)
+    assert cold[1] / cold.sum() > 0.6  # a low temperature sharpens toward the likeliest
+
+
+def test_compiled_rows_decode_each_take_as_it_would_decode_alone(tiny_model: Path) -> None:
+    """Rows fed different numbers of tokens in one step (a forced bar in one take, a sampled
+    token in another) each get the logits that row's tokens give alone."""
+    import torch
+
+    from stemforge.symbolic.compiled_decoder import CompiledDecoder
+    from stemforge.symbolic.decoder import FastDecoder
+
+    composer = load_composer(tiny_model)
+    ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
+    batch = CompiledDecoder(FastDecoder.from_directory(tiny_model), rows=3)
+    alone = [CompiledDecoder(FastDecoder.from_directory(tiny_model)) for _ in range(3)]
+    ids = ids * 2  # a run of 9 (rows multiply runs of 8 or more through BLAS)
+    steps = [{0: ids[:5], 1: ids[:2], 2: ids[:1]}, {0: ids[5:6], 1: ids[2:7], 2: []}, {0: ids[6:7], 2: ids[1:10]}]
+    for feeds in steps:
+        got = batch.forward_rows(feeds)
+        assert set(got) == {row for row, tokens in feeds.items() if tokens}
+        for row, logits in got.items():
+            assert torch.allclose(logits, alone[row].forward(feeds[row]), atol=1e-4), row
+    assert batch.lengths == [d.length for d in alone] == [7, 7, 10]

@@ -1,0 +1,92 @@
+"""Cold start: what a fresh `pipeline` process costs, against `python -c "import torch"`
+measured in the same run.
+
+    python bench/cold_start.py [--repeats 5] [--model MODEL_DIR]
+
+Rows (CPU = user + system seconds of the child process, the figure the aim is stated in;
+wall beside it; median of --repeats):
+- `python -c "import torch"`: the reference;
+- `pipeline run --prompt "lofi 80bpm" --stems` (8 bars, 3 stems, shipped model), its
+  ratio to the reference (aim: <= 1.2x CPU);
+- `pipeline --help` and a rejected argument (aim: < 0.5 s wall);
+then the heaviest top-level imports of the run (`python -X importtime`), to show what is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PIPELINE = [sys.executable, "-c", "import sys; from stemforge.pipeline.cli import main; sys.exit(main())"]
+
+
+def timed(command: list[str], expect_code: int = 0) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if code != expect_code:
+        raise SystemExit(f"{' '.join(command[-6:])}: exit {code}, expected {expect_code}: {stderr.strip()[-300:]}")
+    return usage.ru_utime + usage.ru_stime, wall
+
+
+def heaviest_imports(command: list[str], count: int) -> list[tuple[str, float]]:
+    """Packages by cumulative import time (ms) in `python -X importtime`: for each top-level
+    package name, its largest cumulative figure wherever it was first imported (torch counts
+    whole even when stemforge imported it); stemforge itself is left out."""
+    result = subprocess.run([sys.executable, "-X", "importtime", *command[1:]], capture_output=True, text=True)
+    totals: dict[str, float] = {}
+    for line in result.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line[len("import time:"):].split("|")
+        top = name.strip().split(".")[0]
+        if cumulative.strip().isdigit() and top not in ("stemforge", "site", "encodings"):
+            totals[top] = max(totals.get(top, 0.0), int(cumulative) / 1000)
+    return sorted(totals.items(), key=lambda item: -item[1])[:count]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", type=Path, default=None, help="composer (default: the shipped one)")
+    args = parser.parse_args()
+    model = ["--model", str(args.model)] if args.model else []
+    rows: dict[str, list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        # warm the disk cache and the compiled decoder's machine-code cache once, untimed
+        timed([*PIPELINE, "run", "--prompt", "lofi 80bpm", "--stems", "--seed", "0", *model,
+               "--out", str(Path(folder) / "warm")])
+        for number in range(args.repeats):  # interleaved, so load on the machine hits every row alike
+            rows.setdefault('python -c "import torch"', []).append(timed([sys.executable, "-c", "import torch"]))
+            rows.setdefault('pipeline run --prompt "lofi 80bpm" --stems', []).append(
+                timed([*PIPELINE, "run", "--prompt", "lofi 80bpm", "--stems", "--seed", str(number + 1), *model,
+                       "--out", str(Path(folder) / f"run{number}")]))
+            rows.setdefault("pipeline --help", []).append(timed([*PIPELINE, "--help"]))
+            rows.setdefault("pipeline run --bogus (rejected)", []).append(
+                timed([*PIPELINE, "run", "--bogus"], expect_code=2))
+    reference = statistics.median(cpu for cpu, _ in rows['python -c "import torch"'])
+    print(f"cold processes, median of {args.repeats} ({os.cpu_count()} cores, load {os.getloadavg()[0]:.2f})")
+    print(f"{'command':<46}{'CPU s':>8}{'wall s':>8}{'CPU x import torch':>20}")
+    for name, samples in rows.items():
+        cpu = statistics.median(c for c, _ in samples)
+        wall = statistics.median(w for _, w in samples)
+        print(f"{name:<46}{cpu:8.2f}{wall:8.2f}{cpu / reference:20.2f}")
+    print("\nheaviest imports of `pipeline run --stems` (cumulative ms, python -X importtime):")
+    with tempfile.TemporaryDirectory() as folder:
+        for name, ms in heaviest_imports([*PIPELINE, "run", "--prompt", "lofi 80bpm", "--stems", *model,
+                                          "--out", str(Path(folder) / "imports")], 10):
+            print(f"  {name:<28}{ms:8.0f}")
+
+
+if __name__ == "__main__":
+    main()
