@@ -322,6 +322,30 @@ def _as_stereo(audio: np.ndarray) -> np.ndarray:
     return np.repeat(audio[:1], 2, axis=0) if audio.shape[0] == 1 else audio[:2]
 
 
+_LOADED: dict[tuple, LoadedMusicGen] = {}
+
+
+def _weights_identity(model: str, device: str | None) -> tuple:
+    """What makes a loaded model stale: for a folder, its files' sizes and modification times
+    (a fine-tune written again into the same folder loads again); for a hub id, the id."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return (model, device)
+    files = tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file()))
+    return (str(folder.resolve()), device, files)
+
+
+def cached_musicgen(model: str, device: str | None = None) -> LoadedMusicGen:
+    """`load_musicgen`, kept between calls in this process: a worker renders job after job with
+    the model it loaded once (loading MusicGen takes seconds to minutes). One model is kept; asking
+    for another (or the same folder rewritten) replaces it."""
+    identity = _weights_identity(model, device)
+    if identity not in _LOADED:
+        _LOADED.clear()  # one model at a time: MusicGen-Melody is 1.5-6 GB
+        _LOADED[identity] = load_musicgen(model, device)
+    return _LOADED[identity]
+
+
 def render_musicgen(
     arrangement: Arrangement, options: MusicGenOptions, melody_stems, progress: Callable[[str], None] | None = None,
     bundle: LoadedMusicGen | None = None,
@@ -331,7 +355,8 @@ def render_musicgen(
 
     `progress`: None = quiet; a callable gets one-line messages (the time estimate before a slow run,
     a summary per stem) and a tqdm bar per stem shows the decoding steps. `bundle` reuses a model
-    already loaded with `load_musicgen`. Returns (StemSet, run.json fragment).
+    already loaded with `load_musicgen`; without it the process's `cached_musicgen` is used.
+    Returns (StemSet, run.json fragment).
     """
     from stemforge.audio.stems import MIX_CEILING_DB, StemSet, db_to_gain, loop_samples
 
@@ -342,7 +367,7 @@ def render_musicgen(
         raise MusicGenError(f"sample_rate: {options.sample_rate} Hz is too low for stems; use 44100 or 48000")
     if options.max_retries < 0:
         raise MusicGenError(f"max_retries: {options.max_retries} must be 0 or more")
-    bundle = bundle or load_musicgen(options.model, options.device)
+    bundle = bundle or cached_musicgen(options.model, options.device)
     melody = melody_stems.stems["melody"]
     if not np.any(melody):
         raise MusicGenError("musicgen: the melody stem is silent, so there is no melody to condition on")

@@ -283,9 +283,11 @@ class PoolRunner:
                                                      threads, to_run_kwargs=lambda job: job.request))
 
     @classmethod
-    def broker(cls, url: str, model: Path | None, data_dir: Path | None, out_dir: Path) -> PoolRunner:
+    def broker(cls, url: str, model: Path | None, data_dir: Path | None, out_dir: Path,
+               musicgen: str | None = None) -> PoolRunner:
         """On the broker's workers: the batch folder must be inside the shared data folder, since
-        the workers write the items (paths travel relative to it)."""
+        the workers write the items (paths travel relative to it). `musicgen` (the batch's
+        --musicgen) routes `--renderer musicgen` lines to the workers started with that name."""
         from stemforge.pipeline.broker import BrokerPool
 
         if data_dir is None:
@@ -297,7 +299,7 @@ class PoolRunner:
                              "items, so the batch folder must be in the folder they share")
         return cls(lambda store, scratch: BrokerPool(url, store, data_dir, Path(out_dir).resolve() / ITEMS, model,
                                                      JOB_TIMEOUT_SECONDS, to_run_kwargs=lambda job: job.request,
-                                                     cancel_on_stop=True))
+                                                     musicgen=musicgen, cancel_on_stop=True))
 
     def start(self) -> None:
         self.pool.start()

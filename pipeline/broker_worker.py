@@ -226,6 +226,10 @@ def worker_main(url: str, data_dir: Path, model: Path | None, musicgen: str | No
     sampler_for(composer).warm()  # grammar tables and the compiled decoder, once per worker
     import stemforge.audio.render  # noqa: F401 - imported now so the first job does not pay for it
 
+    if musicgen:  # loaded once here and kept (audio.musicgen.cached_musicgen) for every MusicGen job
+        from stemforge.audio.musicgen import cached_musicgen
+
+        cached_musicgen(musicgen)
     name = f"{socket.gethostname()}.{os.getpid()}"
     _WORKER = _WorkerState(connection, data_dir, composer, musicgen, name,
                            _parse_stall(os.environ.get(TEST_STALL_ENV, "")))

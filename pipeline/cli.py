@@ -252,7 +252,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from stemforge.pipeline.batch import PoolRunner, print_summary, run_batch
 
-    broker = (lambda: PoolRunner.broker(args.broker, args.model, args.data, args.out)) if args.broker else None
+    broker = ((lambda: PoolRunner.broker(args.broker, args.model, args.data, args.out, args.musicgen))
+              if args.broker else None)
     items = run_batch(args.prompts, args.out, args, args.model, args.workers, broker)
     return print_summary(items, args.out, args.prompts)
 

@@ -402,3 +402,21 @@ def test_finetune_names_base_and_needs_it(tmp_path: Path, capsys) -> None:
     assert exited.value.code == 2 and "--base" in capsys.readouterr().err
     assert main(["finetune-musicgen", str(tmp_path), "--out", str(tmp_path / "ft"), "--base", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().startswith(f"error: --base {tmp_path}: no config.json")
+
+
+def test_a_worker_keeps_musicgen_loaded_between_jobs_until_its_weights_change(debug_musicgen: Path,
+                                                                              tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from stemforge.audio.musicgen import cached_musicgen
+
+    first = cached_musicgen(str(debug_musicgen), device="cpu")
+    assert cached_musicgen(str(debug_musicgen), device="cpu") is first  # the next job: no reload
+    copy = tmp_path / "copy"
+    shutil.copytree(debug_musicgen, copy)
+    other = cached_musicgen(str(copy), device="cpu")
+    assert other is not first  # another model replaces it
+    weights = next(f for f in copy.iterdir() if f.suffix == ".safetensors")
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000_000))
+    assert cached_musicgen(str(copy), device="cpu") is not other  # rewritten weights load again
