@@ -276,3 +276,16 @@ def test_a_worker_with_an_unreachable_broker_says_so_in_one_line(tiny_model: Pat
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: --broker: cannot reach redis://127.0.0.1:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_workers_queue_is_named_by_its_weights_not_its_path(tiny_model: Path, tmp_path: Path) -> None:
+    """A worker takes only jobs for the model it loaded: the same weights at another path on
+    another machine share a queue; other weights, or MusicGen jobs, have their own."""
+    from stemforge.pipeline.broker import model_queue
+
+    copy = tmp_path / "elsewhere" / "model"
+    shutil.copytree(tiny_model, copy)
+    assert model_queue(copy) == model_queue(tiny_model)
+    assert model_queue(None) != model_queue(tiny_model)  # the shipped composer
+    assert model_queue(tiny_model, "musicgen-small") not in (model_queue(tiny_model),
+                                                             model_queue(tiny_model, "musicgen-tuned"))
