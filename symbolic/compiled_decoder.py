@@ -244,11 +244,9 @@ class CompiledDecoder:
 
 
 def precompile() -> None:
-    """Compile (or load) the decoding functions once, so the first run on a machine does not
-    pay it (scripts/setup.sh calls this): numba keeps the machine code in its cache."""
-    from stemforge.symbolic.draw import draw_token
-    from stemforge.symbolic.model import DEFAULT_MODEL_DIR
+    """Compile the decoding functions once, so the first run on a machine does not pay it
+    (scripts/setup.sh calls this): numba keeps the machine code in its cache."""
+    from stemforge.symbolic.model import load_composer
+    from stemforge.symbolic.sampling import Sampler
 
-    decoder = CompiledDecoder(FastDecoder.from_directory(DEFAULT_MODEL_DIR), rows=2)
-    decoder.forward_rows({0: [1], 1: [1, 2]})
-    draw_token(np.zeros(4, np.float32), np.ones(4, np.bool_), 1.0, 0, 0.95, 0.5)
+    Sampler(load_composer(None)).warm()

@@ -95,9 +95,8 @@ class Sampler:
 
     def warm(self) -> Sampler:
         """Load what the first piece would otherwise wait for (the compiled decoder's machine
-        code from its cache, the draw's): a worker calls this before it takes jobs."""
-        from stemforge.symbolic.draw import draw_token
-
+        code from its cache, the draw's): a worker calls this before it takes jobs, and setup
+        calls it once to fill numba's cache (`compiled_decoder.precompile`)."""
         decoder = self.single_decoder("compiled")
         decoder.forward([self.composer.tokenizer.bos_id])
         decoder.reset()
