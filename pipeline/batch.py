@@ -38,7 +38,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from stemforge.pipeline.request import RunRequest
 from stemforge.symbolic.errors import UserError
@@ -72,17 +71,6 @@ class BatchItem:
     error: str | None = None
     takes: list[dict] = field(default_factory=list)  # the index rows of a finished item
 
-
-class Runner(Protocol):
-    """Where items run: `PoolRunner.local` (worker processes here) or `PoolRunner.broker`."""
-
-    def start(self) -> None: ...
-    def submit(self, request: dict) -> str: ...
-    def finished(self, job_ids: list[str]) -> dict[str, tuple[str, str | None]]: ...
-    def stop(self) -> None: ...
-
-
-# ------------------------------------------------------------------ reading the prompts file
 
 class _LineParser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage and exiting: the caller names the line."""
@@ -324,7 +312,7 @@ class PoolRunner:
 
 
 def run_batch(prompts: Path, out_dir: Path, defaults: argparse.Namespace, model: Path | None, workers: int,
-              make_runner: Callable[[], Runner] | None = None, poll_seconds: float = 0.1) -> list[BatchItem]:
+              make_runner: Callable[[], PoolRunner] | None = None, poll_seconds: float = 0.1) -> list[BatchItem]:
     """Render every line of `prompts` into `out_dir` (skipping the items already there); returns
     the items with their status. `make_runner` defaults to local worker processes."""
     from stemforge.symbolic.progress import progress_bar
@@ -375,7 +363,7 @@ def run_batch(prompts: Path, out_dir: Path, defaults: argparse.Namespace, model:
     return items
 
 
-def _until_done(runner: Runner, waiting: dict[str, BatchItem],
+def _until_done(runner: PoolRunner, waiting: dict[str, BatchItem],
                 poll_seconds: float) -> Iterator[dict[str, tuple[str, str | None]]]:
     """Yields {job id: (status, error)} each time some jobs end, until `waiting` (which the
     caller empties) is empty."""
