@@ -7,7 +7,8 @@ Rows (CPU = user + system seconds of the child process, the figure the aim is st
 wall beside it; median of --repeats):
 - `python -c "import torch"`: the reference;
 - `pipeline run --prompt "lofi 80bpm" --stems` (8 bars, 3 stems, shipped model), its
-  ratio to the reference (aim: <= 1.2x CPU);
+  ratio to the reference (aim: <= 1.2x CPU), with the decoder's kernels compiled ahead of
+  time (what setup builds), and again with numba's JIT (an empty kernels cache: the fallback);
 - `pipeline --help` and a rejected argument (aim: < 0.5 s wall);
 then the heaviest top-level imports of the run (`python -X importtime`), to show what is left.
 """
@@ -26,10 +27,10 @@ from pathlib import Path
 PIPELINE = [sys.executable, "-c", "import sys; from stemforge.pipeline.cli import main; sys.exit(main())"]
 
 
-def timed(command: list[str], expect_code: int = 0) -> tuple[float, float]:
+def timed(command: list[str], expect_code: int = 0, env: dict | None = None) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of one child process."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
@@ -61,16 +62,24 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="composer (default: the shipped one)")
     args = parser.parse_args()
     model = ["--model", str(args.model)] if args.model else []
+    from stemforge.symbolic.kernels import build_ahead_of_time
+
+    print(f"kernels compiled ahead of time: {build_ahead_of_time() or 'not available (numba.pycc missing)'}")
     rows: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        # warm the disk cache and the compiled decoder's machine-code cache once, untimed
-        timed([*PIPELINE, "run", "--prompt", "lofi 80bpm", "--stems", "--seed", "0", *model,
-               "--out", str(Path(folder) / "warm")])
+        jit_only = {**os.environ, "STEMFORGE_CACHE_DIR": str(Path(folder) / "empty-cache")}
+        # warm the disk cache and numba's machine-code cache once, untimed
+        for env in (None, jit_only):
+            timed([*PIPELINE, "run", "--prompt", "lofi 80bpm", "--stems", "--seed", "0", *model,
+                   "--out", str(Path(folder) / f"warm{env is None}")], env=env)
         for number in range(args.repeats):  # interleaved, so load on the machine hits every row alike
             rows.setdefault('python -c "import torch"', []).append(timed([sys.executable, "-c", "import torch"]))
             rows.setdefault('pipeline run --prompt "lofi 80bpm" --stems', []).append(
                 timed([*PIPELINE, "run", "--prompt", "lofi 80bpm", "--stems", "--seed", str(number + 1), *model,
                        "--out", str(Path(folder) / f"run{number}")]))
+            rows.setdefault("  the same, kernels by numba's JIT", []).append(
+                timed([*PIPELINE, "run", "--prompt", "lofi 80bpm", "--stems", "--seed", str(number + 1), *model,
+                       "--out", str(Path(folder) / f"jit{number}")], env=jit_only))
             rows.setdefault("pipeline --help", []).append(timed([*PIPELINE, "--help"]))
             rows.setdefault("pipeline run --bogus (rejected)", []).append(
                 timed([*PIPELINE, "run", "--bogus"], expect_code=2))

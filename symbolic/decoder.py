@@ -9,20 +9,15 @@ arithmetic; a flat loop over the same tensors is several times faster (bench/sym
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stemforge.symbolic.errors import UserError
-
-
-def context_overflow(max_tokens: int) -> UserError:
-    return UserError(f"the piece needs more than the model's context of {max_tokens} tokens: ask for fewer --bars "
-                     "or a sparser density, use a shorter --seed-midi, or train a model with a larger n_positions "
-                     "(the `small` config holds 2048)")
+from stemforge.symbolic.errors import context_overflow
+from stemforge.symbolic.model import GPT2_LAYER_PARTS, DecoderShape
 
 
 class FastDecoder:
@@ -40,10 +35,7 @@ class FastDecoder:
         self.scale = 1.0 / math.sqrt(self.head_dim)
         self.max_tokens = n_positions
         self.eps = layer_norm_epsilon
-        parts = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
-                 "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
-                 "mlp.c_proj.weight", "mlp.c_proj.bias")
-        self.layers = [tuple(w(f"h.{i}.{part}") for part in parts) for i in range(n_layer)]
+        self.layers = [tuple(w(f"h.{i}.{part}") for part in GPT2_LAYER_PARTS) for i in range(n_layer)]
         self.ln_f = (w("ln_f.weight"), w("ln_f.bias"))
         self.lm_head = weights.get("lm_head.weight", weights["transformer.wte.weight"]).detach().float()
         self.cache_shapes = ((n_layer, n_head, self.head_dim, n_positions),  # keys: dim before positions
@@ -60,9 +52,9 @@ class FastDecoder:
     def from_directory(cls, directory: Path) -> FastDecoder:
         from safetensors.torch import load_file
 
-        config = json.loads((directory / "config.json").read_text())
-        return cls(load_file(directory / "model.safetensors"), config["n_layer"], config["n_head"],
-                   config["n_positions"], config.get("layer_norm_epsilon", 1e-5))
+        shape = DecoderShape.of(directory)
+        return cls(load_file(directory / "model.safetensors"), shape.n_layer, shape.n_head, shape.n_positions,
+                   shape.layer_norm_epsilon)
 
     @property
     def rows(self) -> BatchDecoder:
@@ -100,6 +92,13 @@ class BatchDecoder:
         self.keys = torch.zeros((rows, *key_shape))
         self.values = torch.zeros((rows, *value_shape))
         self.lengths = [0] * rows
+
+    def reset(self) -> None:
+        self.lengths[:] = [0] * len(self.lengths)
+
+    def forward_rows(self, feeds: dict[int, list[int]]) -> dict[int, np.ndarray]:
+        """`forward` with numpy logits, the sampler's interface (`sampling.RowsDecoder`)."""
+        return {row: logits.numpy() for row, logits in self.forward(feeds).items()}
 
     @torch.inference_mode()
     def forward(self, feeds: dict[int, list[int]]) -> dict[int, torch.Tensor]:

@@ -18,3 +18,10 @@ class UserError(ValueError):
         super().__init__(message)
         if field is not None:
             self.field = field
+
+
+def context_overflow(max_tokens: int) -> UserError:
+    """A piece that does not fit the model's context (either decoder refuses it the same way)."""
+    return UserError(f"the piece needs more than the model's context of {max_tokens} tokens: ask for fewer --bars "
+                     "or a sparser density, use a shorter --seed-midi, or train a model with a larger n_positions "
+                     "(the `small` config holds 2048)")

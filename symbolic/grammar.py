@@ -1,7 +1,7 @@
 """The token grammar: which tokens may come next so that a sequence always decodes to the
 requested roles, each exactly `bars` bars, notes in range, and the given prefix.
 
-The masks are boolean tensors over the vocabulary built once per tokenizer; a step
+The masks are boolean numpy arrays over the vocabulary built once per tokenizer; a step
 combines a few of them (<2% of a forward pass), so every sample is valid by construction.
 
 Two levels: `allowed()` is what any token, forced or sampled, must satisfy (the structure);
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-import torch
+import numpy as np
 
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.tokenizer import ROLE_PROGRAMS, ComposerTokenizer
@@ -54,19 +54,19 @@ def _classify(token: str, grid_per_beat: int) -> tuple[Kind, int]:
 
 
 class GrammarTables:
-    """Per-tokenizer constant tensors."""
+    """Per-tokenizer constant arrays over the vocabulary."""
 
     def __init__(self, tokenizer: ComposerTokenizer) -> None:
         grid = tokenizer.spec.grid_per_beat
         kinds, values = zip(*(_classify(t, grid) for t in tokenizer.id_to_token))
-        self.kind = torch.tensor(kinds, dtype=torch.int64)
-        self.value = torch.tensor(values, dtype=torch.int64)
+        self.kind = np.array(kinds, dtype=np.int64)
+        self.value = np.array(values, dtype=np.int64)
         self.vocab_size = len(kinds)
         self.ticks_per_bar = tokenizer.ticks_per_bar_grid
         self.tokenizer = tokenizer
 
-        def one_hot(index: int) -> torch.Tensor:
-            mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        def one_hot(index: int) -> np.ndarray:
+            mask = np.zeros(self.vocab_size, dtype=bool)
             mask[index] = True
             return mask
 
@@ -81,18 +81,18 @@ class GrammarTables:
         self.track_end = one_hot(tokenizer.track_end_id)
         self.eos = one_hot(tokenizer.eos_id)
         self.program = {role: one_hot(tokenizer.vocab[f"Program_{p}"]) for role, p in ROLE_PROGRAMS.items()}
-        self.pitch: dict[str, torch.Tensor] = {}
+        self.pitch: dict[str, np.ndarray] = {}
         for role, (low, high) in tokenizer.spec.role_pitch_ranges.items():
             kind = Kind.PITCH_DRUM if role == "drums" else Kind.PITCH
             self.pitch[role] = (self.kind == kind) & (self.value >= low) & (self.value < high)
 
 
-    def in_key(self, key: str) -> torch.Tensor:
+    def in_key(self, key: str) -> np.ndarray:
         """1.0 on pitched-note tokens whose pitch class is in `key`'s scale, else 0."""
         from stemforge.symbolic.conditions import parse_key
 
-        scale = torch.tensor(sorted(parse_key(key).scale_pitch_classes))
-        return (self.pitched & torch.isin(self.value % 12, scale)).float()
+        scale = sorted(parse_key(key).scale_pitch_classes)
+        return (self.pitched & np.isin(self.value % 12, scale)).astype(np.float32)
 
 
 class GrammarError(UserError):
@@ -134,14 +134,14 @@ class GrammarState:
         """0-based bar the track is in (valid once its first Bar token is out)."""
         return self.bar_count - 1
 
-    def sampling_mask(self) -> torch.Tensor:
+    def sampling_mask(self) -> np.ndarray:
         """`allowed()` minus what a sampled token must not do: repeat a pitch at this
         position, or start a note the bar's token budget has no room for."""
         mask = self.allowed()
         if self.stage != "body":
             return mask
         if self.pitches_here and self.last in (Kind.POSITION, Kind.VELOCITY, Kind.DURATION):
-            mask = mask.clone()
+            mask = mask.copy()
             mask[list(self.pitches_here)] = False
         if self.bar_cap is not None and self.bar_tokens + NOTE_TOKENS > self.bar_cap and self.last != Kind.POSITION:
             closing = mask & ~self.tables.note_start
@@ -160,7 +160,7 @@ class GrammarState:
         share = ROLE_TOKEN_WEIGHTS.get(self.role, 0.3) / sum(ROLE_TOKEN_WEIGHTS.get(r, 0.3) for r in later)
         self.bar_cap = int(free * share) // self.bars
 
-    def allowed(self) -> torch.Tensor:
+    def allowed(self) -> np.ndarray:
         t = self.tables
         if self.stage == "done":
             return t.eos
@@ -230,5 +230,5 @@ class GrammarState:
         """The only allowed token, when there is exactly one (fed without sampling)."""
         mask = self.allowed()
         if int(mask.sum()) == 1:
-            return int(mask.nonzero()[0])
+            return int(np.flatnonzero(mask)[0])
         return None

@@ -22,7 +22,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from stemforge.symbolic.arrangement import BEATS_PER_BAR
 from stemforge.symbolic.conditions import parse_key
@@ -67,19 +67,19 @@ OFF_DENSITY_CONTRAST = 0.5  # genre contrast of onset positions kept in sparse a
 STACK_GAP_BEATS = 0.25  # a melody note stacked on another counts, for density, as a 16th away
 
 
-def guide_pitches(logits: torch.Tensor, bias: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
+def guide_pitches(logits: np.ndarray, bias: np.ndarray, pitches: np.ndarray) -> np.ndarray:
     """Shift probability among the allowed pitches by `bias`, keeping their total mass: the
     guidance changes which note is played, never whether one is."""
     if not bool(pitches.any()):
         return logits
     before = logits[pitches]
     after = before + bias[pitches]
-    out = logits.clone()
-    out[pitches] = after - torch.logsumexp(after, 0) + torch.logsumexp(before, 0)
+    out = logits.copy()
+    out[pitches] = after - np.logaddexp.reduce(after) + np.logaddexp.reduce(before)
     return out
 
 
-def mix_pitches(logits: torch.Tensor, log_shares: torch.Tensor, pitches: torch.Tensor, weight: float) -> torch.Tensor:
+def mix_pitches(logits: np.ndarray, log_shares: np.ndarray, pitches: np.ndarray, weight: float) -> np.ndarray:
     """Among `pitches`, the geometric mixture model^(1-weight) * shares^weight (a product of
     experts: the model and the genre's own statistics), keeping the pitches' total mass.
     Unlike a contrast with the other genres, it never exaggerates a drum the genre plays
@@ -87,9 +87,9 @@ def mix_pitches(logits: torch.Tensor, log_shares: torch.Tensor, pitches: torch.T
     if not weight or not bool(pitches.any()):
         return logits
     before = logits[pitches]
-    after = (1 - weight) * before + weight * log_shares[pitches].clamp(min=-30.0)
-    out = logits.clone()
-    out[pitches] = after - torch.logsumexp(after, 0) + torch.logsumexp(before, 0)
+    after = (1 - weight) * before + weight * np.maximum(log_shares[pitches], -30.0)
+    out = logits.copy()
+    out[pitches] = after - np.logaddexp.reduce(after) + np.logaddexp.reduce(before)
     return out
 
 
@@ -111,9 +111,9 @@ class Guide:
         grid = tables.tokenizer.spec.grid_per_beat
         self.grid_per_beat = grid
         self.positions_per_bar = tables.ticks_per_bar
-        self.pitch_of = torch.where(tables.pitched, tables.value, torch.full_like(tables.value, -1000)).float()
+        self.pitch_of = np.where(tables.pitched, tables.value, -1000).astype(np.float32)
         pc = tables.value % 12
-        self.pc_masks = torch.stack([(tables.pitched & (pc == p)).float() for p in range(12)])
+        self.pc_masks = np.stack([(tables.pitched & (pc == p)).astype(np.float32) for p in range(12)])
         self.key_vector = self.home_vector = None
         if key and strengths.key:
             parsed = parse_key(key)
@@ -121,7 +121,7 @@ class Guide:
             triad = [parsed.tonic, third, (parsed.tonic + 7) % 12]
             self.key_vector = tables.in_key(key) * strengths.key
             self.home_vector = strengths.home * self.pc_masks[triad].sum(0) + strengths.mode_note * self.pc_masks[third]
-        position_ids = (tables.kind == Kind.POSITION).nonzero().flatten()
+        position_ids = np.flatnonzero(tables.kind == Kind.POSITION)
         order = tables.value[position_ids].argsort()
         self.position_ids = position_ids[order]  # token id of Position_0, Position_1, ...
         self.closing = tables.bar | tables.track_end
@@ -135,7 +135,7 @@ class Guide:
         chords = plan.chords if plan else ()
         self.chord_starts = [c[0] for c in chords]
         self.chords = chords
-        self._chord_vectors: dict[frozenset[int], torch.Tensor] = {}
+        self._chord_vectors: dict[frozenset[int], np.ndarray] = {}
         # what has been written so far
         self.bodies: dict[str, list[list[int]]] = {}
         self.kicks: dict[int, set[int]] = {}
@@ -147,20 +147,20 @@ class Guide:
         self.free_from = 0  # in a varied bar, the kept first beats take no new notes
 
     def _genre_contrast(self, style: StyleStats | None, genre: str | None
-                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                        ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(position bias (positions,), log P(drum | position, genre) (positions, vocab),
         -inf where the genre data has no such drum) for `genre`."""
         if style is None or genre not in style.bars or not self.strengths.genre \
                 or style.positions_per_bar != self.positions_per_bar:
             return None, None
         position = style.drum_position_log_ratio(genre)
-        positions = torch.from_numpy(position).float().clamp(-GENRE_CONTRAST_LIMIT, GENRE_CONTRAST_LIMIT)
+        positions = np.clip(position.astype(np.float32), -GENRE_CONTRAST_LIMIT, GENRE_CONTRAST_LIMIT)
         log_shares = style.drum_log_share(genre)
-        shares = torch.full((self.positions_per_bar, len(self.tables.kind)), float("-inf"))
-        for token in (self.tables.kind == Kind.PITCH_DRUM).nonzero().flatten().tolist():
+        shares = np.full((self.positions_per_bar, len(self.tables.kind)), -np.inf, np.float32)
+        for token in np.flatnonzero(self.tables.kind == Kind.PITCH_DRUM).tolist():
             share = log_shares.get(int(self.tables.value[token]))
             if share is not None:
-                shares[:, token] = torch.from_numpy(share).float()
+                shares[:, token] = share
         return positions * self.strengths.genre, shares
 
     def _backbone(self, style: StyleStats | None, genre: str | None) -> dict[int, list[int]]:
@@ -182,12 +182,12 @@ class Guide:
                 missing.append(position)
         return missing
 
-    def _line_contrast(self, style: StyleStats | None, genre: str | None, role: str) -> torch.Tensor | None:
+    def _line_contrast(self, style: StyleStats | None, genre: str | None, role: str) -> np.ndarray | None:
         if style is None or genre not in style.bars or not self.strengths.genre \
                 or style.positions_per_bar != self.positions_per_bar:
             return None
-        contrast = torch.from_numpy(style.line_log_ratio(genre, role)).float()
-        return contrast.clamp(-GENRE_CONTRAST_LIMIT, GENRE_CONTRAST_LIMIT) * self.strengths.genre
+        contrast = style.line_log_ratio(genre, role).astype(np.float32)
+        return np.clip(contrast, -GENRE_CONTRAST_LIMIT, GENRE_CONTRAST_LIMIT) * self.strengths.genre
 
     # ------------------------------------------------------------------ watching
 
@@ -246,7 +246,7 @@ class Guide:
 
     # ------------------------------------------------------------------ steering
 
-    def steer(self, state: GrammarState, mask: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def steer(self, state: GrammarState, mask: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mask, logits) for one sampled token."""
         if state.stage != "body" or state.bar_count == 0:
             return mask, logits
@@ -260,7 +260,7 @@ class Guide:
                 and self.position in self.backbone and self.position >= self.free_from:
             unplayed = [t for t in self.backbone[self.position] if t not in state.pitches_here]
             if unplayed:
-                logits = logits.clone()
+                logits = logits.copy()
                 logits[unplayed] += self.strengths.backbone * 1.5
         if state.last in (Kind.BAR, Kind.DURATION) or (state.last == Kind.VELOCITY and role == "drums"):
             if self.closed:
@@ -270,7 +270,7 @@ class Guide:
             if role == "bass" and state.last == Kind.DURATION:
                 mask = mask & ~self.tables.pitched  # a bass line: one note at a time
             if self.free_from:
-                kept = torch.zeros_like(mask)
+                kept = np.zeros_like(mask)
                 kept[self.position_ids[:self.free_from]] = True
                 if self.position < self.free_from:
                     kept |= self.tables.any_pitch
@@ -280,7 +280,7 @@ class Guide:
             logits = self._steer_onsets(state, mask, logits)
         return mask, logits
 
-    def _density_bounds(self, state: GrammarState, mask: torch.Tensor) -> torch.Tensor:
+    def _density_bounds(self, state: GrammarState, mask: np.ndarray) -> np.ndarray:
         """Where the model holds to its rhythm against every push (a walking bass, a techno
         hat line), the density words become limits on each sampled bar: sparse stops a bar
         at its target, busy may not end a bar below it."""
@@ -300,7 +300,7 @@ class Guide:
             return mask
         return bounded if bool(bounded.any()) else mask
 
-    def _steer_onsets(self, state: GrammarState, mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def _steer_onsets(self, state: GrammarState, mask: np.ndarray, logits: np.ndarray) -> np.ndarray:
         s = self.strengths
         lock = self.plan.kick_lock if self.plan else 0.0
         kicks = self.kicks.get(state.bar_index) if state.role == "bass" and lock > 0 else None
@@ -310,7 +310,7 @@ class Guide:
         skeleton = self._missing_backbone(state) if state.role == "drums" and self.backbone else []
         if not density and not kicks and genre is None and not changes and not skeleton:
             return logits
-        bias = torch.zeros_like(logits)
+        bias = np.zeros_like(logits)
         for position in changes:
             if position > self.position:
                 bias[self.position_ids[position]] += s.bass_on_change
@@ -321,7 +321,7 @@ class Guide:
         if density:
             # the gap to the next onset in beats; ending the bar is a gap to its end
             current = max(self.position, 0)
-            gaps = (torch.arange(self.positions_per_bar) - current).clamp(min=0) / self.grid_per_beat
+            gaps = (np.maximum(np.arange(self.positions_per_bar) - current, 0) / self.grid_per_beat).astype(np.float32)
             bias[self.position_ids] -= density * gaps
             bias[self.closing] -= density * (self.positions_per_bar - current) / self.grid_per_beat
             if state.role != "drums" and density > 0:
@@ -342,7 +342,7 @@ class Guide:
         if kicks:
             # busy bass adds notes between the kicks, so off the kick costs half as much
             off_kick = s.kick * lock * (0.5 if self.plan and self.plan.density == "busy" else 1.0)
-            by_position = torch.full((self.positions_per_bar,), -off_kick)
+            by_position = np.full(self.positions_per_bar, -off_kick, np.float32)
             by_position[sorted(kicks)] = s.kick * lock
             uncovered = [k for k in sorted(kicks) if k > self.position and k not in self.onsets]
             if uncovered:
@@ -395,18 +395,18 @@ class Guide:
         tick = bar * self.positions_per_bar + max(self.position, 0)
         return max(0, bisect.bisect_right(self.chord_starts, tick) - 1)
 
-    def _chord_vector(self, tones: frozenset[int]) -> torch.Tensor:
+    def _chord_vector(self, tones: frozenset[int]) -> np.ndarray:
         vector = self._chord_vectors.get(tones)
         if vector is None:
             vector = self._chord_vectors[tones] = self.pc_masks[sorted(tones)].sum(0)
         return vector
 
-    def _steer_pitch(self, state: GrammarState, mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def _steer_pitch(self, state: GrammarState, mask: np.ndarray, logits: np.ndarray) -> np.ndarray:
         s = self.strengths
         pitches = mask & self.tables.pitched
         if not bool(pitches.any()):
             return logits
-        bias = self.key_vector.clone() if self.key_vector is not None else torch.zeros_like(logits)
+        bias = self.key_vector.copy() if self.key_vector is not None else np.zeros_like(logits)
         on_beat = self.position % self.grid_per_beat == 0
         if self.home_vector is not None and on_beat:
             bias += self.home_vector
@@ -423,10 +423,10 @@ class Guide:
             else:
                 bias += s.bass_chord_tone * self._chord_vector(tones)
         if self.previous_pitch is not None:
-            distance = (self.pitch_of - self.previous_pitch).abs()
-            bias -= s.leap_per_semitone * (distance - (LEAP_SEMITONES - 1)).clamp(min=0)
+            distance = np.abs(self.pitch_of - self.previous_pitch)
+            bias -= s.leap_per_semitone * np.maximum(distance - (LEAP_SEMITONES - 1), 0)
             if melody:
-                bias += s.melody_step * ((distance >= 1) & (distance <= 2)).float()
+                bias += s.melody_step * ((distance >= 1) & (distance <= 2)).astype(np.float32)
             else:
-                bias += s.bass_repeat * (distance == 0).float()
+                bias += s.bass_repeat * (distance == 0).astype(np.float32)
         return guide_pitches(logits, bias, pitches)

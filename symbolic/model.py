@@ -1,9 +1,10 @@
 """The composer model: `transformers.GPT2LMHeadModel` built from the YAML config, saved in a
 model directory next to its tokenizer, training config and the hashes of the data it saw.
 
-This module imports neither torch nor miditok (miditok's package imports torch): the service's
-main process reads a model's metadata with `read_model_info` and never composes, and torch
-loads where something decodes (`Composer.decoder`, symbolic/decoder.py) or trains.
+This module imports neither torch nor miditok: the service's main process reads a model's
+metadata with `read_model_info` and never composes. Composing reads the weights as numpy
+arrays (`Composer.decoder_weights`, the compiled decoder); torch loads only where the torch
+decoder is asked for (`Composer.decoder`, symbolic/decoder.py) or a model trains.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from stemforge.symbolic.canonical import file_sha256
 from stemforge.symbolic.errors import UserError
 
 if TYPE_CHECKING:
+    from stemforge.symbolic.compiled_decoder import DecoderWeights
     from stemforge.symbolic.decoder import FastDecoder
     from stemforge.symbolic.tokenizer import ComposerTokenizer
 
@@ -26,6 +28,27 @@ if TYPE_CHECKING:
 
 MODEL_KIND = "stemforge-composer"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+
+
+# A GPT-2 block's weights in the order both decoders (symbolic/decoder.py, compiled_decoder.py) hold them.
+GPT2_LAYER_PARTS = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
+                    "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+                    "mlp.c_proj.weight", "mlp.c_proj.bias")
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    """What a decoder needs from a model directory's config.json besides the weights."""
+
+    n_layer: int
+    n_head: int
+    n_positions: int
+    layer_norm_epsilon: float = 1e-5
+
+    @classmethod
+    def of(cls, directory: Path) -> DecoderShape:
+        config = json.loads((Path(directory) / "config.json").read_text())
+        return cls(config["n_layer"], config["n_head"], config["n_positions"], config.get("layer_norm_epsilon", 1e-5))
 
 
 class ModelDirError(UserError):
@@ -68,6 +91,26 @@ class Composer:
         if self._model is not None:
             return FastDecoder.from_model(self._model)
         return FastDecoder.from_directory(self.path)
+
+    def decoder_weights(self) -> DecoderWeights:
+        """The weights as numpy arrays for the compiled decoder (torch only if the model is
+        already loaded in torch)."""
+        from stemforge.symbolic.compiled_decoder import DecoderWeights
+
+        if self._model is not None:  # a model built in this process may have no directory yet
+            config = self._model.config
+            shape = DecoderShape(config.n_layer, config.n_head, config.n_positions, config.layer_norm_epsilon)
+            tensors = {name: t.detach().float().numpy() for name, t in self._model.state_dict().items()}
+            return DecoderWeights.from_tensors(tensors, shape.n_layer, shape.n_head, shape.n_positions,
+                                               shape.layer_norm_epsilon)
+        return DecoderWeights.from_directory(self.path)
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's context (config.json's n_positions)."""
+        if self._model is not None:
+            return int(self._model.config.n_positions)
+        return DecoderShape.of(self.path).n_positions
 
     @property
     def genres(self) -> list[str]:

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
-import torch
 
-from stemforge.symbolic.decoder import BatchDecoder
-from stemforge.symbolic.draw import draw_token
 from stemforge.symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
 from stemforge.symbolic.guide import Guide, GuideStrengths
+from stemforge.symbolic.kernels import kernels
 from stemforge.symbolic.model import Composer
 from stemforge.symbolic.plan import CompositionPlan
 from stemforge.symbolic.sampling_settings import SamplingSettings, SettingsError  # noqa: F401 - re-exported
@@ -37,10 +36,19 @@ class SamplePlan:
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
+def _one_thread(decoder: str) -> Iterator[None]:
     """Decoding is latency-bound: one thread avoids OpenMP hand-offs that made each step 10x
     slower on a busy 2-core machine (bench/symbolic.py); batched takes measured no faster with
-    two."""
+    two. The compiled decoder's runs multiply through numpy's BLAS, the torch decoder's
+    through torch's."""
+    if decoder != "torch":
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+        return
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -58,7 +66,17 @@ class SampleStats:
     repeated: int = 0  # of `forced`: tokens of bars the plan repeats
 
 
-Take = Generator[list[int], torch.Tensor, list[int]]  # yields tokens to feed, is sent their logits
+Take = Generator[list[int], np.ndarray, list[int]]  # yields tokens to feed, is sent their logits
+
+
+class RowsDecoder(Protocol):
+    """What sampling needs of a decoder (`CompiledDecoder`, the torch `BatchDecoder`)."""
+
+    def reset(self) -> None: ...
+
+    def forward_rows(self, feeds: dict[int, list[int]]) -> dict[int, np.ndarray]:
+        """row -> tokens to feed; returns row -> next-token logits after its last token."""
+        ...
 
 
 class Sampler:
@@ -67,8 +85,10 @@ class Sampler:
     def __init__(self, composer: Composer, strengths: GuideStrengths | None = None) -> None:
         self.composer = composer
         self.tables = GrammarTables(composer.tokenizer)
-        self.decoder = composer.decoder()  # torch: the batched decoder of takes reads its tensors
-        self._compiled = None
+        self.max_tokens = composer.max_tokens
+        self._decoders: dict[str, RowsDecoder] = {}  # decoder name -> its one-row decoder, kept
+        self._weights = None  # the compiled decoder's numpy weights, read on first use
+        self._torch_decoder = None  # `FastDecoder`, only where the torch decoder is asked for
         self.strengths = strengths or GuideStrengths()
         self.stats = SampleStats()
         self.take_stats: list[SampleStats] = []
@@ -84,34 +104,50 @@ class Sampler:
         self.stats = SampleStats()
         take = self._take(plan, settings, seed, self.stats, on_token)
         decoder = self.single_decoder(settings.decoder)
-        with _one_thread():
+        with _one_thread(settings.decoder):
             decoder.reset()
             try:
                 pending = next(take)
                 while True:
-                    pending = take.send(decoder.forward(pending))
+                    pending = take.send(decoder.forward_rows({0: pending})[0])
             except StopIteration as done:
                 return done.value
 
     def warm(self) -> Sampler:
         """Load what the first piece would otherwise wait for (the compiled decoder's machine
-        code from its cache, the draw's): a worker calls this before it takes jobs, and setup
-        calls it once to fill numba's cache (`compiled_decoder.precompile`)."""
+        code from its cache, for steps and for runs, and the draw's): a worker calls this before
+        it takes jobs, and setup calls it once to fill numba's cache
+        (`compiled_decoder.precompile`)."""
+        from stemforge.symbolic.compiled_decoder import BLAS_FROM_TOKENS
+
         decoder = self.single_decoder("compiled")
-        decoder.forward([self.composer.tokenizer.bos_id])
+        with _one_thread("compiled"):
+            decoder.forward_rows({0: [self.composer.tokenizer.bos_id]})
+            decoder.forward_rows({0: [self.composer.tokenizer.bos_id] * BLAS_FROM_TOKENS})
         decoder.reset()
-        draw_token(np.zeros(2, np.float32), np.ones(2, np.bool_), 1.0, 0, 0.95, 0.5)
+        kernels().draw_token(np.zeros(2, np.float32), np.ones(2, np.bool_), 1.0, 0, 0.95, 0.5)
         return self
 
-    def single_decoder(self, name: str):
-        """The batch-1 decoder called `name` (sampling_settings.DECODERS) over this model."""
-        if name == "torch":
-            return self.decoder
-        if self._compiled is None:
-            from stemforge.symbolic.compiled_decoder import CompiledDecoder
+    def single_decoder(self, name: str) -> RowsDecoder:
+        """The batch-1 decoder called `name` (sampling_settings.DECODERS), kept between pieces."""
+        if name not in self._decoders:
+            self._decoders[name] = self.rows_decoder(name, 1)
+        return self._decoders[name]
 
-            self._compiled = CompiledDecoder(self.decoder)
-        return self._compiled
+    def rows_decoder(self, name: str, rows: int) -> RowsDecoder:
+        """A decoder of `rows` sequences at once over this model: `CompiledDecoder` (numpy, no
+        torch) or the torch `BatchDecoder`."""
+        if name == "torch":
+            from stemforge.symbolic.decoder import BatchDecoder
+
+            if self._torch_decoder is None:
+                self._torch_decoder = self.composer.decoder()
+            return BatchDecoder(self._torch_decoder, rows)
+        from stemforge.symbolic.compiled_decoder import CompiledDecoder
+
+        if self._weights is None:
+            self._weights = self.composer.decoder_weights()
+        return CompiledDecoder(self._weights, rows)
 
     def sample_takes(
         self,
@@ -121,26 +157,19 @@ class Sampler:
         on_token: Callable[[int], None] | None = None,
     ) -> list[list[int]]:
         """Several pieces at once (takes): each follows its own plan, grammar and seed; the
-        model runs once per step for all of them (the compiled decoder's rows, or
-        `BatchDecoder` for the torch decoder), so the weights are read once per step instead of
-        once per take. Per take, the same as `sample` up to float
-        rounding in the batched matrix products (see docs/benchmarks.md for how often that
-        changes a token)."""
+        model runs once per step for all of them (the decoder's rows), so the weights are read
+        once per step instead of once per take. With the compiled decoder a take is
+        token-identical to the same seed alone; with torch's, equal up to float rounding in the
+        batched matrix products (see docs/benchmarks.md for how often that changes a token)."""
         self.take_stats = [SampleStats() for _ in plans]
         takes = [self._take(plan, settings, seed, stats, on_token)
                  for plan, seed, stats in zip(plans, seeds, self.take_stats, strict=True)]
-        if settings.decoder == "torch":
-            decoder = BatchDecoder(self.decoder, len(takes))
-            forward = decoder.forward
-        else:
-            from stemforge.symbolic.compiled_decoder import CompiledDecoder
-
-            forward = CompiledDecoder(self.decoder, rows=len(takes)).forward_rows
+        decoder = self.rows_decoder(settings.decoder, len(takes))
         results: list[list[int] | None] = [None] * len(takes)
-        with _one_thread():
+        with _one_thread(settings.decoder):
             pending: dict[int, list[int]] = {row: next(take) for row, take in enumerate(takes)}
             while pending:
-                logits = forward(pending)
+                logits = decoder.forward_rows(pending)
                 waiting: dict[int, list[int]] = {}
                 for row, row_logits in logits.items():
                     try:
@@ -156,8 +185,9 @@ class Sampler:
         the logits after them, so one decoder can serve one take (`sample`) or many
         (`sample_takes`) with the same sampling code."""
         uniforms = np.random.default_rng(seed)
+        draw_token = kernels().draw_token
         tables = self.tables
-        state = GrammarState(tables, plan.roles, plan.bars, max_tokens=self.decoder.max_tokens,
+        state = GrammarState(tables, plan.roles, plan.bars, max_tokens=self.max_tokens,
                              length=len(plan.prefix_ids))
         style = self.composer.style if plan.genre else None
         guide = Guide(tables, plan.composition, plan.key, replace(self.strengths, key=settings.key_bias),
@@ -190,8 +220,8 @@ class Sampler:
                         logits = yield pending
                         pending = []
                     mask, guided = guide.steer(state, state.sampling_mask(), logits)
-                    token = int(draw_token(guided.numpy(), mask.numpy(), settings.temperature, settings.top_k,
-                                           settings.top_p, uniforms.random()))
+                    token = int(draw_token(np.ascontiguousarray(guided, np.float32), mask, settings.temperature,
+                                           settings.top_k, settings.top_p, uniforms.random()))
                     if token < 0:
                         raise RuntimeError(f"grammar: no token allowed at stage {state.stage!r}")
                     from_model = True
@@ -222,7 +252,7 @@ class Sampler:
         if bool(allowed[token]):
             return token
         if kind == Kind.DURATION:
-            fitting = (allowed & tables.duration).nonzero().flatten()
+            fitting = np.flatnonzero(allowed & tables.duration)
             if len(fitting):
                 return int(fitting[tables.value[fitting].argmax()])
         return None

@@ -19,12 +19,33 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import symusic
-from miditok import MMM, TokenizerConfig
 
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, without_overlaps
 from stemforge.symbolic.conditions import DENSITIES, KEY_NAMES, ROLES, Key, parse_key
 from stemforge.symbolic.errors import UserError
 
+
+def _import_miditok():
+    """miditok without its torch datasets: its package __init__ imports `miditok.pytorch_data`
+    (and so torch, 1.5-2 s) whenever torch is installed, inside a try that falls back on
+    ImportError; composing uses only the tokenizer. A None entry in sys.modules makes that
+    one import raise ImportError (the import system's documented way to block a module); the
+    entry is removed afterwards, so `import miditok.pytorch_data` still works later."""
+    import sys
+
+    block = "miditok" not in sys.modules and "miditok.pytorch_data" not in sys.modules
+    if block:
+        sys.modules["miditok.pytorch_data"] = None
+    try:
+        import miditok
+    finally:
+        if block:
+            del sys.modules["miditok.pytorch_data"]
+    return miditok
+
+
+_miditok = _import_miditok()
+MMM, TokenizerConfig = _miditok.MMM, _miditok.TokenizerConfig
 ROLE_PROGRAMS: dict[str, int] = {"drums": -1, "bass": 33, "melody": 0}
 PROGRAM_ROLES: dict[int, str] = {p: r for r, p in ROLE_PROGRAMS.items()}
 BPM_BUCKET_EDGES: tuple[int, ...] = (60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180)

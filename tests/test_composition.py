@@ -98,7 +98,7 @@ def _greedy_for_notes(state: GrammarState, tables: GrammarTables, rng: np.random
     """An adversarial sampler: whatever the mask allows, it starts another note."""
     mask = state.sampling_mask()
     notes = mask & tables.note_start
-    choices = (notes if bool(notes.any()) else mask).nonzero().flatten().tolist()
+    choices = np.flatnonzero(notes if bool(notes.any()) else mask).tolist()
     return int(rng.choice(choices))
 
 
@@ -253,7 +253,7 @@ def test_any_walk_the_grammar_allows_decodes_to_valid_parts(seed: int) -> None:
     budget = len(prefix) + 40 * bars * len(roles)
     state = GrammarState(tables, roles, bars, max_tokens=budget, length=len(prefix))
     while not state.finished:
-        allowed = state.sampling_mask().nonzero().flatten().tolist()
+        allowed = np.flatnonzero(state.sampling_mask()).tolist()
         assert allowed, "the grammar left no way to go on"
         state.advance(int(rng.choice(allowed)))
         assert state.length <= budget

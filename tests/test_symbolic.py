@@ -296,29 +296,26 @@ def test_key_guidance_keeps_bass_and_melody_in_the_requested_key(tiny_model: Pat
 def test_compiled_decoder_matches_the_torch_decoder(tiny_model: Path, feeds: list[int]) -> None:
     """The compiled step gives the torch decoder's logits, fed one token at a time (sampling)
     or in runs (forced bars), so both decoders sample the same distribution."""
-    import torch
-
     from stemforge.symbolic.compiled_decoder import CompiledDecoder
     from stemforge.symbolic.decoder import FastDecoder
 
     composer = load_composer(tiny_model)
     ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
     ids = (ids * 3)[: sum(feeds)]
-    reference, compiled = FastDecoder.from_directory(tiny_model), CompiledDecoder(FastDecoder.from_directory(tiny_model))
+    reference, compiled = FastDecoder.from_directory(tiny_model), CompiledDecoder.from_directory(tiny_model)
     fed = 0
     for count in feeds:
-        expected, got = reference.forward(ids[fed:fed + count]), compiled.forward(ids[fed:fed + count])
+        expected, got = reference.forward(ids[fed:fed + count]).numpy(), compiled.forward(ids[fed:fed + count])
         fed += count
-        assert torch.allclose(got, expected, atol=1e-4), (fed, float((got - expected).abs().max()))
+        np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=f"after {fed} tokens")
     assert compiled.length == fed
 
 
 def test_compiled_decoder_refuses_to_run_past_the_context(tiny_model: Path) -> None:
     from stemforge.symbolic.compiled_decoder import CompiledDecoder
-    from stemforge.symbolic.decoder import FastDecoder
     from stemforge.symbolic.errors import UserError
 
-    decoder = CompiledDecoder(FastDecoder.from_directory(tiny_model))
+    decoder = CompiledDecoder.from_directory(tiny_model)
     decoder.forward([3] * (decoder.max_tokens - 1))
     with pytest.raises(UserError, match="context of"):
         decoder.forward([3, 3])
@@ -356,20 +353,86 @@ def test_draw_follows_top_k_top_p_the_mask_and_the_probabilities() -> None:
 def test_compiled_rows_decode_each_take_as_it_would_decode_alone(tiny_model: Path) -> None:
     """Rows fed different numbers of tokens in one step (a forced bar in one take, a sampled
     token in another) each get the logits that row's tokens give alone."""
-    import torch
-
-    from stemforge.symbolic.compiled_decoder import CompiledDecoder
-    from stemforge.symbolic.decoder import FastDecoder
+    from stemforge.symbolic.compiled_decoder import CompiledDecoder, DecoderWeights
 
     composer = load_composer(tiny_model)
     ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
-    batch = CompiledDecoder(FastDecoder.from_directory(tiny_model), rows=3)
-    alone = [CompiledDecoder(FastDecoder.from_directory(tiny_model)) for _ in range(3)]
-    ids = ids * 2  # a run of 9 (rows multiply runs of 8 or more through BLAS)
-    steps = [{0: ids[:5], 1: ids[:2], 2: ids[:1]}, {0: ids[5:6], 1: ids[2:7], 2: []}, {0: ids[6:7], 2: ids[1:10]}]
+    weights = DecoderWeights.from_directory(tiny_model)
+    batch = CompiledDecoder(weights, rows=3)
+    alone = [CompiledDecoder(weights) for _ in range(3)]
+    ids = ids * 3  # runs of 8 or more multiply through BLAS, shorter feeds through the compiled loops
+    steps = [{0: ids[:5], 1: ids[:2], 2: ids[:1]}, {0: ids[5:6], 1: ids[2:7], 2: []}, {0: ids[6:7], 2: ids[1:10]},
+             {0: ids[7:16], 1: ids[7:15], 2: ids[10:11]}]
     for feeds in steps:
         got = batch.forward_rows(feeds)
         assert set(got) == {row for row, tokens in feeds.items() if tokens}
         for row, logits in got.items():
-            assert torch.allclose(logits, alone[row].forward(feeds[row]), atol=1e-4), row
-    assert batch.lengths == [d.length for d in alone] == [7, 7, 10]
+            assert np.array_equal(logits, alone[row].forward(feeds[row])), row  # exactly: takes = seeds alone
+    assert batch.lengths == [d.length for d in alone] == [16, 15, 11]
+
+
+@pytest.fixture(scope="module")
+def kernels_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the kernels compiled ahead of time, as setup builds them."""
+    from stemforge.symbolic.kernels import build_ahead_of_time
+
+    root = tmp_path_factory.mktemp("cache")
+    if build_ahead_of_time(root / "kernels") is None:
+        pytest.skip("numba.pycc is not available in this numba: the JIT serves alone")
+    return root
+
+
+def test_kernels_compiled_ahead_of_time_decode_and_draw_exactly_as_the_jit(tiny_model: Path,
+                                                                         kernels_cache: Path) -> None:
+    """The ahead-of-time module (what a cold `pipeline run` loads) and numba's JIT (the
+    fallback) give the same logits bit for bit and draw the same tokens, so a seed composes
+    the same piece whichever form a process found."""
+    from stemforge.symbolic.compiled_decoder import CompiledDecoder, DecoderWeights
+    from stemforge.symbolic.decode_kernels import decode
+    from stemforge.symbolic.draw import draw_token
+    from stemforge.symbolic.kernels import Kernels, kernels
+
+    ahead = kernels(kernels_cache / "kernels")
+    assert ahead.ahead_of_time
+    jit = Kernels(decode, draw_token, ahead_of_time=False)
+    composer = load_composer(tiny_model)
+    ids = (composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) * 4)[:24]
+    weights = DecoderWeights.from_directory(tiny_model)
+    logits = {}
+    for form in (ahead, jit):
+        decoder = CompiledDecoder(weights, rows=2)
+        decoder.kernels = form
+        steps = [{0: ids[:5], 1: ids[:1]}] + [{0: [t], 1: [t, t]} for t in ids[5:12]]
+        logits[form.ahead_of_time] = [decoder.forward_rows(feeds) for feeds in steps]
+    for ahead_step, jit_step in zip(logits[True], logits[False], strict=True):
+        for row in ahead_step:
+            assert np.array_equal(ahead_step[row], jit_step[row])
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        row_logits = rng.standard_normal(64).astype(np.float32) * 3
+        allowed = rng.random(64) < 0.5
+        arguments = (row_logits, allowed, float(rng.uniform(0.5, 1.5)), int(rng.integers(0, 8)), 0.9, rng.random())
+        assert ahead.draw_token(*arguments) == jit.draw_token(*arguments)
+
+
+def test_a_run_with_the_kernels_built_composes_and_renders_without_torch_or_numba(
+        tiny_model: Path, kernels_cache: Path, tmp_path: Path) -> None:
+    """A cold `pipeline run --stems` pays neither torch's import nor numba's (about 3 s of CPU
+    together, bench/cold_start.py): the weights are read as numpy arrays, the grammar and the
+    guide are numpy, and the step is the module compiled ahead of time."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from stemforge.pipeline.cli import main\n"
+        f"code = main(['run', '--prompt', 'hiphop 90bpm', '--bars', '2', '--model', {str(tiny_model)!r}, "
+        f"'--stems', '--seed', '4', '--out', {str(tmp_path / 'run')!r}])\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'numba', 'librosa') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "STEMFORGE_CACHE_DIR": str(kernels_cache)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert len(list((tmp_path / "run").rglob("*.wav"))) >= 3
