@@ -35,7 +35,8 @@ fi
 # tinysoundfont's metadata asks for pyaudio (live playback only, needs portaudio headers):
 # the renderer does not use it, so install the wheel without it
 "${pip[@]}" --no-deps tinysoundfont==0.3.7
-# the compiled decoder's machine code, once per machine (~15 s), so the first run does not wait
+# the compiled decoder's kernels, ahead of time once per machine (~15 s, user cache): a run then
+# loads them without importing numba; numba's JIT cache of the same kernels is the fallback
 .venv/bin/python -c "from stemforge.symbolic.compiled_decoder import precompile; precompile()"
 .venv/bin/python -c "import stemforge.pipeline.cli, tinysoundfont" \
   && echo "setup: ready (.venv/bin/pipeline --help)"
