@@ -216,9 +216,9 @@ def worker_main(url: str, data_dir: Path, model: Path | None, musicgen: str | No
         raise BrokerError(f"--data: {data_dir} is not a folder; point it at the shared data folder the API "
                           "was started with (`pipeline serve --data`), as mounted on this machine")
     queues = [model_queue(model)] + ([model_queue(model, musicgen)] if musicgen else [])
-    import torch
-
-    torch.set_num_threads(max(1, threads))
+    # torch loads only for a job that asks for it (the torch decoder, MusicGen): its thread count
+    # is the variable it reads when it loads; composing with the compiled decoder needs no torch
+    os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
     from stemforge.pipeline.run import cached_composer
     from stemforge.symbolic.compose import sampler_for
 

@@ -303,9 +303,9 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, torch_thread
     if fcntl is not None:
         lock = open(Path(data_dir) / WORKER_LOCK, "a+")  # noqa: SIM115 - held for the process lifetime
         fcntl.flock(lock, fcntl.LOCK_SH)
-    import torch
-
-    torch.set_num_threads(max(1, torch_threads))
+    # torch loads only for a job that asks for it (the torch decoder, MusicGen): its thread count
+    # is the variable it reads when it loads; composing with the compiled decoder needs no torch
+    os.environ["OMP_NUM_THREADS"] = str(max(1, torch_threads))
     from stemforge.pipeline.run import RunRequest, cached_composer, run
     from stemforge.symbolic.compose import sampler_for
 
