@@ -7,9 +7,9 @@ against `FastDecoder` and `generate()` in the same run). Runs of many tokens at 
 forced bar, a kept part) multiply through numpy's BLAS instead, which is faster for them,
 with the same compiled attention over the same KV cache. The weights are read from the
 model's safetensors file as numpy arrays, so composing does not import torch: a cold
-`pipeline run` skips its 1.5-2 s import (bench/cold_start.py). numba came with librosa
-(pyproject names it); its machine code is cached on disk (`cache=True`, `precompile` at
-setup), so a process loads it instead of compiling.
+`pipeline run` skips its 1.5-2 s import (bench/cold_start.py). The compiled step is numba
+code (symbolic/decode_kernels.py), which setup compiles ahead of time so that a run does not
+import numba either (symbolic/kernels.py says how, and what happens where it cannot).
 
 The arithmetic is the same as `FastDecoder`'s, in float32, but summed in another order, so a
 logit can differ in its last bits and, rarely, a sampled token with it: a seed is
@@ -96,9 +96,10 @@ class CompiledDecoder:
     """Decodes one sequence (`forward`, `reset`, `length`) or several at once (`forward_rows`,
     for takes) over `DecoderWeights`, with a preallocated KV cache: keys (rows, layers,
     heads, dim, positions), values (rows, layers, heads, positions, dim). Steps of a few
-    tokens per row (sampling) run through the compiled step (`decode_kernels.decode`); a row's run of BLAS_FROM_TOKENS or more
-    (a repeated bar, a kept part) multiplies through numpy's BLAS, one thread (the caller
-    limits it: `Sampler`), faster for many tokens at once (bench/symbolic.py)."""
+    tokens per row (sampling) run through the compiled step (`decode_kernels.decode`); a
+    row's run of BLAS_FROM_TOKENS or more (a repeated bar, a kept part) multiplies through
+    numpy's BLAS, one thread (the caller limits it: `Sampler`), faster for many tokens at once
+    (bench/symbolic.py)."""
 
     def __init__(self, weights: DecoderWeights, rows: int = 1) -> None:
         self.weights = weights
@@ -196,20 +197,17 @@ def _numpy_gelu_tanh(x: np.ndarray) -> np.ndarray:
 
 def precompile() -> None:
     """Build what decoding runs on, once per machine (scripts/setup.sh calls this): the
-    kernels compiled ahead of time (`kernels.build_ahead_of_time`) and numba's JIT cache of
+    kernels compiled ahead of time (`kernels.build_ahead_of_time`), then numba's JIT cache of
     the same kernels, the fallback where the former cannot be built or loaded."""
     from stemforge.symbolic.decode_kernels import decode
     from stemforge.symbolic.draw import draw_token
-    from stemforge.symbolic.kernels import build_ahead_of_time
-    from stemforge.symbolic.model import load_composer
-    from stemforge.symbolic.sampling import Sampler
+    from stemforge.symbolic.kernels import Kernels, build_ahead_of_time
+    from stemforge.symbolic.model import DEFAULT_MODEL_DIR
 
     build_ahead_of_time()
-    Sampler(load_composer(None)).warm()  # the loaded form
-    weights = DecoderWeights.from_directory(load_composer(None).path)
-    jit = CompiledDecoder(weights)
-    logits = np.empty((1, weights.wte.shape[0]), np.float32)
-    one = np.zeros(1, np.int64)
-    decode(one, one, one, one, weights.wte, weights.wpe, *weights.layer_weights, weights.lnf_w, weights.lnf_b,
-           jit.keys, jit.values, weights.eps, weights.scale, logits)
-    draw_token(logits[0], np.ones(logits.shape[1], np.bool_), 1.0, 0, 0.95, 0.5)
+    weights = DecoderWeights.from_directory(DEFAULT_MODEL_DIR)
+    for form in (kernels(), Kernels(decode, draw_token, ahead_of_time=False)):
+        decoder = CompiledDecoder(weights)
+        decoder.kernels = form
+        logits = decoder.forward([0])
+        form.draw_token(logits, np.ones(len(logits), np.bool_), 1.0, 0, 0.95, 0.5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -20,6 +20,10 @@ from stemforge.symbolic.kernels import kernels
 from stemforge.symbolic.model import Composer
 from stemforge.symbolic.plan import CompositionPlan
 from stemforge.symbolic.sampling_settings import SamplingSettings, SettingsError  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    from stemforge.symbolic.compiled_decoder import DecoderWeights
+    from stemforge.symbolic.decoder import FastDecoder
 
 
 @dataclass
@@ -87,8 +91,8 @@ class Sampler:
         self.tables = GrammarTables(composer.tokenizer)
         self.max_tokens = composer.max_tokens
         self._decoders: dict[str, RowsDecoder] = {}  # decoder name -> its one-row decoder, kept
-        self._weights = None  # the compiled decoder's numpy weights, read on first use
-        self._torch_decoder = None  # `FastDecoder`, only where the torch decoder is asked for
+        self._weights: DecoderWeights | None = None  # the compiled decoder's, read on first use
+        self._torch_decoder: FastDecoder | None = None  # only where the torch decoder is asked for
         self.strengths = strengths or GuideStrengths()
         self.stats = SampleStats()
         self.take_stats: list[SampleStats] = []
@@ -114,10 +118,9 @@ class Sampler:
                 return done.value
 
     def warm(self) -> Sampler:
-        """Load what the first piece would otherwise wait for (the compiled decoder's machine
-        code from its cache, for steps and for runs, and the draw's): a worker calls this before
-        it takes jobs, and setup calls it once to fill numba's cache
-        (`compiled_decoder.precompile`)."""
+        """Load what the first piece would otherwise wait for (the compiled decoder's weights and
+        kernels, the BLAS path of its runs, the draw): a worker calls this before it takes jobs,
+        and setup once (`compiled_decoder.precompile`)."""
         from stemforge.symbolic.compiled_decoder import BLAS_FROM_TOKENS
 
         decoder = self.single_decoder("compiled")
