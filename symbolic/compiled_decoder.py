@@ -201,10 +201,13 @@ def precompile() -> None:
     the same kernels, the fallback where the former cannot be built or loaded."""
     from stemforge.symbolic.decode_kernels import decode
     from stemforge.symbolic.draw import draw_token
-    from stemforge.symbolic.kernels import Kernels, build_ahead_of_time
+    from stemforge.symbolic.kernels import BuildError, Kernels, build_ahead_of_time
     from stemforge.symbolic.model import DEFAULT_MODEL_DIR
 
-    build_ahead_of_time()
+    try:
+        build_ahead_of_time()
+    except BuildError as error:
+        print(f"warning: {error}")
     weights = DecoderWeights.from_directory(DEFAULT_MODEL_DIR)
     for form in (kernels(), Kernels(decode, draw_token, ahead_of_time=False)):
         decoder = CompiledDecoder(weights)

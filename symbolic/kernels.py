@@ -101,10 +101,15 @@ def kernels(directory: Path | None = None) -> Kernels:
     return Kernels(decode, draw_token, ahead_of_time=False)
 
 
+class BuildError(RuntimeError):
+    """The kernels could not be compiled ahead of time (no C compiler, an unwritable cache):
+    not fatal, numba's JIT serves the same kernels."""
+
+
 def build_ahead_of_time(directory: Path | None = None) -> Path | None:
     """Compile the kernels into an extension module for this machine (about 12 s); returns its
-    path, or None where numba.pycc is not available. Built in a temporary folder and moved in,
-    so a reader never loads half a file."""
+    path, or None where numba.pycc is not available (BuildError where it fails). Built in a
+    temporary folder and moved in, so a reader never loads half a file."""
     import shutil
     import tempfile
     import warnings
@@ -124,18 +129,22 @@ def build_ahead_of_time(directory: Path | None = None) -> Path | None:
     from stemforge.symbolic.decode_kernels import decode
     from stemforge.symbolic.draw import draw_token
 
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as scratch:
-        compiler = CC(name)
-        compiler.output_dir = scratch
-        compiler.target_cpu = "host"  # the module is named by this CPU, so it may use all of it
-        compiler.verbose = False
-        compiler.export("decode", SIGNATURES["decode"])(decode.py_func)
-        compiler.export("draw_token", SIGNATURES["draw_token"])(draw_token.py_func)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compiler.compile()
-        built = next(Path(scratch).glob(f"{name}*"))
-        target = directory / built.name
-        shutil.move(str(built), str(target))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as scratch:
+            compiler = CC(name)
+            compiler.output_dir = scratch
+            compiler.target_cpu = "host"  # the module is named by this CPU, so it may use all of it
+            compiler.verbose = False
+            compiler.export("decode", SIGNATURES["decode"])(decode.py_func)
+            compiler.export("draw_token", SIGNATURES["draw_token"])(draw_token.py_func)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                compiler.compile()
+            built = next(Path(scratch).glob(f"{name}*"))
+            target = directory / built.name
+            shutil.move(str(built), str(target))
+    except Exception as error:  # pycc links with the system's C compiler, which may be missing
+        raise BuildError(f"kernels: not compiled ahead of time into {directory} ({type(error).__name__}: "
+                         f"{error}); runs use numba's JIT of the same kernels") from error
     return target

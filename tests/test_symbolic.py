@@ -436,3 +436,15 @@ def test_a_run_with_the_kernels_built_composes_and_renders_without_torch_or_numb
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert len(list((tmp_path / "run").rglob("*.wav"))) >= 3
+
+
+def test_a_cache_folder_that_cannot_hold_the_kernels_leaves_the_jit_serving(tmp_path: Path) -> None:
+    """Setup on a machine where the kernels cannot be compiled ahead of time (here: the cache
+    path is a file) says why in one line and runs go on with numba's JIT."""
+    from stemforge.symbolic.kernels import BuildError, build_ahead_of_time, kernels
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    with pytest.raises(BuildError, match="runs use numba's JIT"):
+        build_ahead_of_time(blocked / "kernels")
+    assert not kernels(blocked / "kernels").ahead_of_time
