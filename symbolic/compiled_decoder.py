@@ -56,6 +56,12 @@ class DecoderWeights:
     max_tokens: int
     eps: float
 
+    def __post_init__(self) -> None:
+        # the kernels compiled ahead of time read the memory as it is (kernels._checked)
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray) and (value.dtype != np.float32 or not value.flags.c_contiguous):
+                raise TypeError(f"DecoderWeights.{name}: a C-contiguous float32 array is needed, got {value.dtype}")
+
     @property
     def scale(self) -> float:
         return 1.0 / math.sqrt(self.wte.shape[1] // self.n_head)

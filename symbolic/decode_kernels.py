@@ -174,9 +174,18 @@ def decode(ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np
         x += update
     lasts = np.empty((outputs.shape[0], width), np.float32)
     _layer_norm(x[outputs], lnf_w, lnf_b, eps, lasts)
-    for n in range(outputs.shape[0]):
+    _logits(lasts, wte, logits)
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _logits(lasts: np.ndarray, wte: np.ndarray, logits: np.ndarray) -> None:
+    """logits = lasts @ wte.T (GPT-2's tied output weights). Its own function, like every loop
+    of `decode` that sums: numba.pycc compiles the exported function itself without fastmath
+    but each function it calls with its own flags, so the ahead-of-time and JIT forms sum in
+    the same order (symbolic/kernels.py)."""
+    for n in range(lasts.shape[0]):
         for v in range(wte.shape[0]):
             total = 0.0
-            for i in range(width):
+            for i in range(lasts.shape[1]):
                 total += lasts[n, i] * wte[v, i]
             logits[n, v] = total

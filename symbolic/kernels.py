@@ -8,10 +8,11 @@ compiled by numba.pycc into an extension module load in milliseconds without imp
 and give bit-identical logits and draws (tests/test_symbolic.py checks both forms against each
 other). The module is built once per machine by `build_ahead_of_time` (scripts/setup.sh, via
 `compiled_decoder.precompile`) into the user cache (eval.cache.default_cache_root()), named by
-a digest of the kernels' source, the numba version and the CPU: edited kernels, another numba or
-a copied cache folder on another CPU find no module and fall back to the JIT, never to stale or
-foreign code. numba.pycc is pending deprecation upstream; where it is gone the build is skipped
-and the JIT serves.
+a digest of the kernels' source and of this module, the numba and numpy versions and the CPU's
+instruction-set flags: edited kernels, other libraries or a cache folder shared with another
+CPU find no module and fall back to the JIT, never to stale or foreign code; a machine whose
+flags cannot be read uses the JIT. numba.pycc is pending deprecation upstream; where it is
+gone the build is skipped and the JIT serves.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.machinery
-import importlib.metadata
 import importlib.util
 import platform
 import sys
@@ -27,7 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-KERNEL_MODULES = ("stemforge.symbolic.decode_kernels", "stemforge.symbolic.draw")
+import numpy as np
+
+# the kernels' source and this module (the exported signatures, the compiler settings)
+KERNEL_MODULES = ("stemforge.symbolic.decode_kernels", "stemforge.symbolic.draw", "stemforge.symbolic.kernels")
 F32_1, F32_2, F32_3, F32_5 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "float32[:, :, :, :, ::1]"
 I64_1 = "int64[::1]"
 # argument types as CompiledDecoder and the sampler pass them (C-contiguous arrays)
@@ -47,24 +50,28 @@ class Kernels:
     ahead_of_time: bool  # False: numba's JIT
 
 
-def _cpu_fingerprint() -> str:
-    """The CPU the module is built for (its flags decide which instructions it may use)."""
+def _cpu_fingerprint() -> str | None:
+    """The CPU the module is built for: its instruction-set flags decide which instructions the
+    module may use. None where they cannot be read (no /proc/cpuinfo): such a machine uses the
+    JIT, since a module built for another CPU in a shared cache folder could crash it."""
     try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        flags = ""
-    return f"{platform.machine()} {platform.processor()} {flags}"
+        return None
+    flags = next((line for line in lines if line.split(":")[0].strip() in ("flags", "Features")), None)
+    return f"{platform.machine()} {flags}" if flags else None
 
 
-def module_name() -> str:
-    """The ahead-of-time module's name for these kernels, this numba and this CPU."""
-    from stemforge.eval.cache import code_digest
+def module_name() -> str | None:
+    """The ahead-of-time module's name for these kernels, libraries and CPU (None: this CPU
+    cannot be told apart, use the JIT)."""
+    from stemforge.eval.cache import code_digest, library_versions
 
-    try:
-        numba_version = importlib.metadata.version("numba")
-    except importlib.metadata.PackageNotFoundError:
-        numba_version = "none"
-    key = repr((sorted(code_digest(KERNEL_MODULES).items()), numba_version, _cpu_fingerprint(), sys.version))
+    cpu = _cpu_fingerprint()
+    if cpu is None:
+        return None
+    key = repr((sorted(code_digest(KERNEL_MODULES).items()), sorted(library_versions(("numba", "numpy")).items()),
+                cpu, sys.version))
     return "stemforge_kernels_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -74,27 +81,53 @@ def kernels_dir() -> Path:
     return default_cache_root() / "kernels"
 
 
+def _module_path(directory: Path, name: str) -> Path | None:
+    return next((directory / f"{name}{suffix}" for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                 if (directory / f"{name}{suffix}").is_file()), None)
+
+
 def _load_ahead_of_time(directory: Path):
+    """The built module for these kernels, or None (not built, or it does not load)."""
     name = module_name()
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = directory / f"{name}{suffix}"
-        if path.is_file():
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-    return None
+    path = _module_path(directory, name) if name else None
+    if path is None:
+        return None
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.decode, module.draw_token  # noqa: B018 - both exported, or it is not our module
+    except Exception:  # a truncated or foreign file: the JIT gives the same results
+        return None
+    return module
+
+
+def _checked(function: Callable, arrays: tuple[tuple[int, type], ...]) -> Callable:
+    """`function` (compiled ahead of time) refusing arrays of another dtype or layout: its
+    wrapper takes the memory as it is (a float64 array crashes the process, a strided one gives
+    wrong numbers) where the JIT would compile another version. `arrays`: (argument index,
+    dtype) of the arguments to check (the decoder's own arrays are checked where they are made:
+    `DecoderWeights`, `CompiledDecoder`)."""
+
+    def call(*arguments):
+        for index, dtype in arrays:
+            array = arguments[index]
+            if array.dtype != dtype or not array.flags.c_contiguous:
+                raise TypeError(f"draw_token: argument {index} must be a C-contiguous {np.dtype(dtype).name} array, "
+                                f"got {'a C-contiguous' if array.flags.c_contiguous else 'a strided'} {array.dtype}")
+        return function(*arguments)
+
+    return call
 
 
 @functools.cache
 def kernels(directory: Path | None = None) -> Kernels:
-    """The kernels: ahead of time where built for this exact source, else numba's JIT."""
-    try:
-        module = _load_ahead_of_time(directory or kernels_dir())
-    except (ImportError, OSError):  # a broken or half-copied file: the JIT gives the same results
-        module = None
+    """The kernels: ahead of time where built for this exact source, else numba's JIT. Looked
+    up once per process and folder (the first answer is kept)."""
+    module = _load_ahead_of_time(directory or kernels_dir())
     if module is not None:
-        return Kernels(module.decode, module.draw_token, ahead_of_time=True)
+        return Kernels(module.decode, _checked(module.draw_token, ((0, np.float32), (1, np.bool_))),
+                       ahead_of_time=True)
     from stemforge.symbolic.decode_kernels import decode
     from stemforge.symbolic.draw import draw_token
 
@@ -108,18 +141,20 @@ class BuildError(RuntimeError):
 
 def build_ahead_of_time(directory: Path | None = None) -> Path | None:
     """Compile the kernels into an extension module for this machine (about 12 s); returns its
-    path, or None where numba.pycc is not available (BuildError where it fails). Built in a
-    temporary folder and moved in, so a reader never loads half a file."""
+    path, or None where that is not possible here (no numba.pycc, CPU flags unreadable);
+    BuildError where it fails. A module already there is kept if it loads, rebuilt if not.
+    Built in a temporary folder and moved in, so a reader never loads half a file."""
     import shutil
     import tempfile
     import warnings
 
     directory = directory or kernels_dir()
     name = module_name()
-    existing = [directory / f"{name}{s}" for s in importlib.machinery.EXTENSION_SUFFIXES
-                if (directory / f"{name}{s}").is_file()]
-    if existing:
-        return existing[0]
+    if name is None:
+        return None
+    existing = _module_path(directory, name)
+    if existing is not None and _load_ahead_of_time(directory) is not None:
+        return existing
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pycc's pending-deprecation notice

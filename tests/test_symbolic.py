@@ -440,11 +440,32 @@ def test_a_run_with_the_kernels_built_composes_and_renders_without_torch_or_numb
 
 def test_a_cache_folder_that_cannot_hold_the_kernels_leaves_the_jit_serving(tmp_path: Path) -> None:
     """Setup on a machine where the kernels cannot be compiled ahead of time (here: the cache
-    path is a file) says why in one line and runs go on with numba's JIT."""
-    from stemforge.symbolic.kernels import BuildError, build_ahead_of_time, kernels
+    path is a file) says why in one line, and a broken module where the built one should be (a
+    truncated copy) is passed over: runs go on with numba's JIT."""
+    from stemforge.symbolic.kernels import BuildError, build_ahead_of_time, kernels, module_name
 
+    pytest.importorskip("numba.pycc", reason="numba.pycc is not available in this numba: the JIT serves alone")
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
     with pytest.raises(BuildError, match="runs use numba's JIT"):
         build_ahead_of_time(blocked / "kernels")
-    assert not kernels(blocked / "kernels").ahead_of_time
+    broken = tmp_path / "kernels"
+    broken.mkdir()
+    import importlib.machinery
+
+    (broken / f"{module_name()}{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_bytes(b"\x7fELF truncated")
+    assert not kernels(broken).ahead_of_time
+
+
+def test_the_kernels_compiled_ahead_of_time_refuse_arrays_they_would_misread(kernels_cache: Path) -> None:
+    """The ahead-of-time draw reads memory as it is: float64 logits crashed the process and a
+    strided array drew the wrong token; they are refused with a TypeError instead."""
+    from stemforge.symbolic.kernels import kernels
+
+    draw = kernels(kernels_cache / "kernels").draw_token
+    logits, allowed = np.zeros(8, np.float32), np.ones(8, bool)
+    assert 0 <= draw(logits, allowed, 1.0, 0, 1.0, 0.5) < 8
+    with pytest.raises(TypeError, match="float32"):
+        draw(logits.astype(np.float64), allowed, 1.0, 0, 1.0, 0.5)
+    with pytest.raises(TypeError, match="strided"):
+        draw(np.zeros(16, np.float32)[::2], allowed, 1.0, 0, 1.0, 0.5)
