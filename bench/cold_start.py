@@ -27,10 +27,17 @@ from pathlib import Path
 PIPELINE = [sys.executable, "-c", "import sys; from stemforge.pipeline.cli import main; sys.exit(main())"]
 
 
+# Children run with Python's bytecode cache on, as a producer's shell has it: pip compiled
+# torch's modules to .pyc when it installed them, and the untimed first run writes ours (an
+# editable install has none), so neither side pays for compiling source. A shell with
+# PYTHONDONTWRITEBYTECODE set (this build machine's) would make only our side pay, ~0.1 s.
+CHILD_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(command: list[str], expect_code: int = 0, env: dict | None = None) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of one child process."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or CHILD_ENV)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
@@ -44,7 +51,8 @@ def heaviest_imports(command: list[str], count: int) -> list[tuple[str, float]]:
     """Packages by cumulative import time (ms) in `python -X importtime`: for each top-level
     package name, its largest cumulative figure wherever it was first imported (torch counts
     whole even when stemforge imported it); stemforge itself is left out."""
-    result = subprocess.run([sys.executable, "-X", "importtime", *command[1:]], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-X", "importtime", *command[1:]], capture_output=True, text=True,
+                            env=CHILD_ENV)
     totals: dict[str, float] = {}
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
@@ -67,7 +75,7 @@ def main() -> None:
     print(f"kernels compiled ahead of time: {build_ahead_of_time() or 'not available (numba.pycc missing)'}")
     rows: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        jit_only = {**os.environ, "STEMFORGE_CACHE_DIR": str(Path(folder) / "empty-cache")}
+        jit_only = {**CHILD_ENV, "STEMFORGE_CACHE_DIR": str(Path(folder) / "empty-cache")}
         # warm the disk cache and numba's machine-code cache once, untimed
         for env in (None, jit_only):
             timed([*PIPELINE, "run", "--prompt", "lofi 80bpm", "--stems", "--seed", "0", *model,
