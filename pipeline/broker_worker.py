@@ -37,7 +37,7 @@ from stemforge.pipeline.broker import (
     model_queue,
     redacted,
 )
-from stemforge.pipeline.jobs import TEST_STALL_ENV, _parse_stall, remove_partials
+from stemforge.pipeline.jobs import TEST_STALL_ENV, _parse_stall, load_worker_composer, remove_partials
 from stemforge.symbolic.errors import UserError
 
 
@@ -216,16 +216,7 @@ def worker_main(url: str, data_dir: Path, model: Path | None, musicgen: str | No
         raise BrokerError(f"--data: {data_dir} is not a folder; point it at the shared data folder the API "
                           "was started with (`pipeline serve --data`), as mounted on this machine")
     queues = [model_queue(model)] + ([model_queue(model, musicgen)] if musicgen else [])
-    # torch loads only for a job that asks for it (the torch decoder, MusicGen): its thread count
-    # is the variable it reads when it loads; composing with the compiled decoder needs no torch
-    os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
-    from stemforge.pipeline.run import cached_composer
-    from stemforge.symbolic.compose import sampler_for
-
-    composer = cached_composer(str(model) if model else None)
-    sampler_for(composer).warm()  # grammar tables and the compiled decoder, once per worker
-    import stemforge.audio.render  # noqa: F401 - imported now so the first job does not pay for it
-
+    composer = load_worker_composer(str(model) if model else None, threads)
     if musicgen:  # loaded once here and kept (audio.musicgen.cached_musicgen) for every MusicGen job
         from stemforge.audio.musicgen import cached_musicgen
 

@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "for these weights")
     p.add_argument("--musicgen", help="MusicGen-Melody weights on this machine: also takes the renderer=musicgen "
                    "jobs of an API whose musicgen_model has the same name")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--threads", type=int, default=1, help="torch threads, for the jobs that load torch (the torch decoder, MusicGen)")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     p.set_defaults(func=cmd_worker)
 

@@ -32,9 +32,13 @@ import traceback
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.run_manifest import MANIFEST_NAME
+
+if TYPE_CHECKING:
+    from stemforge.symbolic.model import Composer
 
 try:  # Unix: lets a restarted service wait until the workers of a killed one have exited
     import fcntl
@@ -296,6 +300,21 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(0.25)
 
 
+def load_worker_composer(model: str | None, torch_threads: int) -> Composer:
+    """What a worker process of either back end does once, before its first job: the composer
+    loaded and its sampler warmed (grammar tables, the compiled decoder), the renderer imported,
+    so the first job does not pay for them. torch loads only for a job that asks for it (the
+    torch decoder, MusicGen); its thread count is the variable it reads when it loads."""
+    os.environ["OMP_NUM_THREADS"] = str(max(1, torch_threads))
+    from stemforge.pipeline.run import cached_composer
+    from stemforge.symbolic.compose import sampler_for
+
+    composer = cached_composer(model)
+    sampler_for(composer).warm()
+    import stemforge.audio.render  # noqa: F401 - imported for its cost, not its names
+    return composer
+
+
 def worker_main(conn: Connection, model: str | None, data_dir: str, torch_threads: int) -> None:
     """One worker slot: load the model once, then run jobs sent over `conn` until EOF."""
     parent = os.getppid()
@@ -303,16 +322,10 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, torch_thread
     if fcntl is not None:
         lock = open(Path(data_dir) / WORKER_LOCK, "a+")  # noqa: SIM115 - held for the process lifetime
         fcntl.flock(lock, fcntl.LOCK_SH)
-    # torch loads only for a job that asks for it (the torch decoder, MusicGen): its thread count
-    # is the variable it reads when it loads; composing with the compiled decoder needs no torch
-    os.environ["OMP_NUM_THREADS"] = str(max(1, torch_threads))
-    from stemforge.pipeline.run import RunRequest, cached_composer, run
-    from stemforge.symbolic.compose import sampler_for
+    from stemforge.pipeline.run import RunRequest, run
 
     try:
-        composer = cached_composer(model)
-        sampler_for(composer).warm()  # grammar tables and the compiled decoder, once per worker
-        import stemforge.audio.render  # noqa: F401 - imported now so the first job does not pay for it
+        composer = load_worker_composer(model, torch_threads)
     except Exception as error:  # the service checked the model already; this is unexpected
         conn.send(("fatal", f"worker could not load the model: {error}"))
         return

@@ -44,7 +44,7 @@ from stemforge.symbolic.run_manifest import (
     file_name_base,
 )
 
-if TYPE_CHECKING:  # librosa (--like) and torch (composing) load only where they are used
+if TYPE_CHECKING:  # librosa (--like) and the composer load only where they are used
     from stemforge.audio.loop_analysis import LoopEstimate
     from stemforge.symbolic.compose import Composed
     from stemforge.symbolic.model import Composer
@@ -236,7 +236,7 @@ def run(request: RunRequest, progress: Progress | None = None, composer: Compose
         if counter["n"] % 64 == 0:
             report("composing", 0.05 + 0.5 * min(1.0, counter["n"] / expected))
 
-    from stemforge.symbolic.compose import Feel, compose_takes  # torch: loaded by a run that composes
+    from stemforge.symbolic.compose import Feel, compose_takes  # loaded only by a run that composes
 
     report("composing", 0.05)  # at once, not only after the first 64 tokens (a 1-bar piece may have fewer)
     takes = compose_takes(composer, inputs.takes, settings, model_genre=model_genre, kept=inputs.kept_tracks,

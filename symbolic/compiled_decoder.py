@@ -52,9 +52,7 @@ class DecoderWeights:
     mlp_b: np.ndarray
     lnf_w: np.ndarray
     lnf_b: np.ndarray
-    n_head: int
-    max_tokens: int
-    eps: float
+    shape: DecoderShape
 
     def __post_init__(self) -> None:
         # the kernels compiled ahead of time read the memory as it is (kernels._checked)
@@ -64,7 +62,7 @@ class DecoderWeights:
 
     @property
     def scale(self) -> float:
-        return 1.0 / math.sqrt(self.wte.shape[1] // self.n_head)
+        return 1.0 / math.sqrt(self.wte.shape[1] // self.shape.n_head)
 
     @property
     def layer_weights(self) -> tuple[np.ndarray, ...]:
@@ -72,8 +70,7 @@ class DecoderWeights:
                 self.ln2_b, self.fc_w, self.fc_b, self.mlp_w, self.mlp_b)
 
     @classmethod
-    def from_tensors(cls, tensors: dict[str, np.ndarray], n_layer: int, n_head: int, n_positions: int,
-                     eps: float) -> DecoderWeights:
+    def from_tensors(cls, tensors: dict[str, np.ndarray], shape: DecoderShape) -> DecoderWeights:
         """From a transformers GPT2LMHeadModel's state dict (arrays, `transformer.` names)."""
 
         def array(name: str) -> np.ndarray:
@@ -83,19 +80,16 @@ class DecoderWeights:
         head = tensors.get("lm_head.weight")
         if head is not None and not np.array_equal(head, wte):
             raise ValueError("the compiled decoder expects GPT-2's tied embedding and output weights")
-        stacked = [np.ascontiguousarray(np.stack([array(f"h.{i}.{part}") for i in range(n_layer)]))
+        stacked = [np.ascontiguousarray(np.stack([array(f"h.{i}.{part}") for i in range(shape.n_layer)]))
                    for part in GPT2_LAYER_PARTS]
-        return cls(wte, array("wpe.weight"), *stacked, array("ln_f.weight"), array("ln_f.bias"),
-                   n_head=n_head, max_tokens=n_positions, eps=eps)
+        return cls(wte, array("wpe.weight"), *stacked, array("ln_f.weight"), array("ln_f.bias"), shape)
 
     @classmethod
     def from_directory(cls, directory: Path) -> DecoderWeights:
         """A model directory's model.safetensors and config.json, read without torch."""
         from safetensors.numpy import load_file
 
-        shape = DecoderShape.of(directory)
-        return cls.from_tensors(load_file(Path(directory) / "model.safetensors"), shape.n_layer, shape.n_head,
-                                shape.n_positions, shape.layer_norm_epsilon)
+        return cls.from_tensors(load_file(Path(directory) / "model.safetensors"), DecoderShape.of(directory))
 
 
 class CompiledDecoder:
@@ -109,9 +103,9 @@ class CompiledDecoder:
 
     def __init__(self, weights: DecoderWeights, rows: int = 1) -> None:
         self.weights = weights
-        layers, heads = weights.attn_w.shape[0], weights.n_head
+        layers, heads = weights.shape.n_layer, weights.shape.n_head
         dim = weights.wte.shape[1] // heads
-        self.max_tokens = weights.max_tokens
+        self.max_tokens = weights.shape.n_positions
         self.keys = np.zeros((rows, layers, heads, dim, self.max_tokens), np.float32)
         self.values = np.zeros((rows, layers, heads, self.max_tokens, dim), np.float32)
         self.lengths = [0] * rows
@@ -159,14 +153,14 @@ class CompiledDecoder:
         w = self.weights
         logits = np.empty((len(outputs), w.wte.shape[0]), np.float32)
         self.kernels.decode(ids, rows, positions, outputs, w.wte, w.wpe, *w.layer_weights, w.lnf_w, w.lnf_b,
-                            self.keys, self.values, w.eps, w.scale, logits)
+                            self.keys, self.values, w.shape.layer_norm_epsilon, w.scale, logits)
         return logits
 
     def _blas(self, ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np.ndarray) -> np.ndarray:
         """One row's run of tokens through the compiled step's layers in numpy: the products through
         BLAS, the rest as array operations (no compiled function: each one a cold process
         loads from numba's cache costs it about 0.15 s)."""
-        w = self.weights
+        w, eps = self.weights, self.weights.shape.layer_norm_epsilon
         row, start, count = int(rows[0]), int(positions[0]), len(ids)
         end = start + count
         heads, dim = self.keys.shape[2], self.keys.shape[3]
@@ -175,7 +169,7 @@ class CompiledDecoder:
         hidden_future = np.arange(end)[None, :] > (start + np.arange(count))[:, None]
         x = w.wte[ids] + w.wpe[positions]
         for layer in range(w.attn_w.shape[0]):
-            qkv = _numpy_layer_norm(x, w.ln1_w[layer], w.ln1_b[layer], w.eps) @ w.attn_w[layer] + w.attn_b[layer]
+            qkv = _numpy_layer_norm(x, w.ln1_w[layer], w.ln1_b[layer], eps) @ w.attn_w[layer] + w.attn_b[layer]
             query, key, value = (qkv[:, part * width:(part + 1) * width].reshape(count, heads, dim)
                                  for part in range(3))
             self.keys[row, layer, :, :, start:end] = key.transpose(1, 2, 0)
@@ -186,9 +180,9 @@ class CompiledDecoder:
             scores /= scores.sum(axis=-1, keepdims=True)
             attended = (scores @ self.values[row, layer, :, :end]).transpose(1, 0, 2).reshape(count, width)
             x = x + (attended @ w.proj_w[layer] + w.proj_b[layer])
-            hidden = _numpy_layer_norm(x, w.ln2_w[layer], w.ln2_b[layer], w.eps) @ w.fc_w[layer] + w.fc_b[layer]
+            hidden = _numpy_layer_norm(x, w.ln2_w[layer], w.ln2_b[layer], eps) @ w.fc_w[layer] + w.fc_b[layer]
             x = x + (_numpy_gelu_tanh(hidden) @ w.mlp_w[layer] + w.mlp_b[layer])
-        return _numpy_layer_norm(x[outputs], w.lnf_w, w.lnf_b, w.eps) @ w.wte.T
+        return _numpy_layer_norm(x[outputs], w.lnf_w, w.lnf_b, eps) @ w.wte.T
 
 
 def _numpy_layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
@@ -214,9 +208,7 @@ def precompile() -> None:
         build_ahead_of_time()
     except BuildError as error:
         print(f"warning: {error}")
-    weights = DecoderWeights.from_directory(DEFAULT_MODEL_DIR)
-    for form in (kernels(), Kernels(decode, draw_token, ahead_of_time=False)):
-        decoder = CompiledDecoder(weights)
-        decoder.kernels = form
-        logits = decoder.forward([0])
-        form.draw_token(logits, np.ones(len(logits), np.bool_), 1.0, 0, 0.95, 0.5)
+    decoder = CompiledDecoder.from_directory(DEFAULT_MODEL_DIR)
+    decoder.kernels = Kernels(decode, draw_token, ahead_of_time=False)
+    logits = decoder.forward([0])
+    draw_token(logits, np.ones(len(logits), np.bool_), 1.0, 0, 0.95, 0.5)

@@ -23,18 +23,18 @@ from stemforge.symbolic.model import GPT2_LAYER_PARTS, DecoderShape
 class FastDecoder:
     """Incremental GPT-2 forward over a model's weights with a preallocated KV cache."""
 
-    def __init__(self, weights: dict[str, torch.Tensor], n_layer: int, n_head: int, n_positions: int,
-                 layer_norm_epsilon: float = 1e-5) -> None:
+    def __init__(self, weights: dict[str, torch.Tensor], shape: DecoderShape) -> None:
         def w(name: str) -> torch.Tensor:
             return weights[f"transformer.{name}"].detach().float()
 
+        n_layer, n_head, n_positions = shape.n_layer, shape.n_head, shape.n_positions
         self.n_head = n_head
         self.wte = w("wte.weight")
         self.wpe = w("wpe.weight")
         self.head_dim = self.wte.shape[1] // n_head
         self.scale = 1.0 / math.sqrt(self.head_dim)
         self.max_tokens = n_positions
-        self.eps = layer_norm_epsilon
+        self.eps = shape.layer_norm_epsilon
         self.layers = [tuple(w(f"h.{i}.{part}") for part in GPT2_LAYER_PARTS) for i in range(n_layer)]
         self.ln_f = (w("ln_f.weight"), w("ln_f.bias"))
         self.lm_head = weights.get("lm_head.weight", weights["transformer.wte.weight"]).detach().float()
@@ -44,17 +44,13 @@ class FastDecoder:
 
     @classmethod
     def from_model(cls, model) -> FastDecoder:
-        config = model.config
-        return cls(dict(model.state_dict()), config.n_layer, config.n_head, config.n_positions,
-                   config.layer_norm_epsilon)
+        return cls(dict(model.state_dict()), DecoderShape.of_config(model.config))
 
     @classmethod
     def from_directory(cls, directory: Path) -> FastDecoder:
         from safetensors.torch import load_file
 
-        shape = DecoderShape.of(directory)
-        return cls(load_file(directory / "model.safetensors"), shape.n_layer, shape.n_head, shape.n_positions,
-                   shape.layer_norm_epsilon)
+        return cls(load_file(directory / "model.safetensors"), DecoderShape.of(directory))
 
     @property
     def rows(self) -> BatchDecoder:

@@ -73,10 +73,7 @@ def guide_pitches(logits: np.ndarray, bias: np.ndarray, pitches: np.ndarray) -> 
     if not bool(pitches.any()):
         return logits
     before = logits[pitches]
-    after = before + bias[pitches]
-    out = logits.copy()
-    out[pitches] = after - np.logaddexp.reduce(after) + np.logaddexp.reduce(before)
-    return out
+    return _with_mass_kept(logits, pitches, before, before + bias[pitches])
 
 
 def mix_pitches(logits: np.ndarray, log_shares: np.ndarray, pitches: np.ndarray, weight: float) -> np.ndarray:
@@ -87,7 +84,12 @@ def mix_pitches(logits: np.ndarray, log_shares: np.ndarray, pitches: np.ndarray,
     if not weight or not bool(pitches.any()):
         return logits
     before = logits[pitches]
-    after = (1 - weight) * before + weight * np.maximum(log_shares[pitches], -30.0)
+    return _with_mass_kept(logits, pitches, before, (1 - weight) * before + weight * np.maximum(log_shares[pitches], -30.0))
+
+
+def _with_mass_kept(logits: np.ndarray, pitches: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """`logits` with the `pitches` entries moved from `before` to `after`, rescaled so that
+    together they keep the probability mass they had."""
     out = logits.copy()
     out[pitches] = after - np.logaddexp.reduce(after) + np.logaddexp.reduce(before)
     return out

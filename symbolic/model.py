@@ -50,6 +50,11 @@ class DecoderShape:
         config = json.loads((Path(directory) / "config.json").read_text())
         return cls(config["n_layer"], config["n_head"], config["n_positions"], config.get("layer_norm_epsilon", 1e-5))
 
+    @classmethod
+    def of_config(cls, config) -> DecoderShape:
+        """From a loaded model's transformers `GPT2Config`."""
+        return cls(config.n_layer, config.n_head, config.n_positions, config.layer_norm_epsilon)
+
 
 class ModelDirError(UserError):
     pass
@@ -98,19 +103,14 @@ class Composer:
         from stemforge.symbolic.compiled_decoder import DecoderWeights
 
         if self._model is not None:  # a model built in this process may have no directory yet
-            config = self._model.config
-            shape = DecoderShape(config.n_layer, config.n_head, config.n_positions, config.layer_norm_epsilon)
             tensors = {name: t.detach().float().numpy() for name, t in self._model.state_dict().items()}
-            return DecoderWeights.from_tensors(tensors, shape.n_layer, shape.n_head, shape.n_positions,
-                                               shape.layer_norm_epsilon)
+            return DecoderWeights.from_tensors(tensors, self.shape)
         return DecoderWeights.from_directory(self.path)
 
     @property
-    def max_tokens(self) -> int:
-        """The model's context (config.json's n_positions)."""
-        if self._model is not None:
-            return int(self._model.config.n_positions)
-        return DecoderShape.of(self.path).n_positions
+    def shape(self) -> DecoderShape:
+        """The loaded model's, else its directory's config.json."""
+        return DecoderShape.of_config(self._model.config) if self._model is not None else DecoderShape.of(self.path)
 
     @property
     def genres(self) -> list[str]:

@@ -89,7 +89,7 @@ class Sampler:
     def __init__(self, composer: Composer, strengths: GuideStrengths | None = None) -> None:
         self.composer = composer
         self.tables = GrammarTables(composer.tokenizer)
-        self.max_tokens = composer.max_tokens
+        self.max_tokens = composer.shape.n_positions
         self._decoders: dict[str, RowsDecoder] = {}  # decoder name -> its one-row decoder, kept
         self._weights: DecoderWeights | None = None  # the compiled decoder's, read on first use
         self._torch_decoder: FastDecoder | None = None  # only where the torch decoder is asked for
@@ -119,14 +119,9 @@ class Sampler:
 
     def warm(self) -> Sampler:
         """Load what the first piece would otherwise wait for (the compiled decoder's weights and
-        kernels, the BLAS path of its runs, the draw): a worker calls this before it takes jobs,
-        and setup once (`compiled_decoder.precompile`)."""
-        from stemforge.symbolic.compiled_decoder import BLAS_FROM_TOKENS
-
+        kernels, the draw): a worker calls this before it takes jobs."""
         decoder = self.single_decoder("compiled")
-        with _one_thread("compiled"):
-            decoder.forward_rows({0: [self.composer.tokenizer.bos_id]})
-            decoder.forward_rows({0: [self.composer.tokenizer.bos_id] * BLAS_FROM_TOKENS})
+        decoder.forward_rows({0: [self.composer.tokenizer.bos_id]})
         decoder.reset()
         kernels().draw_token(np.zeros(2, np.float32), np.ones(2, np.bool_), 1.0, 0, 0.95, 0.5)
         return self

@@ -46,6 +46,7 @@ def _import_miditok():
 
 _miditok = _import_miditok()
 MMM, TokenizerConfig = _miditok.MMM, _miditok.TokenizerConfig
+
 ROLE_PROGRAMS: dict[str, int] = {"drums": -1, "bass": 33, "melody": 0}
 PROGRAM_ROLES: dict[int, str] = {p: r for r, p in ROLE_PROGRAMS.items()}
 BPM_BUCKET_EDGES: tuple[int, ...] = (60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180)
