@@ -19,7 +19,16 @@ import httpx
 import pytest
 
 from stemforge.pipeline.jobs import TEST_STALL_ENV
-from tests.test_service import REPO_ROOT, STALL_SEED, ServiceProcess, free_port, post, wait_for, write_config
+from tests.test_service import (
+    REPO_ROOT,
+    STALL_SEED,
+    ServiceProcess,
+    free_port,
+    partial_of,
+    post,
+    wait_for,
+    write_config,
+)
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (Debian: apt-get install -y "
@@ -101,18 +110,6 @@ class Cluster(ServiceProcess):
                 worker.kill()
                 worker.wait()
         self.redis.stop()
-
-
-def partial_of(jobs_dir: Path, job_id: str, timeout: float = 60.0, not_pid: int | None = None) -> tuple[Path, int]:
-    """The job's partial run folder and the pid of the worker writing it (`.<id>.partial-<pid>`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for found in jobs_dir.glob(f".{job_id}.partial-*"):
-            pid = int(found.name.rpartition("-")[2])
-            if pid != not_pid:
-                return found, pid
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never had a partial run folder (other than pid {not_pid})")
 
 
 def nothing_left(jobs_dir: Path, job_id: str, timeout: float = 10.0) -> bool:

@@ -126,14 +126,16 @@ def wait_for(client: httpx.Client, job_id: str, statuses: tuple[str, ...], timeo
     raise AssertionError(f"job {job_id} did not reach {statuses}: {job}")
 
 
-def wait_for_partial(jobs_dir: Path, job_id: str, timeout: float = 60.0) -> Path:
+def partial_of(jobs_dir: Path, job_id: str, timeout: float = 60.0, not_pid: int | None = None) -> tuple[Path, int]:
+    """The job's partial run folder and the pid of the worker writing it (`.<id>.partial-<pid>`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = list(jobs_dir.glob(f".{job_id}.partial-*"))
-        if found:
-            return found[0]
+        for found in jobs_dir.glob(f".{job_id}.partial-*"):
+            pid = int(found.name.rpartition("-")[2])
+            if pid != not_pid:
+                return found, pid
         time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never had a partial run folder")
+    raise AssertionError(f"job {job_id} never had a partial run folder (other than pid {not_pid})")
 
 
 def post(client: httpx.Client, **body) -> dict:
@@ -408,7 +410,7 @@ def test_cancelled_running_job_leaves_no_partial_folder(service: ServiceProcess)
     jobs_dir = service.data_dir / "jobs"
     with service.client() as client:
         job = post(client, prompt="rock 120bpm", bars=2, seed=STALL_SEED)
-        wait_for_partial(jobs_dir, job["id"])  # it is mid-run, with its run folder half written
+        partial_of(jobs_dir, job["id"])  # it is mid-run, with its run folder half written
         response = client.delete(f"/jobs/{job['id']}")
         assert response.status_code == 200 and response.json()["status"] == "cancelled"
         cancelled = client.get(f"/jobs/{job['id']}").json()
@@ -422,7 +424,7 @@ def test_job_past_its_timeout_is_killed_and_failed(service: ServiceProcess) -> N
     jobs_dir = service.data_dir / "jobs"
     with service.client() as client:
         job = post(client, prompt="house 124bpm", bars=2, seed=STALL_SEED)
-        wait_for_partial(jobs_dir, job["id"])
+        partial_of(jobs_dir, job["id"])
         failed = wait_for(client, job["id"], ("failed", "done"), timeout=60)
     assert failed["status"] == "failed" and failed["error"].startswith("timeout:")
     assert not list(jobs_dir.glob(f".{job['id']}*")) and not (jobs_dir / job["id"]).exists()
@@ -464,7 +466,7 @@ def test_restart_after_kill_keeps_jobs_and_token_guards_the_api(service: Service
     jobs_dir = service.data_dir / "jobs"
     with service.client() as client:
         interrupted = post(client, prompt="rock", bars=2, seed=STALL_SEED)
-        wait_for_partial(jobs_dir, interrupted["id"])
+        partial_of(jobs_dir, interrupted["id"])
         waiting = post(client, prompt="rock 100bpm", bars=1, seed=21)
     service.kill9()  # a crash: no shutdown handlers run
 
