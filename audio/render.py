@@ -405,12 +405,15 @@ def write_stems(stems: StemSet, out_dir: Path, name: str, root_note: int | None 
     staging = Path(tempfile.mkdtemp(prefix=".stems-", dir=out_dir))
     names = {role: f"{name}_{role}.wav" for role in stems.stems}
     mix_name = f"{name}_mix.wav"
+    files = [(staging / file_name, stems.stems[role], None if role == "drums" else root_note)
+             for role, file_name in names.items()]
+    files.append((staging / mix_name, stems.mix(), root_note))
     try:
-        for role, file_name in names.items():
-            write_wav_24bit_acid(staging / file_name, stems.stems[role], stems.sample_rate, stems.bpm, stems.beats,
-                                 root_note=None if role == "drums" else root_note)
-        write_wav_24bit_acid(staging / mix_name, stems.mix(), stems.sample_rate, stems.bpm, stems.beats,
-                             root_note=root_note)
+        # side by side: the encoding (numpy) and the writes release the GIL
+        with ThreadPoolExecutor(max_workers=max(1, min(len(files), os.cpu_count() or 1))) as pool:
+            for written in [pool.submit(write_wav_24bit_acid, path, audio, stems.sample_rate, stems.bpm, stems.beats,
+                                        root_note=root) for path, audio, root in files]:
+                written.result()
         (out_dir / "stems").mkdir(exist_ok=True)
         for file_name in names.values():
             os.replace(staging / file_name, out_dir / "stems" / file_name)

@@ -23,16 +23,17 @@ def output_problem(out: Path) -> str | None:
     return None
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder, moved into place: a
-    reader sees the old file or the whole new one, never half of it (a failure leaves neither
-    a partial file nor the temporary one)."""
+def write_atomic(path: Path, *parts: bytes | memoryview) -> Path:
+    """Write `parts` one after the other to `path` through a temporary file in the same folder,
+    moved into place: a reader sees the old file or the whole new one, never half of it (a
+    failure leaves neither a partial file nor the temporary one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
+            for part in parts:
+                out.write(part)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -230,6 +230,27 @@ def test_wav_is_24bit_stereo_with_an_acid_chunk_and_unchanged_audio(tmp_path):
     assert back[10, 0] > 0.999 and back[11, 1] == -1.0
 
 
+@pytest.mark.parametrize("channels, frames", [(2, 5000), (1, 4999)], ids=["stereo", "mono-odd-length"])
+def test_wav_samples_are_byte_for_byte_what_libsndfile_writes(tmp_path, channels, frames):
+    """Our encoder replaces soundfile's for speed; a DAW must get the very same samples."""
+    rng = np.random.default_rng(channels)
+    audio = rng.normal(0.0, 0.4, (channels, frames)).astype(np.float32)
+    audio[0, :8] = [1.0, -1.0, 1.7, -3.0, 1.0 - 2.0**-24, 2.0**-24, -(2.0**-24), 3 * 2.0**-25]
+    ours = tmp_path / "ours.wav"
+    write_wav_24bit_acid(ours, audio, 44100, 120.0, 4, root_note=57)
+    theirs = tmp_path / "theirs.wav"
+    soundfile.write(str(theirs), np.clip(audio, -1.0, 1.0 - 2.0**-23).T, 44100, subtype="PCM_24", format="WAV")
+
+    def data_chunk(path: Path) -> bytes:
+        riff = path.read_bytes()
+        at = riff.index(b"data")
+        return riff[at : at + 8 + struct.unpack("<I", riff[at + 4 : at + 8])[0]]
+
+    assert data_chunk(ours) == data_chunk(theirs)
+    assert soundfile.info(str(ours)).frames == frames
+    assert len(ours.read_bytes()) % 2 == 0  # RIFF chunks are padded to even sizes
+
+
 def test_acid_reader_rejects_files_without_tempo(tmp_path):
     plain = tmp_path / "plain.wav"
     soundfile.write(str(plain), np.zeros((10, 2)), SR)
