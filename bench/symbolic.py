@@ -112,6 +112,37 @@ def time_takes(composer: Composer, bars: int, counts: list[int], repeats: int, d
     return rows
 
 
+def time_threads(composer: Composer, bars: int, repeats: int) -> tuple[float, float, bool]:
+    """Seconds for two pieces composed one after the other and side by side in two threads
+    (a Sampler each, compiled decoder), median of `repeats`, and whether the kernels are the
+    module compiled ahead of time: side by side is faster only where the kernels release the GIL."""
+    import threading
+    from statistics import median
+
+    from stemforge.symbolic.kernels import kernels
+
+    samplers = [Sampler(composer), Sampler(composer)]
+    plan = SamplePlan(composer.tokenizer.prefix_ids(composer.genres[0], 80, "A minor", "normal", bars), ROLES, bars)
+    settings = SamplingSettings()
+    for sampler in samplers:
+        sampler.sample(plan, settings, 0)  # warm
+    serial, parallel = [], []
+    for repeat in range(repeats):
+        started = time.perf_counter()
+        for number, sampler in enumerate(samplers):
+            sampler.sample(plan, settings, 10 * repeat + number)
+        serial.append(time.perf_counter() - started)
+        threads = [threading.Thread(target=sampler.sample, args=(plan, settings, 10 * repeat + number))
+                   for number, sampler in enumerate(samplers)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        parallel.append(time.perf_counter() - started)
+    return median(serial), median(parallel), kernels().ahead_of_time
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="model directory (default: the shipped composer)")
@@ -153,6 +184,9 @@ def main() -> None:
           f"{rate['compiled'] / rate['generate1']:.2f}x (1 thread); torch decoder: "
           f"{rate['torch'] / rate['generate']:.2f}x, {rate['torch'] / rate['generate1']:.2f}x; "
           f"{args.bars}-bar 3-track piece = {tokens_per_piece} tokens")
+    serial, parallel, ahead = time_threads(composer, args.bars, args.repeats)
+    print(f"two pieces in two threads (kernels {'compiled ahead of time' if ahead else 'from the JIT'}): "
+          f"{parallel:.2f} s against {serial:.2f} s one after the other ({parallel / serial:.2f}x)")
     for decoder in ("compiled", "torch") if args.takes else ():
         rows = time_takes(composer, args.bars, args.takes, args.repeats, decoder)
         one = rows[0]["seconds"]

@@ -17,13 +17,14 @@ gone the build is skipped and the JIT serves.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.machinery
 import importlib.util
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +140,30 @@ class BuildError(RuntimeError):
     not fatal, numba's JIT serves the same kernels."""
 
 
+@contextlib.contextmanager
+def _wrappers_release_the_gil() -> Iterator[None]:
+    """pycc's exported functions keep the GIL while they run (it has no `nogil` option), where
+    the JIT form releases it (`nogil=True`): a thread decoding through the built module stopped
+    every other thread of the process (two threads decoding measured 1.0x of one after the
+    other, 0.7x once released: bench/symbolic.py). pycc builds its wrappers with numba's JIT
+    wrapper code, which releases the GIL when its flags say so, from
+    `numba.pycc.compiler.Flags`: those flags, with release_gil set, while pycc compiles."""
+    import numba.pycc.compiler as pycc_compiler
+
+    original = pycc_compiler.Flags
+
+    class ReleasingTheGil(original):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    pycc_compiler.Flags = ReleasingTheGil
+    try:
+        yield
+    finally:
+        pycc_compiler.Flags = original
+
+
 def build_ahead_of_time(directory: Path | None = None) -> Path | None:
     """Compile the kernels into an extension module for this machine (about 12 s); returns its
     path, or None where that is not possible here (no numba.pycc, CPU flags unreadable);
@@ -173,7 +198,7 @@ def build_ahead_of_time(directory: Path | None = None) -> Path | None:
             compiler.verbose = False
             compiler.export("decode", SIGNATURES["decode"])(decode.py_func)
             compiler.export("draw_token", SIGNATURES["draw_token"])(draw_token.py_func)
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _wrappers_release_the_gil():
                 warnings.simplefilter("ignore")
                 compiler.compile()
             built = next(Path(scratch).glob(f"{name}*"))

@@ -7,7 +7,10 @@ re-sampled. Runs of forced tokens go through the model in one forward call.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
@@ -59,6 +62,27 @@ def _one_thread(decoder: str) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def decode_threads() -> int:
+    """Threads that may decode takes side by side: the cores this process may use, or fewer
+    where OMP_NUM_THREADS says so (the service's workers set it to their share of the cores)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        asked = int(os.environ.get("OMP_NUM_THREADS", cores))
+    except ValueError:
+        asked = cores
+    return max(1, min(cores, asked))
+
+
+def _one_at_a_time(callback: Callable[[int], None]) -> Callable[[int], None]:
+    lock = threading.Lock()
+
+    def call(token: int) -> None:
+        with lock:
+            callback(token)
+
+    return call
 
 
 @dataclass
@@ -157,24 +181,41 @@ class Sampler:
         """Several pieces at once (takes): each follows its own plan, grammar and seed; the
         model runs once per step for all of them (the decoder's rows), so the weights are read
         once per step instead of once per take. With the compiled decoder a take is
-        token-identical to the same seed alone; with torch's, equal up to float rounding in the
-        batched matrix products (see docs/benchmarks.md for how often that changes a token)."""
+        token-identical to the same seed alone, and the takes are shared out over the threads
+        `decode_threads()` allows (its kernels release the GIL), each thread with its own
+        decoder of its takes' rows; with torch's, one decoder of all rows, equal to the seed alone
+        up to float rounding in the batched matrix products (see docs/benchmarks.md for how
+        often that changes a token)."""
+        threads = 1 if settings.decoder == "torch" else min(decode_threads(), len(plans))
+        if on_token is not None and threads > 1:
+            on_token = _one_at_a_time(on_token)  # a progress bar or a job's status file is not thread-safe
         self.take_stats = [SampleStats() for _ in plans]
         takes = [self._take(plan, settings, seed, stats, on_token)
                  for plan, seed, stats in zip(plans, seeds, self.take_stats, strict=True)]
-        decoder = self.rows_decoder(settings.decoder, len(takes))
         results: list[list[int] | None] = [None] * len(takes)
-        with _one_thread(settings.decoder):
-            pending: dict[int, list[int]] = {row: next(take) for row, take in enumerate(takes)}
+        # take n to thread n % threads, so a thread's takes start at the same time
+        groups = [list(range(first, len(takes), threads)) for first in range(threads)]
+
+        def run_group(group: list[int]) -> None:
+            decoder = self.rows_decoder(settings.decoder, len(group))
+            pending: dict[int, list[int]] = {row: next(takes[take]) for row, take in enumerate(group)}
             while pending:
                 logits = decoder.forward_rows(pending)
                 waiting: dict[int, list[int]] = {}
                 for row, row_logits in logits.items():
                     try:
-                        waiting[row] = takes[row].send(row_logits)
+                        waiting[row] = takes[group[row]].send(row_logits)
                     except StopIteration as done:
-                        results[row] = done.value
+                        results[group[row]] = done.value
                 pending = waiting
+
+        with _one_thread(settings.decoder):
+            if len(groups) == 1:
+                run_group(groups[0])
+            else:
+                with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="takes") as pool:
+                    for finished in [pool.submit(run_group, group) for group in groups]:
+                        finished.result()
         return [r for r in results if r is not None]
 
     def _take(self, plan: SamplePlan, settings: SamplingSettings, seed: int, stats: SampleStats,

@@ -371,6 +371,26 @@ def test_compiled_rows_decode_each_take_as_it_would_decode_alone(tiny_model: Pat
     assert batch.lengths == [d.length for d in alone] == [16, 15, 11]
 
 
+@pytest.mark.parametrize("threads", ["2", "3"])
+def test_takes_shared_over_threads_are_the_takes_of_one_thread(tiny_model: Path, monkeypatch, threads: str) -> None:
+    """`--takes` decodes its takes in threads (the cores OMP_NUM_THREADS allows); each take is
+    still the piece its seed composes in one thread, in the order of the seeds."""
+    composer = load_composer(tiny_model)
+    plan = SamplePlan(composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 2), ROLES, 2)
+    seeds = [7, 8, 9, 10, 11]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    one_thread = Sampler(composer).sample_takes([plan] * 5, SamplingSettings(), seeds)
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(4)))  # as on a 4-core machine
+    sampler = Sampler(composer)
+    tokens: list[int] = []
+    shared = sampler.sample_takes([plan] * 5, SamplingSettings(), seeds, on_token=tokens.append)
+    assert shared == one_thread
+    assert len(set(map(tuple, shared))) == 5
+    assert len(tokens) == sum(s.sampled + s.forced for s in sampler.take_stats) == sum(len(t) for t in shared) - 5 * len(
+        plan.prefix_ids)
+
+
 @pytest.fixture(scope="module")
 def kernels_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache folder holding the kernels compiled ahead of time, as setup builds them."""
