@@ -240,10 +240,24 @@ EFFECTS: dict[str, type] = {
 }
 
 
+# What each effect costs, measured on the build machine (ms for one minute of 44.1 kHz
+# stereo, 2026-11-30). Only the order matters: the renderer starts the costliest chain first,
+# so the longest one does not start last while the other core waits (0.43 -> 0.34 s for the
+# three lofi stems).
+COST_MS_PER_MINUTE: dict[type, float] = {
+    Lowpass: 20, Highpass: 20, LowShelf: 27, HighShelf: 27, Bitcrush: 9, Distortion: 134, Gain: 7,
+    Compressor: 70, Reverb: 154, Delay: 43, Chorus: 72, WowFlutter: 224,
+}
+
+
 @dataclass(frozen=True)
 class RoleFx:
     level_db: float = -20.0
     chain: tuple = ()
+
+    @property
+    def cost_ms_per_minute(self) -> float:
+        return sum(COST_MS_PER_MINUTE.get(type(effect), 0.0) for effect in self.chain)
 
 
 @dataclass(frozen=True)

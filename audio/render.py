@@ -283,7 +283,10 @@ def render_arrangement(
         return balance(stem, sample_rate, role_fx.level_db)
 
     # FX run in threads while the next stem is synthesized: pedalboard and numpy release the GIL.
+    # The costliest chain starts first, so it does not start last and leave a core idle.
     roles = list(arrangement.tracks)
+    if not options.dry:
+        roles.sort(key=lambda role: -render_preset.role(role).cost_ms_per_minute)
     with ThreadPoolExecutor(max_workers=max(1, min(len(roles), os.cpu_count() or 1))) as pool:
         pending = {}
         for number, role in enumerate(roles):
@@ -296,7 +299,7 @@ def render_arrangement(
                 raw = render_drums(drums.kit, hits, length, sample_rate)
             pending[role] = pool.submit(finish, role, raw)
         report("effects", len(roles) / (len(roles) + 1))
-        stems = {role: future.result() for role, future in pending.items()}
+        stems = {role: pending[role].result() for role in arrangement.tracks}
     if drums is not None and drums.kit is not None:
         warnings.extend(drums.kit.warnings)
     _leave_headroom(stems)
