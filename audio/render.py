@@ -28,6 +28,7 @@ from stemforge.audio.stems import MIX_CEILING_DB, RenderError, StemSet, db_to_ga
 from stemforge.audio.wav import write_wav_24bit_acid
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, Arrangement, Track
 from stemforge.symbolic.conditions import ROLES
+from stemforge.symbolic.kernels import usable_cores
 
 __all__ = ["RenderError", "RenderOptions", "parse_instrument_flags", "render_arrangement", "write_stems"]
 
@@ -287,7 +288,7 @@ def render_arrangement(
     roles = list(arrangement.tracks)
     if not options.dry:
         roles.sort(key=lambda role: -render_preset.role(role).cost_ms_per_minute)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(roles), os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(len(roles), usable_cores()))) as pool:
         pending = {}
         for number, role in enumerate(roles):
             report(f"render {role}", number / (len(roles) + 1))
@@ -413,7 +414,7 @@ def write_stems(stems: StemSet, out_dir: Path, name: str, root_note: int | None 
     files.append((staging / mix_name, stems.mix(), root_note))
     try:
         # side by side: the encoding (numpy) and the writes release the GIL
-        with ThreadPoolExecutor(max_workers=max(1, min(len(files), os.cpu_count() or 1))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(files), usable_cores()))) as pool:
             for written in [pool.submit(write_wav_24bit_acid, path, audio, stems.sample_rate, stems.bpm, stems.beats,
                                         root_note=root) for path, audio, root in files]:
                 written.result()

@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import re
 import shlex
 import shutil
@@ -265,8 +264,9 @@ class PoolRunner:
     @classmethod
     def local(cls, model: Path | None, workers: int) -> PoolRunner:
         from stemforge.pipeline.jobs import WorkerPool
+        from stemforge.symbolic.kernels import usable_cores
 
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = max(1, usable_cores() // workers)
         return cls(lambda store, scratch: WorkerPool(store, scratch, scratch, model, workers, JOB_TIMEOUT_SECONDS,
                                                      threads, to_run_kwargs=lambda job: job.request))
 

@@ -244,8 +244,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from stemforge.pipeline.broker_worker import worker_main
+    from stemforge.symbolic.kernels import usable_cores
 
-    worker_main(args.broker, args.data, args.model, args.musicgen, args.threads, burst=args.burst)
+    worker_main(args.broker, args.data, args.model, args.musicgen, args.threads or usable_cores(), burst=args.burst)
     return 0
 
 
@@ -369,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "for these weights")
     p.add_argument("--musicgen", help="MusicGen-Melody weights on this machine: also takes the renderer=musicgen "
                    "jobs of an API whose musicgen_model has the same name")
-    p.add_argument("--threads", type=int, default=1, help="torch threads, for the jobs that load torch (the torch decoder, MusicGen)")
+    p.add_argument("--threads", type=int, default=None, help="threads for a job's takes and for torch (the torch decoder, "
+                   "MusicGen); default: this machine's cores (give 1 each to several workers sharing a machine)")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     p.set_defaults(func=cmd_worker)
 

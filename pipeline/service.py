@@ -50,6 +50,7 @@ from stemforge.pipeline.request import MAX_TAKES, FieldSpec, RunRequest, request
 from stemforge.pipeline.run import check_inputs
 from stemforge.symbolic.conditions import validate
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.kernels import usable_cores
 from stemforge.symbolic.model import read_model_info
 from stemforge.symbolic.paths import write_atomic
 from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
@@ -77,7 +78,9 @@ class ServiceLimits:
     max_queued: int = 16  # jobs waiting to run; one more gets 429 with Retry-After
     max_request_bytes: int = 16384  # request bodies above this get 413
     job_timeout_seconds: float = 300.0  # a job running longer is killed and reported failed
-    worker_threads: int = 1  # torch threads per worker process
+    # threads per worker process, for a job's takes decoding side by side and for torch (the torch
+    # decoder, MusicGen); None: the machine's cores shared among the workers
+    worker_threads: int | None = None
     recent_jobs: int = 50  # GET /jobs lists this many unless ?limit= says otherwise
     musicgen_model: str | None = None  # renderer "musicgen" is offered only when the operator names weights
     max_takes: int = 4  # takes one job may ask for (each is a whole piece; they compose together)
@@ -99,6 +102,8 @@ class ServiceLimits:
         limits = cls(**data)
         for name in ("max_bars", "max_queued", "max_request_bytes", "worker_threads", "recent_jobs", "max_takes",
                      "max_upload_bytes"):
+            if name == "worker_threads" and limits.worker_threads is None:
+                continue
             if not isinstance(getattr(limits, name), int) or getattr(limits, name) < 1:
                 raise ServiceError(f"{path}: {name} must be a whole number >= 1")
         if not isinstance(limits.job_timeout_seconds, int | float) or limits.job_timeout_seconds <= 0:
@@ -302,7 +307,8 @@ class ServiceState:
             for note in recover(self.store, self.jobs_dir):
                 print(f"stemforge: {note}", file=sys.stderr)
             self.pool = WorkerPool(self.store, self.data_dir, self.jobs_dir, self.model, workers,
-                                   limits.job_timeout_seconds, limits.worker_threads, self.run_kwargs)
+                                   limits.job_timeout_seconds, limits.worker_threads or max(1, usable_cores() // workers),
+                                   self.run_kwargs)
         self._runs: dict[str, list[tuple[str, RunManifest]]] = {}
         self._sound_names: set[str] | None = None
 

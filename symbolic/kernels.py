@@ -22,6 +22,7 @@ import functools
 import hashlib
 import importlib.machinery
 import importlib.util
+import os
 import platform
 import sys
 from collections.abc import Callable, Iterator
@@ -42,6 +43,22 @@ SIGNATURES = {
                f"{F32_1}, {F32_1}, {F32_5}, {F32_5}, float64, float64, {F32_2})"),  # ln_f, keys, values, eps, scale, out
     "draw_token": "int64(float32[::1], boolean[::1], float64, int64, float64, float64)",
 }
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def decode_threads() -> int:
+    """Threads that may decode side by side (a run's takes): the usable cores, or fewer where
+    OMP_NUM_THREADS says so (a service worker sets it to its share of the cores)."""
+    cores = usable_cores()
+    try:
+        asked = int(os.environ.get("OMP_NUM_THREADS", cores))
+    except ValueError:
+        asked = cores
+    return max(1, min(cores, asked))
 
 
 @dataclass(frozen=True)
@@ -144,10 +161,11 @@ class BuildError(RuntimeError):
 def _wrappers_release_the_gil() -> Iterator[None]:
     """pycc's exported functions keep the GIL while they run (it has no `nogil` option), where
     the JIT form releases it (`nogil=True`): a thread decoding through the built module stopped
-    every other thread of the process (two threads decoding measured 1.0x of one after the
-    other, 0.7x once released: bench/symbolic.py). pycc builds its wrappers with numba's JIT
-    wrapper code, which releases the GIL when its flags say so, from
-    `numba.pycc.compiler.Flags`: those flags, with release_gil set, while pycc compiles."""
+    every other thread of the process, so takes could not decode side by side (two pieces in two
+    threads took as long as one after the other; 0.56x once released: bench/symbolic.py). pycc
+    builds its wrappers with numba's JIT wrapper code, which releases the GIL when its flags
+    say so, and takes them from `numba.pycc.compiler.Flags`: those flags, with release_gil
+    set, while pycc compiles."""
     import numba.pycc.compiler as pycc_compiler
 
     original = pycc_compiler.Flags

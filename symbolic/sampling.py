@@ -7,7 +7,6 @@ re-sampled. Runs of forced tokens go through the model in one forward call.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ import numpy as np
 
 from stemforge.symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
 from stemforge.symbolic.guide import Guide, GuideStrengths
-from stemforge.symbolic.kernels import kernels
+from stemforge.symbolic.kernels import decode_threads, kernels
 from stemforge.symbolic.model import Composer
 from stemforge.symbolic.plan import CompositionPlan
 from stemforge.symbolic.sampling_settings import SamplingSettings, SettingsError  # noqa: F401 - re-exported
@@ -62,17 +61,6 @@ def _one_thread(decoder: str) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def decode_threads() -> int:
-    """Threads that may decode takes side by side: the cores this process may use, or fewer
-    where OMP_NUM_THREADS says so (the service's workers set it to their share of the cores)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        asked = int(os.environ.get("OMP_NUM_THREADS", cores))
-    except ValueError:
-        asked = cores
-    return max(1, min(cores, asked))
 
 
 def _one_at_a_time(callback: Callable[[int], None]) -> Callable[[int], None]:
