@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
@@ -181,13 +181,13 @@ class Sampler:
         takes = [self._take(plan, settings, seed, stats, on_token)
                  for plan, seed, stats in zip(plans, seeds, self.take_stats, strict=True)]
         results: list[list[int] | None] = [None] * len(takes)
-        # take n to thread n % threads, so a thread's takes start at the same time
-        groups = [list(range(first, len(takes), threads)) for first in range(threads)]
+        groups = [list(range(first, len(takes), threads)) for first in range(threads)]  # take n: thread n % threads
+        stop = threading.Event()  # set when one thread fails or the caller is interrupted (Ctrl-C)
 
         def run_group(group: list[int]) -> None:
             decoder = self.rows_decoder(settings.decoder, len(group))
             pending: dict[int, list[int]] = {row: next(takes[take]) for row, take in enumerate(group)}
-            while pending:
+            while pending and not stop.is_set():
                 logits = decoder.forward_rows(pending)
                 waiting: dict[int, list[int]] = {}
                 for row, row_logits in logits.items():
@@ -202,8 +202,16 @@ class Sampler:
                 run_group(groups[0])
             else:
                 with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="takes") as pool:
-                    for finished in [pool.submit(run_group, group) for group in groups]:
-                        finished.result()
+                    futures = [pool.submit(run_group, group) for group in groups]
+                    try:
+                        wait(futures, return_when=FIRST_EXCEPTION)
+                        if any(future.done() and future.exception() for future in futures):
+                            stop.set()  # the other threads end at their next step, not at their takes' end
+                        for future in futures:
+                            future.result()
+                    except BaseException:
+                        stop.set()
+                        raise
         return [r for r in results if r is not None]
 
     def _take(self, plan: SamplePlan, settings: SamplingSettings, seed: int, stats: SampleStats,

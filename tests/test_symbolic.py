@@ -391,6 +391,22 @@ def test_takes_shared_over_threads_are_the_takes_of_one_thread(tiny_model: Path,
         plan.prefix_ids)
 
 
+def test_a_take_that_fails_in_one_thread_fails_the_call_and_leaves_the_sampler_usable(tiny_model: Path,
+                                                                                      monkeypatch) -> None:
+    composer = load_composer(tiny_model)
+    vocab = composer.tokenizer.vocab
+    plan = SamplePlan(composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 2), ROLES, 2)
+    broken = SamplePlan(plan.prefix_ids, ROLES, 2,  # a drum sound in the bass: the grammar refuses it
+                        {"bass": [vocab["Track_Start"], vocab["Program_33"], vocab["Bar_None"], vocab["PitchDrum_36"]]})
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(2)))
+    sampler = Sampler(composer)
+    with pytest.raises(GrammarError):
+        sampler.sample_takes([plan, plan, plan, broken], SamplingSettings(), [1, 2, 3, 4])
+    assert sampler.sample_takes([plan, plan], SamplingSettings(), [1, 2]) == [sampler.sample(plan, SamplingSettings(), s)
+                                                                          for s in (1, 2)]
+
+
 @pytest.fixture(scope="module")
 def kernels_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache folder holding the kernels compiled ahead of time, as setup builds them."""
