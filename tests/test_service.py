@@ -163,7 +163,10 @@ def finished_job(service: ServiceProcess) -> dict:
 # ------------------------------------------------------------------ no server needed
 
 def test_limits_config_refuses_unknown_keys(tmp_path: Path) -> None:
-    assert ServiceLimits.load().max_queued >= 1  # the shipped configs/service.yaml loads
+    shipped = ServiceLimits.load()  # the shipped configs/service.yaml loads
+    assert shipped.max_queued >= 1 and shipped.worker_threads is None  # None: the cores shared among the workers
+    with pytest.raises(ServiceError, match="worker_threads must be a whole number >= 1"):
+        ServiceLimits.load(write_config(tmp_path / "threads.yaml", worker_threads=0))
     with pytest.raises(ServiceError, match=r"unknown config key\(s\) \['max_jobs'\]"):
         ServiceLimits.load(write_config(tmp_path / "bad.yaml", max_jobs=3))
     with pytest.raises(ServiceError, match="job_timeout_seconds"):
