@@ -184,8 +184,10 @@ class Sampler:
         groups = [list(range(first, len(takes), threads)) for first in range(threads)]  # take n: thread n % threads
         stop = threading.Event()  # set when one thread fails or the caller is interrupted (Ctrl-C)
 
-        def run_group(group: list[int]) -> None:
-            decoder = self.rows_decoder(settings.decoder, len(group))
+        # made here, not in the threads: the first one reads the weights, once
+        decoders = [self.rows_decoder(settings.decoder, len(group)) for group in groups]
+
+        def run_group(group: list[int], decoder: RowsDecoder) -> None:
             pending: dict[int, list[int]] = {row: next(takes[take]) for row, take in enumerate(group)}
             while pending and not stop.is_set():
                 logits = decoder.forward_rows(pending)
@@ -199,10 +201,10 @@ class Sampler:
 
         with _one_thread(settings.decoder):
             if len(groups) == 1:
-                run_group(groups[0])
+                run_group(groups[0], decoders[0])
             else:
                 with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="takes") as pool:
-                    futures = [pool.submit(run_group, group) for group in groups]
+                    futures = [pool.submit(run_group, group, decoder) for group, decoder in zip(groups, decoders)]
                     try:
                         wait(futures, return_when=FIRST_EXCEPTION)
                         if any(future.done() and future.exception() for future in futures):
