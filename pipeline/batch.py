@@ -264,11 +264,9 @@ class PoolRunner:
     @classmethod
     def local(cls, model: Path | None, workers: int) -> PoolRunner:
         from stemforge.pipeline.jobs import WorkerPool
-        from stemforge.symbolic.kernels import usable_cores
 
-        threads = max(1, usable_cores() // workers)
         return cls(lambda store, scratch: WorkerPool(store, scratch, scratch, model, workers, JOB_TIMEOUT_SECONDS,
-                                                     threads, to_run_kwargs=lambda job: job.request))
+                                                     None, to_run_kwargs=lambda job: job.request))
 
     @classmethod
     def broker(cls, url: str, model: Path | None, data_dir: Path | None, out_dir: Path,

@@ -37,7 +37,13 @@ from stemforge.pipeline.broker import (
     model_queue,
     redacted,
 )
-from stemforge.pipeline.jobs import TEST_STALL_ENV, _parse_stall, load_worker_composer, remove_partials
+from stemforge.pipeline.jobs import (
+    TEST_STALL_ENV,
+    _parse_stall,
+    load_worker_composer,
+    remove_partials,
+    worker_threads,
+)
 from stemforge.symbolic.errors import UserError
 
 
@@ -203,7 +209,7 @@ class PerformOnly(Job):
         return super()._execute()
 
 
-def worker_main(url: str, data_dir: Path, model: Path | None, musicgen: str | None, threads: int,
+def worker_main(url: str, data_dir: Path, model: Path | None, musicgen: str | None, threads: int | None,
                 burst: bool = False) -> None:
     """`pipeline worker`: load the composer once, then take jobs from this model's queue on the
     broker until stopped (SIGTERM/Ctrl-C finish the running job first; twice stops at once)."""
@@ -216,7 +222,7 @@ def worker_main(url: str, data_dir: Path, model: Path | None, musicgen: str | No
         raise BrokerError(f"--data: {data_dir} is not a folder; point it at the shared data folder the API "
                           "was started with (`pipeline serve --data`), as mounted on this machine")
     queues = [model_queue(model)] + ([model_queue(model, musicgen)] if musicgen else [])
-    composer = load_worker_composer(str(model) if model else None, threads)
+    composer = load_worker_composer(str(model) if model else None, worker_threads(1, threads))
     if musicgen:  # loaded once here and kept (audio.musicgen.cached_musicgen) for every MusicGen job
         from stemforge.audio.musicgen import cached_musicgen
 

@@ -244,9 +244,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from stemforge.pipeline.broker_worker import worker_main
-    from stemforge.symbolic.kernels import usable_cores
 
-    worker_main(args.broker, args.data, args.model, args.musicgen, args.threads or usable_cores(), burst=args.burst)
+    worker_main(args.broker, args.data, args.model, args.musicgen, args.threads, burst=args.burst)
     return 0
 
 

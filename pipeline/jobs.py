@@ -300,12 +300,21 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(0.25)
 
 
-def load_worker_composer(model: str | None, torch_threads: int) -> Composer:
+def worker_threads(workers: int, asked: int | None = None) -> int:
+    """Threads for each of `workers` worker processes on this machine: `asked`, or the cores
+    shared among them (a job's takes decode side by side in them, and torch uses them)."""
+    from stemforge.symbolic.kernels import usable_cores
+
+    return asked or max(1, usable_cores() // workers)
+
+
+def load_worker_composer(model: str | None, threads: int) -> Composer:
     """What a worker process of either back end does once, before its first job: the composer
     loaded and its sampler warmed (grammar tables, the compiled decoder), the renderer imported,
-    so the first job does not pay for them. torch loads only for a job that asks for it (the
-    torch decoder, MusicGen); its thread count is the variable it reads when it loads."""
-    os.environ["OMP_NUM_THREADS"] = str(max(1, torch_threads))
+    so the first job does not pay for them. `threads` goes to OMP_NUM_THREADS, which a job's
+    takes read (`kernels.decode_threads`) and torch reads when a job loads it (the torch
+    decoder, MusicGen)."""
+    os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
     from stemforge.pipeline.run import cached_composer
     from stemforge.symbolic.compose import sampler_for
 
@@ -315,7 +324,7 @@ def load_worker_composer(model: str | None, torch_threads: int) -> Composer:
     return composer
 
 
-def worker_main(conn: Connection, model: str | None, data_dir: str, torch_threads: int) -> None:
+def worker_main(conn: Connection, model: str | None, data_dir: str, threads: int) -> None:
     """One worker slot: load the model once, then run jobs sent over `conn` until EOF."""
     parent = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
@@ -325,7 +334,7 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, torch_thread
     from stemforge.pipeline.run import RunRequest, run
 
     try:
-        composer = load_worker_composer(model, torch_threads)
+        composer = load_worker_composer(model, threads)
     except Exception as error:  # the service checked the model already; this is unexpected
         conn.send(("fatal", f"worker could not load the model: {error}"))
         return
@@ -400,13 +409,13 @@ class WorkerPool(SchedulerHealth):
     RESPAWN_DELAY_SECONDS = 1.0
 
     def __init__(self, store: JobStore, data_dir: Path, jobs_dir: Path, model: Path | None, workers: int,
-                 timeout_seconds: float, torch_threads: int, to_run_kwargs) -> None:
+                 timeout_seconds: float, threads: int | None, to_run_kwargs) -> None:
         if workers < 1:
             raise JobError(f"--workers: {workers} must be at least 1")
         self.store, self.data_dir, self.jobs_dir = store, data_dir, jobs_dir
         self.model = str(model) if model is not None else None
         self.timeout_seconds = timeout_seconds
-        self.torch_threads = torch_threads
+        self.threads = worker_threads(workers, threads)
         self.to_run_kwargs = to_run_kwargs
         self._context = multiprocessing.get_context("spawn")
         self._slots = [_Slot(n) for n in range(workers)]
@@ -491,7 +500,7 @@ class WorkerPool(SchedulerHealth):
     def _spawn(self, slot: _Slot) -> None:
         parent_conn, child_conn = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=worker_main, args=(child_conn, self.model, str(self.data_dir), self.torch_threads),
+            target=worker_main, args=(child_conn, self.model, str(self.data_dir), self.threads),
             name=f"stemforge-worker-{slot.number}", daemon=True,
         )
         process.start()

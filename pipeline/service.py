@@ -50,7 +50,6 @@ from stemforge.pipeline.request import MAX_TAKES, FieldSpec, RunRequest, request
 from stemforge.pipeline.run import check_inputs
 from stemforge.symbolic.conditions import validate
 from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.kernels import usable_cores
 from stemforge.symbolic.model import read_model_info
 from stemforge.symbolic.paths import write_atomic
 from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
@@ -307,8 +306,7 @@ class ServiceState:
             for note in recover(self.store, self.jobs_dir):
                 print(f"stemforge: {note}", file=sys.stderr)
             self.pool = WorkerPool(self.store, self.data_dir, self.jobs_dir, self.model, workers,
-                                   limits.job_timeout_seconds, limits.worker_threads or max(1, usable_cores() // workers),
-                                   self.run_kwargs)
+                                   limits.job_timeout_seconds, limits.worker_threads, self.run_kwargs)
         self._runs: dict[str, list[tuple[str, RunManifest]]] = {}
         self._sound_names: set[str] | None = None
 

@@ -73,6 +73,23 @@ def _one_at_a_time(callback: Callable[[int], None]) -> Callable[[int], None]:
     return call
 
 
+def _decode_rows(takes: list[Take], decoder: RowsDecoder, stop: threading.Event | None = None) -> list[list[int]]:
+    """Run `takes` to their end as the rows of `decoder` (take n is row n): each step feeds every
+    unfinished take's pending tokens at once and sends each its logits. Returns their sequences
+    (an empty one for a take cut short because `stop` was set)."""
+    results: list[list[int]] = [[] for _ in takes]
+    pending: dict[int, list[int]] = {row: next(take) for row, take in enumerate(takes)}
+    while pending and not (stop is not None and stop.is_set()):
+        waiting: dict[int, list[int]] = {}
+        for row, logits in decoder.forward_rows(pending).items():
+            try:
+                waiting[row] = takes[row].send(logits)
+            except StopIteration as done:
+                results[row] = done.value
+        pending = waiting
+    return results
+
+
 @dataclass
 class SampleStats:
     """What the last `sample` call did: tokens the model chose vs tokens it was fed."""
@@ -122,12 +139,7 @@ class Sampler:
         decoder = self.single_decoder(settings.decoder)
         with _one_thread(settings.decoder):
             decoder.reset()
-            try:
-                pending = next(take)
-                while True:
-                    pending = take.send(decoder.forward_rows({0: pending})[0])
-            except StopIteration as done:
-                return done.value
+            return _decode_rows([take], decoder)[0]
 
     def warm(self) -> Sampler:
         """Load what the first piece would otherwise wait for (the compiled decoder's weights and
@@ -180,41 +192,24 @@ class Sampler:
         self.take_stats = [SampleStats() for _ in plans]
         takes = [self._take(plan, settings, seed, stats, on_token)
                  for plan, seed, stats in zip(plans, seeds, self.take_stats, strict=True)]
-        results: list[list[int] | None] = [None] * len(takes)
-        groups = [list(range(first, len(takes), threads)) for first in range(threads)]  # take n: thread n % threads
-        stop = threading.Event()  # set when one thread fails or the caller is interrupted (Ctrl-C)
-
+        groups = [takes[first::threads] for first in range(threads)]  # take n: thread n % threads
         # made here, not in the threads: the first one reads the weights, once
         decoders = [self.rows_decoder(settings.decoder, len(group)) for group in groups]
-
-        def run_group(group: list[int], decoder: RowsDecoder) -> None:
-            pending: dict[int, list[int]] = {row: next(takes[take]) for row, take in enumerate(group)}
-            while pending and not stop.is_set():
-                logits = decoder.forward_rows(pending)
-                waiting: dict[int, list[int]] = {}
-                for row, row_logits in logits.items():
-                    try:
-                        waiting[row] = takes[group[row]].send(row_logits)
-                    except StopIteration as done:
-                        results[group[row]] = done.value
-                pending = waiting
-
         with _one_thread(settings.decoder):
-            if len(groups) == 1:
-                run_group(groups[0], decoders[0])
-            else:
-                with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="takes") as pool:
-                    futures = [pool.submit(run_group, group, decoder) for group, decoder in zip(groups, decoders)]
-                    try:
-                        wait(futures, return_when=FIRST_EXCEPTION)
-                        if any(future.done() and future.exception() for future in futures):
-                            stop.set()  # the other threads end at their next step, not at their takes' end
-                        for future in futures:
-                            future.result()
-                    except BaseException:
-                        stop.set()
-                        raise
-        return [r for r in results if r is not None]
+            if threads == 1:
+                return _decode_rows(takes, decoders[0])
+            stop = threading.Event()  # one thread failed or the caller was interrupted (Ctrl-C)
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="takes") as pool:
+                futures = [pool.submit(_decode_rows, group, decoder, stop) for group, decoder in zip(groups, decoders)]
+                try:
+                    wait(futures, return_when=FIRST_EXCEPTION)
+                    if any(future.done() and future.exception() for future in futures):
+                        stop.set()  # the other threads end at their next step, not at their takes' end
+                    results = [future.result() for future in futures]
+                except BaseException:
+                    stop.set()
+                    raise
+        return [results[n % threads][n // threads] for n in range(len(takes))]
 
     def _take(self, plan: SamplePlan, settings: SamplingSettings, seed: int, stats: SampleStats,
               on_token: Callable[[int], None] | None) -> Take:

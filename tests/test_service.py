@@ -524,7 +524,7 @@ def test_the_scheduler_survives_a_full_disk_and_finishes_every_job(tiny_model: P
     jobs_dir = tmp_path / "jobs"
     jobs_dir.mkdir()
     store = FullDiskStore(tmp_path / "jobs.sqlite", progress_failures=2, result_failures=2)
-    pool = WorkerPool(store, tmp_path, jobs_dir, tiny_model, 1, timeout_seconds=300, torch_threads=1,
+    pool = WorkerPool(store, tmp_path, jobs_dir, tiny_model, 1, timeout_seconds=300, threads=1,
                       to_run_kwargs=lambda job: {"prompt": "rock", "bars": 1, "seed": 1, "stems": False,
                                                  "model": str(tiny_model), "out": str(jobs_dir / job.id)})
     assert pool.scheduler_state() == "dead"  # not started: /health must not say ok
@@ -591,7 +591,7 @@ def test_a_full_disk_answers_507_naming_the_data_folder(tiny_model: Path, tmp_pa
 def test_an_aborted_jobs_end_is_recorded_once_the_disk_has_room(tmp_path: Path) -> None:
     """A cancel (or timeout) while the disk is full left the job "running" for good."""
     store = FullDiskStore(tmp_path / "jobs.sqlite", progress_failures=0, result_failures=1)
-    pool = WorkerPool(store, tmp_path, tmp_path / "jobs", None, 1, timeout_seconds=60, torch_threads=1,
+    pool = WorkerPool(store, tmp_path, tmp_path / "jobs", None, 1, timeout_seconds=60, threads=1,
                       to_run_kwargs=lambda job: {})
     job = store.add({})
     assert store.mark_running(job.id)
@@ -608,7 +608,7 @@ def test_health_does_not_hang_on_a_scheduler_stuck_inside_a_turn(tmp_path: Path)
     import threading
 
     store = JobStore(tmp_path / "jobs.sqlite")
-    pool = WorkerPool(store, tmp_path, tmp_path / "jobs", None, 1, timeout_seconds=60, torch_threads=1,
+    pool = WorkerPool(store, tmp_path, tmp_path / "jobs", None, 1, timeout_seconds=60, threads=1,
                       to_run_kwargs=lambda job: {})
     held, release = threading.Event(), threading.Event()
 
