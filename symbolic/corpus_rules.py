@@ -344,7 +344,7 @@ def bass_pitch(pitch_class: int, previous: int | None) -> int:
 # How each genre's bass moves: which rhythm and which chord tones. See docs/corpus.md.
 @dataclass(frozen=True)
 class BassStyle:
-    rhythm: str  # kick | offbeat | rolling | walking | tumbao | eighths | sustain
+    rhythm: str  # kick | kick_bounce | walking | tumbao | eighths | sustain
     gate: float  # share of the time to the next bass note that the note sounds
     weak_tones: tuple[str, ...]  # choices for notes that are not on a chord change / downbeat
     velocity: int
@@ -354,8 +354,8 @@ BASS_STYLES: dict[str, BassStyle] = {
     "lofi": BassStyle("kick", 0.85, ("root", "root", "fifth", "seventh", "octave"), 88),
     "hiphop": BassStyle("kick", 0.85, ("root", "root", "root", "fifth", "octave"), 100),
     "trap": BassStyle("kick", 1.0, ("root", "root", "root", "octave"), 110),
-    "house": BassStyle("offbeat", 0.45, ("root", "root", "octave"), 100),
-    "techno": BassStyle("rolling", 0.5, ("root", "root", "root", "fifth"), 95),
+    "house": BassStyle("kick_bounce", 0.45, ("root", "root", "octave"), 100),
+    "techno": BassStyle("kick", 0.3, ("root", "root", "root", "fifth"), 95),
     "dnb": BassStyle("kick", 1.0, ("root", "root", "fifth"), 108),
     "funk": BassStyle("kick", 0.5, ("root", "octave", "octave", "fifth", "seventh"), 105),
     "rock": BassStyle("eighths", 0.85, ("root", "root", "root", "fifth"), 100),
@@ -379,10 +379,8 @@ def _bass_onsets(style: BassStyle, kicks: list[int], spans: list[ChordSpan], tot
     on a beat, plus beat 1 of any bar the rhythm leaves empty."""
     if style.rhythm == "kick":
         onsets = set(kicks)
-    elif style.rhythm == "offbeat":
-        onsets = set(range(240, total, TPB))
-    elif style.rhythm == "rolling":
-        onsets = {t for t in range(0, total, 120) if t % TPB}
+    elif style.rhythm == "kick_bounce":  # house: with the kicks, and the "and" of 4 into the next bar
+        onsets = set(kicks) | set(range(3 * TPB + 240, total, BAR))
     elif style.rhythm in ("walking",):
         onsets = set(range(0, total, TPB))
     elif style.rhythm == "eighths":
@@ -393,7 +391,7 @@ def _bass_onsets(style: BassStyle, kicks: list[int], spans: list[ChordSpan], tot
         onsets = {0}
     else:
         raise ValueError(f"bass rhythm {style.rhythm!r} is not known")
-    if style.rhythm not in ("offbeat", "rolling", "tumbao"):
+    if style.rhythm != "tumbao":
         onsets |= {s.start for s in spans if s.start % TPB == 0 and 0 <= s.start < total}
     for bar_start in range(0, total, BAR):
         if not any(bar_start <= t < bar_start + BAR for t in onsets):

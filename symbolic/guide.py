@@ -41,7 +41,14 @@ class GuideStrengths:
 
     key: float = 1.5  # in-scale pitches of bass and melody
     home: float = 0.7  # on the beats, more for the tonic triad: the home notes that make the key heard
-    mode_note: float = 1.0  # on the beats, more again for the key's third, which tells minor from major
+    # Melody notes on the beats, more again for the key's third, which tells minor from major.
+    # Measured on the default model (120 requests, key-finding on bass + melody): a minor
+    # key's third on the melody at 2.5 (was 1.0 on bass and melody) finds 73% of minor keys
+    # (55% before; 80% at 3.5); on the bass too it found 87% but pulled the bass's downbeats
+    # off the chord's root. A major key's third pulls towards the key of that third (E minor
+    # for C major): 73% of major keys found at 2.0, 78% at 1.0, 80% at 0.5.
+    minor_third: float = 2.5
+    major_third: float = 0.5
     chord_bass: float = 6.0  # the chord's bass note for the first bass note of a chord
     bass_chord_tone: float = 1.5
     bass_repeat: float = 1.0
@@ -116,13 +123,15 @@ class Guide:
         self.pitch_of = np.where(tables.pitched, tables.value, -1000).astype(np.float32)
         pc = tables.value % 12
         self.pc_masks = np.stack([(tables.pitched & (pc == p)).astype(np.float32) for p in range(12)])
-        self.key_vector = self.home_vector = None
+        self.key_vector = self.home_vector = self.third_vector = None
         if key and strengths.key:
             parsed = parse_key(key)
             third = (parsed.tonic + (3 if parsed.mode == "minor" else 4)) % 12
             triad = [parsed.tonic, third, (parsed.tonic + 7) % 12]
             self.key_vector = tables.in_key(key) * strengths.key
-            self.home_vector = strengths.home * self.pc_masks[triad].sum(0) + strengths.mode_note * self.pc_masks[third]
+            third_pull = strengths.minor_third if parsed.mode == "minor" else strengths.major_third
+            self.home_vector = strengths.home * self.pc_masks[triad].sum(0)
+            self.third_vector = third_pull * self.pc_masks[third]
         position_ids = np.flatnonzero(tables.kind == Kind.POSITION)
         order = tables.value[position_ids].argsort()
         self.position_ids = position_ids[order]  # token id of Position_0, Position_1, ...
@@ -410,11 +419,13 @@ class Guide:
             return logits
         bias = self.key_vector.copy() if self.key_vector is not None else np.zeros_like(logits)
         on_beat = self.position % self.grid_per_beat == 0
+        melody = state.role == "melody"
         if self.home_vector is not None and on_beat:
             bias += self.home_vector
+            if melody:  # the bass's beats belong to the chord's root
+                bias += self.third_vector
         index = self._chord_index(state.bar_index)
         chord = self.chords[index] if index is not None else None
-        melody = state.role == "melody"
         if chord is not None:
             _, _, root, bass_pc, tones = chord
             if melody:

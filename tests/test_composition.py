@@ -166,7 +166,7 @@ def test_the_bass_lands_on_the_kicks_and_the_chord_roots(tiny_model: Path) -> No
     composer = load_composer(tiny_model)
     drums = groove_tracks("hiphop", 4, 0, np.random.default_rng(1))["drums"]
     context = {"drums": composer.tokenizer.encode_track(drums, TICKS_PER_BEAT, 4)}
-    locked, loose = [], []
+    locked, loose, downbeats = [], [], []
     for seed in range(3):
         tracks, spans = _sample(composer, "hiphop", 4, seed, loop_bars=None, kick_lock=1.0, context=context,
                                 chords="Am F C G")
@@ -175,13 +175,16 @@ def test_the_bass_lands_on_the_kicks_and_the_chord_roots(tiny_model: Path) -> No
         for bar, span in enumerate(spans):
             first = min((n for n in tracks["bass"] if bar * TICKS_PER_BAR <= n.start < (bar + 1) * TICKS_PER_BAR),
                         key=lambda n: n.start)
-            assert first.start == bar * TICKS_PER_BAR and first.pitch % 12 == span.chord.bass, (seed, bar)
+            downbeats.append(first.start == bar * TICKS_PER_BAR and first.pitch % 12 == span.chord.bass)
         tracks, _ = _sample(composer, "hiphop", 4, seed, loop_bars=None, kick_lock=0.0, context=context)
         loose.append(bass_on_kick(tracks["bass"], drums.notes))
     on_kick = sum(s.hits for s, _ in locked) / sum(s.total for s, _ in locked)
     covered = sum(c.hits for _, c in locked) / sum(c.total for _, c in locked)
     assert on_kick >= 0.8 and covered >= 0.8
     assert on_kick > sum(s.hits for s in loose) / sum(s.total for s in loose)
+    # the chord's root on the downbeat in 11 of 12 bars at least (issue 10 asks 80%): the
+    # tiny model is barely trained, so one bar of twelve may still lose to its logits
+    assert sum(downbeats) >= len(downbeats) - 1, downbeats
 
 
 def test_density_words_change_the_notes_of_every_part(tiny_model: Path) -> None:

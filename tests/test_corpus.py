@@ -131,13 +131,16 @@ def test_bass_fills_a_bar_without_kicks_and_chord_changes_on_a_beat():
     assert by_start[0] == 9 and by_start[2 * BEAT] == 5 and by_start[BAR] == 5
 
 
-@pytest.mark.parametrize("genre", ["house", "jazz", "latin", "ambient"], ids=str)
+@pytest.mark.parametrize("genre", ["house", "techno", "jazz", "latin", "ambient"], ids=str)
 def test_idiomatic_bass_rhythms(genre):
     spans = [rules.ChordSpan(0, 2 * BAR, rules.parse_chord("D:min7"))]
-    bass = rules.derive_bass(spans, [0, BAR], 2 * BAR, parse_key("D minor"), genre, random.Random(0))
+    four_on_the_floor = list(range(0, 2 * BAR, BEAT))
+    kicks = four_on_the_floor if genre in ("house", "techno") else [0, BAR]
+    bass = rules.derive_bass(spans, kicks, 2 * BAR, parse_key("D minor"), genre, random.Random(0))
     starts = [n.start for n in bass]
     expected = {
-        "house": list(range(240, 2 * BAR, BEAT)),  # between the four-on-the-floor kicks
+        "house": sorted([*four_on_the_floor, 3 * BEAT + 240, BAR + 3 * BEAT + 240]),  # kicks + the bounce into a bar
+        "techno": four_on_the_floor,  # a short note with every kick
         "jazz": list(range(0, 2 * BAR, BEAT)),  # walking quarters
         "latin": [720, 1440, BAR + 720, BAR + 1440],  # tumbao
         "ambient": [0, BAR],  # one long note per bar of a held chord
