@@ -123,15 +123,17 @@ class Guide:
         self.pitch_of = np.where(tables.pitched, tables.value, -1000).astype(np.float32)
         pc = tables.value % 12
         self.pc_masks = np.stack([(tables.pitched & (pc == p)).astype(np.float32) for p in range(12)])
-        self.key_vector = self.home_vector = self.third_vector = None
+        self.key_vector: np.ndarray | None = None
+        self.on_beat_vectors: dict[str, np.ndarray] = {}  # per role: the key's pull on the beats
         if key and strengths.key:
             parsed = parse_key(key)
             third = (parsed.tonic + (3 if parsed.mode == "minor" else 4)) % 12
             triad = [parsed.tonic, third, (parsed.tonic + 7) % 12]
             self.key_vector = tables.in_key(key) * strengths.key
             third_pull = strengths.minor_third if parsed.mode == "minor" else strengths.major_third
-            self.home_vector = strengths.home * self.pc_masks[triad].sum(0)
-            self.third_vector = third_pull * self.pc_masks[third]
+            with_home = self.key_vector + strengths.home * self.pc_masks[triad].sum(0)
+            # the bass's beats belong to the chord's root, so only the melody's get the third
+            self.on_beat_vectors = {"bass": with_home, "melody": with_home + third_pull * self.pc_masks[third]}
         position_ids = np.flatnonzero(tables.kind == Kind.POSITION)
         order = tables.value[position_ids].argsort()
         self.position_ids = position_ids[order]  # token id of Position_0, Position_1, ...
@@ -417,13 +419,10 @@ class Guide:
         pitches = mask & self.tables.pitched
         if not bool(pitches.any()):
             return logits
-        bias = self.key_vector.copy() if self.key_vector is not None else np.zeros_like(logits)
         on_beat = self.position % self.grid_per_beat == 0
+        key_pull = self.on_beat_vectors.get(state.role) if on_beat else self.key_vector
+        bias = key_pull.copy() if key_pull is not None else np.zeros_like(logits)
         melody = state.role == "melody"
-        if self.home_vector is not None and on_beat:
-            bias += self.home_vector
-            if melody:  # the bass's beats belong to the chord's root
-                bias += self.third_vector
         index = self._chord_index(state.bar_index)
         chord = self.chords[index] if index is not None else None
         if chord is not None:
