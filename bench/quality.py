@@ -32,7 +32,8 @@ What is measured (per genre, generated vs training, and vs real music where it a
   OTHER genre's distance for contrast, and the floor: the mean distance of same-size random
   samples of training pieces of the genre (what sampling noise alone gives);
 - genre control: a logistic regression on window features (eval/music_features.py) fitted on
-  the training windows recognises the requested genre in generated 4-bar windows;
+  the training windows recognises the requested genre in generated 4-bar windows (the
+  default requests' and --classifier-seeds more per genre, read by the classifier only);
 - novelty: the verdict of `pipeline eval` (eval/novelty.py: bar digests read at every shift,
   any transposition) per run and per part, "copied" / "near copy" / "new" (aim: no run
   copied), and diversity: distinct pieces / parts across seeds.
@@ -148,7 +149,9 @@ class Request:
     seed: int
     bars: int
     key: str
-    kind: str = "normal"  # normal | sparse | busy (density twins of a normal request) | long
+    # normal | sparse | busy (density twins of a normal request) | long | classifier (a normal
+    # request that only adds windows to the genre classifier's check)
+    kind: str = "normal"
 
     @property
     def density(self) -> str | None:
@@ -160,9 +163,12 @@ class Request:
         return f"{self.genre}_{self.seed}_{self.kind}_{self.bars}bars"
 
 
-def request_set(genres: list[str], seeds: int, bars: int, twin_seeds: int, long_seeds: int) -> list[Request]:
+def request_set(genres: list[str], seeds: int, bars: int, twin_seeds: int, long_seeds: int,
+                classifier_seeds: int = 0) -> list[Request]:
     """genres x seeds default requests with keys cycling through KEYS, a sparse and a busy
-    twin of the first `twin_seeds` of each genre, and `long_seeds` pieces of 2 x bars bars."""
+    twin of the first `twin_seeds` of each genre, `long_seeds` pieces of 2 x bars bars, and
+    `classifier_seeds` more default requests whose windows only the genre classifier reads
+    (its per-genre recall from 20 windows moved 10-25 points between seed sets)."""
     requests = []
     for index, genre in enumerate(genres):
         for seed in range(seeds):
@@ -173,6 +179,9 @@ def request_set(genres: list[str], seeds: int, bars: int, twin_seeds: int, long_
         for extra in range(long_seeds):
             seed = seeds + extra
             requests.append(Request(genre, seed, 2 * bars, KEYS[(index + seed) % len(KEYS)], "long"))
+        for extra in range(classifier_seeds):
+            seed = seeds + long_seeds + extra
+            requests.append(Request(genre, seed, bars, KEYS[(index + seed) % len(KEYS)], "classifier"))
     return requests
 
 
@@ -809,12 +818,13 @@ def measure(composer: Composer, data_dir: Path, requests: list[Request], train_p
 
     # the default requests (any length) are "what a producer gets"; twins only feed the density table
     made = [g.piece for g in generated if g.piece is not None and g.request.kind in ("normal", "long")]
+    classified = made + [g.piece for g in generated if g.piece is not None and g.request.kind == "classifier"]
     train_x, train_y = windows_of(train)
     classifier = GenreClassifier.fit(train_x, train_y)
     train_accuracy, _, _ = accuracy(classifier, train_x, train_y)
     valid_x, valid_y = windows_of(valid)
     valid_accuracy, valid_recall, _ = accuracy(classifier, valid_x, valid_y)
-    gen_x, gen_y = windows_of(made)
+    gen_x, gen_y = windows_of(classified)
     gen_accuracy, gen_recall, confusion = accuracy(classifier, gen_x, gen_y)
 
     rng = np.random.default_rng(0)
@@ -1055,6 +1065,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=8, help="default requests per genre")
     parser.add_argument("--twin-seeds", type=int, default=3, help="seeds per genre that get a sparse and a busy twin")
     parser.add_argument("--long-seeds", type=int, default=1, help="pieces of 2 x --bars bars per genre")
+    parser.add_argument("--classifier-seeds", type=int, default=16,
+                        help="more default requests per genre that only the genre classifier reads")
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--genres", nargs="*", default=list(GENRES), help="default: every advertised genre")
     parser.add_argument("--train-per-genre", type=int, default=300, help="training sequences decoded per genre")
@@ -1070,11 +1082,12 @@ def main(argv: list[str] | None = None) -> int:
     gmd_files = None
     if args.quick:
         args.genres = [g for g in QUICK_GENRES if g in args.genres] or args.genres[:4]
-        args.seeds, args.twin_seeds, args.long_seeds = 1, 1, 1
+        args.seeds, args.twin_seeds, args.long_seeds, args.classifier_seeds = 1, 1, 1, 0
         args.train_per_genre, args.valid_per_genre, args.pop909_songs, gmd_files = 40, 10, 30, 15
     try:
-        if args.seeds < 1 or args.bars < WINDOW_BARS or args.twin_seeds < 0 or args.long_seeds < 0:
-            raise QualityError(f"--seeds must be >= 1, --twin-seeds/--long-seeds >= 0 and --bars >= {WINDOW_BARS} "
+        if args.seeds < 1 or args.bars < WINDOW_BARS or min(args.twin_seeds, args.long_seeds, args.classifier_seeds) < 0:
+            raise QualityError(f"--seeds must be >= 1, --twin-seeds/--long-seeds/--classifier-seeds >= 0 and "
+                               f"--bars >= {WINDOW_BARS} "
                                f"(windows are {WINDOW_BARS} bars)")
         unknown = [g for g in args.genres if g not in GENRES]
         if unknown:
@@ -1083,7 +1096,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)
         composer = load_composer(args.model)
-        requests = request_set(args.genres, args.seeds, args.bars, min(args.twin_seeds, args.seeds), args.long_seeds)
+        requests = request_set(args.genres, args.seeds, args.bars, min(args.twin_seeds, args.seeds), args.long_seeds,
+                               args.classifier_seeds)
         report, generated = measure(composer, args.data, requests, args.train_per_genre, args.valid_per_genre,
                                     None if args.no_real else args.real_data, args.pop909_songs or None, gmd_files)
     except ValueError as error:

@@ -56,8 +56,8 @@ class GuideStrengths:
     melody_step: float = 0.8  # a step of 1-2 semitones
     leap_per_semitone: float = 0.25  # beyond a major 3rd, bass and melody
     bass_on_change: float = 3.0  # a bass note where the chord changes (and on each downbeat)
-    kick: float = 3.0  # bass positions on (+) / off (-) a kick, times the plan's kick lock
-    skip_kick: float = 4.0  # moving past a kick no bass note has taken yet
+    kick: float = 3.0  # bass positions on a kick (+, times the kick cover) and off one (-, times the kick lock)
+    skip_kick: float = 4.0  # moving past a kick no bass note has taken yet, times the plan's kick cover
     density: float = 1.0  # per beat of gap to the next note: busy favours short gaps, sparse long
     genre: float = 1.5  # times the genre contrast of onset positions (style.json), clipped
     backbone: float = 3.0  # the genre's skeleton hits (style.json): their position, their drum
@@ -315,8 +315,8 @@ class Guide:
 
     def _steer_onsets(self, state: GrammarState, mask: np.ndarray, logits: np.ndarray) -> np.ndarray:
         s = self.strengths
-        lock = self.plan.kick_lock if self.plan else 0.0
-        kicks = self.kicks.get(state.bar_index) if state.role == "bass" and lock > 0 else None
+        lock, cover = (self.plan.kick_lock, self.plan.kick_cover) if self.plan else (0.0, 0.0)
+        kicks = self.kicks.get(state.bar_index) if state.role == "bass" and max(lock, cover) > 0 else None
         genre = self.drum_positions if state.role == "drums" else self.line_positions.get(state.role)
         density = self._density_slope(state)
         changes = self._changes_in_bar(state.bar_index) if state.role == "bass" and s.bass_on_change else ()
@@ -356,11 +356,11 @@ class Guide:
             # busy bass adds notes between the kicks, so off the kick costs half as much
             off_kick = s.kick * lock * (0.5 if self.plan and self.plan.density == "busy" else 1.0)
             by_position = np.full(self.positions_per_bar, -off_kick, np.float32)
-            by_position[sorted(kicks)] = s.kick * lock
+            by_position[sorted(kicks)] = s.kick * max(lock, cover)
             uncovered = [k for k in sorted(kicks) if k > self.position and k not in self.onsets]
             if uncovered:
-                by_position[uncovered[0] + 1:] -= s.skip_kick * lock
-                bias[self.closing] -= s.skip_kick * lock
+                by_position[uncovered[0] + 1:] -= s.skip_kick * cover
+                bias[self.closing] -= s.skip_kick * cover
             bias[self.position_ids] += by_position
         return logits + bias
 
