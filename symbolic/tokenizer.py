@@ -15,6 +15,8 @@ track be a prefix. Drum notes carry no Duration token (they are one-shots).
 from __future__ import annotations
 
 import json
+import sys
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,22 +27,46 @@ from stemforge.symbolic.conditions import DENSITIES, KEY_NAMES, ROLES, Key, pars
 from stemforge.symbolic.errors import UserError
 
 
-def _import_miditok():
-    """miditok without its torch datasets: its package __init__ imports `miditok.pytorch_data`
-    (and so torch, 1.5-2 s) whenever torch is installed, inside a try that falls back on
-    ImportError; composing uses only the tokenizer. A None entry in sys.modules makes that
-    one import raise ImportError (the import system's documented way to block a module); the
-    entry is removed afterwards, so `import miditok.pytorch_data` still works later."""
-    import sys
+def _offline_hub() -> types.ModuleType:
+    """What miditok's tokenizer module takes from huggingface_hub at import: the hub mixin
+    its tokenizer class inherits (for push_to_hub / from_pretrained) and `hf_hub_download`.
+    stemforge never loads a tokenizer from the hub (a model folder carries its own
+    tokenizer.json), and importing huggingface_hub's API client costs ~0.19 s of a cold run
+    (httpx, its file cache): more than 5% of `import torch`, the cold start's yardstick."""
+    hub = types.ModuleType("huggingface_hub")
 
-    block = "miditok" not in sys.modules and "miditok.pytorch_data" not in sys.modules
-    if block:
-        sys.modules["miditok.pytorch_data"] = None
+    class ModelHubMixin:
+        pass
+
+    def hf_hub_download(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("stemforge imports miditok without the Hugging Face hub; load tokenizers from files")
+
+    hub.ModelHubMixin, hub.hf_hub_download = ModelHubMixin, hf_hub_download
+    return hub
+
+
+def _import_miditok() -> types.ModuleType:
+    """miditok without its torch datasets and without the Hugging Face hub client.
+
+    Its package __init__ imports `miditok.pytorch_data` (and so torch, 1.5-2 s) whenever
+    torch is installed, inside a try that falls back on ImportError; composing uses only the
+    tokenizer. A None entry in sys.modules makes that one import raise ImportError (the
+    import system's documented way to block a module). huggingface_hub stands in as
+    `_offline_hub()` while miditok loads, unless something imported the real one already.
+    Both entries are removed afterwards, so `import miditok.pytorch_data` and
+    `import huggingface_hub` (transformers, MusicGen) still get the real modules later."""
+    stand_ins: dict[str, types.ModuleType | None] = {}
+    if "miditok" not in sys.modules:
+        if "miditok.pytorch_data" not in sys.modules:
+            stand_ins["miditok.pytorch_data"] = None
+        if "huggingface_hub" not in sys.modules:
+            stand_ins["huggingface_hub"] = _offline_hub()
+    sys.modules.update(stand_ins)
     try:
         import miditok
     finally:
-        if block:
-            del sys.modules["miditok.pytorch_data"]
+        for name in stand_ins:
+            del sys.modules[name]
     return miditok
 
 
