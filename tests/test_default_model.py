@@ -58,9 +58,9 @@ def test_the_model_card_names_the_data_and_licences() -> None:
 
 
 def test_rock_bass_drives_eighths_and_takes_every_kick(tmp_path: Path) -> None:
-    """Rock's plan covers the kicks without pulling the bass onto them only: its training
-    bass plays 8ths, and thinned to the kicks (5.5 notes a bar) the genre classifier heard
-    rock in fewer than half the windows."""
+    """Rock's bass takes every kick and keeps its driving 8ths between them (the plan covers
+    the kicks instead of locking to them): thinned towards one note per kick (5.5 notes a
+    bar), the genre classifier heard rock in fewer than half of its windows."""
     notes, covered = 0, Share(0, 0)
     for seed in range(4):
         result = run(RunRequest(prompt="rock", bars=4, seed=seed, out=tmp_path / f"rock{seed}"))
