@@ -381,7 +381,7 @@ def _bass_onsets(style: BassStyle, kicks: list[int], spans: list[ChordSpan], tot
         onsets = set(kicks)
     elif style.rhythm == "kick_bounce":  # house: with the kicks, and the "and" of 4 into the next bar
         onsets = set(kicks) | set(range(3 * TPB + 240, total, BAR))
-    elif style.rhythm in ("walking",):
+    elif style.rhythm == "walking":
         onsets = set(range(0, total, TPB))
     elif style.rhythm == "eighths":
         onsets = set(range(0, total, 240))

@@ -316,7 +316,8 @@ class Guide:
     def _steer_onsets(self, state: GrammarState, mask: np.ndarray, logits: np.ndarray) -> np.ndarray:
         s = self.strengths
         lock, cover = (self.plan.kick_lock, self.plan.kick_cover) if self.plan else (0.0, 0.0)
-        kicks = self.kicks.get(state.bar_index) if state.role == "bass" and max(lock, cover) > 0 else None
+        onto_kick = max(lock, cover)  # a locked bass is pulled onto the kicks as hard as a covering one
+        kicks = self.kicks.get(state.bar_index) if state.role == "bass" and onto_kick > 0 else None
         genre = self.drum_positions if state.role == "drums" else self.line_positions.get(state.role)
         density = self._density_slope(state)
         changes = self._changes_in_bar(state.bar_index) if state.role == "bass" and s.bass_on_change else ()
@@ -356,7 +357,7 @@ class Guide:
             # busy bass adds notes between the kicks, so off the kick costs half as much
             off_kick = s.kick * lock * (0.5 if self.plan and self.plan.density == "busy" else 1.0)
             by_position = np.full(self.positions_per_bar, -off_kick, np.float32)
-            by_position[sorted(kicks)] = s.kick * max(lock, cover)
+            by_position[sorted(kicks)] = s.kick * onto_kick
             uncovered = [k for k in sorted(kicks) if k > self.position and k not in self.onsets]
             if uncovered:
                 by_position[uncovered[0] + 1:] -= s.skip_kick * cover

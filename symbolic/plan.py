@@ -35,6 +35,10 @@ class GenreStyle:
     kick_lock: float  # 0..1: how strongly bass onsets are pulled onto the kicks (off-kick notes cost)
     kick_cover: float | None = None  # 0..1: how strongly every kick must get a bass note; None: kick_lock
 
+    @property
+    def cover(self) -> float:
+        return self.kick_lock if self.kick_cover is None else self.kick_cover
+
 
 # The drum pattern turns over every 2 bars, every bar in four-on-the-floor music. The bass
 # locks to the kick in the kick-locked genres, house and techno included (their training
@@ -147,8 +151,8 @@ def build_plan(
             else:
                 sources[role] = bar_sources(bars, pitched)
     lock = style.kick_lock if kick_lock is None else kick_lock
-    if kick_cover is None:
-        kick_cover = style.kick_cover if style.kick_cover is not None and kick_lock is None else lock
+    if kick_cover is None:  # the genre's cover goes with the genre's lock; a lock asked for covers as much
+        kick_cover = style.cover if kick_lock is None else lock
     return CompositionPlan(bars, loop_bars, sources, tuple(chords), lock, density, kick_cover)
 
 
