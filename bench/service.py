@@ -46,6 +46,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
+from stemforge.pipeline.jobs import WORKER_BATCH  # noqa: E402
+
 PROMPTS = ("hiphop 90bpm", "house 124bpm", "rock 120bpm", "lofi 80bpm")
 
 
@@ -129,12 +131,15 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
 
 
 class Server:
-    def __init__(self, model: Path, data: Path, workers: int, clients: int, broker: str | None = None) -> None:
+    def __init__(self, model: Path, data: Path, workers: int, clients: int, broker: str | None = None,
+                 worker_threads: int | None = 1, worker_batch: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = data.parent / "service.yaml"
+        threads = "null" if worker_threads is None else worker_threads
         config.write_text(f"max_bars: 32\nmax_queued: {max(16, clients * 2)}\nmax_request_bytes: 16384\n"
-                          "job_timeout_seconds: 300\nworker_threads: 1\nrecent_jobs: 50\n")
+                          f"job_timeout_seconds: 300\nworker_threads: {threads}\nrecent_jobs: 50\n"
+                          f"worker_batch: {worker_batch}\n")
         env = {**os.environ, "STEMFORGE_SERVICE_CONFIG": str(config)}
         self.workers = start_workers(broker, data, model, workers) if broker else []
         backend = ["--broker", broker] if broker else ["--workers", str(workers)]
@@ -281,6 +286,10 @@ def main() -> int:
                         help="local worker processes, or RQ over a throwaway redis-server")
     parser.add_argument("--model", type=Path, help="model directory (default: shipped, else a tiny one)")
     parser.add_argument("--no-reference", action="store_true", help="skip the in-process run() reference")
+    parser.add_argument("--worker-threads", type=int, default=None,
+                        help="threads per worker (default: the service's, the cores shared among the workers)")
+    parser.add_argument("--worker-batch", type=int, default=WORKER_BATCH,
+                        help=f"queued jobs a free worker composes together (1: one at a time; default {WORKER_BATCH})")
     parser.add_argument("--batch", type=int, default=0, help="bench `pipeline batch` of this many prompts instead")
     parser.add_argument("--singles", type=int, default=3, help="with --batch: single `pipeline run` calls to time")
     args = parser.parse_args()
@@ -293,7 +302,8 @@ def main() -> int:
             if args.batch:
                 return bench_batch(model, scratch, args, redis.url if redis else None)
             reference = None if args.no_reference else reference_seconds(model, args.bars, scratch)
-            server = Server(model, scratch / "data", args.workers, args.clients, redis.url if redis else None)
+            server = Server(model, scratch / "data", args.workers, args.clients, redis.url if redis else None,
+                            args.worker_threads, args.worker_batch)
             warm_up(server.url, args.workers, args.bars)
             results: dict = {"latencies": [], "finished": [], "overheads": [], "errors": [], "throttled": 0}
             lock = threading.Lock()
@@ -325,7 +335,8 @@ def main() -> int:
 
     latencies = results["latencies"]
     print(f"service bench: {args.clients} clients x {args.seconds:g} s, {args.bars} bars + stems per job, "
-          f"{args.backend} back end, {args.workers} worker(s), model {model}")
+          f"{args.backend} back end, {args.workers} worker(s) x {args.worker_threads or 'the cores shared'} "
+          f"thread(s), up to {args.worker_batch} job(s) composed together, model {model}")
     print(f"  start-up until workers ready  {server.startup_seconds:6.2f} s")
     print(f"  jobs finished                 {len(latencies):6d}  ({len(latencies) / elapsed * 60:.1f} jobs/min)")
     if latencies:

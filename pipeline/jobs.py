@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +38,7 @@ from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.run_manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
+    from stemforge.pipeline.run import RunResult
     from stemforge.symbolic.model import Composer
 
 try:  # Unix: lets a restarted service wait until the workers of a killed one have exited
@@ -331,8 +332,6 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, threads: int
     if fcntl is not None:
         lock = open(Path(data_dir) / WORKER_LOCK, "a+")  # noqa: SIM115 - held for the process lifetime
         fcntl.flock(lock, fcntl.LOCK_SH)
-    from stemforge.pipeline.run import RunRequest, run
-
     try:
         composer = load_worker_composer(model, threads)
     except Exception as error:  # the service checked the model already; this is unexpected
@@ -347,26 +346,52 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, threads: int
             return
         if message[0] == "stop":
             return
-        _, job_id, kwargs = message
-        stalled = {"done": False}
-        stall_seconds = stall[1] if stall and kwargs.get("seed") == stall[0] else 0.0
+        _, orders = message  # [(job id, RunRequest.to_json()), ...]: composed together where they can be
+        _run_jobs(conn, orders, composer, stall)
 
-        def progress(stage: str, fraction: float, job_id: str = job_id, stall_seconds: float = stall_seconds,
-                     stalled: dict = stalled) -> None:
+
+def _run_jobs(conn: Connection, orders: list[tuple[str, dict]], composer: Composer,
+              stall: tuple[int, float] | None) -> None:
+    """A worker's jobs of one dispatch through `run_together` (one alone: `run`), each job's end
+    sent as ("done", id, run dir) or ("failed", id, one-line error)."""
+    from stemforge.pipeline.run import RunRequest, run_together
+
+    requests: list[tuple[str, RunRequest]] = []
+    for job_id, kwargs in orders:
+        try:
+            requests.append((job_id, RunRequest.from_json(kwargs)))
+        except UserError as error:
+            conn.send(("failed", job_id, _one_line(error)))
+
+    def progress_of(job_id: str, seed: int | None):
+        stall_seconds = stall[1] if stall and seed == stall[0] else 0.0
+        stalled = {"done": False}
+
+        def progress(stage: str, fraction: float) -> None:
             conn.send(("progress", job_id, stage, fraction))
             if stall_seconds and stage.startswith("render") and not stalled["done"]:
                 stalled["done"] = True
                 time.sleep(stall_seconds)
 
-        try:
-            request = RunRequest.from_json(kwargs)
-            result = run(request, progress, composer)
-            conn.send(("done", job_id, str(result.run_dir)))
-        except UserError as error:  # bad input: the one-line message a CLI user would see
-            conn.send(("failed", job_id, str(error).splitlines()[0] if str(error) else type(error).__name__))
-        except Exception as error:
-            traceback.print_exc(file=sys.stderr)
-            conn.send(("failed", job_id, f"internal error: {type(error).__name__}: {error}".splitlines()[0]))
+        return progress
+
+    def finished(number: int, outcome: RunResult | Exception) -> None:
+        job_id = requests[number][0]
+        if isinstance(outcome, UserError):  # bad input: the one-line message a CLI user would see
+            conn.send(("failed", job_id, _one_line(outcome)))
+        elif isinstance(outcome, Exception):
+            traceback.print_exception(outcome, file=sys.stderr)
+            conn.send(("failed", job_id, f"internal error: {type(outcome).__name__}: {outcome}".splitlines()[0]))
+        else:
+            conn.send(("done", job_id, str(outcome.run_dir)))
+
+    if requests:
+        run_together([request for _, request in requests],
+                     [progress_of(job_id, request.seed) for job_id, request in requests], composer, finished)
+
+
+def _one_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 # ------------------------------------------------------------------ the pool (service side)
@@ -377,8 +402,9 @@ class _Slot:
     process: multiprocessing.Process | None = None
     conn: Connection | None = None
     ready: bool = False
-    job_id: str | None = None
+    job_ids: list[str] = field(default_factory=list)  # the jobs it runs (composed together)
     job_started: float = 0.0
+    dispatched: int = 0  # jobs sent at job_started: each brings its own time limit
     spawned: float = 0.0
     failed_starts: int = 0  # exits before "ready" in a row: respawn with a growing delay
     last_error: str = ""
@@ -399,19 +425,29 @@ class SchedulerHealth:
         return "stuck" if time.monotonic() - self._last_turn > self.STUCK_SECONDS else "ok"
 
 
+WORKER_BATCH = 4  # queued jobs a free worker composes together (configs/service.yaml: worker_batch)
+
+
 class WorkerPool(SchedulerHealth):
     """`workers` long-lived worker processes fed from the SQLite queue by one scheduler thread.
 
     `to_run_kwargs(job)` turns a stored job request into its `RunRequest.to_json()`
     (JSON-able: paths as strings); it may raise ValueError to fail the job.
+
+    A free worker takes up to `batch` queued jobs at once, its share of the queue, and
+    composes them in one batched pass (`run.run_together`: each job's files are what it
+    makes alone); more than one only while jobs wait, so a lone job never waits for company.
     """
 
     RESPAWN_DELAY_SECONDS = 1.0
 
     def __init__(self, store: JobStore, data_dir: Path, jobs_dir: Path, model: Path | None, workers: int,
-                 timeout_seconds: float, threads: int | None, to_run_kwargs) -> None:
+                 timeout_seconds: float, threads: int | None, to_run_kwargs, batch: int = WORKER_BATCH) -> None:
         if workers < 1:
             raise JobError(f"--workers: {workers} must be at least 1")
+        if batch < 1:
+            raise JobError(f"worker_batch: {batch} must be at least 1")
+        self.batch = batch
         self.store, self.data_dir, self.jobs_dir = store, data_dir, jobs_dir
         self.model = str(model) if model is not None else None
         self.timeout_seconds = timeout_seconds
@@ -443,11 +479,12 @@ class WorkerPool(SchedulerHealth):
             self._thread.join(timeout=5)
         with self._lock:
             for slot in self._slots:
-                if slot.job_id is not None:  # a clean stop runs the job again after the restart
+                if slot.job_ids:  # a clean stop runs the jobs again after the restart
                     self._kill(slot)
-                    remove_partials(self.jobs_dir, slot.job_id)
-                    self.store.requeue(slot.job_id)
-                    slot.job_id = None
+                    for job_id in slot.job_ids:
+                        remove_partials(self.jobs_dir, job_id)
+                        self.store.requeue(job_id)
+                    slot.job_ids = []
                 elif slot.process is not None:
                     try:
                         slot.conn.send(("stop",))
@@ -475,7 +512,7 @@ class WorkerPool(SchedulerHealth):
                     "scheduler": "stuck"}
         try:
             return {"workers": len(self._slots), "ready": sum(s.ready for s in self._slots),
-                    "busy": sum(s.job_id is not None for s in self._slots),
+                    "busy": sum(bool(s.job_ids) for s in self._slots),
                     "errors": [s.last_error for s in self._slots if s.last_error], **scheduler}
         finally:
             self._lock.release()
@@ -488,11 +525,12 @@ class WorkerPool(SchedulerHealth):
 
     # -- operations called from request handlers
     def cancel(self, job_id: str) -> bool:
-        """Kill the worker running `job_id`; True when it was running here."""
+        """Kill the worker running `job_id`; True when it was running here. Jobs composing
+        beside it go back to the queue."""
         with self._lock:
             for slot in self._slots:
-                if slot.job_id == job_id:
-                    self._abort(slot, "cancelled", "cancelled by a client")
+                if job_id in slot.job_ids:
+                    self._abort(slot, "cancelled", "cancelled by a client", only=job_id)
                     return True
         return False
 
@@ -515,14 +553,20 @@ class WorkerPool(SchedulerHealth):
             slot.conn.close()
         slot.process, slot.conn, slot.ready = None, None, False
 
-    def _abort(self, slot: _Slot, status: str, error: str) -> None:
-        job_id = slot.job_id
+    def _abort(self, slot: _Slot, status: str, error: str, only: str | None = None) -> None:
+        """Kill the slot's worker and end its jobs with `status`, or only job `only` and queue
+        the others again (they did nothing wrong)."""
+        job_ids = slot.job_ids
         self._kill(slot)
-        slot.job_id = None
-        remove_partials(self.jobs_dir, job_id)
-        # It may have finished between the decision and the kill: a cancelled job leaves nothing.
-        shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
-        self._record(job_id, status, error=error)
+        slot.job_ids = []
+        for job_id in job_ids:
+            remove_partials(self.jobs_dir, job_id)
+            # It may have finished between the decision and the kill: a cancelled job leaves nothing.
+            shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
+            if only is None or job_id == only:
+                self._record(job_id, status, error=error)
+            else:
+                self.store.requeue(job_id)
         self.wake()  # the scheduler respawns the slot
 
     def _record(self, job_id: str, status: str, error: str | None = None, run_dir: str | None = None) -> None:
@@ -586,13 +630,13 @@ class WorkerPool(SchedulerHealth):
         elif kind == "fatal":
             slot.last_error = message[1]
             print(f"stemforge: {message[1]}", file=sys.stderr)
-        elif kind == "progress" and message[1] == slot.job_id:
+        elif kind == "progress" and message[1] in slot.job_ids:
             self.store.set_progress(message[1], message[2], message[3])  # if it raises: only a stale bar
-        elif kind == "done" and message[1] == slot.job_id:
-            slot.job_id = None
+        elif kind == "done" and message[1] in slot.job_ids:
+            slot.job_ids.remove(message[1])
             self._record(message[1], "done", run_dir=message[2])
-        elif kind == "failed" and message[1] == slot.job_id:
-            slot.job_id = None
+        elif kind == "failed" and message[1] in slot.job_ids:
+            slot.job_ids.remove(message[1])
             remove_partials(self.jobs_dir, message[1])
             self._record(message[1], "failed", error=message[2])
 
@@ -600,10 +644,10 @@ class WorkerPool(SchedulerHealth):
         now = time.monotonic()
         for slot in self._slots:
             alive = slot.process is not None and slot.process.is_alive()
-            if slot.job_id is not None and not alive:
+            if slot.job_ids and not alive:
                 code = slot.process.exitcode if slot.process is not None else None
                 self._abort(slot, "failed", f"worker process died (exit code {code}) while running the job")
-            elif slot.job_id is not None and now - slot.job_started > self.timeout_seconds:
+            elif slot.job_ids and now - slot.job_started > self.timeout_seconds * slot.dispatched:
                 self._abort(slot, "failed", f"timeout: the job ran longer than {self.timeout_seconds:g} s "
                             "(job_timeout_seconds in the service config); ask for fewer bars")
             elif slot.process is not None and not alive:
@@ -614,23 +658,29 @@ class WorkerPool(SchedulerHealth):
                 self._spawn(slot)
 
     def _dispatch(self) -> None:
-        for slot in self._slots:
-            if not slot.ready or slot.job_id is not None:
-                continue
-            job = self.store.next_queued()
-            if job is None:
+        free = [slot for slot in self._slots if slot.ready and not slot.job_ids]
+        for number, slot in enumerate(free):
+            # its share of the queue, so two free workers take one job each, not one two
+            share = math.ceil(len(self.store.queued()) / (len(free) - number))
+            orders: list[tuple[str, dict]] = []
+            while len(orders) < min(self.batch, share):
+                job = self.store.next_queued()
+                if job is None:
+                    break
+                if not self.store.mark_running(job.id):
+                    continue
+                try:
+                    orders.append((job.id, self.to_run_kwargs(job)))
+                except UserError as error:
+                    self.store.finish(job.id, "failed", error=str(error).splitlines()[0])
+            if not orders:
                 return
-            if not self.store.mark_running(job.id):
-                continue
             try:
-                kwargs = self.to_run_kwargs(job)
-            except UserError as error:
-                self.store.finish(job.id, "failed", error=str(error).splitlines()[0])
-                continue
-            try:
-                slot.conn.send(("run", job.id, kwargs))
+                slot.conn.send(("run", orders))
             except OSError:
-                self.store.requeue(job.id)
+                for job_id, _ in orders:
+                    self.store.requeue(job_id)
                 self._kill(slot)
                 continue
-            slot.job_id, slot.job_started = job.id, time.monotonic()
+            slot.job_ids, slot.job_started = [job_id for job_id, _ in orders], time.monotonic()
+            slot.dispatched = len(orders)

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from stemforge.configs import CONFIG_DIR
 from stemforge.pipeline.jobs import (
     FINISHED,
+    WORKER_BATCH,
     Job,
     JobError,
     JobStore,
@@ -84,6 +85,8 @@ class ServiceLimits:
     musicgen_model: str | None = None  # renderer "musicgen" is offered only when the operator names weights
     max_takes: int = 4  # takes one job may ask for (each is a whole piece; they compose together)
     max_upload_bytes: int = 16_000_000  # a reference loop (POST /loops) above this gets 413
+    # queued jobs a free worker takes at once and composes in one batched pass (1: one at a time)
+    worker_batch: int = WORKER_BATCH
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ServiceLimits:
@@ -100,7 +103,7 @@ class ServiceLimits:
             raise ServiceError(f"{path}: unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
         limits = cls(**data)
         for name in ("max_bars", "max_queued", "max_request_bytes", "worker_threads", "recent_jobs", "max_takes",
-                     "max_upload_bytes"):
+                     "max_upload_bytes", "worker_batch"):
             if name == "worker_threads" and limits.worker_threads is None:
                 continue
             if not isinstance(getattr(limits, name), int) or getattr(limits, name) < 1:
@@ -306,7 +309,8 @@ class ServiceState:
             for note in recover(self.store, self.jobs_dir):
                 print(f"stemforge: {note}", file=sys.stderr)
             self.pool = WorkerPool(self.store, self.data_dir, self.jobs_dir, self.model, workers,
-                                   limits.job_timeout_seconds, limits.worker_threads, self.run_kwargs)
+                                   limits.job_timeout_seconds, limits.worker_threads, self.run_kwargs,
+                                   batch=limits.worker_batch)
         self._runs: dict[str, list[tuple[str, RunManifest]]] = {}
         self._sound_names: set[str] | None = None
 

@@ -195,10 +195,32 @@ def compose_takes(composer: Composer, takes: list[tuple[Conditions, int]], setti
     """Several pieces (takes), each with its own conditions and seed, the same context parts
     and feel. One take samples through the batch-1 decoder; several sample together through
     the batched one (`Sampler.sample_takes`): N takes cost far less than N runs."""
-    kept, seed_clip, feel = kept or {}, seed_clip or {}, feel or Feel()
-    pieces = [_prepare(composer, conditions, model_genre or conditions.genre, kept, seed_clip)
-              for conditions, _ in takes]
-    seeds = [seed for _, seed in takes]
+    feel = feel or Feel()
+    pieces = [PieceOrder(conditions, seed, model_genre or conditions.genre, feel) for conditions, seed in takes]
+    return compose_pieces(composer, pieces, settings, kept=kept, seed_clip=seed_clip, on_token=on_token)
+
+
+@dataclass(frozen=True)
+class PieceOrder:
+    """One piece of a `compose_pieces` call: the takes of one run, or the jobs a service
+    worker composes together (each its own genre token and feel)."""
+
+    conditions: Conditions
+    seed: int
+    model_genre: str  # the genre token the model is asked for
+    feel: Feel
+
+
+def compose_pieces(composer: Composer, orders: list[PieceOrder], settings: SamplingSettings, *,
+                   kept: dict[str, Track] | None = None, seed_clip: dict[str, Track] | None = None,
+                   on_token: Callable[[int], None] | None = None) -> list[Composed]:
+    """Pieces sampled together as the rows of one batched decoder (one alone: the batch-1
+    decoder). A piece comes out token for token as it does alone (the compiled step sums each
+    row in the same order whatever the batch; bench/symbolic.py counts it), so batching
+    changes the time, never the music."""
+    kept, seed_clip = kept or {}, seed_clip or {}
+    pieces = [_prepare(composer, order.conditions, order.model_genre, kept, seed_clip) for order in orders]
+    seeds = [order.seed for order in orders]
     sampler = sampler_for(composer)
     try:
         if len(pieces) == 1:
@@ -209,5 +231,5 @@ def compose_takes(composer: Composer, takes: list[tuple[Conditions, int]], setti
             stats = sampler.take_stats
     except UserError as error:  # a bad seed clip or kept part; anything else is a bug, not bad input
         raise ComposeError(f"compose: {error}") from error
-    return [_finish(composer, piece, ids, take_stats, feel, seed, kept, seed_clip)
-            for piece, ids, take_stats, seed in zip(pieces, sequences, stats, seeds, strict=True)]
+    return [_finish(composer, piece, ids, take_stats, order.feel, order.seed, kept, seed_clip)
+            for piece, ids, take_stats, order in zip(pieces, sequences, stats, orders, strict=True)]

@@ -595,7 +595,7 @@ def test_an_aborted_jobs_end_is_recorded_once_the_disk_has_room(tmp_path: Path) 
                       to_run_kwargs=lambda job: {})
     job = store.add({})
     assert store.mark_running(job.id)
-    pool._slots[0].job_id = job.id  # as if a worker ran it
+    pool._slots[0].job_ids = [job.id]  # as if a worker ran it
     assert pool.cancel(job.id)  # the client gets its answer; the store could not take it yet
     assert store.get(job.id).status == "running" and "disk is full" in pool.status()["scheduler_error"]
     pool._slots = []  # no worker processes in this test: only the scheduler's bookkeeping
@@ -646,3 +646,79 @@ print(sorted(m for m in ("torch", "transformers", "librosa", "miditok") if m in 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_free_worker_composes_queued_jobs_together_each_as_it_comes_alone(tiny_model: Path, tmp_path: Path) -> None:
+    """Point 4 of the speed issue: the queued jobs of one worker go through the batched
+    decoder in one pass. Each job's files must be byte for byte what the same request makes
+    alone (a producer's seed means the same piece however busy the service was)."""
+    from stemforge.pipeline.run import RunRequest, cached_composer, run
+
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    store = JobStore(tmp_path / "jobs.sqlite")
+    requests = {"rock": {"prompt": "rock 120bpm", "bars": 2, "seed": 3},
+                "house": {"prompt": "house", "bars": 1, "seed": 4, "quantize": True}}
+    queued = {store.add(request).id: name for name, request in requests.items()}
+    pool = WorkerPool(store, tmp_path, jobs_dir, tiny_model, 1, timeout_seconds=300, threads=1, batch=2,
+                      to_run_kwargs=lambda job: {**job.request, "stems": False, "model": str(tiny_model),
+                                                 "out": str(jobs_dir / job.id)})
+    pool.start()  # both are queued before the worker is ready: its first dispatch takes both
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and {store.get(j).status for j in queued} != {"done"}:
+            time.sleep(0.2)
+        assert {store.get(j).status for j in queued} == {"done"}, [store.get(j).error for j in queued]
+    finally:
+        pool.stop()
+        store.close()
+    manifests = {name: json.loads((jobs_dir / job_id / "run.json").read_text()) for job_id, name in queued.items()}
+    assert manifests["rock"]["timings"]["compose"] == manifests["house"]["timings"]["compose"]  # one pass
+    composer = cached_composer(str(tiny_model))
+    for name, request in requests.items():
+        alone = run(RunRequest(**request, model=tiny_model, out=tmp_path / f"alone-{name}"), None, composer)
+        assert json.loads((alone.run_dir / "run.json").read_text())["files"] == manifests[name]["files"], name
+
+
+def test_run_together_gives_each_request_its_own_result_or_error(tiny_model: Path, tmp_path: Path) -> None:
+    """A bad request among a worker's jobs fails alone; requests with other sampling settings
+    compose in their own pass; a kept part composes alone (a pass shares its context)."""
+    from stemforge.pipeline.run import RunRequest, cached_composer, run_together
+
+    composer = cached_composer(str(tiny_model))
+    first = RunRequest(prompt="rock", bars=2, seed=1, model=tiny_model, out=tmp_path / "first")
+    requests = [first,
+                RunRequest(prompt="rock", bars=composer.max_bars + 1, seed=2, model=tiny_model, out=tmp_path / "far"),
+                RunRequest(prompt="house", bars=1, seed=3, temperature=0.8, model=tiny_model, out=tmp_path / "warm"),
+                RunRequest(prompt="house", bars=1, seed=4, model=tiny_model, out=tmp_path / "third")]
+    reports: list[list[str]] = [[] for _ in requests]
+    heard: dict[int, object] = {}
+    outcomes = run_together(requests, [lambda stage, fraction, seen=seen: seen.append(stage) for seen in reports],
+                            composer, finished=lambda number, outcome: heard.setdefault(number, outcome))
+    assert heard == dict(enumerate(outcomes))  # each job told as it ends, once
+    assert isinstance(outcomes[1], UserError) and "bars: " in str(outcomes[1])
+    assert not (tmp_path / "far").exists()
+    for number in (0, 2, 3):
+        assert outcomes[number].run_dir == requests[number].out and (requests[number].out / "run.json").is_file()
+        assert reports[number][-1] == "done" and "composing" in reports[number]
+    timings = [json.loads((requests[n].out / "run.json").read_text())["timings"] for n in (0, 2, 3)]
+    assert timings[0]["compose"] == timings[2]["compose"] != timings[1]["compose"]  # 0 and 3 share a pass
+    kept = run_together([RunRequest(prompt="rock", bars=2, seed=5, model=tiny_model, out=tmp_path / "regen",
+                                    from_run=first.out, keep=("drums",)),
+                         RunRequest(prompt="rock", bars=2, seed=6, model=tiny_model, out=tmp_path / "plain")],
+                        [None, None], composer)
+    kept_timings = [json.loads((r.run_dir / "run.json").read_text())["timings"] for r in kept]
+    assert kept_timings[0]["compose"] != kept_timings[1]["compose"]
+
+
+def test_cancelling_one_job_of_a_batch_queues_the_others_again(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    pool = WorkerPool(store, tmp_path, tmp_path / "jobs", None, 1, timeout_seconds=60, threads=1,
+                      to_run_kwargs=lambda job: {})
+    cancelled, beside = store.add({}), store.add({})
+    assert store.mark_running(cancelled.id) and store.mark_running(beside.id)
+    pool._slots[0].job_ids = [cancelled.id, beside.id]  # as if a worker composed them together
+    assert pool.cancel(cancelled.id)
+    assert store.get(cancelled.id).status == "cancelled" and store.get(beside.id).status == "queued"
+    assert pool.status()["busy"] == 0
+    store.close()
