@@ -57,7 +57,7 @@ print(json.dumps({"timings": manifest["timings"], "tokens": manifest["tokens"], 
 """
 
 
-def one_run(bars: int, seed: int, out: Path, model: Path | None, decoder: str = "compiled",
+def one_run(bars: int, seed: int, out: Path, model: Path | None, decoder: str = "",
             package: Path | None = None) -> dict:
     """One fresh process; `package`: a folder whose `stemforge` is imported instead of ours."""
     env = {**os.environ, "PYTHONPATH": str(package)} if package else None
@@ -131,7 +131,7 @@ def main() -> None:
     torch_total = statistics.median(r["timings"]["total"] for r in torch_rows)
     torch_compose = statistics.median(r["timings"]["compose"] for r in torch_rows)
     print(f"\nwarm 8-bar run with the torch decoder (same run): compose {torch_compose:.2f} s, run {torch_total:.2f} s; "
-          f"the compiled decoder's run is {reference['total'] * 8 / torch_total:.2f}x of it")
+          f"the default decoder's run is {reference['total'] * 8 / torch_total:.2f}x of it")
     if before_rows:
         before_total = statistics.median(r["timings"]["total"] for r in before_rows)
         before_compose = statistics.median(r["timings"]["compose"] for r in before_rows)

@@ -1,4 +1,4 @@
-"""Sampling speed: stemforge's grammar-constrained sampler (compiled and torch decoders) vs
+"""Sampling speed: stemforge's grammar-constrained sampler (int8, compiled and torch decoders) vs
 `transformers` `generate()` on the same model, batch 1, in the same run; the pieces of every
 sampler are interleaved round by round, so load on a shared machine hits them alike.
 
@@ -156,9 +156,11 @@ def main() -> None:
     parameters = sum(p.numel() for p in composer.model.parameters())
     print(f"model: {composer.path} ({parameters / 1e6:.1f}M parameters), torch threads {torch.get_num_threads()}")
     threads = torch.get_num_threads()
+    default = SamplingSettings().decoder
     timers = {"torch": sampler_timer(composer, args.bars, decoder="torch"),
               "compiled": sampler_timer(composer, args.bars),
-              "plan": sampler_timer(composer, args.bars, composed=True)}
+              "int8": sampler_timer(composer, args.bars, decoder="int8"),
+              "plan": sampler_timer(composer, args.bars, composed=True, decoder=default)}
     totals = {name: [0, 0.0, 0] for name in [*timers, "generate", "generate1"]}
     # rounds interleave every sampler, so a change of load on a shared machine hits all alike
     for seed in range(args.repeats):
@@ -176,18 +178,20 @@ def main() -> None:
     print(f"{'sampler':34s} {'tokens/s':>10s} {'s per piece':>12s}   (load {os.getloadavg()[0]:.1f})")
     print(f"{'stemforge, torch decoder':34s} {rate['torch']:10.0f} {piece['torch']:12.2f}")
     print(f"{'stemforge, compiled decoder':34s} {rate['compiled']:10.0f} {piece['compiled']:12.2f}")
-    print(f"{'  + composition plan (run default)':34s} {rate['plan']:10.0f} {piece['plan']:12.2f}   "
+    print(f"{'stemforge, int8 decoder':34s} {rate['int8']:10.0f} {piece['int8']:12.2f}")
+    print(f"{f'  {default} + composition plan (run default)':34s} {rate['plan']:10.0f} {piece['plan']:12.2f}   "
           f"({plan_sampled:.0%} of tokens sampled, the rest forced: repeats and structure)")
     print(f"{f'transformers generate() ({threads} thr)':34s} {rate['generate']:10.0f} {piece['generate']:12.2f}")
     print(f"{'transformers generate() (1 thread)':34s} {rate['generate1']:10.0f} {piece['generate1']:12.2f}")
-    print(f"ratio stemforge (compiled) / generate(): {rate['compiled'] / rate['generate']:.2f}x ({threads} threads), "
-          f"{rate['compiled'] / rate['generate1']:.2f}x (1 thread); torch decoder: "
+    print(f"ratio stemforge (int8) / generate(): {rate['int8'] / rate['generate']:.2f}x ({threads} threads), "
+          f"{rate['int8'] / rate['generate1']:.2f}x (1 thread); compiled (float32): "
+          f"{rate['compiled'] / rate['generate']:.2f}x, {rate['compiled'] / rate['generate1']:.2f}x; torch decoder: "
           f"{rate['torch'] / rate['generate']:.2f}x, {rate['torch'] / rate['generate1']:.2f}x; "
           f"{args.bars}-bar 3-track piece = {tokens_per_piece} tokens")
     serial, parallel, ahead = time_threads(composer, args.bars, args.repeats)
     print(f"two pieces in two threads (kernels {'compiled ahead of time' if ahead else 'from the JIT'}): "
           f"{parallel:.2f} s against {serial:.2f} s one after the other ({parallel / serial:.2f}x)")
-    for decoder in ("compiled", "torch") if args.takes else ():
+    for decoder in ("int8", "compiled", "torch") if args.takes else ():
         rows = time_takes(composer, args.bars, args.takes, args.repeats, decoder)
         one = rows[0]["seconds"]
         print(f"\ntakes, {decoder} decoder (compose_takes, run defaults, {args.bars} bars, median of {args.repeats})")

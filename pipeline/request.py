@@ -123,9 +123,10 @@ class RunRequest:
     top_p: float = _spec(0.95, "nucleus sampling mass (1.0 = off)", "sampling")
     key_bias: float = _spec(1.5, "how strongly bass and melody keep to the key: nats added to in-key pitches "
                             "(0 = only the key token steers)", "sampling")
-    decoder: str = _spec("compiled", "what runs the model: compiled (one machine-code function per step, numba; "
-                         "compiled once per machine and cached) or torch (the same weights through torch). A seed "
-                         "gives the same notes again within one decoder; run.json names the decoder",
+    decoder: str = _spec("int8", "what runs the model: int8 (one machine-code function per step, numba, over the "
+                         "weights rounded to int8: the fastest), compiled (the same over the float32 weights) or "
+                         "torch (the float32 weights through torch). A seed gives the same notes again within one "
+                         "decoder; run.json names the decoder",
                          "sampling", metavar="|".join(DECODERS), max_length=20)
     # -- iterate on an earlier run
     seed_midi: Path | None = _spec(None, "a MIDI clip whose bars are kept verbatim; the rest of each of its parts "

@@ -19,7 +19,7 @@ byte-identical within one decoder, and run.json names the decoder that made a ru
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +64,6 @@ class DecoderWeights:
     def scale(self) -> float:
         return 1.0 / math.sqrt(self.wte.shape[1] // self.shape.n_head)
 
-    @property
-    def layer_weights(self) -> tuple[np.ndarray, ...]:
-        return (self.ln1_w, self.ln1_b, self.attn_w, self.attn_b, self.proj_w, self.proj_b, self.ln2_w,
-                self.ln2_b, self.fc_w, self.fc_b, self.mlp_w, self.mlp_b)
-
     @classmethod
     def from_tensors(cls, tensors: dict[str, np.ndarray], shape: DecoderShape) -> DecoderWeights:
         """From a transformers GPT2LMHeadModel's state dict (arrays, `transformer.` names)."""
@@ -92,6 +87,44 @@ class DecoderWeights:
         return cls.from_tensors(load_file(Path(directory) / "model.safetensors"), DecoderShape.of(directory))
 
 
+@dataclass(frozen=True)
+class Int8Matrices:
+    """A layer's four matrices (attn, proj, fc, mlp) as int8 with one float32 scale per output
+    column (symmetric: the column's largest magnitude maps to 127), for the int8 decoder: 5 MB
+    instead of 19, so a step's weights stay in the CPU's cache instead of streaming from memory
+    (a piece composes ~40% faster: docs/benchmarks.md). Made from the float32 weights when a
+    model loads (`of`), the same bytes on every machine (IEEE division and round-half-even)."""
+
+    attn_w: np.ndarray
+    attn_s: np.ndarray
+    proj_w: np.ndarray
+    proj_s: np.ndarray
+    fc_w: np.ndarray
+    fc_s: np.ndarray
+    mlp_w: np.ndarray
+    mlp_s: np.ndarray
+
+    @classmethod
+    def of(cls, weights: DecoderWeights) -> tuple[Int8Matrices, DecoderWeights]:
+        """The int8 matrices of `weights`, and `weights` with those matrices as float32 again
+        (int8 x scale), which a run of many tokens multiplies through BLAS: both paths then
+        compute with the same numbers."""
+        parts: dict[str, np.ndarray] = {}
+        rounded: dict[str, np.ndarray] = {}
+        for name in ("attn_w", "proj_w", "fc_w", "mlp_w"):
+            matrix = getattr(weights, name)  # (layers, in, out)
+            scale = np.abs(matrix).max(axis=1) / np.float32(127)
+            scale = np.where(scale > 0, scale, np.float32(1)).astype(np.float32)
+            quantized = np.clip(np.rint(matrix / scale[:, None, :]), -127, 127).astype(np.int8)
+            parts[name], parts[name[:-1] + "s"] = np.ascontiguousarray(quantized), np.ascontiguousarray(scale)
+            rounded[name] = np.ascontiguousarray(quantized.astype(np.float32) * scale[:, None, :])
+        return cls(**parts), replace(weights, **rounded)
+
+    @property
+    def layer_matrices(self) -> tuple[np.ndarray, ...]:
+        return (self.attn_w, self.attn_s, self.proj_w, self.proj_s, self.fc_w, self.fc_s, self.mlp_w, self.mlp_s)
+
+
 class CompiledDecoder:
     """Decodes one sequence (`forward`, `reset`, `length`) or several at once (`forward_rows`,
     for takes) over `DecoderWeights`, with a preallocated KV cache: keys (rows, layers,
@@ -101,8 +134,13 @@ class CompiledDecoder:
     numpy's BLAS, one thread (the caller limits it: `Sampler`), faster for many tokens at once
     (bench/symbolic.py)."""
 
-    def __init__(self, weights: DecoderWeights, rows: int = 1) -> None:
+    def __init__(self, weights: DecoderWeights, rows: int = 1, int8: Int8Matrices | None = None) -> None:
+        """`int8`: the step multiplies through these int8 matrices (the int8 decoder; `weights`
+        then holds them as float32 again, `Int8Matrices.of`), else through `weights`' own."""
         self.weights = weights
+        self.int8 = int8
+        layers = weights.attn_w.shape[0]
+        self._no_scale = np.zeros((layers, 0), np.float32)  # float32 matrices: empty scales
         layers, heads = weights.shape.n_layer, weights.shape.n_head
         dim = weights.wte.shape[1] // heads
         self.max_tokens = weights.shape.n_positions
@@ -150,10 +188,18 @@ class CompiledDecoder:
         return result
 
     def _compiled(self, ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-        w = self.weights
+        w, q, none = self.weights, self.int8, self._no_scale
         logits = np.empty((len(outputs), w.wte.shape[0]), np.float32)
-        self.kernels.decode(ids, rows, positions, outputs, w.wte, w.wpe, *w.layer_weights, w.lnf_w, w.lnf_b,
-                            self.keys, self.values, w.shape.layer_norm_epsilon, w.scale, logits)
+        if q is None:
+            decode = self.kernels.decode
+            matrices = (w.attn_w, none, w.proj_w, none, w.fc_w, none, w.mlp_w, none)
+        else:
+            decode = self.kernels.decode_int8_or_jit
+            matrices = q.layer_matrices
+        attn_w, attn_s, proj_w, proj_s, fc_w, fc_s, mlp_w, mlp_s = matrices
+        decode(ids, rows, positions, outputs, w.wte, w.wpe, w.ln1_w, w.ln1_b, attn_w, attn_s, w.attn_b, proj_w, proj_s,
+               w.proj_b, w.ln2_w, w.ln2_b, fc_w, fc_s, w.fc_b, mlp_w, mlp_s, w.mlp_b, w.lnf_w, w.lnf_b, self.keys,
+               self.values, w.shape.layer_norm_epsilon, w.scale, logits)
         return logits
 
     def _blas(self, ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np.ndarray) -> np.ndarray:
@@ -208,7 +254,9 @@ def precompile() -> None:
         build_ahead_of_time()
     except BuildError as error:
         print(f"warning: {error}")
-    decoder = CompiledDecoder.from_directory(DEFAULT_MODEL_DIR)
-    decoder.kernels = Kernels(decode, draw_token, ahead_of_time=False)
-    logits = decoder.forward([0])
+    weights = DecoderWeights.from_directory(DEFAULT_MODEL_DIR)
+    int8, rounded = Int8Matrices.of(weights)
+    for decoder in (CompiledDecoder(weights), CompiledDecoder(rounded, int8=int8)):
+        decoder.kernels = Kernels(decode, draw_token, ahead_of_time=False)
+        logits = decoder.forward([0])
     draw_token(logits, np.ones(len(logits), np.bool_), 1.0, 0, 0.95, 0.5)

@@ -32,8 +32,11 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float,
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
-    """out = x @ weight + bias, weight (in, out) as GPT-2's Conv1D stores it. The input index is
+def _linear(x: np.ndarray, weight: np.ndarray, scale: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
+    """out = x @ weight + bias, weight (in, out) as GPT-2's Conv1D stores it; or, for int8
+    weights with a scale per output (`scale` not empty), out = (x @ weight) * scale + bias: 5 MB
+    of weights instead of 19, which stay in the CPU's cache between steps where float32 streams
+    from memory every step (the int8 decoder, `compiled_decoder.Int8Matrices`). The input index is
     the outer loop, so each weight row is read once for the tokens of the call, and tokens go
     in fours (then a pair, then one), so each value of a row loaded feeds four outputs: a step
     of 4 takes costs 1.8 ms over the shipped model's 24 matrices against 2.4 ms in pairs and
@@ -44,9 +47,10 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray
     threads. Five tokens or more in fours measured no faster than BLAS in eights or more."""
     count, inputs = x.shape
     outputs = weight.shape[1]
+    scaled = scale.shape[0] > 0
     for t in range(count):
         for j in range(outputs):
-            out[t, j] = bias[j]
+            out[t, j] = 0.0 if scaled else bias[j]
     first = 0
     while first + 4 <= count:
         out_a, out_b, out_c, out_d = out[first], out[first + 1], out[first + 2], out[first + 3]
@@ -54,7 +58,7 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray
             row = weight[i]
             value_a, value_b, value_c, value_d = x[first, i], x[first + 1, i], x[first + 2, i], x[first + 3, i]
             for j in range(outputs):
-                w = row[j]
+                w = np.float32(row[j])
                 out_a[j] += value_a * w
                 out_b[j] += value_b * w
                 out_c[j] += value_c * w
@@ -66,7 +70,7 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray
             row = weight[i]
             value_a, value_b = x[first, i], x[first + 1, i]
             for j in range(outputs):
-                w = row[j]
+                w = np.float32(row[j])
                 out_a[j] += value_a * w
                 out_b[j] += value_b * w
         first += 2
@@ -76,7 +80,11 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray
             row = weight[i]
             value = x[first, i]
             for j in range(outputs):
-                target[j] += value * row[j]
+                target[j] += value * np.float32(row[j])
+    if scaled:
+        for t in range(count):
+            for j in range(outputs):
+                out[t, j] = out[t, j] * scale[j] + bias[j]
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -141,13 +149,15 @@ def _gelu_tanh(x: np.ndarray) -> None:
 @njit(cache=True, fastmath=True, nogil=True)
 def decode(ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np.ndarray,
             wte: np.ndarray, wpe: np.ndarray,
-            ln1_w: np.ndarray, ln1_b: np.ndarray, attn_w: np.ndarray, attn_b: np.ndarray,
-            proj_w: np.ndarray, proj_b: np.ndarray, ln2_w: np.ndarray, ln2_b: np.ndarray,
-            fc_w: np.ndarray, fc_b: np.ndarray, mlp_w: np.ndarray, mlp_b: np.ndarray,
-            lnf_w: np.ndarray, lnf_b: np.ndarray, keys: np.ndarray, values: np.ndarray,
+            ln1_w: np.ndarray, ln1_b: np.ndarray, attn_w: np.ndarray, attn_s: np.ndarray, attn_b: np.ndarray,
+            proj_w: np.ndarray, proj_s: np.ndarray, proj_b: np.ndarray, ln2_w: np.ndarray, ln2_b: np.ndarray,
+            fc_w: np.ndarray, fc_s: np.ndarray, fc_b: np.ndarray, mlp_w: np.ndarray, mlp_s: np.ndarray,
+            mlp_b: np.ndarray, lnf_w: np.ndarray, lnf_b: np.ndarray, keys: np.ndarray, values: np.ndarray,
             eps: float, scale: float, logits: np.ndarray) -> None:
     """One step for several rows (takes) at once: token t is row rows[t]'s token at
-    positions[t]; logits[n] are the next-token logits after token outputs[n]."""
+    positions[t]; logits[n] are the next-token logits after token outputs[n]. The four matrices
+    of a layer are float32 with empty scales (`*_s` of shape (layers, 0)) or int8 with a scale
+    per output (the int8 decoder): one source, compiled for each."""
     count = ids.shape[0]
     width = wte.shape[1]
     inner = fc_w.shape[2]
@@ -163,14 +173,14 @@ def decode(ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np
     scores = np.empty(positions.max() + 1, np.float32)
     for layer in range(attn_w.shape[0]):
         _layer_norm(x, ln1_w[layer], ln1_b[layer], eps, normed)
-        _linear(normed, attn_w[layer], attn_b[layer], qkv)
+        _linear(normed, attn_w[layer], attn_s[layer], attn_b[layer], qkv)
         _attend(qkv, rows, positions, layer, keys, values, scale, attended, scores)
-        _linear(attended, proj_w[layer], proj_b[layer], update)
+        _linear(attended, proj_w[layer], proj_s[layer], proj_b[layer], update)
         x += update
         _layer_norm(x, ln2_w[layer], ln2_b[layer], eps, normed)
-        _linear(normed, fc_w[layer], fc_b[layer], hidden)
+        _linear(normed, fc_w[layer], fc_s[layer], fc_b[layer], hidden)
         _gelu_tanh(hidden)
-        _linear(hidden, mlp_w[layer], mlp_b[layer], update)
+        _linear(hidden, mlp_w[layer], mlp_s[layer], mlp_b[layer], update)
         x += update
     lasts = np.empty((outputs.shape[0], width), np.float32)
     _layer_norm(x[outputs], lnf_w, lnf_b, eps, lasts)

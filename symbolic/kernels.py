@@ -1,5 +1,6 @@
-"""The compiled decoder's two kernels (`decode_kernels.decode`, `draw.draw_token`), loaded in
-the form that starts fastest: compiled ahead of time when setup built them, else numba's JIT.
+"""The compiled decoder's kernels (`decode_kernels.decode`, for float32 and for int8 matrices, and
+`draw.draw_token`), loaded in the form that starts fastest: compiled ahead of time when setup
+built them, else numba's JIT.
 
 Why ahead of time: numba's JIT costs a cold process about 1.2 s of CPU before its first token,
 even with its machine code cached on disk (importing numba 0.45 s, then 0.7 s loading its
@@ -34,13 +35,21 @@ import numpy as np
 # the kernels' source and this module (the exported signatures, the compiler settings)
 KERNEL_MODULES = ("stemforge.symbolic.decode_kernels", "stemforge.symbolic.draw", "stemforge.symbolic.kernels")
 F32_1, F32_2, F32_3, F32_5 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "float32[:, :, :, :, ::1]"
-I64_1 = "int64[::1]"
-# argument types as CompiledDecoder and the sampler pass them (C-contiguous arrays)
+I64_1, I8_3 = "int64[::1]", "int8[:, :, ::1]"
+
+
+def _decode_signature(matrix: str) -> str:
+    """`decode_kernels.decode`'s argument types as CompiledDecoder passes them (C-contiguous
+    arrays), with a layer's four matrices of type `matrix` (float32, or int8 and their scales)."""
+    return (f"void({I64_1}, {I64_1}, {I64_1}, {I64_1}, {F32_2}, {F32_2}, "  # ids rows positions outputs wte wpe
+            f"{F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, "  # ln1 w/b, attn w/s/b, proj
+            f"{F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, "  # ln2 w/b, fc w/s/b, mlp
+            f"{F32_1}, {F32_1}, {F32_5}, {F32_5}, float64, float64, {F32_2})")  # ln_f, keys, values, eps, scale, out
+
+
 SIGNATURES = {
-    "decode": (f"void({I64_1}, {I64_1}, {I64_1}, {I64_1}, {F32_2}, {F32_2}, "  # ids rows positions outputs wte wpe
-               f"{F32_2}, {F32_2}, {F32_3}, {F32_2}, {F32_3}, {F32_2}, "  # ln1 w/b, attn w/b, proj w/b
-               f"{F32_2}, {F32_2}, {F32_3}, {F32_2}, {F32_3}, {F32_2}, "  # ln2 w/b, fc w/b, mlp w/b
-               f"{F32_1}, {F32_1}, {F32_5}, {F32_5}, float64, float64, {F32_2})"),  # ln_f, keys, values, eps, scale, out
+    "decode": _decode_signature(F32_3),
+    "decode_int8": _decode_signature(I8_3),  # the same function over int8 matrices (the int8 decoder)
     "draw_token": "int64(float32[::1], boolean[::1], float64, int64, float64, float64)",
 }
 
@@ -66,6 +75,11 @@ class Kernels:
     decode: Callable
     draw_token: Callable
     ahead_of_time: bool  # False: numba's JIT
+    decode_int8: Callable | None = None  # `decode` over int8 matrices; None: `decode` itself (the JIT's)
+
+    @property
+    def decode_int8_or_jit(self) -> Callable:
+        return self.decode_int8 or self.decode
 
 
 def _cpu_fingerprint() -> str | None:
@@ -114,7 +128,7 @@ def _load_ahead_of_time(directory: Path):
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        module.decode, module.draw_token  # noqa: B018 - both exported, or it is not our module
+        module.decode, module.decode_int8, module.draw_token  # noqa: B018 - all exported, or it is not ours
     except Exception:  # a truncated or foreign file: the JIT gives the same results
         return None
     return module
@@ -145,7 +159,7 @@ def kernels(directory: Path | None = None) -> Kernels:
     module = _load_ahead_of_time(directory or kernels_dir())
     if module is not None:
         return Kernels(module.decode, _checked(module.draw_token, ((0, np.float32), (1, np.bool_))),
-                       ahead_of_time=True)
+                       ahead_of_time=True, decode_int8=module.decode_int8)
     from stemforge.symbolic.decode_kernels import decode
     from stemforge.symbolic.draw import draw_token
 
@@ -215,6 +229,7 @@ def build_ahead_of_time(directory: Path | None = None) -> Path | None:
             compiler.target_cpu = "host"  # the module is named by this CPU, so it may use all of it
             compiler.verbose = False
             compiler.export("decode", SIGNATURES["decode"])(decode.py_func)
+            compiler.export("decode_int8", SIGNATURES["decode_int8"])(decode.py_func)
             compiler.export("draw_token", SIGNATURES["draw_token"])(draw_token.py_func)
             with warnings.catch_warnings(), _wrappers_release_the_gil():
                 warnings.simplefilter("ignore")

@@ -24,7 +24,7 @@ from stemforge.symbolic.plan import CompositionPlan
 from stemforge.symbolic.sampling_settings import SamplingSettings, SettingsError  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
-    from stemforge.symbolic.compiled_decoder import DecoderWeights
+    from stemforge.symbolic.compiled_decoder import DecoderWeights, Int8Matrices
     from stemforge.symbolic.decoder import FastDecoder
 
 
@@ -121,6 +121,7 @@ class Sampler:
         self.max_tokens = composer.shape.n_positions
         self._decoders: dict[str, RowsDecoder] = {}  # decoder name -> its one-row decoder, kept
         self._weights: DecoderWeights | None = None  # the compiled decoder's, read on first use
+        self._int8: tuple[Int8Matrices, DecoderWeights] | None = None  # the int8 decoder's, made on first use
         self._torch_decoder: FastDecoder | None = None  # only where the torch decoder is asked for
         self.strengths = strengths or GuideStrengths()
         self.stats = SampleStats()
@@ -144,7 +145,7 @@ class Sampler:
     def warm(self) -> Sampler:
         """Load what the first piece would otherwise wait for (the compiled decoder's weights and
         kernels, the draw): a worker calls this before it takes jobs."""
-        decoder = self.single_decoder("compiled")
+        decoder = self.single_decoder(SamplingSettings().decoder)
         decoder.forward_rows({0: [self.composer.tokenizer.bos_id]})
         decoder.reset()
         kernels().draw_token(np.zeros(2, np.float32), np.ones(2, np.bool_), 1.0, 0, 0.95, 0.5)
@@ -157,18 +158,23 @@ class Sampler:
         return self._decoders[name]
 
     def rows_decoder(self, name: str, rows: int) -> RowsDecoder:
-        """A decoder of `rows` sequences at once over this model: `CompiledDecoder` (numpy, no
-        torch) or the torch `BatchDecoder`."""
+        """A decoder of `rows` sequences at once over this model: `CompiledDecoder` over float32
+        ("compiled") or int8 matrices ("int8"; numpy, no torch) or the torch `BatchDecoder`."""
         if name == "torch":
             from stemforge.symbolic.decoder import BatchDecoder
 
             if self._torch_decoder is None:
                 self._torch_decoder = self.composer.decoder()
             return BatchDecoder(self._torch_decoder, rows)
-        from stemforge.symbolic.compiled_decoder import CompiledDecoder
+        from stemforge.symbolic.compiled_decoder import CompiledDecoder, Int8Matrices
 
         if self._weights is None:
             self._weights = self.composer.decoder_weights()
+        if name == "int8":
+            if self._int8 is None:
+                self._int8 = Int8Matrices.of(self._weights)
+            int8, rounded = self._int8
+            return CompiledDecoder(rounded, rows, int8)
         return CompiledDecoder(self._weights, rows)
 
     def sample_takes(

@@ -311,6 +311,32 @@ def test_compiled_decoder_matches_the_torch_decoder(tiny_model: Path, feeds: lis
     assert compiled.length == fed
 
 
+def test_the_int8_decoder_computes_with_its_rounded_weights(tiny_model: Path) -> None:
+    """The int8 decoder's matrices are the float32 ones rounded to 255 levels per output column
+    (each within half a level, the same bytes every time), and its step gives the logits that
+    float32 arithmetic over those rounded weights gives (what its runs of many tokens multiply
+    through BLAS), up to summation order. It stays near the float32 model: a token's logits move
+    by a small fraction of their spread."""
+    from stemforge.symbolic.compiled_decoder import CompiledDecoder, DecoderWeights, Int8Matrices
+
+    weights = DecoderWeights.from_directory(tiny_model)
+    int8, rounded = Int8Matrices.of(weights)
+    again, _ = Int8Matrices.of(weights)
+    for name in ("attn", "proj", "fc", "mlp"):
+        matrix, quantized, scale = getattr(weights, f"{name}_w"), getattr(int8, f"{name}_w"), getattr(int8, f"{name}_s")
+        assert quantized.dtype == np.int8 and np.abs(quantized).max() == 127
+        assert np.all(np.abs(getattr(rounded, f"{name}_w") - matrix) <= scale[:, None, :] * 0.5001)
+        assert np.array_equal(quantized, getattr(again, f"{name}_w"))
+    composer = load_composer(tiny_model)
+    ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
+    int8_decoder, same_math, float32 = (CompiledDecoder(rounded, int8=int8), CompiledDecoder(rounded),
+                                        CompiledDecoder(weights))
+    for token in ids:
+        got, expected, original = int8_decoder.forward([token]), same_math.forward([token]), float32.forward([token])
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        assert np.abs(got - original).max() < 0.1 * (original.max() - original.min())
+
+
 def test_compiled_decoder_refuses_to_run_past_the_context(tiny_model: Path) -> None:
     from stemforge.symbolic.compiled_decoder import CompiledDecoder
     from stemforge.symbolic.errors import UserError
@@ -322,7 +348,7 @@ def test_compiled_decoder_refuses_to_run_past_the_context(tiny_model: Path) -> N
     assert decoder.length == decoder.max_tokens - 1  # the refused call wrote nothing
 
 
-@pytest.mark.parametrize("decoder", ["compiled", "torch"])
+@pytest.mark.parametrize("decoder", ["int8", "compiled", "torch"])
 def test_each_decoder_is_reproducible_per_seed_and_valid(tiny_model: Path, decoder: str) -> None:
     composer = load_composer(tiny_model)
     plan = SamplePlan(composer.tokenizer.prefix_ids("hiphop", 90, "C minor", "normal", 2), ROLES, 2)
@@ -350,16 +376,19 @@ def test_draw_follows_top_k_top_p_the_mask_and_the_probabilities() -> None:
     assert cold[1] / cold.sum() > 0.6  # a low temperature sharpens toward the likeliest
 
 
-def test_compiled_rows_decode_each_take_as_it_would_decode_alone(tiny_model: Path) -> None:
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_compiled_rows_decode_each_take_as_it_would_decode_alone(tiny_model: Path, precision: str) -> None:
     """Rows fed different numbers of tokens in one step (a forced bar in one take, a sampled
     token in another) each get the logits that row's tokens give alone."""
-    from stemforge.symbolic.compiled_decoder import CompiledDecoder, DecoderWeights
+    from stemforge.symbolic.compiled_decoder import CompiledDecoder, DecoderWeights, Int8Matrices
 
     composer = load_composer(tiny_model)
     ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
-    weights = DecoderWeights.from_directory(tiny_model)
-    batch = CompiledDecoder(weights, rows=3)
-    alone = [CompiledDecoder(weights) for _ in range(3)]
+    weights, int8 = DecoderWeights.from_directory(tiny_model), None
+    if precision == "int8":
+        int8, weights = Int8Matrices.of(weights)
+    batch = CompiledDecoder(weights, rows=3, int8=int8)
+    alone = [CompiledDecoder(weights, int8=int8) for _ in range(3)]
     ids = ids * 3  # runs of 8 or more multiply through BLAS, shorter feeds through the compiled loops
     steps = [{0: ids[:5], 1: ids[:2], 2: ids[:1]}, {0: ids[5:6], 1: ids[2:7], 2: []}, {0: ids[6:7], 2: ids[1:10]},
              {0: ids[7:16], 1: ids[7:15], 2: ids[10:11]}]
@@ -423,7 +452,7 @@ def test_kernels_compiled_ahead_of_time_decode_and_draw_exactly_as_the_jit(tiny_
     """The ahead-of-time module (what a cold `pipeline run` loads) and numba's JIT (the
     fallback) give the same logits bit for bit and draw the same tokens, so a seed composes
     the same piece whichever form a process found."""
-    from stemforge.symbolic.compiled_decoder import CompiledDecoder, DecoderWeights
+    from stemforge.symbolic.compiled_decoder import CompiledDecoder, DecoderWeights, Int8Matrices
     from stemforge.symbolic.decode_kernels import decode
     from stemforge.symbolic.draw import draw_token
     from stemforge.symbolic.kernels import Kernels, kernels
@@ -434,15 +463,17 @@ def test_kernels_compiled_ahead_of_time_decode_and_draw_exactly_as_the_jit(tiny_
     composer = load_composer(tiny_model)
     ids = (composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) * 4)[:24]
     weights = DecoderWeights.from_directory(tiny_model)
-    logits = {}
-    for form in (ahead, jit):
-        decoder = CompiledDecoder(weights, rows=2)
-        decoder.kernels = form
-        steps = [{0: ids[:5], 1: ids[:1]}] + [{0: [t], 1: [t, t]} for t in ids[5:12]]
-        logits[form.ahead_of_time] = [decoder.forward_rows(feeds) for feeds in steps]
-    for ahead_step, jit_step in zip(logits[True], logits[False], strict=True):
-        for row in ahead_step:
-            assert np.array_equal(ahead_step[row], jit_step[row])
+    int8, rounded = Int8Matrices.of(weights)
+    for matrices, int8_matrices in ((weights, None), (rounded, int8)):  # the compiled and the int8 decoder
+        logits = {}
+        for form in (ahead, jit):
+            decoder = CompiledDecoder(matrices, rows=2, int8=int8_matrices)
+            decoder.kernels = form
+            steps = [{0: ids[:5], 1: ids[:1]}] + [{0: [t], 1: [t, t]} for t in ids[5:12]]
+            logits[form.ahead_of_time] = [decoder.forward_rows(feeds) for feeds in steps]
+        for ahead_step, jit_step in zip(logits[True], logits[False], strict=True):
+            for row in ahead_step:
+                assert np.array_equal(ahead_step[row], jit_step[row])
     rng = np.random.default_rng(0)
     for _ in range(50):
         row_logits = rng.standard_normal(64).astype(np.float32) * 3
