@@ -352,8 +352,9 @@ def worker_main(conn: Connection, model: str | None, data_dir: str, threads: int
 
 def _run_jobs(conn: Connection, orders: list[tuple[str, dict]], composer: Composer,
               stall: tuple[int, float] | None) -> None:
-    """A worker's jobs of one dispatch through `run_together` (one alone: `run`), each job's end
-    sent as ("done", id, run dir) or ("failed", id, one-line error)."""
+    """A worker's jobs of one dispatch through `run_together` (one job: the same path as `run`),
+    each job's end sent as soon as it is known: ("done", id, run dir) or ("failed", id, one-line
+    error)."""
     from stemforge.pipeline.run import RunRequest, run_together
 
     requests: list[tuple[str, RunRequest]] = []

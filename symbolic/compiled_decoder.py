@@ -13,7 +13,9 @@ import numba either (symbolic/kernels.py says how, and what happens where it can
 
 The arithmetic is the same as `FastDecoder`'s, in float32, but summed in another order, so a
 logit can differ in its last bits and, rarely, a sampled token with it: a seed is
-byte-identical within one decoder, and run.json names the decoder that made a run.
+byte-identical within one decoder, and run.json names the decoder that made a run. The int8
+decoder (the default) is the same step over the layers' matrices rounded to int8 with a scale
+per output column (`Int8Matrices`): 5 MB of weights that stay in the CPU's cache.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class Int8Matrices:
     """A layer's four matrices (attn, proj, fc, mlp) as int8 with one float32 scale per output
     column (symmetric: the column's largest magnitude maps to 127), for the int8 decoder: 5 MB
     instead of 19, so a step's weights stay in the CPU's cache instead of streaming from memory
-    (a piece composes ~40% faster: docs/benchmarks.md). Made from the float32 weights when a
+    (a piece composes in 35-45% less time: docs/benchmarks.md). Made from the float32 weights when a
     model loads (`of`), the same bytes on every machine (IEEE division and round-half-even)."""
 
     attn_w: np.ndarray
@@ -139,9 +141,8 @@ class CompiledDecoder:
         then holds them as float32 again, `Int8Matrices.of`), else through `weights`' own."""
         self.weights = weights
         self.int8 = int8
-        layers = weights.attn_w.shape[0]
-        self._no_scale = np.zeros((layers, 0), np.float32)  # float32 matrices: empty scales
         layers, heads = weights.shape.n_layer, weights.shape.n_head
+        self._no_scale = np.zeros((layers, 0), np.float32)  # float32 matrices: empty scales
         dim = weights.wte.shape[1] // heads
         self.max_tokens = weights.shape.n_positions
         self.keys = np.zeros((rows, layers, heads, dim, self.max_tokens), np.float32)
