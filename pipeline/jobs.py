@@ -662,7 +662,7 @@ class WorkerPool(SchedulerHealth):
         free = [slot for slot in self._slots if slot.ready and not slot.job_ids]
         for number, slot in enumerate(free):
             # its share of the queue, so two free workers take one job each, not one two
-            share = math.ceil(len(self.store.queued()) / (len(free) - number))
+            share = math.ceil(self.store.counts()["queued"] / (len(free) - number))
             orders: list[tuple[str, dict]] = []
             while len(orders) < min(self.batch, share):
                 job = self.store.next_queued()

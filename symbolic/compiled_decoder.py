@@ -142,7 +142,12 @@ class CompiledDecoder:
         self.weights = weights
         self.int8 = int8
         layers, heads = weights.shape.n_layer, weights.shape.n_head
-        self._no_scale = np.zeros((layers, 0), np.float32)  # float32 matrices: empty scales
+        if int8 is None:  # float32 matrices go with empty scales (decode_kernels._linear)
+            no_scale = np.zeros((layers, 0), np.float32)
+            self._matrices = (weights.attn_w, no_scale, weights.proj_w, no_scale, weights.fc_w, no_scale,
+                              weights.mlp_w, no_scale)
+        else:
+            self._matrices = int8.layer_matrices
         dim = weights.wte.shape[1] // heads
         self.max_tokens = weights.shape.n_positions
         self.keys = np.zeros((rows, layers, heads, dim, self.max_tokens), np.float32)
@@ -189,15 +194,10 @@ class CompiledDecoder:
         return result
 
     def _compiled(self, ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-        w, q, none = self.weights, self.int8, self._no_scale
+        w = self.weights
         logits = np.empty((len(outputs), w.wte.shape[0]), np.float32)
-        if q is None:
-            decode = self.kernels.decode
-            matrices = (w.attn_w, none, w.proj_w, none, w.fc_w, none, w.mlp_w, none)
-        else:
-            decode = self.kernels.decode_int8_or_jit
-            matrices = q.layer_matrices
-        attn_w, attn_s, proj_w, proj_s, fc_w, fc_s, mlp_w, mlp_s = matrices
+        decode = self.kernels.decode if self.int8 is None else self.kernels.decode_int8
+        attn_w, attn_s, proj_w, proj_s, fc_w, fc_s, mlp_w, mlp_s = self._matrices
         decode(ids, rows, positions, outputs, w.wte, w.wpe, w.ln1_w, w.ln1_b, attn_w, attn_s, w.attn_b, proj_w, proj_s,
                w.proj_b, w.ln2_w, w.ln2_b, fc_w, fc_s, w.fc_b, mlp_w, mlp_s, w.mlp_b, w.lnf_w, w.lnf_b, self.keys,
                self.values, w.shape.layer_norm_epsilon, w.scale, logits)
@@ -258,6 +258,6 @@ def precompile() -> None:
     weights = DecoderWeights.from_directory(DEFAULT_MODEL_DIR)
     int8, rounded = Int8Matrices.of(weights)
     for decoder in (CompiledDecoder(weights), CompiledDecoder(rounded, int8=int8)):
-        decoder.kernels = Kernels(decode, draw_token, ahead_of_time=False)
+        decoder.kernels = Kernels(decode, decode, draw_token, ahead_of_time=False)
         logits = decoder.forward([0])
     draw_token(logits, np.ones(len(logits), np.bool_), 1.0, 0, 0.95, 0.5)

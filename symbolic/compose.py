@@ -215,9 +215,9 @@ def compose_pieces(composer: Composer, orders: list[PieceOrder], settings: Sampl
                    kept: dict[str, Track] | None = None, seed_clip: dict[str, Track] | None = None,
                    on_token: Callable[[int], None] | None = None) -> list[Composed]:
     """Pieces sampled together as the rows of one batched decoder (one alone: the batch-1
-    decoder). A piece comes out token for token as it does alone (the compiled step sums each
-    row in the same order whatever the batch; bench/symbolic.py counts it), so batching
-    changes the time, never the music."""
+    decoder). With the int8 and compiled decoders a piece comes out token for token as it
+    does alone (their step sums each row in the same order whatever the batch;
+    bench/symbolic.py counts it), so batching changes the time, never the music."""
     kept, seed_clip = kept or {}, seed_clip or {}
     pieces = [_prepare(composer, order.conditions, order.model_genre, kept, seed_clip) for order in orders]
     seeds = [order.seed for order in orders]

@@ -72,14 +72,10 @@ def decode_threads() -> int:
 
 @dataclass(frozen=True)
 class Kernels:
-    decode: Callable
+    decode: Callable  # over float32 matrices
+    decode_int8: Callable  # the same over int8 matrices (numba's JIT: `decode` itself, compiled per type)
     draw_token: Callable
     ahead_of_time: bool  # False: numba's JIT
-    decode_int8: Callable | None = None  # `decode` over int8 matrices; None: `decode` itself (the JIT's)
-
-    @property
-    def decode_int8_or_jit(self) -> Callable:
-        return self.decode_int8 or self.decode
 
 
 def _cpu_fingerprint() -> str | None:
@@ -158,12 +154,12 @@ def kernels(directory: Path | None = None) -> Kernels:
     up once per process and folder (the first answer is kept)."""
     module = _load_ahead_of_time(directory or kernels_dir())
     if module is not None:
-        return Kernels(module.decode, _checked(module.draw_token, ((0, np.float32), (1, np.bool_))),
-                       ahead_of_time=True, decode_int8=module.decode_int8)
+        return Kernels(module.decode, module.decode_int8,
+                       _checked(module.draw_token, ((0, np.float32), (1, np.bool_))), ahead_of_time=True)
     from stemforge.symbolic.decode_kernels import decode
     from stemforge.symbolic.draw import draw_token
 
-    return Kernels(decode, draw_token, ahead_of_time=False)
+    return Kernels(decode, decode, draw_token, ahead_of_time=False)
 
 
 class BuildError(RuntimeError):

@@ -459,7 +459,7 @@ def test_kernels_compiled_ahead_of_time_decode_and_draw_exactly_as_the_jit(tiny_
 
     ahead = kernels(kernels_cache / "kernels")
     assert ahead.ahead_of_time
-    jit = Kernels(decode, draw_token, ahead_of_time=False)
+    jit = Kernels(decode, decode, draw_token, ahead_of_time=False)
     composer = load_composer(tiny_model)
     ids = (composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) * 4)[:24]
     weights = DecoderWeights.from_directory(tiny_model)
