@@ -94,10 +94,12 @@ class RunRequest:
     bars: int | None = _spec(None, "length in 4/4 bars (default: prompt or 8)", "steer", ge=1, le=1024)
     density: str | None = _spec(None, "note density (default: prompt words or normal)", "steer",
                                 choices=DENSITIES, max_length=20)
-    loop: int | None = _spec(None, "loop length in bars: bass and melody repeat every N bars, drums every 1-2, "
-                             "with a variation in the last bar of each 4-bar phrase; off (0) = through-composed "
-                             "(default: prompt words like '2-bar loop', else the genre's: 4, techno 2)", "steer",
-                             metavar="1|2|4|off", parse=parse_loop)
+    loop: int | None = _spec(None, "structure: 8 (default) = phrases that develop (call and response, a varied "
+                             "repeat, a contrasting B in 16 bars, drum fills every 8 bars); 1, 2 or 4 = an exact "
+                             "loop of that many bars (bass and melody repeat, drums every 1-2 bars, a turn in the "
+                             "last bar of each 4-bar phrase); off = through-composed lines over a steady groove "
+                             "(default: prompt words like '2-bar loop', else 8)", "steer",
+                             metavar="1|2|4|8|off", parse=parse_loop)
     chords: str | None = _spec(None, "chord progression, one chord a bar ('Am F C G', 'Am7 | Dm7 G7') or roman "
                                "numerals in the key ('vi IV I V', 'ii-V-I'); '|' separates bars (default: prompt "
                                "words, else a progression drawn from real POP909 songs for the genre)", "steer",
@@ -183,7 +185,7 @@ class RunRequest:
             raise RunError(f"--swing: {self.swing:g} is not a swing; use 50 (straight) to {MAX_SWING_PERCENT:g} "
                            "(66.7 is triplet)", field="swing")
         if self.loop is not None and self.loop not in LOOP_CHOICES:
-            raise RunError(f"--loop: {self.loop} is not a loop length; use 1, 2, 4 or off", field="loop")
+            raise RunError(f"--loop: {self.loop} is not a loop length; use 1, 2, 4, 8 or off", field="loop")
         if self.density is not None and self.density not in DENSITIES:
             raise RunError(f"--density: {self.density!r} is not a density; use {', '.join(DENSITIES)}",
                            field="density")

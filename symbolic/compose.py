@@ -81,16 +81,19 @@ def on_feel_grid(track: Track) -> Track:
     return replace(track, notes=without_overlaps(notes))
 
 
-def apply_groove(tracks: dict[str, Track], conditions: Conditions, feel: Feel, kept: set[str], seed: int) -> dict:
+def apply_groove(tracks: dict[str, Track], conditions: Conditions, feel: Feel, kept: set[str], seed: int,
+                 grid_feel: str | None = None) -> dict:
     """Swing, micro-timing and accents from the genre's groove template (taken from real
-    GMD drummers) on the generated parts, in place; kept parts stay as they were. Returns
-    what was applied, for run.json."""
+    GMD drummers) on the generated parts, in place; kept parts stay as they were. A piece the
+    plan made straight in a genre that also swings (`grid_feel`, a straight jazz or rock
+    groove) gets no swing unless asked. Returns what was applied, for run.json."""
     if feel.quantize:
         return {"quantized": True, "swing_percent": 50.0}
     from stemforge.symbolic.groove import GENRE_SWING, apply_feel, default_pool
 
     template = default_pool().template(conditions.genre)
-    swing = feel.swing_percent if feel.swing_percent is not None else GENRE_SWING.get(conditions.genre, 50.0)
+    genre_swing = 50.0 if grid_feel == "straight" else GENRE_SWING.get(conditions.genre, 50.0)
+    swing = feel.swing_percent if feel.swing_percent is not None else genre_swing
     total = conditions.bars * BEATS_PER_BAR * TICKS_PER_BEAT
     generated = {r: t for r, t in tracks.items() if r not in kept}
     try:
@@ -143,7 +146,7 @@ def _prepare(composer: Composer, conditions: Conditions, model_genre: str, kept:
                                                bars_kept=None if full else seed_bars[role])
     roles = tuple(r for r in ROLES if r in kept) + tuple(r for r in ROLES if r in seed_clip and r not in kept)
     roles += tuple(r for r in ROLES if r not in roles)
-    composition, chord_spans = plan_for(conditions, tokenizer.spec.grid_per_beat)
+    composition, chord_spans = plan_for(conditions, tokenizer.spec.grid_per_beat, composer.style, model_genre)
     plan = SamplePlan(
         prefix_ids=tokenizer.prefix_ids(model_genre, conditions.bpm, conditions.key, conditions.density,
                                         conditions.bars),
@@ -159,7 +162,7 @@ def _finish(composer: Composer, piece: _Piece, ids: list[int], stats: SampleStat
     bar_ticks = BEATS_PER_BAR * TICKS_PER_BEAT
     tracks = composer.tokenizer.decode_tracks(ids, TICKS_PER_BEAT)
     grid_tracks = dict(tracks)
-    applied = apply_groove(tracks, conditions, feel, kept=set(kept), seed=seed)
+    applied = apply_groove(tracks, conditions, feel, kept=set(kept), seed=seed, grid_feel=piece.composition.feel)
     for role, clip in seed_clip.items():  # the clip's own bars, verbatim (tokens quantize)
         if role in kept:
             continue

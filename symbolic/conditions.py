@@ -108,12 +108,14 @@ PITCH_CLASSES: dict[str, int] = {
 KEY_NAMES: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MIN_BPM, MAX_BPM = 1.0, 300.0  # inclusive: what the docs, the flags and the API say
 DEFAULT_BARS = 8
-LOOP_CHOICES: tuple[int, ...] = (0, 1, 2, 4)  # 0 = off (through-composed)
-# The loop a genre gets when neither prompt nor flag names one: loop music repeats a 4-bar
-# loop; techno's hypnotic 2-bar one. Through-composed output stays one `--loop off` away.
-GENRE_DEFAULT_LOOP: dict[str, int] = {genre: 4 for genre in GENRES} | {"techno": 2}
-# "2-bar loop", "loop of 4 bars", "4 bar loops"; "no loop" / "through-composed" switch it off
-_LOOP_PATTERN = r"\b([124])\s*-?\s*bars?\s*loops?\b|\bloops?\s*(?:of\s*)?([124])\s*-?\s*bars?\b"
+LOOP_CHOICES: tuple[int, ...] = (0, 1, 2, 4, 8)  # 0 = off (through-composed); 8 = phrases that develop
+DEVELOPING_LOOP = 8  # A A' phrases (B A'' past 8 bars): the default; 1, 2 and 4 are exact loops
+# The structure a genre gets when neither prompt nor flag names one: phrases that develop
+# (call and response, a varied repeat, a contrasting B in 16 bars) over a groove that stays;
+# an exact loop is one `--loop 1|2|4` away, through-composed lines one `--loop off` away.
+GENRE_DEFAULT_LOOP: dict[str, int] = {genre: DEVELOPING_LOOP for genre in GENRES}
+# "2-bar loop", "loop of 4 bars", "8 bar loops"; "no loop" / "through-composed" switch it off
+_LOOP_PATTERN = r"\b([1248])\s*-?\s*bars?\s*loops?\b|\bloops?\s*(?:of\s*)?([1248])\s*-?\s*bars?\b"
 _NO_LOOP_PATTERN = r"\b(?:no\s*loops?|through[\s-]*composed|loop\s*off)\b"
 
 
@@ -126,12 +128,12 @@ class ConditionError(UserError):
 
 
 def parse_loop(value: str | int) -> int:
-    """A loop length as typed: 1, 2, 4, or 'off' (0)."""
+    """A loop length as typed: 1, 2, 4 (exact loops), 8 (phrases that develop), or 'off' (0)."""
     text = str(value).strip().lower()
     if text in ("off", "none", "0"):
         return 0
-    if text not in ("1", "2", "4"):
-        raise ConditionError(f"--loop: {value} is not a loop length; use 1, 2, 4 or off", field="loop")
+    if text not in ("1", "2", "4", "8"):
+        raise ConditionError(f"--loop: {value} is not a loop length; use 1, 2, 4, 8 or off", field="loop")
     return int(text)
 
 
@@ -184,7 +186,7 @@ class Conditions:
     density: str = "normal"
     moods: tuple[str, ...] = field(default_factory=tuple)
     seed: int = 0
-    loop: int = 4  # bars after which bass and melody repeat (drums inside it); 0 = through-composed
+    loop: int = 8  # 8: phrases that develop; 1, 2, 4: an exact loop of that many bars; 0: through-composed
     chords: str = ""  # the chord progression as symbols, bars separated by "|"; "" = none
 
     @property
@@ -238,7 +240,7 @@ def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
         raise ConditionError(f"density: {conditions.density!r} is not one of {DENSITIES}", field="density")
     parse_key(conditions.key)
     if conditions.loop not in LOOP_CHOICES:
-        raise ConditionError(f"loop: {conditions.loop} is not a loop length; use 1, 2, 4 or off", field="loop")
+        raise ConditionError(f"loop: {conditions.loop} is not a loop length; use 1, 2, 4, 8 or off", field="loop")
     if conditions.chords:
         progression_of(conditions)
     return conditions

@@ -41,14 +41,21 @@ LICENCES = {
     "gmd": "CC-BY-4.0 (Groove MIDI Dataset, Gillick et al. 2019)",
     "pop909": "MIT (POP909, Wang et al. 2020)",
     "freedoom": "BSD-3-Clause (Freedoom contributors)",
+    "wjd": "ODbL-1.0 / MIT (Weimar Jazz Database, Pfleiderer et al. 2017, via jazzodata)",
     "rule": "MIT (stemforge corpus rules)",
 }
 TRANSFORMS = ("real", "lofi", "trap", "dnb", "house", "techno")
+MELODY_SOURCES = ("pop909", "wjd")  # where a genre's melodies (and, for WJD, bass lines) come from
 # How the melody (and its chords) of a genre is re-expressed in the groove's beats.
 MELODY_STRETCH = {"trap": 2, "dnb": 2, "ambient": 2}  # half-time: one source beat = two beats
 MELODY_LOOP_BARS = {"techno": 2, "house": 4}  # electronic hooks repeat
 MELODY_VELOCITY = {"lofi": 0.8, "ambient": 0.7, "jazz": 0.9}
 RETIMED_MELODY_GENRES = set(MELODY_STRETCH) | set(MELODY_LOOP_BARS) | {"lofi"}
+# Genres whose derived bass takes its pitches from the POP909 pianist's lowest notes where
+# they sound (real inversions, passing and approach notes) on the genre's own bass rhythm;
+# electronic genres keep their root-and-fifth lines.
+PIANO_BASS_GENRES = frozenset({"lofi", "hiphop", "funk", "rock", "pop", "reggae", "latin", "afrobeat", "soul",
+                               "ambient"})
 
 
 class CorpusError(UserError):
@@ -74,6 +81,9 @@ class CorpusConfig:
     transpose: bool = True
     pop909_max_songs: int | None = None  # None = all; a small number makes quick test builds
     gmd_max_files: int | None = None
+    melody_sources: dict[str, str] = field(default_factory=dict)  # genre -> pop909 | wjd (default pop909)
+    wjd_max_solos: int | None = None
+    fill_share: float = 0.0  # the last bar of an 8-bar phrase gets a real GMD fill this often
 
     @classmethod
     def load(cls, path: Path) -> CorpusConfig:
@@ -99,6 +109,12 @@ class CorpusConfig:
         for style, genre in self.gmd_styles.items():
             if genre not in GENRES:
                 raise CorpusError(f"{where}: gmd_styles.{style}: {genre!r} is not a genre")
+        for genre, source in self.melody_sources.items():
+            if genre not in GENRES or source not in MELODY_SOURCES:
+                raise CorpusError(f"{where}: melody_sources.{genre}: {source!r} must be one of "
+                                  f"{', '.join(MELODY_SOURCES)} for a listed genre")
+        if not 0 <= self.fill_share <= 1:
+            raise CorpusError(f"{where}: fill_share must be between 0 and 1")
         if not self.bars or any(not 1 <= b <= 32 for b in self.bars):
             raise CorpusError(f"{where}: bars must list piece lengths between 1 and 32")
         if self.items_per_genre < 1 or self.window_hop_bars < 1 or self.max_window_uses < 1:
@@ -137,6 +153,7 @@ class Song:
     keys: list[Key]
     good_bars: list[bool]
     piano_bass: list[Note] = field(default_factory=list)
+    bass: list[Note] = field(default_factory=list)  # a real bass line played with the melody (WJD's walking bass)
 
 
 def _notes_between(notes: list[Note], start: int, end: int) -> list[Note]:
@@ -205,6 +222,69 @@ def load_gmd(root: Path, config: CorpusConfig, skipped: Counter) -> list[Groove]
         grooves.append(Groove(f"gmd:{row['id']}", "gmd", genre, float(row["bpm"]), feel, drums,
                               good_drum_bars(drums)))
     return grooves
+
+
+@dataclass
+class Fill:
+    """The last two beats of a GMD fill performance, before the hit it lands on: (tick from
+    the fill's start at 480 per beat, GM drum, velocity), ticks in [0, 960)."""
+
+    group: str  # the performance: "gmd:drummer1/session1/103"
+    genre: str
+    hits: list[tuple[int, int, int]]
+
+
+FILL_TICKS = 2 * TPB  # a fill takes the last two beats of its bar
+FILL_GENRES_EXCLUDED = frozenset({"house", "techno", "ambient", "trap"})  # DJ tools and half-time trap keep their groove
+FILL_DONORS = {"pop": ("pop", "rock"), "dnb": ("funk", "soul", "hiphop"), "lofi": ("hiphop", "soul")}
+
+
+def load_gmd_fills(root: Path, config: CorpusConfig, skipped: Counter) -> dict[str, list[Fill]]:
+    """genre -> the fills GMD's drummers played in that style (beat_type "fill", 4/4, the
+    configured splits): each cut to the two beats before the hit it lands on (the kick or
+    crash on the next downbeat; the end of its last hit where it has none)."""
+    fills: dict[str, list[Fill]] = defaultdict(list)
+    rows = [r for r in read_gmd_info(root) if r["beat_type"] == "fill" and r["split"] in config.gmd_splits
+            and r["time_signature"] == "4-4"][: config.gmd_max_files]
+    for row in progress_bar(rows, desc="gmd fills", enabled=_PROGRESS[0], leave=False):
+        genre = gmd_genre(row["style"], config.gmd_styles)
+        hits = read_gmd_hits(root / row["midi_filename"]) if genre else None
+        if not hits:
+            skipped["gmd fills: unmapped, unreadable or empty"] += 1
+            continue
+        hits.sort()
+        last_tick, last_pitch, _ = hits[-1]
+        lands = last_pitch in (rules.KICK, rules.CRASH) and len(hits) > 3
+        end = last_tick if lands else last_tick + TPB // 4
+        region = [(t - (end - FILL_TICKS), p, v) for t, p, v in hits if end - FILL_TICKS <= t < end]
+        if len(region) < 3 or not any(p in rules.FILL_DRUMS for _, p, _ in region):
+            skipped["gmd fills: no fill in its last two beats"] += 1
+            continue
+        fills[genre].append(Fill(f"gmd:{row['id']}", genre, region))
+    return dict(fills)
+
+
+def splice_fills(notes: list[Note], bars: int, feel: str, genre: str, group: str, fills: dict[str, list[Fill]],
+                 share: float, rng: random.Random) -> tuple[list[Note], bool]:
+    """The groove with real fills in its phrase ends: the last two beats of each 8-bar
+    phrase's last bar (with chance `share`, a third of that at a 4-bar phrase end) replaced by
+    a fill of the genre (a donor genre's where it has none), the same drummer's first."""
+    pool = [f for donor in (genre, *FILL_DONORS.get(genre, ())) for f in fills.get(donor, [])][:400]
+    if not pool or genre in FILL_GENRES_EXCLUDED:
+        return notes, False
+    drummer = group.split("/")[0]
+    own = [f for f in pool if f.group.split("/")[0] == drummer] or pool
+    filled = False
+    for bar in range(bars):
+        chance = share if (bar + 1) % 8 == 0 else share / 3 if (bar + 1) % 4 == 0 else 0.0
+        if not chance or rng.random() >= chance:
+            continue
+        fill = own[rng.randrange(len(own))]
+        start = bar * BAR + BAR - FILL_TICKS
+        played = rules.quantize_hits([(start + t, p, v) for t, p, v in fill.hits], feel, (bar + 1) * BAR)
+        notes = [n for n in notes if not start <= n.start < (bar + 1) * BAR] + played
+        filled = True
+    return sorted(notes), filled
 
 
 def good_drum_bars(drums: list[Note]) -> list[bool]:
@@ -419,6 +499,77 @@ def load_pop909(root: Path, config: CorpusConfig, skipped: Counter) -> list[Song
     return songs
 
 
+WJD_DIVISIONS_GRID = GRID  # metrical positions (tatum / division of a beat) land on the 1/12-beat grid
+WJD_MAX_NOTE_BEATS = 2  # a solo note lasts to the next one, at most two beats
+
+
+def _wjd_key(text: str) -> Key | None:
+    """'Bb-maj' / 'C-min' / 'F-dor' -> Key (modes other than major read as minor)."""
+    tonic, _, mode = str(text).partition("-")
+    try:
+        return parse_key(f"{tonic} {'major' if mode.startswith(('maj', 'lyd', 'mix')) else 'minor'}")
+    except ValueError:
+        return None
+
+
+def load_wjd(root: Path, skipped: Counter, max_solos: int | None = None) -> list[Song]:
+    """The 4/4 solos of the Weimar Jazz Database as songs: the soloist's line as the melody,
+    on the transcription's own metrical grid (bar, beat, tatum of a `division` of the beat:
+    8ths as written, played swung, triplets as triplets), and the bass annotated on every beat
+    as a real walking bass (one note a beat; the annotators estimated it from the recording,
+    so an octave may be off: `transpose_excerpt` folds it into the bass register). Tick 0 is
+    bar 0, beat 1 of the annotation; the pickup before it is dropped."""
+    import pyreadr  # only the corpus builder reads R data
+
+    try:
+        meta = pyreadr.read_r(str(root / "wjd_meta.rda"))["wjd_meta"]
+        notes = pyreadr.read_r(str(root / "wjd_transforms.rda"))["wjd_transforms"]
+        beats = pyreadr.read_r(str(root / "wjd_annotated_beat_tracks.rda"))["wjd_annotated_beat_tracks"]
+    except Exception as error:  # pyreadr raises its own and OSError types on bad files
+        raise CorpusError(f"{root}: cannot read the WJD .rda files ({error})") from error
+    notes_by_solo = {int(k): v for k, v in notes.groupby("melid")}
+    beats_by_solo = {int(k): v for k, v in beats.groupby("melid")}
+    songs = []
+    rows = list(meta.itertuples())[:max_solos]
+    for row in progress_bar(rows, desc="wjd", enabled=_PROGRESS[0], leave=False):
+        melid = int(row.melid)
+        if str(row.signature).strip("'") != "4/4":
+            skipped["wjd: not 4/4"] += 1
+            continue
+        solo, beat_track = notes_by_solo.get(melid), beats_by_solo.get(melid)
+        if solo is None or beat_track is None:
+            skipped["wjd: no notes or beats"] += 1
+            continue
+        onsets = []
+        for bar, beat, tatum, division, pitch in zip(solo.bar, solo.beat, solo.tatum, solo.division, solo.pitch_raw):
+            if bar < 0 or not 1 <= beat <= 4 or division < 1:
+                continue
+            inside = round((tatum - 1) / division * TPB / WJD_DIVISIONS_GRID) * WJD_DIVISIONS_GRID
+            onsets.append(((int(bar) * 4 + int(beat) - 1) * TPB + min(inside, TPB - GRID), int(pitch)))
+        onsets.sort()
+        melody = []
+        for index, (start, pitch) in enumerate(onsets):
+            following = onsets[index + 1][0] if index + 1 < len(onsets) else start + TPB
+            if following == start:
+                continue
+            duration = max(GRID, min(following - start, WJD_MAX_NOTE_BEATS * TPB))
+            melody.append(Note(start, duration, pitch, 90))
+        bass = []
+        for bar, beat, pitch in zip(beat_track.bar, beat_track.beat, beat_track.bass):
+            if bar >= 0 and 1 <= beat <= 4 and pitch == pitch and 20 <= pitch <= 80:  # NaN != NaN
+                bass.append(Note((int(bar) * 4 + int(beat) - 1) * TPB, 440, int(pitch), 85))
+        if not melody or not bass:
+            skipped["wjd: no notes or bass"] += 1
+            continue
+        key = _wjd_key(row.key) or estimate_key(melody)
+        total_bars = max(n.start for n in melody) // BAR + 1
+        melody_bars = Counter(n.start // BAR for n in melody)
+        bass_beats = Counter(n.start // BAR for n in bass)
+        good = [melody_bars[bar] >= 1 and bass_beats[bar] == 4 for bar in range(total_bars)]
+        songs.append(Song(f"wjd:{melid}", monophonic(melody), [], [key], good, [], sorted(bass)))
+    return songs
+
+
 # Krumhansl-Kessler key profiles. Written here because no installed library (librosa,
 # miditok, symusic) estimates a key from symbolic notes.
 _MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -534,6 +685,7 @@ class Slot:
     group: str
     groove: Groove | None = None
     start_bar: int = 0
+    filled: bool = False  # a real fill went into one of its phrase ends (set when its drums are made)
 
 
 def _windows(groove: Groove, source_bars: int, hop: int) -> list[int]:
@@ -609,6 +761,8 @@ class Excerpt:
     melody: list[Note]
     chords: list[rules.ChordSpan]
     key: Key
+    bass: list[Note] = field(default_factory=list)  # real, where the source has one (WJD)
+    piano_bass: list[Note] = field(default_factory=list)  # the accompaniment's low notes (POP909 PIANO)
 
 
 def melody_bars_needed(slot: Slot) -> int:
@@ -664,29 +818,43 @@ def cut_excerpt(song: Song, start_bar: int, bars: int) -> Excerpt:
     chords = [rules.ChordSpan(max(s.start, lo) - lo, min(s.end, hi) - lo, s.chord)
               for s in song.chords if s.end > lo and s.start < hi]
     key = song.keys[0] if len(song.keys) == 1 else estimate_key(melody, song.keys)
-    return Excerpt(song.song_id, melody, chords, key)
+    return Excerpt(song.song_id, melody, chords, key, _notes_between(song.bass, lo, hi),
+                   _notes_between(song.piano_bass, lo, hi))
+
+
+def retime_line(notes: list[Note], genre: str, bars: int, feel: str) -> list[Note]:
+    """A line of the excerpt in the groove's beats: half-time for trap/dnb/ambient, looped
+    for house/techno, swung to the groove's feel; cut at the piece's end."""
+    factor = MELODY_STRETCH.get(genre, 1)
+    if factor > 1:
+        notes = rules.stretch(notes, factor)
+    loop_bars = MELODY_LOOP_BARS.get(genre)
+    if loop_bars:
+        span = min(bars, loop_bars) * BAR
+        notes = [Note(n.start + k, n.duration, n.pitch, n.velocity)
+                 for k in range(0, bars * BAR, span) for n in notes if n.start < span]
+    if feel == "triplet":
+        notes = [Note(n.start - n.start % TPB + {120: 160, 240: 320, 360: 400}.get(n.start % TPB, n.start % TPB),
+                      n.duration, n.pitch, n.velocity) for n in notes]
+    elif feel == "swing16":
+        notes = rules.swing_16ths(notes)
+    total = bars * BAR
+    return [Note(n.start, min(n.duration, total - n.start), n.pitch, n.velocity) for n in notes if n.start < total]
 
 
 def retime_melody(excerpt: Excerpt, genre: str, bars: int, feel: str) -> tuple[list[Note], list[rules.ChordSpan]]:
-    """The excerpt in the groove's beats: half-time for trap/dnb/ambient, looped for
-    house/techno, swung to the groove's feel, legato and soft for ambient."""
+    """The excerpt's melody and chords in the groove's beats (`retime_line`), legato and
+    soft for ambient."""
     melody, chords = excerpt.melody, excerpt.chords
     factor = MELODY_STRETCH.get(genre, 1)
     if factor > 1:
-        melody = rules.stretch(melody, factor)
         chords = [rules.ChordSpan(s.start * factor, s.end * factor, s.chord) for s in chords]
     loop_bars = MELODY_LOOP_BARS.get(genre)
     if loop_bars:
         span = min(bars, loop_bars) * BAR
-        melody = [Note(n.start + k, n.duration, n.pitch, n.velocity)
-                  for k in range(0, bars * BAR, span) for n in melody if n.start < span]
         chords = [rules.ChordSpan(s.start + k, s.end + k, s.chord)
                   for k in range(0, bars * BAR, span) for s in chords if s.start < span]
-    if feel == "triplet":
-        melody = [Note(n.start - n.start % TPB + {120: 160, 240: 320, 360: 400}.get(n.start % TPB, n.start % TPB),
-                       n.duration, n.pitch, n.velocity) for n in melody]
-    elif feel == "swing16":
-        melody = rules.swing_16ths(melody)
+    melody = retime_line(melody, genre, bars, feel)
     if genre == "ambient":  # long notes: each note held to the next one (at most a bar)
         melody = [n for n in melody if n.duration >= 240] or melody
         melody = [Note(n.start, min(BAR, (melody[i + 1].start if i + 1 < len(melody) else bars * BAR) - n.start),
@@ -700,16 +868,30 @@ def retime_melody(excerpt: Excerpt, genre: str, bars: int, feel: str) -> tuple[l
     return melody, chords
 
 
+MELODY_CENTRE = 71  # a melody's mean pitch after transposition (B4; POP909's melodies: median 73)
+
+
 def transpose_excerpt(excerpt: Excerpt, rng: random.Random, spread: bool) -> Excerpt:
     """Move the excerpt to a random tonic (all 12 equally likely), by at most 6 semitones,
-    and keep the melody's register between C4 and C6 on average."""
+    and keep the melody's register around MELODY_CENTRE on average (it sang around F#4,
+    66, before issue 26: a register below the real melodies it came from)."""
     shift = ((rng.randrange(12) - excerpt.key.tonic + 6) % 12) - 6 if spread else 0
-    mean = np.mean([n.pitch for n in excerpt.melody]) + shift if excerpt.melody else 66
-    octave = 12 * int(np.clip(np.round((66 - mean) / 12), -2, 2))
+    mean = np.mean([n.pitch for n in excerpt.melody]) + shift if excerpt.melody else MELODY_CENTRE
+    octave = 12 * int(np.clip(np.round((MELODY_CENTRE - mean) / 12), -2, 2))
     melody = [Note(n.start, n.duration, int(np.clip(n.pitch + shift + octave, 36, 100)), n.velocity)
               for n in excerpt.melody]
     chords = [rules.ChordSpan(s.start, s.end, s.chord.transposed(shift)) for s in excerpt.chords]
-    return Excerpt(excerpt.song_id, melody, chords, excerpt.key.transposed(shift))
+
+    def low(notes: list[Note]) -> list[Note]:  # a bass moves with the key, in the bass register
+        out, previous = [], None
+        for n in notes:
+            pitch = rules.bass_pitch((n.pitch + shift) % 12, previous)
+            out.append(Note(n.start, n.duration, pitch, n.velocity))
+            previous = pitch
+        return out
+
+    return Excerpt(excerpt.song_id, melody, chords, excerpt.key.transposed(shift), low(excerpt.bass),
+                   low(excerpt.piano_bass))
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -734,13 +916,18 @@ def _bpm_for(slot: Slot, config: CorpusConfig, rng: random.Random) -> float:
     return float(rng.randint(int(low), int(high)))
 
 
-def _drums_for(slot: Slot, rng: random.Random) -> list[Note]:
+def _drums_for(slot: Slot, rng: random.Random, fills: dict[str, list[Fill]] | None = None,
+               fill_share: float = 0.0) -> list[Note]:
     bars = slot.bars
     if slot.groove is None:
         return rules.ambient_drums(bars, rng) if slot.genre == "ambient" and rng.random() < 0.5 else []
     stretch = 2 if slot.transform == "trap" else 1
     source_bars = -(-bars // stretch)
     notes = _notes_between(slot.groove.drums, slot.start_bar * BAR, (slot.start_bar + source_bars) * BAR)
+    if fills and fill_share and slot.transform in ("real", "lofi", "dnb"):
+        fill_rng = random.Random(f"fills:{slot.genre}:{slot.index}")  # its own stream: the grooves stay as they were
+        notes, slot.filled = splice_fills(notes, source_bars, slot.groove.feel, slot.genre,
+                                          slot.group.removeprefix("gmd:"), fills, fill_share, fill_rng)
     if slot.transform == "lofi":
         notes = rules.lofi_groove(notes, rng)
     elif slot.transform == "trap":
@@ -754,7 +941,8 @@ def _drums_for(slot: Slot, rng: random.Random) -> list[Note]:
     return [n for n in notes if n.start < bars * BAR]
 
 
-def build_piece(slot: Slot, excerpt: Excerpt | None, config: CorpusConfig) -> Piece:
+def build_piece(slot: Slot, excerpt: Excerpt | None, config: CorpusConfig,
+                fills: dict[str, list[Fill]] | None = None) -> Piece:
     rng = random.Random(f"{config.seed}:piece:{slot.genre}:{slot.index}")
     bpm = _bpm_for(slot, config, rng)
     total = slot.bars * BAR
@@ -769,22 +957,34 @@ def build_piece(slot: Slot, excerpt: Excerpt | None, config: CorpusConfig) -> Pi
         sources = ["freedoom"]
         basis = {"drums": "freedoom" if drums else "none", "bass": "freedoom", "melody": "freedoom"}
     else:
-        drums = _drums_for(slot, rng)
+        drums = _drums_for(slot, rng, fills, config.fill_share)
         feel = rules.detect_feel([n.start for n in drums])[0] if drums else "straight"
         excerpt = transpose_excerpt(excerpt, rng, config.transpose)
         melody, chords = retime_melody(excerpt, slot.genre, slot.bars, feel)
         key = excerpt.key
         kicks = rules.kick_ticks(drums)
-        bass = rules.derive_bass(chords, kicks, total, key, slot.genre, rng)
+        melody_source = "wjd" if excerpt.song_id.startswith("wjd:") else "pop909"
+        if excerpt.bass:  # a real bass line came with the melody
+            bass = monophonic(retime_line(excerpt.bass, slot.genre, slot.bars, feel))
+            bass_basis = f"{melody_source} real"
+        else:
+            real_pitches = excerpt.piano_bass if slot.genre in PIANO_BASS_GENRES else None
+            if real_pitches:
+                real_pitches = retime_line(real_pitches, slot.genre, slot.bars, feel)
+            bass = rules.derive_bass(chords, kicks, total, key, slot.genre, rng, real_pitches)
+            bass_basis = ("rhythm by rules, pitches from the pop909 piano's lowest notes" if real_pitches
+                          else "derived from pop909 chords by rules")
         drum_source = {"real": "gmd", "rule": "rule"}.get(slot.transform, "gmd")
-        sources = [drum_source, "pop909"] if drums else ["pop909"]
+        sources = [drum_source, melody_source] if drums else [melody_source]
         drums_basis = {"real": "gmd real", "rule": "rule-made"}.get(slot.transform, f"gmd -> {slot.transform} rules")
         if slot.transform == "real" and slot.genre in ("house", "techno"):
             drums_basis = "gmd real + kicks completed"
+        if slot.filled:
+            drums_basis += " + real gmd fills"
         basis = {
             "drums": drums_basis,
-            "melody": "pop909 retimed by rules" if slot.genre in RETIMED_MELODY_GENRES else "pop909 real",
-            "bass": "derived from pop909 chords by rules",
+            "melody": f"{melody_source} retimed by rules" if slot.genre in RETIMED_MELODY_GENRES else f"{melody_source} real",
+            "bass": bass_basis,
         }
         if not drums:
             basis["drums"] = "none"
@@ -815,17 +1015,26 @@ def build_corpus(data_root: Path, out_dir: Path, config: CorpusConfig, progress:
     for name in ("gmd", "pop909", "freedoom"):
         if not (data_root / name).is_dir():
             skipped[f"{name}: folder missing"] += 1
+    fills: dict[str, list[Fill]] = {}
     if (data_root / "gmd").is_dir():
         grooves += load_gmd(data_root / "gmd", config, skipped)
+        if config.fill_share:
+            fills = load_gmd_fills(data_root / "gmd", config, skipped)
     if (data_root / "pop909").is_dir():
         songs = load_pop909(data_root / "pop909", config, skipped)
+    solos: list[Song] = []
+    if "wjd" in config.melody_sources.values():
+        if (data_root / "wjd").is_dir():
+            solos = load_wjd(data_root / "wjd", skipped, config.wjd_max_solos)
+        else:
+            skipped["wjd: folder missing"] += 1
     if (data_root / "freedoom").is_dir():
         grooves += load_freedoom(data_root / "freedoom", skipped)
     if not grooves and not songs:
         raise CorpusError(f"{data_root}: found no usable gmd/, pop909/ or freedoom/ data")
 
     slots, shortfall = plan_slots(grooves, config, have_melodies=bool(songs))
-    dealer = SongDealer(songs, config.seed)
+    dealers = {"pop909": SongDealer(songs, config.seed), "wjd": SongDealer(solos, config.seed)}
     tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
@@ -835,11 +1044,14 @@ def build_corpus(data_root: Path, out_dir: Path, config: CorpusConfig, progress:
         excerpt = None
         if slot.transform != "freedoom":
             rng = random.Random(f"{config.seed}:melody:{slot.genre}:{slot.index}")
-            excerpt = dealer.excerpt(slot.group, melody_bars_needed(slot), rng)
+            source = config.melody_sources.get(slot.genre, "pop909")
+            if source == "wjd" and not solos:
+                source = "pop909"  # no WJD folder: the genre keeps POP909 melodies (counted as skipped)
+            excerpt = dealers[source].excerpt(slot.group, melody_bars_needed(slot), rng)
             if excerpt is None:
                 skipped["pieces: no melody excerpt long enough"] += 1
                 continue
-        piece = build_piece(slot, excerpt, config)
+        piece = build_piece(slot, excerpt, config, fills)
         name = f"{slot.genre}/{slot.genre}_{slot.index:04d}.mid"
         conditions = Conditions(genre=piece.genre, bpm=piece.bpm, key=piece.key.name, bars=piece.bars,
                                 seed=config.seed)
@@ -854,7 +1066,8 @@ def build_corpus(data_root: Path, out_dir: Path, config: CorpusConfig, progress:
         writer = csv.DictWriter(handle, fieldnames=["filename", "genre", "bpm", "key", "group", "source", "licence"])
         writer.writeheader()
         writer.writerows(rows)
-    summary = _summary(config, pieces_meta, skipped, shortfall, dealer.shared, grooves, songs, total_notes,
+    summary = _summary(config, pieces_meta, skipped, shortfall, sum(d.shared for d in dealers.values()), grooves,
+                       songs + solos, total_notes,
                        time.perf_counter() - started)
     (tmp_dir / "corpus.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     _plot(summary, tmp_dir / "corpus.png")
@@ -894,8 +1107,10 @@ def _summary(config: CorpusConfig, pieces: list[tuple[Piece, str, str | None]], 
         "skipped": dict(sorted(skipped.items())),
         "loaded": {"gmd_performances": sum(g.source == "gmd" for g in grooves),
                    "freedoom_songs": sum(g.source == "freedoom" for g in grooves),
-                   "pop909_songs": len(songs),
-                   "pop909_songs_used": len({s for _, _, s in pieces if s}),
+                   "pop909_songs": sum(not s.song_id.startswith("wjd:") for s in songs),
+                   "pop909_songs_used": len({s for _, _, s in pieces if s and not s.startswith("wjd:")}),
+                   "wjd_solos": sum(s.song_id.startswith("wjd:") for s in songs),
+                   "wjd_solos_used": len({s for _, _, s in pieces if s and s.startswith("wjd:")}),
                    "song_deals_shared_between_groups": shared},
         "config": asdict(config),
     }

@@ -29,6 +29,7 @@ DRUM_TICKS = GRID  # drum hits are one grid step long; only the onset matters
 
 KICK, RIM, SNARE, CLAP, CLOSED_HAT, PEDAL_HAT, OPEN_HAT = 36, 37, 38, 39, 42, 44, 46
 LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, RIDE_BELL, SHAKER = 43, 47, 50, 49, 51, 53, 70
+FILL_DRUMS = frozenset({SNARE, 40, 41, LOW_TOM, 45, MID_TOM, 48, HIGH_TOM})  # what a fill is played on
 
 # Roland TD-11 notes in the Groove MIDI Dataset -> General MIDI, as in the Magenta GMD
 # docs, further reduced to one note per drum (rim/edge hits fold onto their drum) so the
@@ -399,12 +400,21 @@ def _bass_onsets(style: BassStyle, kicks: list[int], spans: list[ChordSpan], tot
     return sorted(t for t in onsets if 0 <= t < total)
 
 
+def _sounding(notes: list[Note], tick: int) -> Note | None:
+    """The lowest note of `notes` sounding at `tick` (struck there or held over it)."""
+    found = [n for n in notes if n.start <= tick < n.start + n.duration]
+    return min(found, key=lambda n: n.pitch) if found else None
+
+
 def derive_bass(spans: list[ChordSpan], kicks: list[int], total_ticks: int, key: Key, genre: str,
-                rng: random.Random) -> list[Note]:
+                rng: random.Random, real_pitches: list[Note] | None = None) -> list[Note]:
     """A bass line from chords: roots (and fifths, octaves, 7ths on weak notes, as the
     genre's style allows) placed on the groove's kick pattern (or the genre's idiomatic
     bass rhythm), in the bass register, lengths up to the next note times the style's gate.
-    Chord changes on a beat always get a root; a chord's slash note replaces its root."""
+    Chord changes on a beat always get a root; a chord's slash note replaces its root.
+    With `real_pitches` (a pianist's lowest notes), a note takes the pitch the pianist's left
+    hand has at that moment: on a downbeat or chord change only when it is a tone of the
+    chord (an inversion), elsewhere when it is in the key or the chord (a passing tone)."""
     style = BASS_STYLES[genre]
     onsets = _bass_onsets(style, kicks, spans, total_ticks)
     change_ticks = {s.start for s in spans}
@@ -415,10 +425,15 @@ def derive_bass(spans: list[ChordSpan], kicks: list[int], total_ticks: int, key:
         end = onsets[index + 1] if index + 1 < len(onsets) else total_ticks
         next_change = min((c for c in change_ticks if start < c < end), default=end)
         strong = start % BAR == 0 or start in change_ticks
+        real = _sounding(real_pitches, start) if real_pitches else None
+        tones = {(chord.root + o) % 12 for o in (0, chord.third, chord.fifth, chord.seventh)} | {chord.bass}
         if style.rhythm == "walking":
             pitch = _walking_pitch(spans, onsets, index, chord, previous, rng, key)
         else:
-            if strong:
+            if real is not None and (real.pitch % 12 in tones
+                                     or (not strong and real.pitch % 12 in key.scale_pitch_classes)):
+                pitch_class = real.pitch % 12
+            elif strong:
                 pitch_class = chord.bass
             else:
                 pitch_class = _tone(chord, rng.choice(style.weak_tones))

@@ -62,6 +62,16 @@ class GuideStrengths:
     genre: float = 1.5  # times the genre contrast of onset positions (style.json), clipped
     backbone: float = 3.0  # the genre's skeleton hits (style.json): their position, their drum
     drum_mix: float = 0.75  # which drum: weight of the genre's own drum shares against the model's
+    fill: float = 1.5  # toms and snare in a drum fill's free beats
+    off_feel: float = 4.0  # a drum onset on a slot of another feel than the piece's (line onsets: a third of it)
+    clash: float = 2.0  # melody notes on the beats a semitone off a chord tone (not themselves one)
+    # the melody's line: its register around a centre with a high point in each 4-bar phrase,
+    # nats a semitone beyond `contour_slack` from where the phrase is; pitches worn out in
+    # the phrase, a repeated note when the line already repeats too much, the same downbeat
+    contour: float = 0.12
+    overuse: float = 0.25  # per use of a pitch in the phrase beyond two
+    repeat_excess: float = 1.0  # a repeated note once more than REPEAT_SHARE of the moves repeat
+    same_downbeat: float = 0.8
 
 
 DENSITY_SIGN: dict[str, float] = {"sparse": -1.0, "normal": 0.0, "busy": 1.0}
@@ -72,6 +82,15 @@ DENSITY_RATE: dict[str, float] = {"sparse": 0.5, "normal": 1.0, "busy": 1.4}
 DENSITY_ERROR_LIMIT = 6.0  # notes: how far behind or ahead the controller reacts to
 OFF_DENSITY_CONTRAST = 0.5  # genre contrast of onset positions kept in sparse and busy parts
 STACK_GAP_BEATS = 0.25  # a melody note stacked on another counts, for density, as a 16th away
+MELODY_CENTRE = 71  # where a melody sings (POP909's melodies: median pitch 73, range 14)
+PHRASE_CONTOUR: tuple[int, ...] = (-1, 1, 4, -2)  # semitones from the centre, bar by bar of a phrase: a high point in its third bar
+CONTOUR_SLACK = 4  # semitones either side of the contour that cost nothing
+REPEAT_SHARE = 0.25  # POP909's melodies repeat a note in 24% of their moves
+FILL_DRUMS = frozenset({38, 40, 41, 43, 45, 47, 48, 50})  # snares and toms: what a fill is played on
+SAMPLE_PITCH = -1  # a place in forced tokens where the pitch is sampled (a bar's rhythm over new chords)
+# The slots of a beat (of 12) that belong to the other feels: a straight groove has no
+# triplets or swung 16ths, a shuffle no straight 16ths (rolls on other slots stay free).
+OFF_FEEL_SLOTS: dict[str, tuple[int, ...]] = {"straight": (4, 8, 10), "triplet": (3, 9, 10), "swing16": (3, 8, 9)}
 
 
 def guide_pitches(logits: np.ndarray, bias: np.ndarray, pitches: np.ndarray) -> np.ndarray:
@@ -144,7 +163,15 @@ class Guide:
         self.onset_debt = 0.0  # notes the sampled bars of this track are behind their target
         self.bar_notes = 0  # drum hits of the current bar (the drums' density counts hits)
         self.line_positions = {role: self._line_contrast(style, genre, role) for role in ("bass", "melody")}
-        self.backbone = self._backbone(style, genre)
+        self.backbone = self._skeleton(plan) if plan and plan.drum_skeleton else self._backbone(style, genre)
+        self.off_feel = np.zeros(self.positions_per_bar, np.float32)
+        if plan is not None and plan.feel in OFF_FEEL_SLOTS:
+            slots = np.arange(self.positions_per_bar) % grid
+            self.off_feel[np.isin(slots, OFF_FEEL_SLOTS[plan.feel])] = strengths.off_feel
+        self.fill_tokens = np.array([tables.tokenizer.vocab[f"PitchDrum_{p}"] for p in sorted(FILL_DRUMS)
+                                     if f"PitchDrum_{p}" in tables.tokenizer.vocab], dtype=np.int64)
+        self.key = parse_key(key) if key else None
+        self._beat_vectors: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}  # (chord, role) -> (on beat, off)
         chords = plan.chords if plan else ()
         self.chord_starts = [c[0] for c in chords]
         self.chords = chords
@@ -158,6 +185,11 @@ class Guide:
         self.onsets: set[int] = set()
         self.closed = False
         self.free_from = 0  # in a varied bar, the kept first beats take no new notes
+        self.in_fill = False  # this drum bar's free beats are a fill
+        self.phrase_uses: dict[int, int] = {}  # melody pitch -> notes of it in this 4-bar phrase
+        self.moves = 0  # the melody's moves from note to note so far, and how many repeated a pitch
+        self.repeated_moves = 0
+        self.previous_downbeat: int | None = None
 
     def _genre_contrast(self, style: StyleStats | None, genre: str | None
                         ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -184,6 +216,12 @@ class Guide:
         vocab = self.tables.tokenizer.vocab
         return {position: [vocab[f"PitchDrum_{p}"] for p in sorted(pitches) if f"PitchDrum_{p}" in vocab]
                 for position, pitches in sorted(style.backbone(genre).items())}
+
+    def _skeleton(self, plan: CompositionPlan) -> dict[int, list[int]]:
+        """position -> token ids of the piece's own kick+snare skeleton (the plan's draw)."""
+        vocab = self.tables.tokenizer.vocab
+        return {position: [vocab[f"PitchDrum_{p}"] for p in sorted(pitches) if f"PitchDrum_{p}" in vocab]
+                for position, pitches in sorted(plan.drum_skeleton.items())}
 
     def _missing_backbone(self, state: GrammarState) -> list[int]:
         """Skeleton positions still ahead in this bar (the current one included while one of
@@ -212,14 +250,17 @@ class Guide:
             self.bodies[role] = []
             self.previous_pitch, self.previous_chord = None, None
             self.onset_debt = 0.0
+            self.phrase_uses, self.moves, self.repeated_moves, self.previous_downbeat = {}, 0, 0, None
             return
         if kind in (Kind.BAR, Kind.TRACK_END) and self.bodies.get(role) and not self.closed:
             finished = state.bar_index - (kind == Kind.BAR)  # a bar it sampled
             self.onset_debt += (self._bar_target(role, finished) or 0.0) - self._density_count(role)
         if kind == Kind.BAR:
             self.bodies[role].append([])
-            self.position, self.onsets, self.closed, self.free_from = -1, set(), False, 0
+            self.position, self.onsets, self.closed, self.free_from, self.in_fill = -1, set(), False, 0, False
             self.bar_notes = 0
+            if state.bar_index % 4 == 0:
+                self.phrase_uses = {}
             return
         if state.stage != "body" or not self.bodies.get(role):
             return
@@ -234,6 +275,13 @@ class Guide:
                 self.kicks.setdefault(state.bar_index, set()).add(self.position)
         elif kind == Kind.PITCH:
             self.onsets.add(self.position)
+            if role == "melody":
+                if self.previous_pitch is not None:
+                    self.moves += 1
+                    self.repeated_moves += value == self.previous_pitch
+                self.phrase_uses[value] = self.phrase_uses.get(value, 0) + 1
+                if self.position == 0:
+                    self.previous_downbeat = value
             self.previous_pitch = value
             self.previous_chord = self._chord_index(state.bar_index)
 
@@ -241,20 +289,31 @@ class Guide:
         """Tokens to force at the start of the bar `state` has just entered: the plan's
         repeat of an earlier bar (whole, or its first half for a variation), else none."""
         role, bar = state.role, state.bar_index
-        source = self.plan.sources.get(role, {}).get(bar) if self.plan else None
+        if self.plan is None:
+            return []
+        if bar in self.plan.rests.get(role, ()):
+            self.closed = True  # the line breathes: the bar ends at once
+            return []
+        source = self.plan.sources.get(role, {}).get(bar)
         bodies = self.bodies.get(role, [])
         if source is None or source.source >= len(bodies) - 1:
             return []
         body = bodies[source.source]
+        self.in_fill = role == "drums" and bar in self.plan.fills
         if source.whole:
-            self.closed = True
-            return list(body)
-        kept, limit = [], source.keep_beats * self.grid_per_beat
-        self.free_from = limit
-        for token in body:
-            if self.tables.kind[token] == Kind.POSITION and self.tables.value[token] >= limit:
-                break
-            kept.append(token)
+            kept = list(body)
+            self.closed = not source.rhythm_only  # an echo's pitches may run out of room: the bar stays open
+        else:
+            kept, limit = [], source.keep_beats * self.grid_per_beat
+            self.free_from = limit
+            for token in body:
+                if self.tables.kind[token] == Kind.POSITION and self.tables.value[token] >= limit:
+                    break
+                kept.append(token)
+        if source.rhythm_only:
+            kept = [SAMPLE_PITCH if self.tables.kind[t] == Kind.PITCH else t for t in kept]
+            if source.whole:
+                self.free_from = self.positions_per_bar
         return kept
 
     # ------------------------------------------------------------------ steering
@@ -269,8 +328,12 @@ class Guide:
         if role == "drums" and self.drum_pitches is not None and state.last in (Kind.POSITION, Kind.VELOCITY):
             logits = mix_pitches(logits, self.drum_pitches[max(self.position, 0)], mask & self.tables.any_pitch,
                                  self.strengths.drum_mix)
+        if role == "drums" and self.in_fill and state.last in (Kind.POSITION, Kind.VELOCITY) \
+                and self.position >= self.free_from and self.strengths.fill:
+            logits = logits.copy()
+            logits[self.fill_tokens] += self.strengths.fill
         if role == "drums" and self.backbone and state.last in (Kind.POSITION, Kind.VELOCITY) \
-                and self.position in self.backbone and self.position >= self.free_from:
+                and self.position in self.backbone and self.position >= self.free_from and not self.in_fill:
             unplayed = [t for t in self.backbone[self.position] if t not in state.pitches_here]
             if unplayed:
                 logits = logits.copy()
@@ -321,17 +384,21 @@ class Guide:
         genre = self.drum_positions if state.role == "drums" else self.line_positions.get(state.role)
         density = self._density_slope(state)
         changes = self._changes_in_bar(state.bar_index) if state.role == "bass" and s.bass_on_change else ()
-        skeleton = self._missing_backbone(state) if state.role == "drums" and self.backbone else []
-        if not density and not kicks and genre is None and not changes and not skeleton:
+        skeleton = self._missing_backbone(state) if state.role == "drums" and self.backbone and not self.in_fill else []
+        off_feel = self.off_feel.any()
+        if not density and not kicks and genre is None and not changes and not skeleton and not off_feel:
             return logits
         bias = np.zeros_like(logits)
+        if off_feel:
+            bias[self.position_ids] -= self.off_feel * (1.0 if state.role == "drums" else 1 / 3)
         for position in changes:
             if position > self.position:
                 bias[self.position_ids[position]] += s.bass_on_change
         if genre is not None:
-            # the contrast holds the genre's usual rhythm: a busier or sparser part must leave it
-            bias[self.position_ids] += genre * (1.0 if self.plan is None or self.plan.density == "normal"
-                                                else OFF_DENSITY_CONTRAST)
+            # the contrast holds the genre's usual rhythm: a busier or sparser part must leave it;
+            # it never pulls onto the slots of another feel than the piece's (a straight jazz groove)
+            contrast = genre * (1.0 if self.plan is None or self.plan.density == "normal" else OFF_DENSITY_CONTRAST)
+            bias[self.position_ids] += np.where(self.off_feel > 0, np.minimum(contrast, 0.0), contrast)
         if density:
             # the gap to the next onset in beats; ending the bar is a gap to its end
             current = max(self.position, 0)
@@ -415,22 +482,55 @@ class Guide:
             vector = self._chord_vectors[tones] = self.pc_masks[sorted(tones)].sum(0)
         return vector
 
+    def _key_vectors(self, index: int | None, role: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(on the beat, off the beat) pull of the key for `role` under chord `index`: the
+        chord's scale instead of the key's where the chord has tones outside the key, and the
+        home notes (tonic triad, the melody's third) only where they do not rub against the
+        chord (a semitone from one of its tones without being one)."""
+        if self.key is None or self.key_vector is None:
+            return None, None
+        chord = self.chords[index] if index is not None else None
+        if chord is None or len(chord) < 6 or chord[5] == self.key.scale_pitch_classes:
+            on_beat = self.on_beat_vectors.get(role)
+            return (on_beat if on_beat is not None else self.key_vector), self.key_vector
+        cached = self._beat_vectors.get((index, role))
+        if cached is not None:
+            return cached
+        s = self.strengths
+        tones, scale = chord[4], chord[5]
+        rubs = {(t + d) % 12 for t in tones for d in (-1, 1)} - set(tones)
+        scale_vector = s.key * self._chord_vector(frozenset(scale))
+        key = self.key
+        third = (key.tonic + (3 if key.mode == "minor" else 4)) % 12
+        on_beat = scale_vector.copy()
+        for pc in (key.tonic, third, (key.tonic + 7) % 12):
+            if pc in scale and pc not in rubs:
+                on_beat += s.home * self.pc_masks[pc]
+        if role == "melody" and third in scale and third not in rubs:
+            on_beat += (s.minor_third if key.mode == "minor" else s.major_third) * self.pc_masks[third]
+        self._beat_vectors[(index, role)] = (on_beat, scale_vector)
+        return on_beat, scale_vector
+
     def _steer_pitch(self, state: GrammarState, mask: np.ndarray, logits: np.ndarray) -> np.ndarray:
         s = self.strengths
         pitches = mask & self.tables.pitched
         if not bool(pitches.any()):
             return logits
         on_beat = self.position % self.grid_per_beat == 0
-        key_pull = self.on_beat_vectors.get(state.role) if on_beat else self.key_vector
-        bias = key_pull.copy() if key_pull is not None else np.zeros_like(logits)
         melody = state.role == "melody"
         index = self._chord_index(state.bar_index)
+        beat_pull, off_pull = self._key_vectors(index, state.role)
+        key_pull = beat_pull if on_beat else off_pull
+        bias = key_pull.copy() if key_pull is not None else np.zeros_like(logits)
         chord = self.chords[index] if index is not None else None
         if chord is not None:
-            _, _, root, bass_pc, tones = chord
+            bass_pc, tones = chord[3], chord[4]
             if melody:
                 if on_beat:
                     bias += s.melody_chord_tone * self._chord_vector(tones)
+                    if s.clash:
+                        rubs = frozenset({(t + d) % 12 for t in tones for d in (-1, 1)} - set(tones))
+                        bias -= s.clash * self._chord_vector(rubs)
             elif self.position == 0 or index != self.previous_chord or self.previous_pitch is None:
                 bias += s.chord_bass * self.pc_masks[bass_pc]
             else:
@@ -440,6 +540,31 @@ class Guide:
             bias -= s.leap_per_semitone * np.maximum(distance - (LEAP_SEMITONES - 1), 0)
             if melody:
                 bias += s.melody_step * ((distance >= 1) & (distance <= 2)).astype(np.float32)
+                if self.moves and self.repeated_moves > REPEAT_SHARE * self.moves:
+                    bias -= s.repeat_excess * (distance == 0).astype(np.float32)
+            elif self.plan is not None and self.plan.walking:
+                # a walking bass moves by steps and chromatic approaches: WJD's bass lines (jazz's
+                # training bass) step in 35% of their moves and repeat in 25%, so no repeat bonus
+                bias += s.melody_step * ((distance >= 1) & (distance <= 2)).astype(np.float32)
             else:
                 bias += s.bass_repeat * (distance == 0).astype(np.float32)
+        if melody:
+            bias += self._line_shape(state.bar_index)
         return guide_pitches(logits, bias, pitches)
+
+    def _line_shape(self, bar: int) -> np.ndarray:
+        """The melody's register and variety: a cost a semitone beyond the phrase's contour
+        (a centre and a high point in the third bar of each phrase), on pitches already
+        played often in the phrase, and on the last downbeat's pitch for this downbeat."""
+        s = self.strengths
+        bias = np.zeros(len(self.pitch_of), np.float32)
+        if s.contour:
+            target = MELODY_CENTRE + PHRASE_CONTOUR[bar % len(PHRASE_CONTOUR)]
+            bias -= s.contour * np.maximum(np.abs(self.pitch_of - target) - CONTOUR_SLACK, 0)
+        if s.overuse:
+            for pitch, uses in self.phrase_uses.items():
+                if uses > 2:
+                    bias[self.pitch_of == pitch] -= s.overuse * (uses - 2)
+        if s.same_downbeat and self.position == 0 and self.previous_downbeat is not None:
+            bias[self.pitch_of == self.previous_downbeat] -= s.same_downbeat
+        return bias

@@ -224,6 +224,34 @@ def note_name(pitch_class: int, key: Key | None = None) -> str:
     return _ENHARMONIC.get(name, name)
 
 
+def _letter_index(pitch_class: int, key: Key) -> int:
+    """The letter (0 = C ... 6 = B) the key spells `pitch_class` with."""
+    return _LETTERS.index(note_name(pitch_class, key)[0])
+
+
+def chord_scale(chord: Chord, key: Key) -> frozenset[int]:
+    """The scale a line plays over `chord` in `key`: the key's scale with each scale note
+    replaced by the chord tone spelled on the same letter where the chord alters it (A7 in C
+    major: C becomes C#; E major in A minor: G becomes G#; Bb in C major: B becomes Bb).
+    The chord wins over the key, so a secondary dominant or a borrowed chord sounds as
+    itself instead of being contradicted by the key's own note a semitone away."""
+    scale = set(key.scale_pitch_classes)
+    root_letter = _letter_index(chord.root, key)
+    offsets = (0, chord.third, chord.fifth) + ((chord.seventh,) if chord.has_seventh else ())
+    letter_steps = (0, 2, 4, 6)  # root, third, fifth, seventh: every other letter
+    for step, offset in zip(letter_steps, offsets):
+        tone = (chord.root + offset) % 12
+        if tone in scale:
+            continue
+        letter = _LETTERS[(root_letter + step) % 7]
+        scale -= {pc for pc in scale if _LETTERS.index(note_name(pc, key)[0]) == _LETTERS.index(letter)}
+        scale.add(tone)
+    if chord.bass not in scale:  # a slash bass outside the key: the nearest scale note gives way
+        scale -= {(chord.bass - 1) % 12, (chord.bass + 1) % 12} - set(chord_tones(chord))
+        scale.add(chord.bass)
+    return frozenset(scale)
+
+
 def chord_symbol(chord: Chord, key: Key | None = None) -> str:
     """The chord as a producer writes it: 'Am7', 'F', 'C/E', 'Bdim', 'F#m7b5', spelled in
     `key` when given. `parse_chord_symbol` reads it back to the same chord."""

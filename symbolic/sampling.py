@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from stemforge.symbolic.grammar import NOTE_TOKENS, GrammarState, GrammarTables, Kind
-from stemforge.symbolic.guide import Guide, GuideStrengths
+from stemforge.symbolic.guide import SAMPLE_PITCH, Guide, GuideStrengths
 from stemforge.symbolic.kernels import decode_threads, kernels
 from stemforge.symbolic.model import Composer
 from stemforge.symbolic.plan import CompositionPlan
@@ -240,14 +240,21 @@ class Sampler:
                 queue = list(plan.context.get(plan.roles[state.role_index + 1], []))
                 queue_is_context = True
             from_model = False
-            if queue and not queue_is_context:
+            echo = bool(queue) and not queue_is_context and queue[0] == SAMPLE_PITCH
+            if echo:  # a bar's rhythm over new chords: this note's pitch is sampled
+                queue.pop(0)
+                if state.bar_cap is not None and state.bar_tokens + NOTE_TOKENS > state.bar_cap:
+                    queue.clear()
+                    guide.closed = False
+                    echo = False
+            if queue and not queue_is_context and not echo:
                 token = self._fit_repeat(queue.pop(0), state, queue)
                 if token is None:
                     queue.clear()
                     guide.closed = False
                     continue
                 stats.repeated += 1
-            elif queue:
+            elif queue and not echo:
                 token = queue.pop(0)
             else:
                 forced = state.forced_token
@@ -257,7 +264,15 @@ class Sampler:
                     if pending:
                         logits = yield pending
                         pending = []
-                    mask, guided = guide.steer(state, state.sampling_mask(), logits)
+                    allowed = state.sampling_mask()
+                    if echo:
+                        pitched = allowed & tables.pitched
+                        if bool(pitched.any()):
+                            allowed = pitched
+                        else:  # no pitch fits here: the rest of the bar is sampled
+                            queue.clear()
+                            guide.closed = False
+                    mask, guided = guide.steer(state, allowed, logits)
                     token = int(draw_token(np.ascontiguousarray(guided, np.float32), mask, settings.temperature,
                                            settings.top_k, settings.top_p, uniforms.random()))
                     if token < 0:

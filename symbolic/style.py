@@ -15,7 +15,8 @@ Counted from the prepared token dataset when `pipeline train` runs and saved as
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,9 @@ STYLE_KIND = "stemforge-style"
 PRIOR_ONSETS = 50.0  # pseudo-onsets of the whole data's distribution behind each genre estimate
 BACKBONE_RATE = 0.7  # a drum at a position in this share of a genre's bars is its skeleton
 SKELETON_DRUMS = frozenset(range(35, 41))  # kicks, rim, snares, clap
+SKELETON_VELOCITY = 60  # a groove's skeleton is its played snares, not its ghost notes (kicks all count)
+KICKS = frozenset({35, 36})
+MAX_SKELETONS = 64  # patterns kept per genre, commonest first
 
 
 class StyleError(UserError):
@@ -45,6 +49,10 @@ class StyleStats:
     melody: dict[str, list[int]]
     onsets_per_bar: dict[str, dict[str, float]]  # genre -> role -> distinct onset positions a bar
     hits_per_bar: dict[str, float]  # genre -> drum hits a bar (several drums may share an onset)
+    # genre -> [[(position, pitch) of the kicks and snares, ...], grooves, feel]: each training
+    # window's commonest bar of played (not ghost) kick and snare hits and the feel of its
+    # drums (`window_feel`), counted per genre
+    skeletons: dict[str, list[list]] = field(default_factory=dict)
 
     def onset_rate(self, genre: str, role: str) -> float | None:
         """What the density of a part is measured in: drum hits a bar, onsets of the lines."""
@@ -63,7 +71,10 @@ class StyleStats:
             raise StyleError(f"{path}: not readable ({error})") from error
         if data.pop("kind", None) != STYLE_KIND:
             raise StyleError(f"{path}: not a stemforge style file")
-        return cls(**data)
+        skeletons = {genre: [(tuple((int(p), int(d)) for p, d in hits), int(count), str(feel))
+                             for hits, count, feel in patterns]
+                     for genre, patterns in data.pop("skeletons", {}).items()}
+        return cls(**data, skeletons=skeletons)
 
     def _drum_tables(self, genre: str) -> tuple[list[int], np.ndarray, np.ndarray]:
         """(drum pitches, the genre's onsets (pitches, positions), everyone's)."""
@@ -123,6 +134,24 @@ class StyleStats:
         return np.log((mine + prior_bars * rate_all) / (bars_mine + prior_bars)) - np.log(rate_all)
 
 
+FEELS: tuple[str, ...] = ("straight", "triplet", "swing16")
+
+
+def window_feel(slots: Counter) -> str:
+    """The grid a window's drums sit on, from how many onsets fall on each 1/12-beat slot of
+    the beat: straight 16ths (slots 3, 6, 9), triplets (4, 8) or swung 16ths (4, 6, 10), as
+    the corpus quantizes played grooves (`corpus_rules.FEEL_GRIDS`)."""
+    straight = slots[3] + slots[9]  # the slots only each grid has (6 is straight's and swung 16ths' "and")
+    rolls = slots[1] + slots[2] + slots[5] + slots[7] + slots[11]  # 1/48 and 16th-triplet rolls (trap hats)
+    if rolls > 0.15 * sum(count for slot, count in slots.items() if slot):
+        return "straight"
+    if slots[8] > 2 * slots[10] and slots[8] + slots[4] > straight:
+        return "triplet"
+    if slots[10] > 2 * slots[8] and slots[10] + slots[4] > straight:  # (a roll in 8th-triplets hits 8 and 10 alike)
+        return "swing16"
+    return "straight"
+
+
 def count_style(tokens: np.ndarray, offsets: np.ndarray, tokenizer: ComposerTokenizer) -> StyleStats:
     """Count onsets per genre over the sequences of a prepared split (`*_tokens.npy`)."""
     names = tokenizer.id_to_token
@@ -134,27 +163,45 @@ def count_style(tokens: np.ndarray, offsets: np.ndarray, tokenizer: ComposerToke
     drums: dict[str, dict[str, np.ndarray]] = {}
     lines: dict[str, dict[str, np.ndarray]] = {"bass": {}, "melody": {}}
     onsets: dict[str, dict[str, int]] = {}
+    skeletons: dict[str, Counter] = {}
+    velocity_of = {i: int(t.split("_")[1]) for i, t in enumerate(names) if t.startswith("Velocity_")}
     for index in range(len(offsets) - 1):
         sequence = tokens[offsets[index]:offsets[index + 1]]
         genre = names[int(sequence[1])].removeprefix("Genre_")
         bars[genre] = bars.get(genre, 0) + int(names[int(sequence[5])].removeprefix("Bars_"))
         role, position, last_line_position = None, 0, -1
         counted = onsets.setdefault(genre, {})
+        drum_bars: list[set[tuple[int, int]]] = []
+        drum_slots: Counter = Counter()
+        struck: int | None = None  # a skeleton drum whose velocity comes next
         for token in sequence.tolist():
             kind_here = kind[token]
             if kind_here == "Program":
                 role, last_line_position = PROGRAM_ROLES.get(int(value[token])), -1
             elif kind_here == "Bar":
                 position, last_line_position = 0, -1
+                if role == "drums":
+                    drum_bars.append(set())
             elif kind_here == "Position":
                 position = int(value[token])
                 counted[role] = counted.get(role, 0) + 1
+                if role == "drums":
+                    drum_slots[position % (positions // 4)] += 1
             elif kind_here == "PitchDrum" and role == "drums":
                 counts = drums.setdefault(genre, {}).setdefault(str(int(value[token])), np.zeros(positions, int))
                 counts[position] += 1
+                struck = int(value[token]) if int(value[token]) in SKELETON_DRUMS else None
+            elif kind_here == "Velocity" and struck is not None:
+                if (struck in KICKS or velocity_of[token] >= SKELETON_VELOCITY) and drum_bars:
+                    drum_bars[-1].add((position, struck))
+                struck = None
             elif kind_here == "Pitch" and role in lines and position != last_line_position:
                 lines[role].setdefault(genre, np.zeros(positions, int))[position] += 1
                 last_line_position = position
+        played = [frozenset(bar) for bar in drum_bars if bar]
+        if played:
+            commonest = Counter(played).most_common(1)[0][0]
+            skeletons.setdefault(genre, Counter())[(tuple(sorted(commonest)), window_feel(drum_slots))] += 1
     # every onset has its own Position token (REMI writes Position_0 too): these count onsets
     rates = {g: {r: round(n / max(1, bars[g]), 3) for r, n in sorted(by.items()) if r} for g, by in sorted(onsets.items())}
     hits = {g: round(float(sum(c.sum() for c in by.values())) / max(1, bars[g]), 3) for g, by in sorted(drums.items())}
@@ -165,6 +212,8 @@ def count_style(tokens: np.ndarray, offsets: np.ndarray, tokenizer: ComposerToke
         {g: c.tolist() for g, c in sorted(lines["melody"].items())},
         rates,
         hits,
+        {g: [[list(hits), n, feel] for (hits, feel), n in counts.most_common(MAX_SKELETONS) if n >= 2 or len(counts) < 8]
+         for g, counts in sorted(skeletons.items())},
     )
 
 

@@ -17,9 +17,9 @@ from stemforge.pipeline.run import RunRequest, run
 from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
 from stemforge.symbolic.conditions import ConditionError, build_conditions, parse_loop, progression_of
 from stemforge.symbolic.grammar import GrammarState, GrammarTables, Kind
-from stemforge.symbolic.harmony import chord_tones
+from stemforge.symbolic.harmony import chord_scale, chord_tones
 from stemforge.symbolic.model import load_composer
-from stemforge.symbolic.plan import BarSource, bar_sources, build_plan
+from stemforge.symbolic.plan import BarSource, bar_sources, build_plan, draw_groove
 from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings
 from stemforge.symbolic.style import STYLE_FILE, StyleStats
 from tests.midi_fixtures import groove_tracks
@@ -53,10 +53,66 @@ def test_pitched_parts_loop_over_whole_chord_cycles() -> None:
     assert plan.sources["drums"][2] == BarSource(0)  # drums still turn over every 2 bars
 
 
+def _chords(text: str, key: str, bars: int) -> tuple:
+    conditions = build_conditions("pop", seed=0, key=key, chords=text)
+    return tuple((s.start // GRID, s.end // GRID, s.chord.root, s.chord.bass, chord_tones(s.chord),
+                  chord_scale(s.chord, conditions.key_obj)) for s in progression_of(conditions).spans(bars, TICKS_PER_BEAT))
+
+
+@pytest.mark.parametrize(("bars", "role", "expected"), [
+    (8, "melody", "new new ~1 new ~1 =2 ~3 new"),
+    (16, "melody", "new new ~1 new ~1 =2 ~3 new new new ~9 new ~1 =2 ~3 =4"),
+    (8, "bass", "new new new new =1 =2 =3 ~4"),
+    (16, "bass", "new new new new =1 =2 =3 ~4 ~1 =2 ~3 ~4 =1 =2 =3 ~4"),
+    (8, "drums", "new ~1 =1 ~2 =1 =2 =1 ~2+fill"),
+], ids=["melody A A'", "melody A A' B A''", "bass 8", "bass 16", "drums"])
+def test_phrases_develop_instead_of_repeating(bars: int, role: str, expected: str) -> None:
+    """--loop 8 (the default): call and response inside a phrase, the phrase back varied
+    (A A'), a contrasting B and the A phrase with its first cadence in 16 bars; the bass
+    rides the chords and turns at phrase ends; the drums keep a groove and fill every 8 bars.
+    With one chord a bar the melody's echoes over other chords keep only their rhythm."""
+    plan = build_plan(genre="hiphop", bars=bars, loop_bars=8, chord_cycle_bars=1,
+                      chords=_chords("Am", "A minor", bars))
+    assert plan.bar_map(role).replace("rest", "new") == expected
+    changing = build_plan(genre="hiphop", bars=8, loop_bars=8, chord_cycle_bars=4,
+                          chords=_chords("Am F C G", "A minor", 8))
+    assert changing.bar_map("melody").split()[2] == "^1"  # bar 3 (C) echoes bar 1 (Am): rhythm only
+    assert changing.bar_map("melody").split()[4] == "~1"  # bar 5 is over Am again: notes kept
+    exact = build_plan(genre="hiphop", bars=16, loop_bars=4, chord_cycle_bars=4, chords=_chords("Am F C G", "A minor", 16))
+    assert exact.bar_map("melody") == "new new new new =1 =2 =3 ~4 =1 =2 =3 ~4 =1 =2 =3 ~4"  # --loop 4: exact
+
+
+def test_a_through_composed_piece_keeps_its_groove() -> None:
+    plan = build_plan(genre="rock", bars=8, loop_bars=None)
+    assert plan.bar_map("melody") == plan.bar_map("bass") == " ".join(["new"] * 8)
+    assert [s.keep_beats for b, s in sorted(plan.sources["drums"].items())] == [3, 2, 3, 2, 2, 2, 2]
+    assert plan.fills == frozenset({7})
+
+
+def test_the_melody_breathes_in_the_genres_that_do() -> None:
+    rests = [build_plan(genre="soul", bars=8, loop_bars=8, seed=seed).rests["melody"] for seed in range(40)]
+    assert 0.3 <= sum(bool(r) for r in rests) / 40 <= 0.7 and all(r <= {7} for r in rests)
+    house = [build_plan(genre="house", bars=8, loop_bars=8, seed=seed).rests["melody"] for seed in range(40)]
+    assert sum(bool(r) for r in house) < sum(bool(r) for r in rests)
+
+
+def test_each_piece_draws_a_real_groove_of_its_genre(tiny_model: Path) -> None:
+    """The kick+snare skeleton comes from the genre's training grooves (the fixture's hip-hop
+    plays kicks on 16ths 1, 8, 11 and snares on 5 and 13; house four on the floor)."""
+    style = load_composer(tiny_model).style
+    feel, skeleton = draw_groove(style, "house", 3)
+    assert {p for p, d in skeleton.items() if 36 in d} == {0, 12, 24, 36}
+    feel, skeleton = draw_groove(style, "hiphop", 3)
+    assert {p for p, d in skeleton.items() if 38 in d} == {12, 36}
+    assert draw_groove(None, "hiphop", 3) == (None, {})
+
+
 @pytest.mark.parametrize(("prompt", "loop", "bars"), [
     ("lofi 80bpm 2-bar loop", 2, 8), ("house 124, 16 bars, 4 bar loop", 4, 16), ("trap no loop", 0, 8),
-    ("techno 130", 2, 8), ("lofi 80bpm", 4, 8), ("jazz, through-composed, 12 bars", 0, 12),
-], ids=["2-bar loop", "loop and bars", "no loop", "techno default", "lofi default", "through-composed"])
+    ("techno 130", 8, 8), ("lofi 80bpm", 8, 8), ("jazz, through-composed, 12 bars", 0, 12),
+    ("pop 8 bar loop, 16 bars", 8, 16),
+], ids=["2-bar loop", "loop and bars", "no loop", "techno default", "lofi default", "through-composed",
+        "8-bar phrases"])
 def test_loop_words_in_the_prompt(prompt: str, loop: int, bars: int) -> None:
     conditions = build_conditions(prompt, seed=1)
     assert (conditions.loop, conditions.bars) == (loop, bars)
@@ -71,6 +127,22 @@ def test_loop_words_in_the_prompt(prompt: str, loop: int, bars: int) -> None:
 def test_chords_in_the_prompt_set_the_progression_and_the_key(prompt: str, key: str, chords: str) -> None:
     conditions = build_conditions(prompt, seed=2)
     assert (conditions.key, conditions.chords) == (key, chords)
+
+
+@pytest.mark.parametrize(("chord", "key", "altered", "gone"), [
+    ("A7", "C major", 1, 0), ("E", "A minor", 8, 7), ("Bb", "C major", 10, 11), ("Fm", "C major", 8, 9),
+    ("D7", "C major", 6, 5), ("Am7", "C major", None, None),
+], ids=["V7/ii: C#", "V in minor: G#", "bVII: Bb", "iv borrowed: Ab", "V7/V: F#", "diatonic"])
+def test_a_chords_scale_takes_its_altered_tones(chord: str, key: str, altered: int | None, gone: int | None) -> None:
+    from stemforge.symbolic.conditions import parse_key
+    from stemforge.symbolic.harmony import parse_chord_symbol
+
+    scale = chord_scale(parse_chord_symbol(chord), parse_key(key))
+    assert len(scale) == 7
+    if altered is None:
+        assert scale == parse_key(key).scale_pitch_classes
+    else:
+        assert altered in scale and gone not in scale
 
 
 def test_every_piece_gets_a_progression_in_its_key_that_fits_its_loop() -> None:
@@ -133,7 +205,8 @@ def _sample(composer, genre: str, bars: int, seed: int, **plan_kwargs) -> tuple[
     spans = progression.spans(bars, TICKS_PER_BEAT)
     composition = build_plan(genre=genre, bars=bars, chord_cycle_bars=progression.cycle_bars,
                              chords=tuple((s.start // GRID, s.end // GRID, s.chord.root, s.chord.bass,
-                                           chord_tones(s.chord)) for s in spans), **plan_kwargs)
+                                           chord_tones(s.chord), chord_scale(s.chord, conditions.key_obj))
+                                          for s in spans), seed=seed, **plan_kwargs)
     roles = tuple(context) + tuple(r for r in ("drums", "bass", "melody") if r not in context)
     plan = SamplePlan(composer.tokenizer.prefix_ids(genre, 100, "A minor", composition.density, bars), roles, bars,
                       context, key="A minor", composition=composition, genre=genre)
@@ -160,6 +233,50 @@ def test_repeated_bars_are_the_bars_they_repeat(tiny_model: Path) -> None:
     through, _ = _sample(composer, "hiphop", 8, seed=3, loop_bars=None)
     looped = self_similarity(tracks["bass"], 8, 4, TICKS_PER_BEAT).value
     assert looped > self_similarity(through["bass"], 8, 4, TICKS_PER_BEAT).value + 0.3
+
+
+def test_an_echo_keeps_the_rhythm_and_a_rest_bar_is_silent(tiny_model: Path) -> None:
+    """Bar 3 answers bar 1 over another chord: its first two beats strike where bar 1's did,
+    with pitches of its own chord; bar 8 of a breathing piece has no melody."""
+    composer = load_composer(tiny_model)
+    seed = next(s for s in range(40) if build_plan(genre="hiphop", bars=8, loop_bars=8, seed=s).rests["melody"])
+    tracks, _ = _sample(composer, "hiphop", 8, seed, loop_bars=8, chords="Am F C G")
+    half = 2 * TICKS_PER_BEAT
+    call = [n[0] for n in _bar(tracks["melody"], 0) if n[0] < half]
+    answer = [n[0] for n in _bar(tracks["melody"], 2) if n[0] < half]
+    assert call and answer == call
+    c_major = {0, 4, 7}  # bar 3's chord
+    assert sum(n[2] % 12 in c_major for n in _bar(tracks["melody"], 2) if n[0] < half and n[0] % TICKS_PER_BEAT == 0) \
+        >= 1
+    assert _bar(tracks["melody"], 7) == []
+
+
+def test_the_chord_wins_over_the_key(tiny_model: Path) -> None:
+    """Over A7 in C major the lines play C#, not C: >= 90% of bass and melody notes under a
+    chord with tones outside the key are in that chord's scale (issue 26's aim)."""
+    composer = load_composer(tiny_model)
+    inside = total = c_natural = c_sharp = 0
+    for seed in range(3):
+        conditions = build_conditions("pop", seed=seed, bars=4, key="C major", chords="C | A7 | Dm | G7")
+        progression = progression_of(conditions)
+        spans = progression.spans(4, TICKS_PER_BEAT)
+        composition = build_plan(genre="pop", bars=4, loop_bars=None, chord_cycle_bars=4,
+                                 chords=tuple((s.start // GRID, s.end // GRID, s.chord.root, s.chord.bass,
+                                               chord_tones(s.chord), chord_scale(s.chord, conditions.key_obj))
+                                              for s in spans))
+        plan = SamplePlan(composer.tokenizer.prefix_ids("house", 100, "C major", "normal", 4), ("drums", "bass", "melody"),
+                          4, key="C major", composition=composition, genre="house")
+        ids = Sampler(composer).sample(plan, SamplingSettings(), seed)
+        tracks = composer.tokenizer.decode_tracks(ids)
+        a7 = chord_scale(spans[1].chord, conditions.key_obj)
+        for role in ("bass", "melody"):
+            notes = [n for n in tracks[role].notes if spans[1].start <= n.start < spans[1].end]
+            inside += sum(n.pitch % 12 in a7 for n in notes)
+            total += len(notes)
+            c_natural += sum(n.pitch % 12 == 0 for n in notes)
+            c_sharp += sum(n.pitch % 12 == 1 for n in notes)
+    assert total and inside / total >= 0.9, (inside, total)
+    assert c_sharp > 2 * c_natural, (c_sharp, c_natural)
 
 
 def test_the_bass_lands_on_the_kicks_and_the_chord_roots(tiny_model: Path) -> None:
@@ -226,7 +343,7 @@ def test_training_writes_the_genre_statistics_the_sampler_reads(tiny_model: Path
 def test_a_run_writes_its_structure_chords_feel_and_key_signature(tiny_model: Path, tmp_path: Path) -> None:
     grooved = run(RunRequest(prompt="lofi 80bpm chords Am7 Dm7", model=tiny_model, seed=4, out=tmp_path / "g"))
     manifest = json.loads((tmp_path / "g" / "run.json").read_text())
-    assert manifest["conditions"]["chords"] == "Am7 | Dm7" and manifest["conditions"]["loop"] == 4
+    assert manifest["conditions"]["chords"] == "Am7 | Dm7" and manifest["conditions"]["loop"] == 8
     assert manifest["structure"]["bars"]["bass"] == "new new new new =1 =2 =3 ~4"
     assert manifest["feel"] == {"quantized": False, "groove": "lofi", "swing_percent": 60.0}
     assert manifest["tokens_sampled"] + manifest["tokens_forced"] == len(manifest["token_ids"]) - 6

@@ -131,6 +131,34 @@ def test_bass_fills_a_bar_without_kicks_and_chord_changes_on_a_beat():
     assert by_start[0] == 9 and by_start[2 * BEAT] == 5 and by_start[BAR] == 5
 
 
+def test_bass_takes_the_pianists_pitches_where_they_fit():
+    """A pianist's lowest notes give the bass its inversions and passing tones; a note outside
+    the chord on a downbeat does not replace the root there."""
+    spans = [rules.ChordSpan(0, BAR, rules.parse_chord("C:maj")), rules.ChordSpan(BAR, 2 * BAR, rules.parse_chord("A:min"))]
+    kicks = [0, 2 * BEAT, BAR, BAR + 2 * BEAT]
+    piano = [Note(0, BEAT, 40, 80), Note(2 * BEAT, 2 * BEAT, 38, 80),  # E (C/E) on 1, a passing D on 3
+             Note(BAR, BEAT, 42, 80)]  # F# (not in A minor's chord) on the downbeat of bar 2
+    bass = rules.derive_bass(spans, kicks, 2 * BAR, parse_key("C major"), "pop", random.Random(0), piano)
+    assert [n.pitch % 12 for n in bass][:3] == [4, 2, 9]
+    plain = rules.derive_bass(spans, kicks, 2 * BAR, parse_key("C major"), "pop", random.Random(0))
+    assert plain[0].pitch % 12 == 0  # without a pianist: the root
+
+
+def test_real_fills_go_into_the_phrase_ends():
+    from stemforge.symbolic.corpus import Fill, splice_fills
+
+    groove = [Note(b * BAR + t, 40, 36 if t == 0 else 38 if t in (BEAT, 3 * BEAT) else 42, 100)
+              for b in range(8) for t in range(0, BAR, 240)]
+    fill = Fill("gmd:drummer1/session1/9", "rock", [(0, 38, 100), (240, 48, 100), (480, 45, 100), (720, 43, 110)])
+    spliced, filled = splice_fills(groove, 8, "straight", "rock", "drummer1/session1/2", {"rock": [fill]}, 1.0,
+                                   random.Random(0))
+    assert filled
+    last_half = [(n.start - 7 * BAR, n.pitch) for n in spliced if n.start >= 7 * BAR + 2 * BEAT]
+    assert last_half == [(960, 38), (1200, 48), (1440, 45), (1680, 43)]
+    assert [n for n in spliced if n.start < 7 * BAR + 2 * BEAT and n.start >= 4 * BAR] != []
+    assert splice_fills(groove, 8, "straight", "house", "x", {"house": [fill]}, 1.0, random.Random(0))[1] is False
+
+
 @pytest.mark.parametrize("genre", ["house", "techno", "jazz", "latin", "ambient"], ids=str)
 def test_idiomatic_bass_rhythms(genre):
     spans = [rules.ChordSpan(0, 2 * BAR, rules.parse_chord("D:min7"))]
@@ -365,8 +393,12 @@ def test_small_build_from_the_real_shared_data(tmp_path):
     config.items_per_genre = 2
     config.pop909_max_songs = 12
     config.gmd_max_files = 120
+    config.wjd_max_solos = 12
     summary = build_corpus(REAL_DATA, tmp_path / "corpus", config, progress=False)
     assert {g: v["files"] for g, v in summary["per_genre"].items()} == {g: 2 for g in config.genres}
     assert summary["loaded"]["pop909_songs"] >= 10
+    # jazz sings real WJD solos over their real walking bass (one note a beat)
+    assert summary["per_genre"]["jazz"]["basis"]["melody"] == {"wjd real": 2}
+    assert summary["per_genre"]["jazz"]["basis"]["bass"] == {"wjd real": 2}
     rows = list(csv.DictReader(open(tmp_path / "corpus" / "tracks.csv", newline="")))
     assert all(symusic.Score(str(tmp_path / "corpus" / r["filename"])).note_num() > 50 for r in rows)
