@@ -699,14 +699,17 @@ def draw_shares(source: str, mode: str) -> dict[str, float]:
     return {"vamp": vamp, "outside": (1 - vamp) * outside, "inside": (1 - vamp) * (1 - outside)}
 
 
-def _kind(chords: tuple[Chord, ...], key: Key) -> str | None:
+def _kind(chords: tuple[Chord, ...], beats: tuple[int, ...], key: Key) -> str | None:
     """Which draw share a table progression belongs to (`draw_shares`); None when it cannot
-    be a default: a tonic chord of the other mode, or one chord that is not the tonic (a
-    loop of one chord makes that chord its tonic)."""
-    if not tonic_in_mode(chords, key):
+    be a default: a tonic chord of the other mode, or no tonic chord starting on a bar line
+    (a loop states its key by opening on the tonic, `opening_on_tonic`; a loop of one chord
+    or of IV iii ii V would make another chord its tonic)."""
+    starts = [sum(beats[:i]) for i in range(len(beats))]
+    if not tonic_in_mode(chords, key) or not any(
+            c.root == key.tonic and start % BEATS_PER_BAR == 0 for c, start in zip(chords, starts)):
         return None
     if len({c.root for c in chords}) == 1:
-        return "vamp" if chords[0].root == key.tonic else None
+        return "vamp"
     return "outside" if any(out_of_key(c, key) for c in chords) else "inside"
 
 
@@ -719,7 +722,7 @@ def _source_candidates(source: str, mode: str, share: float) -> list[Candidate]:
     kinds: dict[str, list[tuple[int, dict[str, Any]]]] = {"vamp": [], "outside": [], "inside": []}
     for rank, entry in enumerate(source_entries(source, mode), 1):
         if entry["cycle_bars"] in DEFAULT_CYCLE_BARS:
-            kind = _kind(romans_in_key(entry["romans"].split(), key), key)
+            kind = _kind(romans_in_key(entry["romans"].split(), key), tuple(entry["beats"]), key)
             if kind:
                 kinds[kind].append((rank, entry))
     targets = {kind: part for kind, part in draw_shares(source, mode).items() if kinds[kind] and part > 0}
@@ -1016,14 +1019,16 @@ def _ratio(numerator: float, denominator: float) -> float:
 def count_windows(windows: list[Window], sevenths: bool, top: int = TOP) -> dict[str, Any]:
     """The 4-bar cycles of `windows` as roman numerals per mode (triads, or with `sevenths`
     7th chords kept), ranked by the songs using them (ties: more windows), the `top` of
-    each mode kept; and what all the windows show, per mode and overall: the share that
-    hold one chord (one root: a vamp), chords per 4 bars (root changes on half bars, plus
-    one), the share of bars whose downbeat chord sits on the tonic, and the share of
-    windows with a chord outside the key (as counted: a triad source's V7/ii is its VI),
-    of all windows and of those with two chords or more."""
+    each mode kept; and what the windows show, per mode and overall: the share that hold
+    one chord (one root: a vamp), chords per 4 bars (root changes on half bars, plus one),
+    the share of bars whose downbeat chord sits on the tonic, and the share of windows
+    with a chord outside the key (as counted: a triad source's V7/ii is its VI), of all
+    windows and of those with two chords or more. Every song weighs the same in these
+    shares, however many windows it has: WJD's minor windows are 43% one chord, but a few
+    modal tunes soloed over for many choruses make most of them; its minor tunes are 13%."""
     patterns: Counter = Counter()
     songs: dict[tuple, set[str]] = defaultdict(set)
-    figures = {mode: Counter() for mode in ("major", "minor")}
+    per_window: list[tuple[Window, dict[str, float]]] = []
     for window in windows:
         key = window.key
         labels = [window_label(c, key, sevenths) for c in window.chords]
@@ -1031,20 +1036,25 @@ def count_windows(windows: list[Window], sevenths: bool, top: int = TOP) -> dict
         patterns[pattern] += 1
         songs[pattern].add(window.song)
         roots = [c.root for c in window.chords]
-        counted = figures[key.mode]
-        counted["windows"] += 1
-        counted["one_chord"] += len(set(roots)) == 1
-        counted["chords"] += 1 + sum(a != b for a, b in zip(roots, roots[1:]))
-        counted["tonic_bars"] += sum(roots[2 * bar] == key.tonic for bar in range(WINDOW_BARS))
+        moving = len(set(roots)) > 1
         outside = any(out_of_key(parse_roman(label, key) or window.chords[0], key) for label in set(labels))
-        counted["out_of_key"] += outside
-        counted["moving"] += len(set(roots)) > 1
-        counted["moving_out_of_key"] += outside and len(set(roots)) > 1
-    total = figures["major"] + figures["minor"]
+        per_window.append((window, {
+            "one_chord": not moving, "moving": moving, "out_of_key": outside, "moving_out_of_key": outside and moving,
+            "chords": 1 + sum(a != b for a, b in zip(roots, roots[1:])),
+            "tonic_bars": sum(roots[2 * bar] == key.tonic for bar in range(WINDOW_BARS)) / WINDOW_BARS}))
+    figures = {}
+    for mode in ("major", "minor", "all"):
+        chosen = [(w, f) for w, f in per_window if mode in ("all", w.key.mode)]
+        in_song = Counter(w.song for w, _ in chosen)
+        totals: Counter = Counter()
+        for window, counted in chosen:
+            totals["songs"] += 1 / in_song[window.song]
+            for name, value in counted.items():
+                totals[name] += value / in_song[window.song]
+        figures[mode] = totals
 
-    def per_mode(name: str, per: str, scale: int = 1) -> dict[str, float]:
-        return {mode: _ratio(counted[name], counted[per] * scale)
-                for mode, counted in (*figures.items(), ("all", total))}
+    def share(name: str, per: str = "songs") -> dict[str, float]:
+        return {mode: _ratio(totals[name], totals[per]) for mode, totals in figures.items()}
 
     modes: dict[str, list[dict[str, Any]]] = {}
     for mode in ("major", "minor"):
@@ -1055,13 +1065,13 @@ def count_windows(windows: list[Window], sevenths: bool, top: int = TOP) -> dict
     return {
         "labels": "sevenths" if sevenths else "triads",
         "songs_used": len({w.song for w in windows}),
-        "windows": {mode: figures[mode]["windows"] for mode in ("major", "minor")},
+        "windows": {mode: sum(1 for w in windows if w.key.mode == mode) for mode in ("major", "minor")},
         "distinct": {mode: sum(1 for p in patterns if p[0] == mode) for mode in ("major", "minor")},
-        "vamp_share": per_mode("one_chord", "windows"),
-        "chords_per_4_bars": per_mode("chords", "windows"),
-        "tonic_bar_share": per_mode("tonic_bars", "windows", WINDOW_BARS),
-        "out_of_key_share": per_mode("out_of_key", "windows"),
-        "out_of_key_share_moving": per_mode("moving_out_of_key", "moving"),
+        "vamp_share": share("one_chord"),
+        "chords_per_4_bars": share("chords"),
+        "tonic_bar_share": share("tonic_bars"),
+        "out_of_key_share": share("out_of_key"),
+        "out_of_key_share_moving": share("moving_out_of_key", "moving"),
         "modes": modes,
     }
 
@@ -1179,6 +1189,7 @@ class DefaultFigures:
     moving_share: float  # progressions with 2 or more chords (roots) in 4 bars
     chords_per_4_bars: float  # root changes on half bars in the first 4 bars, plus one
     tonic_bar_share: float  # bars of an 8-bar loop whose downbeat chord sits on the tonic
+    tonic_bar_share_drawn: float  # the same for the draws before default_chords's choice of a tonic opening
     out_of_key_share: float  # progressions with a chord tone outside the key's scale
     sources: dict[str, int]  # draws per source
 
@@ -1192,7 +1203,7 @@ def default_figures(genre: str, seeds: int = 200, keys: tuple[str, ...] = FIGURE
     a progression that opens on the tonic and fits the loop) over `seeds` seeds in `keys`."""
     from stemforge.symbolic.conditions import Conditions, default_chords, parse_key
 
-    moving = changes = tonic_bars = outside = 0
+    moving = changes = tonic_bars = drawn_tonic_bars = outside = 0
     sources: Counter = Counter()
     draws = 0
     for key_name in keys:
@@ -1208,12 +1219,16 @@ def default_figures(genre: str, seeds: int = 200, keys: tuple[str, ...] = FIGURE
             changes += 1 + sum(a != b for a, b in zip(roots, roots[1:]))
             tonic_bars += sum(chord.bass == key.tonic for chord in half_bars[::2])
             outside += any(out_of_key(c, key) for c in progression.chords)
-            drawn = default_progression(genre, key, seed)
+            drawn = default_progression(genre, key, seed, loop_bars)
             sources[drawn.source.split(f" {key.mode} #")[0]] += 1
+            drawn_spans = drawn.spans(loop_bars)
+            drawn_tonic_bars += sum(next(s.chord for s in drawn_spans if s.start <= bar * 2 * HALF_BAR < s.end).bass
+                                    == key.tonic for bar in range(loop_bars))
             draws += 1
     return DefaultFigures(genre, {m: len(default_candidates(genre, m)) for m in ("major", "minor")}, draws,
                           _ratio(moving, draws), _ratio(changes, draws), _ratio(tonic_bars, draws * loop_bars),
-                          _ratio(outside, draws), dict(sorted(sources.items())))
+                          _ratio(drawn_tonic_bars, draws * loop_bars), _ratio(outside, draws),
+                          dict(sorted(sources.items())))
 
 
 def print_figures(seeds: int) -> None:
@@ -1230,7 +1245,7 @@ def print_figures(seeds: int) -> None:
               f"{table['out_of_key_share']['all']:.1%} |")
     print(f"\ndefaults over {seeds} seeds x {len(FIGURE_KEYS)} keys ({', '.join(FIGURE_KEYS)}), 8-bar loop:\n")
     print("| genre | sources | voicing | candidates (major/minor) | >= 2 chords per 4 bars | chords per 4 bars "
-          "| tonic bars | out-of-key chord |")
+          "| tonic bars (as drawn) | out-of-key chord |")
     print("|---|---|---|---|---|---|---|---|")
     for genre in GENRES:
         style = GENRE_HARMONY[genre]
@@ -1239,7 +1254,7 @@ def print_figures(seeds: int) -> None:
                            for s, w in style.sources)
         print(f"| {genre} | {names} | {style.voicing} | {figures.candidates['major']}/{figures.candidates['minor']} "
               f"| {figures.moving_share:.1%} | {figures.chords_per_4_bars:.2f} | {figures.tonic_bar_share:.1%} "
-              f"| {figures.out_of_key_share:.1%} |")
+              f"({figures.tonic_bar_share_drawn:.1%}) | {figures.out_of_key_share:.1%} |")
 
 
 def main(argv: list[str] | None = None) -> int:

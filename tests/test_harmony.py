@@ -28,6 +28,7 @@ from stemforge.symbolic.harmony import (
     Window,
     billboard_windows,
     build_table,
+    chord_quality,
     chord_symbol,
     chord_tones,
     count_windows,
@@ -281,13 +282,13 @@ def vamps(genre: str) -> bool:
     return any(source_table(s)["vamp_share"]["all"] >= VAMP_SOURCE_SHARE for s, _ in GENRE_HARMONY[genre].sources)
 
 
-def test_the_sources_that_vamp_are_funk_disco_and_jazz():
-    """One-chord 4-bar windows in the real data: Billboard funk 43%, disco 21%, WJD 18%;
-    soul, rock, pop, country 9-13%, POP909 1% (docs/harmony.md)."""
+def test_the_sources_that_vamp_are_funk_and_disco():
+    """One-chord 4-bar windows in the real data (each song weighing the same): Billboard
+    funk 42%, disco 18%; soul, rock, WJD 12-13%; pop, country 8%; POP909 1% (docs/harmony.md)."""
     vamping = {name for name, table in load_table()["sources"].items()
                if table["vamp_share"]["all"] >= VAMP_SOURCE_SHARE}
-    assert vamping == {"billboard_funk", "billboard_disco", "wjd"}
-    assert {g for g in GENRES if vamps(g)} == {"funk", "house", "jazz", "lofi"}
+    assert vamping == {"billboard_funk", "billboard_disco"}
+    assert {g for g in GENRES if vamps(g)} == {"funk", "house"}
 
 
 @pytest.mark.parametrize("genre", GENRES)
@@ -347,17 +348,19 @@ def test_the_same_seed_in_another_key_is_the_same_progression_transposed():
         assert [c.transposed(6) for c in a.chords] == list(b.chords)
 
 
-def test_jazz_leans_to_fifth_motion():
-    def fifths(progression: Progression) -> float:
-        roots = [c.root for c in progression.chords]
-        moves = list(zip(roots, roots[1:] + roots[:1]))
-        return sum((b - a) % 12 == 5 for a, b in moves) / len(moves)
+def test_jazz_defaults_are_jazz_changes():
+    """ii7-V7 (a minor 7th or m7b5 chord, then a dominant 7th a fourth up) in half the jazz
+    defaults drawn from WJD, in few soul ones and in no pop ones."""
+    def has_two_five(progression: Progression) -> bool:
+        pairs = zip(progression.chords, progression.chords[1:] + progression.chords[:1])
+        return any(chord_quality(a) in ("min7", "hdim7") and chord_quality(b) == "7" and (b.root - a.root) % 12 == 5
+                   for a, b in pairs)
 
-    jazz = [fifths(default_progression("jazz", C_MAJOR, s)) for s in range(100)]
-    soul = [fifths(default_progression("soul", C_MAJOR, s)) for s in range(100)]
-    assert sum(jazz) > 1.5 * sum(soul)
-    ii_v = sum("Dm7 G7" in default_progression("jazz", C_MAJOR, s).text().replace(" |", "") for s in range(200))
-    assert ii_v >= 20  # ii7-V7 somewhere in 1 of 10 jazz defaults
+    def share(genre: str, key: Key) -> float:
+        return sum(has_two_five(default_progression(genre, key, seed)) for seed in range(200)) / 200
+
+    for key in (C_MAJOR, A_MINOR):
+        assert share("jazz", key) >= 0.35 and share("soul", key) <= 0.2 and share("pop", key) == 0.0
 
 
 @pytest.mark.parametrize("loop", [8, 4, 2])
@@ -696,13 +699,15 @@ def test_count_windows_figures():
     triads = count_windows(windows, sevenths=False)
     assert triads["modes"]["major"][0] == {"romans": "I IV V I", "beats": [4, 4, 4, 4], "cycle_bars": 4,
                                            "songs": 1, "windows": 2}
-    assert triads["vamp_share"]["major"] == 0.25 and triads["chords_per_4_bars"]["major"] == (1 + 4 + 4 + 4) / 4
-    assert triads["tonic_bar_share"]["major"] == (4 + 2 + 2 + 1) / 16
-    assert triads["out_of_key_share"]["major"] == 0.25 and triads["out_of_key_share_moving"]["major"] == 0.3333
+    # every song weighs the same: song "two" counts once however many windows it has
+    assert triads["vamp_share"] == {"major": 0.3333, "minor": 0.0, "all": 0.3333}
+    assert triads["chords_per_4_bars"]["major"] == (1 + 4 + 4) / 3
+    assert triads["tonic_bar_share"]["major"] == round((1 + 2 / 4 + 1 / 4) / 3, 4)
+    assert triads["out_of_key_share"]["major"] == 0.3333 and triads["out_of_key_share_moving"]["major"] == 0.5
     assert triads["songs_used"] == 3 and triads["windows"] == {"major": 4, "minor": 0}
     sevenths = count_windows(windows, sevenths=True)
     assert {e["romans"] for e in sevenths["modes"]["major"]} == {"I", "I IV V7 I", "vi II7 V7 I"}
-    assert sevenths["out_of_key_share"]["major"] == 0.25
+    assert sevenths["out_of_key_share"]["major"] == 0.3333
 
 
 # ------------------------------------------------------------------------ WJD reader
