@@ -790,7 +790,7 @@ def default_progression(genre: str, key: Key, seed: int, loop_bars: int = 0) -> 
     pick = rng.choices(candidates, weights=[c.weight for c in candidates])[0]
     voicing = GENRE_HARMONY.get(genre, GENRE_HARMONY["pop"]).voicing
     chords, beats = opening_on_tonic(voiced(romans_in_key(list(pick.romans), key), key, voicing), pick.beats, key)
-    unit = "tunes" if pick.source == "wjd" else "songs"
+    unit = ("tune" if pick.source == "wjd" else "song") + ("s" if pick.songs != 1 else "")
     source = f"{SOURCE_NAMES[pick.source]} {key.mode} #{pick.rank}: {' '.join(pick.romans)} ({pick.songs} {unit})"
     if 0 < loop_bars < sum(beats) // BEATS_PER_BAR:
         chords, beats = _first_bars(chords, beats, loop_bars)

@@ -357,9 +357,9 @@ def normalise_artist(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text).strip()
 
 
-# Billboard artist (normalised) -> the style of their chart hits. Made by hand: every one of
-# the 417 artists (after normalising names) was read with the titles of their songs in the
-# set, and given one of STYLES when the style of those hits is well known (Motown, Stax,
+# Billboard artist (normalised) -> the style of their chart hits: 275 of the 417 artists.
+# Made by hand: every artist (after normalising names) was read with the titles of their
+# songs in the set, and given one of STYLES when the style of those hits is well known (Motown, Stax,
 # Atlantic and Philadelphia soul; James Brown, Sly Stone, Kool & the Gang and the P-funk
 # sampling rap of the late 1980s as funk; Donna Summer, Gloria Gaynor, the Bee Gees-written
 # hits and the 1980s dance acts (hi-NRG, freestyle, synth-pop, Eurodance: the ancestors of
@@ -377,7 +377,7 @@ marvin gaye kim weston, marvin gaye tammi terrell, martha and the vandellas, min
 moments, natalie cole, o jays, otis redding, rare earth, ray charles, roberta flack,
 roberta flack donny hathaway, shirley brown, smokey robinson, solomon burke, staple singers,
 stephanie mills, stevie wonder, supremes, switch, teddy pendergrass, temptations, tevin campbell,
-tracie spencer, willie mitchell, wilson pickett, aaron neville, neville brothers, righteous brothers"""
+tracie spencer, willie mitchell, wilson pickett, aaron neville, righteous brothers"""
 _FUNK = """james brown, kool and the gang, rick james, sly and the family stone, meters, wild cherry,
 earth wind and fire, isley brothers, dr john, digital underground, rob base, young mc, de la soul,
 biz markie"""
