@@ -603,20 +603,42 @@ def test_billboard_song_reads_sections_bars_and_chords(tmp_path):
     assert bridge.bars[0].key == Key(0, "major")  # '# tonic: C' mid-song, major by its tonic chords
 
 
-@pytest.mark.parametrize("label, chord", [
-    pytest.param("A:min", make_chord(9, "min"), id="min"),
-    pytest.param("C:7(#9)", make_chord(0, "7"), id="7#9"),
-    pytest.param("B:sus4(b7,9)", make_chord(11, "7sus4"), id="sus4b7-9"),
-    pytest.param("F:min/b3", make_chord(5, "min", bass=8), id="min-first-inversion"),
-    pytest.param("Eb:11", make_chord(3, "7"), id="11"),
-    pytest.param("D:maj6(9)", make_chord(2, "maj6"), id="maj6-9"),
-    pytest.param("G:hdim7", make_chord(7, "hdim7"), id="hdim7"),
-    pytest.param("C:1(b3,b7)", make_chord(0, "min7"), id="1-with-degrees"),
-    pytest.param("E:aug(b7)", make_chord(4, "aug7"), id="aug7"),
-    pytest.param("Db:maj(9)/3", make_chord(1, "maj", bass=5), id="slash-third"),
+@pytest.mark.parametrize("read, label, chord", [
+    pytest.param(harte_chord, "A:min", make_chord(9, "min"), id="billboard min"),
+    pytest.param(harte_chord, "C:7(#9)", make_chord(0, "7"), id="billboard 7#9"),
+    pytest.param(harte_chord, "B:sus4(b7,9)", make_chord(11, "7sus4"), id="billboard sus4b7-9"),
+    pytest.param(harte_chord, "F:min/b3", make_chord(5, "min", bass=8), id="billboard min-first-inversion"),
+    pytest.param(harte_chord, "Eb:11", make_chord(3, "7"), id="billboard 11"),
+    pytest.param(harte_chord, "D:maj6(9)", make_chord(2, "maj6"), id="billboard maj6-9"),
+    pytest.param(harte_chord, "G:hdim7", make_chord(7, "hdim7"), id="billboard hdim7"),
+    pytest.param(harte_chord, "C:1(b3,b7)", make_chord(0, "min7"), id="billboard 1-with-degrees"),
+    pytest.param(harte_chord, "E:aug(b7)", make_chord(4, "aug7"), id="billboard aug7"),
+    pytest.param(harte_chord, "Db:maj(9)/3", make_chord(1, "maj", bass=5), id="billboard slash-third"),
+    pytest.param(parse_wjd_chord, "Bb6", make_chord(10, "maj6"), id="wjd Bb6"),
+    pytest.param(parse_wjd_chord, "C-7", make_chord(0, "min7"), id="wjd C-7"),
+    pytest.param(parse_wjd_chord, "F7", make_chord(5, "7"), id="wjd F7"),
+    pytest.param(parse_wjd_chord, "Fj7", make_chord(5, "maj7"), id="wjd Fj7"),
+    pytest.param(parse_wjd_chord, "G7alt", make_chord(7, "7"), id="wjd G7alt"),
+    pytest.param(parse_wjd_chord, "Bbo7", make_chord(10, "dim7"), id="wjd Bbo7"),
+    pytest.param(parse_wjd_chord, "Bbo", make_chord(10, "dim"), id="wjd Bbo"),
+    pytest.param(parse_wjd_chord, "C-7b5", make_chord(0, "hdim7"), id="wjd C-7b5"),
+    pytest.param(parse_wjd_chord, "Am7b5", make_chord(9, "hdim7"), id="wjd Am7b5"),
+    pytest.param(parse_wjd_chord, "Ebj7911#", make_chord(3, "maj7"), id="wjd Ebj7911#"),
+    pytest.param(parse_wjd_chord, "F79#", make_chord(5, "7"), id="wjd F79#"),
+    pytest.param(parse_wjd_chord, "C79b13b", make_chord(0, "7"), id="wjd C79b13b"),
+    pytest.param(parse_wjd_chord, "Fsus7913", make_chord(5, "7sus4"), id="wjd Fsus7913"),
+    pytest.param(parse_wjd_chord, "Bbsus", make_chord(10, "sus4"), id="wjd Bbsus"),
+    pytest.param(parse_wjd_chord, "G-6", make_chord(7, "min6"), id="wjd G-6"),
+    pytest.param(parse_wjd_chord, "C-69", make_chord(0, "min6"), id="wjd C-69"),
+    pytest.param(parse_wjd_chord, "D-j7", make_chord(2, "minmaj7"), id="wjd D-j7"),
+    pytest.param(parse_wjd_chord, "C+7", make_chord(0, "aug7"), id="wjd C+7"),
+    pytest.param(parse_wjd_chord, "F#-", make_chord(6, "min"), id="wjd F#-"),
+    pytest.param(parse_wjd_chord, "Eb", make_chord(3, "maj"), id="wjd Eb"),
+    pytest.param(parse_wjd_chord, "Eb-7/Bb", make_chord(3, "min7", bass=10), id="wjd slash"),
 ])
-def test_harte_labels_of_billboard(label, chord):
-    assert harte_chord(label) == chord
+def test_chord_labels_of_the_data_sets(read, label, chord):
+    """Billboard's Harte labels and WJD's symbols read as the chords they name."""
+    assert read(label) == chord
 
 
 def test_harte_power_chords_and_no_chord():
@@ -711,33 +733,6 @@ def test_count_windows_figures():
 
 
 # ------------------------------------------------------------------------ WJD reader
-
-
-@pytest.mark.parametrize("symbol, chord", [
-    pytest.param("Bb6", make_chord(10, "maj6"), id="Bb6"),
-    pytest.param("C-7", make_chord(0, "min7"), id="C-7"),
-    pytest.param("F7", make_chord(5, "7"), id="F7"),
-    pytest.param("Fj7", make_chord(5, "maj7"), id="Fj7"),
-    pytest.param("G7alt", make_chord(7, "7"), id="G7alt"),
-    pytest.param("Bbo7", make_chord(10, "dim7"), id="Bbo7"),
-    pytest.param("Bbo", make_chord(10, "dim"), id="Bbo"),
-    pytest.param("C-7b5", make_chord(0, "hdim7"), id="C-7b5"),
-    pytest.param("Am7b5", make_chord(9, "hdim7"), id="Am7b5"),
-    pytest.param("Ebj7911#", make_chord(3, "maj7"), id="Ebj7911#"),
-    pytest.param("F79#", make_chord(5, "7"), id="F79#"),
-    pytest.param("C79b13b", make_chord(0, "7"), id="C79b13b"),
-    pytest.param("Fsus7913", make_chord(5, "7sus4"), id="Fsus7913"),
-    pytest.param("Bbsus", make_chord(10, "sus4"), id="Bbsus"),
-    pytest.param("G-6", make_chord(7, "min6"), id="G-6"),
-    pytest.param("C-69", make_chord(0, "min6"), id="C-69"),
-    pytest.param("D-j7", make_chord(2, "minmaj7"), id="D-j7"),
-    pytest.param("C+7", make_chord(0, "aug7"), id="C+7"),
-    pytest.param("F#-", make_chord(6, "min"), id="F#-"),
-    pytest.param("Eb", make_chord(3, "maj"), id="Eb"),
-    pytest.param("Eb-7/Bb", make_chord(3, "min7", bass=10), id="slash"),
-])
-def test_wjd_chord_symbols(symbol, chord):
-    assert parse_wjd_chord(symbol) == chord
 
 
 def test_wjd_no_chord_and_keys():
