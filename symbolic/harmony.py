@@ -5,8 +5,10 @@ the bass takes its roots on the downbeats and chord changes, the melody lands ch
 its strong beats. This module owns the chord types (`Chord`, `ChordSpan`), reads chords as
 producers write them (symbols "Am7 F C/E", roman numerals "vi IV I V", POP909's Harte
 labels "F#:maj7/5"), finds chords named in a prompt, and picks a default progression per
-genre from real pop progressions counted in POP909 (`symbolic/progressions.json`, rebuilt by
-`python -m stemforge.symbolic.harmony build`). `docs/harmony.md` is the user-facing description.
+genre from real progressions counted in POP909, the McGill Billboard songs (by artist
+style) and the Weimar Jazz Database (`symbolic/progressions.json`, rebuilt by
+`python -m stemforge.symbolic.harmony build`; the readers are in harmony_data.py).
+`docs/harmony.md` is the user-facing description.
 
 Times are ticks at 480 per beat unless a caller says otherwise; bars are 4/4.
 """
@@ -29,7 +31,7 @@ from stemforge.symbolic.conditions import KEY_NAMES, PITCH_CLASSES, ConditionErr
 TPB = 480
 BEATS_PER_BAR = 4
 MAX_CYCLE_BARS = 8  # a typed progression may be this long; defaults are 1, 2 or 4 bars
-DEFAULT_CYCLE_BARS = (1, 2, 4)  # loops repeat every 4 bars: a longer cycle would not loop
+DEFAULT_CYCLE_BARS = (1, 2, 4)  # what 4-bar windows hold; they fit loops of 4 and 8 bars
 TABLE_PATH = Path(__file__).with_name("progressions.json")
 SOURCE = "POP909, Wang et al. 2020, MIT"
 CHORDS_HELP = "use symbols like Am7, F, C/E or roman numerals like vi IV I V"
