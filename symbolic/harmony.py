@@ -339,7 +339,8 @@ class Progression:
 
     def text(self, romans: bool = False) -> str:
         """Bars separated by '|', the form `parse_progression` reads: 'Am F | C G'. A chord
-        held over a bar line is written again in the next bar."""
+        held over a bar line is written again in the next bar. One bar of several chords
+        is written between bar lines, '| Am F |' ('Am F' would read as two bars)."""
         names = self.romans if romans else self.symbols
         bars: list[str] = []
         position = 0
@@ -354,7 +355,7 @@ class Progression:
             if any((e - s) % step for s, e, _ in pieces):
                 step = 1
             bars.append(" ".join(n for s, e, n in pieces for _ in range((e - s) // step)))
-        return " | ".join(bars)
+        return f"| {bars[0]} |" if len(bars) == 1 and " " in bars[0] else " | ".join(bars)
 
     def spans(self, bars: int, ticks_per_beat: int = TPB) -> list[ChordSpan]:
         """The cycle repeated from tick 0 to the end of bar `bars`: consecutive spans with no

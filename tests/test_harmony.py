@@ -117,6 +117,14 @@ def test_parse_progression_reads_what_producers_type(key, text, symbols, romans)
     assert progression.text(romans=True) == romans
 
 
+def test_one_bar_of_several_chords_reads_back_as_one_bar():
+    for text in ("Am F", "C Am F G"):
+        one_bar = parse_progression(f"{text} |", A_MINOR)
+        assert one_bar.cycle_bars == 1 and one_bar.text() == f"| {text} |"
+        assert parse_progression(one_bar.text(), A_MINOR) == one_bar
+    assert parse_progression("Am F", A_MINOR).text() == "Am | F"
+
+
 def test_one_chord_per_bar_and_chords_in_a_bar_share_it():
     assert parse_progression("Am F C G", A_MINOR).beats == (4, 4, 4, 4)
     split = parse_progression("Am F | C G", A_MINOR)
@@ -363,7 +371,7 @@ def test_jazz_defaults_are_jazz_changes():
         assert share("jazz", key) >= 0.35 and share("soul", key) <= 0.2 and share("pop", key) == 0.0
 
 
-@pytest.mark.parametrize("loop", [8, 4, 2])
+@pytest.mark.parametrize("loop", [8, 4, 2, 1])
 def test_default_chords_fit_the_loop_and_open_on_the_tonic(loop):
     for genre in GENRES:
         opened = 0
