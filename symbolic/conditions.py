@@ -474,7 +474,8 @@ def default_chords(conditions: Conditions) -> str:
     key = conditions.key_obj
     fallback = None
     for attempt in range(64):
-        progression = default_progression(conditions.genre, key, conditions.seed + 7919 * attempt)
+        progression = default_progression(conditions.genre, key, conditions.seed + 7919 * attempt,
+                                          conditions.loop)
         if conditions.loop and conditions.loop % progression.cycle_bars:
             continue
         if progression.chords[0].root == key.tonic:

@@ -5,8 +5,10 @@ the bass takes its roots on the downbeats and chord changes, the melody lands ch
 its strong beats. This module owns the chord types (`Chord`, `ChordSpan`), reads chords as
 producers write them (symbols "Am7 F C/E", roman numerals "vi IV I V", POP909's Harte
 labels "F#:maj7/5"), finds chords named in a prompt, and picks a default progression per
-genre from real pop progressions counted in POP909 (`symbolic/progressions.json`, rebuilt by
-`python -m stemforge.symbolic.harmony build`). `docs/harmony.md` is the user-facing description.
+genre from real progressions counted in POP909, the McGill Billboard songs (by artist
+style) and the Weimar Jazz Database (`symbolic/progressions.json`, rebuilt by
+`python -m stemforge.symbolic.harmony build`; the readers are in harmony_data.py).
+`docs/harmony.md` is the user-facing description.
 
 Times are ticks at 480 per beat unless a caller says otherwise; bars are 4/4.
 """
@@ -29,7 +31,7 @@ from stemforge.symbolic.conditions import KEY_NAMES, PITCH_CLASSES, ConditionErr
 TPB = 480
 BEATS_PER_BAR = 4
 MAX_CYCLE_BARS = 8  # a typed progression may be this long; defaults are 1, 2 or 4 bars
-DEFAULT_CYCLE_BARS = (1, 2, 4)  # loops repeat every 4 bars: a longer cycle would not loop
+DEFAULT_CYCLE_BARS = (1, 2, 4)  # what 4-bar windows hold; they fit loops of 4 and 8 bars
 TABLE_PATH = Path(__file__).with_name("progressions.json")
 SOURCE = "POP909, Wang et al. 2020, MIT"
 CHORDS_HELP = "use symbols like Am7, F, C/E or roman numerals like vi IV I V"
@@ -365,7 +367,8 @@ class Progression:
 
     def text(self, romans: bool = False) -> str:
         """Bars separated by '|', the form `parse_progression` reads: 'Am F | C G'. A chord
-        held over a bar line is written again in the next bar."""
+        held over a bar line is written again in the next bar. One bar of several chords
+        is written between bar lines, '| Am F |' ('Am F' would read as two bars)."""
         names = self.romans if romans else self.symbols
         bars: list[str] = []
         position = 0
@@ -380,7 +383,7 @@ class Progression:
             if any((e - s) % step for s, e, _ in pieces):
                 step = 1
             bars.append(" ".join(n for s, e, n in pieces for _ in range((e - s) // step)))
-        return " | ".join(bars)
+        return f"| {bars[0]} |" if len(bars) == 1 and " " in bars[0] else " | ".join(bars)
 
     def spans(self, bars: int, ticks_per_beat: int = TPB) -> list[ChordSpan]:
         """The cycle repeated from tick 0 to the end of bar `bars`: consecutive spans with no
@@ -585,32 +588,39 @@ def progression_in_prompt(prompt: str) -> str | None:
 
 # ------------------------------------------------------------------ defaults per genre
 
+BILLBOARD_STYLES = ("soul", "funk", "disco", "rock", "pop", "country")  # harmony_data.ARTIST_STYLES
+# The table's sources -> how run.json names them. Each is counted from one real data set.
+SOURCE_NAMES: dict[str, str] = {"pop909": "POP909", "wjd": "WJD",
+                                **{f"billboard_{style}": f"Billboard {style}" for style in BILLBOARD_STYLES}}
+VAMP_SOURCE_SHARE = 0.15  # a source vamps when at least this share of its 4-bar windows holds one chord
+VOICINGS = ("triads", "keep", "add")
+
 
 @dataclass(frozen=True)
-class HarmonyStyle:
-    """How a genre uses the progressions counted in POP909 (see docs/harmony.md)."""
+class GenreHarmony:
+    """Where a genre's default progressions come from (docs/harmony.md): table sources
+    with their share of the draws, and how the drawn chords are voiced: "triads" drops
+    7ths, "keep" plays them as the source does (ii7 V7 Imaj7, a soul i7 vamp), "add"
+    makes every chord its diatonic 7th chord (lofi and hip-hop's jazzy loops)."""
 
-    sevenths: bool = False  # voice every chord as its diatonic 7th chord (lofi, jazz, soul)
-    min_chords: int = 2  # distinct chords in the cycle: a song needs movement...
-    max_chords: int = 4  # ...a vamp has 1-2
-    min_beats: int = 2  # shortest chord: 2 allows half-bar changes, 4 keeps one chord a bar or longer
-    fifth_motion: float = 0.0  # extra weight per root motion down a fifth (ii-V-I), per chord
+    sources: tuple[tuple[str, float], ...]
+    voicing: str = "triads"
 
 
-_TRIADS = HarmonyStyle()
-_SEVENTHS = HarmonyStyle(sevenths=True)
-_VAMP = HarmonyStyle(min_chords=1, max_chords=2, min_beats=4)
-GENRE_HARMONY: dict[str, HarmonyStyle] = {
-    "lofi": _SEVENTHS, "soul": _SEVENTHS, "hiphop": _SEVENTHS,
-    "jazz": HarmonyStyle(sevenths=True, fifth_motion=3.0),
-    "techno": _VAMP, "house": _VAMP, "trap": _VAMP, "dnb": _VAMP, "ambient": _VAMP,
-    "pop": _TRIADS, "rock": _TRIADS, "reggae": _TRIADS, "latin": _TRIADS, "afrobeat": _TRIADS,
-    "funk": _TRIADS,
+_POP909 = GenreHarmony((("pop909", 1.0),))
+GENRE_HARMONY: dict[str, GenreHarmony] = {
+    "jazz": GenreHarmony((("wjd", 1.0),), "keep"),
+    "soul": GenreHarmony((("billboard_soul", 1.0),), "keep"),
+    "hiphop": GenreHarmony((("billboard_soul", 1.0),), "add"),
+    "lofi": GenreHarmony((("billboard_soul", 0.5), ("wjd", 0.5)), "add"),
+    "funk": GenreHarmony((("billboard_funk", 1.0),), "keep"),
+    "house": GenreHarmony((("billboard_disco", 1.0),), "keep"),
+    "rock": GenreHarmony((("billboard_rock", 1.0),)),
+    "pop": GenreHarmony((("pop909", 0.5), ("billboard_pop", 0.5))),
+    # no real harmony data of their own: POP909's (docs/harmony.md says why not a vamp)
+    "trap": _POP909, "techno": _POP909, "dnb": _POP909, "ambient": _POP909, "reggae": _POP909,
+    "latin": _POP909, "afrobeat": _POP909,
 }
-# Roots outside the scale that pop borrows (semitones above the tonic): bIII, bVI, bVII
-# from the parallel minor in major keys; the leading tone (vii°, and V's raised third is no
-# root) in minor keys.
-BORROWED_ROOTS: dict[str, frozenset[int]] = {"major": frozenset({3, 8, 10}), "minor": frozenset({11})}
 
 
 @cache
@@ -623,6 +633,21 @@ def load_table(path: Path = TABLE_PATH) -> dict[str, Any]:
                          "`python -m stemforge.symbolic.harmony build`") from error
 
 
+def source_table(source: str) -> dict[str, Any]:
+    """One source's counts and figures (vamp_share, chords_per_4_bars, ...) from the table."""
+    try:
+        return load_table()["sources"][source]
+    except KeyError as error:
+        raise ChordError(f"chords: the progression table has no source {source!r}; rebuild it with "
+                         "`python -m stemforge.symbolic.harmony build`") from error
+
+
+def source_entries(source: str, mode: str) -> list[dict[str, Any]]:
+    """A source's progressions of one mode, most used first. POP909's stay at the table's
+    top level (`modes`), where readers of the POP909-only table find them."""
+    return load_table()["modes"][mode] if source == "pop909" else source_table(source)["modes"][mode]
+
+
 def romans_in_key(romans: list[str], key: Key) -> tuple[Chord, ...]:
     """Table romans -> chords in `key`; a ChordError when the table holds something else."""
     chords = tuple(parse_roman(r, key) for r in romans)
@@ -632,16 +657,10 @@ def romans_in_key(romans: list[str], key: Key) -> tuple[Chord, ...]:
     return chords  # type: ignore[return-value]  # no None left
 
 
-def _fifth_motions(chords: tuple[Chord, ...]) -> int:
-    """Root moves down a fifth (ii->V, V->I) in the cycle, the last chord leading to the first."""
-    roots = [c.root for c in chords]
-    return sum(1 for a, b in zip(roots, roots[1:] + roots[:1]) if len(roots) > 1 and (b - a) % 12 == 5)
-
-
 def with_seventh(chord: Chord, key: Key) -> Chord:
     """The chord's diatonic 7th chord: maj7 where the major 7th is in the scale (I, IV, bVI),
     else a dominant 7 (V, secondary dominants, bVII in minor); m7 on minor chords; m7b5 or
-    dim7 on diminished ones. Other chords (sus, aug) stay as they are."""
+    dim7 on diminished ones. Other chords (7th and 6th chords, sus, aug) stay as they are."""
     quality = chord_quality(chord)
     scale = key.scale_pitch_classes
     if quality == "maj":
@@ -655,56 +674,173 @@ def with_seventh(chord: Chord, key: Key) -> Chord:
     return make_chord(chord.root, quality, chord.bass)
 
 
-def in_mode(chords: tuple[Chord, ...], key: Key) -> bool:
-    """Roots in the scale or idiomatically borrowed (BORROWED_ROOTS), and a tonic chord (if
-    any) of the key's own mode: no A major chord in an A minor piece."""
-    allowed = {(key.tonic + s) % 12 for s in _SCALE_STEPS[key.mode] + tuple(BORROWED_ROOTS[key.mode])}
-    return all(c.root in allowed and (c.root != key.tonic or (c.third == 4) == (key.mode == "major"))
+def as_triad(chord: Chord) -> Chord:
+    """The triad under a 7th or 6th chord (G7 -> G, Am7b5 -> Adim); sus chords stay sus."""
+    quality = _TRIAD_OF.get(chord_quality(chord))
+    return make_chord(chord.root, quality, chord.bass) if quality else chord
+
+
+def voiced(chords: tuple[Chord, ...], key: Key, voicing: str) -> tuple[Chord, ...]:
+    if voicing == "add":
+        return tuple(with_seventh(c, key) for c in chords)
+    if voicing == "triads":
+        return tuple(as_triad(c) for c in chords)
+    return chords
+
+
+def tonic_in_mode(chords: tuple[Chord, ...], key: Key) -> bool:
+    """A tonic chord, if any, has the key's own third: no A major chord in an A minor piece
+    (the real data has a few: a Picardy third, a blues song's minor i over a major key)."""
+    return all(c.root != key.tonic or c.third not in (3, 4) or (c.third == 4) == (key.mode == "major")
                for c in chords)
 
 
-@cache
-def default_candidates(genre: str, mode: str) -> tuple[tuple[dict[str, Any], float], ...]:
-    """(table entry, weight) of the POP909 progressions a genre may default to: cycles of
-    1, 2 or 4 bars in the mode (`in_mode`), the genre's chord count and change rate;
-    weighted by the number of songs that use them (jazz: more for ii-V motion)."""
-    style = GENRE_HARMONY.get(genre, _TRIADS)
+def out_of_key(chord: Chord, key: Key) -> bool:
+    """A chord tone outside the key's scale (natural minor in minor keys): a secondary
+    dominant (A7 in C), a borrowed chord (Bb, Fm in C), the major V of a minor key."""
+    return not chord_tones(chord) <= key.scale_pitch_classes
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A table progression a genre may default to, and its share of the draws."""
+
+    source: str
+    rank: int  # place in the source's list of the mode, 1 = used by the most songs
+    romans: tuple[str, ...]
+    beats: tuple[int, ...]
+    songs: int
+    weight: float
+
+
+MIN_MODE_WINDOWS = 100  # fewer windows in a mode (Billboard country minor has 9): the source's overall shares
+
+
+def draw_shares(source: str, mode: str) -> dict[str, float]:
+    """The share of a source's draws that go to each kind of progression, as its real
+    windows of the mode show them: "vamp" (one chord for 4 bars; only where the source
+    vamps, VAMP_SOURCE_SHARE), "outside" (moving, with a chord outside the key) and
+    "inside" (moving, in the key). Counted over every window, not just the listed ones:
+    the common progressions at the top of a list are mostly diatonic, the chromatic ones
+    spread over a long tail."""
+    table = source_table(source)
+    pick = mode if table["windows"][mode] >= MIN_MODE_WINDOWS else "all"
+    vamp = table["vamp_share"][pick] if table["vamp_share"]["all"] >= VAMP_SOURCE_SHARE else 0.0
+    outside = table["out_of_key_share_moving"][pick]
+    return {"vamp": vamp, "outside": (1 - vamp) * outside, "inside": (1 - vamp) * (1 - outside)}
+
+
+def _kind(chords: tuple[Chord, ...], beats: tuple[int, ...], key: Key) -> str | None:
+    """Which draw share a table progression belongs to (`draw_shares`); None when it cannot
+    be a default: a tonic chord of the other mode, or no tonic chord starting on a bar line
+    (a loop states its key by opening on the tonic, `opening_on_tonic`; a loop of one chord
+    or of IV iii ii V would make another chord its tonic)."""
+    starts = [sum(beats[:i]) for i in range(len(beats))]
+    if not tonic_in_mode(chords, key) or not any(
+            c.root == key.tonic and start % BEATS_PER_BAR == 0 for c, start in zip(chords, starts)):
+        return None
+    if len({c.root for c in chords}) == 1:
+        return "vamp"
+    return "outside" if any(out_of_key(c, key) for c in chords) else "inside"
+
+
+def _source_candidates(source: str, mode: str, share: float) -> list[Candidate]:
+    """The source's progressions of the mode that can be a default (cycles of 1, 2 or 4
+    bars, `_kind`), weighted by the songs using them within their kind, each kind given
+    its real share of the draws (`draw_shares`; a kind the list lacks passes its share to
+    the others), all scaled to `share`."""
     key = Key(0, mode)
+    kinds: dict[str, list[tuple[int, dict[str, Any]]]] = {"vamp": [], "outside": [], "inside": []}
+    for rank, entry in enumerate(source_entries(source, mode), 1):
+        if entry["cycle_bars"] in DEFAULT_CYCLE_BARS:
+            kind = _kind(romans_in_key(entry["romans"].split(), key), tuple(entry["beats"]), key)
+            if kind:
+                kinds[kind].append((rank, entry))
+    targets = {kind: part for kind, part in draw_shares(source, mode).items() if kinds[kind] and part > 0}
     out = []
-    for entry in load_table()["modes"][mode]:
-        chords = romans_in_key(entry["romans"].split(), key)
-        if (entry["cycle_bars"] in DEFAULT_CYCLE_BARS and style.min_chords <= len(set(chords)) <= style.max_chords
-                and min(entry["beats"]) >= style.min_beats and in_mode(chords, key)):
-            weight = entry["songs"] * (1 + style.fifth_motion * _fifth_motions(chords) / len(chords))
-            out.append((entry, weight))
-    return tuple(out)
+    for kind, part in targets.items():
+        total = sum(entry["songs"] for _, entry in kinds[kind])
+        out += [Candidate(source, rank, tuple(entry["romans"].split()), tuple(entry["beats"]), entry["songs"],
+                          share * part / sum(targets.values()) * entry["songs"] / total)
+                for rank, entry in kinds[kind]]
+    return out
 
 
-def default_progression(genre: str, key: Key, seed: int) -> Progression:
-    """A progression for a piece that names no chords: drawn (weighted by how many POP909
-    songs use it) from the real progressions of the key's mode that suit the genre, in
-    the key, with 7th chords for lofi, jazz, soul and hip-hop. The draw depends on genre,
-    mode and seed only, so the same seed in another key gives the same progression
-    transposed. An unknown genre is treated as pop."""
+def opening_on_tonic(chords: tuple[Chord, ...], beats: tuple[int, ...], key: Key
+                     ) -> tuple[tuple[Chord, ...], tuple[int, ...]]:
+    """The cycle rotated to open on its first tonic chord that starts on a bar line: the
+    same loop heard from its tonic, so a piece states its key first without drawing again
+    (which would favour the progressions that sit on the tonic). Unchanged without one."""
+    position = 0
+    for index, (chord, length) in enumerate(zip(chords, beats)):
+        if chord.root == key.tonic and position % BEATS_PER_BAR == 0:
+            return chords[index:] + chords[:index], beats[index:] + beats[:index]
+        position += length
+    return chords, beats
+
+
+@cache
+def default_candidates(genre: str, mode: str) -> tuple[Candidate, ...]:
+    """The progressions a genre may default to in a mode, from its GENRE_HARMONY sources
+    (POP909 where those have none in the mode). An unknown genre is treated as pop."""
+    style = GENRE_HARMONY.get(genre, GENRE_HARMONY["pop"])
+    out = [c for source, share in style.sources for c in _source_candidates(source, mode, share)]
+    return tuple(out or _source_candidates("pop909", mode, 1.0))
+
+
+def _first_bars(chords: tuple[Chord, ...], beats: tuple[int, ...], bars: int
+                ) -> tuple[tuple[Chord, ...], tuple[int, ...]]:
+    """The cycle cut to its first `bars` bars (the last chord shortened)."""
+    limit, kept, lengths, position = bars * BEATS_PER_BAR, [], [], 0
+    for chord, length in zip(chords, beats):
+        if position >= limit:
+            break
+        kept.append(chord)
+        lengths.append(min(length, limit - position))
+        position += length
+    return tuple(kept), tuple(lengths)
+
+
+def default_progression(genre: str, key: Key, seed: int, loop_bars: int = 0) -> Progression:
+    """A progression for a piece that names no chords: drawn from the real progressions of
+    the genre's sources (GENRE_HARMONY) in the key's mode, weighted by the songs using
+    them, voiced as the genre voices chords, in the key. The draw depends on genre, mode,
+    seed and loop only, so the same seed in another key gives the same progression
+    transposed. The cycle opens on its tonic chord where it has one on a bar line
+    (`opening_on_tonic`). With `loop_bars` (the piece repeats every so many bars) it is
+    drawn among the cycles that fit the loop; where the genre has none (POP909 has no
+    1-bar cycles that move), the drawn cycle's first `loop_bars` bars.
+    `Progression.source` names the table entry ("Billboard soul minor #2: i7 iv7 (6 songs)")."""
     candidates = default_candidates(genre, key.mode)
+    if loop_bars > 0:
+        candidates = tuple(c for c in candidates if loop_bars % (sum(c.beats) // BEATS_PER_BAR) == 0) or candidates
     if not candidates:  # cannot happen with the shipped table; keeps a broken table usable
         return Progression(key, (make_chord(key.tonic, "maj" if key.mode == "major" else "min"),), (4,),
                            "tonic (no progression table)")
     rng = random.Random(f"{genre}|{key.mode}|{seed}")
-    entry, _ = rng.choices(candidates, weights=[w for _, w in candidates])[0]
-    rank = load_table()["modes"][key.mode].index(entry) + 1
-    chords = romans_in_key(entry["romans"].split(), key)
-    if GENRE_HARMONY.get(genre, _TRIADS).sevenths:
-        chords = tuple(with_seventh(c, key) for c in chords)
-    source = f"POP909 {key.mode} #{rank}: {entry['romans']} ({entry['songs']} songs)"
-    return Progression(key, chords, tuple(entry["beats"]), source)
+    pick = rng.choices(candidates, weights=[c.weight for c in candidates])[0]
+    voicing = GENRE_HARMONY.get(genre, GENRE_HARMONY["pop"]).voicing
+    chords, beats = opening_on_tonic(voiced(romans_in_key(list(pick.romans), key), key, voicing), pick.beats, key)
+    unit = ("tune" if pick.source == "wjd" else "song") + ("s" if pick.songs != 1 else "")
+    source = f"{SOURCE_NAMES[pick.source]} {key.mode} #{pick.rank}: {' '.join(pick.romans)} ({pick.songs} {unit})"
+    if 0 < loop_bars < sum(beats) // BEATS_PER_BAR:
+        chords, beats = _first_bars(chords, beats, loop_bars)
+        source += f", its first {loop_bars} bar{'s' if loop_bars > 1 else ''}"
+    return Progression(key, chords, beats, source)
 
 
-# ------------------------------------------------------------------ POP909 extraction
+# ------------------------------------------------------------ counting real progressions
 
 HALF_BAR = BEATS_PER_BAR * TPB // 2
 WINDOW_BARS = 4
 KEY_CHANGE_MARGIN_BARS = 2  # key_audio.txt times are audio seconds: keep clear of key changes
+SEVENTH_SOURCES = ("wjd", "billboard_soul", "billboard_funk", "billboard_disco")  # count 7ths (see docs)
+TOP = 150  # progressions kept per mode and source
+CREDITS = {
+    "pop909": SOURCE,
+    "billboard": "McGill Billboard Project, Burgoyne, Wild and Fujinaga 2011 (CC0)",
+    "wjd": "Weimar Jazz Database (Pfleiderer, Frieler, Abesser, Zaddach, Burkhart 2017), via jazzodata (MIT)",
+}
 
 
 def _diatonic_triad(root: int, key: Key) -> str:
@@ -721,11 +857,18 @@ _TRIAD_OF = {"maj": "maj", "7": "maj", "maj7": "maj", "maj6": "maj", "min": "min
              "aug7": "aug"}
 
 
-def window_label(chord: Chord, key: Key) -> str:
+def window_label(chord: Chord, key: Key, sevenths: bool = False) -> str:
     """The roman numeral a progression count uses: the chord's triad on its root (7ths,
-    extensions and inversions dropped, so G7/B and G count as V), a sus chord as the
-    key's own triad on that root (Fsus2 in C is IV)."""
-    quality = _TRIAD_OF.get(chord_quality(chord)) or _diatonic_triad(chord.root, key)
+    extensions and inversions dropped, so G7/B and G count as V); a chord without a major
+    or minor third (sus, a power chord) as the key's own triad on that root (Fsus2 in C is
+    IV). With `sevenths` a 7th or 6th chord keeps its quality (ii7 V7 Imaj7, V7sus4)."""
+    quality = chord_quality(chord)
+    if chord.third not in (3, 4):
+        if sevenths and quality == "7sus4":
+            return roman_numeral(make_chord(chord.root, quality), key)
+        return roman_numeral(make_chord(chord.root, _diatonic_triad(chord.root, key)), key)
+    if not sevenths or not chord.has_seventh:
+        quality = _TRIAD_OF.get(quality) or _diatonic_triad(chord.root, key)
     return roman_numeral(make_chord(chord.root, quality), key)
 
 
@@ -757,6 +900,26 @@ def cycle_of(labels: list[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return tuple(romans), tuple(beats)
 
 
+@dataclass(frozen=True)
+class Window:
+    """Four 4/4 bars of one song in one key: the chord of each of its 8 half bars."""
+
+    song: str  # what songs are counted by: a song id, a jazz tune's title
+    key: Key
+    chords: tuple[Chord, ...]
+
+
+def beat_window(song: str, key: Key, beat_chords: list[Chord | None], skipped: Counter) -> Window | None:
+    """A window from the chord of each of its 16 beats; None (counted in `skipped`) when a
+    half bar has no chord."""
+    spans = [ChordSpan(i * TPB, (i + 1) * TPB, c) for i, c in enumerate(beat_chords) if c is not None]
+    slots = half_bar_slots(spans, WINDOW_BARS)
+    if any(c is None for c in slots):
+        skipped["window without a chord on every half bar"] += 1
+        return None
+    return Window(song, key, tuple(slots))  # type: ignore[arg-type]  # no None left
+
+
 def _window_key(key_spans: list[tuple[int, int, Key]], lo: int, hi: int) -> Key | None:
     """The annotated key of ticks [lo, hi): one key span holds it, clear of key changes."""
     margin = KEY_CHANGE_MARGIN_BARS * BEATS_PER_BAR * TPB
@@ -769,10 +932,10 @@ def _window_key(key_spans: list[tuple[int, int, Key]], lo: int, hi: int) -> Key 
     return None
 
 
-def song_windows(spans: list[ChordSpan], key_spans: list[tuple[int, int, Key]], relative_minor: bool,
-                 skipped: Counter) -> list[tuple[str, tuple[str, ...], tuple[int, ...]]]:
-    """(mode, romans, beats) of a song's 4-bar windows, one every 4 bars. A window needs a
-    chord on each half bar and one key.
+def pop909_windows(song: str, spans: list[ChordSpan], key_spans: list[tuple[int, int, Key]],
+                   relative_minor: bool, skipped: Counter) -> list[Window]:
+    """A POP909 song's 4-bar windows, one every 4 bars. A window needs a chord on each half
+    bar and one key.
 
     Phrases rarely start on the first annotated downbeat (pickups, odd intros), and a loop
     read from the middle of a phrase starts on the wrong chord: the windows start at the
@@ -800,15 +963,156 @@ def song_windows(spans: list[ChordSpan], key_spans: list[tuple[int, int, Key]], 
     skipped.update(missed)
     out = []
     for key, window in found:
-        labels = [window_label(chord, key) for chord in window]
-        out.append((key.mode, *cycle_of(labels)))
-        if relative_minor and key.mode == "major" and labels[0] == labels[-1] == "vi":
-            minor = Key((key.tonic + 9) % 12, "minor")
-            out.append(("minor", *cycle_of([window_label(chord, minor) for chord in window])))
+        out.append(Window(song, key, tuple(window)))
+        if relative_minor and key.mode == "major" and window_label(window[0], key) == window_label(window[-1], key) \
+                == "vi":
+            out.append(Window(song, Key((key.tonic + 9) % 12, "minor"), tuple(window)))
     return out
 
 
-def extract_progressions(pop909: Path, max_songs: int | None = None, top: int = 150,
+def song_windows(spans: list[ChordSpan], key_spans: list[tuple[int, int, Key]], relative_minor: bool,
+                 skipped: Counter) -> list[tuple[str, tuple[str, ...], tuple[int, ...]]]:
+    """(mode, romans, beats) of a POP909 song's 4-bar windows (`pop909_windows`)."""
+    return [(w.key.mode, *cycle_of([window_label(c, w.key) for c in w.chords]))
+            for w in pop909_windows("", spans, key_spans, relative_minor, skipped)]
+
+
+# Billboard sections whose chords are counted: the body of a song. Intros, outros, solos,
+# interludes and fade-outs idle on one chord two to five times as often (docs/harmony.md).
+BODY_SECTIONS = ("verse", "chorus", "bridge", "refrain", "theme")
+
+
+def billboard_windows(songs: list, skipped: Counter) -> list[Window]:
+    """Billboard songs (harmony_data.BillboardSong) -> 4-bar windows, every 4 bars from the
+    first bar of each body section (BODY_SECTIONS: the annotators mark where phrases start,
+    so no phase is guessed as for POP909). A window needs 4 bars of 4 beats (4/4; 12/8
+    counts its 4 dotted beats) whose chords divide them, one key, and a chord on every half
+    bar."""
+    out: list[Window] = []
+    for song in songs:
+        for section in song.sections:
+            if not any(word in section.function.lower() for word in BODY_SECTIONS):
+                skipped["section not of the song's body (intro, outro, solo, interlude...)"] += 1
+                continue
+            for start in range(0, len(section.bars) - WINDOW_BARS + 1, WINDOW_BARS):
+                bars = section.bars[start: start + WINDOW_BARS]
+                if any(bar.beats != BEATS_PER_BAR for bar in bars):
+                    skipped["window not in 4/4"] += 1
+                    continue
+                beats = [bar.beat_chords() for bar in bars]
+                if any(b is None for b in beats):
+                    skipped["window with a bar whose chords do not divide its beats"] += 1
+                    continue
+                if len({bar.key for bar in bars}) > 1:
+                    skipped["window across a change of tonic"] += 1
+                    continue
+                window = beat_window(song.song_id, bars[0].key, [c for b in beats for c in b or ()], skipped)
+                if window:
+                    out.append(window)
+    return out
+
+
+def wjd_windows(solos: list, skipped: Counter) -> list[Window]:
+    """WJD solos (harmony_data.WjdSolo) -> 4-bar windows, every 4 bars from the start of
+    each form section (A1, B1, ... of every chorus; intros I1 left out), in the window's local key: the one the
+    database's analysis gives most of its beats (the earlier on a tie), so a ii-V-I into
+    the key counts in it and a passing ii-V to another key counts as secondary chords.
+    Songs are counted by tune (title): many solos over one tune's changes count once."""
+    out: list[Window] = []
+    for solo in solos:
+        sections: list[list] = []
+        for bar in solo.bars:
+            last = sections[-1][-1] if sections else None
+            if last is None or (bar.chorus, bar.form) != (last.chorus, last.form) or bar.number != last.number + 1:
+                sections.append([])
+            sections[-1].append(bar)
+        for section in sections:
+            if section[0].form.startswith("I"):
+                skipped["intro section"] += 1
+                continue
+            for start in range(0, len(section) - WINDOW_BARS + 1, WINDOW_BARS):
+                bars = section[start: start + WINDOW_BARS]
+                keys = Counter(k for bar in bars for k in bar.local_keys if k is not None)
+                if not keys:
+                    skipped["window without a local key (chromatic or no chord)"] += 1
+                    continue
+                key = keys.most_common(1)[0][0]
+                window = beat_window(solo.title.lower(), key, [c for bar in bars for c in bar.chords], skipped)
+                if window:
+                    out.append(window)
+    return out
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 4) if denominator else 0.0
+
+
+def count_windows(windows: list[Window], sevenths: bool, top: int = TOP) -> dict[str, Any]:
+    """The 4-bar cycles of `windows` as roman numerals per mode (triads, or with `sevenths`
+    7th chords kept), ranked by the songs using them (ties: more windows), the `top` of
+    each mode kept; and what the windows show, per mode and overall: the share that hold
+    one chord (one root: a vamp), chords per 4 bars (root changes on half bars, plus one),
+    the share of bars whose downbeat chord sits on the tonic, and the share of windows
+    with a chord outside the key (as counted: a triad source's V7/ii is its VI), of all
+    windows and of those with two chords or more. Every song weighs the same in these
+    shares, however many windows it has: WJD's minor windows are 43% one chord, but a few
+    modal tunes soloed over for many choruses make most of them; its minor tunes are 13%."""
+    patterns: Counter = Counter()
+    songs: dict[tuple, set[str]] = defaultdict(set)
+    per_window: list[tuple[Window, dict[str, float]]] = []
+    for window in windows:
+        key = window.key
+        labels = [window_label(c, key, sevenths) for c in window.chords]
+        pattern = (key.mode, *cycle_of(labels))
+        patterns[pattern] += 1
+        songs[pattern].add(window.song)
+        roots = [c.root for c in window.chords]
+        moving = len(set(roots)) > 1
+        outside = any(out_of_key(parse_roman(label, key) or window.chords[0], key) for label in set(labels))
+        per_window.append((window, {
+            "one_chord": not moving, "moving": moving, "out_of_key": outside, "moving_out_of_key": outside and moving,
+            "chords": 1 + sum(a != b for a, b in zip(roots, roots[1:])),
+            "tonic_bars": sum(roots[2 * bar] == key.tonic for bar in range(WINDOW_BARS)) / WINDOW_BARS}))
+    figures = {}
+    for mode in ("major", "minor", "all"):
+        chosen = [(w, f) for w, f in per_window if mode in ("all", w.key.mode)]
+        in_song = Counter(w.song for w, _ in chosen)
+        totals: Counter = Counter()
+        for window, counted in chosen:
+            totals["songs"] += 1 / in_song[window.song]
+            for name, value in counted.items():
+                totals[name] += value / in_song[window.song]
+        figures[mode] = totals
+
+    def share(name: str, per: str = "songs") -> dict[str, float]:
+        return {mode: _ratio(totals[name], totals[per]) for mode, totals in figures.items()}
+
+    modes: dict[str, list[dict[str, Any]]] = {}
+    for mode in ("major", "minor"):
+        ranked = sorted((p for p in patterns if p[0] == mode),
+                        key=lambda p: (-len(songs[p]), -patterns[p], " ".join(p[1]), p[2]))
+        modes[mode] = [{"romans": " ".join(p[1]), "beats": list(p[2]), "cycle_bars": sum(p[2]) // BEATS_PER_BAR,
+                        "songs": len(songs[p]), "windows": patterns[p]} for p in ranked[:top]]
+    return {
+        "labels": "sevenths" if sevenths else "triads",
+        "songs_used": len({w.song for w in windows}),
+        "windows": {mode: sum(1 for w in windows if w.key.mode == mode) for mode in ("major", "minor")},
+        "distinct": {mode: sum(1 for p in patterns if p[0] == mode) for mode in ("major", "minor")},
+        "vamp_share": share("one_chord"),
+        "chords_per_4_bars": share("chords"),
+        "tonic_bar_share": share("tonic_bars"),
+        "out_of_key_share": share("out_of_key"),
+        "out_of_key_share_moving": share("moving_out_of_key", "moving"),
+        "modes": modes,
+    }
+
+
+POP909_METHOD = ("4-bar windows every 4 bars from each song's phrase phase (the bar 0-3 after its first downbeat "
+                 "where most windows start on the tonic), chords snapped to half bars, triads on their roots as "
+                 "roman numerals of the annotated key, reduced to the shortest cycle; ranked by songs using them")
+
+
+def extract_progressions(pop909: Path, max_songs: int | None = None, top: int = TOP,
                          relative_minor: bool = False) -> dict[str, Any]:
     """Count the 4-bar chord cycles of POP909 (chord_midi.txt, key_audio.txt, beat_midi.txt,
     index.xlsx) as roman numerals per mode; the `top` of each mode by songs using them."""
@@ -816,83 +1120,209 @@ def extract_progressions(pop909: Path, max_songs: int | None = None, top: int = 
 
     index = _read_pop909_index(pop909 / "index.xlsx")
     folders = sorted(p for p in pop909.iterdir() if p.is_dir() and p.name.isdigit())[:max_songs]
-    windows: Counter = Counter()
-    songs: dict[tuple, set[str]] = defaultdict(set)
+    windows: list[Window] = []
     skipped: Counter = Counter()
-    used = 0
     for folder in folders:
         harmony = load_pop909_harmony(folder, index.get(folder.name.zfill(3)))
         if isinstance(harmony, str):
             skipped[f"song: {harmony}"] += 1
             continue
-        found = song_windows(harmony.chords, harmony.key_spans, relative_minor, skipped)
-        used += bool(found)
-        for pattern in found:
-            windows[pattern] += 1
-            songs[pattern].add(harmony.song_id)
-    modes: dict[str, list[dict[str, Any]]] = {}
-    for mode in ("major", "minor"):
-        patterns = sorted((p for p in windows if p[0] == mode),
-                          key=lambda p: (-len(songs[p]), -windows[p], " ".join(p[1]), p[2]))
-        modes[mode] = [{"romans": " ".join(p[1]), "beats": list(p[2]), "cycle_bars": sum(p[2]) // BEATS_PER_BAR,
-                        "songs": len(songs[p]), "windows": windows[p]} for p in patterns[:top]]
-    return {
-        "source": SOURCE,
-        "built_by": "python -m stemforge.symbolic.harmony build",
-        "method": "4-bar windows every 4 bars from each song's phrase phase (the bar 0-3 after its first "
-                  "downbeat where most windows start on the tonic), chords snapped to half bars, triads on "
-                  "their roots as roman numerals of the annotated key, reduced to the shortest cycle; "
-                  "ranked by songs using them",
-        "relative_minor": relative_minor,
-        "songs_read": len(folders),
-        "songs_used": used,
-        "windows": {mode: sum(n for p, n in windows.items() if p[0] == mode) for mode in ("major", "minor")},
-        "distinct": {mode: sum(1 for p in windows if p[0] == mode) for mode in ("major", "minor")},
-        "skipped": dict(sorted(skipped.items())),
-        "modes": modes,
-    }
+        windows += pop909_windows(harmony.song_id, harmony.chords, harmony.key_spans, relative_minor, skipped)
+    counted = count_windows(windows, sevenths=False, top=top)
+    return {"credit": CREDITS["pop909"], "method": POP909_METHOD, "relative_minor": relative_minor,
+            "songs_read": len(folders), **counted, "skipped": dict(sorted(skipped.items()))}
+
+
+def billboard_tables(folder: Path, max_songs: int | None = None, top: int = TOP) -> dict[str, dict[str, Any]]:
+    """One table per Billboard style (harmony_data.ARTIST_STYLES), 7ths counted where the
+    style voices them (SEVENTH_SOURCES)."""
+    from stemforge.symbolic.harmony_data import read_billboard
+
+    read_skipped: Counter = Counter()
+    songs = read_billboard(folder, read_skipped, max_songs)
+    out = {}
+    for style in BILLBOARD_STYLES:
+        name = f"billboard_{style}"
+        chosen = [song for song in songs if song.style == style]
+        skipped = Counter(read_skipped) if style == BILLBOARD_STYLES[0] else Counter()
+        counted = count_windows(billboard_windows(chosen, skipped), name in SEVENTH_SOURCES, top)
+        out[name] = {"credit": CREDITS["billboard"],
+                     "method": "4-bar windows every 4 bars from each section's first bar, in the song's tonic "
+                               "(mode from its tonic chords); songs by artist style (harmony_data.ARTIST_STYLES); "
+                               "the first style's skipped count includes the songs read twice",
+                     "songs_read": len(chosen), **counted, "skipped": dict(sorted(skipped.items()))}
+    return out
+
+
+def wjd_table(folder: Path, max_songs: int | None = None, top: int = TOP) -> dict[str, Any]:
+    from stemforge.symbolic.harmony_data import read_wjd
+
+    skipped: Counter = Counter()
+    solos = read_wjd(folder, skipped, max_songs)
+    counted = count_windows(wjd_windows(solos, skipped), True, top)
+    return {"credit": CREDITS["wjd"],
+            "method": "4-bar windows every 4 bars from each form section of each chorus, in the local key "
+                      "holding most of the window's beats; songs counted by tune",
+            "songs_read": len({s.title.lower() for s in solos}), **counted, "skipped": dict(sorted(skipped.items()))}
+
+
+def build_table(pop909: Path, billboard: Path, wjd: Path, max_songs: int | None = None, top: int = TOP,
+                relative_minor: bool = False) -> dict[str, Any]:
+    """The shipped table: POP909's lists at the top level (as the POP909-only table had
+    them), and every source's lists and figures under `sources`."""
+    pop = extract_progressions(pop909, max_songs, top, relative_minor)
+    sources = {"pop909": {k: v for k, v in pop.items() if k != "modes"}}
+    sources.update(billboard_tables(billboard, max_songs, top))
+    sources["wjd"] = wjd_table(wjd, max_songs, top)
+    head = {"source": SOURCE, "built_by": "python -m stemforge.symbolic.harmony build", "method": POP909_METHOD,
+            "relative_minor": relative_minor, "songs_read": pop["songs_read"], "songs_used": pop["songs_used"],
+            "windows": pop["windows"], "distinct": pop["distinct"], "skipped": pop["skipped"]}
+    return {**head, "modes": pop["modes"], "sources": sources}
+
+
+def _json_lines(value: Any, indent: int, expand: bool) -> list[str]:
+    """`value` as JSON lines: dicts holding progression lists one key a line, each
+    progression on its own line, everything else inline."""
+    pad = "  " * indent
+    if isinstance(value, list) and expand:
+        return ["["] + [f"{pad}  {json.dumps(v, ensure_ascii=False)}{',' if i + 1 < len(value) else ''}"
+                        for i, v in enumerate(value)] + [f"{pad}]"]
+    if not (isinstance(value, dict) and expand):
+        return [json.dumps(value, ensure_ascii=False)]
+    lines = ["{"]
+    for i, (name, item) in enumerate(value.items()):
+        nested = _json_lines(item, indent + 1, name in ("modes", "sources", "major", "minor")
+                             or (expand and isinstance(item, dict) and "modes" in item))
+        comma = "," if i + 1 < len(value) else ""
+        lines.append(f"{pad}  {json.dumps(name)}: {nested[0]}" + (comma if len(nested) == 1 else ""))
+        lines += nested[1:-1] + ([nested[-1] + comma] if len(nested) > 1 else [])
+    return lines + [f"{pad}}}"]
 
 
 def write_table(table: dict[str, Any], path: Path) -> None:
-    """JSON with one progression per line: small, diffable, deterministic."""
-    head = {k: v for k, v in table.items() if k != "modes"}
-    lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}," for k, v in head.items()]
-    lines.append('  "modes": {')
-    for m, mode in enumerate(("major", "minor")):
-        entries = table["modes"][mode]
-        lines.append(f"    {json.dumps(mode)}: [")
-        lines += [f"      {json.dumps(e, ensure_ascii=False)}{',' if i + 1 < len(entries) else ''}"
-                  for i, e in enumerate(entries)]
-        lines.append("    ]" + ("," if m == 0 else ""))
-    lines += ["  }", "}"]
-    path.write_text("\n".join(lines) + "\n")
+    """JSON with one progression per line: small, diffable, deterministic; written to a
+    temporary file and moved into place."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("\n".join(_json_lines(table, 0, True)) + "\n")
+    temporary.replace(path)
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+@dataclass(frozen=True)
+class DefaultFigures:
+    """What a genre's default progressions do over many draws (`default_figures`)."""
+
+    genre: str
+    candidates: dict[str, int]  # per mode
+    draws: int
+    moving_share: float  # progressions with 2 or more chords (roots) in 4 bars
+    chords_per_4_bars: float  # root changes on half bars in the first 4 bars, plus one
+    tonic_bar_share: float  # bars of an 8-bar loop whose downbeat chord sits on the tonic
+    tonic_bar_share_drawn: float  # the same for the draws before default_chords's choice of a tonic opening
+    out_of_key_share: float  # progressions with a chord tone outside the key's scale
+    sources: dict[str, int]  # draws per source
+
+
+FIGURE_KEYS = ("C major", "G major", "Eb major", "A major", "A minor", "E minor", "C minor", "F# minor")
+
+
+def default_figures(genre: str, seeds: int = 200, keys: tuple[str, ...] = FIGURE_KEYS,
+                    loop_bars: int = 8) -> DefaultFigures:
+    """The genre's defaults as a piece gets them (`conditions.default_chords`, which prefers
+    a progression that opens on the tonic and fits the loop) over `seeds` seeds in `keys`."""
+    from stemforge.symbolic.conditions import Conditions, default_chords, parse_key
+
+    moving = changes = tonic_bars = drawn_tonic_bars = outside = 0
+    sources: Counter = Counter()
+    draws = 0
+    for key_name in keys:
+        key = parse_key(key_name)
+        for seed in range(seeds):
+            text = default_chords(Conditions(genre=genre, key=key_name, seed=seed, loop=loop_bars, bars=loop_bars))
+            progression = parse_progression(text, key)
+            spans = progression.spans(loop_bars)
+            half_bars = [next(s.chord for s in spans if s.start <= slot * HALF_BAR < s.end)
+                         for slot in range(2 * loop_bars)]
+            roots = [c.root for c in half_bars[: 2 * WINDOW_BARS]]
+            moving += len(set(roots)) >= 2
+            changes += 1 + sum(a != b for a, b in zip(roots, roots[1:]))
+            tonic_bars += sum(chord.bass == key.tonic for chord in half_bars[::2])
+            outside += any(out_of_key(c, key) for c in progression.chords)
+            drawn = default_progression(genre, key, seed, loop_bars)
+            sources[drawn.source.split(f" {key.mode} #")[0]] += 1
+            drawn_spans = drawn.spans(loop_bars)
+            drawn_tonic_bars += sum(next(s.chord for s in drawn_spans if s.start <= bar * 2 * HALF_BAR < s.end).bass
+                                    == key.tonic for bar in range(loop_bars))
+            draws += 1
+    return DefaultFigures(genre, {m: len(default_candidates(genre, m)) for m in ("major", "minor")}, draws,
+                          _ratio(moving, draws), _ratio(changes, draws), _ratio(tonic_bars, draws * loop_bars),
+                          _ratio(drawn_tonic_bars, draws * loop_bars), _ratio(outside, draws),
+                          dict(sorted(sources.items())))
+
+
+def print_figures(seeds: int) -> None:
+    """The source figures of the table and the defaults' figures per genre, as markdown."""
+    from stemforge.symbolic.conditions import GENRES
+
+    print("| source | songs | windows (major/minor) | one-chord windows | chords per 4 bars | tonic bars "
+          "| windows with an out-of-key chord |")
+    print("|---|---|---|---|---|---|---|")
+    for name, table in load_table()["sources"].items():
+        print(f"| {SOURCE_NAMES[name]} | {table['songs_used']} | {table['windows']['major']}/"
+              f"{table['windows']['minor']} | {table['vamp_share']['all']:.1%} | "
+              f"{table['chords_per_4_bars']['all']:.2f} | {table['tonic_bar_share']['all']:.1%} | "
+              f"{table['out_of_key_share']['all']:.1%} |")
+    print(f"\ndefaults over {seeds} seeds x {len(FIGURE_KEYS)} keys ({', '.join(FIGURE_KEYS)}), 8-bar loop:\n")
+    print("| genre | sources | voicing | candidates (major/minor) | >= 2 chords per 4 bars | chords per 4 bars "
+          "| tonic bars (as drawn) | out-of-key chord |")
+    print("|---|---|---|---|---|---|---|---|")
+    for genre in GENRES:
+        style = GENRE_HARMONY[genre]
+        figures = default_figures(genre, seeds)
+        names = " + ".join(f"{SOURCE_NAMES[s]}" + (f" {w:.0%}" if len(style.sources) > 1 else "")
+                           for s, w in style.sources)
+        print(f"| {genre} | {names} | {style.voicing} | {figures.candidates['major']}/{figures.candidates['minor']} "
+              f"| {figures.moving_share:.1%} | {figures.chords_per_4_bars:.2f} | {figures.tonic_bar_share:.1%} "
+              f"({figures.tonic_bar_share_drawn:.1%}) | {figures.out_of_key_share:.1%} |")
 
 
 def main(argv: list[str] | None = None) -> int:
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
     parser = argparse.ArgumentParser(prog="python -m stemforge.symbolic.harmony",
-                                     description="Rebuild symbolic/progressions.json from POP909.")
+                                     description="Rebuild symbolic/progressions.json from POP909, Billboard "
+                                                 "and WJD, or print what the defaults do.")
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="count POP909's chord progressions")
-    build.add_argument("--pop909", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
-                       / "pop909", help="the POP909 folder (default: ../shared/data/pop909)")
+    build = commands.add_parser("build", help="count the real progressions of POP909, Billboard and WJD")
+    build.add_argument("--pop909", type=Path, default=data / "pop909", help="default: ../shared/data/pop909")
+    build.add_argument("--billboard", type=Path, default=data / "billboard", help="default: ../shared/data/billboard")
+    build.add_argument("--wjd", type=Path, default=data / "wjd", help="default: ../shared/data/wjd")
     build.add_argument("--out", type=Path, default=TABLE_PATH, help=f"default: {TABLE_PATH}")
-    build.add_argument("--top", type=int, default=150, help="progressions kept per mode (default 150)")
-    build.add_argument("--max-songs", type=int, default=None, help="read only the first N songs")
+    build.add_argument("--top", type=int, default=TOP, help=f"progressions kept per mode and source (default {TOP})")
+    build.add_argument("--max-songs", type=int, default=None, help="read only the first N songs of each set")
     build.add_argument("--relative-minor", action="store_true",
-                       help="also count major-key windows that start and end on vi as minor")
+                       help="also count POP909 major-key windows that start and end on vi as minor")
+    figures = commands.add_parser("figures", help="print the table's figures and what the defaults do per genre")
+    figures.add_argument("--seeds", type=int, default=200, help="seeds per genre and key (default 200)")
     args = parser.parse_args(argv)
-    if not (args.pop909 / "index.xlsx").is_file():
-        print(f"error: {args.pop909}: not a POP909 folder (no index.xlsx)", file=sys.stderr)
-        return 2
-    table = extract_progressions(args.pop909, args.max_songs, args.top, args.relative_minor)
+    if args.command == "figures":
+        print_figures(args.seeds)
+        return 0
+    for path, needs in ((args.pop909, "index.xlsx"), (args.billboard, "McGill-Billboard"),
+                        (args.wjd, "wjd_annotated_beat_tracks.rda")):
+        if not (path / needs).exists():
+            print(f"error: {path}: no {needs} here; point the option at the data set's folder", file=sys.stderr)
+            return 2
+    table = build_table(args.pop909, args.billboard, args.wjd, args.max_songs, args.top, args.relative_minor)
     write_table(table, args.out)
-    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB): {table['songs_used']} of "
-          f"{table['songs_read']} songs, windows {table['windows']}, distinct {table['distinct']}")
-    for mode in ("major", "minor"):
-        print(f"top 10 {mode}:")
-        for entry in table["modes"][mode][:10]:
-            print(f"  {entry['romans']:<24} beats {entry['beats']}  {entry['songs']} songs, "
-                  f"{entry['windows']} windows")
+    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
+    for name, source in table["sources"].items():
+        print(f"{SOURCE_NAMES[name]:<18} {source['songs_used']:>4} of {source['songs_read']:>4} songs, windows "
+              f"{source['windows']['major']:>5}/{source['windows']['minor']:<5} one-chord "
+              f"{source['vamp_share']['all']:.1%}, chords per 4 bars {source['chords_per_4_bars']['all']:.2f}, "
+              f"tonic bars {source['tonic_bar_share']['all']:.1%}; top 3 major: "
+              + ", ".join(e["romans"] for e in (source.get("modes") or table["modes"])["major"][:3]))
     return 0
 
 
