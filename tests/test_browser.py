@@ -11,6 +11,7 @@ missing, where either is absent or Chromium cannot start here.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import httpx
 import pytest
@@ -317,7 +319,18 @@ def test_compose_play_solo_mute_and_download(browser, page_service: ServiceProce
         names = zipfile.ZipFile(saved).namelist()
         root = names[0].split("/")[0]
         assert {f"{root}/{path}" for path in run["stems"].values()} <= set(names)
-        assert json.loads(zipfile.ZipFile(saved).read(f"{root}/run.json")) == run
+        # the bass fader and pan moved above (check_volume_and_pan) reach the zip: its run.json
+        # records them, its mix is re-rendered and its Live set's bass track carries them
+        exported = json.loads(zipfile.ZipFile(saved).read(f"{root}/run.json"))
+        assert exported["mixer"] == {"bass": {"volume_db": -12.0, "pan": -0.48}}
+        changed = {name for name, digest in exported["files"].items() if run["files"].get(name) != digest}
+        assert changed == {run["mix"], run["live_set"]}, changed
+        assert {k: v for k, v in exported.items() if k not in ("mixer", "files")} == \
+            {k: v for k, v in run.items() if k != "files"}
+        live_set = ET.fromstring(gzip.decompress(zipfile.ZipFile(saved).read(f"{root}/{run['live_set']}")))
+        bass = next(t for t in live_set.iter("AudioTrack") if t.find("Name/UserName").get("Value") == "bass")
+        assert float(bass.find("DeviceChain/Mixer/Volume/Manual").get("Value")) == pytest.approx(10 ** (-12 / 20))
+        assert float(bass.find("DeviceChain/Mixer/Pan/Manual").get("Value")) == -0.48
 
         with page.expect_download() as download_info:
             page.click(".stem[data-role=bass] .files a:has-text('mid')")
