@@ -65,11 +65,6 @@ _FILE_REF_TYPE_SAMPLE = 1
 _OFF_VELOCITY = 64
 # Live's lowest fader position (Volume's MidiControllerRange Min, shown as -inf dB): silence
 _LIVE_VOLUME_FLOOR = 0.0003162277571
-# OriginalCrc: no reader we found knows how Live computes it (abletoolz 2.1.0 lists it as
-# unknown; buildable and DawVert copy it through), and Live itself writes 0 beside a real path
-# when it has not computed one (a .wav reference in a set saved by Live 12.2.6, abletoolz's
-# fixture): 0 is the value Live writes for "not known", never a wrong checksum.
-_CRC_NOT_COMPUTED = 0
 _SAMPLES_TO_AUTO_WARP_OFF = 0  # the clips carry their own warp markers: Live must not re-warp them
 _NEUTRAL = ChannelMix()  # 0 dB, centre
 
@@ -532,7 +527,7 @@ def _audio_clip(name: str, role: str, colour: int, scale: _Scale, stem: StemFile
     file_ref = ET.SubElement(sample_ref, "FileRef")
     _values(file_ref, RelativePathType=_FILE_REF_RELATIVE_TO_SET, RelativePath=path.as_posix(),
             Path=stem.absolute_path, Type=_FILE_REF_TYPE_SAMPLE, LivePackName="", LivePackId="",
-            OriginalFileSize=stem.size_bytes, OriginalCrc=_CRC_NOT_COMPUTED)
+            OriginalFileSize=stem.size_bytes, OriginalCrc=stem.crc)  # as Live computes it: daw.live_crc
     _value(sample_ref, "LastModDate", stem.modified_unix)
     ET.SubElement(sample_ref, "SourceContext")
     _values(sample_ref, SampleUsageHint=0, DefaultDuration=stem.frames, DefaultSampleRate=stem.sample_rate,

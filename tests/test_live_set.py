@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from stemforge.audio.daw import ChannelMix, Marker, SetTake, StemFile
+from stemforge.audio.daw import LIVE_CRC_BYTES, ChannelMix, Marker, SetTake, StemFile, crc16_umts, live_crc
 from stemforge.audio.live_set import (
     LIVE_MINOR_VERSION,
     WARP_MODES,
@@ -183,7 +183,7 @@ def test_audio_clips_play_the_stems_in_sync(piece: tuple[Arrangement, Path]) -> 
         assert Path(_value(file_ref, "Path")) == wav.resolve() and Path(_value(file_ref, "Path")).is_absolute()
         assert int(_value(file_ref, "OriginalFileSize")) == wav.stat().st_size
         assert int(_value(clip, "SampleRef/LastModDate")) == int(wav.stat().st_mtime)
-        assert _value(file_ref, "OriginalCrc") == "0"  # what Live writes where it has computed none
+        assert int(_value(file_ref, "OriginalCrc")) == live_crc(wav) != 0
         assert _value(clip, "SampleRef/SamplesToAutoWarp") == "0"  # our warp markers stay
         assert int(_value(clip, "WarpMode")) == WARP_MODES[role]
         info = soundfile.info(wav)
@@ -339,6 +339,20 @@ def _check_clips_against_catalog(root: ET.Element) -> None:
                 if known:
                     assert set(known["required_attributes"]) <= set(child.attrib) <= set(known["attributes"]), \
                         f"{child.tag}: attributes {sorted(child.attrib)}"
+
+
+def test_the_sample_checksum_is_lives(tmp_path: Path) -> None:
+    """Live's OriginalCrc: CRC-16/UMTS of a file's first 16384 bytes (its catalogue check value
+    below; docs/daw.md has the 50 real samples whose stored checksums it reproduces)."""
+    assert crc16_umts(b"123456789") == 0xFEE8
+    data = bytes(range(256)) * 100  # 25600 bytes
+    path = tmp_path / "a.wav"
+    path.write_bytes(data)
+    first = live_crc(path)
+    path.write_bytes(data[:LIVE_CRC_BYTES] + bytes(len(data) - LIVE_CRC_BYTES))  # changed past 16 KiB only
+    assert live_crc(path) == first
+    path.write_bytes(b"\x01" + data[1:])  # changed in the first byte
+    assert live_crc(path) != first
 
 
 # ---- the writer -------------------------------------------------------------------------------------
