@@ -374,6 +374,7 @@ function formRequest() {
     if (value !== "") body[name] = value;
   }
   if ($("#dry").checked) body.dry = true;
+  if ($("#dawproject").checked) body.dawproject = true;
   if (referenceLoop.id) body.like_loop = referenceLoop.id;
   return body;
 }
