@@ -36,7 +36,7 @@ ABLETOOLZ = ROOT / ".tools" / "bin" / "abletoolz"
 DAWPROJECT_READER = ROOT / ".tools" / "dawproject-reader" / "read_dawproject.mjs"
 SCHEMAS = Path(__file__).parent / "fixtures" / "dawproject"
 TAKES = 3
-BARS = 8
+BARS = 5  # two phrases (markers at bars 1 and 5)
 NO_ABLETOOLZ = f"{ABLETOOLZ} absent: scripts/install_readers.sh could not install abletoolz (needs Python >= 3.12)"
 
 
