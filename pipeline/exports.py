@@ -10,6 +10,7 @@ faders and pans, into a copy of the run folder.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -141,7 +142,8 @@ def export_with_mixer(run_dir: Path, mixer: Mapping[str, ChannelMix], out: Path)
         raise ValueError(f"mixer: no stem {sorted(unknown)[0]!r} in this run (it has {', '.join(sorted(roles))})")
     if out.exists():
         raise FileExistsError(f"{out} exists; an export is never written over another")
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    # unique per call: the service may export the same run and mixer from two threads at once
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("*.als", "*.dawproject"))
@@ -159,7 +161,12 @@ def export_with_mixer(run_dir: Path, mixer: Mapping[str, ChannelMix], out: Path)
                                  root_note=acid_root_note(conditions.key))
         had_project = any(t.manifest.dawproject for t in takes)
         files = finish_takes(tmp, out, takes, dawproject=had_project, mixer=mixer)
-        tmp.rename(out)
+        try:
+            tmp.rename(out)
+        except OSError as error:
+            if out.exists():  # the same export finished first elsewhere
+                raise FileExistsError(f"{out} exists; an export is never written over another") from error
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
