@@ -8,19 +8,26 @@ same place, order and with the same attributes; clip contents follow sets saved 
 holds the set against both. docs/daw.md says what that does and does not prove.
 
 The set: the tempo (as the tempo and as its arrangement automation, which Live plays), 4/4,
-the key as Live's scale, one warped audio track per stem and one MIDI track per part, each
-clip at bar 1 looping over the whole piece, named and coloured per role. The mix is left out,
-as are return tracks, devices and instruments (a MIDI track plays nothing until one is added).
+the key as Live's scale, one warped audio track per stem and one MIDI track per part, named and
+coloured per role, with the page's fader and pan on the audio tracks' mixers. The Arrangement
+holds the chosen take (the first), each clip at bar 1 looping over the whole piece, and any
+markers as locators; Session view holds every take, a scene per take (named with its tag) whose
+clip slots hold that take's stems and parts. The mix WAV is left out, as are return tracks,
+devices and instruments (a MIDI track plays nothing until one is added).
+
+Roles are whatever the takes hold (drums, bass, chords, melody...): nothing here counts three.
 """
 
 from __future__ import annotations
 
 import gzip
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree as ET
 
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Arrangement, Track
+from stemforge.audio.daw import MIN_VOLUME_DB, ChannelMix, Marker, SetTake, StemFile
+from stemforge.symbolic.arrangement import BEATS_PER_BAR, Track
 from stemforge.symbolic.conditions import parse_key
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.paths import write_atomic
@@ -32,10 +39,10 @@ LIVE_MINOR_VERSION = "12.0_12049"
 LIVE_SCHEMA_CHANGE_COUNT = "3"
 LIVE_CREATOR = "Ableton Live 12.0.5"  # readers take the version from here; the Annotation names us
 
-# Indices into Live's 70-colour clip/track palette (5 rows of 14): red, blue, green, then a
-# few more for any other role.
-ROLE_COLOURS: dict[str, int] = {"drums": 14, "bass": 9, "melody": 5}
-_SPARE_COLOURS = (1, 12, 7, 3, 24)
+# Indices into Live's 70-colour clip/track palette (5 rows of 14): red, blue, orange, green,
+# then a few more for any other role.
+ROLE_COLOURS: dict[str, int] = {"drums": 14, "bass": 9, "chords": 1, "melody": 5}
+_SPARE_COLOURS = (12, 7, 3, 24, 20)
 
 # Live stores a time signature as 99 * log2(denominator) + numerator - 1.
 TIME_SIGNATURE_4_4 = 99 * 2 + 4 - 1
@@ -46,36 +53,50 @@ _SCENES = 8  # the reference set's scene count; every track has one clip slot pe
 _MIDI_CONTROLLERS = 131  # MainSequencer/MidiControllers of a MIDI track: ControllerTargets.0 .. .130
 _LOCKED_CONTROLLERS = frozenset({1, 11, 66})  # those whose envelopes Live locks in the reference
 _FIRST_TRACK_ID = 10  # track Ids are small integers of their own; the reference's run 2..14
-_WARP_MODE_BEATS = 0  # the mode Live gives most warped clips; at the stem's own tempo it is 1:1
+# Live's warp modes (WarpMode; the numbers DawVert's Live reader maps: 0 Beats, 1 Tones,
+# 2 Texture, 3 Re-Pitch, 4 Complex, 6 Complex Pro). At the stem's own tempo every mode plays it
+# 1:1; at another tempo Beats keeps transients (drums) and cuts sustained notes into grains,
+# Tones suits a monophonic line, Complex anything polyphonic or mixed.
+WARP_BEATS, WARP_TONES, WARP_COMPLEX = 0, 1, 4
+WARP_MODES: dict[str, int] = {"drums": WARP_BEATS, "bass": WARP_TONES, "melody": WARP_COMPLEX, "chords": WARP_COMPLEX}
+_WARP_MODE_OTHER = WARP_COMPLEX  # a role not named above: safe on anything
 _FILE_REF_RELATIVE_TO_SET = 1  # RelativePathType: RelativePath is relative to the set's folder
 _FILE_REF_TYPE_SAMPLE = 1
 _OFF_VELOCITY = 64
+# Live's lowest fader position (Volume's MidiControllerRange Min, shown as -inf dB): silence
+_LIVE_VOLUME_FLOOR = 0.0003162277571
+_SAMPLES_TO_AUTO_WARP_OFF = 0  # the clips carry their own warp markers: Live must not re-warp them
+_NEUTRAL = ChannelMix()  # 0 dB, centre
 
 
-@dataclass(frozen=True)
-class StemFile:
-    """A stem WAV as the set refers to it: `relative_path` is posix and relative to the
-    folder of the .als file; `frames` per channel at `sample_rate` Hz."""
+def build_live_set(takes: Sequence[SetTake], markers: Sequence[Marker] = (),
+                   mixer: Mapping[str, ChannelMix] | None = None) -> bytes:
+    """The gzipped XML of a Live Set of `takes`: the first in the Arrangement, every one as a
+    scene in Session view; `markers` as locators; `mixer` (role -> fader and pan) on the
+    audio tracks. Takes share tempo, key and length (they are variations of one idea).
 
-    relative_path: str
-    sample_rate: int
-    frames: int
-
-
-def build_live_set(arrangement: Arrangement, stems: dict[str, StemFile]) -> bytes:
-    """The gzipped XML of a Live Set for `arrangement` with the stems `stems` (role -> file).
-
-    Stems are referred to by their paths relative to the set's folder only: a run folder is
-    written under a temporary name and moved into place (an absolute path would point at the
-    old name), and the same run must give the same bytes (no file sizes or dates).
+    Stems are referred to first by their paths relative to the set's folder (a moved run
+    folder keeps working), then by their absolute paths (see StemFile).
     """
-    conditions = arrangement.conditions
+    if not takes:
+        raise ValueError("a Live set needs at least one take")
+    chosen = takes[0]
+    conditions = chosen.arrangement.conditions
+    for take in takes[1:]:
+        other = take.arrangement.conditions
+        if (other.bpm, other.bars) != (conditions.bpm, conditions.bars):
+            raise ValueError(f"take {take.name!r}: {other.bars} bars at {other.bpm:g} bpm, not the first take's "
+                             f"{conditions.bars} at {conditions.bpm:g}")
+    mixer = {role: mix.check(role) for role, mix in (mixer or {}).items()}
     beats = float(conditions.bars * BEATS_PER_BAR)
     ids = _PointeeIds()
-    colours = _role_colours([*arrangement.tracks, *stems])
-    audio_roles = [role for role in arrangement.tracks if role in stems]
-    audio_roles += [role for role in stems if role not in audio_roles]
+    midi_roles = list(dict.fromkeys(role for take in takes for role in take.arrangement.tracks))
+    stem_roles = list(dict.fromkeys(role for take in takes for role in take.stems))
+    audio_roles = [role for role in midi_roles if role in stem_roles] + [r for r in stem_roles if r not in midi_roles]
+    colours = _role_colours([*midi_roles, *audio_roles])
     scale = _Scale.of(conditions.key)
+    scenes = max(_SCENES, len(takes))
+    ticks_per_beat = chosen.arrangement.ticks_per_beat
 
     root = ET.Element("Ableton", MajorVersion=LIVE_MAJOR_VERSION, MinorVersion=LIVE_MINOR_VERSION,
                       SchemaChangeCount=LIVE_SCHEMA_CHANGE_COUNT, Creator=LIVE_CREATOR, Revision="")
@@ -86,18 +107,28 @@ def build_live_set(arrangement: Arrangement, stems: dict[str, StemFile]) -> byte
     tracks = ET.SubElement(live_set, "Tracks")
     track_id = _FIRST_TRACK_ID
     for role in audio_roles:
-        clip = _audio_clip(role, colours[role], scale, stems[role], conditions.bpm, beats)
-        tracks.append(_audio_track(track_id, role, colours[role], clip, ids))
+        def audio_clip(take: SetTake, name: str, role: str = role) -> ET.Element | None:
+            stem = take.stems.get(role)
+            return _audio_clip(name, role, colours[role], scale, stem, conditions.bpm, beats) if stem else None
+
+        session = [audio_clip(take, f"{role} {take.name}") for take in takes]
+        tracks.append(_audio_track(track_id, role, colours[role], audio_clip(chosen, role), session, scenes, ids,
+                                   mixer.get(role, _NEUTRAL)))
         track_id += 1
-    for role, part in arrangement.tracks.items():
-        clip = _midi_clip(role, colours[role], scale, part, arrangement.ticks_per_beat, beats)
-        tracks.append(_midi_track(track_id, f"{role} MIDI", colours[role], clip, ids))
+    for role in midi_roles:
+        def midi_clip(take: SetTake, name: str, role: str = role) -> ET.Element | None:
+            part = take.arrangement.tracks.get(role)
+            return _midi_clip(name, colours[role], scale, part, ticks_per_beat, beats) if part else None
+
+        session = [midi_clip(take, f"{role} {take.name}") for take in takes]
+        tracks.append(_midi_track(track_id, f"{role} MIDI", colours[role], midi_clip(chosen, role), session, scenes,
+                                  ids))
         track_id += 1
 
     live_set.append(_main_track(conditions.bpm, ids))
     live_set.append(_pre_hear_track(ids))
     ET.SubElement(live_set, "SendsPre")  # one flag per return track, and there are none
-    _scenes(live_set)
+    _scenes(live_set, [take.name for take in takes], scenes)
     transport = ET.SubElement(live_set, "Transport")
     # The loop brace around the whole piece and on: stemforge writes loops.
     _values(transport, PhaseNudgeTempo=10, LoopOn=True, LoopStart=0, LoopLength=beats, LoopIsSongStart=False,
@@ -111,6 +142,8 @@ def build_live_set(arrangement: Arrangement, stems: dict[str, StemFile]) -> byte
     _values(ET.SubElement(live_set, "TimeSelection"), AnchorTime=0, OtherTime=0)
     for snippet in _LIVE_SET_VIEW_STATE:
         live_set.append(ET.fromstring(snippet))
+        if snippet.startswith("<Locators>"):
+            _locators(live_set[-1][0], markers, beats)
     _values(live_set, ChooserBar=_CHOOSER_BAR_ARRANGEMENT, Annotation="Written by stemforge.")
     for snippet in _LIVE_SET_PREFERENCES:
         live_set.append(ET.fromstring(snippet))
@@ -121,10 +154,11 @@ def build_live_set(arrangement: Arrangement, stems: dict[str, StemFile]) -> byte
     return gzip.compress(xml, mtime=0)  # no timestamp: the same run gives the same bytes
 
 
-def write_live_set(path: Path, arrangement: Arrangement, stems: dict[str, StemFile]) -> None:
+def write_live_set(path: Path, takes: Sequence[SetTake], markers: Sequence[Marker] = (),
+                   mixer: Mapping[str, ChannelMix] | None = None) -> None:
     """Write the set to `path` (stem paths are relative to its folder) through a temporary
     file in the same folder, so a reader never sees half a set."""
-    write_atomic(path, build_live_set(arrangement, stems))
+    write_atomic(path, build_live_set(takes, markers, mixer))
 
 
 # ---- values and ids ----------------------------------------------------------------------
@@ -214,11 +248,12 @@ def _arranger(parent: ET.Element, tag: str) -> ET.Element:
     return events
 
 
-def _audio_sequencer(sequencer: ET.Element, ids: _PointeeIds, clip_slots: int, monitoring: int) -> ET.Element:
-    """An audio track's clip player (also every track's freeze player); returns its
-    arrangement Events."""
+def _audio_sequencer(sequencer: ET.Element, ids: _PointeeIds, clip_slots: int, monitoring: int,
+                     session: Sequence[ET.Element | None] = ()) -> ET.Element:
+    """An audio track's clip player (also every track's freeze player), `session` in its first
+    clip slots; returns its arrangement Events."""
     _device_header(sequencer, ids)
-    _clip_slots(sequencer, clip_slots)
+    _clip_slots(sequencer, clip_slots, session)
     _values(sequencer, MonitoringEnum=monitoring, KeepRecordMonitoringLatency=True)
     events = _arranger(sequencer, "Sample")
     for tag in ("Volume", "Transposition", "TransientEnvelope", "GrainSize", "Flux", "SampleOffset",
@@ -229,9 +264,10 @@ def _audio_sequencer(sequencer: ET.Element, ids: _PointeeIds, clip_slots: int, m
     return events
 
 
-def _midi_sequencer(sequencer: ET.Element, ids: _PointeeIds) -> ET.Element:
+def _midi_sequencer(sequencer: ET.Element, ids: _PointeeIds, clip_slots: int,
+                    session: Sequence[ET.Element | None]) -> ET.Element:
     _device_header(sequencer, ids)
-    _clip_slots(sequencer, _SCENES)
+    _clip_slots(sequencer, clip_slots, session)
     _values(sequencer, MonitoringEnum=1, KeepRecordMonitoringLatency=True)
     events = _arranger(sequencer, "ClipTimeable")
     _values(ET.SubElement(sequencer, "Recorder"), IsArmed=False, TakeCounter=0)
@@ -241,12 +277,16 @@ def _midi_sequencer(sequencer: ET.Element, ids: _PointeeIds) -> ET.Element:
     return events
 
 
-def _clip_slots(sequencer: ET.Element, count: int) -> None:
+def _clip_slots(sequencer: ET.Element, count: int, session: Sequence[ET.Element | None] = ()) -> None:
+    """`count` clip slots (one per scene), the first holding `session`'s clips (None: empty),
+    as Live 12.2 and 12.4 save a Session clip: ClipSlot/ClipSlot/Value/<clip>."""
     slots = ET.SubElement(sequencer, "ClipSlotList")
     for index in range(count):
         slot = ET.SubElement(slots, "ClipSlot", Id=str(index))
         _value(slot, "LomId", 0)
-        ET.SubElement(ET.SubElement(slot, "ClipSlot"), "Value")
+        value = ET.SubElement(ET.SubElement(slot, "ClipSlot"), "Value")
+        if index < len(session) and session[index] is not None:
+            value.append(session[index])
         _values(slot, HasStop=True, NeedRefreeze=True)
 
 
@@ -256,16 +296,16 @@ def _routing(chain: ET.Element, tag: str, target: str, upper: str, lower: str = 
     _values(ET.SubElement(routing, "MpeSettings"), ZoneType=0, FirstNoteChannel=1, LastNoteChannel=15)
 
 
-def _mixer(chain: ET.Element, ids: _PointeeIds, volume: float = 1.0, width: int = 93) -> ET.Element:
+def _mixer(chain: ET.Element, ids: _PointeeIds, volume: float = 1.0, width: int = 93, pan: float = 0.0) -> ET.Element:
     mixer = ET.SubElement(chain, "Mixer")
     _device_header(mixer, ids)
     ET.SubElement(mixer, "Sends")  # one per return track, and there are none
     _switch(mixer, "Speaker", ids)
     _values(mixer, SoloSink=False, PanMode=0)
-    _dial(mixer, "Pan", ids, 0.0, -1.0, 1.0)
+    _dial(mixer, "Pan", ids, pan, -1.0, 1.0)
     _dial(mixer, "SplitStereoPanL", ids, -1.0, -1.0, 1.0)
     _dial(mixer, "SplitStereoPanR", ids, 1.0, -1.0, 1.0)
-    _dial(mixer, "Volume", ids, volume, 0.0003162277571, 1.99526238)  # -70 dB .. +6 dB
+    _dial(mixer, "Volume", ids, volume, _LIVE_VOLUME_FLOOR, 1.99526238)  # -inf (shown below -70 dB) .. +6 dB
     _value(mixer, "ViewStateSesstionTrackWidth", width)  # sic: Live's spelling
     fade = ET.SubElement(mixer, "CrossFadeState")
     _values(fade, LomId=0, Manual=1)
@@ -320,29 +360,37 @@ def _track_head(track: ET.Element, name: str, colour: int, unfolded: bool = True
 
 
 def _player_track(tag: str, track_id: int, name: str, colour: int, ids: _PointeeIds,
-                  audio_in: tuple[str, str]) -> tuple[ET.Element, ET.Element]:
+                  audio_in: tuple[str, str], mix: ChannelMix = _NEUTRAL) -> tuple[ET.Element, ET.Element]:
     """An audio or MIDI track up to its sequencers; returns the track and its DeviceChain."""
     track = ET.Element(tag, Id=str(track_id))
     _track_head(track, name, colour)
     _values(track, SavedPlayingSlot=-1, SavedPlayingOffset=0, Freeze=False, VelocityDetail=0,
             NeedArrangerRefreeze=True, PostProcessFreezeClips=0)
     chain = _device_chain(track, audio_in, ("AudioOut/Main", "Master"))
-    _mixer(chain, ids)
+    # Live's Volume is the linear gain (1 = 0 dB); the page's fader floor is Live's -inf
+    volume = _LIVE_VOLUME_FLOOR if mix.volume_db <= MIN_VOLUME_DB else max(_LIVE_VOLUME_FLOOR, mix.gain)
+    _mixer(chain, ids, volume=volume, pan=mix.pan)
     return track, chain
 
 
-def _audio_track(track_id: int, name: str, colour: int, clip: ET.Element, ids: _PointeeIds) -> ET.Element:
-    track, chain = _player_track("AudioTrack", track_id, name, colour, ids, ("M0", "1"))
-    _audio_sequencer(ET.SubElement(chain, "MainSequencer"), ids, _SCENES, monitoring=2).append(clip)
-    _audio_sequencer(ET.SubElement(chain, "FreezeSequencer"), ids, _SCENES, monitoring=1)
+def _audio_track(track_id: int, name: str, colour: int, clip: ET.Element | None,
+                 session: Sequence[ET.Element | None], scenes: int, ids: _PointeeIds, mix: ChannelMix) -> ET.Element:
+    track, chain = _player_track("AudioTrack", track_id, name, colour, ids, ("M0", "1"), mix)
+    events = _audio_sequencer(ET.SubElement(chain, "MainSequencer"), ids, scenes, monitoring=2, session=session)
+    if clip is not None:
+        events.append(clip)
+    _audio_sequencer(ET.SubElement(chain, "FreezeSequencer"), ids, scenes, monitoring=1)
     _inner_chain(chain)
     return track
 
 
-def _midi_track(track_id: int, name: str, colour: int, clip: ET.Element, ids: _PointeeIds) -> ET.Element:
+def _midi_track(track_id: int, name: str, colour: int, clip: ET.Element | None,
+                session: Sequence[ET.Element | None], scenes: int, ids: _PointeeIds) -> ET.Element:
     track, chain = _player_track("MidiTrack", track_id, name, colour, ids, ("S0", "1/2"))
-    _midi_sequencer(ET.SubElement(chain, "MainSequencer"), ids).append(clip)
-    _audio_sequencer(ET.SubElement(chain, "FreezeSequencer"), ids, _SCENES, monitoring=1)
+    events = _midi_sequencer(ET.SubElement(chain, "MainSequencer"), ids, scenes, session)
+    if clip is not None:
+        events.append(clip)
+    _audio_sequencer(ET.SubElement(chain, "FreezeSequencer"), ids, scenes, monitoring=1)
     _inner_chain(chain)
     _values(track, ReWireDeviceMidiTargetId=0, PitchbendRange=96, IsTuned=True, ControllerLayoutRemoteable=0)
     _values(ET.SubElement(track, "ControllerLayoutCustomization"), PitchClassSource=0, OctaveSource=2,
@@ -452,8 +500,10 @@ def _midi_clip(name: str, colour: int, scale: _Scale, part: Track, ticks_per_bea
     return clip
 
 
-def _audio_clip(name: str, colour: int, scale: _Scale, stem: StemFile, bpm: float, beats: float) -> ET.Element:
-    """The stem, warped so that its `frames` span exactly the piece's `beats`.
+def _audio_clip(name: str, role: str, colour: int, scale: _Scale, stem: StemFile, bpm: float,
+                beats: float) -> ET.Element:
+    """The stem, warped so that its `frames` span exactly the piece's `beats`, in the warp mode
+    of its `role`.
 
     Two warp markers pin sample 0 to beat 0 and the file's end to its length in beats at the
     set's tempo: the file plays at its own speed at that tempo, and at any other tempo it is
@@ -475,16 +525,17 @@ def _audio_clip(name: str, colour: int, scale: _Scale, stem: StemFile, bpm: floa
     _clip_head(clip, name, colour, scale, beats)
     sample_ref = ET.SubElement(clip, "SampleRef")
     file_ref = ET.SubElement(sample_ref, "FileRef")
-    # No absolute path, size or date (see build_live_set); OriginalCrc 0: Live computes it on load.
-    _values(file_ref, RelativePathType=_FILE_REF_RELATIVE_TO_SET, RelativePath=path.as_posix(), Path="",
-            Type=_FILE_REF_TYPE_SAMPLE, LivePackName="", LivePackId="", OriginalFileSize=0, OriginalCrc=0)
-    _value(sample_ref, "LastModDate", 0)
+    _values(file_ref, RelativePathType=_FILE_REF_RELATIVE_TO_SET, RelativePath=path.as_posix(),
+            Path=stem.absolute_path, Type=_FILE_REF_TYPE_SAMPLE, LivePackName="", LivePackId="",
+            OriginalFileSize=stem.size_bytes, OriginalCrc=stem.crc)  # as Live computes it: daw.live_crc
+    _value(sample_ref, "LastModDate", stem.modified_unix)
     ET.SubElement(sample_ref, "SourceContext")
-    _values(sample_ref, SampleUsageHint=0, DefaultDuration=stem.frames, DefaultSampleRate=stem.sample_rate)
+    _values(sample_ref, SampleUsageHint=0, DefaultDuration=stem.frames, DefaultSampleRate=stem.sample_rate,
+            SamplesToAutoWarp=_SAMPLES_TO_AUTO_WARP_OFF)
     onsets = ET.SubElement(clip, "Onsets")
     ET.SubElement(onsets, "UserOnsets")
     _value(onsets, "HasUserOnsets", False)
-    _values(clip, WarpMode=_WARP_MODE_BEATS, GranularityTones=30, GranularityTexture=65, FluctuationTexture=25,
+    _values(clip, WarpMode=WARP_MODES.get(role, _WARP_MODE_OTHER), GranularityTones=30, GranularityTexture=65, FluctuationTexture=25,
             TransientResolution=6, TransientLoopMode=2, TransientEnvelope=100, ComplexProFormants=100,
             ComplexProEnvelope=128, Sync=True, HiQ=True, Fade=False)
     # No fades: a stem must start and end on the sample the renderer wrote.
@@ -528,16 +579,29 @@ class _Scale:
         _values(ET.SubElement(parent, "ScaleInformation"), RootNote=self.root_note, Name=self.name)
 
 
-def _scenes(live_set: ET.Element) -> None:
+def _scenes(live_set: ET.Element, names: Sequence[str], count: int) -> None:
+    """`count` scenes, the first named `names` (a take's scene), the rest empty."""
     scenes = ET.SubElement(live_set, "Scenes")
-    for index in range(_SCENES):
+    for index in range(count):
         scene = ET.SubElement(scenes, "Scene", Id=str(index))
         _values(ET.SubElement(scene, "FollowAction"), FollowTime=4, IsLinked=True, LoopIterations=1,
                 FollowActionA=4, FollowActionB=0, FollowChanceA=100, FollowChanceB=0, JumpIndexA=0,
                 JumpIndexB=0, FollowActionEnabled=False)
-        _values(scene, Name="", Annotation="", Color=-1, Tempo=120, IsTempoEnabled=False,
+        _values(scene, Name=names[index] if index < len(names) else "", Annotation="", Color=-1, Tempo=120, IsTempoEnabled=False,
                 TimeSignatureId=TIME_SIGNATURE_4_4, IsTimeSignatureEnabled=False, LomId=0)
         ET.SubElement(scene, "ClipSlotsListWrapper", LomId="0")
+
+
+def _locators(locators: ET.Element, markers: Sequence[Marker], beats: float) -> None:
+    """Each marker as an Arrangement locator (Live 12's Locator: LomId, Time in beats, Name,
+    Annotation, IsSongStart); a marker past the piece's end is refused."""
+    for index, marker in enumerate(sorted(markers, key=lambda m: m.bar)):
+        time = marker.beats(BEATS_PER_BAR)
+        if marker.bar < 1 or time >= beats:
+            raise ValueError(f"marker {marker.name!r}: bar {marker.bar} is outside the piece's "
+                             f"{beats / BEATS_PER_BAR:g} bars")
+        locator = ET.SubElement(locators, "Locator", Id=str(index))
+        _values(locator, LomId=0, Time=time, Name=marker.name, Annotation="", IsSongStart=False)
 
 
 _CHOOSER_BAR_ARRANGEMENT = 0  # open in the Arrangement, where the clips are

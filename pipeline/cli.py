@@ -130,6 +130,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for take in result.takes:
             print(f"  {take.run_dir.name:7s} {take.manifest.conditions.key}, seed {take.manifest.seed}"
                   + (f"  {take.run_dir.name}/{take.manifest.mix}" if take.manifest.mix else ""))
+        for label, path in (("Live", result.manifest.live_set), ("DAWproj", result.manifest.dawproject)):
+            if path:  # one for the run, a scene per take
+                print(f"  {label:7s} {path.removeprefix('../')}")
         return 0
     manifest = result.manifest
     conditions = manifest.conditions
@@ -143,6 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  mix     {manifest.mix}")
     if manifest.live_set:
         print(f"  Live    {manifest.live_set}")
+    if manifest.dawproject:
+        print(f"  DAWproj {manifest.dawproject}")
     return 0
 
 

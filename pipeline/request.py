@@ -110,8 +110,8 @@ class RunRequest:
                               "become the conditions unless --bpm/--key or the prompt name them; says what it found",
                               "steer", api=False)
     takes: int = _spec(1, f"compose N variations of one idea at once: the same key, tempo and chords, each take its "
-                       f"own seed (--seed, --seed+1, ...) and its own folder take1..takeN in the run folder; "
-                       f"batched, so N takes cost far less than N runs (1-{MAX_TAKES})", "steer", metavar="N",
+                       f"own seed (--seed, --seed+1, ...) and its own folder take1..takeN in the run folder, and one "
+                       f"Live set with a scene per take; batched, so N takes cost far less than N runs (1-{MAX_TAKES})", "steer", metavar="N",
                        ge=1, le=MAX_TAKES)
     # -- feel
     swing: float | None = _spec(None, f"swing of the off-beat 8ths/16ths in percent, 50 (straight) to "
@@ -166,6 +166,9 @@ class RunRequest:
     dry: bool = _spec(False, "no effects", "stems")
     tail: str = _spec("wrap", "wrap: reverb/release tails wrap to the loop start (seamless loops); cut: fade out",
                       "stems", choices=TAILS, max_length=20)
+    dawproject: bool = _spec(False, "also write <name>.dawproject (Bitwig Studio, Studio One and other DAWs that "
+                             "read DAWproject): tempo, a track per stem and per part, markers, every take as a "
+                             "scene (see docs/daw.md)", "stems")
 
     # ---------------------------------------------------------------- rules
     def check(self) -> RunRequest:

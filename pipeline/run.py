@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stemforge.pipeline.exports import TakeFolder, finish_takes
 from stemforge.pipeline.request import RunError, RunRequest
 from stemforge.symbolic.arrangement import (
     TICKS_PER_BEAT,
@@ -350,6 +351,7 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
     if tmp.exists():
         shutil.rmtree(tmp)
     results: list[RunResult] = []
+    written: list[TakeFolder] = []
     try:
         tmp.mkdir(parents=True)
         for number, composed in enumerate(takes, 1):
@@ -367,14 +369,14 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
                 manifest.add_render(render_into(folder, composed.arrangement, request, name,
                                                 _take_progress(report, number, len(takes))))
                 take_timings["render"] = time.perf_counter() - render_started
-            manifest.live_set = _write_live_set(folder, manifest, composed.arrangement)
-            manifest.files = file_hashes(folder)
             take_timings["total"] = time.perf_counter() - started
             manifest.timings = {k: round(v, 3) for k, v in take_timings.items()}
             manifest.messages = messages
-            manifest.write(folder)
             final = run_dir if len(takes) == 1 else run_dir / folder.name
             results.append(RunResult(final, manifest, composed.arrangement, messages))
+            written.append(TakeFolder("" if folder == tmp else folder.name, manifest, composed.arrangement))
+        # one Live set (and DAWproject) for the run: a scene per take, take 1 in the Arrangement
+        finish_takes(tmp, run_dir, written, dawproject=request.dawproject)
         try:
             tmp.rename(run_dir)
         except OSError as error:
@@ -390,19 +392,6 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
     if len(results) > 1:
         first.takes = results
     return first
-
-
-def _write_live_set(folder: Path, manifest: RunManifest, arrangement: Arrangement) -> str:
-    """<name>.als: an Ableton Live Set with the stems (when rendered) and the MIDI parts."""
-    from stemforge.audio.live_set import StemFile, write_live_set
-    from stemforge.audio.stems import loop_samples
-
-    conditions = manifest.conditions
-    frames = loop_samples(conditions.bars, conditions.bpm, manifest.sample_rate) if manifest.stems else 0
-    stems = {role: StemFile(path, manifest.sample_rate, frames) for role, path in manifest.stems.items()}
-    relative = f"{manifest.name}.als"
-    write_live_set(folder / relative, arrangement, stems)
-    return relative
 
 
 def _take_progress(report: Progress, number: int, count: int) -> Progress:
@@ -525,9 +514,7 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
         manifest.name = name
         manifest.add_render(render_into(tmp, arrangement, request, name))
         manifest.timings["render"] = round(time.perf_counter() - started, 3)
-        manifest.live_set = _write_live_set(tmp, manifest, arrangement)
-        manifest.files = file_hashes(tmp)
-        manifest.write(tmp)
+        finish_takes(tmp, target, [TakeFolder("", manifest, arrangement)], dawproject=request.dawproject)
         if out is None:
             backup = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
             run_dir.rename(backup)

@@ -494,20 +494,44 @@ class ServiceState:
             raise HTTPException(404, f"path: {path!r} is not a file of job {job.id}")
         return target
 
-    def zip_file(self, job: Job) -> Path:
-        """The run folder zipped under one top folder (cached: run folders never change)."""
-        cached = self.cache_dir / f"{job.id}.zip"
+    def zip_file(self, job: Job, mixer: dict | None = None) -> Path:
+        """The run folder zipped under one top folder (cached: run folders never change); with
+        `mixer`, the folder exported through it (`mixed_export`)."""
+        if mixer:
+            folder, name = self.mixed_export(job, mixer)
+            return self.zip_folder(folder, self.cache_dir / f"{name}.zip", self.zip_root(job))
+        return self.zip_folder(self.run_dir(job), self.cache_dir / f"{job.id}.zip", self.zip_root(job))
+
+    def mixed_export(self, job: Job, mixer: dict) -> tuple[Path, str]:
+        """The job's run folder exported through `mixer` (role -> ChannelMix): the mixes
+        re-rendered and the sets carrying the faders and pans (`pipeline.exports`); cached per
+        job and mixer, as run folders never change. Returns the folder and its cache key."""
+        from stemforge.pipeline.exports import export_with_mixer
+
+        key = hashlib.sha256(json.dumps({r: [m.volume_db, m.pan] for r, m in sorted(mixer.items())}).encode())
+        name = f"{job.id}-mix-{key.hexdigest()[:16]}"
+        folder = self.cache_dir / name
+        if not folder.is_dir():
+            try:
+                export_with_mixer(self.run_dir(job), mixer, folder)
+            except FileExistsError:  # another request made the same export meanwhile
+                pass
+            except ValueError as error:
+                raise HTTPException(422, str(error)) from error
+        return folder, name
+
+    def zip_folder(self, folder: Path, cached: Path, root: str) -> Path:
+        """`folder` zipped under the top folder `root` into `cached` (once)."""
         if cached.is_file():
             return cached
-        run_dir = self.run_dir(job)
-        tmp = self.cache_dir / f".{job.id}.{secrets.token_hex(4)}.zip"
+        tmp = self.cache_dir / f".{cached.stem}.{secrets.token_hex(4)}.zip"
         try:
             with zipfile.ZipFile(tmp, "w") as archive:
-                for path in sorted(run_dir.rglob("*")):
+                for path in sorted(folder.rglob("*")):
                     if path.is_file() and not path.is_symlink():  # run() writes no links: never follow one
                         # WAV barely deflates; storing it keeps zipping instant
                         method = zipfile.ZIP_STORED if path.suffix == ".wav" else zipfile.ZIP_DEFLATED
-                        archive.write(path, f"{self.zip_root(job)}/{path.relative_to(run_dir)}", method)
+                        archive.write(path, f"{root}/{path.relative_to(folder)}", method)
             os.replace(tmp, cached)
         finally:
             tmp.unlink(missing_ok=True)
@@ -520,6 +544,8 @@ class ServiceState:
         return f"{manifest.conditions.genre}_{manifest.conditions.bpm_label}bpm_{job.id}"
 
 
+MIXER_HELP = ('the page\'s mixer as JSON, e.g. {"drums": {"volume_db": -3, "pan": -0.25}}: volume_db up to +6 '
+              '(-60 or below is silence), pan -1 (left) to 1 (right); roles left out stay at 0 dB, centre')
 FILE_LINK_SECONDS = 3600  # how long a signed file link (drag-out, a plain download) keeps working
 
 
@@ -536,13 +562,42 @@ def _signed_file_request(request: Request, token: str) -> bool:
     """A GET of a job's files or zip with a valid, unexpired signature for that job."""
     job_id = request.path_params.get("job_id")
     parts = request.url.path.rstrip("/").split("/")
-    if request.method != "GET" or not job_id or not ("files" in parts or parts[-1] == "zip"):
+    if request.method != "GET" or not job_id or not ("files" in parts or parts[-1] in ("zip", "mix")):
         return False
     expires, signature = request.query_params.get("exp", ""), request.query_params.get("sig", "")
     if not expires.isdigit() or int(expires) < time.time():
         return False
     expected = hmac.new(token.encode(), f"{job_id}:{expires}".encode(), hashlib.sha256).hexdigest()
     return secrets.compare_digest(signature.encode(), expected.encode())
+
+
+def parse_mixer(text: str | None) -> dict:
+    """The `mixer` query of GET /jobs/{id}/zip and /mix: JSON {role: {"volume_db": dB, "pan": -1..1}}
+    (either key may be left out); role -> ChannelMix, neutral channels dropped."""
+    from stemforge.audio.daw import ChannelMix
+
+    if not text:
+        return {}
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise HTTPException(422, f"mixer: not JSON ({error.msg}); send {{\"drums\": {{\"volume_db\": -3, "
+                                 f"\"pan\": 0}}}}") from error
+    if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+        raise HTTPException(422, "mixer: send an object of roles, each {\"volume_db\": dB, \"pan\": -1..1}")
+    mixer = {}
+    for role, channel in values.items():
+        unknown = set(channel) - {"volume_db", "pan"}
+        if unknown:
+            raise HTTPException(422, f"mixer.{role}: unknown key {sorted(unknown)[0]!r}; use volume_db and pan")
+        try:
+            mix = ChannelMix(float(channel.get("volume_db", 0.0)), float(channel.get("pan", 0.0))).check(role)
+        except (TypeError, ValueError) as error:
+            raise HTTPException(422, str(error) if str(error).startswith("mixer") else
+                                f"mixer.{role}: volume_db and pan must be numbers") from error
+        if not mix.neutral:
+            mixer[str(role)] = mix
+    return mixer
 
 
 def _in_job_folder(run: dict, folder: str) -> dict:
@@ -552,7 +607,7 @@ def _in_job_folder(run: dict, folder: str) -> dict:
     moved = dict(run)
     moved["midi"] = {role: f"{folder}/{path}" for role, path in run.get("midi", {}).items()}
     moved["stems"] = {role: f"{folder}/{path}" for role, path in run.get("stems", {}).items()}
-    for name in ("mix", "live_set"):
+    for name in ("mix", "live_set", "dawproject"):
         if run.get(name):
             moved[name] = f"{folder}/{run[name]}"
     moved["folder"] = folder
@@ -764,10 +819,25 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
         return FileResponse(target, filename=target.name if download else None)
 
     @api.get("/jobs/{job_id}/zip", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
-    def get_zip(job_id: str):
+    def get_zip(job_id: str, mixer: str | None = Query(None, max_length=4000, description=MIXER_HELP)):
+        """The run folder as a zip; with `mixer`, its mixes re-rendered and its Live set (and
+        DAWproject) carrying those faders and pans."""
         job = done_job(job_id)
-        return FileResponse(state.zip_file(job), media_type="application/zip",
+        return FileResponse(state.zip_file(job, parse_mixer(mixer)), media_type="application/zip",
                             filename=f"{state.zip_root(job)}.zip")
+
+    @api.get("/jobs/{job_id}/mix", response_class=FileResponse, responses={200: {"content": {"audio/wav": {}}}})
+    def get_mix(job_id: str, take: int | None = Query(None, ge=1, le=MAX_TAKES),
+                mixer: str | None = Query(None, max_length=4000, description=MIXER_HELP)):
+        """A take's mix WAV re-rendered through `mixer` (the page's faders and pans)."""
+        job = done_job(job_id)
+        manifest = state.manifest(job, take)
+        if manifest is None or not manifest.mix:
+            raise HTTPException(404, f"job: {job_id} has no mix" + (f" for take {take}" if take else ""))
+        parsed = parse_mixer(mixer)
+        folder = state.mixed_export(job, parsed)[0] if parsed else state.run_dir(job)
+        path = folder / state.take_dir(job, take).relative_to(state.run_dir(job)) / manifest.mix
+        return FileResponse(path, media_type="audio/wav", filename=path.name)
 
     @api.get("/jobs/{job_id}/notes", response_model=NotesInfo)
     def get_notes(job_id: str, take: int | None = Query(None, ge=1, le=MAX_TAKES)) -> NotesInfo:

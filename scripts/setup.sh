@@ -4,7 +4,8 @@
 # stemforge itself (editable) with its test tools; redis-server from apt for the broker back
 # end. Safe to run again: it only adds what is missing.
 #   STEMFORGE_SKIP_APT=1   skip the apt step
-#   STEMFORGE_TEST_TOOLS=1 also install chromium for the browser test (make test sets it)
+#   STEMFORGE_TEST_TOOLS=1 also install chromium for the browser test and the third-party readers of
+#                          our DAW files into .tools/ (scripts/install_readers.sh; make test sets it)
 #   STEMFORGE_TORCH_INDEX  e.g. https://download.pytorch.org/whl/cu121 for a GPU build (see README)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,5 +39,10 @@ fi
 # the compiled decoder's kernels, ahead of time once per machine (~15 s, user cache): a run then
 # loads them without importing numba; numba's JIT cache of the same kernels is the fallback
 .venv/bin/python -c "from stemforge.symbolic.compiled_decoder import precompile; precompile()"
+if [ -n "${STEMFORGE_TEST_TOOLS:-}" ]; then
+  # abletoolz (on its own Python 3.13) and openDAW's DAWproject reader, which the tests hold our
+  # Live sets and DAWprojects against (they skip where these cannot be had)
+  bash scripts/install_readers.sh
+fi
 .venv/bin/python -c "import stemforge.pipeline.cli, tinysoundfont" \
   && echo "setup: ready (.venv/bin/pipeline --help)"

@@ -93,7 +93,9 @@ class RunManifest:
     instruments: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     musicgen: dict[str, Any] | None = None
-    live_set: str | None = None  # the Ableton Live Set of the run (stems and MIDI clips), relative path
+    live_set: str | None = None  # the run's Ableton Live Set (every take: "../x.als" from a take's folder)
+    dawproject: str | None = None  # the run's DAWproject (--dawproject), relative like live_set
+    mixer: dict[str, dict[str, float]] | None = None  # an export's fader and pan per stem (volume_db, pan)
     # -- bookkeeping
     files: dict[str, str] = field(default_factory=dict)  # every other file -> sha256
     timings: dict[str, float] = field(default_factory=dict)

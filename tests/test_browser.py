@@ -11,6 +11,7 @@ missing, where either is absent or Chromium cannot start here.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import httpx
 import pytest
@@ -78,13 +80,16 @@ def signed_in_page(browser, service: ServiceProcess):
     assert not errors, errors
 
 
-def compose_and_play(page, prompt: str, bars: int, takes: int | None = None) -> str:
+def compose_and_play(page, prompt: str, bars: int, takes: int | None = None, dawproject: bool = False) -> str:
     """Compose from the form and wait for autoplay: every stem decoded and started on one
     transport. Returns the job id."""
     page.fill("#prompt", prompt)
     page.fill("#bars", str(bars))
     if takes is not None:
         page.fill("#takes", str(takes))
+    if dawproject:
+        page.evaluate("document.querySelector('#dawproject').closest('details').open = true")  # "More" folds open
+        page.check("#dawproject")
     page.click("#compose-button")
     page.wait_for_function("window.stemforgePlayer.playing === true", timeout=60_000)
     return page.evaluate("window.stemforgePlayer.jobId")
@@ -317,7 +322,18 @@ def test_compose_play_solo_mute_and_download(browser, page_service: ServiceProce
         names = zipfile.ZipFile(saved).namelist()
         root = names[0].split("/")[0]
         assert {f"{root}/{path}" for path in run["stems"].values()} <= set(names)
-        assert json.loads(zipfile.ZipFile(saved).read(f"{root}/run.json")) == run
+        # the bass fader and pan moved above (check_volume_and_pan) reach the zip: its run.json
+        # records them, its mix is re-rendered and its Live set's bass track carries them
+        exported = json.loads(zipfile.ZipFile(saved).read(f"{root}/run.json"))
+        assert exported["mixer"] == {"bass": {"volume_db": -12.0, "pan": -0.48}}
+        changed = {name for name, digest in exported["files"].items() if run["files"].get(name) != digest}
+        assert changed == {run["mix"], run["live_set"]}, changed
+        assert {k: v for k, v in exported.items() if k not in ("mixer", "files")} == \
+            {k: v for k, v in run.items() if k != "files"}
+        live_set = ET.fromstring(gzip.decompress(zipfile.ZipFile(saved).read(f"{root}/{run['live_set']}")))
+        bass = next(t for t in live_set.iter("AudioTrack") if t.find("Name/UserName").get("Value") == "bass")
+        assert float(bass.find("DeviceChain/Mixer/Volume/Manual").get("Value")) == pytest.approx(10 ** (-12 / 20))
+        assert float(bass.find("DeviceChain/Mixer/Pan/Manual").get("Value")) == -0.48
 
         with page.expect_download() as download_info:
             page.click(".stem[data-role=bass] .files a:has-text('mid')")
@@ -358,13 +374,17 @@ def test_compose_play_solo_mute_and_download(browser, page_service: ServiceProce
 def test_takes_are_chosen_played_and_regenerated_from_on_the_page(browser, page_service: ServiceProcess,
                                                                   tmp_path: Path) -> None:
     with signed_in_page(browser, page_service) as page:
-        job = compose_and_play(page, "rock 120bpm", bars=1, takes=2)
+        job = compose_and_play(page, "rock 120bpm", bars=1, takes=2, dawproject=True)
         with page_service.client() as client:
             takes = client.get(f"/jobs/{job}").json()["takes"]
+        # one Live set and one DAWproject for the job, a scene per take, offered with every take
+        assert len({os.path.normpath(t["live_set"]) for t in takes}) == 1
+        assert os.path.normpath(takes[0]["dawproject"]).endswith("_2takes.dawproject")
         assert page.locator("#take-picker button").all_text_contents() == [f"take {n} · seed {t['seed']}"
                                                                      for n, t in enumerate(takes, 1)]
         downloads = page.locator("#downloads a").all_text_contents()
         assert Path(takes[0]["mix"]).name in downloads and Path(takes[0]["live_set"]).name in downloads
+        assert Path(takes[0]["dawproject"]).name in downloads
 
         page.click("#take-picker button[data-take='2']")  # the second take: its files, notes and stems
         page.wait_for_function("document.querySelector(\"#take-picker button[data-take='2']\")"

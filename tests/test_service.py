@@ -244,6 +244,41 @@ def test_zip_contents_match_run_json(service: ServiceProcess, finished_job: dict
     assert json.loads(archive.read(names["run.json"])) == run
 
 
+def test_the_pages_mixer_reaches_the_mix_and_the_set(service: ServiceProcess, finished_job: dict) -> None:
+    """GET /jobs/{id}/mix and /zip with the page's faders and pans: the mix re-rendered (a stem
+    at -60 dB is gone, a stem panned hard left leaves the right channel), the zip's Live set
+    carrying them; a bad mixer is a 422 naming the field."""
+    import gzip
+    from xml.etree import ElementTree as ET
+
+    job, run = finished_job["id"], finished_job["run"]
+    roles = list(run["stems"])
+    silent, left = roles[0], roles[1]
+    mixer = json.dumps({silent: {"volume_db": -60}, left: {"pan": -1}})
+    with service.client() as client:
+        stems = {role: soundfile.read(io.BytesIO(client.get(f"/jobs/{job}/files/{path}").content), always_2d=True)[0].T
+                 for role, path in run["stems"].items()}
+        response = client.get(f"/jobs/{job}/mix", params={"mixer": mixer})
+        assert response.status_code == 200, response.text
+        mix = soundfile.read(io.BytesIO(response.content), always_2d=True)[0].T
+        rest = sum(audio for role, audio in stems.items() if role not in (silent, left))
+        assert abs(mix[1] - rest[1]).max() < 1e-5  # right: neither the silent nor the hard-left stem
+        assert abs(mix[0] - rest[0] - stems[left][0] - stems[left][1]).max() < 1e-5
+        archive = zipfile.ZipFile(io.BytesIO(client.get(f"/jobs/{job}/zip", params={"mixer": mixer}).content))
+        live_set = next(n for n in archive.namelist() if n.endswith(".als"))
+        root = ET.fromstring(gzip.decompress(archive.read(live_set)))
+        pans = {t.find("Name/UserName").get("Value"): float(t.find("DeviceChain/Mixer/Pan/Manual").get("Value"))
+                for t in root.iter("AudioTrack")}
+        assert pans[left] == -1.0 and all(pans[r] == 0.0 for r in roles if r != left)
+        plain = zipfile.ZipFile(io.BytesIO(client.get(f"/jobs/{job}/zip").content))
+        assert plain.read(next(n for n in plain.namelist() if n.endswith("_mix.wav"))) != archive.read(
+            next(n for n in archive.namelist() if n.endswith("_mix.wav")))
+        bad = client.get(f"/jobs/{job}/mix", params={"mixer": json.dumps({left: {"pan": 3}})})
+        assert bad.status_code == 422 and f"mixer.{left}.pan" in bad.json()["detail"]
+        unknown = client.get(f"/jobs/{job}/zip", params={"mixer": json.dumps({"chords": {"volume_db": -3}})})
+        assert unknown.status_code == 422 and "chords" in unknown.json()["detail"]
+
+
 def test_regenerate_one_role_keeps_the_others(service: ServiceProcess, finished_job: dict) -> None:
     with service.client() as client:
         child = post(client, from_job=finished_job["id"], keep=["drums", "melody"], seed=12)

@@ -164,8 +164,8 @@ const player = {
 
   toggleSolo(role) { this.solo[role] = !this.solo[role]; this.applyGains(); },
   toggleMute(role) { this.muted[role] = !this.muted[role]; this.applyGains(); },
-  setVolume(role, db) { this.volumeDb[role] = db; this.applyMix(role); },
-  setPan(role, pan) { this.pan[role] = pan; this.applyMix(role); },
+  setVolume(role, db) { this.volumeDb[role] = db; this.applyMix(role); mixerChanged(); },
+  setPan(role, pan) { this.pan[role] = pan; this.applyMix(role); mixerChanged(); },
 
   applyMix(role) {
     const stem = this.stems[role];
@@ -374,6 +374,7 @@ function formRequest() {
     if (value !== "") body[name] = value;
   }
   if ($("#dry").checked) body.dry = true;
+  if ($("#dawproject").checked) body.dawproject = true;
   if (referenceLoop.id) body.like_loop = referenceLoop.id;
   return body;
 }
@@ -457,7 +458,7 @@ function link(text, href, download) {
   a.addEventListener("click", (event) => {
     if (!localStorage.getItem(TOKEN_KEY)) return; // the plain link works
     event.preventDefault(); // links cannot send the token header: fetch, then save the blob
-    api(href).then(async (response) => {
+    api(a.getAttribute("href")).then(async (response) => { // the href as it is now (the mixer may change it)
       const disposition = response.headers.get("Content-Disposition") || "";
       const named = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
       const url = URL.createObjectURL(await response.blob());
@@ -475,7 +476,8 @@ function link(text, href, download) {
 
 // ---- drag out: a stem or MIDI clip dropped on the desktop or a DAW becomes that file
 
-const MIME_TYPES = { wav: "audio/wav", mid: "audio/midi", json: "application/json", als: "application/octet-stream" };
+const MIME_TYPES = { wav: "audio/wav", mid: "audio/midi", json: "application/json", als: "application/octet-stream",
+  dawproject: "application/zip" };
 const baseName = (path) => path.split("/").pop();
 
 // Chromium's drag-out format is "mime:file name:absolute URL"; the drop target downloads the
@@ -732,17 +734,50 @@ function renderStemStates() {
   }
 }
 
+// The page's faders and pans as GET /jobs/{id}/zip and /mix take them: only stems off 0 dB or centre.
+function mixerQuery() {
+  const mixer = {};
+  for (const role of Object.keys(player.stems)) {
+    const volume_db = player.volumeDb[role] ?? 0;
+    const pan = player.pan[role] ?? 0;
+    if (volume_db !== 0 || pan !== 0) mixer[role] = { volume_db, pan };
+  }
+  return Object.keys(mixer).length ? `mixer=${encodeURIComponent(JSON.stringify(mixer))}` : "";
+}
+
+// The zip and the "mix as heard" download follow the mixer: the service re-renders the mix and
+// writes the Live set (and DAWproject) with the same faders and pans.
+function mixerChanged() {
+  const query = mixerQuery();
+  for (const a of document.querySelectorAll("#downloads a[data-mixed]")) {
+    const base = a.dataset.mixed;
+    a.setAttribute("href", query ? `${base}${base.includes("?") ? "&" : "?"}${query}` : base);
+  }
+}
+
 function renderDownloads(job) {
   const run = job.run;
   const box = $("#downloads");
   const zip = link("Download zip", `/jobs/${job.id}/zip`, "");
   zip.id = "download-zip";
   zip.className = "primary";
+  zip.dataset.mixed = `/jobs/${job.id}/zip`;
+  zip.title = "the run folder; with the mixer moved, its mix and Live set carry your faders and pans";
   box.replaceChildren(zip);
+  if (run.mix) {
+    const take = run.folder ? `?take=${parseInt(run.folder.slice(4), 10)}` : "";
+    const heard = link("Mix as heard", `/jobs/${job.id}/mix${take}`, "");
+    heard.id = "download-mix-as-heard";
+    heard.dataset.mixed = `/jobs/${job.id}/mix${take}`;
+    heard.title = "the mix re-rendered with the faders and pans above";
+    box.append(heard);
+  }
   // the files' own names (genre, tempo, key, take), as they will land in a sample folder
   if (run.mix) box.append(fileLink(baseName(run.mix), job.id, run.mix));
   if (run.midi && run.midi.full) box.append(fileLink(baseName(run.midi.full), job.id, run.midi.full));
   if (run.live_set) box.append(fileLink(baseName(run.live_set), job.id, run.live_set)); // Ableton Live 12 set
+  if (run.dawproject) box.append(fileLink(baseName(run.dawproject), job.id, run.dawproject)); // Bitwig, Studio One...
+  mixerChanged();
   box.append(link("run.json", downloadUrl(job.id, run.folder ? `${run.folder}/run.json` : "run.json"), ""));
 }
 
