@@ -214,6 +214,18 @@ def cut(notes: Iterable[Note], start_bar: int, bars: int) -> list[Note]:
     return sorted(out)
 
 
+def played_performance(folder: Path, row: dict[str, str]) -> tuple[list[Note], list[bool]] | None:
+    """A GMD performance (a row of info.csv) as played, moved by the drummer's constant offset
+    from the click, and which of its bars are a played groove (as the corpus judges them);
+    None when it is unreadable or empty."""
+    hits = read_gmd_hits(folder / row["midi_filename"])
+    if not hits:
+        return None
+    feel, offset = rules.detect_feel([t for t, _, _ in hits])
+    played = [Note(max(0, t + offset), rules.DRUM_TICKS, p, v) for t, p, v in hits]
+    return played, good_drum_bars(rules.quantize_hits(hits, feel, max(t for t, _, _ in hits) + TICKS_PER_BEAT, offset))
+
+
 def gmd_beats(root: Path = DEFAULT_DATA_ROOT, bars: int = EXCERPT_BARS, max_files: int | None = None,
               styles: dict[str, str] | None = None, splits: tuple[str, ...] = ("train", "validation")) -> list[RealPiece]:
     """Excerpts of `bars` bars of the GMD 4/4 "beat" performances of `splits` (bars where the
@@ -225,12 +237,10 @@ def gmd_beats(root: Path = DEFAULT_DATA_ROOT, bars: int = EXCERPT_BARS, max_file
                                             and r["beat_type"] == "beat" and r["time_signature"] == "4-4"][:max_files]]
     pieces = []
     for row in rows:
-        hits = read_gmd_hits(folder / row["midi_filename"])
-        if not hits:
+        performance = played_performance(folder, row)
+        if performance is None:
             continue
-        feel, offset = rules.detect_feel([t for t, _, _ in hits])
-        played = [Note(max(0, t + offset), rules.DRUM_TICKS, p, v) for t, p, v in hits]
-        good = good_drum_bars(rules.quantize_hits(hits, feel, max(t for t, _, _ in hits) + TICKS_PER_BEAT, offset))
+        played, good = performance
         for start in excerpt_starts(good, bars):
             pieces.append(RealPiece("gmd", f"gmd:{row['id']} bars {start + 1}-{start + bars}",
                                     gmd_genre(row["style"], styles), bars, {"drums": cut(played, start, bars)},
@@ -401,14 +411,10 @@ def gmd_fill_check(root: Path = DEFAULT_DATA_ROOT, phrase_bars: int = 4, splits:
     grooves: dict[tuple[str, str, str], list[Note]] = {}
     beats = Share()
     for row in rows:
-        if row["beat_type"] != "beat":
+        performance = played_performance(folder, row) if row["beat_type"] == "beat" else None
+        if performance is None:
             continue
-        hits = read_gmd_hits(folder / row["midi_filename"])
-        if not hits:
-            continue
-        feel, offset = rules.detect_feel([t for t, _, _ in hits])
-        played = [Note(max(0, t + offset), rules.DRUM_TICKS, p, v) for t, p, v in hits]
-        good = good_drum_bars(rules.quantize_hits(hits, feel, max(t for t, _, _ in hits) + TICKS_PER_BEAT, offset))
+        played, good = performance
         starts = excerpt_starts(good, phrase_bars)
         for start in starts:
             beats += phrase_end_variations(cut(played, start, phrase_bars), phrase_bars, TICKS_PER_BEAT, phrase_bars)
