@@ -3,19 +3,22 @@ production path (`pipeline.run.run`, MIDI files written and read back), compared
 training data the model saw and with real music made by people.
 
     python bench/quality.py [--model MODEL_DIR] --data DATA_DIR [--seeds 8] [--bars 8] [--out docs/quality]
-                            [--real-data ../shared/data] [--quick]
+                            [--real-data ../shared/data] [--quick] [--genres lofi jazz ...]
 
 DATA_DIR is the prepared dataset the model was trained on (`pipeline prepare`): its training
 sequences give the per-genre statistics and the classifier's examples, its validation
 sequences a held-out check of the classifier, its `index/` the SHA-256 novelty index.
---real-data is the shared data folder (GMD, POP909, Freedoom; see eval/real_music.py); the
-real-music column is left empty, and says why, where a set is absent.
+--real-data is the shared data folder (GMD, POP909, Freedoom, WJD, Billboard; see
+eval/real_music.py); the real-music column is left empty, and says why, where a set is absent.
+Naming a few --genres is the fast path for probing a change (a couple of minutes for 2 genres
+x 4 seeds): the other genres' data is read only for the classifiers.
 
 The requests: every genre x --seeds seeds x --bars bars with the default settings, keys
 cycling through 8 keys (F# major and Eb minor among them); for the first --twin-seeds seeds
 of every genre a "sparse" and a "busy" twin (same genre, seed and key); and --long-seeds
-pieces of 2 x --bars bars per genre. A request that raises anything counts as failing and
-is listed; the bench never stops on one.
+pieces of 2 x --bars bars per genre; --loopoff-seeds requests with `--loop off` and
+--chord-seeds with a typed progression holding a chord outside the key (A7 in C major).
+A request that raises anything counts as failing and is listed; the bench never stops on one.
 
 What is measured (per genre, generated vs training, and vs real music where it applies):
 - validity: run() succeeds, all three parts, notes inside the bars and the role's range,
@@ -36,10 +39,20 @@ What is measured (per genre, generated vs training, and vs real music where it a
   default requests' and --classifier-seeds more per genre, read by the classifier only);
 - novelty: the verdict of `pipeline eval` (eval/novelty.py: bar digests read at every shift,
   any transposition) per run and per part, "copied" / "near copy" / "new" (aim: no run
-  copied), and diversity: distinct pieces / parts across seeds.
+  copied), and diversity: distinct pieces / parts across seeds;
+- style (issue 26; eval/music_features.py `style_figures`): backbeat, half-time, pieces
+  without a kick, swung off-beat 8ths and swing phase, fills at phrase ends, melody repeats
+  at 4 and 8 bars, distinct pitches, range, register, rests, downbeats, high points, chords
+  per 4 bars, one-chord progressions, bass pitches and tonic, chord scales over out-of-key
+  chords and clashes: over all genres and per genre, each beside the genre's own real music
+  (GMD style, POP909, WJD, Freedoom, Billboard by artist style: `GENRE_SOURCES`);
+- genre identity: the classifier above on the held-out windows, its drums-only twin on real
+  GMD drums, and an independent classifier fitted on real GMD drums only, applied to the
+  generated drums.
 
-Writes `quality.json`, `quality_pianorolls.png` (one piece per genre) and
-`quality_figures.png` (generated vs real vs training) into --out and prints markdown tables.
+Writes `quality.json` (everything), `quality_pianorolls.png` (one piece per genre),
+`quality_figures.png` (generated vs real vs training) and `quality_style.png` (the style
+figures per genre) into --out and prints markdown tables.
 """
 
 from __future__ import annotations
@@ -74,7 +87,6 @@ from stemforge.eval.music_features import (  # noqa: E402
     GenreClassifier,
     Share,
     Stat,
-    all_figures,
     bass_on_kick,
     best_key_share,
     cut_window,
@@ -86,8 +98,10 @@ from stemforge.eval.music_features import (  # noqa: E402
     in_key,
     kickless,
     onset_histogram,
+    piece_figures,
     pool_figures,
     snap_notes,
+    style_figures,
     swing,
     total_share,
     window_features,
@@ -145,8 +159,13 @@ class Piece:
 
     @cached_property
     def figures(self) -> dict[str, Stat]:
-        """`all_figures` of the piece (computed once)."""
-        return all_figures(self.tracks, self.bars, TICKS_PER_BEAT, self.key, self.chords or None)
+        """`piece_figures` of the piece as written to MIDI and `style_figures` of its drums as
+        played with its bass and melody as composed (computed once): a melody micro-timed 25
+        ticks off its step by the feel is no new melody, while the drums' timing is their feel,
+        read as GMD's drummers are."""
+        composed = {**self.tracks, **{r: n for r, n in (self.grid_tracks or {}).items() if r != "drums"}}
+        return {**piece_figures(self.tracks, self.bars, TICKS_PER_BEAT, self.key, self.chords or None),
+                **style_figures(composed, self.bars, TICKS_PER_BEAT, self.key, self.chords or None)}
 
 
 @dataclass(frozen=True)
