@@ -504,15 +504,31 @@ def _generate(composer: Composer, request: Request, bpm: float, out: Path) -> Ge
 # ----------------------------------------------------------------------------- classifier
 
 
+@dataclass(frozen=True)
+class Window:
+    """A WINDOW_BARS window of a piece (generated, training or real) and what the piece is."""
+
+    genre: str | None
+    split: str  # a real piece's split (GMD train | validation), else ""
+    tracks: dict[str, list[Note]]
+
+
+def cut_windows(pieces: list) -> list[Window]:
+    """Every non-overlapping WINDOW_BARS window of every piece."""
+    return [Window(piece.genre, getattr(piece, "split", ""), cut_window(piece.tracks, start, WINDOW_BARS, TICKS_PER_BEAT))
+            for piece in pieces for start in range(0, piece.bars - WINDOW_BARS + 1, WINDOW_BARS)]
+
+
+def features_of(windows: list[Window]) -> tuple[np.ndarray, list[str]]:
+    """The classifier's features (`window_features`) of the windows, with their genres."""
+    features = [window_features(w.tracks, TICKS_PER_BEAT, WINDOW_BARS) for w in windows]
+    return (np.asarray(features, dtype=np.float32).reshape(len(features), len(FEATURE_NAMES)),
+            [w.genre for w in windows])
+
+
 def windows_of(pieces: list[Piece]) -> tuple[np.ndarray, list[str]]:
     """Features of every non-overlapping WINDOW_BARS window of every piece, with its genre."""
-    features, labels = [], []
-    for piece in pieces:
-        for start in range(0, piece.bars - WINDOW_BARS + 1, WINDOW_BARS):
-            window = cut_window(piece.tracks, start, WINDOW_BARS, TICKS_PER_BEAT)
-            features.append(window_features(window, TICKS_PER_BEAT, WINDOW_BARS))
-            labels.append(piece.genre)
-    return np.asarray(features, dtype=np.float32).reshape(len(features), len(FEATURE_NAMES)), labels
+    return features_of(cut_windows(pieces))
 
 
 def accuracy(classifier: GenreClassifier, features: np.ndarray, labels: list[str]) -> tuple[float, dict, dict]:
@@ -1013,24 +1029,13 @@ DRUM_COLUMNS = np.array([name.startswith("drums_") for name in FEATURE_NAMES])
 INDEPENDENT_L2 = 1e-3  # held-out GMD validation: mean recall 1e-3 0.47, 1e-2 0.44, 1e-1 0.39 (balanced classes)
 
 
-def drum_windows(pieces: list, labels: list[str | None] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(bench window features, drum_window_features, label) of every non-overlapping
-    WINDOW_BARS window with drums of `pieces` (label: the piece's genre unless given)."""
-    bench, independent, out_labels = [], [], []
-    for index, piece in enumerate(pieces):
-        label = piece.genre if labels is None else labels[index]
-        if label is None or "drums" not in piece.tracks:
-            continue
-        for start in range(0, piece.bars - WINDOW_BARS + 1, WINDOW_BARS):
-            window = cut_window(piece.tracks, start, WINDOW_BARS, TICKS_PER_BEAT)
-            bench.append(window_features(window, TICKS_PER_BEAT, WINDOW_BARS))
-            independent.append(drum_window_features(window["drums"], TICKS_PER_BEAT, WINDOW_BARS))
-            out_labels.append(label)
-    return (np.asarray(bench, dtype=np.float32).reshape(len(bench), len(FEATURE_NAMES)),
-            np.asarray(independent, dtype=np.float32).reshape(len(independent), len(DRUM_FEATURE_NAMES)), out_labels)
+def drum_features(windows: list[Window]) -> np.ndarray:
+    """`drum_window_features` of the windows (an absent drum part reads as silence)."""
+    rows = [drum_window_features(w.tracks.get("drums", []), TICKS_PER_BEAT, WINDOW_BARS) for w in windows]
+    return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(DRUM_FEATURE_NAMES))
 
 
-def _share_of(predicted: list[str], rows: list[int], label: str) -> float | None:
+def _share_of(predicted: list[str] | dict[int, str], rows: list[int], label: str) -> float | None:
     """Share of the windows `rows` that `predicted` reads as `label` (None for no windows)."""
     return _round(sum(predicted[i] == label for i in rows) / len(rows)) if rows else None
 
@@ -1040,21 +1045,26 @@ def _reading(predicted: list[str]) -> dict:
     return {"windows": len(predicted), "read_as": dict(counts.most_common())}
 
 
-def identity_section(classifier: GenreClassifier, train: list[Piece], valid_recall: dict[str, float],
-                     gen_recall: dict[str, float], classified: list[Piece], real: dict[str, list[RealPiece]],
-                     genres: list[str], model_genres: dict[str, str]) -> dict:
+def identity_section(classifier: GenreClassifier, train_x: np.ndarray, train_y: list[str], gen_x: np.ndarray,
+                     gen_windows: list[Window], valid_recall: dict[str, float], gen_recall: dict[str, float],
+                     real: dict[str, list[RealPiece]], genres: list[str], model_genres: dict[str, str]) -> dict:
     """Genre identity, per genre: the bench classifier's recall on the generated windows and on
     the prepared data's held-out validation windows; its drums-only twin (the same regression
     on the drum columns of the same training windows) on real GMD drums of the genre's style
     and on the generated drums; and an independent classifier fitted on real GMD drums only
     (the train split, `drum_window_features`, balanced classes), checked on GMD's validation
     split and applied to the generated drums: how often it hears the genre's GMD style."""
-    train_x, _, train_y = drum_windows(train)
     drum_classifier = GenreClassifier.fit(train_x[:, DRUM_COLUMNS], train_y)
-    gen_x, gen_drums, gen_y = drum_windows(classified)
-    gmd = real.get("gmd_all", [])
-    gmd_x, gmd_drums, gmd_y = drum_windows(gmd)
-    splits = [p.split for p in gmd if p.genre is not None for _ in range(0, p.bars - WINDOW_BARS + 1, WINDOW_BARS)]
+    gen_y = [w.genre for w in gen_windows]
+    gen_drums = drum_features(gen_windows)
+    gmd_windows = cut_windows([p for p in real.get("gmd_all", []) if p.genre is not None])
+    gmd_y = [w.genre for w in gmd_windows]
+    gmd_drums = drum_features(gmd_windows)
+    splits = [w.split for w in gmd_windows]
+    # the drums-only twin reads the GMD windows of the asked genres' own styles
+    own_styles = {GMD_GENRE_OF.get(g) for g in genres} & {model_genres.get(g, g) for g in genres}
+    read_rows = [i for i, g in enumerate(gmd_y) if g in own_styles]
+    gmd_x, _ = features_of([gmd_windows[i] for i in read_rows])
     out: dict = {"bench_classes": classifier.labels, "per_genre": {}}
     independent = None
     is_train = np.array([s == "train" for s in splits], dtype=bool)
@@ -1072,7 +1082,7 @@ def identity_section(classifier: GenreClassifier, train: list[Piece], valid_reca
             "held_out_recall": {g: _round(v) for g, v in recall.items()},
             "held_out_recall_mean": _round(float(np.mean(list(recall.values())))),
         }
-    gmd_drum_read = drum_classifier.predict(gmd_x[:, DRUM_COLUMNS]) if len(gmd_y) else []
+    gmd_drum_read = dict(zip(read_rows, drum_classifier.predict(gmd_x[:, DRUM_COLUMNS]) if read_rows else []))
     gen_drum_read = drum_classifier.predict(gen_x[:, DRUM_COLUMNS]) if len(gen_y) else []
     gen_independent = independent.predict(gen_drums) if independent is not None and len(gen_y) else []
     for genre in genres:
@@ -1157,12 +1167,13 @@ def measure(composer: Composer, data_dir: Path, requests: list[Request], limits:
     # table, loop-off and typed-chord requests only their rows of the style tables
     made = [g.piece for g in generated if g.piece is not None and g.request.kind in ("normal", "long")]
     classified = made + [g.piece for g in generated if g.piece is not None and g.request.kind == "classifier"]
+    classified_windows = cut_windows(classified)
     train_x, train_y = windows_of(train)
     classifier = GenreClassifier.fit(train_x, train_y)
     train_accuracy, _, _ = accuracy(classifier, train_x, train_y)
     valid_x, valid_y = windows_of(valid)
     valid_accuracy, valid_recall, _ = accuracy(classifier, valid_x, valid_y)
-    gen_x, gen_y = windows_of(classified)
+    gen_x, gen_y = features_of(classified_windows)
     gen_accuracy, gen_recall, confusion = accuracy(classifier, gen_x, gen_y)
 
     rng = np.random.default_rng(0)
@@ -1241,8 +1252,8 @@ def measure(composer: Composer, data_dir: Path, requests: list[Request], limits:
         "symbolic": symbolic_section(pools, generated, train_scope, real, real_missing, genres, model_genres),
         "style": style_section(pools, generated, train_scope, real, genres, model_genres),
         "real_harmony": billboard_section(pools, real),
-        "identity": identity_section(classifier, train, valid_recall, gen_recall, classified, real, genres,
-                                     model_genres),
+        "identity": identity_section(classifier, train_x, train_y, gen_x, classified_windows, valid_recall,
+                                     gen_recall, real, genres, model_genres),
         "gmd_fill_check": fill_check,
         "runs": [{"request": g.request.name, "genre": g.genre, "seed": g.seed, "kind": g.request.kind,
                   "bars": g.request.bars, "bpm": g.bpm, "key": g.key, "model_genre": g.model_genre,

@@ -74,11 +74,11 @@ DATASETS: dict[str, str] = {
     "gmd": "GMD validation drums (played: raw timing and velocities)",
     "gmd_all": "GMD drums, train + validation splits (played)",
     "pop909": "POP909 melodies, chords and keys (bass: lowest piano notes)",
-    "pop909_16": "POP909, 16-bar excerpts",
-    "pop909_rests": "POP909 with the bars where the melody rests",
+    "pop909_16": "POP909 melodies, 16-bar excerpts",
+    "pop909_rests": "POP909 melodies with the bars where they rest",
     "freedoom": "Freedoom bass and melody lines (+ drums)",
     "wjd": "WJD jazz solos (bass: estimated pitch per beat)",
-    "wjd_16": "WJD jazz solos, 16-bar excerpts",
+    "wjd_16": "WJD solo lines, 16-bar excerpts",
     "billboard": "Billboard chords (style by artist)",
 }
 # Which reference set answers each figure over all genres: the one that holds that part as
@@ -357,12 +357,20 @@ def freedoom_songs(root: Path = DEFAULT_DATA_ROOT, bars: int = EXCERPT_BARS) -> 
     return pieces
 
 
+def melody_only(pieces: list[RealPiece]) -> list[RealPiece]:
+    """The pieces with their melody alone (no bass, chords or key)."""
+    return [RealPiece(p.dataset, p.source, p.genre, p.bars, {"melody": p.tracks["melody"]}, split=p.split)
+            for p in pieces]
+
+
 def load_reference_sets(root: Path = DEFAULT_DATA_ROOT, bars: int = EXCERPT_BARS, pop909_max_songs: int | None = None,
                         gmd_max_files: int | None = None, wanted: set[str] | None = None,
                         wjd_per_solo: int | None = None) -> tuple[dict[str, list[RealPiece]], dict[str, str]]:
     """The reference sets named in `wanted` (default: every set of DATASETS) found under `root`
     ({dataset: pieces}) and, for the others, why not ({dataset: reason}). Each folder is read
     once: `gmd` is `gmd_all`'s validation split, the 16-bar sets are cut from the same songs.
+    The 16-bar and rest sets keep only the melody: they answer only the melody figures of
+    16-bar pieces and of rests, and the rest of their figures would cost a third of the run.
     `wjd_per_solo` caps the excerpts of a WJD solo (`wjd_excerpts`)."""
     wanted = set(DATASETS) if wanted is None else set(wanted)
     loaders = {
@@ -376,11 +384,11 @@ def load_reference_sets(root: Path = DEFAULT_DATA_ROOT, bars: int = EXCERPT_BARS
     cutters = {
         "gmd": {"gmd": lambda pieces: [p for p in pieces if p.split == "validation"], "gmd_all": lambda pieces: pieces},
         "pop909": {"pop909": lambda songs: pop909_excerpts(songs, bars),
-                   "pop909_rests": lambda songs: pop909_excerpts(songs, bars, rests=True),
-                   "pop909_16": lambda songs: pop909_excerpts(songs, LONG_EXCERPT_BARS)},
+                   "pop909_rests": lambda songs: melody_only(pop909_excerpts(songs, bars, rests=True)),
+                   "pop909_16": lambda songs: melody_only(pop909_excerpts(songs, LONG_EXCERPT_BARS))},
         "freedoom": {"freedoom": lambda pieces: pieces},
         "wjd": {"wjd": lambda solos: wjd_excerpts(solos, bars, wjd_per_solo),
-                "wjd_16": lambda solos: wjd_excerpts(solos, LONG_EXCERPT_BARS, wjd_per_solo)},
+                "wjd_16": lambda solos: melody_only(wjd_excerpts(solos, LONG_EXCERPT_BARS, wjd_per_solo))},
         "billboard": {"billboard": lambda songs: billboard_excerpts(songs, bars)},
     }
     found: dict[str, list[RealPiece]] = {}
