@@ -914,7 +914,8 @@ STYLE_ROWS: tuple[tuple[str, str], ...] = (
     ("melody_median_pitch", "default"), ("melody_rest_bars", "default"), ("melody_same_downbeat_pieces", "default"),
     ("melody_repeats", "default"), ("melody_high_point_phrases", "default"), ("chords_per_4_bars", "default"),
     ("one_chord_pieces", "default"), ("bass_distinct_pitches", "default"), ("bass_few_pitch_pieces", "default"),
-    ("bass_tonic_downbeats", "default"), ("chord_scale_notes", "chords"), ("out_of_key_clashes", "chords"),
+    ("bass_tonic_downbeats", "default"), ("chord_scale_notes", "chords"), ("altered_notes_followed", "chords"),
+    ("out_of_key_clashes", "chords"),
     ("strong_beat_clashes", "default"),
 )
 STYLE_SCOPES: dict[str, tuple[str, ...]] = {"default": ("normal", "long"), "chords": ("normal", "long", "chords"),

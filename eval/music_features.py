@@ -539,6 +539,8 @@ STYLE_FIGURES: dict[str, str] = {
     "bass_few_pitch_pieces": "pieces with <= 2 bass pitches",
     "bass_tonic_downbeats": "bars whose downbeat bass is the tonic",
     "chord_scale_notes": "bass+melody notes in the chord's scale over out-of-key chords",
+    "altered_notes_followed": "notes on a letter an out-of-key chord alters that take the chord's note (C# not C "
+                              "over A7 in C)",
     "out_of_key_clashes": "melody beat notes clashing with an out-of-key chord",
     "strong_beat_clashes": "melody beat notes clashing with the chord (any chord)",
 }
@@ -717,6 +719,9 @@ LETTER_PITCH_CLASSES: tuple[int, ...] = (0, 2, 4, 5, 7, 9, 11)
 TONIC_LETTERS: dict[str, tuple[int, ...]] = {"major": (0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6),
                                              "minor": (0, 0, 1, 2, 2, 3, 3, 4, 4, 5, 6, 6)}
 SCALE_STEPS: dict[str, tuple[int, ...]] = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+# Letters above the root of each interval in semitones (b2 a 2nd, #4 a 4th, b6 a 6th): how a slash
+# bass outside the chord is spelled.
+INTERVAL_LETTERS: tuple[int, ...] = (0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6)
 
 
 def snare_beats(drums: Iterable[Note], bars: int, ticks_per_beat: int,
@@ -986,14 +991,20 @@ def chord_scale(chord: ChordLike, key: Key) -> frozenset[int] | None:
     the tones spelled by letter from the chord's root (A7 in C major: C# on the letter C, so C
     major becomes C# D E F G A B; E in A minor: G becomes G#). A root outside the key is spelled
     as the raised letter below or the lowered letter above, whichever leaves more of the key's
-    scale (Ab in C major, not G#)."""
+    scale (Ab in C major, not G#). A slash bass outside the chord is spelled by its interval."""
+    letters = chord_scale_letters(chord, key)
+    return None if letters is None else frozenset(letters)
+
+
+def chord_scale_letters(chord: ChordLike, key: Key) -> tuple[int, ...] | None:
+    """`chord_scale` as a pitch class per letter C..B (compare `key_scale_by_letter`)."""
     return _chord_scale(chord.root % 12, chord.third, chord.fifth, chord.seventh, chord.bass % 12,
                         getattr(chord, "has_seventh", True), key)
 
 
 @lru_cache(maxsize=4096)
 def _chord_scale(root: int, third: int, fifth: int, seventh: int, bass: int, has_seventh: bool,
-                 key: Key) -> frozenset[int] | None:
+                 key: Key) -> tuple[int, ...] | None:
     chord = _PlainChord(root, third, fifth, seventh, bass, has_seventh)
     scale = key_scale_by_letter(key)
     if {t for t in sounding_tones(chord)} <= set(scale):
@@ -1003,15 +1014,18 @@ def _chord_scale(root: int, third: int, fifth: int, seventh: int, bass: int, has
         candidates = [scale.index(root)]
     else:
         candidates = [letter for letter in range(7) if (root - scale[letter]) % 12 in (1, 11)]
+    tones = _chord_letters(chord)
+    if all(bass != pitch_class for _, pitch_class in tones):
+        tones.append((INTERVAL_LETTERS[(bass - root) % 12], bass))
     best: list[int] | None = None
     for root_letter in candidates or [0]:
         changed = list(scale)
-        for letters, pitch_class in _chord_letters(chord):
+        for letters, pitch_class in tones:
             changed[(root_letter + letters) % 7] = pitch_class
         if best is None or sum(a != b for a, b in zip(changed, scale)) < sum(a != b for a, b in zip(best, scale)):
             best = changed
     assert best is not None
-    return frozenset(best)
+    return tuple(best)
 
 
 def chord_scale_notes(pitched: Iterable[Note], spans: Sequence[ChordSpanLike], key: Key, ticks_per_beat: int) -> Share:
@@ -1025,6 +1039,27 @@ def chord_scale_notes(pitched: Iterable[Note], spans: Sequence[ChordSpanLike], k
         if scale is not None:
             total += 1
             hits += int(note.pitch % 12 in scale)
+    return Share(hits, total)
+
+
+def altered_notes_followed(pitched: Iterable[Note], spans: Sequence[ChordSpanLike], key: Key,
+                           ticks_per_beat: int) -> Share:
+    """Under chords with tones outside the key: of the notes on a letter the chord alters (C or
+    C# over A7 in C major, G or G# over E in A minor), those that take the chord's version (C#,
+    G#). 0 when the line keeps the key's note against the chord, 1 when it follows the chord;
+    notes on the other letters are not counted."""
+    hits = total = 0
+    for note in snap_notes(pitched, ticks_per_beat):
+        chord = _chord_at(spans, note.start)
+        letters = chord_scale_letters(chord, key) if chord is not None else None
+        if letters is None:
+            continue
+        pitch_class = note.pitch % 12
+        for key_tone, chord_tone in zip(key_scale_by_letter(key), letters):
+            if key_tone != chord_tone and pitch_class in (key_tone, chord_tone):
+                total += 1
+                hits += int(pitch_class == chord_tone)
+                break
     return Share(hits, total)
 
 
@@ -1093,7 +1128,9 @@ def style_figures(tracks: dict[str, list[Note]], bars: int, ticks_per_beat: int,
         out["chords_per_4_bars"] = chords_per_window(chords, bars, ticks_per_beat)
         out["one_chord_pieces"] = one_chord(chords)
         if key is not None and (bass is not None or melody is not None):
-            out["chord_scale_notes"] = chord_scale_notes((bass or []) + (melody or []), chords, key, ticks_per_beat)
+            pitched = (bass or []) + (melody or [])
+            out["chord_scale_notes"] = chord_scale_notes(pitched, chords, key, ticks_per_beat)
+            out["altered_notes_followed"] = altered_notes_followed(pitched, chords, key, ticks_per_beat)
         if melody is not None:
             out["strong_beat_clashes"] = beat_clashes(melody, chords, ticks_per_beat)
             if key is not None:

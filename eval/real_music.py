@@ -92,6 +92,7 @@ FIGURE_SOURCES: dict[str, str] = {
         "melody_similarity4_median", "melody_similar4_pieces", "melody_distinct_pitches", "melody_range",
         "melody_median_pitch", "melody_same_downbeat_pieces", "melody_high_point_phrases",
         "chords_per_4_bars", "one_chord_pieces", "bass_tonic_downbeats", "chord_scale_notes", "out_of_key_clashes",
+        "altered_notes_followed",
         "strong_beat_clashes")},
     **{name: "pop909_16" for name in ("melody16_copied_bars", "melody16_repeat_lag8")},
     "melody_rest_bars": "pop909_rests",
@@ -122,6 +123,7 @@ FIGURE_PARTS: dict[str, str] = {
                                  "kicks_covered")},
     **{name: "chords" for name in ("chords_per_4_bars", "one_chord_pieces")},
     **{name: "harmony" for name in ("bass_tonic_downbeats", "chord_scale_notes", "out_of_key_clashes",
+                                    "altered_notes_followed",
                                     "strong_beat_clashes", "key_found", "in_scale", "bass_roots_on_downbeats",
                                     "melody_chord_tones")},
 }

@@ -20,6 +20,7 @@ from stemforge.eval.music_features import (
     Median,
     Share,
     all_figures,
+    altered_notes_followed,
     backbeat_bars,
     bar_similarity,
     bars_repeated_exactly,
@@ -611,6 +612,7 @@ def test_chord_scales_spell_the_out_of_key_tones_by_letter() -> None:
     assert chord_scale(parse_chord("G:7"), c_major) is None  # the 7th F is in C major
     assert chord_scale(parse_chord("B:maj"), parse_key("E minor")) == frozenset({4, 6, 7, 9, 11, 0, 3})
     assert key_scale_by_letter(parse_key("F# major")) == [1, 3, 5, 6, 8, 10, 11]  # C# D# E# F# G# A# B
+    assert chord_scale(parse_chord("C:maj/b7"), c_major) == frozenset({0, 2, 4, 5, 7, 9, 10})  # slash Bb: B -> Bb
     assert sounding_tones(C) == frozenset({0, 4, 7}) and sounding_tones(A7) == frozenset({9, 1, 4, 7})
 
 
@@ -630,6 +632,12 @@ def test_chord_scale_notes_and_clashes_over_a7_in_c_major() -> None:
     assert beat_clashes(c_bar + [Note(480, 480, 65, 90)], chords, TPB, c_major) == Share(0, 0)
     off_beat = [Note(BAR + 240, 240, 60, 90)]  # a passing C between beats is no strong-beat clash
     assert beat_clashes(off_beat, chords, TPB, c_major) == Share(0, 0)
+    # of the notes on the letter A7 alters (C or C#): the chord's C# or the key's C
+    assert altered_notes_followed(follows + key_bound + off_beat, chords, c_major, TPB) == Share(1, 3)
+    assert altered_notes_followed(c_bar, chords, c_major, TPB) == Share(0, 0)  # under C nothing is altered
+    e_in_a_minor = [span(0, 1, E)]
+    g_or_g_sharp = [Note(0, 480, 68, 90), Note(480, 480, 67, 90), Note(960, 480, 64, 90)]  # G# G E
+    assert altered_notes_followed(g_or_g_sharp, e_in_a_minor, parse_key("A minor"), TPB) == Share(1, 2)
 
 
 def test_style_figures_by_role_key_chords_and_length() -> None:
@@ -638,7 +646,7 @@ def test_style_figures_by_role_key_chords_and_length() -> None:
     figures = style_figures(tracks, 8, TPB)
     assert set(figures) == set(STYLE_FIGURES) - {"melody16_copied_bars", "melody16_repeat_lag8", "bass_tonic_downbeats",
                                                  "chords_per_4_bars", "one_chord_pieces", "chord_scale_notes",
-                                                 "out_of_key_clashes", "strong_beat_clashes"}
+                                                 "out_of_key_clashes", "strong_beat_clashes", "altered_notes_followed"}
     assert figures["backbeat_bars"] == Share(8, 8) and figures["melody_similar4_pieces"] == Share(1, 1)
     assert figures["bass_few_pitch_pieces"] == Share(1, 1)
     with_harmony = style_figures(tracks, 8, TPB, parse_key("C major"), [span(0, 8, C)])
