@@ -65,6 +65,7 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -842,7 +843,8 @@ def plot_style(section: dict, path: Path) -> None:
         ax.scatter(x, real, color="black", marker="D", s=14, zorder=3)
         if row["real"] is not None:
             ax.axhline(row["real"], color="tab:green", lw=1, ls="--")
-        ax.set_title(row["label"][:58] + (f" [{row['scope']}]" if row["scope"] else ""), fontsize=7)
+        title = row["label"] + (f" [{row['scope']}]" if row["scope"] else "")
+        ax.set_title("\n".join(textwrap.wrap(title, 62)[:2]), fontsize=7)
         ax.set_xticks(x)
         ax.set_xticklabels(genres, rotation=90, fontsize=6)
         ax.tick_params(axis="y", labelsize=6)
