@@ -3,19 +3,22 @@ production path (`pipeline.run.run`, MIDI files written and read back), compared
 training data the model saw and with real music made by people.
 
     python bench/quality.py [--model MODEL_DIR] --data DATA_DIR [--seeds 8] [--bars 8] [--out docs/quality]
-                            [--real-data ../shared/data] [--quick]
+                            [--real-data ../shared/data] [--quick] [--genres lofi jazz ...]
 
 DATA_DIR is the prepared dataset the model was trained on (`pipeline prepare`): its training
 sequences give the per-genre statistics and the classifier's examples, its validation
 sequences a held-out check of the classifier, its `index/` the SHA-256 novelty index.
---real-data is the shared data folder (GMD, POP909, Freedoom; see eval/real_music.py); the
-real-music column is left empty, and says why, where a set is absent.
+--real-data is the shared data folder (GMD, POP909, Freedoom, WJD, Billboard; see
+eval/real_music.py); the real-music column is left empty, and says why, where a set is absent.
+Naming a few --genres is the fast path for probing a change (a couple of minutes for 2 genres
+x 4 seeds): the other genres' data is read only for the classifiers.
 
 The requests: every genre x --seeds seeds x --bars bars with the default settings, keys
 cycling through 8 keys (F# major and Eb minor among them); for the first --twin-seeds seeds
 of every genre a "sparse" and a "busy" twin (same genre, seed and key); and --long-seeds
-pieces of 2 x --bars bars per genre. A request that raises anything counts as failing and
-is listed; the bench never stops on one.
+pieces of 2 x --bars bars per genre; --loopoff-seeds requests with `--loop off` and
+--chord-seeds with a typed progression holding a chord outside the key (A7 in C major).
+A request that raises anything counts as failing and is listed; the bench never stops on one.
 
 What is measured (per genre, generated vs training, and vs real music where it applies):
 - validity: run() succeeds, all three parts, notes inside the bars and the role's range,
@@ -36,10 +39,20 @@ What is measured (per genre, generated vs training, and vs real music where it a
   default requests' and --classifier-seeds more per genre, read by the classifier only);
 - novelty: the verdict of `pipeline eval` (eval/novelty.py: bar digests read at every shift,
   any transposition) per run and per part, "copied" / "near copy" / "new" (aim: no run
-  copied), and diversity: distinct pieces / parts across seeds.
+  copied), and diversity: distinct pieces / parts across seeds;
+- style (issue 26; eval/music_features.py `style_figures`): backbeat, half-time, pieces
+  without a kick, swung off-beat 8ths and swing phase, fills at phrase ends, melody repeats
+  at 4 and 8 bars, distinct pitches, range, register, rests, downbeats, high points, chords
+  per 4 bars, one-chord progressions, bass pitches and tonic, chord scales over out-of-key
+  chords and clashes: over all genres and per genre, each beside the genre's own real music
+  (GMD style, POP909, WJD, Freedoom, Billboard by artist style: `GENRE_SOURCES`);
+- genre identity: the classifier above on the held-out windows, its drums-only twin on real
+  GMD drums, and an independent classifier fitted on real GMD drums only, applied to the
+  generated drums.
 
-Writes `quality.json`, `quality_pianorolls.png` (one piece per genre) and
-`quality_figures.png` (generated vs real vs training) into --out and prints markdown tables.
+Writes `quality.json` (everything), `quality_pianorolls.png` (one piece per genre),
+`quality_figures.png` (generated vs real vs training) and `quality_style.png` (the style
+figures per genre) into --out and prints markdown tables.
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -66,6 +80,7 @@ from tqdm import tqdm  # noqa: E402
 
 from stemforge.eval.music_features import (  # noqa: E402
     COUNT_FIGURES,
+    DRUM_FEATURE_NAMES,
     FEATURE_NAMES,
     FIGURES,
     KICK_LOCKED_GENRES,
@@ -77,14 +92,17 @@ from stemforge.eval.music_features import (  # noqa: E402
     best_key_share,
     cut_window,
     drum_group,
+    drum_window_features,
     figure_values,
     format_figure,
     histogram_distance,
     in_key,
+    kickless,
     onset_histogram,
     piece_figures,
     pool_figures,
     snap_notes,
+    style_figures,
     swing,
     total_share,
     window_features,
@@ -94,7 +112,11 @@ from stemforge.eval.real_music import (  # noqa: E402
     DATASETS,
     DEFAULT_DATA_ROOT,
     FIGURE_SOURCES,
+    GENRE_SOURCES,
+    GMD_GENRE_OF,
     RealPiece,
+    genre_source,
+    gmd_fill_check,
     load_reference_sets,
 )
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
@@ -114,6 +136,7 @@ KEYS: tuple[str, ...] = ("A minor", "C major", "F# major", "Eb minor", "D minor"
 NOVELTY_AIM = 0.0  # share of runs with a part copied from training
 FLOOR_DRAWS = 50
 QUICK_GENRES: tuple[str, ...] = ("lofi", "trap", "house", "jazz")
+FOCUS_CLASSIFIER_SEEDS = 4  # classifier-only requests per genre when --genres names a few
 
 
 class QualityError(ValueError):
@@ -137,8 +160,13 @@ class Piece:
 
     @cached_property
     def figures(self) -> dict[str, Stat]:
-        """`piece_figures` of the piece (computed once)."""
-        return piece_figures(self.tracks, self.bars, TICKS_PER_BEAT, self.key, self.chords or None)
+        """`piece_figures` of the piece as written to MIDI and `style_figures` of its drums as
+        played with its bass and melody as composed (computed once): a melody micro-timed 25
+        ticks off its step by the feel is no new melody, while the drums' timing is their feel,
+        read as GMD's drummers are."""
+        composed = {**self.tracks, **{r: n for r, n in (self.grid_tracks or {}).items() if r != "drums"}}
+        return {**piece_figures(self.tracks, self.bars, TICKS_PER_BEAT, self.key, self.chords or None),
+                **style_figures(composed, self.bars, TICKS_PER_BEAT, self.key, self.chords or None)}
 
 
 @dataclass(frozen=True)
@@ -150,8 +178,10 @@ class Request:
     bars: int
     key: str
     # normal | sparse | busy (density twins of a normal request) | long | classifier (a normal
-    # request that only adds windows to the genre classifier's check)
+    # request that only adds windows to the genre classifier's check) | loopoff (`--loop off`) |
+    # chords (a typed progression with a chord outside the key, `chords`)
     kind: str = "normal"
+    chords: str | None = None
 
     @property
     def density(self) -> str | None:
@@ -159,16 +189,31 @@ class Request:
         return self.kind if self.kind in ("sparse", "busy") else None
 
     @property
+    def loop(self) -> int | None:
+        """The loop asked: 0 (off) for a loopoff request, else None (the genre's default)."""
+        return 0 if self.kind == "loopoff" else None
+
+    @property
     def name(self) -> str:
         return f"{self.genre}_{self.seed}_{self.kind}_{self.bars}bars"
 
 
+# Typed progressions with a chord outside the key (a secondary dominant, the major V of a minor
+# key), each in its key: does the line follow the chord (C# over A7 in C major) or the key?
+OUT_OF_KEY_PROGRESSIONS: tuple[tuple[str, str], ...] = (
+    ("C major", "C A7 Dm G"), ("A minor", "Am Dm E Am"), ("G major", "G E7 Am D7"),
+    ("D minor", "Dm Gm A7 Dm"), ("F major", "F D7 Gm C7"), ("E minor", "Em Am B7 Em"),
+)
+
+
 def request_set(genres: list[str], seeds: int, bars: int, twin_seeds: int, long_seeds: int,
-                classifier_seeds: int = 0) -> list[Request]:
+                classifier_seeds: int = 0, loopoff_seeds: int = 0, chord_seeds: int = 0) -> list[Request]:
     """genres x seeds default requests with keys cycling through KEYS, a sparse and a busy
-    twin of the first `twin_seeds` of each genre, `long_seeds` pieces of 2 x bars bars, and
+    twin of the first `twin_seeds` of each genre, `long_seeds` pieces of 2 x bars bars,
     `classifier_seeds` more default requests whose windows only the genre classifier reads
-    (its per-genre recall from 20 windows moved 10-25 points between seed sets)."""
+    (its per-genre recall from 20 windows moved 10-25 points between seed sets),
+    `loopoff_seeds` requests with `--loop off`, and `chord_seeds` requests with a typed
+    progression from OUT_OF_KEY_PROGRESSIONS (cycling over genres and seeds)."""
     requests = []
     for index, genre in enumerate(genres):
         for seed in range(seeds):
@@ -182,6 +227,13 @@ def request_set(genres: list[str], seeds: int, bars: int, twin_seeds: int, long_
         for extra in range(classifier_seeds):
             seed = seeds + long_seeds + extra
             requests.append(Request(genre, seed, bars, KEYS[(index + seed) % len(KEYS)], "classifier"))
+        for extra in range(loopoff_seeds):
+            seed = seeds + long_seeds + classifier_seeds + extra
+            requests.append(Request(genre, seed, bars, KEYS[(index + seed) % len(KEYS)], "loopoff"))
+        for extra in range(chord_seeds):
+            seed = seeds + long_seeds + classifier_seeds + loopoff_seeds + extra
+            key, chords = OUT_OF_KEY_PROGRESSIONS[(index + extra) % len(OUT_OF_KEY_PROGRESSIONS)]
+            requests.append(Request(genre, seed, bars, key, "chords", chords))
     return requests
 
 
@@ -197,8 +249,10 @@ def key_of_token(token: str) -> Key | None:
     return Key(KEY_NAMES.index(value[:-1] if minor else value), "minor" if minor else "major")
 
 
-def load_pieces(data_dir: Path, split: str, per_genre: int, seed: int, progress: bool) -> list[Piece]:
-    """Up to `per_genre` random sequences of each genre of a prepared split, decoded."""
+def load_pieces(data_dir: Path, split: str, per_genre: int, seed: int, progress: bool,
+                other_genres: int | None = None, focus: set[str] | None = None) -> list[Piece]:
+    """Up to `per_genre` random sequences of each genre of a prepared split, decoded; with
+    `focus`, genres outside it get only `other_genres` (the same first ones a full run takes)."""
     tokens_path, offsets_path = data_dir / f"{split}_tokens.npy", data_dir / f"{split}_offsets.npy"
     for path in (tokens_path, offsets_path, data_dir / "tokenizer.json"):
         if not path.is_file():
@@ -209,7 +263,8 @@ def load_pieces(data_dir: Path, split: str, per_genre: int, seed: int, progress:
     for index in range(len(offsets) - 1):
         by_genre[tokenizer.id_to_token[int(tokens[offsets[index] + 1])].removeprefix("Genre_")].append(index)
     rng = np.random.default_rng(seed)
-    chosen = sorted(i for rows in by_genre.values() for i in rng.permutation(rows)[:per_genre].tolist())
+    chosen = sorted(i for genre, rows in by_genre.items() for i in rng.permutation(rows)[
+        :per_genre if focus is None or genre in focus or other_genres is None else other_genres].tolist())
     pieces = []
     for index in tqdm(chosen, desc=f"decoding {split} data", unit="seq", disable=not progress):
         ids = tokens[offsets[index]:offsets[index + 1]].tolist()
@@ -399,8 +454,8 @@ def run_request(request: Request, composer: Composer, bpm: float, out: Path):
     from stemforge.pipeline.run import RunRequest
 
     wanted = {"prompt": f"{request.genre} {bpm:g} bpm", "genre": request.genre, "seed": request.seed,
-              "bars": request.bars, "key": request.key, "density": request.density, "model": composer.path,
-              "out": out}
+              "bars": request.bars, "key": request.key, "density": request.density, "loop": request.loop,
+              "chords": request.chords, "model": composer.path, "out": out}
     known = {f.name for f in dataclasses.fields(RunRequest)}
     return RunRequest(**{name: value for name, value in wanted.items() if name in known})
 
@@ -450,15 +505,31 @@ def _generate(composer: Composer, request: Request, bpm: float, out: Path) -> Ge
 # ----------------------------------------------------------------------------- classifier
 
 
+@dataclass(frozen=True)
+class Window:
+    """A WINDOW_BARS window of a piece (generated, training or real) and what the piece is."""
+
+    genre: str | None
+    split: str  # a real piece's split (GMD train | validation), else ""
+    tracks: dict[str, list[Note]]
+
+
+def cut_windows(pieces: list) -> list[Window]:
+    """Every non-overlapping WINDOW_BARS window of every piece."""
+    return [Window(piece.genre, getattr(piece, "split", ""), cut_window(piece.tracks, start, WINDOW_BARS, TICKS_PER_BEAT))
+            for piece in pieces for start in range(0, piece.bars - WINDOW_BARS + 1, WINDOW_BARS)]
+
+
+def features_of(windows: list[Window]) -> tuple[np.ndarray, list[str]]:
+    """The classifier's features (`window_features`) of the windows, with their genres."""
+    features = [window_features(w.tracks, TICKS_PER_BEAT, WINDOW_BARS) for w in windows]
+    return (np.asarray(features, dtype=np.float32).reshape(len(features), len(FEATURE_NAMES)),
+            [w.genre for w in windows])
+
+
 def windows_of(pieces: list[Piece]) -> tuple[np.ndarray, list[str]]:
     """Features of every non-overlapping WINDOW_BARS window of every piece, with its genre."""
-    features, labels = [], []
-    for piece in pieces:
-        for start in range(0, piece.bars - WINDOW_BARS + 1, WINDOW_BARS):
-            window = cut_window(piece.tracks, start, WINDOW_BARS, TICKS_PER_BEAT)
-            features.append(window_features(window, TICKS_PER_BEAT, WINDOW_BARS))
-            labels.append(piece.genre)
-    return np.asarray(features, dtype=np.float32).reshape(len(features), len(FEATURE_NAMES)), labels
+    return features_of(cut_windows(pieces))
 
 
 def accuracy(classifier: GenreClassifier, features: np.ndarray, labels: list[str]) -> tuple[float, dict, dict]:
@@ -606,18 +677,21 @@ class Pools:
 
     def __init__(self) -> None:
         self._pooled: dict[tuple, dict[str, float]] = {}
-        self._events: dict[tuple, dict[str, int]] = {}
+        self._stats: dict[tuple, dict[str, Stat]] = {}
 
     def values(self, key: tuple, pieces: list) -> dict[str, float]:
         """`figure_values` of the subset named `key` (its pieces given the first time)."""
         if key not in self._pooled:
-            stats = pool_figures(p.figures for p in pieces)
-            self._pooled[key] = figure_values(stats)
-            self._events[key] = {name: _events(stat) for name, stat in stats.items()}
+            self._stats[key] = pool_figures(p.figures for p in pieces)
+            self._pooled[key] = figure_values(self._stats[key])
         return self._pooled[key]
 
     def events(self, key: tuple) -> dict[str, int]:
-        return self._events.get(key, {})
+        return {name: _events(stat) for name, stat in self._stats.get(key, {}).items()}
+
+    def stat(self, key: tuple, name: str) -> Stat | None:
+        """The pooled stat of one figure of a subset already asked for (None if it has none)."""
+        return self._stats.get(key, {}).get(name)
 
 
 def _events(stat: Stat) -> int:
@@ -747,6 +821,44 @@ def failure_summary(generated: list[Generated]) -> dict:
             "examples": [f"{g.request.name}: {g.error}" for g in failed[:10]]}
 
 
+def plot_style(section: dict, path: Path) -> None:
+    """One panel per issue-26 figure: the generated value of each genre (bars) and the real
+    value of the genre's own data (black diamonds), the all-genre real value as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    genres = list(section["per_genre"])
+    rows = section["all"]
+    columns = 5
+    figure, axes = plt.subplots(math.ceil(len(rows) / columns), columns, figsize=(4.0 * columns, 2.3 * math.ceil(
+        len(rows) / columns)), squeeze=False)
+    x = np.arange(len(genres))
+    for ax, (index, row) in zip(axes.flat, enumerate(rows)):
+        cells = [section["per_genre"][g]["rows"][index] for g in genres]
+        generated = [np.nan if c["generated"] is None else c["generated"] for c in cells]
+        real = [np.nan if c["real"] is None else c["real"] for c in cells]
+        ax.bar(x, generated, color="tab:orange", width=0.7)
+        ax.scatter(x, real, color="black", marker="D", s=14, zorder=3)
+        if row["real"] is not None:
+            ax.axhline(row["real"], color="tab:green", lw=1, ls="--")
+        title = row["label"] + (f" [{row['scope']}]" if row["scope"] else "")
+        ax.set_title("\n".join(textwrap.wrap(title, 62)[:2]), fontsize=7)
+        ax.set_xticks(x)
+        ax.set_xticklabels(genres, rotation=90, fontsize=6)
+        ax.tick_params(axis="y", labelsize=6)
+    for ax in list(axes.flat)[len(rows):]:
+        ax.axis("off")
+    figure.suptitle("issue 26 figures per genre: generated (bars), the genre's real data (black), all-genre real "
+                    "reference (green line)", fontsize=10)
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.stem}.partial.png")
+    figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
 def plot_structure(rows: list[dict], path: Path) -> None:
     """Bars per figure (shares and 0-1 similarities): generated, real, training."""
     import matplotlib
@@ -774,10 +886,9 @@ def plot_structure(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def symbolic_section(generated: list[Generated], training: list[Piece], real: dict[str, list[RealPiece]],
+def symbolic_section(pools: Pools, generated: list[Generated], training: list[Piece], real: dict[str, list[RealPiece]],
                      real_missing: dict[str, str], genres: list[str], model_genres: dict[str, str]) -> dict:
     default = [g.piece for g in generated if g.piece is not None and g.request.kind in ("normal", "long")]
-    pools = Pools()
     return {
         "definitions": "eval/music_features.py (piece_figures); real sets: eval/real_music.py",
         "generated_pieces": len(default), "training_pieces": len(training),
@@ -790,24 +901,263 @@ def symbolic_section(generated: list[Generated], training: list[Piece], real: di
     }
 
 
+# ----------------------------------------------------------------------------- issue 26: style figures
+
+# The figures of issue 26's table in its order, each with the requests it reads: "default" the
+# default requests (normal + long), "chords" also the typed progressions with an out-of-key
+# chord, "loopoff" the `--loop off` requests.
+STYLE_ROWS: tuple[tuple[str, str], ...] = (
+    ("backbeat_bars", "default"), ("half_time_bars", "default"), ("kickless_pieces", "default"),
+    ("offbeat_8ths_swung", "default"), ("swing_phase", "default"), ("kick_snare_kept", "default"),
+    ("kick_snare_kept", "loopoff"), ("phrase_end_variations_4", "default"), ("phrase_end_variations_8", "default"),
+    ("melody_repeat_lag4", "default"), ("melody_similarity4_median", "default"),
+    ("melody_similar4_pieces", "default"), ("melody16_copied_bars", "default"), ("melody16_repeat_lag8", "default"),
+    ("melody_repeat_lag4", "loopoff"), ("melody_distinct_pitches", "default"), ("melody_range", "default"),
+    ("melody_median_pitch", "default"), ("melody_rest_bars", "default"), ("melody_same_downbeat_pieces", "default"),
+    ("melody_repeats", "default"), ("melody_high_point_phrases", "default"), ("chords_per_4_bars", "default"),
+    ("one_chord_pieces", "default"), ("bass_distinct_pitches", "default"), ("bass_few_pitch_pieces", "default"),
+    ("bass_tonic_downbeats", "default"), ("chord_scale_notes", "chords"), ("altered_notes_followed", "chords"),
+    ("out_of_key_clashes", "chords"),
+    ("strong_beat_clashes", "default"),
+)
+STYLE_SCOPES: dict[str, tuple[str, ...]] = {"default": ("normal", "long"), "chords": ("normal", "long", "chords"),
+                                            "loopoff": ("loopoff",)}
+STYLE_SCOPE_NOTES = {"default": "", "chords": "with typed out-of-key progressions", "loopoff": "--loop off"}
+# Figures that count pieces: the tables add "k of n".
+PIECE_FIGURES: frozenset[str] = frozenset({"kickless_pieces", "melody_similar4_pieces", "melody_same_downbeat_pieces",
+                                           "one_chord_pieces", "bass_few_pitch_pieces"})
+MIXED_SETS = frozenset({"gmd", "gmd_all", "freedoom", "billboard"})  # sets whose pieces have different genres
+SET_NAMES = {"gmd": "GMD validation", "gmd_all": "GMD", "pop909": "POP909", "pop909_16": "POP909 16 bars",
+             "pop909_rests": "POP909 with rests", "freedoom": "Freedoom", "wjd": "WJD", "wjd_16": "WJD 16 bars",
+             "billboard": "Billboard"}
+
+
+def _kind_pieces(generated: list[Generated], kinds: tuple[str, ...], genre: str | None = None) -> list[Piece]:
+    return [g.piece for g in generated if g.piece is not None and g.request.kind in kinds
+            and (genre is None or g.genre == genre)]
+
+
+def _real_for(real: dict[str, list[RealPiece]], figure: str, genre: str | None) -> tuple[str | None, tuple, list]:
+    """(set, labels, pieces) answering `figure` over all genres (genre None) or in `genre`."""
+    if genre is None:
+        source = FIGURE_SOURCES.get(figure)
+        return source, (), real.get(source, []) if source else []
+    found = genre_source(figure, genre)
+    if found is None:
+        return None, (), []
+    source, labels = found
+    return source, labels, [p for p in real.get(source, []) if p.genre in labels]
+
+
+def _count(stat: Stat | None) -> str:
+    """'3 of 24' for a pooled share, '' otherwise."""
+    return f"{stat.hits} of {stat.total}" if isinstance(stat, Share) and stat.total else ""
+
+
+def style_rows(pools: Pools, generated: list[Generated], training: list[Piece], real: dict[str, list[RealPiece]],
+               genre: str | None, train_genre: str | None) -> list[dict]:
+    """One row per STYLE_ROWS figure for one genre (None: all genres pooled): generated, real
+    (the genre's own set, `genre_source`; over all genres `FIGURE_SOURCES`), training."""
+    train_pieces = training if train_genre is None else [p for p in training if p.genre == train_genre]
+    train_values = pools.values(("training", "genre", train_genre), train_pieces)
+    rows = []
+    for name, scope in STYLE_ROWS:
+        key = ("style", scope, genre)
+        value = pools.values(key, _kind_pieces(generated, STYLE_SCOPES[scope], genre)).get(name)
+        stat = pools.stat(key, name)
+        source, labels, pieces = _real_for(real, name, genre)
+        real_key = ("real", source, labels)
+        real_value = pools.values(real_key, pieces).get(name) if pieces else None
+        real_stat = pools.stat(real_key, name) if pieces else None
+        label = None
+        if source is not None and pieces:  # the style of the sets that hold several
+            label = SET_NAMES[source] + (f" {'+'.join(labels)}" if labels and source in MIXED_SETS else "")
+        rows.append({"name": name, "label": FIGURES[name], "scope": STYLE_SCOPE_NOTES[scope],
+                     "generated": _round(value), "generated_count": _count(stat),
+                     "generated_events": _events(stat) if stat is not None else 0,
+                     "real": _round(real_value), "real_count": _count(real_stat),
+                     "real_source": label, "real_excerpts": len(pieces),
+                     "training": _round(train_values.get(name))})
+    return rows
+
+
+def style_section(pools: Pools, generated: list[Generated], training: list[Piece], real: dict[str, list[RealPiece]],
+                  genres: list[str], model_genres: dict[str, str]) -> dict:
+    """The figures of issue 26's table over all genres and per genre, and the pieces of every
+    request of a genre that have no kick (`kickless` over all kinds, not only default)."""
+    train_scope = [p for p in training if p.genre in {model_genres.get(g, g) for g in genres}]
+    per_genre = {}
+    for genre in genres:
+        every = _kind_pieces(generated, ("normal", "long", "sparse", "busy", "classifier", "loopoff", "chords"), genre)
+        kickless_all = total_share(kickless(p.tracks.get("drums", [])) for p in every if "drums" in p.tracks)
+        per_genre[genre] = {
+            "model_genre": model_genres.get(genre, genre),
+            "requests": {kind: sum(1 for g in generated if g.genre == genre and g.request.kind in kinds)
+                         for kind, kinds in STYLE_SCOPES.items()},
+            "kickless_all_requests": {"pieces": kickless_all.hits, "of": kickless_all.total},
+            "rows": style_rows(pools, generated, training, real, genre, model_genres.get(genre, genre)),
+        }
+    return {"definitions": "eval/music_features.py (style_figures), docs/eval.md",
+            "scopes": {k: list(v) for k, v in STYLE_SCOPES.items()},
+            "all": style_rows(pools, generated, train_scope, real, None, None), "per_genre": per_genre}
+
+
+def billboard_section(pools: Pools, real: dict[str, list[RealPiece]]) -> dict:
+    """Chords per 4 bars and one-chord excerpts of the real progressions: Billboard per artist
+    style (8-bar excerpts of 4/4 songs), POP909 and WJD, for the genres' default progressions."""
+    out = {}
+    groups: list[tuple[str, str, list[RealPiece]]] = []
+    billboard = real.get("billboard", [])
+    for style in sorted({p.genre for p in billboard if p.genre}) + ["(no style)", "all"]:
+        chosen = (billboard if style == "all" else [p for p in billboard if p.genre == (None if style == "(no style)"
+                                                                                     else style)])
+        groups.append((f"Billboard {style}", "billboard", chosen))
+    groups += [("POP909", "pop909", real.get("pop909", [])), ("WJD", "wjd", real.get("wjd", []))]
+    for label, source, pieces in groups:
+        if not pieces:
+            continue
+        key = ("real", source, "harmony", label)
+        values = pools.values(key, pieces)
+        one = pools.stat(key, "one_chord_pieces")
+        out[label] = {"excerpts": len(pieces), "songs": len({p.source.split(" bars ")[0] for p in pieces}),
+                      "chords_per_4_bars": _round(values.get("chords_per_4_bars")),
+                      "one_chord_excerpts": _round(values.get("one_chord_pieces")),
+                      "one_chord_count": one.hits if isinstance(one, Share) else None}
+    return out
+
+
+# ----------------------------------------------------------------------------- genre identity
+
+DRUM_COLUMNS = np.array([name.startswith("drums_") for name in FEATURE_NAMES])
+INDEPENDENT_L2 = 1e-3  # held-out GMD validation: mean recall 1e-3 0.47, 1e-2 0.44, 1e-1 0.39 (balanced classes)
+
+
+def drum_features(windows: list[Window]) -> np.ndarray:
+    """`drum_window_features` of the windows (an absent drum part reads as silence)."""
+    rows = [drum_window_features(w.tracks.get("drums", []), TICKS_PER_BEAT, WINDOW_BARS) for w in windows]
+    return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(DRUM_FEATURE_NAMES))
+
+
+def _share_of(predicted: list[str] | dict[int, str], rows: list[int], label: str) -> float | None:
+    """Share of the windows `rows` that `predicted` reads as `label` (None for no windows)."""
+    return _round(sum(predicted[i] == label for i in rows) / len(rows)) if rows else None
+
+
+def _reading(predicted: list[str]) -> dict:
+    counts = Counter(predicted)
+    return {"windows": len(predicted), "read_as": dict(counts.most_common())}
+
+
+def identity_section(classifier: GenreClassifier, train_x: np.ndarray, train_y: list[str], gen_x: np.ndarray,
+                     gen_windows: list[Window], valid_recall: dict[str, float], gen_recall: dict[str, float],
+                     real: dict[str, list[RealPiece]], genres: list[str], model_genres: dict[str, str]) -> dict:
+    """Genre identity, per genre: the bench classifier's recall on the generated windows and on
+    the prepared data's held-out validation windows; its drums-only twin (the same regression
+    on the drum columns of the same training windows) on real GMD drums of the genre's style
+    and on the generated drums; and an independent classifier fitted on real GMD drums only
+    (the train split, `drum_window_features`, balanced classes), checked on GMD's validation
+    split and applied to the generated drums: how often it hears the genre's GMD style."""
+    drum_classifier = GenreClassifier.fit(train_x[:, DRUM_COLUMNS], train_y)
+    gen_y = [w.genre for w in gen_windows]
+    gen_drums = drum_features(gen_windows)
+    gmd_windows = cut_windows([p for p in real.get("gmd_all", []) if p.genre is not None])
+    gmd_y = [w.genre for w in gmd_windows]
+    gmd_drums = drum_features(gmd_windows)
+    splits = [w.split for w in gmd_windows]
+    # the drums-only twin reads the GMD windows of the asked genres' own styles
+    own_styles = {GMD_GENRE_OF.get(g) for g in genres} & {model_genres.get(g, g) for g in genres}
+    read_rows = [i for i, g in enumerate(gmd_y) if g in own_styles]
+    gmd_x, _ = features_of([gmd_windows[i] for i in read_rows])
+    out: dict = {"bench_classes": classifier.labels, "per_genre": {}}
+    independent = None
+    is_train = np.array([s == "train" for s in splits], dtype=bool)
+    if len(gmd_y) and is_train.any() and (~is_train).any() and len(set(np.asarray(gmd_y)[is_train])) >= 2:
+        labels = np.asarray(gmd_y)
+        independent = GenreClassifier.fit(gmd_drums[is_train], labels[is_train].tolist(), l2=INDEPENDENT_L2,
+                                          balanced=True)
+        held_out = independent.predict(gmd_drums[~is_train])
+        truth = labels[~is_train].tolist()
+        recall = {g: float(np.mean([p == g for p, t in zip(held_out, truth) if t == g])) for g in sorted(set(truth))}
+        out["independent"] = {
+            "fitted_on": "GMD train split, 4-bar windows of 8-bar excerpts of the beat performances",
+            "classes": independent.labels, "train_windows": int(is_train.sum()), "held_out_windows": len(truth),
+            "held_out_accuracy": _round(float(np.mean([p == t for p, t in zip(held_out, truth)]))),
+            "held_out_recall": {g: _round(v) for g, v in recall.items()},
+            "held_out_recall_mean": _round(float(np.mean(list(recall.values())))),
+        }
+    gmd_drum_read = dict(zip(read_rows, drum_classifier.predict(gmd_x[:, DRUM_COLUMNS]) if read_rows else []))
+    gen_drum_read = drum_classifier.predict(gen_x[:, DRUM_COLUMNS]) if len(gen_y) else []
+    gen_independent = independent.predict(gen_drums) if independent is not None and len(gen_y) else []
+    for genre in genres:
+        model_genre = model_genres.get(genre, genre)
+        style = GMD_GENRE_OF.get(genre)
+        mine = [i for i, g in enumerate(gen_y) if g == genre]
+        row: dict = {"bench_generated_recall": _round(gen_recall.get(genre, float("nan"))),
+                     "bench_valid_recall": _round(valid_recall.get(model_genre, float("nan"))),
+                     "drums_generated_recall": _share_of(gen_drum_read, mine, model_genre), "gmd_style": style}
+        if style == model_genre:  # real drums of the genre itself (GMD hip-hop is no lofi)
+            for split in ("validation", "all"):
+                rows = [i for i, g in enumerate(gmd_y) if g == style and split in ("all", splits[i])]
+                row[f"drums_gmd_{split}_recall"] = _share_of(gmd_drum_read, rows, model_genre)
+                row[f"gmd_{split}_windows"] = len(rows)
+        if independent is not None and mine:
+            reading = _reading([gen_independent[i] for i in mine])
+            row["independent"] = {**reading, "own_style_share": _round(reading["read_as"].get(style, 0) / len(mine))
+                                  if style in independent.labels else None,
+                                  "held_out_recall_of_style": out["independent"]["held_out_recall"].get(style)}
+        out["per_genre"][genre] = row
+    return out
+
+
 # ----------------------------------------------------------------------------- measure
 
 
-def measure(composer: Composer, data_dir: Path, requests: list[Request], train_per_genre: int, valid_per_genre: int,
-            real_root: Path | None, pop909_songs: int | None, gmd_files: int | None,
-            progress: bool = True) -> tuple[dict, list[Generated]]:
+@dataclass(frozen=True)
+class DataLimits:
+    """How much data the bench reads: training/validation sequences per genre (genres outside
+    `focus` get `other_genres`: the classifiers still see every genre), POP909 songs, GMD files
+    and WJD excerpts per solo (None = all)."""
+
+    train_per_genre: int = 300
+    valid_per_genre: int = 60
+    other_genres: int | None = None
+    focus: frozenset[str] | None = None
+    pop909_songs: int | None = 300
+    gmd_files: int | None = None
+    wjd_per_solo: int | None = 2
+
+
+def wanted_sets(genres: list[str]) -> set[str]:
+    """The reference sets the tables read for these genres: every set an all-genre row names,
+    GMD's both splits (the independent classifier), Billboard, and the genres' own sets."""
+    wanted = set(FIGURE_SOURCES.values()) | {"gmd_all", "billboard"}
+    for part in GENRE_SOURCES.values():
+        wanted |= {source for genre, (source, _) in part.items() if genre in genres}
+    return wanted
+
+
+def measure(composer: Composer, data_dir: Path, requests: list[Request], limits: DataLimits,
+            real_root: Path | None, progress: bool = True) -> tuple[dict, list[Generated]]:
     started = time.perf_counter()
     if not (data_dir / "index" / "index.json").is_file():
         raise QualityError(f"--data: {data_dir}/index is missing; point --data at a folder written by `pipeline prepare`")
     genres = list(dict.fromkeys(r.genre for r in requests))
-    train = load_pieces(data_dir, "train", train_per_genre, 0, progress)
-    valid = load_pieces(data_dir, "valid", valid_per_genre, 0, progress) if (data_dir / "valid_tokens.npy").is_file() else []
+    focus = set(limits.focus) if limits.focus is not None else None
+    train = load_pieces(data_dir, "train", limits.train_per_genre, 0, progress, limits.other_genres, focus)
+    valid = (load_pieces(data_dir, "valid", limits.valid_per_genre, 0, progress, limits.other_genres, focus)
+             if (data_dir / "valid_tokens.npy").is_file() else [])
     train_stats = stats_by_genre(train)
     index = NoveltyIndex.load(data_dir / "index")
+    fill_check: dict = {}
     if real_root is None:
         real, real_missing = {}, {"all": "--no-real"}
     else:
-        real, real_missing = load_reference_sets(real_root, pop909_max_songs=pop909_songs, gmd_max_files=gmd_files)
+        real, real_missing = load_reference_sets(real_root, pop909_max_songs=limits.pop909_songs,
+                                                 gmd_max_files=limits.gmd_files, wanted=wanted_sets(genres),
+                                                 wjd_per_solo=limits.wjd_per_solo)
+        if "gmd" in real:
+            fill_check = {name: {"varied": share.hits, "of": share.total, "share": _round(share.value)}
+                          for name, share in gmd_fill_check(real_root, max_fills=limits.gmd_files).items()}
     data_seconds = time.perf_counter() - started
 
     generated: list[Generated] = []
@@ -816,15 +1166,17 @@ def measure(composer: Composer, data_dir: Path, requests: list[Request], train_p
             generated.append(generate_one(composer, request, Path(workdir)))
     compose_seconds = time.perf_counter() - started - data_seconds
 
-    # the default requests (any length) are "what a producer gets"; twins only feed the density table
+    # the default requests (any length) are "what a producer gets"; twins only feed the density
+    # table, loop-off and typed-chord requests only their rows of the style tables
     made = [g.piece for g in generated if g.piece is not None and g.request.kind in ("normal", "long")]
     classified = made + [g.piece for g in generated if g.piece is not None and g.request.kind == "classifier"]
+    classified_windows = cut_windows(classified)
     train_x, train_y = windows_of(train)
     classifier = GenreClassifier.fit(train_x, train_y)
     train_accuracy, _, _ = accuracy(classifier, train_x, train_y)
     valid_x, valid_y = windows_of(valid)
     valid_accuracy, valid_recall, _ = accuracy(classifier, valid_x, valid_y)
-    gen_x, gen_y = windows_of(classified)
+    gen_x, gen_y = features_of(classified_windows)
     gen_accuracy, gen_recall, confusion = accuracy(classifier, gen_x, gen_y)
 
     rng = np.random.default_rng(0)
@@ -861,6 +1213,9 @@ def measure(composer: Composer, data_dir: Path, requests: list[Request], train_p
 
     finished = [g for g in generated if g.piece is not None]
     recalls = [v for v in gen_recall.values() if not math.isnan(v)]
+    pools = Pools()
+    # the training side of the tables: the genres asked (all of them in a full run)
+    train_scope = [p for p in train if p.genre in set(model_genres.values())]
     report = {
         "model": {"path": str(composer.path), "weights_sha256": composer.weights_sha256,
                   "data_sha256": composer.meta.get("data_sha256"), "genres": composer.genres},
@@ -897,7 +1252,12 @@ def measure(composer: Composer, data_dir: Path, requests: list[Request], train_p
             "compose_seconds_mean": _round(np.mean([g.compose_seconds for g in finished])) if finished else None,
         },
         "per_genre": per_genre,
-        "symbolic": symbolic_section(generated, train, real, real_missing, genres, model_genres),
+        "symbolic": symbolic_section(pools, generated, train_scope, real, real_missing, genres, model_genres),
+        "style": style_section(pools, generated, train_scope, real, genres, model_genres),
+        "real_harmony": billboard_section(pools, real),
+        "identity": identity_section(classifier, train_x, train_y, gen_x, classified_windows, valid_recall,
+                                     gen_recall, real, genres, model_genres),
+        "gmd_fill_check": fill_check,
         "runs": [{"request": g.request.name, "genre": g.genre, "seed": g.seed, "kind": g.request.kind,
                   "bars": g.request.bars, "bpm": g.bpm, "key": g.key, "model_genre": g.model_genre,
                   "valid": g.valid, "exact_bars": g.exact_bars, "exact_bpm": g.exact_bpm, "error": g.error,
@@ -1048,7 +1408,92 @@ def table(report: dict) -> str:
         f"time: data {report['seconds']['data']} s, composing {report['seconds']['compose']} s "
         f"({report['requests']['total']} requests), measuring {report['seconds']['measuring']} s, "
         f"total {report['seconds']['total']} s",
+        "",
+        style_markdown(report["style"]),
+        identity_markdown(report["identity"]),
+        "",
+        real_harmony_markdown(report["real_harmony"], report["gmd_fill_check"]),
     ]
+    return "\n".join(lines)
+
+
+def _figure_cell(name: str, value: float | None, count: str) -> str:
+    return format_figure(name, value) + (f" ({count})" if count else "")
+
+
+def style_table(rows: list[dict]) -> str:
+    """The figures of issue 26 (markdown): generated, real with its set, training."""
+    lines = ["| figure | generated | real | real source (excerpts) | training |", "|---|---|---|---|---|"]
+    for row in rows:
+        label = row["label"] + (f" [{row['scope']}]" if row["scope"] else "")
+        source = f"{row['real_source']} ({row['real_excerpts']})" if row["real_source"] else "-"
+        lines.append(f"| {label} | {_figure_cell(row['name'], row['generated'], row['generated_count'])} "
+                     f"| {_figure_cell(row['name'], row['real'], row['real_count'])} | {source} "
+                     f"| {format_figure(row['name'], row['training'])} |")
+    return "\n".join(lines)
+
+
+def style_markdown(section: dict) -> str:
+    blocks = ["## Issue 26 figures, all genres (generated vs real music)", "",
+              "Generated: the default requests (8 and 16 bars; [--loop off] rows: `--loop off` requests; "
+              "[with typed out-of-key progressions] rows: also requests with typed progressions such as "
+              "'C A7 Dm G'). Real: the set that holds the part (definitions: eval/music_features.py, "
+              "docs/eval.md).", "", style_table(section["all"]), "",
+              "## Issue 26 figures per genre (real: the genre's own data where it exists)", ""]
+    for genre, entry in section["per_genre"].items():
+        requests, kickless_all = entry["requests"], entry["kickless_all_requests"]
+        name = genre if entry["model_genre"] == genre else f"{genre} (as {entry['model_genre']})"
+        blocks += [f"### {name}", "",
+                   f"{requests['default']} default requests, {requests['loopoff']} with --loop off, "
+                   f"{requests['chords'] - requests['default']} with a typed out-of-key progression; pieces without "
+                   f"a kick over every request of the genre: {kickless_all['pieces']} of {kickless_all['of']}", "",
+                   style_table(entry["rows"]), ""]
+    return "\n".join(blocks)
+
+
+def identity_markdown(section: dict) -> str:
+    lines = ["## Genre identity", ""]
+    independent = section.get("independent")
+    if independent:
+        recall = ", ".join(f"{g} {_pct(v)}" for g, v in independent["held_out_recall"].items())
+        lines += [f"Independent classifier: fitted on real GMD drums only ({independent['fitted_on']}; "
+                  f"{independent['train_windows']} windows, {len(independent['classes'])} styles), held-out GMD "
+                  f"validation windows ({independent['held_out_windows']}): accuracy "
+                  f"{_pct(independent['held_out_accuracy'])}, mean recall {_pct(independent['held_out_recall_mean'])} "
+                  f"({recall}). Bench classifier: the one of the tables above (all parts, fitted on the prepared "
+                  "training windows); its drums-only twin: the same regression on the drum columns.", ""]
+    lines += ["| genre | bench: generated | bench: held-out windows | drums-only bench: generated "
+              "| drums-only bench: GMD validation / all | independent: generated read as GMD style "
+              "| independent reads them as |", "|---|---|---|---|---|---|---|"]
+    for genre, row in section["per_genre"].items():
+        gmd = "-"
+        if "drums_gmd_all_recall" in row:
+            gmd = (f"{_pct(row['drums_gmd_validation_recall'])} ({row['gmd_validation_windows']}) / "
+                   f"{_pct(row['drums_gmd_all_recall'])} ({row['gmd_all_windows']})")
+        own, reading = "-", "-"
+        if "independent" in row:
+            found = row["independent"]
+            windows = found["windows"]
+            if found["own_style_share"] is not None:
+                own = f"{_pct(found['own_style_share'])} ({row['gmd_style']}, of {windows})"
+            reading = ", ".join(f"{g} {count}" for g, count in list(found["read_as"].items())[:3])
+        lines.append(f"| {genre} | {_pct(row['bench_generated_recall'])} | {_pct(row['bench_valid_recall'])} "
+                     f"| {_pct(row['drums_generated_recall'])} | {gmd} | {own} | {reading} |")
+    return "\n".join(lines)
+
+
+def real_harmony_markdown(section: dict, fill_check: dict) -> str:
+    lines = ["## Real harmony: chords per 4 bars and one-chord excerpts (8 bars)", "",
+             "| set | songs | excerpts | chords per 4 bars | one-chord excerpts |", "|---|---|---|---|---|"]
+    for label, row in section.items():
+        lines.append(f"| {label} | {row['songs']} | {row['excerpts']} | {_num(row['chords_per_4_bars'], 1)} "
+                     f"| {_pct(row['one_chord_excerpts'])} ({row['one_chord_count']}) |")
+    if fill_check:
+        lines += ["", "Fill definition checked on GMD (validation split): 4-bar phrases of a beat file's groove "
+                  f"ending in a fill file of the same session: {fill_check['fill']['varied']} of "
+                  f"{fill_check['fill']['of']} phrase ends vary; ending in a copy of the groove's first bar: "
+                  f"{fill_check['copied']['varied']} of {fill_check['copied']['of']}; the beat files' own 4-bar "
+                  f"phrase ends: {_pct(fill_check['beats']['share'])} of {fill_check['beats']['of']}."]
     return "\n".join(lines)
 
 
@@ -1064,30 +1509,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the prepared dataset the model was trained on")
     parser.add_argument("--seeds", type=int, default=8, help="default requests per genre")
     parser.add_argument("--twin-seeds", type=int, default=3, help="seeds per genre that get a sparse and a busy twin")
-    parser.add_argument("--long-seeds", type=int, default=1, help="pieces of 2 x --bars bars per genre")
-    parser.add_argument("--classifier-seeds", type=int, default=16,
-                        help="more default requests per genre that only the genre classifier reads")
+    parser.add_argument("--long-seeds", type=int, default=2, help="pieces of 2 x --bars bars per genre")
+    parser.add_argument("--classifier-seeds", type=int, default=None,
+                        help="more default requests per genre that only the genre classifier reads (default 16; "
+                             f"{FOCUS_CLASSIFIER_SEEDS} when --genres names a few)")
+    parser.add_argument("--loopoff-seeds", type=int, default=2, help="requests per genre with --loop off")
+    parser.add_argument("--chord-seeds", type=int, default=2,
+                        help="requests per genre with a typed progression holding a chord outside the key")
     parser.add_argument("--bars", type=int, default=8)
-    parser.add_argument("--genres", nargs="*", default=list(GENRES), help="default: every advertised genre")
+    parser.add_argument("--genres", nargs="*", default=list(GENRES),
+                        help="default: every advertised genre. Naming a few is the fast path for probing: the "
+                             f"other genres' data is read only for the classifiers (--other-genres sequences "
+                             f"each), only the real sets these genres need are read, --classifier-seeds "
+                             f"defaults to {FOCUS_CLASSIFIER_SEEDS}")
+    parser.add_argument("--other-genres", type=int, default=60,
+                        help="with --genres: training/validation sequences decoded for each genre not named")
     parser.add_argument("--train-per-genre", type=int, default=300, help="training sequences decoded per genre")
     parser.add_argument("--valid-per-genre", type=int, default=60, help="validation sequences decoded per genre")
     parser.add_argument("--real-data", type=Path, default=DEFAULT_DATA_ROOT,
                         help="the shared data folder (gmd/, pop909/, freedoom/); default ../shared/data")
     parser.add_argument("--no-real", action="store_true", help="leave the real-music column empty")
     parser.add_argument("--pop909-songs", type=int, default=300, help="POP909 songs read (0 = all)")
+    parser.add_argument("--wjd-per-solo", type=int, default=2, help="WJD excerpts per solo, spread over it (0 = all)")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: genres {', '.join(QUICK_GENRES)}, 1 seed (+ twins, 1 long), small samples")
     parser.add_argument("--out", type=Path, default=Path("docs/quality"))
     args = parser.parse_args(argv)
     gmd_files = None
+    focus = set(args.genres) < set(GENRES)
+    if args.classifier_seeds is None:
+        args.classifier_seeds = FOCUS_CLASSIFIER_SEEDS if focus else 16
     if args.quick:
         args.genres = [g for g in QUICK_GENRES if g in args.genres] or args.genres[:4]
         args.seeds, args.twin_seeds, args.long_seeds, args.classifier_seeds = 1, 1, 1, 0
+        args.loopoff_seeds, args.chord_seeds = min(args.loopoff_seeds, 1), min(args.chord_seeds, 1)
         args.train_per_genre, args.valid_per_genre, args.pop909_songs, gmd_files = 40, 10, 30, 15
+        focus = False
+    limits = DataLimits(args.train_per_genre, args.valid_per_genre, args.other_genres if focus else None,
+                        frozenset(args.genres) if focus else None, args.pop909_songs or None, gmd_files,
+                        args.wjd_per_solo or None)
     try:
-        if args.seeds < 1 or args.bars < WINDOW_BARS or min(args.twin_seeds, args.long_seeds, args.classifier_seeds) < 0:
-            raise QualityError(f"--seeds must be >= 1, --twin-seeds/--long-seeds/--classifier-seeds >= 0 and "
-                               f"--bars >= {WINDOW_BARS} "
+        counts = (args.twin_seeds, args.long_seeds, args.classifier_seeds, args.loopoff_seeds, args.chord_seeds,
+                  args.other_genres)
+        if args.seeds < 1 or args.bars < WINDOW_BARS or min(counts) < 0:
+            raise QualityError(f"--seeds must be >= 1, --twin-seeds/--long-seeds/--classifier-seeds/--loopoff-seeds/"
+                               f"--chord-seeds/--other-genres >= 0 and --bars >= {WINDOW_BARS} "
                                f"(windows are {WINDOW_BARS} bars)")
         unknown = [g for g in args.genres if g not in GENRES]
         if unknown:
@@ -1097,9 +1563,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
         composer = load_composer(args.model)
         requests = request_set(args.genres, args.seeds, args.bars, min(args.twin_seeds, args.seeds), args.long_seeds,
-                               args.classifier_seeds)
-        report, generated = measure(composer, args.data, requests, args.train_per_genre, args.valid_per_genre,
-                                    None if args.no_real else args.real_data, args.pop909_songs or None, gmd_files)
+                               args.classifier_seeds, args.loopoff_seeds, args.chord_seeds)
+        report, generated = measure(composer, args.data, requests, limits, None if args.no_real else args.real_data)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -1113,9 +1578,10 @@ def main(argv: list[str] | None = None) -> int:
     plot_pianorolls(list(first.values()), args.out / "quality_pianorolls.png",
                     f"{composer.path.name}: seed 0 of each genre, {args.bars} bars")
     plot_structure(report["symbolic"]["rows"], args.out / "quality_figures.png")
+    plot_style(report["style"], args.out / "quality_style.png")
     print(report["table"])
-    print(f"wrote {args.out / 'quality.json'}, {args.out / 'quality_pianorolls.png'} and "
-          f"{args.out / 'quality_figures.png'}")
+    print(f"wrote {args.out / 'quality.json'}, {args.out / 'quality_pianorolls.png'}, "
+          f"{args.out / 'quality_figures.png'} and {args.out / 'quality_style.png'}")
     return 0
 
 

@@ -10,52 +10,82 @@ import numpy as np
 import pytest
 
 from stemforge.eval.music_features import (
+    DRUM_FEATURE_NAMES,
     FEATURE_NAMES,
     FIGURES,
+    STYLE_FIGURES,
     GenreClassifier,
     Intervals,
     Mean,
+    Median,
     Share,
+    all_figures,
+    altered_notes_followed,
+    backbeat_bars,
     bar_similarity,
     bars_repeated_exactly,
+    bars_repeating_at_lag,
     bass_on_kick,
     bass_roots_on_downbeats,
+    beat_clashes,
     best_key_share,
+    chord_scale,
+    chord_scale_notes,
+    chord_segments,
+    chords_per_window,
     cut_window,
+    distinct_pitches,
     distinct_velocities,
+    drum_window_features,
     duplicate_drum_hits,
+    eighth_swing,
     figure_values,
     format_figure,
     grid_step,
     grid_swing,
     group_histograms,
+    half_time_bars,
+    high_point_phrases,
     hihat_rolls,
     histogram_distance,
     in_key,
     key_found,
+    key_scale_by_letter,
     kick_coverage,
     kick_snare_persistence,
+    kickless,
     line,
     line_intervals,
+    median_pitch,
     melody_strong_beat_chord_tones,
     notes_per_bar,
+    one_chord,
     onset_histogram,
     overlapping_same_pitch,
+    phrase_end_variations,
     piece_figures,
+    pitch_ranges,
     pool_figures,
     relative_key,
+    rest_bars,
+    same_downbeat_pitch,
     self_similarity,
     sixteenth,
     snap_notes,
+    snare_beats,
     snare_or_clap_on_beat3,
+    sounding_tones,
     step_in_bar,
+    style_figures,
     swing,
+    swing_phase,
+    tonic_downbeats,
     total_share,
     window_features,
 )
 from stemforge.symbolic.arrangement import Note
 from stemforge.symbolic.conditions import parse_key
-from stemforge.symbolic.corpus_rules import Chord, ChordSpan, swing_16ths, swing_ratio
+from stemforge.symbolic.corpus_rules import Chord, ChordSpan, parse_chord, swing_16ths, swing_ratio
 
 TPB = 480
 KICK, SNARE, HAT = 36, 38, 42
@@ -414,3 +444,235 @@ def test_figures_pool_as_ratios_of_sums_and_average_the_melody_lags() -> None:
 ], ids=["share", "similarity", "count", "nothing-measured", "absent"])
 def test_format_figure(name: str, value: float | None, shown: str) -> None:
     assert format_figure(name, value) == shown
+
+
+# ------------------------------------------------------------------ style figures (issue 26)
+
+BAR = 4 * TPB
+TOM, RIM, CLAP, RIDE = 45, 37, 39, 51
+
+
+def groove_bars(pattern: dict[int, list[float]], bars: int, shift: int = 0) -> list[Note]:
+    """pitch -> beats (0-based, fractions allowed) of one bar, repeated `bars` times, every hit
+    `shift` ticks late."""
+    return [Note(bar * BAR + round(beat * TPB) + shift, 40, pitch, 100)
+            for bar in range(bars) for pitch, beats in pattern.items() for beat in beats]
+
+
+ROCK = {KICK: [0, 2], SNARE: [1, 3], HAT: [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5]}
+HALF_TIME = {KICK: [0, 2.5], SNARE: [2], HAT: [0, 1, 2, 3]}
+
+
+def test_backbeat_counts_played_snares_within_an_eighth_of_a_beat() -> None:
+    assert backbeat_bars(groove_bars(ROCK, 4, shift=55), 4, TPB) == Share(4, 4)  # 55 ticks late: still on it
+    assert backbeat_bars(groove_bars(ROCK, 4, shift=-55), 4, TPB) == Share(4, 4)  # early too
+    assert backbeat_bars(groove_bars(ROCK, 4, shift=70), 4, TPB) == Share(0, 4)  # past 1/8 beat (60 ticks)
+    rim_and_clap = groove_bars({KICK: [0], RIM: [1], CLAP: [3]}, 2)
+    assert backbeat_bars(rim_and_clap, 2, TPB) == Share(2, 2)
+    beat_four_moved = groove_bars({KICK: [0], SNARE: [1, 3.75]}, 2)  # beat 4 replaced by the last 16th
+    assert backbeat_bars(beat_four_moved, 2, TPB) == Share(0, 2)
+    assert snare_beats(groove_bars(ROCK, 1), 1, TPB) == [frozenset({1, 3})]
+
+
+def test_half_time_is_beat_three_without_two_and_four() -> None:
+    assert half_time_bars(groove_bars(HALF_TIME, 4, shift=30), 4, TPB) == Share(4, 4)
+    assert backbeat_bars(groove_bars(HALF_TIME, 4), 4, TPB) == Share(0, 4)
+    assert half_time_bars(groove_bars({SNARE: [1, 2, 3]}, 2), 2, TPB) == Share(0, 2)  # 2 and 4 too: not half time
+    assert half_time_bars(groove_bars(ROCK, 2), 2, TPB) == Share(0, 2)
+
+
+def test_kickless_pieces() -> None:
+    assert kickless(groove_bars(ROCK, 2)) == Share(0, 1)
+    assert kickless(groove_bars({SNARE: [1, 3], HAT: [0, 1, 2, 3]}, 2)) == Share(1, 1)
+    assert kickless([Note(0, 40, 35, 90)]) == Share(0, 1)  # acoustic bass drum is a kick
+    assert kickless([]) == Share(1, 1)
+
+
+@pytest.mark.parametrize(("offbeat", "swung", "phase"), [
+    (0.5, 0.0, 0.5), (2 / 3, 1.0, 2 / 3), (0.56, 0.0, 0.56), (0.6, 1.0, 0.6), (0.45, 0.0, 0.45),
+], ids=["straight", "triplet", "light", "just-swung", "early-straight"])
+def test_eighth_swing_and_phase(offbeat: float, swung: float, phase: float) -> None:
+    hats = groove_bars({HAT: [b + f for b in range(4) for f in (0, offbeat)]}, 2)
+    assert eighth_swing(hats, TPB).value == swung
+    assert swing_phase(hats, TPB).value == pytest.approx(phase, abs=1 / TPB)
+
+
+def test_eighth_swing_leaves_out_16ths_and_onbeats() -> None:
+    sixteenths = groove_bars({HAT: [b + f for b in range(4) for f in (0, 0.25, 0.75)]}, 2)
+    assert eighth_swing(sixteenths, TPB) == Share(0, 0) and swing_phase(sixteenths, TPB).count == 0
+    mixed = groove_bars({HAT: [0.5, 1 + 2 / 3], RIDE: [2.25]}, 1)  # one straight, one swung, a 16th left out
+    assert eighth_swing(mixed, TPB) == Share(1, 2)
+    assert swing_phase(mixed, TPB).value == pytest.approx((0.5 + 2 / 3) / 2, abs=1 / TPB)
+
+
+def test_phrase_end_copy_scores_zero_and_fills_score_one() -> None:
+    groove = groove_bars(ROCK, 8)
+    assert phrase_end_variations(groove, 8, TPB, 4) == Share(0, 2)
+    assert phrase_end_variations(groove, 8, TPB, 8) == Share(0, 1)
+    tom_fill = groove_bars(ROCK, 3) + [Note(3 * BAR + n.start, 40, n.pitch, 100) for n in groove_bars(
+        {KICK: [0], SNARE: [1], HAT: [0, 0.5, 1, 1.5], TOM: [2, 2.5, 3, 3.5]}, 1)]
+    assert phrase_end_variations(tom_fill, 4, TPB, 4) == Share(1, 1)
+    roll = groove_bars(ROCK, 3) + [Note(3 * BAR + n.start, 40, n.pitch, 100) for n in groove_bars(
+        {**ROCK, SNARE: [1, 3, 3.25, 3.5, 3.75]}, 1)]  # the groove with a 16th snare roll on beat 4
+    assert phrase_end_variations(roll, 4, TPB, 4) == Share(1, 1)
+    assert phrase_end_variations(groove_bars(ROCK, 3) + groove_bars(HALF_TIME, 1, shift=3 * BAR), 4, TPB, 4) == \
+        Share(1, 1)  # another second half
+    # the phrase's own toms or rolls are its groove: a phrase end that has them too is no fill
+    tom_groove = groove_bars({**ROCK, TOM: [3.5]}, 4)
+    assert phrase_end_variations(tom_groove, 4, TPB, 4) == Share(0, 1)
+    assert phrase_end_variations([], 8, TPB, 4) == Share(0, 0)  # no drums: nothing to judge
+
+
+def bar_line(pitches_by_bar: list[list[int]], step_beats: float = 1.0) -> list[Note]:
+    """A melody: each bar's pitches one per `step_beats` from its downbeat (an empty list rests)."""
+    return [Note(bar * BAR + round(i * step_beats * TPB), round(step_beats * TPB) - 40, pitch, 90)
+            for bar, pitches in enumerate(pitches_by_bar) for i, pitch in enumerate(pitches)]
+
+
+PHRASE = [[60, 62, 64, 65], [67, 65, 64, 62], [60, 64, 67, 72], [71, 67, 62, 60]]
+
+
+def test_bars_repeating_at_lag() -> None:
+    looped = bar_line(PHRASE + PHRASE)
+    assert bars_repeating_at_lag(looped, 8, TPB, 4) == Share(4, 4)
+    varied = bar_line(PHRASE + PHRASE[:3] + [[72, 71, 69, 67]])  # A A': the last bar answers differently
+    assert bars_repeating_at_lag(varied, 8, TPB, 4) == Share(3, 4)
+    rested = bar_line(PHRASE + [[], [], PHRASE[2], PHRASE[3]])  # rest bars are not repeats, nor counted
+    assert bars_repeating_at_lag(rested, 8, TPB, 4) == Share(2, 2)
+    assert bars_repeating_at_lag(bar_line(PHRASE * 4), 16, TPB, 8) == Share(8, 8)
+    shifted = bar_line(PHRASE) + [Note(4 * BAR + n.start + 40, n.duration, n.pitch, 90) for n in bar_line(PHRASE)]
+    assert bars_repeating_at_lag(shifted, 8, TPB, 4) == Share(0, 4)  # a 12th of a beat later: not the same
+
+
+def test_distinct_pitches_ranges_median_and_rests() -> None:
+    melody = bar_line(PHRASE + PHRASE)  # pitches 60 62 64 65 67 71 72
+    assert distinct_pitches(melody, 8, TPB) == Mean(7.0, 1)
+    assert distinct_pitches(melody, 16, TPB) == Mean(7.0 + 0.0, 2)  # the silent second span counts 0
+    assert pitch_ranges(melody, 8, TPB) == Median((12.0,))
+    assert pitch_ranges(melody, 16, TPB) == Median((12.0,))  # a silent span has no range
+    assert pitch_ranges(melody, 4, TPB) == Median(())  # shorter than a span: no value
+    assert median_pitch(bar_line([[60, 62, 70]])) == Median((62.0,)) and median_pitch([]) == Median(())
+    assert (Median((1.0, 5.0)) + Median((9.0,))).value == 5.0 and math.isnan(Median().value)
+    assert rest_bars(bar_line([PHRASE[0], [], PHRASE[1], []]), 4, TPB) == Share(2, 4)
+
+
+def test_same_downbeat_pitch() -> None:
+    assert same_downbeat_pitch(bar_line([[60, 64]] * 4), 4, TPB) == Share(1, 1)
+    assert same_downbeat_pitch(bar_line(PHRASE), 4, TPB) == Share(0, 1)  # 60, 67, 60, 71
+    late = [Note(n.start + 240, n.duration, n.pitch, 90) for n in bar_line(PHRASE)]
+    assert same_downbeat_pitch(late, 4, TPB) == Share(0, 0)  # nothing on a downbeat: no count
+    chords = bar_line([[60]] * 4) + bar_line([[64]] * 4)  # two notes on each downbeat: the highest is heard
+    assert same_downbeat_pitch(chords, 4, TPB) == Share(1, 1)
+
+
+def test_high_point_phrases() -> None:
+    assert high_point_phrases(bar_line(PHRASE), 4, TPB) == Share(1, 1)  # one 72, 7 above the median
+    ceiling = bar_line([[60, 67, 60, 67], [60, 67, 64, 62], [60, 62, 64, 62], [60, 62, 64, 60]])
+    assert high_point_phrases(ceiling, 4, TPB) == Share(0, 1)  # 67 three times: no single peak
+    flat = bar_line([[60, 62, 60, 62]] * 4)
+    assert high_point_phrases(flat, 4, TPB) == Share(0, 1)  # 62 only 2 above... and reached 8 times
+    assert high_point_phrases(bar_line(PHRASE + [[], [], [], []]), 8, TPB) == Share(1, 1)  # a silent phrase: none
+
+
+def span(bar: float, bars: float, chord) -> ChordSpan:
+    return ChordSpan(round(bar * BAR), round((bar + bars) * BAR), chord)
+
+
+C, F, G, AM = (parse_chord(x) for x in ("C:maj", "F:maj", "G:maj", "A:min"))
+A7, E, AB = parse_chord("A:7"), parse_chord("E:maj"), parse_chord("Ab:maj")
+
+
+def test_chords_per_window_and_one_chord_vamps() -> None:
+    vamp = [span(0, 8, C)]
+    assert chords_per_window(vamp, 8, TPB) == Mean(2.0, 2) and one_chord(vamp) == Share(1, 1)
+    per_bar = [span(b, 1, (AM, F, C, G)[b % 4]) for b in range(8)]
+    assert chords_per_window(per_bar, 8, TPB) == Mean(8.0, 2) and one_chord(per_bar) == Share(0, 1)
+    colours = [span(0, 2, C), span(2, 2, parse_chord("C:maj7")), span(4, 4, parse_chord("C:maj/3"))]
+    assert chord_segments(colours) == [(0, 8 * BAR, (0, 4, 7))] and one_chord(colours) == Share(1, 1)
+    across = [span(0, 3, C), span(3, 2, F), span(5, 3, C)]  # F across the windows' edge counts in both
+    assert chords_per_window(across, 8, TPB) == Mean(4.0, 2)
+    assert one_chord([]) == Share(0, 0)
+
+
+def test_tonic_downbeats_reads_the_bass_sounding_at_the_downbeat() -> None:
+    c_major = parse_key("C major")
+    bass = [Note(0, BAR, 36, 90), Note(BAR + 480, BAR - 480, 43, 90),  # bar 2: the C of bar 1 ended; G after it
+            Note(2 * BAR - 960, BAR + 960, 48, 90), Note(3 * BAR, 480, 45, 90)]  # held over bar 3; A in bar 4
+    assert tonic_downbeats(bass, 4, TPB, c_major) == Share(2, 3)
+    assert tonic_downbeats(bass, 4, TPB, parse_key("A minor")) == Share(1, 3)
+
+
+def test_chord_scales_spell_the_out_of_key_tones_by_letter() -> None:
+    c_major, a_minor = parse_key("C major"), parse_key("A minor")
+    assert chord_scale(A7, c_major) == frozenset({1, 2, 4, 5, 7, 9, 11})  # C -> C#
+    assert chord_scale(E, a_minor) == frozenset({9, 11, 0, 2, 4, 5, 8})  # G -> G# (harmonic minor)
+    assert chord_scale(AB, c_major) == frozenset({0, 2, 3, 5, 7, 8, 11})  # Ab: A -> Ab, E -> Eb (not G#)
+    assert chord_scale(parse_chord("D:7"), c_major) == frozenset({0, 2, 4, 6, 7, 9, 11})  # F -> F#
+    assert chord_scale(AM, c_major) is None and chord_scale(G, c_major) is None  # in the key
+    assert chord_scale(parse_chord("G:7"), c_major) is None  # the 7th F is in C major
+    assert chord_scale(parse_chord("B:maj"), parse_key("E minor")) == frozenset({4, 6, 7, 9, 11, 0, 3})
+    assert key_scale_by_letter(parse_key("F# major")) == [1, 3, 5, 6, 8, 10, 11]  # C# D# E# F# G# A# B
+    assert chord_scale(parse_chord("C:maj/b7"), c_major) == frozenset({0, 2, 4, 5, 7, 9, 10})  # slash Bb: B -> Bb
+    assert sounding_tones(C) == frozenset({0, 4, 7}) and sounding_tones(A7) == frozenset({9, 1, 4, 7})
+
+
+def test_chord_scale_notes_and_clashes_over_a7_in_c_major() -> None:
+    c_major = parse_key("C major")
+    chords = [span(0, 1, C), span(1, 1, A7)]
+    follows = [Note(BAR, 480, 61, 90), Note(BAR + 480, 480, 64, 90), Note(BAR + 960, 480, 71, 90)]  # C# E B
+    key_bound = [Note(BAR, 480, 60, 90), Note(BAR + 480, 480, 64, 90), Note(BAR + 960, 480, 71, 90)]  # C E B
+    assert chord_scale_notes(follows + [Note(BAR, 1920, 45, 90)], chords, c_major, TPB) == Share(4, 4)
+    assert chord_scale_notes(key_bound, chords, c_major, TPB) == Share(2, 3)
+    c_bar = [Note(0, 480, 60, 90)]  # under C: in key, not counted
+    assert chord_scale_notes(c_bar, chords, c_major, TPB) == Share(0, 0)
+    assert beat_clashes(key_bound, chords, TPB, c_major) == Share(1, 3)  # C against C#
+    assert beat_clashes(follows, chords, TPB, c_major) == Share(0, 3)
+    assert beat_clashes([Note(BAR, 480, 62, 90)], chords, TPB, c_major) == Share(1, 1)  # D: a semitone over C#
+    assert beat_clashes(c_bar + [Note(480, 480, 65, 90)], chords, TPB) == Share(1, 2)  # F against E under C
+    assert beat_clashes(c_bar + [Note(480, 480, 65, 90)], chords, TPB, c_major) == Share(0, 0)
+    off_beat = [Note(BAR + 240, 240, 60, 90)]  # a passing C between beats is no strong-beat clash
+    assert beat_clashes(off_beat, chords, TPB, c_major) == Share(0, 0)
+    # of the notes on the letter A7 alters (C or C#): the chord's C# or the key's C
+    assert altered_notes_followed(follows + key_bound + off_beat, chords, c_major, TPB) == Share(1, 3)
+    assert altered_notes_followed(c_bar, chords, c_major, TPB) == Share(0, 0)  # under C nothing is altered
+    e_in_a_minor = [span(0, 1, E)]
+    g_or_g_sharp = [Note(0, 480, 68, 90), Note(480, 480, 67, 90), Note(960, 480, 64, 90)]  # G# G E
+    assert altered_notes_followed(g_or_g_sharp, e_in_a_minor, parse_key("A minor"), TPB) == Share(1, 2)
+
+
+def test_style_figures_by_role_key_chords_and_length() -> None:
+    tracks = {"drums": groove_bars(ROCK, 8), "bass": [Note(b * BAR, BAR, 36, 90) for b in range(8)],
+              "melody": bar_line(PHRASE + PHRASE)}
+    figures = style_figures(tracks, 8, TPB)
+    assert set(figures) == set(STYLE_FIGURES) - {"melody16_copied_bars", "melody16_repeat_lag8", "bass_tonic_downbeats",
+                                                 "chords_per_4_bars", "one_chord_pieces", "chord_scale_notes",
+                                                 "out_of_key_clashes", "strong_beat_clashes", "altered_notes_followed"}
+    assert figures["backbeat_bars"] == Share(8, 8) and figures["melody_similar4_pieces"] == Share(1, 1)
+    assert figures["bass_few_pitch_pieces"] == Share(1, 1)
+    with_harmony = style_figures(tracks, 8, TPB, parse_key("C major"), [span(0, 8, C)])
+    assert with_harmony["bass_tonic_downbeats"] == Share(8, 8) and with_harmony["one_chord_pieces"] == Share(1, 1)
+    long = style_figures({"melody": bar_line(PHRASE * 4)}, 16, TPB)
+    assert long["melody16_copied_bars"] == Share(12, 15) and long["melody16_repeat_lag8"] == Share(8, 8)
+    assert set(all_figures(tracks, 8, TPB)) == set(piece_figures(tracks, 8, TPB)) | set(figures)
+    assert {"melody_range", "swing_phase"} <= set(FIGURES)
+    assert format_figure("swing_phase", 0.5614) == "0.561" and format_figure("melody_range", 14.0) == "14.0"
+
+
+def test_drum_window_features_read_the_groove_as_played() -> None:
+    rock, half = groove_bars(ROCK, 4, shift=20), groove_bars(HALF_TIME, 4)
+    a, b = drum_window_features(rock, TPB, 4), drum_window_features(half, TPB, 4)
+    assert a.shape == b.shape == (len(DRUM_FEATURE_NAMES),)
+    named = dict(zip(DRUM_FEATURE_NAMES, a))
+    assert named["snare_step4"] == named["snare_step12"] == 1.0 and named["backbeat"] == 1.0
+    assert dict(zip(DRUM_FEATURE_NAMES, b))["half_time"] == 1.0 and named["swing_phase"] == pytest.approx(
+        0.5 + 20 / TPB)
+
+
+def test_balanced_classifier_hears_the_small_class() -> None:
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(0, 1, (300, 1)), rng.normal(1.2, 1, (15, 1))]).astype(np.float32)
+    labels = ["rock"] * 300 + ["soul"] * 15
+    test = rng.normal(1.2, 1, (200, 1)).astype(np.float32)
+    plain = GenreClassifier.fit(features, labels).predict(test).count("soul")
+    balanced = GenreClassifier.fit(features, labels, balanced=True).predict(test).count("soul")
+    assert plain < 40 < 100 < balanced  # the majority wins doubtful windows unless classes weigh the same
