@@ -169,11 +169,27 @@ def _load(path: Path, min_seconds: float) -> tuple[np.ndarray, float]:
     import soundfile
 
     try:
+        header_rate = soundfile.info(str(path)).samplerate
+    except (RuntimeError, OSError):  # not a libsndfile format (MP3 on an old libsndfile): audioread reads it
+        header_rate = None
+    if header_rate is not None and header_rate <= 0:
+        raise _fail(path, f"not readable audio (its header says {header_rate} Hz); {AUDIO_HINT}")
+    try:
         with warnings.catch_warnings():  # librosa warns before it falls back to audioread
             warnings.simplefilter("ignore")
-            audio, _ = librosa.load(path, sr=SAMPLE_RATE, mono=True, duration=MAX_ANALYSIS_SECONDS)
-    except (RuntimeError, OSError, EOFError, ValueError, audioread.exceptions.DecodeError) as error:
+            audio, native_rate = librosa.load(path, sr=None, mono=False, duration=MAX_ANALYSIS_SECONDS)
+    except (RuntimeError, OSError, EOFError, ValueError, ZeroDivisionError,
+            audioread.exceptions.DecodeError) as error:
         raise _fail(path, f"not readable audio ({_read_error_reason(error, soundfile)}); {AUDIO_HINT}") from error
+    if not native_rate or native_rate <= 0:
+        raise _fail(path, f"not readable audio (a sample rate of {native_rate} Hz); {AUDIO_HINT}")
+    broken = int(np.count_nonzero(~np.isfinite(audio)))
+    if broken:  # a broken export: NaN or infinity cannot be resampled or measured
+        raise _fail(path, f"{broken} of its {audio.size} samples are not numbers (NaN or infinite); export the clip "
+                    "again")
+    audio = librosa.to_mono(audio)
+    if native_rate != SAMPLE_RATE:
+        audio = librosa.resample(audio, orig_sr=native_rate, target_sr=SAMPLE_RATE)
     read_seconds = audio.size / SAMPLE_RATE
     if read_seconds < min_seconds:
         raise _fail(path, f"only {read_seconds:.2f} s long; give at least {min_seconds:g} s (a bar or more)")
@@ -181,7 +197,7 @@ def _load(path: Path, min_seconds: float) -> tuple[np.ndarray, float]:
         seconds = max(read_seconds, float(soundfile.info(str(path)).duration))
     except (RuntimeError, OSError):  # decoded by audioread: what was read is what is known
         seconds = read_seconds
-    audio = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    audio = np.asarray(audio, dtype=np.float32)
     peak = float(np.max(np.abs(audio)))
     if peak < 10 ** (SILENCE_DBFS / 20):
         shown = "-inf" if peak == 0 else f"{20 * math.log10(peak):.0f}"

@@ -16,6 +16,7 @@ from typing import get_origin
 
 from stemforge.pipeline.request import GROUPS, RunRequest, cli_flag, request_fields, request_types
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.paths import disk_full
 from stemforge.symbolic.progress import stderr_is_terminal
 
 EXIT_USER_ERROR = 2
@@ -30,6 +31,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         default = action.default
         # `0 in (False,)` is true in Python: compare by identity, so a default of 0 is shown
         hidden = default is None or default is False or default is argparse.SUPPRESS or default in ("", [], ())
+        # a switch's default is the other switch's value (--full stores False into `lora`,
+        # whose default True read as "--full: default True"): its help says which is the default
+        hidden = hidden or isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction)
         if not hidden and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
@@ -414,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - a bug: shown as one, with its traceback
+        full = disk_full(error, getattr(error, "filename", None) or "the output folder")
+        if full is not None and not os.environ.get("STEMFORGE_DEBUG"):  # a full disk is not a bug
+            print(f"error: {full}", file=sys.stderr)
+            return EXIT_USER_ERROR
         traceback.print_exc(file=sys.stderr)
         print(f"internal error: {type(error).__name__}: {error} -- a bug in stemforge, not in your input; "
               "please report it with the traceback above", file=sys.stderr)

@@ -321,6 +321,8 @@ def load_worker_composer(model: str | None, threads: int) -> Composer:
 
     composer = cached_composer(model)
     sampler_for(composer).warm()
+    import pyloudnorm  # noqa: F401 - the loudness meter every render runs: its scipy.signal import is ~1 s
+
     import stemforge.audio.render  # noqa: F401 - imported for its cost, not its names
     return composer
 

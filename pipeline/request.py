@@ -164,6 +164,13 @@ class RunRequest:
     dry: bool = _spec(False, "no effects", "stems")
     tail: str = _spec("wrap", "wrap: reverb/release tails wrap to the loop start (seamless loops); cut: fade out",
                       "stems", choices=TAILS, max_length=20)
+    loudness_lufs: float | None = _spec(None, "integrated loudness of the mix in LUFS, e.g. -14 (streaming) or -9 "
+                                        "(club); the stems are scaled together by one gain, so they still sum to the "
+                                        "mix, never past the true-peak ceiling (default: the rendered level)",
+                                        "stems", flag="--loudness", metavar="LUFS", ge=-40, le=-5)
+    true_peak_dbtp: float = _spec(-1.0, "true-peak ceiling of the mix and every stem in dBTP (4x oversampled, "
+                                  "BS.1770), applied to every render", "stems", flag="--true-peak", metavar="DBTP",
+                                  ge=-12, le=0)
 
     # ---------------------------------------------------------------- rules
     def check(self) -> RunRequest:
@@ -200,17 +207,23 @@ class RunRequest:
         return self
 
     def check_render_settings(self) -> None:
-        """The render fields that need no file: renderer, sample rate, tail, instruments."""
+        """The render fields that need no file: renderer, sample rate, tail, instruments, loudness."""
         from stemforge.audio.render import check_settings
 
         if self.renderer not in RENDERERS:
             raise RunError(f"--renderer: unknown renderer {self.renderer!r}; use sample or musicgen",
                            field="renderer")
         check_settings(self.render_options())
+        self.loudness_settings().check()
 
     # ---------------------------------------------------------------- views
     def sampling_settings(self) -> SamplingSettings:
         return SamplingSettings(self.temperature, self.top_k, self.top_p, self.key_bias, self.decoder)
+
+    def loudness_settings(self):
+        from stemforge.audio.loudness import LoudnessSettings
+
+        return LoudnessSettings(self.loudness_lufs, self.true_peak_dbtp)
 
     def render_options(self):
         from stemforge.audio.render import RenderOptions
