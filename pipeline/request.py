@@ -33,6 +33,7 @@ from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.sampling_settings import DECODERS, SamplingSettings
 
 RENDERERS = ("sample", "musicgen")
+MAX_PROMPT_CHARS = 500
 MAX_TAKES = 16  # a take's KV cache is ~25 MB at the shipped model's 2048 tokens
 TAILS = ("wrap", "cut")
 
@@ -85,7 +86,7 @@ def _roles(text: str) -> tuple[str, ...]:
 @dataclass
 class RunRequest:
     # -- what to compose
-    prompt: str = _spec("", 'free text, e.g. "lofi 80bpm in F minor, 16 bars, chill"', "steer", max_length=500)
+    prompt: str = _spec("", 'free text, e.g. "lofi 80bpm in F minor, 16 bars, chill"', "steer", max_length=MAX_PROMPT_CHARS)
     genre: str | None = _spec(None, f"genre or a synonym ({', '.join(GENRES)})", "steer", max_length=40)
     bpm: float | None = _spec(None, "exact tempo written to MIDI and WAV (1-300, fractions allowed); default: "
                               "from the prompt or the genre's usual tempo", "steer")
@@ -176,6 +177,9 @@ class RunRequest:
     def check(self) -> RunRequest:
         """Every rule that needs no file and no model, naming the field at fault; returns self.
         Files, folders, the earlier run and the conditions are checked by `run.check_inputs`."""
+        if len(self.prompt) > MAX_PROMPT_CHARS:  # the API bounds it too; a 20 MB prompt was parsed for minutes
+            raise RunError(f"--prompt: {len(self.prompt)} characters; a prompt holds at most {MAX_PROMPT_CHARS}",
+                           field="prompt")
         try:
             self.sampling_settings().validate()
         except UserError as error:
