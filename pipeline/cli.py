@@ -241,8 +241,13 @@ def cmd_finetune_musicgen(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from stemforge.pipeline.service import serve
 
-    serve(host=args.host, port=args.port, data_dir=args.data, token=args.token or os.environ.get("STEMFORGE_TOKEN"),
-          model=args.model, workers=args.workers, config=args.config, broker=args.broker)
+    try:
+        serve(host=args.host, port=args.port, data_dir=args.data,
+              token=args.token or os.environ.get("STEMFORGE_TOKEN"), model=args.model, workers=args.workers,
+              config=args.config, broker=args.broker)
+    except KeyboardInterrupt:  # uvicorn stopped cleanly first (running jobs queued again), then re-raised the signal
+        pass
+    print("stemforge: stopped", file=sys.stderr)
     return 0
 
 
