@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the jobs of a `pipeline serve --broker` on this machine",
                        formatter_class=HelpFormatter,
                        description="Load the composer once, then run the broker's jobs for that model, writing "
-                       "run folders into the shared data folder. Ctrl-C/SIGTERM finish the running job first.")
+                       "run folders into the shared data folder. Ctrl-C/SIGTERM hand the running job back to the queue and exit.")
     p.add_argument("--broker", required=True, help="the Redis URL the API was started with")
     p.add_argument("--data", type=Path, required=True, help="the API's data folder, as mounted on this machine")
     p.add_argument("--model", type=Path, help="model directory (default: the shipped composer); takes only jobs "
