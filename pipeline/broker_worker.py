@@ -301,6 +301,10 @@ def inside_data(data_dir: Path, relative: str, name: str) -> Path:
     return path
 
 
+class Refused(PermissionError):
+    """A job that is not stemforge's own (its reason is the job's failure, one line)."""
+
+
 class PerformOnly(Job):
     """An RQ job that can only be stemforge's own: RQ calls whatever function a job names, and
     the callbacks (on_success, on_failure, on_stopped) and webhooks it names, so a job someone
@@ -309,14 +313,14 @@ class PerformOnly(Job):
 
     def _execute(self) -> Any:
         forged = [what for what, present in (
-            ("a callback", self._success_callback_name or self._failure_callback_name or self._stopped_callback_name),
-            ("a webhook", self.webhooks), ("retries", self.retries_left), ("repeats", self.repeats_left),
+            ("callbacks", self._success_callback_name or self._failure_callback_name or self._stopped_callback_name),
+            ("webhooks", self.webhooks), ("retries", self.retries_left), ("repeats", self.repeats_left),
             ("dependencies", self._dependency_ids), ("keyword arguments", self.kwargs),
-            (f"{len(self.args)} arguments", len(self.args) != JOB_ARGUMENTS)) if present]
+            ("arguments but (job id, request, time limit)", len(self.args) != JOB_ARGUMENTS)) if present]
         if self.func_name != PERFORM or self.instance is not None:
-            raise PermissionError(f"refused: this worker runs only {PERFORM}, not {self.func_name}")
+            raise Refused(f"refused: this worker runs only {PERFORM}, not {self.func_name}")
         if forged:
-            raise PermissionError(f"refused: a stemforge job carries no {', '.join(forged)}")
+            raise Refused(f"refused: a stemforge job has no {', '.join(forged)}")
         return super()._execute()
 
     @property
@@ -348,6 +352,12 @@ def _stoppable_worker_class():
                     _WORKER.shutting_down = True
             print("stemforge worker: stopping; a running job goes back to the queue", file=sys.stderr, flush=True)
             super().request_stop(signum, frame)
+
+        def handle_exception(self, job, *exc_info):
+            if isinstance(exc_info[1], Refused):  # a forged job: one line, not a stemforge traceback
+                print(f"stemforge worker: job {job.id}: {exc_info[1]}", file=sys.stderr, flush=True)
+                return
+            super().handle_exception(job, *exc_info)
 
     return StoppableWorker
 

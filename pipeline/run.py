@@ -617,6 +617,27 @@ def arrangement_from_run(run_dir: Path, manifest: RunManifest, what: str = "RUN_
     return Arrangement(manifest.conditions, tracks)
 
 
+def _copy_run(run_dir: Path, tmp: Path) -> None:
+    """The run folder (not its stems or hidden files) copied to `tmp`; the first failure raised
+    as itself (shutil.copytree gathers them into one shutil.Error, without the errno that tells
+    a full disk)."""
+    failures: list[OSError] = []
+
+    def copy(source: str, target: str) -> None:
+        try:
+            shutil.copy2(source, target)
+        except OSError as error:
+            failures.append(error)
+            raise
+
+    try:
+        shutil.copytree(run_dir, tmp, symlinks=True, ignore=shutil.ignore_patterns("stems", ".*"), copy_function=copy)
+    except shutil.Error:
+        if failures:
+            raise failures[0] from None
+        raise
+
+
 def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> Path:
     """`pipeline render`: new stems for an existing run's MIDI, without recomposing.
 
@@ -643,7 +664,7 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
     try:
         tmp, lock = partial_folder(target)
         shutil.rmtree(tmp)  # copytree makes the folder itself
-        shutil.copytree(run_dir, tmp, symlinks=True, ignore=shutil.ignore_patterns("stems", ".*"))
+        _copy_run(run_dir, tmp)
         for relative in filter(None, old_render):
             (tmp / relative).unlink(missing_ok=True)
         started = time.perf_counter()
