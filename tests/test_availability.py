@@ -13,11 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from stemforge.pipeline.jobs import TEST_STALL_ENV
-from tests.test_broker import REDIS, Cluster, RedisServer
+from tests.test_broker import REDIS, Cluster
 from tests.test_service import REPO_ROOT, STALL_SEED, ServiceProcess, partial_of, post, wait_for, write_config
 
 pytestmark = pytest.mark.slow
@@ -30,24 +29,7 @@ def _traceback_free(log: str) -> None:
 class GroupService(ServiceProcess):
     """`pipeline serve` (local back end) in a process group of its own, as systemd runs it."""
 
-    def start(self, token: str | None = None) -> None:
-        command = [sys.executable, "-m", "stemforge.pipeline.cli", "serve", "--port", str(self.port), "--data",
-                   str(self.data_dir), "--model", str(self.model), "--workers", "1"]
-        env = {**os.environ, "STEMFORGE_SERVICE_CONFIG": str(self.config),
-               TEST_STALL_ENV: f"{STALL_SEED}:{self.stall_seconds}", "PYTHONUNBUFFERED": "1"}
-        with open(self.log, "a") as log:
-            self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).json()["status"] == "ok":
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"the service did not become ready:\n{self.log.read_text()[-3000:]}")
+    new_session = True
 
     def stop_group(self) -> int:
         os.killpg(self.process.pid, signal.SIGTERM)  # systemd's default KillMode=control-group, SIGTERM
@@ -120,28 +102,7 @@ def test_a_process_group_stop_requeues_the_running_job_broker(cluster: Cluster) 
     assert "stopped answering" not in _logs(cluster)  # not mistaken for a lost worker either
 
 
-class RestartingRedis(RedisServer):
-    def restart(self, away_seconds: float) -> None:
-        """kill -9, `away_seconds` away, started again on the same port, empty (no persistence)."""
-        self.process.kill()
-        self.process.wait()
-        time.sleep(away_seconds)
-        folder = Path(self.process.args[self.process.args.index("--dir") + 1])
-        self.process = subprocess.Popen(self.process.args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        import redis
-
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError(f"redis-server did not start again in {folder}")
-
-
 def test_a_redis_restart_kills_no_worker_and_loses_no_job(cluster: Cluster) -> None:
-    cluster.redis.__class__ = RestartingRedis
     busy, idle = _group_worker(cluster), _group_worker(cluster)
     cluster.start()
     cluster.wait_ready(2)

@@ -42,12 +42,15 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
+        self.command = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
+                        "--appendonly", "no"]
+        self._start()
+
+    def _start(self) -> None:
         import redis
 
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
                 redis.Redis.from_url(self.url).ping()
@@ -55,6 +58,13 @@ class RedisServer:
             except redis.ConnectionError:
                 time.sleep(0.05)
         raise AssertionError("redis-server did not start")
+
+    def restart(self, away_seconds: float) -> None:
+        """kill -9, `away_seconds` away, started again on the same port, empty (no persistence)."""
+        self.process.kill()
+        self.process.wait()
+        time.sleep(away_seconds)
+        self._start()
 
     def stop(self) -> None:
         self.process.terminate()
