@@ -21,6 +21,16 @@ kernels take ~2.5 s to compile in every process:
 3. Confidence: the envelope's autocorrelation at the beat (a steady beat repeats, noise, loose
    playing and bar-long chords do not; below `MIN_PERIODICITY` there is no beat), times how clear
    the octave tests were.
+4. The loop's length: a loop holds whole bars, so the tempos at which the clip is 1, 2, 3, 4, 6,
+   8, 12 or 16 bars long are candidates. One within LOOP_TOLERANCE of the beat's tempo, or of
+   its double, half, 3/2 or 2/3 (a riff in dotted quarters reads as 3/2 of the beat), is taken,
+   the beat's own octave first: it is exact where the clip was cut at the bar line (an LMMS
+   140 bpm loop of 4 bars read 95.7 from its onsets alone). The clip's end is taken to within
+   LENGTH_SLOP_SECONDS (a fade, a few samples of padding).
+5. A musical value: the tempo is snapped to the nearest whole bpm, else the nearest half, when
+   that lies within the estimate's error (the beat: two envelope frames over the clip, at least
+   0.1 bpm; the length: LENGTH_SLOP_SECONDS over the clip), and `describe()` says so (91.9 from
+   a 92 bpm loop drifted 23 ms in 8 bars against it).
 
 Key: the constant-Q spectrum's harmonic part (`librosa.decompose.hpss` on the CQT, ~10x cheaper
 than splitting the audio), reduced to partials (what stands above the local spectral median: a
@@ -28,6 +38,8 @@ cymbal's wash is sustained, so "harmonic", but has no pitch), folded to a chroma
 clip and correlated with the Krumhansl-Kessler profiles stemforge uses for chords
 (`symbolic.conditions`). Confidence is the margin over the runner-up key, which for a minor loop
 is usually its relative major; a chroma that fits no key (noise, most drum loops) gives none.
+`describe()` names the relative whenever it is the runner-up and the margin is not decisive: the
+notes of a minor key and its relative major are the same, only the tonic tells them apart.
 
 Measured on 30 rendered loops (POP909 piano, key and tempo labelled, with Groove MIDI drums
 retimed to it, a Hydrogen kit): tempo right (or its double for labels under 70) in 23, double in
@@ -49,8 +61,15 @@ from stemforge.symbolic.errors import UserError
 
 SAMPLE_RATE = 22050
 MAX_ANALYSIS_SECONDS = 60.0  # a whole song is accepted; its first minute is measured
+MIN_SECONDS = 1.0  # one bar at 240 bpm (one bar at 130 bpm, 1.85 s, was refused at 2 s)
 SILENCE_DBFS = -60.0  # a peak below this is silence
 SURE = 0.6  # confidence from which describe() says "sure"
+SURE_BPM_ERROR = 0.5  # ... and a tempo error no larger than this (bpm)
+LOOP_BARS = (1, 2, 3, 4, 6, 8, 12, 16)  # the lengths a loop is cut to
+LOOP_RELATIONS = (1.0, 2.0, 0.5, 1.5, 2.0 / 3.0)  # the beat's own tempo first, then its octaves and 3:2
+LOOP_TOLERANCE = 0.04  # a length's tempo within 4 % of one of those: the clip is that many bars
+LENGTH_SLOP_SECONDS = 0.01
+MIN_BPM_ERROR = 0.1
 
 HOP_LENGTH = 256  # onset envelope frames of 11.6 ms
 MEL_BANDS = 96
@@ -83,7 +102,8 @@ class LoopError(UserError):
 
 @dataclass(frozen=True)
 class LoopEstimate:
-    """What a reference loop says: tempo (bpm, 0.1 steps, within 1-300) and key (stemforge's
+    """What a reference loop says: tempo (bpm within 1-300: a whole or half bpm where that is
+    within `bpm_error`, else 0.1 steps) and key (stemforge's
     spelling, "F minor"; None without tonal content), how sure each is (0..1), and the clip's
     length in seconds. `bpm` is None only from `estimate_loop(require_beat=False)` on a clip
     without a steady beat."""
@@ -94,28 +114,42 @@ class LoopEstimate:
     key_confidence: float
     seconds: float
     source: str = ""  # the file's name, for describe()
-    key_runner_up: str | None = None  # the second-best key, named while the key is unsure
+    key_runner_up: str | None = None  # the second-best key
+    bpm_error: float | None = None  # how far off the tempo may be (bpm), where it was measured
+    bpm_note: str = ""  # how the tempo was settled: "snapped from 91.9", "4 bars long"
 
     def describe(self) -> str:
-        """One line, e.g. 'loop.wav: 92.0 bpm (sure), F minor (unsure: Ab major close)'."""
+        """One line, e.g. 'loop.wav: 92 bpm (sure, ±0.1; snapped from 91.9), F minor (or its
+        relative Ab major: the same notes)'."""
         if self.bpm is None:
             tempo = "no steady beat found; pass --bpm"
         else:
-            tempo = f"{self.bpm:.1f} bpm ({_sureness(self.bpm_confidence)})"
+            error = self.bpm_error if self.bpm_error is not None else 0.0
+            sure = self.bpm_confidence >= SURE and error <= SURE_BPM_ERROR
+            shown = f"±{error:.1f}" if error >= 0.1 else f"±{error:.2f}"
+            words = ["sure" if sure else "unsure"] + ([shown] if self.bpm_error is not None else [])
+            note = f"; {self.bpm_note}" if self.bpm_note else ""
+            tempo = f"{self.bpm:g} bpm ({', '.join(words)}{note})"
         if self.key is None:
             key = "no key found; pass --key"
+        elif self.key_runner_up is not None and self.key_confidence < 1.0 and _relatives(self.key, self.key_runner_up):
+            key = f"{self.key} (or its relative {self.key_runner_up}: the same notes, the tonic decides)"
         elif self.key_confidence >= SURE or self.key_runner_up is None:
-            key = f"{self.key} ({_sureness(self.key_confidence)})"
+            key = f"{self.key} ({'sure' if self.key_confidence >= SURE else 'unsure'})"
         else:
             key = f"{self.key} (unsure: {self.key_runner_up} close)"
         return f"{self.source}: {tempo}, {key}" if self.source else f"{tempo}, {key}"
 
 
-def _sureness(confidence: float) -> str:
-    return "sure" if confidence >= SURE else "unsure"
+def _relatives(first: str, second: str) -> bool:
+    """Whether two keys are a minor key and its relative major (the same pitch classes)."""
+    from stemforge.symbolic.conditions import parse_key
+
+    a, b = parse_key(first), parse_key(second)
+    return a.mode != b.mode and a.scale_pitch_classes == b.scale_pitch_classes
 
 
-def estimate_loop(path: Path, min_seconds: float = 2.0, *, require_beat: bool = True) -> LoopEstimate:
+def estimate_loop(path: Path, min_seconds: float = MIN_SECONDS, *, require_beat: bool = True) -> LoopEstimate:
     """Tempo and key of the audio clip at `path` (see the module doc). Raises LoopError (field
     "like", one line naming the file) for a missing or unreadable file, a clip shorter than
     `min_seconds`, silence, or no steady beat; with `require_beat=False` (the user gave --bpm) a
@@ -124,8 +158,10 @@ def estimate_loop(path: Path, min_seconds: float = 2.0, *, require_beat: bool = 
     audio, seconds = _load(path, min_seconds)
     import librosa
 
+    bpm_error, note = None, ""
     try:
         bpm, bpm_confidence = _tempo(path, audio, librosa)
+        bpm, bpm_error, note = musical_tempo(bpm, seconds, min(seconds, MAX_ANALYSIS_SECONDS), bpm_confidence)
     except LoopError:
         if require_beat:
             raise
@@ -133,8 +169,47 @@ def estimate_loop(path: Path, min_seconds: float = 2.0, *, require_beat: bool = 
     key, key_confidence, runner_up = _key(audio, librosa)
     return LoopEstimate(
         bpm=bpm, key=key, bpm_confidence=bpm_confidence, key_confidence=key_confidence,
-        seconds=round(seconds, 2), source=path.name, key_runner_up=runner_up,
+        seconds=round(seconds, 2), source=path.name, key_runner_up=runner_up, bpm_error=bpm_error, bpm_note=note,
     )
+
+
+def musical_tempo(beat_bpm: float, seconds: float, analysed_seconds: float,
+                  confidence: float = 1.0) -> tuple[float, float, str]:
+    """(tempo, its error in bpm, what was done) from the beat's tempo and the clip's length (the
+    module doc, steps 4 and 5). The length is taken at the beat's own tempo when it lies within
+    three of the beat's errors; at its 3/2 or 2/3 (a riff in dotted quarters) within
+    LOOP_TOLERANCE and a quarter of a beat over the clip; at its double or half only when the beat
+    was unsure (`confidence` under SURE), then within half a beat. A clip not cut at the bar line
+    must not be read as one (8 bars of 123 bpm and 0.41 s read 119.9 with a looser rule)."""
+    frame_seconds = HOP_LENGTH / SAMPLE_RATE
+    beat_error = max(MIN_BPM_ERROR, 2 * beat_bpm * frame_seconds / analysed_seconds)
+    bpm, error, notes = beat_bpm, beat_error, []
+    fits = []
+    for order, relation in enumerate(LOOP_RELATIONS):
+        if confidence >= SURE and relation in (2.0, 0.5):
+            continue  # a sure beat keeps its octave (its own tests chose it); 3:2 is another matter
+        slack = 0.5 if confidence < SURE else 0.25  # beats over the whole clip
+        for bars in LOOP_BARS:
+            candidate = 60.0 * 4 * bars / seconds
+            expected = beat_bpm * relation
+            beats_off = abs(seconds * expected / 60.0 - 4 * bars)
+            if not MIN_BPM <= candidate <= MAX_BPM:
+                continue
+            if order == 0 and abs(candidate - expected) <= 3 * beat_error or \
+                    order and abs(candidate / expected - 1.0) <= LOOP_TOLERANCE and beats_off <= slack:
+                fits.append((order, beats_off, bars, candidate))
+    if fits:
+        _, _, bars, bpm = min(fits)
+        error = max(bpm * LENGTH_SLOP_SECONDS / seconds, 1e-3)
+        notes.append(f"{bars} bar{'s' if bars > 1 else ''} of {seconds:.2f} s"
+                     + (f"; the beat alone read {beat_bpm:.1f}" if abs(bpm - beat_bpm) > max(1.0, 3 * error) else ""))
+    for step in (1.0, 0.5):
+        musical = round(bpm / step) * step
+        if abs(musical - bpm) <= error:
+            if abs(musical - bpm) >= 0.05:
+                notes.append(f"snapped from {bpm:.1f}, within ±{error:.1f}")
+            return musical, round(error, 2), "; ".join(notes)
+    return round(bpm, 1), round(error, 2), "; ".join(notes)
 
 
 def _fail(path: Path, problem: str) -> LoopError:
@@ -169,11 +244,27 @@ def _load(path: Path, min_seconds: float) -> tuple[np.ndarray, float]:
     import soundfile
 
     try:
+        header_rate = soundfile.info(str(path)).samplerate
+    except (RuntimeError, OSError):  # not a libsndfile format (MP3 on an old libsndfile): audioread reads it
+        header_rate = None
+    if header_rate is not None and header_rate <= 0:
+        raise _fail(path, f"not readable audio (its header says {header_rate} Hz); {AUDIO_HINT}")
+    try:
         with warnings.catch_warnings():  # librosa warns before it falls back to audioread
             warnings.simplefilter("ignore")
-            audio, _ = librosa.load(path, sr=SAMPLE_RATE, mono=True, duration=MAX_ANALYSIS_SECONDS)
-    except (RuntimeError, OSError, EOFError, ValueError, audioread.exceptions.DecodeError) as error:
+            audio, native_rate = librosa.load(path, sr=None, mono=False, duration=MAX_ANALYSIS_SECONDS)
+    except (RuntimeError, OSError, EOFError, ValueError, ZeroDivisionError,
+            audioread.exceptions.DecodeError) as error:
         raise _fail(path, f"not readable audio ({_read_error_reason(error, soundfile)}); {AUDIO_HINT}") from error
+    if not native_rate or native_rate <= 0:
+        raise _fail(path, f"not readable audio (a sample rate of {native_rate} Hz); {AUDIO_HINT}")
+    broken = int(np.count_nonzero(~np.isfinite(audio)))
+    if broken:  # a broken export: NaN or infinity cannot be resampled or measured
+        raise _fail(path, f"{broken} of its {audio.size} samples are not numbers (NaN or infinite); export the clip "
+                    "again")
+    audio = librosa.to_mono(audio)
+    if native_rate != SAMPLE_RATE:
+        audio = librosa.resample(audio, orig_sr=native_rate, target_sr=SAMPLE_RATE)
     read_seconds = audio.size / SAMPLE_RATE
     if read_seconds < min_seconds:
         raise _fail(path, f"only {read_seconds:.2f} s long; give at least {min_seconds:g} s (a bar or more)")
@@ -181,7 +272,7 @@ def _load(path: Path, min_seconds: float) -> tuple[np.ndarray, float]:
         seconds = max(read_seconds, float(soundfile.info(str(path)).duration))
     except (RuntimeError, OSError):  # decoded by audioread: what was read is what is known
         seconds = read_seconds
-    audio = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    audio = np.asarray(audio, dtype=np.float32)
     peak = float(np.max(np.abs(audio)))
     if peak < 10 ** (SILENCE_DBFS / 20):
         shown = "-inf" if peak == 0 else f"{20 * math.log10(peak):.0f}"

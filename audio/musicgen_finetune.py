@@ -479,13 +479,13 @@ def finetune_musicgen(request: FinetuneRequest, progress: bool = True) -> dict:
     _check_request(request)
     started = time.perf_counter()
     out = Path(request.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(request.seed)
     print(check_musicgen_weights(request.base, "--base"), file=sys.stderr)
     try:
         bundle = load_musicgen(request.base, request.device)
     except MusicGenError as error:  # its messages name --musicgen, the run flag; here the flag is --base
         raise FinetuneError(str(error).replace("--musicgen", "--base", 1), field="base") from error
+    out.mkdir(parents=True, exist_ok=True)  # only now: a base that cannot be used left an empty --out
     model = bundle.model.float()  # fp32 master weights; autocast gives the half precision on GPU
     model.freeze_text_encoder()
     model.freeze_audio_encoder()

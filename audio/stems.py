@@ -37,6 +37,9 @@ class StemSet:
     bars: int
     stems: dict[str, np.ndarray]  # role -> float32 (2, num_samples)
     beats_per_bar: int = 4
+    # the level the mix may peak at before `mix()` scales it down: the true-peak ceiling once
+    # audio.loudness has leveled the stems (their sum is then under it already)
+    ceiling_db: float = MIX_CEILING_DB
 
     @property
     def num_samples(self) -> int:
@@ -57,17 +60,23 @@ class StemSet:
             if not np.isfinite(audio).all():
                 raise RenderError(f"stem {role!r}: contains NaN or infinite samples")
 
-    def mix(self) -> np.ndarray:
-        """The sum of the stems, scaled down only when it would peak above MIX_CEILING_DB.
-
-        The sample renderer already leaves headroom, so for its stems this is the plain sum
-        (stems dropped into a DAW at unity gain reproduce mix.wav).
-        """
+    def mix_sum(self) -> np.ndarray:
+        """The plain sum of the stems."""
         total = np.zeros((2, self.num_samples), dtype=np.float32)
         for audio in self.stems.values():
             total += audio.astype(np.float32, copy=False)
+        return total
+
+    def mix(self) -> np.ndarray:
+        """The sum of the stems, scaled down only when it would peak above `ceiling_db`.
+
+        The sample renderer already leaves headroom, and a render's stems are leveled under
+        the true-peak ceiling (audio.loudness), so this is the plain sum (stems dropped into a
+        DAW at unity gain reproduce mix.wav).
+        """
+        total = self.mix_sum()
         peak = float(np.abs(total).max(initial=0.0))
-        ceiling = db_to_gain(MIX_CEILING_DB)
+        ceiling = db_to_gain(self.ceiling_db)
         if peak > ceiling:
             total *= np.float32(ceiling / peak)
         return total

@@ -45,6 +45,7 @@ from stemforge.pipeline.jobs import (
     remove_partials,
 )
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.run_manifest import MANIFEST_NAME
 
 KEY = "stemforge"
 BEAT_SECONDS = 1.0  # a worker renews a running job's heartbeat this often
@@ -54,8 +55,12 @@ HARD_STOP_SECONDS = 20.0  # a job asked to stop that has not within this long: i
 STATE_TTL = 7 * 24 * 3600  # how long Redis keeps a job's progress and outcome
 RETRIES = 1  # a job whose worker died runs once more elsewhere
 EVENTS = f"{KEY}:events"  # pub/sub channel: a worker announces a job's start and end, the API wakes at once
-PATH_FIELDS = ("out", "from_run", "like", "seed_midi")  # request paths inside the shared data folder
+# request paths inside the shared data folder (a job carries them relative to it)
+PATH_FIELDS = ("out", "from_run", "like", "seed_midi", "soundfont")
+# fields that are a sound's name or a path: a path travels as "./relative" inside the data folder
+NAME_OR_PATH_FIELDS = ("kit", "preset")
 PERFORM = "stemforge.pipeline.broker_worker.perform"  # the job function, by name: the API never imports it
+REQUEUED = "requeued"  # a job's outcome when its worker was stopped mid-job: the API queues it again
 
 
 class BrokerError(UserError):
@@ -106,16 +111,32 @@ def model_queue(model: Path | None, musicgen: str | None = None) -> str:
 
 def relative_request(kwargs: dict, data_dir: Path) -> dict:
     """A RunRequest's JSON with its data-folder paths relative to `data_dir` (and no model: the
-    worker uses its own copy of the model the queue names)."""
+    worker uses its own copy of the model the queue names). A kit or preset that is a file or
+    folder here travels as "./<path in the data folder>"; anything else is a name (a found kit,
+    a shipped preset) each worker looks up among its own."""
     moved = dict(kwargs, model=None)
-    for name in PATH_FIELDS:
-        if moved.get(name):
-            path = Path(moved[name]).resolve()
-            if not path.is_relative_to(data_dir):
-                raise JobError(f"{name}: {path} is outside the shared data folder {data_dir}; workers on other "
-                               "machines could not reach it")
-            moved[name] = path.relative_to(data_dir).as_posix()
+    for name in (*PATH_FIELDS, *NAME_OR_PATH_FIELDS):
+        value = moved.get(name)
+        if not value:
+            continue
+        path = Path(value).expanduser()
+        if name in NAME_OR_PATH_FIELDS and not path.exists():
+            continue  # a name
+        path = path.resolve()
+        if not path.is_relative_to(data_dir):
+            raise JobError(f"{name}: {path} is outside the shared data folder {data_dir}; workers on other "
+                           "machines could not reach it" + (" (name a kit or preset by its name instead)"
+                                                            if name in NAME_OR_PATH_FIELDS else ""))
+        relative = path.relative_to(data_dir).as_posix()
+        moved[name] = f"./{relative}" if name in NAME_OR_PATH_FIELDS else relative
     return moved
+
+
+def workers_key(queue: str) -> str:
+    """A sorted set per queue: worker name -> the time of its last heartbeat. Workers renew it
+    every second, so it is back within a second of Redis returning empty (RQ's own worker
+    registry is not: a worker that survived a Redis restart stayed invisible)."""
+    return f"{KEY}:workers:{queue}"
 
 
 def job_keys(rq_id: str) -> tuple[str, str, str]:
@@ -212,14 +233,15 @@ class BrokerPool(SchedulerHealth):
         return max(1, self._worker_count())
 
     def _worker_count(self) -> int:
-        """Workers registered on this model's queues that renewed their heartbeat in the last
-        BEAT_TTL seconds (RQ alone keeps a killed worker registered for minutes)."""
-        from rq import Worker
-
-        names = sorted({w.name for q in self._queues.values() for w in Worker.all(queue=q)})
-        if not names:
-            return 0
-        return sum(1 for alive in self.connection.mget([f"{KEY}:alive:{n}" for n in names]) if alive)
+        """Workers on this model's queues that renewed their heartbeat in the last BEAT_TTL
+        seconds (`workers_key`; RQ alone keeps a killed worker registered for minutes, and forgets
+        a living one when Redis restarts)."""
+        now = time.time()
+        names: set[bytes] = set()
+        for queue in self._queues:
+            self.connection.zremrangebyscore(workers_key(queue), "-inf", now - BEAT_TTL)
+            names.update(self.connection.zrangebyscore(workers_key(queue), now - BEAT_TTL, "+inf"))
+        return len(names)
 
     def status(self) -> dict:
         scheduler = {"scheduler": self.scheduler_state(), "scheduler_error": self._scheduler_error}
@@ -329,6 +351,9 @@ class BrokerPool(SchedulerHealth):
             return
         info_key, beat_key, _ = job_keys(rq_id)
         info = {k.decode(): v.decode() for k, v in self.connection.hgetall(info_key).items()}
+        if info.get("status") == REQUEUED:
+            self._requeue(job, rq_id)
+            return
         if info.get("status"):
             self._active.pop(job_id, None)
             self._lost_since.pop(rq_id, None)
@@ -371,10 +396,31 @@ class BrokerPool(SchedulerHealth):
         if time.monotonic() - first_missed >= LOST_AFTER_SECONDS:
             self._lost(job, rq_id, info.get("worker") or "?")
 
+    def _requeue(self, job: Job, rq_id: str) -> None:
+        """A job its worker handed back when it was stopped (SIGTERM: a systemd stop, a deploy):
+        queued again, as the same attempt, once that worker has let go of it (RQ has it finished)."""
+        seen = self._lost_since.setdefault(rq_id, time.monotonic())
+        if self._rq_status(rq_id) in ("started", "queued") and time.monotonic() - seen < HARD_STOP_SECONDS:
+            return  # RQ still finishing it on the worker (a worker that died there is waited for no longer)
+        self._active.pop(job.id, None)
+        self._lost_since.pop(rq_id, None)
+        self._remove_leftovers(job.id)
+        self._delete_rq(rq_id)
+        self.connection.delete(*job_keys(rq_id))
+        if job.status == "queued" or self.store.requeue(job.id):
+            print(f"stemforge: job {job.id}: its worker was stopped; queued again", file=sys.stderr)
+            self._enqueue(self.store.get(job.id), 0 if rq_id == job.id else int(rq_id.rpartition("-retry")[2]))
+
     def _lost(self, job: Job, rq_id: str, worker: str) -> None:
-        """A job whose worker died mid-run: once more on another worker, else failed saying why."""
+        """A job whose worker died mid-run: once more on another worker, else failed saying why.
+        A job whose folder is complete was finished by a worker that could not say so (Redis
+        away at that moment): it is done."""
         self._lost_since.pop(rq_id, None)
         self._active.pop(job.id, None)
+        run_dir = self.jobs_dir / job.id
+        if (run_dir / MANIFEST_NAME).is_file() or (run_dir / "take1" / MANIFEST_NAME).is_file():
+            self.store.finish(job.id, "done", run_dir=str(run_dir), was=("queued", "running"))
+            return
         self._remove_leftovers(job.id)
         self._delete_rq(rq_id)
         attempt = 0 if rq_id == job.id else int(rq_id.rpartition("-retry")[2])

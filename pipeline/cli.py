@@ -16,6 +16,7 @@ from typing import get_origin
 
 from stemforge.pipeline.request import GROUPS, RunRequest, cli_flag, request_fields, request_types
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.paths import disk_full
 from stemforge.symbolic.progress import stderr_is_terminal
 
 EXIT_USER_ERROR = 2
@@ -30,6 +31,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         default = action.default
         # `0 in (False,)` is true in Python: compare by identity, so a default of 0 is shown
         hidden = default is None or default is False or default is argparse.SUPPRESS or default in ("", [], ())
+        # a switch's default is the other switch's value (--full stores False into `lora`,
+        # whose default True read as "--full: default True"): its help says which is the default
+        hidden = hidden or isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction)
         if not hidden and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
@@ -242,8 +246,13 @@ def cmd_finetune_musicgen(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from stemforge.pipeline.service import serve
 
-    serve(host=args.host, port=args.port, data_dir=args.data, token=args.token or os.environ.get("STEMFORGE_TOKEN"),
-          model=args.model, workers=args.workers, config=args.config, broker=args.broker)
+    try:
+        serve(host=args.host, port=args.port, data_dir=args.data,
+              token=args.token or os.environ.get("STEMFORGE_TOKEN"), model=args.model, workers=args.workers,
+              config=args.config, broker=args.broker)
+    except KeyboardInterrupt:  # uvicorn stopped cleanly first (running jobs queued again), then re-raised the signal
+        pass
+    print("stemforge: stopped", file=sys.stderr)
     return 0
 
 
@@ -367,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the jobs of a `pipeline serve --broker` on this machine",
                        formatter_class=HelpFormatter,
                        description="Load the composer once, then run the broker's jobs for that model, writing "
-                       "run folders into the shared data folder. Ctrl-C/SIGTERM finish the running job first.")
+                       "run folders into the shared data folder. Ctrl-C/SIGTERM hand the running job back to the queue and exit.")
     p.add_argument("--broker", required=True, help="the Redis URL the API was started with")
     p.add_argument("--data", type=Path, required=True, help="the API's data folder, as mounted on this machine")
     p.add_argument("--model", type=Path, help="model directory (default: the shipped composer); takes only jobs "
@@ -419,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - a bug: shown as one, with its traceback
+        full = disk_full(error, getattr(error, "filename", None) or "the output folder")
+        if full is not None and not os.environ.get("STEMFORGE_DEBUG"):  # a full disk is not a bug
+            print(f"error: {full}", file=sys.stderr)
+            return EXIT_USER_ERROR
         traceback.print_exc(file=sys.stderr)
         print(f"internal error: {type(error).__name__}: {error} -- a bug in stemforge, not in your input; "
               "please report it with the traceback above", file=sys.stderr)

@@ -321,12 +321,23 @@ def load_worker_composer(model: str | None, threads: int) -> Composer:
 
     composer = cached_composer(model)
     sampler_for(composer).warm()
+    import pyloudnorm  # noqa: F401 - the loudness meter every render runs: its scipy.signal import is ~1 s
+
     import stemforge.audio.render  # noqa: F401 - imported for its cost, not its names
     return composer
 
 
 def worker_main(conn: Connection, model: str | None, data_dir: str, threads: int) -> None:
-    """One worker slot: load the model once, then run jobs sent over `conn` until EOF."""
+    """One worker slot: load the model once, then run jobs sent over `conn` until EOF.
+
+    SIGTERM and SIGINT are the service's to act on, not the worker's: a systemd stop (SIGTERM to
+    the whole process group) or Ctrl-C in a terminal reaches every process, and a worker that
+    died of it failed its job ("worker process died (exit code -15)") before the service could
+    put the job back in the queue. The service stops its workers itself (`WorkerPool.stop`)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if fcntl is not None:
@@ -487,10 +498,11 @@ class WorkerPool(SchedulerHealth):
                         self.store.requeue(job_id)
                     slot.job_ids = []
                 elif slot.process is not None:
-                    try:
-                        slot.conn.send(("stop",))
-                    except OSError:
-                        pass
+                    if slot.conn is not None:  # None once its pipe closed (the worker is gone already)
+                        try:
+                            slot.conn.send(("stop",))
+                        except OSError:
+                            pass
                     slot.process.join(timeout=2)
                     self._kill(slot)
 

@@ -33,6 +33,7 @@ from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.sampling_settings import DECODERS, SamplingSettings
 
 RENDERERS = ("sample", "musicgen")
+MAX_PROMPT_CHARS = 500
 MAX_TAKES = 16  # a take's KV cache is ~25 MB at the shipped model's 2048 tokens
 TAILS = ("wrap", "cut")
 
@@ -85,7 +86,7 @@ def _roles(text: str) -> tuple[str, ...]:
 @dataclass
 class RunRequest:
     # -- what to compose
-    prompt: str = _spec("", 'free text, e.g. "lofi 80bpm in F minor, 16 bars, chill"', "steer", max_length=500)
+    prompt: str = _spec("", 'free text, e.g. "lofi 80bpm in F minor, 16 bars, chill"', "steer", max_length=MAX_PROMPT_CHARS)
     genre: str | None = _spec(None, f"genre or a synonym ({', '.join(GENRES)})", "steer", max_length=40)
     bpm: float | None = _spec(None, "exact tempo written to MIDI and WAV (1-300, fractions allowed); default: "
                               "from the prompt or the genre's usual tempo", "steer")
@@ -169,11 +170,21 @@ class RunRequest:
     dawproject: bool = _spec(False, "also write <name>.dawproject (Bitwig Studio, Studio One and other DAWs that "
                              "read DAWproject): tempo, a track per stem and per part, markers, every take as a "
                              "scene (see docs/daw.md)", "stems")
+    loudness_lufs: float | None = _spec(None, "integrated loudness of the mix in LUFS, e.g. -14 (streaming) or -9 "
+                                        "(club); the stems are scaled together by one gain, so they still sum to the "
+                                        "mix, never past the true-peak ceiling (default: the rendered level)",
+                                        "stems", flag="--loudness", metavar="LUFS", ge=-40, le=-5)
+    true_peak_dbtp: float = _spec(-1.0, "true-peak ceiling of the mix and every stem in dBTP (4x oversampled, "
+                                  "BS.1770), applied to every render", "stems", flag="--true-peak", metavar="DBTP",
+                                  ge=-12, le=0)
 
     # ---------------------------------------------------------------- rules
     def check(self) -> RunRequest:
         """Every rule that needs no file and no model, naming the field at fault; returns self.
         Files, folders, the earlier run and the conditions are checked by `run.check_inputs`."""
+        if len(self.prompt) > MAX_PROMPT_CHARS:  # the API bounds it too; a 20 MB prompt was parsed for minutes
+            raise RunError(f"--prompt: {len(self.prompt)} characters; a prompt holds at most {MAX_PROMPT_CHARS}",
+                           field="prompt")
         try:
             self.sampling_settings().validate()
         except UserError as error:
@@ -205,17 +216,23 @@ class RunRequest:
         return self
 
     def check_render_settings(self) -> None:
-        """The render fields that need no file: renderer, sample rate, tail, instruments."""
+        """The render fields that need no file: renderer, sample rate, tail, instruments, loudness."""
         from stemforge.audio.render import check_settings
 
         if self.renderer not in RENDERERS:
             raise RunError(f"--renderer: unknown renderer {self.renderer!r}; use sample or musicgen",
                            field="renderer")
         check_settings(self.render_options())
+        self.loudness_settings().check()
 
     # ---------------------------------------------------------------- views
     def sampling_settings(self) -> SamplingSettings:
         return SamplingSettings(self.temperature, self.top_k, self.top_p, self.key_bias, self.decoder)
+
+    def loudness_settings(self):
+        from stemforge.audio.loudness import LoudnessSettings
+
+        return LoudnessSettings(self.loudness_lufs, self.true_peak_dbtp)
 
     def render_options(self):
         from stemforge.audio.render import RenderOptions

@@ -36,7 +36,7 @@ from stemforge.symbolic.conditions import (
     parse_prompt,
     validate,
 )
-from stemforge.symbolic.paths import output_problem
+from stemforge.symbolic.paths import disk_full, output_problem, partial_folder, release, remove_stale_partials
 from stemforge.symbolic.run_manifest import (
     FULL_MIDI,
     MANIFEST_NAME,
@@ -87,7 +87,7 @@ def _seed_clip_tracks(path: Path) -> dict[str, Track]:
     try:
         tracks = read_tracks(path)
     except ArrangementError as error:
-        raise RunError(f"--seed-midi: {path} is not a readable MIDI file") from error
+        raise RunError(f"--seed-midi: {str(error).splitlines()[0]}") from error
     if len(tracks) < len(ROLES):
         import symusic
 
@@ -347,34 +347,37 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
     report, started, timings, model_genre = job.report, job.started, job.timings, job.model_genre
     run_dir = request.out or _default_run_dir(request.runs_root, conditions)
     _check_out_dir(run_dir)
-    tmp = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    remove_stale_partials(run_dir.parent)  # what a killed run (kill -9, a power cut) left here
     results: list[RunResult] = []
     written: list[TakeFolder] = []
+    tmp, lock = None, None
     try:
-        tmp.mkdir(parents=True)
+        tmp, lock = partial_folder(run_dir)
         for number, composed in enumerate(takes, 1):
             folder = tmp if len(takes) == 1 else tmp / f"take{number}"
             folder.mkdir(exist_ok=True)
-            name = file_name_base(composed.arrangement.conditions, composer.weights_sha256)
-            manifest = _manifest(request, composer, model_genre, composed, _write_midi(folder, composed.arrangement,
-                                                                                       name))
+            arrangement = composed.arrangement
+            take_timings = dict(timings)
+            rendered = None
+            if request.stems:  # rendered before anything is named: the names tell renders apart
+                render_started = time.perf_counter()
+                rendered = render_stems(arrangement, request, _take_progress(report, number, len(takes)))
+                take_timings["render"] = time.perf_counter() - render_started
+            midi = midi_files(arrangement)
+            name = file_name_base(arrangement.conditions, composer.weights_sha256,
+                                  output_identity(midi, request, rendered[1] if rendered else None))
+            manifest = _manifest(request, composer, model_genre, composed, _write_midi(folder, midi, name))
             manifest.name = name
             if len(takes) > 1:
                 manifest.take = {"number": number, "of": len(takes), "decoder": "batched"}
-            take_timings = dict(timings)
-            if request.stems:
-                render_started = time.perf_counter()
-                manifest.add_render(render_into(folder, composed.arrangement, request, name,
-                                                _take_progress(report, number, len(takes))))
-                take_timings["render"] = time.perf_counter() - render_started
+            if rendered is not None:
+                manifest.add_render(write_rendered(folder, *rendered, name, arrangement.conditions.key))
             take_timings["total"] = time.perf_counter() - started
             manifest.timings = {k: round(v, 3) for k, v in take_timings.items()}
             manifest.messages = messages
             final = run_dir if len(takes) == 1 else run_dir / folder.name
-            results.append(RunResult(final, manifest, composed.arrangement, messages))
-            written.append(TakeFolder("" if folder == tmp else folder.name, manifest, composed.arrangement))
+            results.append(RunResult(final, manifest, arrangement, messages))
+            written.append(TakeFolder("" if folder == tmp else folder.name, manifest, arrangement))
         # one Live set (and DAWproject) for the run: a scene per take, take 1 in the Arrangement
         finish_takes(tmp, run_dir, written, dawproject=request.dawproject)
         try:
@@ -384,9 +387,15 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
                 raise RunError(f"--out: {run_dir} was created by another run while this one composed; this "
                                "run is not kept; choose another folder", field="out") from error
             raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as error:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        full = disk_full(error, run_dir.parent)
+        if full is not None:  # a full disk is the user's to fix: one line, not a traceback
+            raise full from error
         raise
+    finally:
+        release(lock)
     report("done", 1.0)
     first = results[0]
     if len(results) > 1:
@@ -425,15 +434,52 @@ def _manifest(request: RunRequest, composer: Composer, model_genre: str, compose
     )
 
 
-def _write_midi(directory: Path, arrangement: Arrangement, name: str) -> dict[str, str]:
+def midi_files(arrangement: Arrangement) -> dict[str, bytes]:
+    """The MIDI files of a piece, encoded: one per role, and the full piece under FULL_MIDI."""
+    files = {role: arrangement.midi_bytes((role,)) for role in arrangement.tracks}
+    files[FULL_MIDI] = arrangement.midi_bytes()
+    return files
+
+
+def _write_midi(directory: Path, midi: dict[str, bytes], name: str) -> dict[str, str]:
     """<name>_full.mid and midi/<name>_<role>.mid; returns run.json's `midi` (role -> relative path)."""
-    midi = {}
-    for role in arrangement.tracks:
-        midi[role] = f"midi/{name}_{role}.mid"
-        arrangement.write_midi(directory / midi[role], roles=(role,))
-    midi[FULL_MIDI] = f"{name}_full.mid"
-    arrangement.write_midi(directory / midi[FULL_MIDI])
-    return midi
+    from stemforge.symbolic.paths import write_atomic
+
+    paths = {role: f"{name}_full.mid" if role == FULL_MIDI else f"midi/{name}_{role}.mid" for role in midi}
+    for role, data in midi.items():
+        write_atomic(directory / paths[role], data)
+    return paths
+
+
+def output_identity(midi: dict[str, bytes], request: RunRequest, render_info: dict | None) -> dict:
+    """What the files of a take hold, for its name (`run_manifest.take_tag`): the sha256 of
+    every MIDI file, and how they became audio."""
+    import hashlib
+
+    identity: dict = {"midi": {role: hashlib.sha256(data).hexdigest() for role, data in sorted(midi.items())}}
+    if render_info is not None:
+        identity["render"] = render_identity(request, render_info)
+    return identity
+
+
+def render_identity(request: RunRequest, info: dict) -> dict:
+    """Every render setting that changes the audio, sounds by their content: renderer, sample
+    rate, SoundFont, kit, preset, instruments, effects, tails, loudness, MusicGen weights and
+    melody condition. (Two renders of one MIDI with another --kit got the same file names.)"""
+    from stemforge.audio.assets import sha256_of
+
+    preset = request.preset
+    if preset is not None and Path(preset).expanduser().is_file():
+        preset = sha256_of(Path(preset).expanduser())
+    identity = {
+        "renderer": request.renderer, "sample_rate": request.sample_rate,
+        "soundfont": (info.get("soundfont") or {}).get("sha256"), "kit": (info.get("kit") or {}).get("sha256"),
+        "preset": [preset, info.get("preset")], "instruments": info.get("instruments"), "dry": request.dry,
+        "tail": request.tail, "loudness": [request.loudness_lufs, request.true_peak_dbtp],
+    }
+    if request.renderer == "musicgen":
+        identity["musicgen"] = [request.musicgen, file_sha256(request.like) if request.like else None]
+    return identity
 
 
 def check_render_request(request: RunRequest) -> str | None:
@@ -453,41 +499,126 @@ def check_render_request(request: RunRequest) -> str | None:
     return check_musicgen_weights(request.musicgen)
 
 
-def render_into(directory: Path, arrangement: Arrangement, request: RunRequest, name: str,
-                progress: Progress | None = None) -> dict:
-    """Render stems into `directory`; returns the run.json fields the renderer reports."""
-    from stemforge.audio.render import render_arrangement, write_stems
+MAX_RENDER_SECONDS = 1800.0  # stems longer than this would not fit a laptop's memory (4 float32 copies)
 
-    stems, info = render_arrangement(arrangement, request.render_options(), progress)
-    if request.renderer == "musicgen":
+
+def check_render_length(conditions: Conditions, where: str = "bars") -> None:
+    """A piece whose stems would be longer than MAX_RENDER_SECONDS is refused before rendering."""
+    seconds = conditions.bars * 4 * 60.0 / conditions.bpm
+    if seconds > MAX_RENDER_SECONDS:
+        raise RunError(f"{where}: {conditions.bars} bars at {conditions.bpm:g} bpm is {seconds / 60:.0f} minutes of "
+                       f"audio; stems are rendered up to {MAX_RENDER_SECONDS / 60:.0f} minutes: ask for fewer bars",
+                       field="bars")
+
+
+def render_stems(arrangement: Arrangement, request: RunRequest, progress: Progress | None = None):
+    """The stems of `arrangement` and what run.json records of their render, leveled to the
+    request's loudness and under its true-peak ceiling (audio.loudness)."""
+    from stemforge.audio.loudness import level_stems
+    from stemforge.audio.render import render_arrangement
+
+    check_render_length(arrangement.conditions)
+    report = progress or (lambda stage, fraction: None)
+    musicgen = request.renderer == "musicgen"
+    # with MusicGen the sample render only makes the melody condition: its share of the bar is small
+    sample_share = 0.1 if musicgen else 0.95
+
+    def sample_progress(stage: str, fraction: float) -> None:
+        report("render melody condition" if musicgen else stage if stage != "done" else "rendered",
+               sample_share * fraction)
+
+    stems, info = render_arrangement(arrangement, request.render_options(), sample_progress)
+    if musicgen:
         from stemforge.audio.musicgen import MusicGenOptions, render_musicgen
 
-        report = progress or (lambda stage, fraction: None)
         melody_source = stems
         if request.like is not None:  # the user's loop, not the rendered melody, is the melody condition
             from stemforge.audio.loop_analysis import loop_audio
 
             melody = loop_audio(request.like, stems.sample_rate, stems.num_samples)
             melody_source = dataclasses.replace(stems, stems={**stems.stems, "melody": melody})
+        roles = len(arrangement.tracks)
+        done = {"roles": 0}
+
+        def musicgen_progress(message: str) -> None:
+            if " done in " in message:
+                done["roles"] += 1
+            report(message, sample_share + (0.95 - sample_share) * done["roles"] / max(1, roles))
+
         stems, musicgen_info = render_musicgen(
             arrangement,
             MusicGenOptions(model=request.musicgen, sample_rate=request.sample_rate,
                             seed=arrangement.conditions.seed),
-            melody_source, lambda message: report(message, 0.6),
+            melody_source, musicgen_progress,
         )
         musicgen_info["musicgen"]["melody_condition"] = (f"reference loop {request.like}" if request.like
                                                          else "the rendered melody stem")
         # the sample renderer's sounds still matter: they rendered the conditioning melody
         info = {**info, **musicgen_info}
-    files = write_stems(stems, directory, name, acid_root_note(arrangement.conditions.key))
+    report("loudness", 0.96)
+    stems, loudness = level_stems(stems, request.loudness_settings())
+    if loudness.short_of_target_db > 0.05:
+        info["warnings"] = [*info.get("warnings", []), (
+            f"loudness: the mix reached {loudness.integrated_lufs:g} LUFS, {loudness.short_of_target_db:g} dB short "
+            f"of {loudness.target_lufs:g}: more gain would put its true peak above {loudness.true_peak_ceiling_dbtp:g} "
+            "dBTP (stemforge applies gain, not a limiter)")]
+    return stems, {**info, "loudness": loudness.to_dict()}
+
+
+def write_rendered(directory: Path, stems, info: dict, name: str, key: str) -> dict:
+    """Write rendered stems into `directory`; returns the run.json fields of the render."""
+    from stemforge.audio.render import write_stems
+
+    files = write_stems(stems, directory, name, acid_root_note(key))
     return {**info, **files}
 
 
-def arrangement_from_run(run_dir: Path, manifest: RunManifest) -> Arrangement:
+def verified_midi(run_dir: Path, manifest: RunManifest, role: str, what: str = "RUN_DIR") -> Path:
+    """The MIDI file of `role` in a run folder, checked against the sha256 run.json holds for
+    it: a swapped file, or hashes edited to match one, is refused rather than used (and its
+    evidence rewritten). A run.json without hashes (written before stemforge kept them) is
+    trusted as it is."""
+    path = manifest.midi_path(role, run_dir)
+    if path is None or not path.is_file():
+        raise RunError(f"{what}: {run_dir} has no {role} MIDI file ({manifest.midi.get(role)}); was a file removed?")
+    if manifest.files:
+        relative = manifest.midi[role]
+        recorded = manifest.files.get(relative)
+        if recorded is None or file_sha256(path) != recorded:
+            raise RunError(f"{what}: {path} is not the file this run wrote (its sha256 differs from run.json's); "
+                           "a changed MIDI file is not rendered: run `pipeline run --seed-midi` on it instead")
+    return path
+
+
+def arrangement_from_run(run_dir: Path, manifest: RunManifest, what: str = "RUN_DIR") -> Arrangement:
     tracks: dict[str, Track] = {}
     for role in manifest.parts():
-        tracks.update(read_tracks(manifest.midi_path(role, run_dir)))
+        try:
+            tracks.update(read_tracks(verified_midi(run_dir, manifest, role, what)))
+        except ArrangementError as error:
+            raise RunError(f"{what}: {error}") from error
     return Arrangement(manifest.conditions, tracks)
+
+
+def _copy_run(run_dir: Path, tmp: Path) -> None:
+    """The run folder (not its stems or hidden files) copied to `tmp`; the first failure raised
+    as itself (shutil.copytree gathers them into one shutil.Error, without the errno that tells
+    a full disk)."""
+    failures: list[OSError] = []
+
+    def copy(source: str, target: str) -> None:
+        try:
+            shutil.copy2(source, target)
+        except OSError as error:
+            failures.append(error)
+            raise
+
+    try:
+        shutil.copytree(run_dir, tmp, symlinks=True, ignore=shutil.ignore_patterns("stems", ".*"), copy_function=copy)
+    except shutil.Error:
+        if failures:
+            raise failures[0] from None
+        raise
 
 
 def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> Path:
@@ -495,24 +626,36 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
 
     With `out`, the run is copied there with its new stems; without, the run folder is
     re-rendered in place only when it has no stems yet (stems are never silently replaced).
+    Every file the render reads is checked against run.json's sha256 first; the new stems,
+    mix and Live set are named after their render (`output_identity`), so two renders of
+    one run never share file names.
     """
     request.check()
     check_render_request(request)
     manifest = RunManifest.read(run_dir)
+    check_render_length(manifest.conditions, "RUN_DIR: run.json's bars")
     arrangement = arrangement_from_run(run_dir, manifest)
     target = out or run_dir
     if out is not None:
         _check_out_dir(out)
     elif manifest.stems:
         raise RunError(f"RUN_DIR: {run_dir} already has stems; pass --out NEW_DIR to render a copy")
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    name = manifest.name or file_name_base(manifest.conditions, manifest.model.get("sha256"))
+    remove_stale_partials(target.parent)
+    midi = {role: Path(run_dir, relative).read_bytes() for role, relative in manifest.midi.items()}
+    old_render = [manifest.mix, manifest.live_set, manifest.dawproject, *manifest.stems.values()]
+    tmp, lock = None, None
     try:
-        shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("stems", manifest.mix or "mix.wav"))
+        tmp, lock = partial_folder(target)
+        shutil.rmtree(tmp)  # copytree makes the folder itself
+        _copy_run(run_dir, tmp)
+        for relative in filter(None, old_render):
+            if not relative.startswith("../"):  # a take's run-level Live set stays with the run
+                (tmp / relative).unlink(missing_ok=True)
         started = time.perf_counter()
-        manifest.name = name
-        manifest.add_render(render_into(tmp, arrangement, request, name))
+        stems, info = render_stems(arrangement, request)
+        manifest.name = file_name_base(manifest.conditions, manifest.model.get("sha256"),
+                                       output_identity(midi, request, info))
+        manifest.add_render(write_rendered(tmp, stems, info, manifest.name, manifest.conditions.key))
         manifest.timings["render"] = round(time.perf_counter() - started, 3)
         finish_takes(tmp, target, [TakeFolder("", manifest, arrangement)], dawproject=request.dawproject)
         if out is None:
@@ -522,7 +665,13 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
             shutil.rmtree(backup)
         else:
             tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as error:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        full = disk_full(error, target.parent)
+        if full is not None:
+            raise full from error
         raise
+    finally:
+        release(lock)
     return target

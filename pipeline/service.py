@@ -52,7 +52,7 @@ from stemforge.pipeline.run import check_inputs
 from stemforge.symbolic.conditions import validate
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.model import read_model_info
-from stemforge.symbolic.paths import write_atomic
+from stemforge.symbolic.paths import disk_full, write_atomic
 from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
 
 try:
@@ -727,6 +727,14 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
         return JSONResponse(status_code=422, content={"detail": [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
             for e in error.errors()]})
+    @app.exception_handler(OSError)
+    async def no_room(request, error: OSError) -> JSONResponse:
+        # a full disk while writing an upload, a zip or a job: 507 with the reason, not a 500
+        full = disk_full(error, state.data_dir)
+        if full is None:
+            raise error
+        return JSONResponse(status_code=507, content={"detail": str(full)})
+
     app.add_middleware(_Guard, limit=limits.max_request_bytes, allowed_hosts=allowed_hosts,
                        upload_limits={"/loops": limits.max_upload_bytes})
 
@@ -884,6 +892,9 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
             target.unlink(missing_ok=True)
             message = str(error).splitlines()[0].replace(str(target), "the upload")
             return _unprocessable(FieldError("like_loop", message.replace("--like: ", "like_loop: ", 1)))
+        except BaseException:  # a bug: answered 500, and the upload no POST /jobs can use is not kept
+            target.unlink(missing_ok=True)
+            raise
         return LoopInfo(id=loop_id, bpm=estimate.bpm, key=estimate.key, seconds=round(estimate.seconds, 3),
                         description=estimate.describe().replace(target.name, "the loop"))
 

@@ -22,6 +22,12 @@ if [ -z "${STEMFORGE_SKIP_APT:-}" ]; then
     # the browser test drives Debian's chromium with playwright (it skips where this fails)
     apt-get install -y -qq chromium >/dev/null 2>&1 || echo "setup: chromium not installed; the browser test will skip"
   fi
+  if [ -n "${STEMFORGE_TEST_TOOLS:-}" ] && command -v apt-get >/dev/null 2>&1 \
+      && { ! command -v ffmpeg >/dev/null 2>&1 || [ ! -d /usr/share/lmms/samples ]; }; then
+    # outside readers for the tests: ffmpeg's ebur128 meter (loudness, true peak) and LMMS's loops (--like)
+    apt-get install -y -qq ffmpeg lmms-common >/dev/null 2>&1 \
+      || echo "setup: ffmpeg/lmms-common not installed; their checks in tests/test_loudness.py and tests/test_loop_analysis.py skip"
+  fi
 fi
 
 python3 -m venv .venv

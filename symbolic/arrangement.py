@@ -14,6 +14,7 @@ import symusic
 
 from stemforge.symbolic.conditions import ROLES, Conditions, Key, parse_key
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.paths import write_atomic
 
 TICKS_PER_BEAT = 480
 BEATS_PER_BAR = 4
@@ -107,10 +108,14 @@ class Arrangement:
             key=parse_key(self.conditions.key),
         )
 
+    def midi_bytes(self, roles: tuple[str, ...] | None = None) -> bytes:
+        """The MIDI file of `roles` (default: every track), each track ending at exactly `bars`."""
+        return ended_at(self.to_score(roles).dumps_midi(), self.total_ticks)
+
     def write_midi(self, path: Path, roles: tuple[str, ...] | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.to_score(roles).dump_midi(str(path))
-        end_tracks_at(path, self.total_ticks)
+        # encoded in memory and written through write_atomic: symusic's own dump_midi says
+        # nothing when the disk is full (it left an empty file that failed later as EOFError)
+        write_atomic(path, self.midi_bytes(roles))
 
 
 # Key signatures as MIDI writes them: sharps (+) or flats (-) of the major key on each
@@ -148,14 +153,23 @@ def end_tracks_at(path: Path, total_ticks: int) -> None:
     of exactly N bars even when the last bar is silent. Written with mido because symusic
     puts end-of-track one tick after the last event (bar N + 1 tick when a note ends on the
     bar line)."""
+    write_atomic(path, ended_at(Path(path).read_bytes(), total_ticks))
+
+
+def ended_at(data: bytes, total_ticks: int) -> bytes:
+    """`end_tracks_at` on a MIDI file's bytes."""
+    import io
+
     import mido
 
-    midi = mido.MidiFile(path)
+    midi = mido.MidiFile(file=io.BytesIO(data))
     for track in midi.tracks:
         if track and track[-1].type == "end_of_track":
             elapsed = sum(message.time for message in track[:-1])
             track[-1] = track[-1].copy(time=max(0, total_ticks - elapsed))
-    midi.save(path)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
 
 
 def midi_length_ticks(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> int:
@@ -180,6 +194,9 @@ def read_tracks(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> dict[str, T
         score = symusic.Score(str(path))
     except Exception as error:  # symusic raises plain RuntimeError on bad bytes
         raise ArrangementError(f"{path}: not a readable MIDI file ({error})") from error
+    if score.ticks_per_quarter <= 0:  # resampling from 0 ticks per quarter overflowed
+        raise ArrangementError(f"{path}: not a readable MIDI file (its header says {score.ticks_per_quarter} "
+                               "ticks per quarter note)")
     score = score.resample(ticks_per_beat, min_dur=1)
     tracks: dict[str, Track] = {}
     for source in score.tracks:

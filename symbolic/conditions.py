@@ -106,8 +106,14 @@ PITCH_CLASSES: dict[str, int] = {
     "b": 11, "cb": 11,
 }
 KEY_NAMES: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+# a major key's usual spelling where it differs: Db major (5 flats), not C# major (7 sharps)
+MAJOR_KEY_NAMES: tuple[str, ...] = ("C", "Db") + KEY_NAMES[2:]
+# tonics as people spell them; a key typed with one of these keeps that spelling in names
+SPELLED_TONICS = frozenset(("C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A", "A#", "Bb",
+                            "B"))
 MIN_BPM, MAX_BPM = 1.0, 300.0  # inclusive: what the docs, the flags and the API say
 DEFAULT_BARS = 8
+MAX_BARS = 1024  # the longest piece any front end takes (the model's own reach is usually far shorter)
 LOOP_CHOICES: tuple[int, ...] = (0, 1, 2, 4, 8)  # 0 = off (through-composed); 8 = phrases that develop
 DEVELOPING_LOOP = 8  # A A' phrases (B A'' past 8 bars): the default; 1, 2 and 4 are exact loops
 # The structure a genre gets when neither prompt nor flag names one: phrases that develop
@@ -141,10 +147,15 @@ def parse_loop(value: str | int) -> int:
 class Key:
     tonic: int  # pitch class, C = 0
     mode: str  # "major" | "minor"
+    spelled: str = field(default="", compare=False)  # the tonic as typed ("Db"), "" = the usual spelling
+
+    @property
+    def tonic_name(self) -> str:
+        return self.spelled or (MAJOR_KEY_NAMES if self.mode == "major" else KEY_NAMES)[self.tonic]
 
     @property
     def name(self) -> str:
-        return f"{KEY_NAMES[self.tonic]} {self.mode}"
+        return f"{self.tonic_name} {self.mode}"
 
     @property
     def scale_pitch_classes(self) -> frozenset[int]:
@@ -171,7 +182,9 @@ def parse_key(text: str) -> Key:
     tonic = PITCH_CLASSES.get(letter + accidental)
     if tonic is None:
         raise ConditionError(f"key: unknown key {text!r}", field="key")
-    return Key(tonic, "minor" if mode in ("minor", "min", "m") else "major")
+    spelled = letter.upper() + accidental
+    return Key(tonic, "minor" if mode in ("minor", "min", "m") else "major",
+               spelled if spelled in SPELLED_TONICS else "")
 
 
 @dataclass(frozen=True)
@@ -229,6 +242,9 @@ def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
         raise ConditionError(f"bpm: {conditions.bpm:g} is out of range; use 1-300", field="bpm")
     if conditions.bars <= 0:
         raise ConditionError(f"bars: {conditions.bars} must be at least 1", field="bars")
+    if conditions.bars > MAX_BARS:  # a hand-edited run.json asked for 100000 (7.7 TiB of audio)
+        raise ConditionError(f"bars: {conditions.bars} is more than stemforge composes or renders; ask for at most "
+                             f"{MAX_BARS}", field="bars")
     if not 0 <= conditions.seed <= MAX_SEED:
         raise ConditionError(f"seed: {conditions.seed} is out of range; use 0-{MAX_SEED} (63 bits)", field="seed")
     if max_bars is not None and conditions.bars > max_bars:
@@ -318,9 +334,9 @@ def parse_prompt(prompt: str) -> dict:
         if match:
             found["bpm"] = float(match.group(1))
             break
-    else:  # a bare tempo-sized number ("lofi 80"), not a bar count
-        match = re.search(r"(?<![\w.#])(\d{2,3})(?![\w.]|\s*-?\s*bars?\b)", lowered)
-        if match and 30 <= int(match.group(1)) <= 300:
+    else:  # a bare tempo-sized number ("lofi 80", "lofi 87.5"), not a bar count
+        match = re.search(r"(?<![\w.#])(\d{2,3}(?:\.\d+)?)(?![\w.]|\s*-?\s*bars?\b)", lowered)
+        if match and 30 <= float(match.group(1)) <= 300:
             found["bpm"] = float(match.group(1))
     match = re.search(_KEY_PATTERN, lowered)
     if match is None:

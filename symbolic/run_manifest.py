@@ -16,41 +16,56 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from stemforge.symbolic.conditions import KEY_NAMES, Conditions, parse_key
+from stemforge.symbolic.conditions import Conditions, parse_key
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.paths import write_atomic
 
 MANIFEST_VERSION = 1
+MAX_NAME_LENGTH = 160
 MANIFEST_NAME = "run.json"
 FULL_MIDI = "full"  # the key of the all-parts MIDI file in `midi`
 
 
 # the fields a render writes (the section "written when stems are rendered" below)
 RENDER_FIELDS = ("stems", "mix", "sample_rate", "renderer", "soundfont", "kit", "preset", "dry", "tail",
-                 "instruments", "warnings", "musicgen")
+                 "instruments", "warnings", "musicgen", "loudness")
 
 
 def key_tag(key: str) -> str:
     """'F minor' -> 'Fmin', 'Eb major' -> 'Ebmaj': the key as sample packs write it in names."""
     parsed = parse_key(key)
-    return f"{KEY_NAMES[parsed.tonic]}{'min' if parsed.mode == 'minor' else 'maj'}"
+    return f"{parsed.tonic_name}{'min' if parsed.mode == 'minor' else 'maj'}"
 
 
-def take_tag(conditions: Conditions, model_sha256: str | None) -> str:
-    """'take3f2a': 4 hex digits of what made the piece (conditions with their seed, model), so
-    two takes of one prompt get different names and the same request gets the same name."""
-    identity = json.dumps([conditions.to_dict(), model_sha256], sort_keys=True)
+def take_tag(conditions: Conditions, model_sha256: str | None, output: dict | None = None) -> str:
+    """'take3f2a': 4 hex digits of what made the files: the conditions with their seed, the
+    model and `output`, what the files hold (the sha256 of every MIDI file, so every sampling
+    setting, feel, seed clip or kept part that changes a note counts) and the render settings
+    that turn them into audio (`pipeline.run.render_identity`). Anything that changes a file
+    changes its name; the same request gets the same name."""
+    identity = json.dumps([conditions.to_dict(), model_sha256, output or {}], sort_keys=True)
     return "take" + hashlib.sha256(identity.encode()).hexdigest()[:4]
 
 
-def file_name_base(conditions: Conditions, model_sha256: str | None) -> str:
+def file_name_base(conditions: Conditions, model_sha256: str | None, output: dict | None = None) -> str:
     """What every file of a run is named after: 'lofi_80bpm_Fmin_take3f2a' (then '_bass.wav',
     '_mix.wav', '_full.mid'...): genre, tempo and key where a DAW's browser shows them, and
-    unique per take, so stems of two takes never collide in one sample folder."""
-    return f"{conditions.genre}_{conditions.bpm_label}bpm_{key_tag(conditions.key)}_{take_tag(conditions, model_sha256)}"
+    unique per take and render, so two files that differ never share a name in one sample
+    folder (see `take_tag`)."""
+    return (f"{conditions.genre}_{conditions.bpm_label}bpm_{key_tag(conditions.key)}_"
+            f"{take_tag(conditions, model_sha256, output)}")
+
+
+def unsafe_relative_path(value: Any) -> bool:
+    """Whether a path run.json gives (relative to its folder) could lead outside the folder:
+    not a string, empty, absolute, with '..', a backslash or a NUL."""
+    if not isinstance(value, str) or not value or "\\" in value or "\x00" in value:
+        return True
+    path = PurePosixPath(value)
+    return path.is_absolute() or ".." in path.parts
 
 
 def acid_root_note(key: str) -> int:
@@ -96,6 +111,8 @@ class RunManifest:
     live_set: str | None = None  # the run's Ableton Live Set (every take: "../x.als" from a take's folder)
     dawproject: str | None = None  # the run's DAWproject (--dawproject), relative like live_set
     mixer: dict[str, dict[str, float]] | None = None  # an export's fader and pan per stem (volume_db, pan)
+    # integrated loudness (LUFS) and true peak (dBTP) of the mix, the target and ceiling, the gain
+    loudness: dict[str, Any] | None = None
     # -- bookkeeping
     files: dict[str, str] = field(default_factory=dict)  # every other file -> sha256
     timings: dict[str, float] = field(default_factory=dict)
@@ -115,6 +132,9 @@ class RunManifest:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ManifestError(f"{what}: {path} is not readable JSON ({error})") from error
+        except RecursionError as error:  # '[[[[...' a hundred thousand deep
+            raise ManifestError(f"{what}: {path} is nested too deeply to be a run.json; point it at a folder "
+                                "written by `pipeline run`") from error
         return cls.from_dict(data, f"{what}: {path}")
 
     @classmethod
@@ -139,9 +159,36 @@ class RunManifest:
         values = {name: defaults[name]() if value is None and name in defaults else value
                   for name, value in data.items()}
         try:
-            return cls(**{**values, "conditions": Conditions.from_dict(data["conditions"])})
+            manifest = cls(**{**values, "conditions": Conditions.from_dict(data["conditions"])})
         except (TypeError, ValueError) as error:
             raise ManifestError(f"{where}: {str(error).splitlines()[0]}") from error
+        manifest._check_paths(where)
+        return manifest
+
+    def _check_paths(self, where: str) -> None:
+        """Every file a run.json names stays inside its folder, and `name` is a bare file name
+        base: `pipeline render` writes files named after it (a name of '../../x' wrote outside)."""
+        if not isinstance(self.name, str) or self.name != PurePosixPath(self.name).name or self.name.startswith(".") \
+                or "\\" in self.name or "\x00" in self.name or len(self.name) > MAX_NAME_LENGTH:
+            raise ManifestError(f"{where}: name {str(self.name)[:60]!r} is not a file name (no folders, no leading "
+                                "dot); was run.json edited by hand? Run `pipeline run` again")
+        for field_name in ("midi", "stems", "files"):
+            table = getattr(self, field_name)
+            if not isinstance(table, dict):
+                raise ManifestError(f"{where}: field '{field_name}' is not a table")
+            paths = table.keys() if field_name == "files" else table.values()
+            for relative in paths:
+                if unsafe_relative_path(relative):
+                    raise ManifestError(f"{where}: {field_name} names {str(relative)[:60]!r}, which is not a "
+                                        "path inside the run folder; was run.json edited by hand?")
+        for field_name in ("mix", "live_set", "dawproject"):
+            relative = getattr(self, field_name)
+            if field_name != "mix" and self.take is not None and isinstance(relative, str) \
+                    and relative.startswith("../"):
+                relative = relative[3:]  # a take names the run's one Live set beside its folder: one level up only
+            if relative is not None and unsafe_relative_path(relative):
+                raise ManifestError(f"{where}: {field_name} {str(relative)[:60]!r} is not a path inside the run "
+                                    "folder; was run.json edited by hand?")
 
     def to_dict(self) -> dict:
         """The JSON document; fields without a value (a run without stems has no mix or sample

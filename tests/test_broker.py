@@ -42,12 +42,15 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
+        self.command = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
+                        "--appendonly", "no"]
+        self._start()
+
+    def _start(self) -> None:
         import redis
 
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
                 redis.Redis.from_url(self.url).ping()
@@ -55,6 +58,13 @@ class RedisServer:
             except redis.ConnectionError:
                 time.sleep(0.05)
         raise AssertionError("redis-server did not start")
+
+    def restart(self, away_seconds: float) -> None:
+        """kill -9, `away_seconds` away, started again on the same port, empty (no persistence)."""
+        self.process.kill()
+        self.process.wait()
+        time.sleep(away_seconds)
+        self._start()
 
     def stop(self) -> None:
         self.process.terminate()
@@ -286,3 +296,43 @@ def test_a_workers_queue_is_named_by_its_weights_not_its_path(tiny_model: Path, 
     assert model_queue(None) != model_queue(tiny_model)  # the shipped composer
     assert model_queue(tiny_model, "musicgen-small") not in (model_queue(tiny_model),
                                                              model_queue(tiny_model, "musicgen-tuned"))
+
+
+def test_a_forged_job_is_refused_every_field_the_api_never_writes(cluster: Cluster, tmp_path: Path) -> None:
+    """A job forged in Redis: a runs_root with no out wrote outside the data folder, and an RQ
+    on_success callback naming any importable function was called by the worker. Every field
+    the API (or `pipeline batch`) never writes is refused; no callback or webhook is ever run."""
+    import redis
+    from rq import Callback, Queue
+    from rq.webhook import Webhook
+
+    from stemforge.pipeline.broker import PERFORM, json_serializer, model_queue
+
+    queue = Queue(model_queue(cluster.model), connection=redis.Redis.from_url(cluster.redis.url),
+                  serializer=json_serializer())
+    outside = tmp_path / "outside"
+    good = {"prompt": "rock", "bars": 1, "seed": 1, "out": "jobs/forged-ok"}
+    forged = {
+        "runs-root": ({"prompt": "rock", "bars": 1, "runs_root": str(outside)}, {}),
+        "model": ({**good, "model": str(cluster.model)}, {}),
+        "soundfont": ({**good, "soundfont": "/usr/share/sounds/sf2/FluidR3_GM.sf2"}, {}),
+        "kit-path": ({**good, "kit": "/etc"}, {}),
+        "preset-path": ({**good, "preset": "/etc/hostname"}, {}),
+        "callback": (good, {"on_success": Callback("builtins.print")}),
+        "webhook": (good, {"webhooks": [Webhook("http://127.0.0.1:9/forged", job_status="finished")]}),
+    }
+    jobs = {name: queue.enqueue_call(PERFORM, args=("forged" + name, request, 60.0), job_id=f"forged-{name}", **extra)
+            for name, (request, extra) in forged.items()}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(j.get_status() not in ("failed", "finished") for j in jobs.values()):
+        time.sleep(0.1)
+    outcomes = {}
+    for name, job in jobs.items():
+        if job.get_status() == "failed":
+            outcomes[name] = job.latest_result().exc_string.strip().splitlines()[-1]
+        else:
+            outcomes[name] = job.return_value()["error"] if job.return_value()["status"] != "done" else "ran"
+    assert all("refused" in text for text in outcomes.values()), outcomes
+    assert not outside.exists() and not (cluster.data_dir / "jobs" / "forged-ok").exists()
+    logs = "".join(p.read_text() for p in cluster.data_dir.parent.glob("worker-*.log"))
+    assert f"forged-callback: {PERFORM}(" not in logs  # print(job, connection, result) was never called

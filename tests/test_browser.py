@@ -406,6 +406,9 @@ def test_takes_are_chosen_played_and_regenerated_from_on_the_page(browser, page_
             child_notes = client.get(f"/jobs/{child['id']}/notes").json()["tracks"]
             second_notes = client.get(f"/jobs/{job}/notes", params={"take": 2}).json()["tracks"]
         assert child_notes["drums"] == second_notes["drums"] and child_notes["melody"] == second_notes["melody"]
+        # its title names the take it came from and that take's seed (it named take 1's)
+        page.wait_for_function(f"document.querySelector('#jobs li[data-id=\"{child['id']}\"] .title')?.textContent"
+                               f".includes('(take 2, seed {takes[1]['seed']})')", timeout=15_000)
 
 
 def test_a_reference_loop_uploaded_on_the_page_sets_the_tempo_and_key(browser, page_service: ServiceProcess,

@@ -339,6 +339,10 @@ def test_finetune_flags_lora_and_full_pick_the_method() -> None:
     assert parser.parse_args([*base, "--full"]).lora is False
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--lora", "--full"])
+    # --help says which is the default once, and never "--full ... (default: True)"
+    helped = parser._subparsers._group_actions[0].choices["finetune-musicgen"].format_help()
+    options = " ".join(helped[helped.index("\n  --lora"):helped.index("\n  --steps")].split())
+    assert options == "--lora train LoRA adapters (the default) --full full fine-tune of the decoder instead of LoRA"
 
 
 def test_keeping_every_role_is_refused_on_the_cli_as_in_the_service(tiny_model: Path, tmp_path: Path, capsys) -> None:

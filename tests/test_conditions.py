@@ -53,7 +53,7 @@ def test_impossible_values_name_the_field(flags: dict, field: str) -> None:
 
 
 @pytest.mark.parametrize("text,name", [("Fm", "F minor"), ("C#m", "C# minor"), ("Bb major", "Bb major"),
-                                        ("f sharp minor", "F# minor"), ("Db", "C# major"), ("a min", "A minor")])
+                                        ("f sharp minor", "F# minor"), ("Db", "Db major"), ("C# major", "C# major"), ("c#", "C# major"), ("a min", "A minor")])
 def test_key_spellings(text: str, name: str) -> None:
     assert parse_key(text).name == name
 

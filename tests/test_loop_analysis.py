@@ -108,7 +108,9 @@ def test_estimates_tempo_and_key(tmp_path: Path, bpm: float, key: str, chords: l
     assert 0.0 <= estimate.bpm_confidence <= 1.0 and 0.0 <= estimate.key_confidence <= 1.0
     assert estimate.bpm_confidence >= 0.6  # a machine-steady loop is a sure tempo
     assert estimate.seconds == pytest.approx(bars * 4 * 60 / bpm, abs=0.01)
-    assert estimate.describe().startswith(f"loop.wav: {estimate.bpm:.1f} bpm (sure), {estimate.key} (")
+    # cut at the bar line, the loop's length gives the tempo exactly, and the error says so
+    assert estimate.bpm == bpm and estimate.bpm_error <= 0.25 and f"{bars} bars of" in estimate.bpm_note
+    assert estimate.describe().startswith(f"loop.wav: {bpm:g} bpm (sure, ±")
 
 
 def test_relative_helper() -> None:
@@ -128,7 +130,49 @@ def test_too_short_clip(tmp_path: Path) -> None:
     path = _write(tmp_path / "short.wav", _loop(120.0, ["C"], 1)[: RATE // 2])
     with pytest.raises(LoopError) as error:
         estimate_loop(path)
-    _assert_like_error(error, path, "0.50 s", "at least 2 s")
+    _assert_like_error(error, path, "0.50 s", "at least 1 s")
+
+
+def test_a_one_bar_loop_of_under_two_seconds_is_read(tmp_path: Path) -> None:
+    """One bar at 130 bpm is 1.85 s: it was refused (at least 2 s)."""
+    estimate = estimate_loop(_write(tmp_path / "bar.wav", _loop(130.0, ["Am"], 1)))
+    assert estimate.bpm == 130.0 and "1 bar of 1.85 s" in estimate.describe()
+
+
+@pytest.mark.parametrize("bpm, extra_seconds", [(92.0, 0.37), (87.5, 0.29), (123.0, 0.41)])
+def test_a_tempo_is_snapped_to_a_musical_value_within_its_error_and_says_so(
+        tmp_path: Path, bpm: float, extra_seconds: float) -> None:
+    """A clip not cut at the bar line (its length says nothing): the beat's own estimate, snapped
+    to the whole or half bpm it is within error of (91.9 for a 92 bpm loop drifted 23 ms in 8
+    bars), and the error bar covers the truth."""
+    audio = _loop(bpm, ["Am", "F", "C", "G"], 8)
+    audio = np.concatenate([audio, audio[: int(extra_seconds * RATE)]])
+    estimate = estimate_loop(_write(tmp_path / "cut.wav", audio))
+    assert abs(estimate.bpm - bpm) <= estimate.bpm_error, estimate
+    assert estimate.bpm == bpm, estimate.describe()
+    assert "bars of" not in estimate.bpm_note
+
+
+def test_a_riff_in_dotted_quarters_takes_its_tempo_from_the_loops_length(tmp_path: Path) -> None:
+    """A 4-bar 140 bpm riff whose stabs fall every three eighths reads 93.3 (2/3) from its onsets;
+    a loop holds whole bars, and 4 bars of 6.86 s are 140 (LMMS's techno_synth04 read 95.7)."""
+    beat, length = 60 / 140, int(round(16 * 60 / 140 * RATE))
+    out = np.zeros(length)
+    stab = _tone(57, int(0.2 * RATE)) * np.exp(-np.arange(int(0.2 * RATE)) / RATE / 0.05)
+    for index in range(0, 32, 3):
+        start = int(round(index * beat / 2 * RATE))
+        out[start:start + stab.size] += stab[: max(0, min(stab.size, length - start))]
+    estimate = estimate_loop(_write(tmp_path / "riff.wav", (0.8 * out / np.abs(out).max()).astype(np.float32)))
+    assert estimate.bpm == 140.0 and "4 bars of 6.86 s" in estimate.bpm_note, estimate.describe()
+
+
+LMMS_LOOP = Path("/usr/share/lmms/samples/bassloops/techno_synth04.ogg")
+
+
+@pytest.mark.skipif(not LMMS_LOOP.is_file(), reason="LMMS's loops are not installed (Debian: lmms-common)")
+def test_an_lmms_140_bpm_loop_reads_140() -> None:
+    estimate = estimate_loop(LMMS_LOOP)
+    assert estimate.bpm == 140.0, estimate.describe()
 
 
 def test_silent_clip(tmp_path: Path) -> None:
@@ -175,12 +219,20 @@ def test_noise_has_neither_beat_nor_key(tmp_path: Path) -> None:
 
 
 def test_describe() -> None:
-    sure = LoopEstimate(92.0, "F minor", 0.9, 0.8, 10.4, source="loop.wav", key_runner_up="Ab major")
-    assert sure.describe() == "loop.wav: 92.0 bpm (sure), F minor (sure)"
-    unsure = LoopEstimate(87.46, "F minor", 0.3, 0.2, 10.4, source="loop.wav", key_runner_up="Ab major")
-    assert unsure.describe() == "loop.wav: 87.5 bpm (unsure), F minor (unsure: Ab major close)"
+    """Honest words: "sure" of a tempo only with a steady beat and an error of at most 0.5 bpm (it
+    said "sure" of tempos 1-1.5 bpm off), and never of a key whose relative is the runner-up
+    short of a decisive margin (the same notes: it said "sure" of the relative major)."""
+    sure = LoopEstimate(92.0, "F minor", 0.9, 1.0, 10.4, source="loop.wav", key_runner_up="Ab major", bpm_error=0.1,
+                        bpm_note="snapped from 91.9, within ±0.1")
+    assert sure.describe() == "loop.wav: 92 bpm (sure, ±0.1; snapped from 91.9, within ±0.1), F minor (sure)"
+    relative = LoopEstimate(92.0, "F minor", 0.9, 0.8, 10.4, source="loop.wav", key_runner_up="Ab major",
+                            bpm_error=1.2)
+    assert relative.describe() == ("loop.wav: 92 bpm (unsure, ±1.2), F minor (or its relative Ab major: the same "
+                                   "notes, the tonic decides)")
+    unsure = LoopEstimate(87.4, "F minor", 0.3, 0.2, 10.4, source="loop.wav", key_runner_up="C minor", bpm_error=0.2)
+    assert unsure.describe() == "loop.wav: 87.4 bpm (unsure, ±0.2), F minor (unsure: C minor close)"
     keyless = LoopEstimate(120.0, None, 1.0, 0.0, 4.0, source="beat.wav")
-    assert keyless.describe() == "beat.wav: 120.0 bpm (sure), no key found; pass --key"
+    assert keyless.describe() == "beat.wav: 120 bpm (sure), no key found; pass --key"
 
 
 def test_librosa_loads_only_when_estimating() -> None:

@@ -420,3 +420,19 @@ def test_a_worker_keeps_musicgen_loaded_between_jobs_until_its_weights_change(de
     weights = next(f for f in copy.iterdir() if f.suffix == ".safetensors")
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000_000))
     assert cached_musicgen(str(copy), device="cpu") is not other  # rewritten weights load again
+
+
+def test_a_musicgen_run_reaches_100_percent_only_once_its_stems_are_generated(
+    debug_musicgen: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The run's progress moves forward through the sample render of the melody condition and
+    then MusicGen's stems; it said "100% done" before MusicGen had started."""
+    from stemforge.pipeline.run import RunRequest, run
+
+    seen: list[tuple[str, float]] = []
+    run(RunRequest(prompt="hiphop 90bpm", model=tiny_model, out=tmp_path / "r", seed=3, bars=1, stems=True,
+                   renderer="musicgen", musicgen=str(debug_musicgen)), lambda stage, fraction: seen.append((stage, fraction)))
+    first = next(i for i, (stage, _) in enumerate(seen) if stage.startswith("musicgen"))
+    assert max(fraction for _, fraction in seen[:first]) < 0.7, seen[:first]
+    assert not [stage for stage, _ in seen[:-1] if stage in ("done", "rendered")], seen
+    assert seen[-1] == ("done", 1.0)

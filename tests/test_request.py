@@ -147,7 +147,7 @@ def test_a_render_replaces_every_render_field_of_the_manifest(a_run: Path) -> No
     manifest.add_render({"renderer": "sample", "stems": {"bass": "stems/c.wav"}, "mix": "mix.wav"})
     assert manifest.musicgen is None and manifest.stems == {"bass": "stems/c.wav"}
     with pytest.raises(TypeError, match="unknown field"):
-        manifest.add_render({"loudness": -14})
+        manifest.add_render({"sidechain": -14})
     assert dataclasses.replace(manifest).to_dict()["renderer"] == "sample"
 
 

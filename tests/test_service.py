@@ -42,7 +42,10 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """`python -m stemforge.pipeline.cli serve` in a subprocess (so a test can kill -9 it)."""
+    """`python -m stemforge.pipeline.cli serve` in a subprocess (so a test can kill -9 it); with
+    `new_session`, in a process group of its own (as systemd runs it)."""
+
+    new_session = False
 
     def __init__(self, data_dir: Path, model: Path, config: Path, token: str | None = None,
                  stall_seconds: float = 60.0) -> None:
@@ -65,7 +68,8 @@ class ServiceProcess:
         env = {**os.environ, "STEMFORGE_SERVICE_CONFIG": str(self.config),
                TEST_STALL_ENV: f"{STALL_SEED}:{self.stall_seconds}", "PYTHONUNBUFFERED": "1"}
         with open(self.log, "a") as log:
-            self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=self.new_session)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

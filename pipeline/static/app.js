@@ -210,7 +210,8 @@ window.stemforgePlayer = player; // the browser test reads the player's state he
 
 // ------------------------------------------------------------ jobs list
 
-const state = { jobs: [], selected: null, follow: null, model: null, pollTimer: null, runs: new Map() };
+// runs: job id -> its run.json (take 1's); takes: job id -> every take's run.json, for a job with takes
+const state = { jobs: [], selected: null, follow: null, model: null, pollTimer: null, runs: new Map(), takes: new Map() };
 const fetchingRuns = new Set();
 
 async function refreshJobs() {
@@ -250,6 +251,7 @@ function fetchMissingRuns() {
       .then((job) => {
         if (job.status !== "done") return; // a parent still running: asked again on a later poll
         state.runs.set(id, job.run || null);
+        if (job.takes) state.takes.set(id, job.takes);
         renderJobs();
       })
       .catch((error) => { if (error.status === 404) state.runs.set(id, null); }) // removed: title without it
@@ -268,11 +270,14 @@ function jobTitle(job) {
   const from = job.request.from_job;
   const takes = job.request.takes > 1 ? `${job.request.takes} takes from seed` : "seed";
   if (!from) return run ? `${conditionsText(run.conditions)} · ${takes} ${run.seed}` : job.title;
-  const parent = state.runs.get(from);
+  // regenerated from take N of a job with takes: that take's conditions and seed, not take 1's
+  const fromTake = job.request.from_take;
+  const parent = fromTake && state.takes.has(from) ? state.takes.get(from)[fromTake - 1] : state.runs.get(from);
   const kept = job.request.keep || [];
   const again = partsOf(parent || run).filter((role) => !kept.includes(role));
   const what = again.length ? `${again.join(" + ")} again` : "again";
-  const origin = parent ? `from ${conditionsText(parent.conditions)} (seed ${parent.seed})` : `from job ${from}`;
+  const takeText = fromTake ? `take ${fromTake}, ` : "";
+  const origin = parent ? `from ${conditionsText(parent.conditions)} (${takeText}seed ${parent.seed})` : `from job ${from}`;
   if (!run) return `${what} · ${origin}`;
   if (parent && conditionsText(parent.conditions) === conditionsText(run.conditions)) {
     return `${what} · ${origin} · seed ${run.seed}`;
@@ -408,6 +413,7 @@ async function openJob(jobId, autoplay, take = 1) {
   if (fetched.status !== "done") return;
   fileQueries.set(fetched.id, fetched.file_query || "");
   state.runs.set(fetched.id, fetched.run);
+  if (fetched.takes) state.takes.set(fetched.id, fetched.takes);
   // a job with takes: the page shows one take at a time (its run, notes, files, regenerate)
   const job = fetched.takes ? { ...fetched, run: fetched.takes[take - 1], take } : fetched;
   state.selected = jobId;
