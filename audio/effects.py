@@ -424,7 +424,7 @@ def _run_blocks(audio: np.ndarray, sample_rate: int, effects: list, bpm: float) 
             steps.append(effect.process_block)
     out = np.empty_like(audio)
     for start in range(0, audio.shape[1], BLOCK_SAMPLES):
-        block = np.ascontiguousarray(audio[:, start:start + BLOCK_SAMPLES])
+        block = audio[:, start:start + BLOCK_SAMPLES]
         for step in steps:
             block = step(block)
         out[:, start:start + block.shape[1]] = block

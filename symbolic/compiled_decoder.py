@@ -16,7 +16,7 @@ The arithmetic is the same as `FastDecoder`'s, in float32, but summed in another
 logit can differ in its last bits and, rarely, a sampled token with it: a seed is
 byte-identical within one decoder, and run.json names the decoder that made a run. The int8
 decoder (the default) is the same step over the layers' matrices rounded to int8 with a scale
-per output column (`Int8Matrices`), 5 MB of weights, and a KV cache in bfloat16.
+per output column (`Int8Matrices`), 5 MB of weights, and an int8 KV cache.
 """
 
 from __future__ import annotations
@@ -180,11 +180,13 @@ class CompiledDecoder:
     step (`decode_kernels.decode`) over all the rows' tokens, a sampled token or a forced run
     alike, and each row comes out as it would alone.
 
-    The cache is float32 with float32 matrices (the compiled decoder) and bfloat16 with int8
-    matrices (the int8 decoder, the default): a step at position ~1500 read 18 MB of float32
-    keys and values, more than its int8 weights; in 16 bits it reads 9 MB (docs/benchmarks.md).
-    A bfloat16 keeps float32's range and 8 bits of mantissa (a key or value within 0.4%); the
-    quality bench measured its pieces against real music (the model card)."""
+    The cache is float32 with float32 matrices (the compiled decoder) and int8 with int8
+    matrices (the int8 decoder, the default): each key and value vector of a head rounded to 255
+    levels of its largest magnitude, with that scale kept beside it. A step at position ~1500
+    read 18 MB of float32 keys and values, more than its 5 MB of int8 weights; in int8 it reads
+    4.6 MB (docs/benchmarks.md). Its logits stay within ~0.05% of their spread of a float32
+    cache's (median), as close as the int8 weights' own; the quality bench measured the pieces
+    against real music (the model card)."""
 
     def __init__(self, weights: DecoderWeights, rows: int = 1, matrices: StepMatrices | None = None) -> None:
         """`matrices`: the step's matrices (`StepMatrices.of`), float32 by default."""
@@ -195,9 +197,13 @@ class CompiledDecoder:
         padded = -(-dim // TILE) * TILE
         self.max_tokens = weights.shape.n_positions
         positions = -(-self.max_tokens // (GROUP * TILE)) * GROUP * TILE  # the scores take whole groups of tiles
-        cache = np.uint16 if self.matrices.int8 else np.float32
+        cache = np.int8 if self.matrices.int8 else np.float32
         self.keys = np.zeros((rows, layers, heads, positions // TILE, padded, TILE), cache)
         self.values = np.zeros((rows, layers, heads, padded // TILE, positions, TILE), cache)
+        # an int8 cache's scale per (row, layer, head, position); empty for float32 (decode_kernels._store)
+        scaled = positions if self.matrices.int8 else 0
+        self.key_scales = np.zeros((rows, layers, heads, scaled), np.float32)
+        self.value_scales = np.zeros((rows, layers, heads, scaled), np.float32)
         self.lengths = [0] * rows
         self.kernels = kernels()
 
@@ -225,12 +231,14 @@ class CompiledDecoder:
         fed = [(row, tokens) for row, tokens in feeds.items() if tokens]
         if not fed:
             return {}
-        ids = np.asarray([token for _, tokens in fed for token in tokens], dtype=np.int64)
-        token_rows = np.asarray([row for row, tokens in fed for _ in tokens], dtype=np.int64)
-        positions = np.concatenate([np.arange(self.lengths[row], self.lengths[row] + len(tokens))
-                                    for row, tokens in fed]).astype(np.int64)
-        outputs = np.cumsum([len(tokens) for _, tokens in fed]).astype(np.int64) - 1
-        logits = self._decode(ids, token_rows, positions, outputs)
+        counts = np.fromiter((len(tokens) for _, tokens in fed), np.int64, len(fed))
+        total = int(counts.sum())
+        ids = np.fromiter((token for _, tokens in fed for token in tokens), np.int64, total)
+        firsts = np.repeat(np.cumsum(counts) - counts, counts)  # where each token's row starts in the call
+        starts = np.repeat(np.fromiter((self.lengths[row] for row, _ in fed), np.int64, len(fed)), counts)
+        positions = starts + np.arange(total, dtype=np.int64) - firsts
+        token_rows = np.repeat(np.fromiter((row for row, _ in fed), np.int64, len(fed)), counts)
+        logits = self._decode(ids, token_rows, positions, np.cumsum(counts) - 1)
         for row, tokens in fed:
             self.lengths[row] += len(tokens)
         return {row: logits[n] for n, (row, _) in enumerate(fed)}
@@ -242,7 +250,7 @@ class CompiledDecoder:
         attn_w, attn_s, proj_w, proj_s, fc_w, fc_s, mlp_w, mlp_s = self.matrices.as_tuple()
         decode(ids, rows, positions, outputs, w.wte, w.wpe, w.ln1_w, w.ln1_b, attn_w, attn_s, w.attn_b, proj_w, proj_s,
                w.proj_b, w.ln2_w, w.ln2_b, fc_w, fc_s, w.fc_b, mlp_w, mlp_s, w.mlp_b, w.lnf_w, w.lnf_b, self.keys,
-               self.values, w.shape.layer_norm_epsilon, w.scale, logits)
+               self.values, self.key_scales, self.value_scales, w.shape.layer_norm_epsilon, w.scale, logits)
         return logits
 
 

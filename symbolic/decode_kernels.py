@@ -20,7 +20,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import config as numba_config
-from numba.core.extending import intrinsic, overload
+from numba.core.extending import intrinsic
 
 from stemforge.symbolic.kernels import GROUP, TILE
 
@@ -64,44 +64,6 @@ def _prefetch_row(typingctx, array, index):
     return types.void(array, types.intp), codegen
 
 
-@intrinsic
-def _bits_of_float(typingctx, value):
-    def codegen(context, builder, signature, arguments):
-        return builder.bitcast(arguments[0], ir.IntType(32))
-
-    return types.uint32(types.float32), codegen
-
-
-def widened(value):
-    """A weight or KV cache entry as float32: float32 itself, an int8 weight's value, or
-    bfloat16 bits (uint16, the int8 decoder's 16-bit cache) moved to the top of a float32.
-    Compiled code only."""
-    raise NotImplementedError("compiled code only")
-
-
-@overload(widened, inline="always")
-def _widened(value):
-    if value == types.uint16:
-        return lambda value: _float_from_bits(np.uint32(value) << np.uint32(16))
-    return lambda value: np.float32(value)
-
-
-def narrowed(value, cache):
-    """float32 `value` as `cache` stores it: itself, or bfloat16 bits rounded to nearest even."""
-    raise NotImplementedError("compiled code only")
-
-
-@overload(narrowed, inline="always")
-def _narrowed(value, cache):
-    if cache.dtype == types.uint16:
-        def to_bfloat16(value, cache):
-            bits = _bits_of_float(value)
-            return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
-
-        return to_bfloat16
-    return lambda value, cache: value
-
-
 def _block_source(tokens: int, tiles: int) -> str:
     """Source of a product block: `tokens` consecutive rows of `x` (from `first`) times
     `tiles` consecutive tiles (`tile_0`..., each (inputs, TILE)) over their first `inputs`
@@ -120,7 +82,7 @@ def _block_source(tokens: int, tiles: int) -> str:
     for k in range(tiles):
         lines.append(f"        prefetch_row(tile_{k}, i + ahead)")
         lines.append(f"        row_{k} = tile_{k}[i]")
-        lines += [f"        w{k}_{lane} = widened(row_{k}[{lane}])" for lane in range(TILE)]
+        lines += [f"        w{k}_{lane} = np.float32(row_{k}[{lane}])" for lane in range(TILE)]
     for t in range(tokens):
         lines.append(f"        v{t} = x[first + {t}, i]")
         lines += [f"        a{t}_{k}_{lane} += v{t} * w{k}_{lane}" for k in range(tiles) for lane in range(TILE)]
@@ -132,7 +94,7 @@ def _block_source(tokens: int, tiles: int) -> str:
 
 
 def _compiled_block(tokens: int, tiles: int):
-    namespace = {"np": np, "widened": widened, "prefetch_row": _prefetch_row}
+    namespace = {"np": np, "prefetch_row": _prefetch_row}
     exec(compile(_block_source(tokens, tiles), f"<decode_kernels block {tokens}x{tiles}>", "exec"), namespace)
     return njit(fastmath=ORDERED, nogil=True, inline="always")(namespace[f"block_{tokens}x{tiles}"])
 
@@ -230,21 +192,30 @@ def _softmax(scores: np.ndarray, count: int) -> float:
 
 
 @njit(cache=True, fastmath=ORDERED, nogil=True)
-def _attend_one(query: np.ndarray, head_keys: np.ndarray, head_values: np.ndarray, last: int, out: np.ndarray,
-                row: int, column: int, width: int, scores: np.ndarray) -> None:
+def _attend_one(query: np.ndarray, head_keys: np.ndarray, head_values: np.ndarray, key_scales: np.ndarray,
+                value_scales: np.ndarray, last: int, out: np.ndarray, row: int, column: int, width: int,
+                scores: np.ndarray) -> None:
     """One token's attention over positions 0..last of one head, into out[row, column:column +
     width]. `query` (1, dim) is scaled already; keys are tiled by position, (positions / TILE,
     dim, TILE), so the scores are a product of the query with GROUP * TILE positions at a time,
     and values by dim, (dim / TILE, positions, TILE), so the output is a product of the scores
     with the values (the products' blocks: `_block_source`). Both read the cache front to back
-    (a layout of values by dim read 64 short rows a head, which measured 10x slower for 4 takes
-    than for one: each row a cache miss)."""
+    (values laid out by dim were 64 short rows a head, which measured 10x slower for 4 takes than
+    for one: each row a cache miss). An int8 cache's scales (one per position, not empty) scale
+    each position's score, and its weight before the values."""
     count = last + 1
     dim = query.shape[1]
     for group in range(0, (count + GROUP * TILE - 1) // (GROUP * TILE) * GROUP, GROUP):
         _block_1x4(query, 0, dim, head_keys[group], head_keys[group + 1], head_keys[group + 2], head_keys[group + 3],
                    scores, 0, group * TILE)
+    quantized = key_scales.shape[0] > 0
+    if quantized:
+        for s in range(count):
+            scores[0, s] *= key_scales[s]
     inverse = _softmax(scores[0], count)
+    if quantized:
+        for s in range(count):
+            scores[0, s] *= value_scales[s]
     tiles = head_values.shape[0]
     tile = 0
     while tile + 4 <= tiles:
@@ -261,31 +232,53 @@ def _attend_one(query: np.ndarray, head_keys: np.ndarray, head_values: np.ndarra
 
 
 @njit(cache=True, fastmath=True, nogil=True)
+def _store(vector: np.ndarray, cache: np.ndarray, scales: np.ndarray, position: int, by_position: bool) -> None:
+    """A new key or value (`vector`, one head's dim) into a head's cache at `position`: keys are
+    tiled by position (by_position), values by dim. An int8 cache (scales not empty) takes the
+    vector over its largest magnitude, in 255 levels, and keeps that scale."""
+    scale = np.float32(1.0)
+    if scales.shape[0] > 0:
+        largest = np.float32(0.0)
+        for d in range(vector.shape[0]):
+            largest = max(largest, abs(vector[d]))
+        scale = largest / np.float32(127.0) if largest > 0 else np.float32(1.0)
+        scales[position] = scale
+    for d in range(vector.shape[0]):
+        value = vector[d] / scale if scales.shape[0] > 0 else vector[d]
+        if by_position:
+            cache[position // TILE, d, position % TILE] = np.rint(value) if scales.shape[0] > 0 else value
+        else:
+            cache[d // TILE, position, d % TILE] = np.rint(value) if scales.shape[0] > 0 else value
+
+
+@njit(cache=True, fastmath=True, nogil=True)
 def _attend(qkv: np.ndarray, rows: np.ndarray, positions: np.ndarray, layer: int, keys: np.ndarray,
-            values: np.ndarray, scale: float, dim: int, out: np.ndarray, scores: np.ndarray) -> None:
+            values: np.ndarray, key_scales: np.ndarray, value_scales: np.ndarray, scale: float, dim: int,
+            out: np.ndarray, scores: np.ndarray) -> None:
     """Causal attention of the call's tokens, each over its own row's cache up to its own
     position; their keys and values are written in first. The caches (`CompiledDecoder`'s):
     keys (rows, layers, heads, positions / TILE, dim, TILE), values (rows, layers, heads,
-    dim / TILE, positions, TILE), dim padded to whole tiles with zeros, float32 or bfloat16
-    bits. `out` has room for the last head's padding."""
+    dim / TILE, positions, TILE), dim padded to whole tiles with zeros; float32, or int8 with
+    a scale per (row, layer, head, position) in `key_scales` / `value_scales` (empty for
+    float32). `out` has room for the last head's padding."""
     count = qkv.shape[0]
     heads, padded = keys.shape[2], keys.shape[4]
     width = heads * dim
     for t in range(count):
-        position = positions[t]
+        row, position = rows[t], positions[t]
         for h in range(heads):
-            for d in range(dim):
-                keys[rows[t], layer, h, position // TILE, d, position % TILE] = narrowed(
-                    qkv[t, width + h * dim + d], keys)
-                values[rows[t], layer, h, d // TILE, position, d % TILE] = narrowed(
-                    qkv[t, 2 * width + h * dim + d], values)
+            _store(qkv[t, width + h * dim:width + (h + 1) * dim], keys[row, layer, h], key_scales[row, layer, h],
+                   position, True)
+            _store(qkv[t, 2 * width + h * dim:2 * width + (h + 1) * dim], values[row, layer, h],
+                   value_scales[row, layer, h], position, False)
     query = np.zeros((1, padded), np.float32)
     for t in range(count):
+        row = rows[t]
         for h in range(heads):
             for d in range(dim):
                 query[0, d] = qkv[t, h * dim + d] * scale
-            _attend_one(query, keys[rows[t], layer, h], values[rows[t], layer, h], positions[t], out, t, h * dim,
-                        dim, scores)
+            _attend_one(query, keys[row, layer, h], values[row, layer, h], key_scales[row, layer, h],
+                        value_scales[row, layer, h], positions[t], out, t, h * dim, dim, scores)
 
 
 @njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
@@ -313,12 +306,13 @@ def decode(ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np
            proj_w: np.ndarray, proj_s: np.ndarray, proj_b: np.ndarray, ln2_w: np.ndarray, ln2_b: np.ndarray,
            fc_w: np.ndarray, fc_s: np.ndarray, fc_b: np.ndarray, mlp_w: np.ndarray, mlp_s: np.ndarray,
            mlp_b: np.ndarray, lnf_w: np.ndarray, lnf_b: np.ndarray, keys: np.ndarray, values: np.ndarray,
-           eps: float, scale: float, logits: np.ndarray) -> None:
+           key_scales: np.ndarray, value_scales: np.ndarray, eps: float, scale: float, logits: np.ndarray) -> None:
     """One step for several rows (takes) at once: token t is row rows[t]'s token at
     positions[t] (a row's tokens in order); logits[n] are the next-token logits after token
     outputs[n]. The four matrices of a layer are tiled (`compiled_decoder.tiled`), float32 with
     empty scales (`*_s` of shape (layers, 0)) or int8 with a scale per output (the int8
-    decoder), the caches float32 or bfloat16 bits: one source, compiled for each."""
+    decoder), the KV cache float32 or int8 with its scales (`_attend`): one source, compiled for
+    each."""
     count = ids.shape[0]
     width = wte.shape[1]
     x = np.empty((count, width), np.float32)
@@ -335,7 +329,7 @@ def decode(ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np
     for layer in range(attn_w.shape[0]):
         _layer_norm(x, ln1_w[layer], ln1_b[layer], eps, normed)
         _linear(normed, attn_w[layer], attn_s[layer], attn_b[layer], qkv)
-        _attend(qkv, rows, positions, layer, keys, values, scale, dim, attended, scores)
+        _attend(qkv, rows, positions, layer, keys, values, key_scales, value_scales, scale, dim, attended, scores)
         _linear(attended, proj_w[layer], proj_s[layer], proj_b[layer], update)
         _add(x, update)
         _layer_norm(x, ln2_w[layer], ln2_b[layer], eps, normed)
@@ -356,7 +350,7 @@ def _logits(lasts: np.ndarray, wte: np.ndarray, logits: np.ndarray) -> None:
     the same order (symbolic/kernels.py)."""
     for n in range(lasts.shape[0]):
         for v in range(wte.shape[0]):
-            total = 0.0
+            total = np.float32(0.0)  # a float64 sum cost 4% of a 4-take step in conversions
             for i in range(lasts.shape[1]):
                 total += lasts[n, i] * wte[v, i]
             logits[n, v] = total
