@@ -89,12 +89,9 @@ class DecoderWeights:
 
 
 @dataclass(frozen=True)
-class Int8Matrices:
-    """A layer's four matrices (attn, proj, fc, mlp) as int8 with one float32 scale per output
-    column (symmetric: the column's largest magnitude maps to 127), for the int8 decoder: 5 MB
-    instead of 19, which a step reads from the CPU's cache instead of from memory. Made from the
-    float32 weights when a model loads (`of`), the same bytes on every machine (IEEE division and
-    round-half-even)."""
+class LayerMatrices:
+    """A layer's four matrices (attn, proj, fc, mlp; each stacked over the layers) and a scale
+    per output column of each (empty where the matrices are float32)."""
 
     attn_w: np.ndarray
     attn_s: np.ndarray
@@ -104,6 +101,14 @@ class Int8Matrices:
     fc_s: np.ndarray
     mlp_w: np.ndarray
     mlp_s: np.ndarray
+
+
+@dataclass(frozen=True)
+class Int8Matrices(LayerMatrices):
+    """A layer's four matrices (attn, proj, fc, mlp) as int8 with one float32 scale per output
+    column (symmetric: the column's largest magnitude maps to 127), for the int8 decoder: every
+    step reads 5 MB of them instead of 19. Made from the float32 weights when a model loads
+    (`of`), the same bytes on every machine (IEEE division and round-half-even)."""
 
     @classmethod
     def of(cls, weights: DecoderWeights) -> tuple[Int8Matrices, DecoderWeights]:
@@ -136,19 +141,10 @@ def tiled(matrices: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class StepMatrices:
+class StepMatrices(LayerMatrices):
     """A layer's four matrices as the compiled step reads them (`tiled`): float32 with empty
     scales (the compiled decoder) or int8 with a scale per output column (the int8 decoder,
     `Int8Matrices`). Made once per model and decoder (`Sampler` keeps them)."""
-
-    attn_w: np.ndarray
-    attn_s: np.ndarray
-    proj_w: np.ndarray
-    proj_s: np.ndarray
-    fc_w: np.ndarray
-    fc_s: np.ndarray
-    mlp_w: np.ndarray
-    mlp_s: np.ndarray
 
     @classmethod
     def of(cls, weights: DecoderWeights, int8: bool = False) -> StepMatrices:
