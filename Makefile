@@ -14,6 +14,8 @@ test:
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest
 
-bench: setup
+# fluidsynth too (--bench): bench/render.py compares the renderer with it
+bench:
+	bash scripts/setup.sh --bench
 	.venv/bin/python bench/symbolic.py
 	.venv/bin/python bench/render.py

@@ -31,6 +31,7 @@ from stemforge.symbolic.conditions import ROLES
 MAX_WOW_DEPTH_MS = 1.0
 LEVEL_BLOCK_SECONDS = 0.05
 MAX_LEVEL_CHANGE_DB = 36.0
+BLOCK_SAMPLES = 1 << 16  # a chain runs over 1.5 s (0.5 MB of stereo float32) at a time: `apply_chain`
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,19 @@ class Bitcrush:
 
 @dataclass(frozen=True)
 class Distortion:
+    """tanh waveshaping after `drive_db` of gain: pedalboard's Distortion, the same function
+    (within 2e-7), in numpy: its scalar tanh cost 80-93 ms a minute of stereo, numpy's
+    vectorized one 13 (bench/render.py measures every effect)."""
+
     drive_db: float
 
     def plugin(self, bpm: float):
         import pedalboard
 
-        return pedalboard.Distortion(drive_db=self.drive_db)
+        return pedalboard.Distortion(drive_db=self.drive_db)  # checks the setting (`_build_effect`)
+
+    def process_block(self, block: np.ndarray) -> np.ndarray:
+        return np.tanh(block * np.float32(db_to_gain(self.drive_db)))
 
 
 @dataclass(frozen=True)
@@ -211,17 +219,20 @@ class WowFlutter:
             cycles = max(1, round(rate_hz * loop_seconds))
             phase = np.mod(cycles / loop_seconds * coarse_seconds, 1.0)
             coarse += depth_ms * 1e-3 * sample_rate * np.sin(2 * np.pi * phase)
-        offset = np.interp(
-            np.arange(count, dtype=np.float32) / step,
-            np.arange(len(coarse), dtype=np.float32),
-            coarse.astype(np.float32),
-        )
-        shift = -offset.astype(np.float32)  # read head = position + shift, |shift| <= depth
-        whole = np.floor(shift)
-        fraction = shift - whole
-        left = np.arange(count, dtype=np.int64) + whole.astype(np.int64)
-        np.clip(left, 0, count - 2, out=left)
-        return audio[:, left] * (1.0 - fraction) + audio[:, left + 1] * fraction
+        coarse = coarse.astype(np.float32)
+        knots = np.arange(len(coarse), dtype=np.float32)
+        out = np.empty_like(audio)
+        # block by block, so the read head's arrays stay in the CPU's cache (a whole 16-bar
+        # stem's took 2.3x the 8-bar time); each sample is computed as it was in one piece
+        for start in range(0, count, BLOCK_SAMPLES):
+            positions = np.arange(start, min(count, start + BLOCK_SAMPLES), dtype=np.int64)
+            shift = -np.interp(positions.astype(np.float32) / step, knots, coarse).astype(np.float32)
+            whole = np.floor(shift)  # read head = position + shift, |shift| <= depth
+            fraction = shift - whole
+            left = positions + whole.astype(np.int64)
+            np.clip(left, 0, count - 2, out=left)
+            out[:, start:start + len(positions)] = audio[:, left] * (1.0 - fraction) + audio[:, left + 1] * fraction
+        return out
 
 
 EFFECTS: dict[str, type] = {
@@ -240,13 +251,13 @@ EFFECTS: dict[str, type] = {
 }
 
 
-# What each effect costs, measured on the build machine (ms for one minute of 44.1 kHz
-# stereo, 2026-11-30). Only the order matters: the renderer starts the costliest chain first,
-# so the longest one does not start last while the other core waits (0.43 -> 0.34 s for the
-# three lofi stems).
+# What each effect costs (ms of CPU for one minute of 44.1 kHz stereo, run block by block as
+# `apply_chain` runs it; `python bench/render.py` prints it for this machine). Only the order
+# matters: the renderer starts the costliest chain first, so the longest one does not start last
+# while the other core waits (0.43 -> 0.34 s for the three lofi stems).
 COST_MS_PER_MINUTE: dict[type, float] = {
-    Lowpass: 20, Highpass: 20, LowShelf: 27, HighShelf: 27, Bitcrush: 9, Distortion: 134, Gain: 7,
-    Compressor: 70, Reverb: 154, Delay: 43, Chorus: 72, WowFlutter: 224,
+    Lowpass: 17, Highpass: 18, LowShelf: 20, HighShelf: 21, Bitcrush: 6, Distortion: 13, Gain: 5,
+    Compressor: 44, Reverb: 121, Delay: 46, Chorus: 58, WowFlutter: 141,
 }
 
 
@@ -372,23 +383,52 @@ def load_preset(name_or_path: str | Path) -> RenderPreset:
 def apply_chain(
     audio: np.ndarray, sample_rate: int, chain: tuple, bpm: float, loop_seconds: float
 ) -> np.ndarray:
-    """Run `chain` over float32 `(2, n)` audio (pad it first: pedalboard cuts tails at the input end)."""
+    """Run `chain` over float32 `(2, n)` audio (pad it first: pedalboard cuts tails at the input end).
+
+    The effects between two WowFlutters (which reads a little ahead of itself) run block by
+    block (BLOCK_SAMPLES), each block through all of them while it is in the CPU's cache, the
+    pedalboard plugins keeping their state from block to block (`reset=False`: the same output
+    as one call, bit for bit). Run effect by effect over a whole 16-bar stem instead, each one
+    streamed the stem through memory: the lofi melody's chain took 3.8x its 8-bar time."""
     if not chain:
         return audio
-    import pedalboard
-
     out = np.ascontiguousarray(audio, dtype=np.float32)
-    pending: list = []
+    stage: list = []
     for effect in chain + (None,):
         if effect is not None and not isinstance(effect, WowFlutter):
-            pending.append(effect.plugin(bpm))
+            stage.append(effect)
             continue
-        if pending:
-            out = pedalboard.Pedalboard(pending)(out, sample_rate)
-            pending = []
+        if stage:
+            out = _run_blocks(out, sample_rate, stage, bpm)
+            stage = []
         if effect is not None:
             out = effect.process(out, sample_rate, loop_seconds)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _run_blocks(audio: np.ndarray, sample_rate: int, effects: list, bpm: float) -> np.ndarray:
+    """`effects` (pedalboard's, and numpy's that work sample by sample) over `audio`, block by block."""
+    import pedalboard
+
+    steps: list = []  # a Pedalboard of consecutive plugins, or a numpy effect's process_block
+    plugins: list = []
+    for effect in effects + [None]:
+        if effect is not None and not hasattr(effect, "process_block"):
+            plugins.append(effect.plugin(bpm))
+            continue
+        if plugins:
+            board = pedalboard.Pedalboard(plugins)
+            steps.append(lambda block, board=board: board(block, sample_rate, reset=False))
+            plugins = []
+        if effect is not None:
+            steps.append(effect.process_block)
+    out = np.empty_like(audio)
+    for start in range(0, audio.shape[1], BLOCK_SAMPLES):
+        block = audio[:, start:start + BLOCK_SAMPLES]
+        for step in steps:
+            block = step(block)
+        out[:, start:start + block.shape[1]] = block
+    return out
 
 
 def gated_level_db(audio: np.ndarray, sample_rate: int) -> float | None:
@@ -401,7 +441,9 @@ def gated_level_db(audio: np.ndarray, sample_rate: int) -> float | None:
     usable = audio.shape[1] // block * block
     if usable == 0:
         return None
-    power = np.square(audio[:, :usable]).mean(axis=0).reshape(-1, block).mean(axis=1, dtype=np.float64)
+    blocks = audio[:, :usable].reshape(audio.shape[0], -1, block)
+    # one pass, no stem-sized temporaries (squaring the stem first made 16 bars 5x the 8-bar time)
+    power = np.einsum("cbs,cbs->b", blocks, blocks, dtype=np.float64) / (audio.shape[0] * block)
     loudest = power.max()
     if loudest < 1e-12:
         return None
@@ -410,9 +452,10 @@ def gated_level_db(audio: np.ndarray, sample_rate: int) -> float | None:
 
 
 def balance(audio: np.ndarray, sample_rate: int, level_db: float) -> np.ndarray:
-    """Scale to `level_db` gated RMS (dBFS), within ±MAX_LEVEL_CHANGE_DB."""
+    """Scale to `level_db` gated RMS (dBFS), within ±MAX_LEVEL_CHANGE_DB, in place."""
     level = gated_level_db(audio, sample_rate)
     if level is None:
         return audio
     change = float(np.clip(level_db - level, -MAX_LEVEL_CHANGE_DB, MAX_LEVEL_CHANGE_DB))
-    return audio * np.float32(db_to_gain(change))
+    audio *= np.float32(db_to_gain(change))
+    return audio

@@ -1586,4 +1586,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.machine import reported
+
+    with reported():
+        sys.exit(main())

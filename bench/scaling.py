@@ -128,6 +128,12 @@ def main() -> None:
         print(f"{bars:>5}{median(bars, lambda r: r['tokens']):>8.0f}{compose:>11.2f}{render:>10.2f}{total:>8.2f}"
               f"{median(bars, lambda r: r['peak_mb']):>9.0f}{compose / bars / reference['compose']:>13.2f}"
               f"{render / bars / reference['render']:>12.2f}{total / bars / reference['total']:>9.2f}")
+    if 16 in rows and not any("error" in r for r in rows[16]):
+        times = {stage: median(16, lambda r, s=stage: r["timings"][s]) / (reference[stage] * 8)
+                 for stage in ("compose", "render", "total")}
+        tokens = median(16, lambda r: r["tokens"]) / median(8, lambda r: r["tokens"])
+        print(f"16 bars x 8 bars: compose {times['compose']:.2f}x ({tokens:.2f}x the tokens), render "
+              f"{times['render']:.2f}x, run {times['total']:.2f}x (aims: compose and render <= 2.1x)")
     torch_total = statistics.median(r["timings"]["total"] for r in torch_rows)
     torch_compose = statistics.median(r["timings"]["compose"] for r in torch_rows)
     print(f"\nwarm 8-bar run with the torch decoder (same run): compose {torch_compose:.2f} s, run {torch_total:.2f} s; "
@@ -141,4 +147,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.machine import reported
+
+    with reported():
+        main()

@@ -361,4 +361,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.machine import reported
+
+    with reported():
+        sys.exit(main())

@@ -2,10 +2,17 @@
 `transformers` `generate()` on the same model, batch 1, in the same run; the pieces of every
 sampler are interleaved round by round, so load on a shared machine hits them alike.
 
-    python bench/symbolic.py [--model MODEL_DIR] [--bars 8] [--repeats 3] [--takes 4 8]
+    python bench/symbolic.py [--model MODEL_DIR] [--bars 8] [--repeats 3] [--takes 4 8] [--positions 100 1500]
 
-Then takes: N pieces composed together through the batched decoder (`pipeline run --takes N`)
-against one piece, the same `compose_takes` call `pipeline run` makes, in the same run.
+Then:
+- the decoder's step at positions ~100 and ~1500 (a long piece's late tokens), one row, CPU
+  time, interleaved: how much reading the KV cache adds as a piece grows;
+- takes: N pieces composed together through the batched decoder (`pipeline run --takes N`)
+  against one piece, the same `compose_takes` call `pipeline run` makes, rounds interleaved:
+  CPU time in one thread (the work the takes share) and wall time with the usable cores (what
+  a producer waits), each take checked token for token against its seed composed alone.
+The machine (CPU, caches, cores, memory speed) and the load during the run are printed too
+(bench/machine.py).
 
 Without --model it uses the shipped composer; --random builds a random-weight GPT-2 at the
 default size (6x256) instead (speed per token does not depend on the weights' values).
@@ -25,6 +32,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.machine import reported  # noqa: E402
 from stemforge.symbolic.conditions import ROLES, build_conditions  # noqa: E402
 from stemforge.symbolic.model import Composer, build_gpt2, load_composer  # noqa: E402
 from stemforge.symbolic.plan import plan_for  # noqa: E402
@@ -81,9 +90,10 @@ def time_generate(composer: Composer, new_tokens: int, seed: int, threads: int) 
 
 
 def time_takes(composer: Composer, bars: int, counts: list[int], repeats: int, decoder: str) -> list[dict]:
-    """Seconds to compose N takes (run defaults: loop, chords, groove) vs one take, each
-    count measured `repeats` times (median), and whether each take equals the piece its seed
-    composes alone (the batched decoder's float rounding could change a token)."""
+    """CPU seconds in one thread and wall seconds with the usable cores to compose N takes (run
+    defaults: loop, chords, groove) and one take, rounds interleaved (each round composes every
+    count once in each setting; medians of `repeats` rounds), and how many takes equal the piece
+    their seed composes alone."""
     from statistics import median
 
     from stemforge.symbolic.compose import compose_takes
@@ -91,25 +101,69 @@ def time_takes(composer: Composer, bars: int, counts: list[int], repeats: int, d
     genre = composer.genres[0]
     settings = SamplingSettings(decoder=decoder)
     idea = build_conditions(genre, bars=bars, seed=1000)
-    alone = {}
+    alone: dict[int, list[int]] = {}
 
     def takes_of(count: int, offset: int) -> list:
         return [(replace(idea, seed=1000 + offset + n), 1000 + offset + n) for n in range(count)]
 
-    compose_takes(composer, takes_of(1, 0), settings)  # warm: grammar tables, first allocations
-    rows = []
-    for count in [1, *counts]:
-        times, same = [], 0
-        for repeat in range(repeats):
-            started = time.perf_counter()
-            composed = compose_takes(composer, takes_of(count, repeat * 100), settings)
-            times.append(time.perf_counter() - started)
-            for (conditions, seed), piece in zip(takes_of(count, repeat * 100), composed, strict=True):
+    def composed(count: int, offset: int, threads: str | None) -> tuple[float, float, list]:
+        previous = os.environ.get("OMP_NUM_THREADS")
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads  # kernels.decode_threads: the takes' threads
+        try:
+            cpu, wall = time.process_time(), time.perf_counter()
+            pieces = compose_takes(composer, takes_of(count, offset), settings)
+            return time.process_time() - cpu, time.perf_counter() - wall, pieces
+        finally:
+            if previous is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
+
+    composed(1, 0, "1")  # warm: grammar tables, first allocations
+    samples: dict[int, dict[str, list[float]]] = {count: {"cpu": [], "wall": []} for count in [1, *counts]}
+    same = dict.fromkeys(samples, 0)
+    for repeat in range(repeats):
+        for count in samples:
+            cpu, _, pieces = composed(count, repeat * 100, "1")
+            _, wall, _ = composed(count, repeat * 100, None)
+            samples[count]["cpu"].append(cpu)
+            samples[count]["wall"].append(wall)
+            for (conditions, seed), piece in zip(takes_of(count, repeat * 100), pieces, strict=True):
                 if seed not in alone:
                     alone[seed] = compose_takes(composer, [(conditions, seed)], settings)[0].token_ids
-                same += piece.token_ids == alone[seed]
-        rows.append({"takes": count, "seconds": median(times), "identical": same, "pieces": count * repeats})
-    return rows
+                same[count] += piece.token_ids == alone[seed]
+    return [{"takes": count, "cpu": median(times["cpu"]), "wall": median(times["wall"]), "identical": same[count],
+             "pieces": count * repeats} for count, times in samples.items()]
+
+
+def time_steps(composer: Composer, positions: list[int], repeats: int, steps: int = 30) -> dict[str, dict[int, float]]:
+    """CPU milliseconds of one decoder step (one row, one token) after `position` tokens, for the
+    int8 and compiled decoders, positions and decoders interleaved, median of `repeats` rounds of
+    `steps` steps. The cache holds a real piece's tokens (a 16-bar piece, repeated to length)."""
+    from statistics import median
+
+    sampler = Sampler(composer)
+    plan = SamplePlan(composer.tokenizer.prefix_ids(composer.genres[0], 80, "A minor", "normal", 16), ROLES, 16)
+    piece = sampler.sample(plan, SamplingSettings(), 0)
+    filler = (piece * (max(positions) // len(piece) + 2))[:max(positions) + 1]
+    decoders = {}
+    for name in ("int8", "compiled"):
+        for position in positions:
+            decoder = sampler.rows_decoder(name, 1)
+            decoder.forward(filler[:position])
+            decoders[name, position] = decoder
+    samples: dict[tuple[str, int], list[float]] = {key: [] for key in decoders}
+    for _ in range(repeats):
+        for (name, position), decoder in decoders.items():
+            started = time.process_time()
+            for _ in range(steps):
+                decoder.lengths[0] = position
+                decoder.forward([filler[position]])
+            samples[name, position].append((time.process_time() - started) / steps * 1000)
+    return {name: {position: median(samples[name, position]) for position in positions} for name in ("int8", "compiled")}
 
 
 def time_threads(composer: Composer, bars: int, repeats: int) -> tuple[float, float, bool]:
@@ -151,6 +205,8 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--takes", type=int, nargs="*", default=[4, 8], help="take counts to time (none: skip)")
+    parser.add_argument("--positions", type=int, nargs="*", default=[100, 1500],
+                        help="positions whose step is timed (the first is the reference; none: skip)")
     args = parser.parse_args()
     composer = random_composer(6, 256, 4) if args.random else load_composer(args.model)
     parameters = sum(p.numel() for p in composer.model.parameters())
@@ -191,15 +247,25 @@ def main() -> None:
     serial, parallel, ahead = time_threads(composer, args.bars, args.repeats)
     print(f"two pieces in two threads (kernels {'compiled ahead of time' if ahead else 'from the JIT'}): "
           f"{parallel:.2f} s against {serial:.2f} s one after the other ({parallel / serial:.2f}x)")
+    if args.positions:
+        step_ms = time_steps(composer, args.positions, max(5, args.repeats))
+        reference = args.positions[0]
+        print(f"\ndecoder step, one row, CPU ms (median of {max(5, args.repeats)} rounds of 30 steps, interleaved)")
+        for name, by_position in step_ms.items():
+            print(f"  {name:9s} " + ", ".join(f"position {position}: {ms:.3f} ms ({ms / by_position[reference]:.2f}x)"
+                                                for position, ms in by_position.items()))
     for decoder in ("int8", "compiled", "torch") if args.takes else ():
         rows = time_takes(composer, args.bars, args.takes, args.repeats, decoder)
-        one = rows[0]["seconds"]
-        print(f"\ntakes, {decoder} decoder (compose_takes, run defaults, {args.bars} bars, median of {args.repeats})")
-        print(f"{'takes':>5s} {'seconds':>8s} {'x one take':>10s} {'x N runs':>9s} {'same as alone':>14s}")
+        cpu_one, wall_one = rows[0]["cpu"], rows[0]["wall"]
+        print(f"\ntakes, {decoder} decoder (compose_takes, run defaults, {args.bars} bars, median of {args.repeats}, "
+              f"rounds interleaved)")
+        print(f"{'takes':>5s} {'CPU s, 1 thread':>16s} {'x one take':>10s} {'wall s, all cores':>18s} {'x one take':>10s} "
+              f"{'same as alone':>14s}")
         for row in rows:
-            print(f"{row['takes']:5d} {row['seconds']:8.2f} {row['seconds'] / one:10.2f} "
-                  f"{row['seconds'] / (one * row['takes']):9.2f} {row['identical']:>8d} of {row['pieces']}")
+            print(f"{row['takes']:5d} {row['cpu']:16.2f} {row['cpu'] / cpu_one:10.2f} {row['wall']:18.2f} "
+                  f"{row['wall'] / wall_one:10.2f} {row['identical']:>8d} of {row['pieces']}")
 
 
 if __name__ == "__main__":
-    main()
+    with reported():
+        main()

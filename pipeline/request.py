@@ -127,7 +127,7 @@ class RunRequest:
     key_bias: float = _spec(1.5, "how strongly bass and melody keep to the key: nats added to in-key pitches "
                             "(0 = only the key token steers)", "sampling")
     decoder: str = _spec("int8", "what runs the model: int8 (one machine-code function per step, numba, over the "
-                         "weights rounded to int8: the fastest), compiled (the same over the float32 weights) or "
+                         "weights and KV cache rounded to int8: the fastest), compiled (the same over float32) or "
                          "torch (the float32 weights through torch). A seed gives the same notes again within one "
                          "decoder; run.json names the decoder",
                          "sampling", metavar="|".join(DECODERS), max_length=20)

@@ -7,6 +7,8 @@
 #   STEMFORGE_TEST_TOOLS=1 also install chromium for the browser test and the third-party readers of
 #                          our DAW files into .tools/ (scripts/install_readers.sh; make test sets it)
 #   STEMFORGE_TORCH_INDEX  e.g. https://download.pytorch.org/whl/cu121 for a GPU build (see README)
+# Arguments go to scripts/install_sounds.sh: --bench also installs fluidsynth (`make bench`
+# runs it: bench/render.py's reference renderer), --all further Hydrogen kits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -4,10 +4,11 @@ Why compiled: at batch 1 the composer's 5M-parameter model spends most of each t
 overhead between small torch calls (dispatch, allocation, views), not in arithmetic; one
 function that runs every layer in plain loops removes it (bench/symbolic.py measures this
 against `FastDecoder` and `generate()` in the same run). Runs of many tokens at once (a
-forced bar, a kept part) multiply through numpy's BLAS instead, which is faster for them,
-with the same compiled attention over the same KV cache. The weights are read from the
-model's safetensors file as numpy arrays, so composing does not import torch: a cold
-`pipeline run` skips its 1.5-2 s import (bench/cold_start.py). The compiled step is numba
+forced bar, a kept part) go through the same step, whose products take tokens eight at a time
+(decode_kernels._linear): as fast as numpy's BLAS for them, and unlike BLAS the same sums
+whatever else the step holds, so the takes' runs and steps share one call. The weights are
+read from the model's safetensors file as numpy arrays, so composing does not import torch: a
+cold `pipeline run` skips its 1.5-2 s import (bench/cold_start.py). The compiled step is numba
 code (symbolic/decode_kernels.py), which setup compiles ahead of time so that a run does not
 import numba either (symbolic/kernels.py says how, and what happens where it cannot).
 
@@ -15,7 +16,7 @@ The arithmetic is the same as `FastDecoder`'s, in float32, but summed in another
 logit can differ in its last bits and, rarely, a sampled token with it: a seed is
 byte-identical within one decoder, and run.json names the decoder that made a run. The int8
 decoder (the default) is the same step over the layers' matrices rounded to int8 with a scale
-per output column (`Int8Matrices`): 5 MB of weights that stay in the CPU's cache.
+per output column (`Int8Matrices`), 5 MB of weights, and an int8 KV cache.
 """
 
 from __future__ import annotations
@@ -27,10 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from stemforge.symbolic.errors import context_overflow
-from stemforge.symbolic.kernels import kernels
+from stemforge.symbolic.kernels import GROUP, TILE, kernels
 from stemforge.symbolic.model import GPT2_LAYER_PARTS, DecoderShape
-
-BLAS_FROM_TOKENS = 8  # a row's run this long multiplies through BLAS (`CompiledDecoder`)
 
 
 @dataclass(frozen=True)
@@ -90,12 +89,9 @@ class DecoderWeights:
 
 
 @dataclass(frozen=True)
-class Int8Matrices:
-    """A layer's four matrices (attn, proj, fc, mlp) as int8 with one float32 scale per output
-    column (symmetric: the column's largest magnitude maps to 127), for the int8 decoder: 5 MB
-    instead of 19, so a step's weights stay in the CPU's cache instead of streaming from memory
-    (a piece composes in 35-45% less time: docs/benchmarks.md). Made from the float32 weights when a
-    model loads (`of`), the same bytes on every machine (IEEE division and round-half-even)."""
+class LayerMatrices:
+    """A layer's four matrices (attn, proj, fc, mlp; each stacked over the layers) and a scale
+    per output column of each (empty where the matrices are float32)."""
 
     attn_w: np.ndarray
     attn_s: np.ndarray
@@ -106,14 +102,21 @@ class Int8Matrices:
     mlp_w: np.ndarray
     mlp_s: np.ndarray
 
+
+@dataclass(frozen=True)
+class Int8Matrices(LayerMatrices):
+    """A layer's four matrices (attn, proj, fc, mlp) as int8 with one float32 scale per output
+    column (symmetric: the column's largest magnitude maps to 127), for the int8 decoder: every
+    step reads 5 MB of them instead of 19. Made from the float32 weights when a model loads
+    (`of`), the same bytes on every machine (IEEE division and round-half-even)."""
+
     @classmethod
     def of(cls, weights: DecoderWeights) -> tuple[Int8Matrices, DecoderWeights]:
         """The int8 matrices of `weights`, and `weights` with those matrices as float32 again
-        (int8 x scale), which a run of many tokens multiplies through BLAS: both paths then
-        compute with the same numbers."""
+        (int8 x scale): the numbers the int8 decoder computes with."""
         parts: dict[str, np.ndarray] = {}
         rounded: dict[str, np.ndarray] = {}
-        for name in ("attn_w", "proj_w", "fc_w", "mlp_w"):
+        for name in MATRICES:
             matrix = getattr(weights, name)  # (layers, in, out)
             scale = np.abs(matrix).max(axis=1) / np.float32(127)
             scale = np.where(scale > 0, scale, np.float32(1)).astype(np.float32)
@@ -122,36 +125,81 @@ class Int8Matrices:
             rounded[name] = np.ascontiguousarray(quantized.astype(np.float32) * scale[:, None, :])
         return cls(**parts), replace(weights, **rounded)
 
+
+MATRICES = ("attn_w", "proj_w", "fc_w", "mlp_w")
+
+
+def tiled(matrices: np.ndarray) -> np.ndarray:
+    """(layers, in, out) matrices as the step's products read them: (layers, out / TILE, in,
+    TILE), each tile TILE output columns of every input, its outputs padded with zero columns to
+    a whole number of GROUP tiles (decode_kernels._linear)."""
+    layers, inputs, outputs = matrices.shape
+    padded = -(-outputs // (GROUP * TILE)) * GROUP * TILE
+    full = np.zeros((layers, inputs, padded), matrices.dtype)
+    full[:, :, :outputs] = matrices
+    return np.ascontiguousarray(full.reshape(layers, inputs, padded // TILE, TILE).transpose(0, 2, 1, 3))
+
+
+@dataclass(frozen=True)
+class StepMatrices(LayerMatrices):
+    """A layer's four matrices as the compiled step reads them (`tiled`): float32 with empty
+    scales (the compiled decoder) or int8 with a scale per output column (the int8 decoder,
+    `Int8Matrices`). Made once per model and decoder (`Sampler` keeps them)."""
+
+    @classmethod
+    def of(cls, weights: DecoderWeights, int8: bool = False) -> StepMatrices:
+        if int8:
+            source, _ = Int8Matrices.of(weights)
+            scales = {name: getattr(source, name[:-1] + "s") for name in MATRICES}
+        else:
+            source = weights
+            no_scale = np.zeros((weights.shape.n_layer, 0), np.float32)  # decode_kernels._linear: float32
+            scales = dict.fromkeys(MATRICES, no_scale)
+        parts = {}
+        for name in MATRICES:
+            parts[name], parts[name[:-1] + "s"] = tiled(getattr(source, name)), scales[name]
+        return cls(**parts)
+
     @property
-    def layer_matrices(self) -> tuple[np.ndarray, ...]:
+    def int8(self) -> bool:
+        return self.attn_w.dtype == np.int8
+
+    def as_tuple(self) -> tuple[np.ndarray, ...]:
         return (self.attn_w, self.attn_s, self.proj_w, self.proj_s, self.fc_w, self.fc_s, self.mlp_w, self.mlp_s)
 
 
 class CompiledDecoder:
     """Decodes one sequence (`forward`, `reset`, `length`) or several at once (`forward_rows`,
-    for takes) over `DecoderWeights`, with a preallocated KV cache: keys (rows, layers,
-    heads, dim, positions), values (rows, layers, heads, positions, dim). Steps of a few
-    tokens per row (sampling) run through the compiled step (`decode_kernels.decode`); a
-    row's run of BLAS_FROM_TOKENS or more (a repeated bar, a kept part) multiplies through
-    numpy's BLAS, one thread (the caller limits it: `Sampler`), faster for many tokens at once
-    (bench/symbolic.py)."""
+    for takes) over `DecoderWeights`, with a preallocated KV cache, tiled as the step reads it
+    (decode_kernels._attend): keys (rows, layers, heads, positions / TILE, dim, TILE), values
+    (rows, layers, heads, dim / TILE, positions, TILE). Every call is one compiled
+    step (`decode_kernels.decode`) over all the rows' tokens, a sampled token or a forced run
+    alike, and each row comes out as it would alone.
 
-    def __init__(self, weights: DecoderWeights, rows: int = 1, int8: Int8Matrices | None = None) -> None:
-        """`int8`: the step multiplies through these int8 matrices (the int8 decoder; `weights`
-        then holds them as float32 again, `Int8Matrices.of`), else through `weights`' own."""
+    The cache is float32 with float32 matrices (the compiled decoder) and int8 with int8
+    matrices (the int8 decoder, the default): each key and value vector of a head rounded to 255
+    levels of its largest magnitude, with that scale kept beside it. A step at position ~1500
+    read 18 MB of float32 keys and values, more than its 5 MB of int8 weights; in int8 it reads
+    4.6 MB (docs/benchmarks.md). Its logits stay within ~0.05% of their spread of a float32
+    cache's (median), as close as the int8 weights' own; the quality bench measured the pieces
+    against real music (the model card)."""
+
+    def __init__(self, weights: DecoderWeights, rows: int = 1, matrices: StepMatrices | None = None) -> None:
+        """`matrices`: the step's matrices (`StepMatrices.of`), float32 by default."""
         self.weights = weights
-        self.int8 = int8
+        self.matrices = matrices if matrices is not None else StepMatrices.of(weights)
         layers, heads = weights.shape.n_layer, weights.shape.n_head
-        if int8 is None:  # float32 matrices go with empty scales (decode_kernels._linear)
-            no_scale = np.zeros((layers, 0), np.float32)
-            self._matrices = (weights.attn_w, no_scale, weights.proj_w, no_scale, weights.fc_w, no_scale,
-                              weights.mlp_w, no_scale)
-        else:
-            self._matrices = int8.layer_matrices
         dim = weights.wte.shape[1] // heads
+        padded = -(-dim // TILE) * TILE
         self.max_tokens = weights.shape.n_positions
-        self.keys = np.zeros((rows, layers, heads, dim, self.max_tokens), np.float32)
-        self.values = np.zeros((rows, layers, heads, self.max_tokens, dim), np.float32)
+        positions = -(-self.max_tokens // (GROUP * TILE)) * GROUP * TILE  # the scores take whole groups of tiles
+        cache = np.int8 if self.matrices.int8 else np.float32
+        self.keys = np.zeros((rows, layers, heads, positions // TILE, padded, TILE), cache)
+        self.values = np.zeros((rows, layers, heads, padded // TILE, positions, TILE), cache)
+        # an int8 cache's scale per (row, layer, head, position); empty for float32 (decode_kernels._store)
+        scaled = positions if self.matrices.int8 else 0
+        self.key_scales = np.zeros((rows, layers, heads, scaled), np.float32)
+        self.value_scales = np.zeros((rows, layers, heads, scaled), np.float32)
         self.lengths = [0] * rows
         self.kernels = kernels()
 
@@ -171,75 +219,35 @@ class CompiledDecoder:
         return self.forward_rows({0: token_ids})[0]
 
     def forward_rows(self, feeds: dict[int, list[int]]) -> dict[int, np.ndarray]:
-        """row -> tokens to feed; returns row -> next-token logits after its last token."""
+        """row -> tokens to feed; returns row -> next-token logits after its last token. All the
+        rows' tokens go through one step, so the weights are read once for them all."""
         for row, tokens in feeds.items():
             if self.lengths[row] + len(tokens) > self.max_tokens:
                 raise context_overflow(self.max_tokens)
-        # each run alone, so a take's products have the shape they have when it is composed alone
-        groups = [([row], self._blas) for row, tokens in feeds.items() if len(tokens) >= BLAS_FROM_TOKENS]
-        steps = [row for row, tokens in feeds.items() if 0 < len(tokens) < BLAS_FROM_TOKENS]
-        if steps:
-            groups.append((steps, self._compiled))
-        result: dict[int, np.ndarray] = {}
-        for group, decode in groups:
-            ids = np.asarray([token for row in group for token in feeds[row]], dtype=np.int64)
-            token_rows = np.asarray([row for row in group for _ in feeds[row]], dtype=np.int64)
-            positions = np.concatenate([np.arange(self.lengths[row], self.lengths[row] + len(feeds[row]))
-                                        for row in group]).astype(np.int64)
-            outputs = np.cumsum([len(feeds[row]) for row in group]).astype(np.int64) - 1
-            logits = decode(ids, token_rows, positions, outputs)
-            for n, row in enumerate(group):
-                self.lengths[row] += len(feeds[row])
-                result[row] = logits[n]
-        return result
+        fed = [(row, tokens) for row, tokens in feeds.items() if tokens]
+        if not fed:
+            return {}
+        counts = np.fromiter((len(tokens) for _, tokens in fed), np.int64, len(fed))
+        total = int(counts.sum())
+        ids = np.fromiter((token for _, tokens in fed for token in tokens), np.int64, total)
+        firsts = np.repeat(np.cumsum(counts) - counts, counts)  # where each token's row starts in the call
+        starts = np.repeat(np.fromiter((self.lengths[row] for row, _ in fed), np.int64, len(fed)), counts)
+        positions = starts + np.arange(total, dtype=np.int64) - firsts
+        token_rows = np.repeat(np.fromiter((row for row, _ in fed), np.int64, len(fed)), counts)
+        logits = self._decode(ids, token_rows, positions, np.cumsum(counts) - 1)
+        for row, tokens in fed:
+            self.lengths[row] += len(tokens)
+        return {row: logits[n] for n, (row, _) in enumerate(fed)}
 
-    def _compiled(self, ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    def _decode(self, ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np.ndarray) -> np.ndarray:
         w = self.weights
         logits = np.empty((len(outputs), w.wte.shape[0]), np.float32)
-        decode = self.kernels.decode if self.int8 is None else self.kernels.decode_int8
-        attn_w, attn_s, proj_w, proj_s, fc_w, fc_s, mlp_w, mlp_s = self._matrices
+        decode = self.kernels.decode_int8 if self.matrices.int8 else self.kernels.decode
+        attn_w, attn_s, proj_w, proj_s, fc_w, fc_s, mlp_w, mlp_s = self.matrices.as_tuple()
         decode(ids, rows, positions, outputs, w.wte, w.wpe, w.ln1_w, w.ln1_b, attn_w, attn_s, w.attn_b, proj_w, proj_s,
                w.proj_b, w.ln2_w, w.ln2_b, fc_w, fc_s, w.fc_b, mlp_w, mlp_s, w.mlp_b, w.lnf_w, w.lnf_b, self.keys,
-               self.values, w.shape.layer_norm_epsilon, w.scale, logits)
+               self.values, self.key_scales, self.value_scales, w.shape.layer_norm_epsilon, w.scale, logits)
         return logits
-
-    def _blas(self, ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-        """One row's run of tokens through the compiled step's layers in numpy: the products through
-        BLAS, the rest as array operations (no compiled function: each one a cold process
-        loads from numba's cache costs it about 0.15 s)."""
-        w, eps = self.weights, self.weights.shape.layer_norm_epsilon
-        row, start, count = int(rows[0]), int(positions[0]), len(ids)
-        end = start + count
-        heads, dim = self.keys.shape[2], self.keys.shape[3]
-        width = heads * dim
-        # token i sees positions up to start + i
-        hidden_future = np.arange(end)[None, :] > (start + np.arange(count))[:, None]
-        x = w.wte[ids] + w.wpe[positions]
-        for layer in range(w.attn_w.shape[0]):
-            qkv = _numpy_layer_norm(x, w.ln1_w[layer], w.ln1_b[layer], eps) @ w.attn_w[layer] + w.attn_b[layer]
-            query, key, value = (qkv[:, part * width:(part + 1) * width].reshape(count, heads, dim)
-                                 for part in range(3))
-            self.keys[row, layer, :, :, start:end] = key.transpose(1, 2, 0)
-            self.values[row, layer, :, start:end] = value.transpose(1, 0, 2)
-            scores = (query.transpose(1, 0, 2) * np.float32(w.scale)) @ self.keys[row, layer, :, :, :end]
-            scores[:, hidden_future] = -np.inf
-            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-            scores /= scores.sum(axis=-1, keepdims=True)
-            attended = (scores @ self.values[row, layer, :, :end]).transpose(1, 0, 2).reshape(count, width)
-            x = x + (attended @ w.proj_w[layer] + w.proj_b[layer])
-            hidden = _numpy_layer_norm(x, w.ln2_w[layer], w.ln2_b[layer], eps) @ w.fc_w[layer] + w.fc_b[layer]
-            x = x + (_numpy_gelu_tanh(hidden) @ w.mlp_w[layer] + w.mlp_b[layer])
-        return _numpy_layer_norm(x[outputs], w.lnf_w, w.lnf_b, eps) @ w.wte.T
-
-
-def _numpy_layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
-    centred = x - x.mean(axis=-1, keepdims=True)
-    return centred / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + np.float32(eps)) * weight + bias
-
-
-def _numpy_gelu_tanh(x: np.ndarray) -> np.ndarray:
-    root = np.float32(math.sqrt(2.0 / math.pi))
-    return np.float32(0.5) * x * (np.float32(1.0) + np.tanh(root * (x + np.float32(0.044715) * x * x * x)))
 
 
 def precompile() -> None:
@@ -256,8 +264,7 @@ def precompile() -> None:
     except BuildError as error:
         print(f"warning: {error}")
     weights = DecoderWeights.from_directory(DEFAULT_MODEL_DIR)
-    int8, rounded = Int8Matrices.of(weights)
-    for decoder in (CompiledDecoder(weights), CompiledDecoder(rounded, int8=int8)):
+    for decoder in (CompiledDecoder(weights), CompiledDecoder(weights, matrices=StepMatrices.of(weights, int8=True))):
         decoder.kernels = Kernels(decode, decode, draw_token, ahead_of_time=False)
         logits = decoder.forward([0])
     draw_token(logits, np.ones(len(logits), np.bool_), 1.0, 0, 0.95, 0.5)

@@ -82,8 +82,7 @@ class BatchDecoder:
 
     def __init__(self, single: FastDecoder, rows: int) -> None:
         self.single = single
-        # keys transposed (dim before positions): scores are q @ keys without a transpose, and
-        # the compiled decoder (symbolic/compiled_decoder.py) reads this cache as it is
+        # keys transposed (dim before positions): scores are q @ keys without a transpose
         key_shape, value_shape = single.cache_shapes
         self.keys = torch.zeros((rows, *key_shape))
         self.values = torch.zeros((rows, *value_shape))

@@ -34,22 +34,26 @@ import numpy as np
 
 # the kernels' source and this module (the exported signatures, the compiler settings)
 KERNEL_MODULES = ("stemforge.symbolic.decode_kernels", "stemforge.symbolic.draw", "stemforge.symbolic.kernels")
-F32_1, F32_2, F32_3, F32_5 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "float32[:, :, :, :, ::1]"
-I64_1, I8_3 = "int64[::1]", "int8[:, :, ::1]"
+TILE = 16  # output columns of a tile of a matrix as the step reads it (compiled_decoder.tiled)
+GROUP = 4  # tiles a product takes per pass over its inputs; matrices are padded to GROUP * TILE outputs
+F32_1, F32_2, F32_4, F32_6 = "float32[::1]", "float32[:, ::1]", "float32[:, :, :, ::1]", "float32[:, :, :, :, :, ::1]"
+I64_1, I8_4, I8_6 = "int64[::1]", "int8[:, :, :, ::1]", "int8[:, :, :, :, :, ::1]"
 
 
-def _decode_signature(matrix: str) -> str:
+def _decode_signature(matrix: str, cache: str) -> str:
     """`decode_kernels.decode`'s argument types as CompiledDecoder passes them (C-contiguous
-    arrays), with a layer's four matrices of type `matrix` (float32, or int8 and their scales)."""
+    arrays), with a layer's four matrices tiled of type `matrix` (float32, or int8 and their
+    scales) and the KV cache of type `cache` (float32, or int8 with its scales)."""
     return (f"void({I64_1}, {I64_1}, {I64_1}, {I64_1}, {F32_2}, {F32_2}, "  # ids rows positions outputs wte wpe
             f"{F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, "  # ln1 w/b, attn w/s/b, proj
             f"{F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, "  # ln2 w/b, fc w/s/b, mlp
-            f"{F32_1}, {F32_1}, {F32_5}, {F32_5}, float64, float64, {F32_2})")  # ln_f, keys, values, eps, scale, out
+            f"{F32_1}, {F32_1}, {cache}, {cache}, {F32_4}, {F32_4}, "  # ln_f, keys, values, their scales
+            f"float64, float64, {F32_2})")  # eps, scale, out
 
 
 SIGNATURES = {
-    "decode": _decode_signature(F32_3),
-    "decode_int8": _decode_signature(I8_3),  # the same function over int8 matrices (the int8 decoder)
+    "decode": _decode_signature(F32_4, F32_6),
+    "decode_int8": _decode_signature(I8_4, I8_6),  # the same function over int8 matrices and an int8 cache
     "draw_token": "int64(float32[::1], boolean[::1], float64, int64, float64, float64)",
 }
 
@@ -72,8 +76,8 @@ def decode_threads() -> int:
 
 @dataclass(frozen=True)
 class Kernels:
-    decode: Callable  # over float32 matrices
-    decode_int8: Callable  # the same over int8 matrices (numba's JIT: `decode` itself, compiled per type)
+    decode: Callable  # over float32 matrices and KV cache
+    decode_int8: Callable  # the same over int8 matrices and an int8 cache (the JIT: `decode`, compiled per type)
     draw_token: Callable
     ahead_of_time: bool  # False: numba's JIT
 

@@ -96,11 +96,16 @@ def partial_folder(final: Path):
     tmp = final.with_name(f".{final.name}{PARTIAL}{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     lock = None
-    if fcntl is not None:
-        lock = os.open(tmp, os.O_RDONLY)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        tmp.mkdir(parents=True)
+        if fcntl is not None:
+            lock = os.open(tmp, os.O_RDONLY)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+    except BaseException:  # Ctrl-C or SIGTERM before the caller holds the path: nothing left behind
+        release(lock)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return tmp, lock
 
 

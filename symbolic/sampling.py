@@ -24,7 +24,7 @@ from stemforge.symbolic.plan import CompositionPlan
 from stemforge.symbolic.sampling_settings import SamplingSettings, SettingsError  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
-    from stemforge.symbolic.compiled_decoder import DecoderWeights, Int8Matrices
+    from stemforge.symbolic.compiled_decoder import DecoderWeights, StepMatrices
     from stemforge.symbolic.decoder import FastDecoder
 
 
@@ -43,15 +43,11 @@ class SamplePlan:
 
 @contextmanager
 def _one_thread(decoder: str) -> Iterator[None]:
-    """Decoding is latency-bound: one thread avoids OpenMP hand-offs that made each step 10x
-    slower on a busy 2-core machine (bench/symbolic.py); batched takes measured no faster with
-    two. The compiled decoder's runs multiply through numpy's BLAS, the torch decoder's
-    through torch's."""
+    """The torch decoder in one thread: OpenMP hand-offs made each step up to 10x slower on a
+    busy 2-core machine (bench/symbolic.py). The compiled decoders are one thread each already
+    (their step is plain loops; takes go to threads of their own: `sample_takes`)."""
     if decoder != "torch":
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
+        yield
         return
     import torch
 
@@ -121,7 +117,7 @@ class Sampler:
         self.max_tokens = composer.shape.n_positions
         self._decoders: dict[str, RowsDecoder] = {}  # decoder name -> its one-row decoder, kept
         self._weights: DecoderWeights | None = None  # the compiled decoder's, read on first use
-        self._int8: tuple[Int8Matrices, DecoderWeights] | None = None  # the int8 decoder's, made on first use
+        self._matrices: dict[str, StepMatrices] = {}  # decoder name -> the step's matrices, made on first use
         self._torch_decoder: FastDecoder | None = None  # only where the torch decoder is asked for
         self.strengths = strengths or GuideStrengths()
         self.stats = SampleStats()
@@ -166,16 +162,13 @@ class Sampler:
             if self._torch_decoder is None:
                 self._torch_decoder = self.composer.decoder()
             return BatchDecoder(self._torch_decoder, rows)
-        from stemforge.symbolic.compiled_decoder import CompiledDecoder, Int8Matrices
+        from stemforge.symbolic.compiled_decoder import CompiledDecoder, StepMatrices
 
         if self._weights is None:
             self._weights = self.composer.decoder_weights()
-        if name == "int8":
-            if self._int8 is None:
-                self._int8 = Int8Matrices.of(self._weights)
-            int8, rounded = self._int8
-            return CompiledDecoder(rounded, rows, int8)
-        return CompiledDecoder(self._weights, rows)
+        if name not in self._matrices:
+            self._matrices[name] = StepMatrices.of(self._weights, int8=name == "int8")
+        return CompiledDecoder(self._weights, rows, self._matrices[name])
 
     def sample_takes(
         self,
@@ -185,9 +178,10 @@ class Sampler:
         on_token: Callable[[int], None] | None = None,
     ) -> list[list[int]]:
         """Several pieces at once (takes): each follows its own plan, grammar and seed; the
-        model runs once per step for all of them (the decoder's rows), so the weights are read
-        once per step instead of once per take. With the compiled decoder a take is
-        token-identical to the same seed alone, and the takes are shared out over the threads
+        model runs once per step for all of them (the decoder's rows: sampled tokens and forced
+        runs alike), so the weights are read once per step instead of once per take. With the
+        compiled decoders a take is token-identical to the same seed alone (their step sums each
+        token the same way whatever else it holds), and the takes are shared out over the threads
         `decode_threads()` allows (its kernels release the GIL), each thread with its own
         decoder of its takes' rows; with torch's, one decoder of all rows, equal to the seed alone
         up to float rounding in the batched matrix products (see docs/benchmarks.md for how

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from stemforge.symbolic.errors import UserError
 
-# Which code runs the model: "int8" (one numba function per decode step over the weights rounded
-# to int8 with a scale per output, the default: ~40% faster than float32 because its 5 MB of
-# weights stay in the CPU's cache), "compiled" (the same function over the float32 weights) or
-# "torch" (the float32 weights through torch calls). They sample nearly the same distribution, but
+# Which code runs the model: "int8" (one numba function per decode step over the weights and KV
+# cache rounded to int8 with their scales, the default: each step reads 5 MB of weights instead of
+# 19 and a quarter of the cache), "compiled" (the same function over the float32 weights and
+# cache) or "torch" (the float32 weights through torch calls). They sample nearly the same distribution, but
 # a logit that differs in its last bits can change a token, so a seed's notes are reproducible
 # within one decoder only, and run.json names it.
 DECODERS: tuple[str, ...] = ("int8", "compiled", "torch")

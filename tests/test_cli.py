@@ -375,3 +375,39 @@ def test_takes_are_variations_of_one_idea_each_as_it_would_compose_alone(tiny_mo
     assert _run(capsys, *base, "--takes", "3", "--out", tmp_path / "again")[0] == 0
     for n in (1, 2, 3):
         assert RunManifest.read(tmp_path / "again" / f"take{n}").files == takes[n - 1].files
+
+
+def test_takes_with_stems_render_side_by_side_each_as_it_renders_alone(tiny_model: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """`--takes 3 --stems` renders its takes at once on the usable cores (one after another they
+    took three renders' time), and each take's stems are the ones its seed renders alone."""
+    import threading
+    import time
+
+    import stemforge.pipeline.run as run_module
+    from stemforge.pipeline.request import RunRequest
+    from stemforge.pipeline.run import run
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1})  # a 2-core machine, as CI's
+    spans: list[tuple[float, float, str]] = []
+    render_stems = run_module.render_stems
+
+    def timed(*arguments, **keywords):
+        started = time.perf_counter()
+        try:
+            return render_stems(*arguments, **keywords)
+        finally:
+            spans.append((started, time.perf_counter(), threading.current_thread().name))
+
+    monkeypatch.setattr(run_module, "render_stems", timed)
+    base = {"prompt": "rock 120bpm", "model": tiny_model, "bars": 2, "stems": True}
+    result = run(RunRequest(**base, seed=40, takes=3, out=tmp_path / "takes"))
+    assert len(spans) == 3 and len({name for *_, name in spans}) > 1
+    first_end = min(end for _, end, _ in spans)
+    assert sum(start < first_end for start, _, _ in spans) >= 2  # a second render began before the first ended
+    idea = result.manifest.conditions
+    for number, take in enumerate(result.takes):
+        alone = run(RunRequest(**base, seed=40 + number, key=idea.key, chords=idea.chords,
+                               out=tmp_path / f"alone{number}"))
+        assert {path: digest for path, digest in take.manifest.files.items() if path.endswith(".wav")} == {
+            path: digest for path, digest in alone.manifest.files.items() if path.endswith(".wav")}
