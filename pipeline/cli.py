@@ -170,6 +170,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from stemforge.symbolic.training_index import build_novelty_index, rebuild_model_index
+
+    if args.model is not None:
+        bars = rebuild_model_index(args.data_dir, args.model)
+        print(f"rebuilt the novelty index of {args.model} from {args.data_dir}: {bars} training bars")
+    else:
+        bars = build_novelty_index(args.data_dir)
+        print(f"rebuilt {args.data_dir}/index: {bars} training bars")
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from stemforge.pipeline.run import render_run
 
@@ -287,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted (or finished) run from its checkpoint")
     p.add_argument("--steps", type=int, help="total optimisation steps (overrides the config's max_steps)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("index", help="rebuild a dataset's (and its model's) novelty index", formatter_class=HelpFormatter,
+                       description="Rebuild the novelty index of a prepared dataset from its training pieces, "
+                       "in this stemforge's reading of bars; with --model, also the index of a model trained on it.")
+    p.add_argument("data_dir", type=Path, help="folder written by `pipeline prepare`")
+    p.add_argument("--model", type=Path, help="a model trained on DATA_DIR whose index/ is replaced (checked by the "
+                   "data's sha256)")
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("render", help="render an existing run's MIDI to stems again", formatter_class=HelpFormatter)
     p.add_argument("run_dir", type=Path, help="a run folder written by `pipeline run`")

@@ -228,6 +228,22 @@ def plot_losses(history: dict, path: Path) -> None:
 ARCHITECTURE_FIELDS = ("n_layer", "n_head", "n_embd", "n_positions")
 
 
+def refresh_data_index(data_dir: Path, progress: bool = True) -> None:
+    """The data's novelty index in this stemforge's reading (`symbolic.training_index`):
+    rebuilt from the data's own training pieces when an older stemforge wrote it, so the
+    model's copy is one `pipeline eval` reads."""
+    from stemforge.symbolic.training_index import PIECES_FILE, build_novelty_index, index_is_current
+
+    if index_is_current(data_dir / "index"):
+        return
+    if not (data_dir / PIECES_FILE).is_file():
+        print(f"warning: {data_dir}/index was written by an older stemforge and the data has no {PIECES_FILE} to "
+              "rebuild it from: `pipeline eval` will ask for the data to be prepared again", file=sys.stderr)
+        return
+    print(f"rebuilding the novelty index of {data_dir} (written by an older stemforge)", file=sys.stderr)
+    build_novelty_index(data_dir, progress=progress)
+
+
 def checkpoint_config(out_dir: Path) -> TrainConfig | None:
     """The training config a checkpoint of `out_dir` (interrupted or finished) was made with,
     or None when there is none: `--resume` continues with it, so an interrupted `tiny` run
@@ -386,6 +402,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         "data_dir": str(data_dir.resolve()),
         "genres": tokenizer.genres,
         "genres_without_training_windows": untrained_genres(dataset_meta),
+        "genre_windows": {g: int(c.get("train", 0)) for g, c in dataset_meta.get("genres", {}).items()},
         "sequences_over_context": over_context,
         "max_bars": tokenizer.spec.max_bars,
         "trained_window_bars": window_bars,
@@ -402,6 +419,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
     save_composer(partial, model, tokenizer, meta)
     (partial / "train_config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
     (partial / "history.json").write_text(json.dumps(history))
+    refresh_data_index(data_dir, progress)
     for name in ("index", "reference_midi"):
         if (data_dir / name).is_dir():
             shutil.rmtree(partial / name, ignore_errors=True)
