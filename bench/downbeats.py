@@ -81,15 +81,15 @@ def main(argv: list[str] | None = None) -> int:
             steady[off == 0] += 1
         first = min(n.start for n in pitched + drums)
         first_note[OFF[beats_off(first, annotation.downbeat)]] += 1
-        try:  # prepare with the annotation beside the file: the annotated bars, bar by bar
+        try:  # prepare with the annotation beside the file: the bars most of its downbeats mark
             piece = load_piece(midi, folder, {}, spec)
-            kept_by_annotation += piece.meter.get("from") == "annotation"
-            left_out = len(annotation.downbeats) - sum(1 for d0, d1 in zip(annotation.downbeats, annotation.downbeats[1:])
-                                                       if abs(d1 - d0 - TICKS_PER_BAR) <= TICKS_PER_BEAT // 4) - 1
-            odd_bars += left_out
-            odd_songs += left_out > 0
+            kept_by_annotation += piece.meter.get("from") == "annotation" and (
+                (annotation.downbeat + piece.meter["shift_ticks"]) % TICKS_PER_BAR == 0)
         except PrepareError:
             pass
+        odd = sum(1 for a, b in zip(annotation.downbeats, annotation.downbeats[1:])
+                  if abs(b - a - TICKS_PER_BAR) > TICKS_PER_BEAT // 4)
+        odd_bars, odd_songs = odd_bars + odd, odd_songs + (odd > 0)
     total = sum(counts.values())
     seconds = time.perf_counter() - started
     print(f"\nPOP909 songs in 4/4 (index.xlsx) with beat_midi.txt: {total}, {seconds:.0f} s")
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"against the annotation's literal first downbeat: {literal[True]}/{total} ({literal[True] / max(1, total):.1%})"
           f"; on the {sum(steady.values())} songs whose annotation keeps one phase for 90% of its bars: "
           f"{steady[True]}/{sum(steady.values())} ({steady[True] / max(1, sum(steady.values())):.1%})")
-    print(f"prepare with beat_midi.txt beside the file: {kept_by_annotation}/{total} songs cut on the annotated bars; "
-          f"{odd_bars} annotated bars of another length than 4 beats left out, in {odd_songs} songs")
+    print(f"prepare with beat_midi.txt beside the file: {kept_by_annotation}/{total} songs cut on the annotated bars "
+          f"(its downbeats mark {odd_bars} bars of another length than 4 beats, in {odd_songs} songs)")
     if args.out:
         args.out.write_text(json.dumps({"songs": total, "counts": dict(counts), "matched": round(matched, 4),
                                         "first_note_reference": round(reference, 4),

@@ -535,6 +535,8 @@ def model_genre_for(genre: str, known: tuple[str, ...] | list[str],
     for neighbour in GENRE_NEIGHBOURS.get(genre, ()):
         if usable(neighbour):
             return neighbour, f"{why}; using the nearest known genre '{neighbour}'"
+        if neighbour in known:  # passed over: say so, the user may have expected it
+            why += f" and its neighbour {thin(neighbour).removeprefix('genre ')}"
     if usable(UNLABELLED_GENRE):
         return UNLABELLED_GENRE, (f"{why}; composing from its material without a genre label (label files by "
                                   "folder or metadata CSV when preparing to steer the genre)")

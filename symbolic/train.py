@@ -61,6 +61,9 @@ class TrainConfig:
     # (the model never sees how they end): with a warning up to this share of the training
     # sequences, refused above it. 0 refuses any cut.
     max_truncated_share: float = 0.25
+    # fine-tuning (`--init`): 0 trains every weight; > 0 trains LoRA adapters of this rank (peft)
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
     device: str = "auto"
 
     @classmethod
@@ -69,8 +72,10 @@ class TrainConfig:
 
 
 class TokenDataset:
-    def __init__(self, data_dir: Path, split: str) -> None:
+    def __init__(self, data_dir: Path, split: str, token_map: np.ndarray | None = None) -> None:
         self.tokens = np.load(data_dir / f"{split}_tokens.npy")
+        if token_map is not None:  # the data's ids as the (fine-tuned) model's vocabulary numbers them
+            self.tokens = token_map[self.tokens.astype(np.int64)]
         self.offsets = np.load(data_dir / f"{split}_offsets.npy")
         # buckets of sequences with the same bar count, so a batch is not mostly padding
         bars_tokens = self.tokens[self.offsets[:-1] + 5] if len(self) else np.zeros(0)
@@ -244,6 +249,16 @@ def refresh_data_index(data_dir: Path, progress: bool = True) -> None:
     build_novelty_index(data_dir, progress=progress)
 
 
+def checkpoint_init(out_dir: Path) -> str | None:
+    """The model an interrupted fine-tune of `out_dir` started from (None: from scratch)."""
+    out_dir = Path(out_dir)
+    for folder in (out_dir.with_name(out_dir.name + ".partial"), out_dir):
+        state = folder / "checkpoint" / "state.pt"
+        if state.is_file():
+            return torch.load(state, weights_only=False, map_location="cpu").get("init")
+    return None
+
+
 def checkpoint_config(out_dir: Path) -> TrainConfig | None:
     """The training config a checkpoint of `out_dir` (interrupted or finished) was made with,
     or None when there is none: `--resume` continues with it, so an interrupted `tiny` run
@@ -260,7 +275,9 @@ def checkpoint_config(out_dir: Path) -> TrainConfig | None:
 
 
 def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = False,
-          steps: int | None = None, progress: bool = True) -> dict:
+          steps: int | None = None, progress: bool = True, init: str | Path | None = None) -> dict:
+    """Train a composer on a prepared dataset, from scratch or (`init`: "default" or a model
+    folder) fine-tuned from a trained model's weights (symbolic/finetune.py)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not (data_dir / "dataset.json").is_file():
         raise TrainError(f"DATA_DIR: {data_dir} is not a prepared dataset (run `pipeline prepare` first)")
@@ -273,7 +290,19 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         config.max_steps = steps
     dataset_meta = json.loads((data_dir / "dataset.json").read_text())
     tokenizer = ComposerTokenizer.load(data_dir / "tokenizer.json")
-    train_set, valid_set = TokenDataset(data_dir, "train"), TokenDataset(data_dir, "valid")
+    if resume and init is None:
+        init = checkpoint_init(out_dir)
+    base, lookup = None, None
+    if init is not None:
+        from stemforge.symbolic.finetune import BaseModel, token_map
+
+        base = BaseModel.load(init)
+        data_tokenizer, tokenizer = tokenizer, base.vocabulary_for(tokenizer)
+        lookup = token_map(data_tokenizer, tokenizer)
+        config = dataclasses.replace(config, **base.architecture)  # the init model's size and context
+    elif config.lora_rank:
+        raise TrainError("--lora: LoRA trains adapters of a trained model; give it one with --init default|MODEL_DIR")
+    train_set, valid_set = TokenDataset(data_dir, "train", lookup), TokenDataset(data_dir, "valid", lookup)
     if len(train_set) == 0:
         raise TrainError(f"DATA_DIR: {data_dir} has no training sequences")
     if len(valid_set) == 0:
@@ -305,10 +334,20 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
 
     torch.manual_seed(config.seed)
     device = pick_device(config.device, local_rank)
-    model = build_gpt2(len(tokenizer), config.n_layer, config.n_head, config.n_embd, config.n_positions,
-                       config.dropout, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id).to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    if base is not None:
+        from stemforge.symbolic.finetune import with_lora
+
+        model = base.build_model(tokenizer, config.dropout)
+        if config.lora_rank:
+            data_genres = [tokenizer.vocab[f"Genre_{g}"] for g in data_tokenizer.genres]
+            model = with_lora(model, config.lora_rank, config.lora_alpha, config.dropout, data_genres)
+        model = model.to(device)
+    else:
+        model = build_gpt2(len(tokenizer), config.n_layer, config.n_head, config.n_embd, config.n_positions,
+                           config.dropout, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id).to(device)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.dim() >= 2]
+    no_decay = [p for n, p in trainable if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate, betas=(0.9, 0.95),
@@ -341,7 +380,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "history": history, "elapsed": elapsed, "rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "data_sha256": dataset_meta["data_sha256"],
-                    "config": asdict(config)}, tmp)
+                    "config": asdict(config), "init": None if base is None else str(base.path)}, tmp)
         tmp.replace(checkpoint_dir / "state.pt")
 
     interrupted = {"flag": False}
@@ -352,6 +391,10 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         from torch.nn.parallel import DistributedDataParallel
 
         forward = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    before = None
+    if base is not None and lead and step == 0:  # the init model on the tuning data, for the model card
+        before = validation_loss(model, valid_set, tokenizer, config, device)
+        history.setdefault("valid_before", before)
     model.train()
     tokens_seen = 0
     started = time.perf_counter()
@@ -415,6 +458,21 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         "config": asdict(config),
         "density_thresholds": dataset_meta.get("density_thresholds", {}),
     }
+    if base is not None:
+        from stemforge.symbolic.finetune import genre_windows, merged
+
+        meta["init"] = {"path": str(base.path.resolve()), "weights_sha256": base.meta.get("weights_sha256", ""),
+                        "data_sha256": base.meta.get("data_sha256")}
+        meta["method"] = (f"LoRA (peft), rank {config.lora_rank}, alpha {config.lora_alpha:g}, on "
+                          "c_attn/c_proj/c_fc and the data's genre embeddings" if config.lora_rank
+                          else "full fine-tuning (every weight)")
+        meta["trainable_parameters"] = sum(p.numel() for _, p in trainable)
+        meta["new_genres"] = base.new_genres(data_tokenizer)
+        meta["genres_without_training_windows"] = []  # the init model's genres keep their windows
+        meta["genre_windows"] = genre_windows(base, dataset_meta)
+        meta["fine_tune_losses"] = {"before": history.get("valid_before", math.nan), "after": meta["val_loss"]}
+        model = merged(model)
+        meta["parameters"] = sum(p.numel() for p in model.parameters())
     model.to("cpu")
     save_composer(partial, model, tokenizer, meta)
     (partial / "train_config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
@@ -427,6 +485,11 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
     shutil.copy(data_dir / "dataset.json", partial / "dataset.json")
     # what sets each genre apart in this data: the sampler's genre emphasis and density targets
     style_of_dataset(data_dir).save(partial / STYLE_FILE)
+    if base is not None:
+        from stemforge.symbolic.finetune import carry_over, write_model_card
+
+        carry_over(base, data_dir, partial)
+        write_model_card(partial, meta, dataset_meta)
     if out_dir.exists():  # --resume of a finished model: swap it whole
         shutil.rmtree(out_dir)
     partial.rename(out_dir)

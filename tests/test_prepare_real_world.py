@@ -57,6 +57,48 @@ def test_the_bass_lands_on_the_bar_lines_the_notes_imply(tmp_path: Path) -> None
     assert len(roots) == 16 and all(n.start % TICKS_PER_BAR == 0 for n in roots)
 
 
+def write_beat_annotation(folder: Path, downbeat_tick: int, bars: int = 16, bpm: float = 90.0,
+                          slip_at: int | None = None) -> Path:
+    """A POP909-style beat_midi.txt (seconds, beat flag, downbeat flag per beat), its first
+    annotated bar 5 beats long and, with `slip_at`, a beat tracker's slip: a 3-beat bar there."""
+    seconds_per_beat = 60.0 / bpm
+    rows, beat, bar_beats = [], downbeat_tick / TICKS_PER_BEAT - 1, []
+    for bar in range(bars):
+        bar_beats.append(5 if bar == 0 else 3 if bar == slip_at else 4)
+    for length in bar_beats:
+        for k in range(length):
+            rows.append(f"{beat * seconds_per_beat:.6f} {1.0 if k % 2 == 0 else 0.0} {1.0 if k == 0 else 0.0}")
+            beat += 1
+    (folder / "beat_midi.txt").write_text("\n".join(rows) + "\n")
+    return folder / "beat_midi.txt"
+
+
+@pytest.mark.parametrize("slip_at", [None, 16], ids=["steady", "with-a-tracker-slip"])
+def test_a_beat_annotation_beside_the_song_sets_the_bars(tmp_path: Path, slip_at: int | None) -> None:
+    """The bars most annotated downbeats mark, whatever the header, the odd first bar or a
+    late slip of the tracker say; the notes are not asked."""
+    path = write_song(tmp_path / "song" / "song.mid", beats_per_bar=4, header=(1, 4), lead_in=LEAD_IN, bars=24)
+    write_beat_annotation(path.parent, LEAD_IN, bars=24, slip_at=slip_at)
+    meter = load_piece(path, path.parent, {}, SPEC).meter
+    assert (meter["from"], meter["read_as"]) == ("annotation", "4/4")
+    assert (LEAD_IN + meter["shift_ticks"]) % TICKS_PER_BAR == 0
+    odd = 1 + (slip_at is not None)  # the 5-beat first bar, and the slip
+    assert f"({odd} annotated bar(s) of another length" in meter["note"]
+
+
+def test_markers_on_the_downbeats_set_the_bars(tmp_path: Path) -> None:
+    import symusic
+
+    path = write_song(tmp_path / "song.mid", beats_per_bar=4, header=(1, 4), lead_in=LEAD_IN)
+    score = symusic.Score(str(path))
+    for bar, name in ((0, "Intro"), (4, "Verse"), (12, "Chorus")):
+        score.markers.append(symusic.TextMeta(LEAD_IN + bar * TICKS_PER_BAR, name))
+    score.dump_midi(str(path))
+    meter = load_piece(path, tmp_path, {}, SPEC).meter
+    assert meter["from"] == "annotation" and "markers" in meter["note"]
+    assert (LEAD_IN + meter["shift_ticks"]) % TICKS_PER_BAR == 0
+
+
 def test_four_four_files_are_taken_as_written(tmp_path: Path) -> None:
     path = write_song(tmp_path / "song.mid", beats_per_bar=4, header=(4, 4), lead_in=LEAD_IN)
     piece = load_piece(path, tmp_path, {}, SPEC)
