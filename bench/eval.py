@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 # Run as a file, this folder would shadow the `eval` package of the same name.
@@ -112,6 +113,14 @@ def _splice(copy: dict[str, list[Note]], fresh: dict[str, list[Note]], copied_ba
             for r in set(copy) | set(fresh)}
 
 
+def print_verdicts(table: dict[str, Counter], last: str, wanted: Callable[[str, Counter], int]) -> None:
+    """A markdown table of verdict counts per kind of piece, with how many came out as wanted."""
+    print("| what | " + " | ".join(VERDICTS) + f" | {last} |\n|---|" + "---|" * (len(VERDICTS) + 1))
+    for kind, counts in table.items():
+        print(f"| {kind} | " + " | ".join(str(counts[v]) for v in VERDICTS)
+              + f" | {wanted(kind, counts)}/{sum(counts.values())} |")
+
+
 def bench_novelty(model: Path, copies: int, fresh_runs: int, work: Path) -> dict:
     index = NoveltyIndex.load(model / "index")
     store = load_window_notes(model / "index" / "windows.npz")
@@ -155,13 +164,9 @@ def bench_novelty(model: Path, copies: int, fresh_runs: int, work: Path) -> dict
             print(f"flagged fresh run: {folder.name} {RunManifest.read(folder).conditions}")
     print(f"\nnovelty: {len(chosen)} training windows of {model}, {len(fresh)} fresh runs; lookup per piece: "
           f"median {1000 * np.median(seconds):.0f} ms, max {1000 * max(seconds):.0f} ms")
-    print("| what | " + " | ".join(VERDICTS) + " | flagged as wanted |\n|---|" + "---|" * (len(VERDICTS) + 1))
-    out = {}
-    for kind, counts in table.items():
-        total = sum(counts.values())
-        wanted = counts["new"] if kind.startswith("fresh") else counts["copied"] + counts["near copy"]
-        print(f"| {kind} | " + " | ".join(str(counts[v]) for v in VERDICTS) + f" | {wanted}/{total} |")
-        out[kind] = {**{v: counts[v] for v in VERDICTS}, "parts": dict(parts[kind])}
+    print_verdicts(table, "flagged as wanted", lambda kind, counts: counts["new"] if kind.startswith("fresh")
+                   else counts["copied"] + counts["near copy"])
+    out = {kind: {**{v: counts[v] for v in VERDICTS}, "parts": dict(parts[kind])} for kind, counts in table.items()}
     return {"copies": len(chosen), "fresh_runs": len(fresh), "lookup_ms_median": round(1000 * float(np.median(seconds)), 1),
             "verdicts": out, "fresh_grids": fresh}
 
@@ -275,13 +280,9 @@ def bench_played_copies(gmd: Path, model: Path, fresh_grids: list, files: int, w
 
     print(f"\nplayed copies: {len(chosen)} Groove MIDI performances prepared as a user's data ({len(index)} "
           f"training bars); copies read from the raw files")
-    print("| what | " + " | ".join(VERDICTS) + " | as wanted |\n|---|" + "---|" * (len(VERDICTS) + 1))
-    out = {}
-    for kind, counts in table.items():
-        total = sum(counts.values())
-        wanted = counts["new"] if ("not copied" in kind or kind.startswith("fresh")) else counts["copied"]
-        print(f"| {kind} | " + " | ".join(str(counts[v]) for v in VERDICTS) + f" | {wanted}/{total} |")
-        out[kind] = {v: counts[v] for v in VERDICTS}
+    print_verdicts(table, "as wanted", lambda kind, counts: counts["new"] if (
+        "not copied" in kind or kind.startswith("fresh")) else counts["copied"])
+    out = {kind: {v: counts[v] for v in VERDICTS} for kind, counts in table.items()}
     copies = [k for k in table if k in ("as played", "humanized (+-20 ms, +-20 velocity)", "a 16th late",
                                          "humanized and a 16th late")]
     flagged = sum(table[k]["copied"] for k in copies)

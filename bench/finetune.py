@@ -151,12 +151,18 @@ def distances(a: dict, b: dict) -> dict[str, float]:
     }
 
 
+def _estimated_key(tracks: dict[str, list[Note]]) -> Key | None:
+    """The key of a piece's bass and melody (Krumhansl-Kessler), the same way on every side:
+    pitch classes are measured relative to it."""
+    key = estimate_key([n for r in ("bass", "melody") for n in tracks.get(r, [])])
+    return None if key == "none" else parse_key(key)
+
+
 def user_pieces(data_dir: Path) -> list[Piece]:
     pieces = []
     for piece in load_training_pieces(data_dir / "train_pieces.npz"):
         end = max((n.start for notes in piece.tracks.values() for n in notes), default=0)
-        key = estimate_key([n for r in ("bass", "melody") for n in piece.tracks.get(r, [])])
-        pieces.append(Piece(piece.tracks, end // TICKS_PER_BAR + 1, None if key == "none" else parse_key(key)))
+        pieces.append(Piece(piece.tracks, end // TICKS_PER_BAR + 1, _estimated_key(piece.tracks)))
     return pieces
 
 
@@ -175,7 +181,7 @@ def compose_set(model: Path, prompt: str, count: int, first_seed: int = 0) -> li
         genre, _ = model_genre_for(takes[0][0].genre, composer.genres, composer.genre_windows)
         for composed in compose_takes(composer, takes, SamplingSettings(), model_genre=genre):
             grid = {r: t.notes for r, t in composed.arrangement.grid_tracks.items()}
-            out.append((Piece(grid, 8, composed.arrangement.conditions.key_obj), grid))
+            out.append((Piece(grid, 8, _estimated_key(grid)), grid))
     return out
 
 
@@ -185,8 +191,7 @@ def training_windows(model: Path, genre: str) -> list[Piece]:
     for i in range(len(store)):
         if store.sources[int(store.source_ids[i])].split("/")[0] == genre:
             tracks = store_tracks(store, i)
-            key = estimate_key([n for r in ("bass", "melody") for n in tracks.get(r, [])])
-            pieces.append(Piece(tracks, 4, None if key == "none" else parse_key(key)))
+            pieces.append(Piece(tracks, 4, _estimated_key(tracks)))
     return pieces
 
 

@@ -229,9 +229,8 @@ def write_model_card(out_dir: Path, meta: dict, dataset_meta: dict) -> None:
         f"- genres added to the init model's vocabulary: {', '.join(meta['new_genres']) or 'none'}", "",
         "## How", "",
         f"- method: {meta['method']}; {meta['steps']} steps, learning rate {meta['config']['learning_rate']:g} "
-        f"(warm-up {meta['config']['warmup_steps']}, cosine to {meta['config']['min_lr']:g}), about "
-        f"{meta['config']['batch_tokens'] or meta['config']['batch_size']} "
-        f"{'tokens' if meta['config']['batch_tokens'] else 'sequences'} a step",
+        f"(warm-up {meta['config']['warmup_steps']}, cosine to {meta['config']['min_lr']:g}), "
+        f"{meta['tokens_trained']:,} tokens ({meta['tokens_trained'] / max(1, meta['steps']):.0f} a step)",
         f"- trainable parameters: {meta['trainable_parameters']:,} of {meta['parameters']:,}",
         f"- time: {meta['train_seconds']:.0f} s ({meta['tokens_per_second']:.0f} tokens/s)", "",
         "## Figures", "",

@@ -331,7 +331,7 @@ def read_beat_annotation(path: Path, score: symusic.Score) -> BeatAnnotation | N
     if beat_file.is_file() and len([p for p in path.parent.iterdir() if p.suffix.lower() in MIDI_SUFFIXES]) == 1:
         try:
             rows = np.loadtxt(beat_file, ndmin=2)
-        except ValueError:
+        except (ValueError, OSError):  # an unreadable annotation is no annotation: the notes decide
             rows = np.zeros((0, 0))
         if rows.shape[0] >= 8 and rows.shape[1] >= 3:
             beats = np.array([_ticks_at(score, float(t)) * scale for t in rows[:, 0]])

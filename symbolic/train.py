@@ -45,6 +45,7 @@ class TrainConfig:
     # optimisation
     batch_size: int = 8
     batch_tokens: int = 0  # >0: sequences per batch = batch_tokens // longest in a same-length bucket
+    pack_batches: bool = False  # with batch_tokens: fill each batch to batch_tokens at its own longest sequence
     learning_rate: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 200
@@ -83,13 +84,28 @@ class TokenDataset:
         lengths = np.diff(self.offsets)
         self.bucket_longest = [int(lengths[b].max()) for b in self.buckets]
 
-    def draw(self, rng: np.random.Generator, batch_size: int, batch_tokens: int, block: int) -> np.ndarray:
+    def draw(self, rng: np.random.Generator, batch_size: int, batch_tokens: int, block: int,
+             pack: bool = False) -> np.ndarray:
+        """Sequence indices of one batch: `batch_size` at random, or (`batch_tokens` > 0) from
+        one bucket, as many as `batch_tokens` holds at the bucket's longest sequence, or with
+        `pack` as many as it holds at the longest sequence drawn (a few long outliers in a
+        bucket otherwise make every batch one or two sequences)."""
         if batch_tokens <= 0:
             return rng.integers(0, len(self), size=batch_size)
         sizes = np.array([len(b) for b in self.buckets], dtype=float)
         bucket = int(rng.choice(len(self.buckets), p=sizes / sizes.sum()))
-        count = max(1, batch_tokens // min(block, self.bucket_longest[bucket]))
-        return rng.choice(self.buckets[bucket], size=count)
+        if not pack:
+            count = max(1, batch_tokens // min(block, self.bucket_longest[bucket]))
+            return rng.choice(self.buckets[bucket], size=count)
+        lengths = np.minimum(np.diff(self.offsets), block)
+        chosen: list[int] = []
+        longest = 0
+        while True:
+            index = int(rng.choice(self.buckets[bucket]))
+            if chosen and max(longest, int(lengths[index])) * (len(chosen) + 1) > batch_tokens:
+                return np.asarray(chosen)
+            chosen.append(index)
+            longest = max(longest, int(lengths[index]))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -405,7 +421,8 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
                            warmup_steps=config.warmup_steps, max_steps=config.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            indices = train_set.draw(rng, config.batch_size, config.batch_tokens, config.n_positions)
+            indices = train_set.draw(rng, config.batch_size, config.batch_tokens, config.n_positions,
+                                     config.pack_batches)
             ids, attention, labels = make_batch(train_set, indices, tokenizer, config.n_positions, rng,
                                                 config.track_shuffle_prob)
             loss = forward(input_ids=ids.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss
@@ -452,6 +469,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         "steps": step,
         "train_seconds": round(elapsed, 1),
         "tokens_per_second": round(tokens_seen / max(1e-9, time.perf_counter() - started), 1),
+        "tokens_trained": tokens_seen,  # this session's (a resumed run counts from its resume)
         "final_train_loss": float(np.mean([loss for _, loss in history["train"][-50:]])),
         "val_loss": history["valid"][-1][1] if history["valid"] else math.nan,
         "parameters": sum(p.numel() for p in model.parameters()),

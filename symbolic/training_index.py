@@ -116,6 +116,21 @@ def rebuild_model_index(data_dir: Path, model_dir: Path, progress: bool = True) 
     bars = build_novelty_index(data_dir, progress=progress)
     target = model_dir / "index"
     target.mkdir(exist_ok=True)
+    init = json.loads(meta_path.read_text()).get("init")
+    if init:  # a fine-tuned model's index holds its init model's training set too
+        from stemforge.symbolic.finetune import merge_indexes
+
+        if not (Path(init["path"]) / "index" / "index.json").is_file():
+            raise IndexBuildError(f"--model: {model_dir} was fine-tuned from {init['path']}, whose index is gone; "
+                                  "the rebuilt index needs both")
+        index = merge_indexes(NoveltyIndex.load(Path(init["path"]) / "index"), NoveltyIndex.load(data_dir / "index"))
+        bars = len(index)
+        staging = target / ".rebuilt"
+        index.save(staging)
+        for name in ("index.npz", "index.json"):
+            (staging / name).replace(target / name)
+        staging.rmdir()
+        return bars
     for name in ("index.npz", "index.json"):
         tmp = target / f".{name}.new"
         shutil.copy(data_dir / "index" / name, tmp)
