@@ -2,10 +2,12 @@
 
 One definition, used by `pipeline eval` and by the quality bench (`assess_tracks`):
 
-1. The piece is read on the token grid (`symbolic.canonical.to_grid`): parts already on it
-   as they are, performances snapped to their feel's grid. A run folder is read from the
-   token ids its run.json keeps when it has them (`run_grid_tracks`): the piece as composed,
-   before swing and micro-timing were applied to the written MIDI.
+1. The piece is read the way `pipeline prepare` read the training files for the index
+   (`symbolic.canonical.read_piece`): drums through the one drum map, parts already on the
+   token grid as they are, performances snapped to their feel's grid, each note keeping how
+   far from its step it was played. A run folder is read from the token ids its run.json
+   keeps when it has them (`run_grid_tracks`): the piece as composed, before swing and
+   micro-timing were applied to the written MIDI.
 2. Every part is read as a loop of its bars from every grid step of the first bar (48
    shifts of 1/12 beat, so a copy that starts a 16th or a triplet late is read as it was
    written), and each bar's digest is looked up in the training index (a binary search per
@@ -45,11 +47,14 @@ from stemforge.symbolic.canonical import (
     BAR_STEPS,
     GRID_PER_BEAT,
     ROLE_CODES,
+    STEP_TICKS,
     WINDOW_BARS,
     NoveltyIndex,
+    Reading,
     bar_digests,
     is_on_grid,
-    part_rows,
+    other_readings,
+    read_piece,
     to_grid,
 )
 from stemforge.symbolic.run_manifest import RunManifest
@@ -64,6 +69,16 @@ MIN_COPY_NOTES = 8  # notes in the match's distinctive bars needed for either ve
 # exact/transposed/shifted/humanized copy of training material is still caught.
 COMMON_SONGS = 2
 SHIFTS = range(BAR_STEPS)  # every grid step of a bar
+# A played copy has bars whose digests differ by a note or two (a hit played near the line
+# between two 16ths lands on either side): from a bar found exactly (and unique to one
+# song), the match is followed into the bars around it, note by note. A note matches a
+# training note of the same drum (pitch, after the match's transposition) on the same step,
+# or played within NOTE_TOLERANCE_TICKS (ticks at 480 per beat) of it; a bar continues the
+# match when at least BAR_SIMILARITY of the notes of the fuller side match.
+NOTE_TOLERANCE_TICKS = 40
+BAR_SIMILARITY = 0.75
+GAP_SIMILARITY = 0.5  # ... and a bar between two such bars needs this much
+MAX_ANCHORS = 128  # alignments followed per part and reading
 VERDICTS: tuple[str, ...] = ("copied", "near copy", "new")  # strongest first
 
 TRANSPOSITIONS = tuple(range(-12, 13))
@@ -75,7 +90,9 @@ DRUMS_CODE = ROLE_CODES["drums"]
 def thresholds() -> dict:
     """The verdict's definition, as the report prints it."""
     return {"copy_bars": COPY_BARS, "near_copy_bars": NEAR_BARS, "min_copy_notes": MIN_COPY_NOTES,
-            "common_songs": COMMON_SONGS, "shifts_per_bar": len(SHIFTS), "grid_per_beat": GRID_PER_BEAT}
+            "common_songs": COMMON_SONGS, "shifts_per_bar": len(SHIFTS), "grid_per_beat": GRID_PER_BEAT,
+            "bar_similarity": BAR_SIMILARITY, "gap_similarity": GAP_SIMILARITY,
+            "note_tolerance_ticks_at_480": NOTE_TOLERANCE_TICKS}
 
 
 # ---------------------------------------------------------------- matches and verdicts
@@ -93,6 +110,7 @@ class Match:
     source: str  # training file
     training_bar: int  # its bar matching start_bar (0-based)
     part: str = ""  # the role matched, or "all"
+    similarity: float = 1.0  # mean share of matching notes over the matched bars (1: every bar exact)
 
     @property
     def verdict(self) -> str:
@@ -141,7 +159,8 @@ class PieceNovelty:
 def _best_match(part: str, rows: np.ndarray, bars: int, index: NoveltyIndex) -> tuple[Match | None, int]:
     """The strongest match of one part, and how many of its bars (read from the downbeat)
     the index holds at all. Vectorised: one lookup for every bar at every shift, then runs
-    found by sorting the hits by (shift, source, bar offset, transposition, bar)."""
+    found by sorting the hits by (shift, source, bar offset, transposition, bar); then the
+    runs followed note by note from their distinctive bars (`_followed_matches`)."""
     query = bar_digests(part, rows, bars, SHIFTS, cyclic=True)
     hits = index.lookup(query.digest)
     found = int(len(np.unique(query.bar[hits.query][query.shift[hits.query] == 0])))
@@ -151,9 +170,9 @@ def _best_match(part: str, rows: np.ndarray, bars: int, index: NoveltyIndex) -> 
     transposition = query.low[hits.query] - hits.low
     offset = hits.bar - bar
     order = np.lexsort((bar, transposition, offset, hits.source, shift))
-    shift, bar, notes, transposition, offset, source = (a[order] for a in
-                                                          (shift, bar, notes, transposition, offset, hits.source))
-    distinctive = (hits.songs_sharing[order] < COMMON_SONGS) * notes
+    shift, bar, notes, transposition, offset, source, sharing = (a[order] for a in (
+        shift, bar, notes, transposition, offset, hits.source, hits.songs_sharing))
+    distinctive = (sharing < COMMON_SONGS) * notes
     same = ((shift[1:] == shift[:-1]) & (source[1:] == source[:-1]) & (offset[1:] == offset[:-1])
             & (transposition[1:] == transposition[:-1]) & (bar[1:] == bar[:-1] + 1))
     run = np.cumsum(np.r_[True, ~same]) - 1
@@ -168,26 +187,119 @@ def _best_match(part: str, rows: np.ndarray, bars: int, index: NoveltyIndex) -> 
     i = first[r]
     best = Match(int(run_bars[r]), int(run_notes[r]), int(run_distinctive[r]), int(bar[i]), int(shift[i]),
                  int(transposition[i]), index.sources[int(source[i])], int(offset[i] + bar[i]), part)
+    # the alignments with an exact bar that only one training song holds, the most such bars
+    # first. (Following from common bars too found 3 of 48 fresh techno runs "copied": a
+    # four-on-the-floor bar leads into many songs' bars that are similar enough.)
+    distinctive_hits = sharing < COMMON_SONGS
+    if not distinctive_hits.any():
+        return best, found
+    keys = np.column_stack([shift, source, offset, transposition])[distinctive_hits]
+    alignments, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    chosen = np.argsort(-counts, kind="stable")[:MAX_ANCHORS]
+    bar = bar[distinctive_hits]
+    named = [tuple(key) for key in alignments.tolist()]
+    anchor_bars: dict[tuple[int, int, int, int], set[int]] = {named[a]: set() for a in chosen.tolist()}
+    for a, b in zip(inverse.tolist(), bar.tolist()):
+        if named[a] in anchor_bars:
+            anchor_bars[named[a]].add(b)
+    for followed in _followed_matches(part, rows, bars, index, anchor_bars):
+        if followed.strength() > best.strength():
+            best = followed
     return best, found
+
+
+def _bar_similarity(generated: np.ndarray, training: np.ndarray, transposition: int) -> float:
+    """Share of notes that match between two bars (rows: role code, step in the bar, pitch,
+    deviation), of the fuller side's notes: same role and pitch (pitched parts after the
+    transposition), on the same step or played within NOTE_TOLERANCE_TICKS of each other."""
+    if not len(generated) or not len(training):
+        return 0.0
+    pitch = generated[:, 2] - np.where(generated[:, 0] == DRUMS_CODE, 0, transposition)
+    same = (generated[:, 0, None] == training[None, :, 0]) & (pitch[:, None] == training[None, :, 2])
+    played = generated[:, 1] * STEP_TICKS + generated[:, 3]
+    heard = training[:, 1] * STEP_TICKS + training[:, 3]
+    close = (generated[:, 1, None] == training[None, :, 1]) | (
+        np.abs(played[:, None] - heard[None, :]) <= NOTE_TOLERANCE_TICKS)
+    matched = same & close
+    return min(int(matched.any(axis=1).sum()), int(matched.any(axis=0).sum())) / max(len(generated), len(training))
+
+
+def _followed_matches(part: str, rows: np.ndarray, bars: int, index: NoveltyIndex,
+                      anchors: dict[tuple[int, int, int, int], set[int]]) -> list[Match]:
+    """For each alignment (shift, training source, bar offset, transposition) with exact
+    distinctive bars (`anchors`), the run of consecutive generated bars around them that
+    match the training part's bars note by note (`_bar_similarity` >= BAR_SIMILARITY)."""
+    total = bars * BAR_STEPS
+    by_shift: dict[int, list[np.ndarray]] = {}
+    out = []
+    for (shift, source, offset, transposition), exact in anchors.items():
+        if shift not in by_shift:  # the part read as a loop from `shift`, cut into bars
+            position = (rows[:, 1] - shift) % total
+            placed = np.column_stack([rows[:, 0], position % BAR_STEPS, rows[:, 2], rows[:, 3]])
+            by_shift[shift] = [placed[position // BAR_STEPS == b] for b in range(bars)]
+        generated = by_shift[shift]
+        similarity = np.zeros(bars)
+        for b in range(bars):
+            if b + offset >= 0:
+                similarity[b] = 1.0 if b in exact else _bar_similarity(
+                    generated[b], index.bar_notes(source, part, b + offset), transposition)
+        similar = similarity >= BAR_SIMILARITY
+        # one weaker bar between two that match (a fill played looser, a bar whose hits
+        # straddle the lines) does not end the match
+        bridged = (similarity >= GAP_SIMILARITY) & np.r_[False, similar[:-1]] & np.r_[similar[1:], False]
+        similar |= bridged
+        covered = -1  # the last bar of the run found from an earlier anchor
+        for start in sorted(exact):
+            if start <= covered:
+                continue
+            lo = start
+            while lo > 0 and similar[lo - 1]:
+                lo -= 1
+            hi = start
+            while hi + 1 < bars and similar[hi + 1]:
+                hi += 1
+            span, covered = range(lo, hi + 1), hi
+            notes = sum(len(generated[b]) for b in span)
+            distinctive = sum(len(generated[b]) for b in span
+                              if 0 < index.bar_sharing(source, part, b + offset) < COMMON_SONGS)
+            out.append(Match(len(span), notes, distinctive, lo, shift, transposition, index.sources[source],
+                             lo + offset, part, round(float(np.mean(similarity[lo:hi + 1])), 3)))
+    return out
+
+
+def assess_reading(reading: Reading, bars: int, index: NoveltyIndex, grid: str | None = None,
+                   alternatives: list[Reading] | tuple = ()) -> PieceNovelty:
+    """Verdicts of a piece as `read_piece` read it; a part's strongest match over the
+    reading and its `alternatives` (the same performance on the other feel grids)."""
+    out = PieceNovelty(grid=grid or reading.feel.describe())
+    others = [other.parts() for other in alternatives]
+    for part, rows in reading.parts().items():
+        length = max(bars, int(rows[:, 1].max()) // BAR_STEPS + 1)
+        match, found = _best_match(part, rows, length, index)
+        for parts in others:
+            if part in parts:
+                other, _ = _best_match(part, parts[part], length, index)
+                if other is not None and (match is None or other.strength() > match.strength()):
+                    match = other
+        out.parts[part] = PartNovelty(part, len(rows), found, length, match)
+    return out
 
 
 def assess_grid(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int, index: NoveltyIndex,
                 grid: str = "on the grid") -> PieceNovelty:
     """Verdicts of a piece whose notes are on the token grid (see `assess_tracks`)."""
-    out = PieceNovelty(grid=grid)
-    for part, rows in part_rows(tracks, ticks_per_beat).items():
-        length = max(bars, int(rows[:, 1].max()) // BAR_STEPS + 1)
-        match, found = _best_match(part, rows, length, index)
-        out.parts[part] = PartNovelty(part, len(rows), found, length, match)
-    return out
+    return assess_reading(read_piece(tracks, ticks_per_beat), bars, index, grid)
 
 
 def assess_tracks(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int, index: NoveltyIndex) -> PieceNovelty:
     """The novelty check: each part's verdict ("copied", "near copy", "new") and strongest
-    match against the training index. Parts off the grid are snapped to their feel first;
-    prefer passing the token-grid notes when you have them (`run_grid_tracks`)."""
-    grid, feel = to_grid(tracks, ticks_per_beat)
-    return assess_grid(grid, ticks_per_beat, bars, index, feel.describe())
+    match against the training index. The piece is read as the index was (`read_piece`:
+    drums through the one drum map, parts off the grid snapped to their feel, each note
+    keeping how far from its step it was played); prefer passing the token-grid notes when
+    you have them (`run_grid_tracks`)."""
+    reading = read_piece(tracks, ticks_per_beat)
+    return assess_reading(reading, bars, index, alternatives=other_readings(tracks, ticks_per_beat, reading))
 
 
 def summarize(pieces: list[dict]) -> dict:
@@ -212,11 +324,13 @@ def _tokenizer(path: str):
 
 def run_grid_tracks(run: RunManifest, midi_tracks: dict[str, list[Note]], ticks_per_beat: int
                     ) -> tuple[dict[str, list[Note]], str]:
-    """The notes of a run that novelty compares, and where they came from. Per part: the
-    MIDI when it is on the grid (a quantized run, a verbatim seed clip), else the token
-    grid decoded from run.json's `token_ids` with the run's model tokenizer (the piece as
-    composed, before the feel: swing up to 75% and 10-20 ms of micro-timing would otherwise
-    have to be undone by guessing), else the MIDI snapped to its feel."""
+    """The notes of a run that novelty reads (`read_piece`), and where they came from. Per
+    part: the MIDI when it is on the grid (a quantized run); for a run with a seed clip, the
+    MIDI as written (the clip's own bars are the user's notes, as played: read the way the
+    index reads a training file); else the token grid decoded from run.json's `token_ids`
+    with the run's model tokenizer (the piece as composed, before the feel: swing up to 75%
+    and 10-20 ms of micro-timing would otherwise have to be undone by guessing), else the
+    MIDI, which the reading snaps to its feel."""
     present = [r for r, notes in midi_tracks.items() if notes]
     off = [r for r in present if not is_on_grid(midi_tracks[r], ticks_per_beat)]
     if not off:
@@ -224,7 +338,9 @@ def run_grid_tracks(run: RunManifest, midi_tracks: dict[str, list[Note]], ticks_
     decoded: dict[str, list[Note]] = {}
     why = "run.json has no token_ids"
     model = run.model.get("path")
-    if run.token_ids and model:
+    if run.context.get("seed_midi"):
+        why = "a seed clip's run, read as played"
+    elif run.token_ids and model:
         try:
             tokenizer = _tokenizer(str(Path(model) / "tokenizer.json"))
             decoded = {r: t.notes for r, t in tokenizer.decode_tracks(list(run.token_ids), ticks_per_beat).items()}
@@ -235,14 +351,14 @@ def run_grid_tracks(run: RunManifest, midi_tracks: dict[str, list[Note]], ticks_
     for role in off:
         if decoded.get(role):
             tracks[role], origin[role] = decoded[role], "token grid (run.json token_ids)"
-    grid, feel = to_grid(tracks, ticks_per_beat)
+    _, feel = to_grid(tracks, ticks_per_beat)
     for role in off:
         if not decoded.get(role):
             origin[role] = f"MIDI {feel.describe()}, {why}"
     said: dict[str, list[str]] = {}
     for role in present:
         said.setdefault(origin[role], []).append(role)
-    return grid, "; ".join(f"{', '.join(roles)}: {how}" for how, roles in said.items())
+    return tracks, "; ".join(f"{', '.join(roles)}: {how}" for how, roles in said.items())
 
 
 # ---------------------------------------------------------------- nearest training window (note overlap)
@@ -327,13 +443,12 @@ def generated_windows(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: 
 
 def piece_novelty(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int, index: NoveltyIndex,
                   store: WindowNotes | None, grid: str | None = None) -> dict:
-    """What the report shows of one piece: the verdicts (`assess_tracks`, or `assess_grid`
-    when `grid` says how the notes already on the grid got there) and the nearest training
+    """What the report shows of one piece: the verdicts (`assess_reading`; `grid` says how
+    notes already on the grid got there, None: read them here) and the nearest training
     window by note overlap, read at the shift of the strongest match."""
-    if grid is None:
-        tracks, feel = to_grid(tracks, ticks_per_beat)
-        grid = feel.describe()
-    result = assess_grid(tracks, ticks_per_beat, bars, index, grid)
+    reading = read_piece(tracks, ticks_per_beat)
+    result = assess_reading(reading, bars, index, grid, other_readings(tracks, ticks_per_beat, reading))
+    tracks = reading.tracks
     matches = [p.match for p in result.parts.values() if p.match and p.verdict != "new"]
     shift = max(matches, key=Match.strength).shift_steps if matches else 0
     windows = generated_windows(tracks, ticks_per_beat, bars, shift)
@@ -355,5 +470,5 @@ def piece_novelty(tracks: dict[str, list[Note]], ticks_per_beat: int, bars: int,
 
 
 __all__ = ["COPY_BARS", "NEAR_BARS", "MIN_COPY_NOTES", "COMMON_SONGS", "VERDICTS", "Match", "PartNovelty",
-           "PieceNovelty", "assess_grid", "assess_tracks", "nearest_training_windows", "piece_novelty",
+           "PieceNovelty", "assess_grid", "assess_reading", "assess_tracks", "nearest_training_windows", "piece_novelty",
            "run_grid_tracks", "summarize", "thresholds"]

@@ -903,8 +903,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
     try:
         index = NoveltyIndex.load(training.index_dir)
     except IndexVersionError as error:
-        raise EvalError(f"{error} (the same MIDI folder and config give the same data sha256; then pass --data "
-                        "NEW_DATA_DIR, or copy its index/ into the model folder)") from None
+        raise EvalError(str(error)) from None
 
     cache = FrameCache.open(request.cache_dir, request.use_cache)
     generated_sources = [s for d, r in zip(run_dirs, runs, strict=True) for s in run_sources(d, r)]

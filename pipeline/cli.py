@@ -170,12 +170,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = checkpoint_config(args.out) if args.resume and args.config is None else None
     if config is None:
-        config = TrainConfig.load(args.config or "small")
-    meta = train(args.data_dir, args.out, config, resume=args.resume, steps=args.steps)
+        shipped = ("finetune_lora" if args.lora is not None else "finetune") if args.init else "small"
+        config = TrainConfig.load(args.config or shipped)
+    if args.lora is not None:
+        config.lora_rank = args.lora
+    meta = train(args.data_dir, args.out, config, resume=args.resume, steps=args.steps, init=args.init)
     if "val_loss" not in meta:  # a non-leading process of a multi-process (torchrun) run
         return 0
     print(f"trained {args.out}: {meta['steps']} steps, val loss {meta['val_loss']:.3f}, "
           f"{meta['parameters'] / 1e6:.1f}M parameters, {meta['train_seconds']:.0f} s (loss curve: loss.png)")
+    if "init" in meta:
+        losses = meta["fine_tune_losses"]
+        print(f"fine-tuned from {meta['init']['path']} ({meta['method']}): validation loss on your data "
+              f"{losses['before']:.3f} before, {losses['after']:.3f} after; see MODEL_CARD.md")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from stemforge.symbolic.training_index import build_novelty_index, rebuild_model_index
+
+    if args.model is not None:
+        bars = rebuild_model_index(args.data_dir, args.model)
+        print(f"rebuilt the novelty index of {args.model} from {args.data_dir}: {bars} training bars")
+    else:
+        bars = build_novelty_index(args.data_dir)
+        print(f"rebuilt {args.data_dir}/index: {bars} training bars")
     return 0
 
 
@@ -300,7 +319,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: small; with --resume, the checkpoint's own)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted (or finished) run from its checkpoint")
     p.add_argument("--steps", type=int, help="total optimisation steps (overrides the config's max_steps)")
+    p.add_argument("--init", metavar="default|MODEL_DIR", help="fine-tune: start from the shipped model's (default) "
+                   "or another model folder's weights, its vocabulary and size (default config then: finetune)")
+    p.add_argument("--lora", type=int, nargs="?", const=8, metavar="RANK", help="with --init: train LoRA adapters "
+                   "(peft) of this rank (8 when no rank is given) instead of every weight")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("index", help="rebuild a dataset's (and its model's) novelty index", formatter_class=HelpFormatter,
+                       description="Rebuild the novelty index of a prepared dataset from its training pieces, "
+                       "in this stemforge's reading of bars; with --model, also the index of a model trained on it.")
+    p.add_argument("data_dir", type=Path, help="folder written by `pipeline prepare`")
+    p.add_argument("--model", type=Path, help="a model trained on DATA_DIR whose index/ is replaced (checked by the "
+                   "data's sha256)")
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("render", help="render an existing run's MIDI to stems again", formatter_class=HelpFormatter)
     p.add_argument("run_dir", type=Path, help="a run folder written by `pipeline run`")

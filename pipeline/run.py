@@ -30,10 +30,9 @@ from stemforge.symbolic.canonical import file_sha256
 from stemforge.symbolic.conditions import (
     MAX_SEED,
     ROLES,
-    UNLABELLED_GENRE,
     Conditions,
     build_conditions,
-    nearest_known_genre,
+    model_genre_for,
     parse_prompt,
     validate,
 )
@@ -78,7 +77,7 @@ def cached_composer(path: str | None) -> Composer:
     return load_composer(Path(path) if path else None)
 
 
-def _seed_clip_tracks(path: Path) -> dict[str, Track]:
+def _seed_clip_tracks(path: Path, messages: list[str] | None = None) -> dict[str, Track]:
     """Every role a seed clip holds: tracks named by role (as stemforge writes them) first,
     then the roles `prepare` would find in the rest (drums on channel 10, a bass by program
     or register, the most melodic remaining line), so a multitrack file keeps its bass and
@@ -101,6 +100,17 @@ def _seed_clip_tracks(path: Path) -> dict[str, Track]:
         for role, notes in found.items():
             if role not in tracks:
                 tracks[role] = Track(role, 0, role == "drums", notes)
+    if "drums" in tracks:  # read through the one drum map, as prepare reads training files
+        from stemforge.symbolic.prepare import map_drum_notes
+        from stemforge.symbolic.tokenizer import TokenizerSpec
+
+        notes, mapped, dropped = map_drum_notes(tracks["drums"].notes, *TokenizerSpec([]).role_pitch_ranges["drums"])
+        tracks["drums"] = dataclasses.replace(tracks["drums"], notes=notes)
+        if messages is not None and (mapped or dropped):
+            counts = lambda c: ", ".join(f"{p} x{n}" for p, n in sorted(c.items()))  # noqa: E731
+            said = [f"drum notes {counts(mapped)} read as General MIDI drums"] if mapped else []
+            said += [f"drum notes {counts(dropped)} dropped (no drum the model holds)"] if dropped else []
+            messages.append("seed clip: " + "; ".join(said))
     tracks = {r: t for r, t in tracks.items() if t.notes}
     if not tracks:
         raise RunError(f"--seed-midi: {path} has no notes")
@@ -180,7 +190,7 @@ def check_inputs(request: RunRequest) -> CheckedInputs:
                            field="keep")
         kept_tracks[role] = read_tracks(path)[role]
     messages: list[str] = []
-    seed_tracks = _seed_clip_tracks(request.seed_midi) if request.seed_midi else {}
+    seed_tracks = _seed_clip_tracks(request.seed_midi, messages) if request.seed_midi else {}
     if seed_tracks:
         generated = [r for r in ROLES if r not in seed_tracks and r not in request.keep]
         messages.append(f"seed clip: kept {', '.join(r for r in ROLES if r in seed_tracks)}"
@@ -296,17 +306,9 @@ def _start(request: RunRequest, progress: Progress | None, composer: Composer | 
     timings["load"] = time.perf_counter() - started
     report("loaded model", 0.05)
     validate(conditions, composer.max_bars)
-    model_genre = nearest_known_genre(conditions.genre, composer.genres)
-    if model_genre == UNLABELLED_GENRE:
-        messages.append(f"genre '{conditions.genre}' is not in this model; composing from its material without a "
-                        "genre label (label files by folder or metadata CSV when preparing to steer the genre)")
-    elif model_genre != conditions.genre:
-        messages.append(f"genre '{conditions.genre}' is not in this model; using the nearest known genre "
-                        f"'{model_genre}'")
-    if model_genre in composer.meta.get("genres_without_training_windows", []):
-        messages.append(f"genre '{model_genre}' had no training windows when this model was trained (all its "
-                        "files were in validation, see the data's prepare_report.md): the model knows the name, "
-                        "not the music")
+    model_genre, note = model_genre_for(conditions.genre, composer.genres, composer.genre_windows)
+    if note:
+        messages.append(note)
 
     return _Started(request, inputs, settings, model_genre, report, started, timings), composer
 
@@ -374,9 +376,9 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
                 manifest.add_render(write_rendered(folder, rendered[0], rendered[1], name, arrangement.conditions.key))
             take_timings["total"] = time.perf_counter() - started
             manifest.timings = {k: round(v, 3) for k, v in take_timings.items()}
-            manifest.messages = messages
+            manifest.messages = messages + composed.warnings
             final = run_dir if len(takes) == 1 else run_dir / folder.name
-            results.append(RunResult(final, manifest, arrangement, messages))
+            results.append(RunResult(final, manifest, arrangement, manifest.messages))
             written.append(TakeFolder("" if folder == tmp else folder.name, manifest, arrangement))
         # one Live set (and DAWproject) for the run: a scene per take, take 1 in the Arrangement
         finish_takes(tmp, run_dir, written, dawproject=request.dawproject)

@@ -39,6 +39,7 @@ import numpy as np
 
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
 from stemforge.symbolic.corpus_rules import FEEL_GRIDS, SWING_MARGIN, TPB, snap
+from stemforge.symbolic.drum_map import novelty_pitch
 from stemforge.symbolic.errors import UserError
 
 GRID_PER_BEAT = 12
@@ -48,7 +49,8 @@ ROLE_CODES: dict[str, int] = {"drums": 0, "bass": 1, "melody": 2}
 ALL_PARTS = "all"  # the parts of a piece together
 PART_CODES: dict[str, int] = {**ROLE_CODES, ALL_PARTS: 3}
 DRUMS_CODE = ROLE_CODES["drums"]
-INDEX_VERSION = 2
+STEP_TICKS = TPB // GRID_PER_BEAT  # one grid step in ticks at 480 per beat
+INDEX_VERSION = 3
 
 
 class IndexVersionError(UserError):
@@ -83,15 +85,12 @@ def is_on_grid(notes: list[Note], ticks_per_beat: int) -> bool:
     return all((n.start * GRID_PER_BEAT) % ticks_per_beat == 0 for n in notes)
 
 
-def fit_feel(onsets: list[int]) -> Feel:
-    """The feel grid a performance sits on (onsets in ticks at 480 per beat) and the lag
-    that aligns it: for each feel the lag is minus the median distance to its nearest slot,
-    and a swung grid wins only when it fits clearly better than straight 16ths (the swung
-    grids have fewer or uneven slots, so noise alone should not pick them; the project's
-    `SWING_MARGIN`). All onsets count, not only those near a beat, because a swung 16th sits
-    80 ticks before one and would pass for a late beat."""
+def feel_fits(onsets: list[int]) -> dict[str, tuple[float, Feel]]:
+    """Each feel grid (`FEEL_GRIDS`) with the lag that aligns a performance (onsets in ticks
+    at 480 per beat) to it, minus the median distance to its nearest slot, and the mean
+    distance left: feel name -> (mean distance, Feel)."""
     ticks = np.asarray(onsets, dtype=np.int64)
-    fits: dict[str, tuple[float, int]] = {}
+    fits: dict[str, tuple[float, Feel]] = {}
     for name, slots in FEEL_GRIDS.items():
         grid = np.asarray((*slots, TPB))
 
@@ -100,16 +99,100 @@ def fit_feel(onsets: list[int]) -> Feel:
             return position - grid[np.abs(position[:, None] - grid[None, :]).argmin(axis=1)]
 
         lag = -int(np.median(residuals(0))) if len(ticks) else 0
-        fits[name] = (float(np.abs(residuals(lag)).mean()) if len(ticks) else 0.0, lag)
+        fits[name] = (float(np.abs(residuals(lag)).mean()) if len(ticks) else 0.0, Feel(name, lag))
+    return fits
+
+
+def fit_feel(onsets: list[int]) -> Feel:
+    """The feel grid a performance sits on (onsets in ticks at 480 per beat) and the lag
+    that aligns it (`feel_fits`): a swung grid wins only when it fits clearly better than
+    straight 16ths (the swung grids have fewer or uneven slots, so noise alone should not
+    pick them; the project's `SWING_MARGIN`). All onsets count, not only those near a beat,
+    because a swung 16th sits 80 ticks before one and would pass for a late beat."""
+    fits = feel_fits(onsets)
     swung = min(("triplet", "swing16"), key=lambda name: fits[name][0])
-    name = swung if fits[swung][0] < SWING_MARGIN * fits["straight"][0] else "straight"
-    return Feel(name, fits[name][1])
+    return fits[swung][1] if fits[swung][0] < SWING_MARGIN * fits["straight"][0] else fits["straight"][1]
+
+
+def played_onsets(tracks: dict[str, list[Note]], ticks_per_beat: int) -> list[int]:
+    """Onsets (ticks at 480 per beat) of the notes off the token grid: a performance's."""
+    scale = TPB / ticks_per_beat
+    return [round(n.start * scale) for notes in tracks.values() for n in notes if not is_on_grid([n], ticks_per_beat)]
+
+
+@dataclass
+class Reading:
+    """A piece as the novelty check reads it, the same for a training file (`pipeline
+    prepare`'s index) and a generated or copied piece (`pipeline eval`): drums through the
+    one drum map (`drum_map.novelty_pitch`: every kit folded), every onset on the token grid
+    (snapped to the performance's feel when it is off the grid), and how far each note was
+    played from its step."""
+
+    tracks: dict[str, list[Note]]  # the parts on the grid, drums mapped
+    rows: dict[str, np.ndarray]  # role -> (k, 4) int64 (role code, onset step, pitch, deviation)
+    feel: Feel
+
+    def parts(self) -> dict[str, np.ndarray]:
+        """`part_rows` of the reading: each role, and all of them together ("all")."""
+        out = {role: self.rows[role] for role in sorted(self.rows, key=ROLE_CODES.__getitem__) if len(self.rows[role])}
+        if len(out) > 1:
+            out[ALL_PARTS] = np.concatenate(list(out.values()))
+        return out
+
+
+def read_piece(tracks: dict[str, list[Note]], ticks_per_beat: int, feel: Feel | None = None) -> Reading:
+    """The one reading of a piece's bars (see `Reading`). Notes on the token grid are kept
+    where they are (deviation 0); the others are snapped with one feel fitted on all of them
+    together, each note keeping its deviation: ticks at 480 per beat from its step, after the
+    player's lag is removed (what lets a played copy be compared note by note). Fitting the
+    played notes only matters where a piece mixes both: a straight played copy pasted into a
+    swung run on the grid read as swung had every off-beat 16th moved. `feel`: snap to this
+    feel instead of the fitted one (`other_readings`)."""
+    tracks = {role: ([Note(n.start, n.duration, novelty_pitch(n.pitch), n.velocity) for n in notes]
+                     if role == "drums" else list(notes))
+              for role, notes in tracks.items() if role in ROLE_CODES}
+    step = ticks_per_beat / GRID_PER_BEAT
+    played = played_onsets(tracks, ticks_per_beat)
+    if feel is None:
+        feel = fit_feel(played) if played else Feel(None)
+    grid: dict[str, list[Note]] = {}
+    rows: dict[str, np.ndarray] = {}
+    for role, notes in tracks.items():
+        placed: dict[tuple[int, int], tuple[int, Note]] = {}  # (step, pitch) -> (deviation, note)
+        for note in notes:
+            if not is_on_grid([note], ticks_per_beat):
+                played = max(0, round(note.start * TPB / ticks_per_beat) + feel.lag)
+                steps = round(snap(played, str(feel.name)) / STEP_TICKS)
+                deviation = played - steps * STEP_TICKS
+                length = max(1, round(note.duration / step))
+                on_grid = Note(round(steps * step), round(length * step), note.pitch, note.velocity)
+            else:
+                steps, deviation, on_grid = round(note.start / step), 0, note
+            known = placed.get((steps, note.pitch))
+            if known is None or abs(deviation) < abs(known[0]):
+                placed[(steps, note.pitch)] = (deviation, on_grid)
+        grid[role] = sorted(n for _, n in placed.values())
+        table = sorted((ROLE_CODES[role], s, p, d) for (s, p), (d, _) in placed.items())
+        rows[role] = np.asarray(table, dtype=np.int64).reshape(-1, 4)
+    return Reading(grid, rows, feel)
+
+
+def other_readings(tracks: dict[str, list[Note]], ticks_per_beat: int, reading: Reading) -> list[Reading]:
+    """A performance read on the other feel grids too: which grid a few bars fit best can
+    differ from which grid the whole performance (the training file) fits best, and a bar
+    read on another grid than its training bar has other digests. Empty for a piece on the
+    grid (nothing was snapped)."""
+    if reading.feel.name is None:
+        return []
+    return [read_piece(tracks, ticks_per_beat, feel) for _, feel in feel_fits(played_onsets(tracks, ticks_per_beat)
+                                                                              ).values() if feel.name != reading.feel.name]
 
 
 def to_grid(tracks: dict[str, list[Note]], ticks_per_beat: int) -> tuple[dict[str, list[Note]], Feel]:
     """The parts with every onset on the token grid (durations rounded to whole steps, at
     least one). Parts already on the grid are kept as they are; the others are snapped with
-    one feel fitted on all of them together. Returns the feel used (name None: nothing to snap)."""
+    one feel fitted on all of them together. Returns the feel used (name None: nothing to
+    snap). Drums are left as written (the novelty check maps them: `read_piece`)."""
     step = ticks_per_beat / GRID_PER_BEAT
     off = [role for role, notes in tracks.items() if notes and not is_on_grid(notes, ticks_per_beat)]
     feel = Feel(None)
@@ -183,17 +266,11 @@ def _digest(role_code: int, rows: np.ndarray) -> int:
 
 
 def part_rows(tracks: dict[str, list[Note]], ticks_per_beat: int) -> dict[str, np.ndarray]:
-    """(k, 3) int64 rows (role code, onset step, pitch) of each part of a piece on the grid,
-    and of all its parts together ("all", when it has two or more): a texture copied whole
-    is a copy even when each part alone is too thin to tell (a sparse ambient piece)."""
-    out: dict[str, np.ndarray] = {}
-    for role in sorted(tracks, key=lambda r: ROLE_CODES.get(r, 99)):
-        if role in ROLE_CODES and tracks[role]:
-            steps = grid_steps(tracks[role], ticks_per_beat)
-            out[role] = np.column_stack([np.full(len(steps), ROLE_CODES[role]), steps])
-    if len(out) > 1:
-        out[ALL_PARTS] = np.concatenate(list(out.values()))
-    return out
+    """(k, 4) int64 rows (role code, onset step, pitch, deviation) of each part of a piece
+    as `read_piece` reads it, and of all its parts together ("all", when it has two or
+    more): a texture copied whole is a copy even when each part alone is too thin to tell
+    (a sparse ambient piece)."""
+    return read_piece(tracks, ticks_per_beat).parts()
 
 
 def bar_digests(part: str, rows: np.ndarray, bars: int, shifts: tuple[int, ...] | range = (0,),
@@ -230,16 +307,19 @@ def bar_digests(part: str, rows: np.ndarray, bars: int, shifts: tuple[int, ...] 
 
 @dataclass
 class PieceDigests:
-    """Bar digests of every part of one training piece (and of all parts together), bar-aligned."""
+    """Bar digests of every part of one training piece (and of all parts together),
+    bar-aligned, and the notes they were read from (role -> rows as `Reading.rows`)."""
 
     parts: dict[str, BarDigests] = field(default_factory=dict)
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def piece_digests(tracks: dict[str, list[Note]], ticks_per_beat: int) -> PieceDigests:
-    """The bars of a piece as the index stores them: put on the grid, then cut at every bar
-    line from the first note to the last."""
-    grid, _ = to_grid({r: n for r, n in tracks.items() if r in ROLE_CODES}, ticks_per_beat)
-    return PieceDigests({part: bar_digests(part, rows, 0) for part, rows in part_rows(grid, ticks_per_beat).items()})
+    """The bars of a piece as the index stores them: read (`read_piece`), then cut at every
+    bar line from the first downbeat to the last note."""
+    reading = read_piece(tracks, ticks_per_beat)
+    return PieceDigests({part: bar_digests(part, rows, 0) for part, rows in reading.parts().items()},
+                        {role: rows for role, rows in reading.rows.items() if len(rows)})
 
 
 def track_digest(role: str, notes: list[Note], ticks_per_beat: int) -> bytes:
@@ -265,9 +345,11 @@ class Postings:
 
 @dataclass
 class NoveltyIndex:
-    """Every bar of every part of the training pieces: its digest, source, bar and lowest
-    pitch, sorted by digest. Saved as `index.npz` (the arrays) + `index.json` (sources and
-    the song each belongs to).
+    """Every bar of every part of the training pieces: its digest, source, part, bar and
+    lowest pitch, sorted by digest; and the notes of every training part as read
+    (`Reading.rows`), so a match found by digest can be followed note by note into the bars
+    around it (a played copy has bars whose digests differ by a note or two). Saved as
+    `index.npz` (the arrays) + `index.json` (sources and the song each belongs to).
 
     A *song* is a source group (prepare's `group` column, else the file): corpora often cut
     one recording into several files that share their bars. `songs_sharing` (computed on
@@ -279,11 +361,18 @@ class NoveltyIndex:
     source_group: list[int] = field(default_factory=list)  # per source: index into groups
     digest: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    part: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     bar: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     low: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     songs_sharing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    _pending: list[tuple[int, BarDigests]] = field(default_factory=list, repr=False)
+    # the notes: (n, 5) int64 rows (source, role code, onset step, pitch, deviation) sorted
+    notes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), dtype=np.int64))
+    _pending: list[tuple[int, str, BarDigests]] = field(default_factory=list, repr=False)
+    _pending_notes: list[np.ndarray] = field(default_factory=list, repr=False)
     _group_ids: dict[str, int] = field(default_factory=dict, repr=False)
+    _bar_keys: np.ndarray | None = field(default=None, repr=False)  # sorted (source, part, bar) keys
+    _bar_rows: np.ndarray | None = field(default=None, repr=False)  # their rows in the digest arrays
+    _note_keys: np.ndarray | None = field(default=None, repr=False)  # (source, role, step) keys of `notes`
 
     def add(self, source: str, piece: PieceDigests, group: str | None = None) -> None:
         """Add a training piece; `group` names its song (default: the source itself)."""
@@ -294,24 +383,35 @@ class NoveltyIndex:
             self._group_ids[group] = len(self.groups)
             self.groups.append(group)
         self.source_group.append(self._group_ids[group])
-        self._pending.extend((len(self.sources), bars) for bars in piece.parts.values())
+        number = len(self.sources)
+        self._pending.extend((number, part, bars) for part, bars in piece.parts.items())
+        self._pending_notes.extend(np.column_stack([np.full(len(rows), number), rows])
+                                   for rows in piece.rows.values() if len(rows))
         self.sources.append(source)
 
     def _finish(self) -> None:
-        if not self._pending:
+        if not self._pending and not self._pending_notes:
             return
-        parts = self._pending
-        self._pending = []
-        digest = np.concatenate([self.digest, *(b.digest for _, b in parts)])
-        source = np.concatenate([self.source, *(np.full(len(b), s, dtype=np.int64) for s, b in parts)])
-        bar = np.concatenate([self.bar, *(b.bar for _, b in parts)])
-        low = np.concatenate([self.low, *(b.low for _, b in parts)])
-        self._set(digest, source, bar, low)
+        parts, notes = self._pending, self._pending_notes
+        self._pending, self._pending_notes = [], []
+        digest = np.concatenate([self.digest, *(b.digest for _, _, b in parts)])
+        source = np.concatenate([self.source, *(np.full(len(b), s, dtype=np.int64) for s, _, b in parts)])
+        part = np.concatenate([self.part, *(np.full(len(b), PART_CODES[p], dtype=np.int64) for _, p, b in parts)])
+        bar = np.concatenate([self.bar, *(b.bar for _, _, b in parts)])
+        low = np.concatenate([self.low, *(b.low for _, _, b in parts)])
+        self._set(digest, source, part, bar, low, np.concatenate([self.notes, *notes]))
 
-    def _set(self, digest: np.ndarray, source: np.ndarray, bar: np.ndarray, low: np.ndarray) -> None:
-        order = np.lexsort((bar, source, digest))
+    def _set(self, digest: np.ndarray, source: np.ndarray, part: np.ndarray, bar: np.ndarray, low: np.ndarray,
+             notes: np.ndarray) -> None:
+        order = np.lexsort((bar, part, source, digest))
         self.digest, self.source = digest[order].astype(np.uint64), source[order].astype(np.int64)
-        self.bar, self.low = bar[order].astype(np.int64), low[order].astype(np.int64)
+        self.part, self.bar, self.low = (a[order].astype(np.int64) for a in (part, bar, low))
+        notes = notes.astype(np.int64).reshape(-1, 5)
+        self.notes = notes[np.lexsort((notes[:, 3], notes[:, 2], notes[:, 1], notes[:, 0]))]
+        self._note_keys = (self.notes[:, 0] * len(PART_CODES) + self.notes[:, 1]) * _STEP_SPAN + self.notes[:, 2]
+        bar_keys = (self.source * len(PART_CODES) + self.part) * _STEP_SPAN + self.bar
+        self._bar_rows = np.argsort(bar_keys, kind="stable")
+        self._bar_keys = bar_keys[self._bar_rows]
         self.songs_sharing = np.zeros(len(self.digest), dtype=np.int64)
         if not len(self.digest):
             return
@@ -338,6 +438,30 @@ class NoveltyIndex:
         rows = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
         return Postings(query, self.source[rows], self.bar[rows], self.low[rows], self.songs_sharing[rows])
 
+    def bar_sharing(self, source: int, part: str, bar: int) -> int:
+        """How many training songs hold this training bar (0: the part has no notes there)."""
+        self._finish()
+        key = (source * len(PART_CODES) + PART_CODES[part]) * _STEP_SPAN + bar
+        at = int(np.searchsorted(self._bar_keys, key))
+        if at < len(self._bar_keys) and self._bar_keys[at] == key:
+            return int(self.songs_sharing[self._bar_rows[at]])
+        return 0
+
+    def bar_notes(self, source: int, part: str, bar: int) -> np.ndarray:
+        """(k, 4) rows (role code, step within the bar, pitch, deviation) of one training bar
+        of one part ("all": every role), as the piece was read."""
+        self._finish()
+        roles = list(ROLE_CODES.values()) if part == ALL_PARTS else [ROLE_CODES[part]]
+        chunks = []
+        for role in roles:
+            base = (source * len(PART_CODES) + role) * _STEP_SPAN
+            lo, hi = np.searchsorted(self._note_keys, [base + bar * BAR_STEPS, base + (bar + 1) * BAR_STEPS])
+            chunks.append(self.notes[lo:hi, 1:])
+        rows = np.concatenate(chunks) if chunks else np.zeros((0, 4), dtype=np.int64)
+        rows = rows.copy()
+        rows[:, 1] -= bar * BAR_STEPS
+        return rows
+
     def save(self, directory: Path) -> None:
         """Compactly: digests as uint64, the rest in the smallest integer type that holds it."""
         self._finish()
@@ -348,11 +472,16 @@ class NoveltyIndex:
                 return values.astype(np.int8)
             return values.astype(np.result_type(np.min_scalar_type(values.min()), np.min_scalar_type(values.max())))
 
-        np.savez_compressed(directory / "index.npz", digest=self.digest, source=small(self.source),
-                            bar=small(self.bar), low=small(self.low))
+        tmp = directory / "index.tmp.npz"
+        np.savez_compressed(tmp, digest=self.digest, source=small(self.source), part=small(self.part),
+                            bar=small(self.bar), low=small(self.low),
+                            **{f"note_{name}": small(self.notes[:, i])
+                               for i, name in enumerate(("source", "role", "step", "pitch", "deviation"))})
+        tmp.replace(directory / "index.npz")
         meta = {"version": INDEX_VERSION, "kind": "bar digests", "grid_per_beat": GRID_PER_BEAT,
-                "bar_steps": BAR_STEPS, "bars": len(self.digest), "sources": self.sources,
-                "groups": self.groups, "source_group": self.source_group}
+                "bar_steps": BAR_STEPS, "bars": len(self.digest), "notes": len(self.notes),
+                "reading": "symbolic/canonical.py read_piece: drums by drum_map.novelty_pitch, feel-snapped grid",
+                "sources": self.sources, "groups": self.groups, "source_group": self.source_group}
         (directory / "index.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
@@ -360,10 +489,17 @@ class NoveltyIndex:
         meta = json.loads((directory / "index.json").read_text())
         if meta.get("version") != INDEX_VERSION or meta.get("grid_per_beat") != GRID_PER_BEAT:
             raise IndexVersionError(f"{directory}: novelty index version {meta.get('version')}, this stemforge reads "
-                              f"version {INDEX_VERSION}; run `pipeline prepare` again to rebuild it")
+                                    f"version {INDEX_VERSION}; run `pipeline prepare` again to rebuild it, or "
+                                    "`pipeline index DATA_DIR --model MODEL_DIR` to rebuild a model's from the data it "
+                                    "was trained on (the same MIDI folder and config give the same data sha256)")
         index = cls(sources=list(meta["sources"]), groups=list(meta["groups"]),
                     source_group=[int(g) for g in meta["source_group"]])
         with np.load(directory / "index.npz") as data:
-            index._set(data["digest"], data["source"].astype(np.int64), data["bar"].astype(np.int64),
-                       data["low"].astype(np.int64))
+            notes = np.column_stack([data[f"note_{name}"].astype(np.int64)
+                                     for name in ("source", "role", "step", "pitch", "deviation")])
+            index._set(data["digest"], data["source"].astype(np.int64), data["part"].astype(np.int64),
+                       data["bar"].astype(np.int64), data["low"].astype(np.int64), notes)
         return index
+
+
+_STEP_SPAN = 1 << 32  # keys (source, part, step or bar) packed into one int64

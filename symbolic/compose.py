@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from stemforge.symbolic.arrangement import (
     BEATS_PER_BAR,
@@ -30,6 +30,8 @@ from stemforge.symbolic.groove import GrooveError
 from stemforge.symbolic.model import Composer
 from stemforge.symbolic.plan import CompositionPlan, plan_for
 from stemforge.symbolic.sampling import SamplePlan, Sampler, SampleStats, SamplingSettings
+
+UNLABELLED_GROOVE = "pop"  # the groove template of pieces without a genre: straight, GMD pop drummers
 
 
 class ComposeError(UserError):
@@ -52,6 +54,7 @@ class Composed:
     composition: CompositionPlan
     feel: dict  # what was applied, for run.json
     stats: SampleStats
+    warnings: list[str] = field(default_factory=list)  # what the user should hear (a context that cut notes)
 
 
 _SAMPLERS: dict[int, Sampler] = {}
@@ -91,7 +94,9 @@ def apply_groove(tracks: dict[str, Track], conditions: Conditions, feel: Feel, k
         return {"quantized": True, "swing_percent": 50.0}
     from stemforge.symbolic.groove import GENRE_SWING, apply_feel, default_pool
 
-    template = default_pool().template(conditions.genre)
+    pool = default_pool()
+    # material without a genre label (`--genre none`) is played with a plain straight groove
+    template = pool.template(conditions.genre if conditions.genre in pool.templates else UNLABELLED_GROOVE)
     genre_swing = 50.0 if grid_feel == "straight" else GENRE_SWING.get(conditions.genre, 50.0)
     swing = feel.swing_percent if feel.swing_percent is not None else genre_swing
     total = conditions.bars * BEATS_PER_BAR * TICKS_PER_BEAT
@@ -129,6 +134,12 @@ def _prepare(composer: Composer, conditions: Conditions, model_genre: str, kept:
         if clip_bars > conditions.bars:
             raise ComposeError(f"--seed-midi: the clip's {role} part is {clip_bars} bars, longer than --bars "
                                f"{conditions.bars}; ask for more bars or trim the clip")
+    given_whole = [r for r in ROLES if r in kept or seed_bars.get(r) == conditions.bars]
+    if seed_clip and len(given_whole) == len(ROLES):
+        raise ComposeError(f"--bars: the seed clip already fills all {conditions.bars} bars of its "
+                           f"{', '.join(r for r in ROLES if r in seed_clip)} part(s), so nothing is left to compose; "
+                           f"ask for more bars to continue it (--bars {min(2 * conditions.bars, composer.max_bars)})",
+                           field="bars")
     for role, track in kept.items():
         if track.end_tick() > total_ticks + bar_ticks // 2:
             raise ComposeError(f"--keep: the kept {role} part is longer than {conditions.bars} bars; "
@@ -177,7 +188,22 @@ def _finish(composer: Composer, piece: _Piece, ids: list[int], stats: SampleStat
     arrangement = Arrangement(conditions, tracks, ids, chords=piece.chord_spans,
                               grid_tracks={r: replace(tracks[r], notes=grid_tracks[r].notes) for r in tracks
                                            if r in grid_tracks and r not in kept and r not in seed_clip})
-    return Composed(arrangement, ids, piece.composition, applied, stats)
+    return Composed(arrangement, ids, piece.composition, applied, stats, _budget_warnings(composer, piece, stats))
+
+
+def _budget_warnings(composer: Composer, piece: _Piece, stats: SampleStats) -> list[str]:
+    """A line when the model's context made the grammar close bars the model wanted to go on
+    with: the piece is thinner than asked, and the user should know where and why."""
+    cut = stats.capped_summary(piece.conditions.bars)
+    if not cut:
+        return []
+    seed = ""
+    if piece.seed_bars:
+        seed = (f"; the seed clip's {', '.join(piece.seed_bars)} ({piece.plan.context_tokens()} tokens) took part of "
+                "it")
+    return [f"context: this model holds {composer.shape.n_positions} tokens, too few for {piece.conditions.bars} bars "
+            f"at this density{seed}: notes were cut short in {cut}; ask for fewer --bars, a sparser --density or a "
+            "shorter --seed-midi, or use a model with a larger n_positions"]
 
 
 def compose(composer: Composer, conditions: Conditions, settings: SamplingSettings, seed: int, *,

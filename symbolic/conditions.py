@@ -6,6 +6,7 @@ same messages.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 
@@ -234,9 +235,10 @@ class Conditions:
 
 def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
     """Raise ConditionError naming the field when a value cannot be composed."""
-    if conditions.genre not in GENRES:
+    if conditions.genre not in GENRES and conditions.genre != UNLABELLED_GENRE:
         raise ConditionError(
-            f"genre: unknown genre {conditions.genre!r}; choose one of {', '.join(GENRES)}", field="genre"
+            f"genre: unknown genre {conditions.genre!r}; choose one of {', '.join(GENRES)} (or none: a model's "
+            "material without a genre label)", field="genre"
         )
     if not (MIN_BPM <= conditions.bpm <= MAX_BPM):
         raise ConditionError(f"bpm: {conditions.bpm:g} is out of range; use 1-300", field="bpm")
@@ -395,7 +397,10 @@ def build_conditions(
     }
     prompted = parse_prompt(prompt)
     parsed = {**inherited, **prompted}
-    if genre is not None:
+    if genre is not None and genre.strip().lower() in NO_GENRE_WORDS:
+        parsed.pop("genre_typed", None)
+        parsed["genre"] = UNLABELLED_GENRE
+    elif genre is not None:
         parsed.pop("genre_typed", None)
         canonical = match_genre(genre)
         related = None if canonical else match_related_genre(genre)
@@ -501,19 +506,62 @@ def default_chords(conditions: Conditions) -> str:
 
 
 UNLABELLED_GENRE = "unknown"  # what `prepare` calls material without a genre label
+# `--genre none` (or these words) asks for that material: a model trained without labels
+NO_GENRE_WORDS: tuple[str, ...] = ("none", "unknown", "unlabelled", "unlabeled", "no genre", "any")
+# A genre token trained on fewer windows than this, and on less than MIN_GENRE_SHARE of the
+# model's windows, does not steer a piece on its own: the run composes it as a neighbour or
+# the model's label-free material, saying so, or refuses, naming the count (one file of 17
+# windows among 3,077 once stood for 6 of 15 genres)
+MIN_GENRE_WINDOWS = 32
+MIN_GENRE_SHARE = 0.05
 
 
-def nearest_known_genre(genre: str, known: tuple[str, ...] | list[str]) -> str:
+def nearest_known_genre(genre: str, known: tuple[str, ...] | list[str],
+                        windows: dict[str, int] | None = None) -> str:
     """The closest genre a model was trained on (the genre itself when known): a listed
     neighbour, else the model's unlabelled material (a model trained on an unlabelled folder
-    answers every prompt from it), else the first genre it knows."""
-    if genre in known:
-        return genre
-    for neighbour in GENRE_NEIGHBOURS.get(genre, ()):
-        if neighbour in known:
-            return neighbour
-    if UNLABELLED_GENRE in known:
-        return UNLABELLED_GENRE
+    answers every prompt from it), else the genre it knows best. With `windows` (training
+    windows per genre), a genre of fewer than MIN_GENRE_WINDOWS counts as unknown here."""
+    return model_genre_for(genre, known, windows)[0]
+
+
+def model_genre_for(genre: str, known: tuple[str, ...] | list[str],
+                    windows: dict[str, int] | None = None) -> tuple[str, str | None]:
+    """The genre token a model composes `genre` with, and a line saying why when it is not
+    the genre itself. A genre the model holds too few training windows of (`windows`,
+    MIN_GENRE_WINDOWS, MIN_GENRE_SHARE) never steers a piece silently: it is composed as a neighbour or the
+    label-free material with a line saying so, or refused with its count."""
+    total = sum((windows or {}).values())
+    enough = min(MIN_GENRE_WINDOWS, MIN_GENRE_SHARE * total)
+
+    def usable(name: str) -> bool:
+        return name in known and (windows is None or name not in windows or windows[name] >= enough)
+
+    def thin(name: str) -> str:
+        return (f"genre '{name}' has only {(windows or {}).get(name, 0)} training windows in this model (of {total}; "
+                f"a genre needs {max(1, math.ceil(enough))} to steer a piece)")
+
+    if usable(genre):
+        return genre, None
     if not known:
         raise ConditionError("genre: the model knows no genres", field="genre")
-    return sorted(known)[0]
+    if genre == UNLABELLED_GENRE:
+        if genre in known:
+            raise ConditionError(f"genre: {thin(genre)}; name one of its genres ({', '.join(known)})", field="genre")
+        raise ConditionError(f"genre: this model has no material without a genre label; name one of its genres "
+                             f"({', '.join(known)})", field="genre")
+    why = thin(genre) if genre in known else f"genre '{genre}' is not in this model"
+    for neighbour in GENRE_NEIGHBOURS.get(genre, ()):
+        if usable(neighbour):
+            return neighbour, f"{why}; using the nearest known genre '{neighbour}'"
+        if neighbour in known:  # passed over: say so, the user may have expected it
+            why += f" and its neighbour {thin(neighbour).removeprefix('genre ')}"
+    if usable(UNLABELLED_GENRE):
+        return UNLABELLED_GENRE, (f"{why}; composing from its material without a genre label (label files by "
+                                  "folder or metadata CSV when preparing to steer the genre)")
+    if genre in known:
+        with_material = [g for g in known if usable(g)]
+        raise ConditionError(f"genre: {thin(genre)}; train with more files of it, or ask for one with material "
+                             f"({', '.join(with_material) or 'none'})", field="genre")
+    best = max((g for g in known if usable(g)), key=lambda g: (windows or {}).get(g, 0), default=sorted(known)[0])
+    return best, f"{why}; using the nearest known genre '{best}'"

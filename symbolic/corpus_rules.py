@@ -15,8 +15,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stemforge.symbolic import drum_map
 from stemforge.symbolic.arrangement import Note
 from stemforge.symbolic.conditions import Key
+from stemforge.symbolic.drum_map import (
+    CLAP,
+    CLOSED_HAT,
+    CRASH,
+    HIGH_TOM,
+    KICK,
+    LOW_TOM,
+    MID_TOM,
+    OPEN_HAT,
+    PEDAL_HAT,
+    RIDE,
+    RIDE_BELL,
+    RIM,
+    SHAKER,
+    SNARE,
+)
 from stemforge.symbolic.harmony import Chord, ChordSpan
 from stemforge.symbolic.harmony import (
     parse_chord as parse_chord,  # re-exported: corpus and its tests read chords here
@@ -27,23 +44,14 @@ BAR = 4 * TPB
 GRID = TPB // 12  # 40 ticks: the token grid of `symbolic.prepare`
 DRUM_TICKS = GRID  # drum hits are one grid step long; only the onset matters
 
-KICK, RIM, SNARE, CLAP, CLOSED_HAT, PEDAL_HAT, OPEN_HAT = 36, 37, 38, 39, 42, 44, 46
-LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, RIDE_BELL, SHAKER = 43, 47, 50, 49, 51, 53, 70
+# Drum names and the corpus's drum tables come from the one drum map (symbolic/drum_map.py):
+# GMD performances are read as the Roland TD-11 that recorded them and folded to one note
+# per drum (rim/edge hits onto their drum) so the model sees one kick, one snare, one
+# closed hat...; General MIDI files (Freedoom) are folded the same way.
+GMD_TO_GM: dict[int, int] = drum_map.GMD_TO_GM
+GM_FOLD: dict[int, int] = drum_map.GM_FOLD
+GM_PERCUSSION = drum_map.GM_PERCUSSION
 FILL_DRUMS = frozenset({SNARE, 40, 41, LOW_TOM, 45, MID_TOM, 48, HIGH_TOM})  # what a fill is played on
-
-# Roland TD-11 notes in the Groove MIDI Dataset -> General MIDI, as in the Magenta GMD
-# docs, further reduced to one note per drum (rim/edge hits fold onto their drum) so the
-# model sees one kick, one snare, one closed hat...
-GMD_TO_GM: dict[int, int] = {
-    36: KICK, 38: SNARE, 40: SNARE, 37: RIM, 48: HIGH_TOM, 50: HIGH_TOM, 45: MID_TOM,
-    47: MID_TOM, 43: LOW_TOM, 58: LOW_TOM, 46: OPEN_HAT, 26: OPEN_HAT, 42: CLOSED_HAT,
-    22: CLOSED_HAT, 44: PEDAL_HAT, 49: CRASH, 55: CRASH, 57: CRASH, 52: CRASH, 51: RIDE,
-    59: RIDE, 53: RIDE_BELL,
-}
-# General MIDI files (Freedoom) use the GM kit; fold the variants the same way.
-GM_FOLD: dict[int, int] = {35: KICK, 40: SNARE, 41: LOW_TOM, 45: MID_TOM, 48: HIGH_TOM,
-                           52: CRASH, 55: CRASH, 57: CRASH, 59: RIDE, 22: CLOSED_HAT, 26: OPEN_HAT}
-GM_PERCUSSION = range(35, 82)
 
 # Positions of a note inside a beat (ticks) for each feel. "triplet" is swung 8ths and
 # triplets (shuffle, jazz); "swing16" is swung 16ths (the MPC swing of hip-hop and lofi).

@@ -124,6 +124,7 @@ class GrammarState:
     bar_tokens: int = 0  # tokens of the current bar after its Bar token
     bar_cap: int | None = None  # sampled notes may not take a bar beyond this many tokens
     pitches_here: set[int] = field(default_factory=set)  # pitch tokens at the current position
+    capping: bool = False  # the last `sampling_mask` closed the bar for the budget
 
     @property
     def role(self) -> str | None:
@@ -138,6 +139,7 @@ class GrammarState:
         """`allowed()` minus what a sampled token must not do: repeat a pitch at this
         position, or start a note the bar's token budget has no room for."""
         mask = self.allowed()
+        self.capping = False
         if self.stage != "body":
             return mask
         if self.pitches_here and self.last in (Kind.POSITION, Kind.VELOCITY, Kind.DURATION):
@@ -146,19 +148,27 @@ class GrammarState:
         if self.bar_cap is not None and self.bar_tokens + NOTE_TOKENS > self.bar_cap and self.last != Kind.POSITION:
             closing = mask & ~self.tables.note_start
             if bool(closing.any()):
-                mask = closing
+                mask, self.capping = closing, True
         return mask
 
     def _set_bar_cap(self) -> None:
         """Split the context left by the generated tracks still to come (this one included),
-        after reserving the bare structure of all of them."""
+        after reserving the bare structure of all of them, over this track's bars still to
+        come (all of them at its start; after a seed clip's bars, the rest: `rebudget`)."""
         if self.max_tokens is None:
             return
         later = self.roles[self.role_index:]
-        structure = self.bars + 1 + sum(self.bars + 3 for _ in later[1:]) + 1  # Bars, Track_Ends, EOS
+        bars_left = self.bars - max(0, self.bar_count - 1)
+        structure = bars_left + 1 + sum(self.bars + 3 for _ in later[1:]) + 1  # Bars, Track_Ends, EOS
         free = max(0, self.max_tokens - self.length - structure)
         share = ROLE_TOKEN_WEIGHTS.get(self.role, 0.3) / sum(ROLE_TOKEN_WEIGHTS.get(r, 0.3) for r in later)
-        self.bar_cap = int(free * share) // self.bars
+        self.bar_cap = int(free * share) // bars_left
+
+    def rebudget(self) -> None:
+        """The bar budget again from here (a track continued after forced context bars that
+        were longer, or shorter, than the budget its start gave them)."""
+        if self.stage == "body":
+            self._set_bar_cap()
 
     def allowed(self) -> np.ndarray:
         t = self.tables

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from stemforge.symbolic import corpus_rules as rules
+from stemforge.symbolic import drum_map
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track
 from stemforge.symbolic.conditions import MAX_SWING_PERCENT
 from stemforge.symbolic.errors import UserError
@@ -363,8 +364,9 @@ def template_from_midi(path: Path, name: str | None = None) -> GrooveTemplate:
     bpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
     score = score.resample(TPB, min_dur=1)
     tracks = [t for t in score.tracks if t.is_drum] or list(score.tracks)
-    hits = rules.map_drums([(n.time, n.pitch, n.velocity) for t in tracks for n in t.notes],
-                           rules.GM_FOLD, keep_gm=True)
+    pitches = {n.pitch for t in tracks for n in t.notes}
+    table = drum_map.folded_table(drum_map.kit_of(pitches), pitches)  # the one drum map, folded
+    hits = rules.map_drums([(n.time, n.pitch, n.velocity) for t in tracks for n in t.notes], table, keep_gm=False)
     performance = Performance(path.stem, name or path.stem, bpm, sorted(hits))
     try:
         return template_from_performances(name or path.stem, [performance])

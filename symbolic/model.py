@@ -117,6 +117,18 @@ class Composer:
         return self.tokenizer.genres
 
     @property
+    def genre_windows(self) -> dict[str, int] | None:
+        """Training windows per genre (stemforge.json, else the model's dataset.json), or None
+        for a model that says neither."""
+        if "genre_windows" in self.meta:
+            return {g: int(n) for g, n in self.meta["genre_windows"].items()}
+        dataset = self.path / "dataset.json"
+        if dataset.is_file():
+            genres = json.loads(dataset.read_text()).get("genres", {})
+            return {g: int(counts.get("train", 0)) for g, counts in genres.items()}
+        return None
+
+    @property
     def style(self):
         """The per-genre onset statistics of the training data (`symbolic.style`), or None
         for a model trained before models carried them."""

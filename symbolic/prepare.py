@@ -26,6 +26,7 @@ import numpy as np
 import symusic
 
 from stemforge.configs import load_config, resolve_config
+from stemforge.symbolic import drum_map
 from stemforge.symbolic.arrangement import (
     BEATS_PER_BAR,
     TICKS_PER_BEAT,
@@ -34,7 +35,6 @@ from stemforge.symbolic.arrangement import (
     end_tracks_at,
     tracks_to_score,
 )
-from stemforge.symbolic.canonical import NoveltyIndex, piece_digests
 from stemforge.symbolic.conditions import (
     DENSITIES,
     GENRES,
@@ -49,24 +49,18 @@ from stemforge.symbolic.meter import MeterJudgement, judge_meter
 from stemforge.symbolic.paths import output_problem
 from stemforge.symbolic.progress import progress_bar
 from stemforge.symbolic.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
+from stemforge.symbolic.training_index import (
+    PIECES_FILE,
+    TrainingPiece,
+    build_novelty_index,
+    save_training_pieces,
+)
 from stemforge.symbolic.window_store import save_window_notes
 
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
 GRID_TICKS = TICKS_PER_BEAT // 12  # the token grid (1/12 beat) at 480 ticks per beat
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 CONTEXT_SIZES = (1024, 2048)  # n_positions of the shipped train configs (tiny, small)
-
-# Drum notes outside General MIDI, or meaning another drum on the kit that wrote them, ->
-# the GM drum they are (docs/training.md, "drums"). Roland V-Drums modules (TD-11 in the
-# Groove MIDI Dataset, TD-1...TD-50) send hi-hat edge hits as 22 (closed) and 26 (open):
-# a third of GMD's hi-hat hits. No GM kit has those notes, so they are mapped wherever
-# they appear.
-EXTENDED_DRUMS: dict[int, int] = {22: 42, 26: 46}
-# In a file that has V-Drums edge hats, these notes are V-Drums rim/edge hits, not the GM
-# drums of the same number (vibraslap, China cymbal, splash): tom 3 rim, crash 2 edge,
-# crash 1 edge. The Magenta GMD mapping does the same (corpus_rules.GMD_TO_GM folds further).
-ROLAND_DRUMS: dict[int, int] = {58: 43, 52: 57, 55: 49}
-
 
 class PrepareError(UserError):
     pass
@@ -82,6 +76,9 @@ class PrepareConfig:
     max_bars: int = 16
     reference_windows: int = 64
     seed: int = 0
+    # How drum notes are read (symbolic/drum_map.py): "auto" (a V-Drums kit where a file or
+    # another file of its folder has edge hats 22/26, else General MIDI), "gm" or "vdrums".
+    drum_kit: str = "auto"
 
     @classmethod
     def load(cls, name_or_path: str | Path | None) -> PrepareConfig:
@@ -102,7 +99,10 @@ class SourcePiece:
     tracks: dict[str, Track]
     bar_ranges: list[tuple[int, int]]  # [first bar, end bar) regions in 4/4
     meter: dict = field(default_factory=dict)  # what the bars were taken from (Meter.as_report)
-    drum_notes: dict = field(default_factory=dict)  # {"mapped": {pitch: n}, "dropped": {pitch: n}}
+    drum_notes: dict = field(default_factory=dict)  # {"mapped": {pitch: n}, "dropped": {pitch: n}, "kit": ...}
+    # the notes as played (meter shift, drum map and ranges applied, not quantized): what the
+    # novelty index reads, the same way eval reads a run (symbolic/canonical.py)
+    played: dict[str, list[Note]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- metadata
@@ -251,11 +251,15 @@ class Meter:
 
     regions: list[tuple[int, int | None]]  # [start, end) in the file's ticks; None = to the end
     header: str  # the time signatures as written, "1/4" or "4/4 2/4", or "none"
-    source: str  # the bars come from the "header", the "notes" or the "default" (no header: 4/4)
+    source: str  # the bars come from the "header", an "annotation", the "notes" or the "default" (no header: 4/4)
     shift: int = 0  # ticks (at TICKS_PER_BEAT) added to every note to put a downbeat on a bar line
     judgement: MeterJudgement | None = None
     skip_reason: str = ""  # why no stretch is usable ("" when some is)
     note: str = ""  # what else the report should say
+
+    def place(self, notes: list[Note]) -> list[Note]:
+        """The notes moved so the bar lines fall where the meter says."""
+        return notes if not self.shift else [Note(n.start + self.shift, n.duration, n.pitch, n.velocity) for n in notes]
 
     def bar_ranges(self, ticks_per_quarter: int, total_bars: int) -> list[tuple[int, int]]:
         """[first bar, end bar) of each region after the shift; whole bars only."""
@@ -288,10 +292,77 @@ def _scaled_notes(score: symusic.Score, scale: float) -> tuple[list[Note], list[
     return pitched, drums
 
 
-def read_meter(score: symusic.Score, scale: float) -> Meter:
+@dataclass(frozen=True)
+class BeatAnnotation:
+    """Where a file's bars are, as someone annotated them: bars of `beats_per_bar` beats, the
+    first downbeat at `downbeat` (ticks at TICKS_PER_BEAT in the file's own time)."""
+
+    beats_per_bar: int
+    downbeat: int
+    source: str  # "beat_midi.txt" or "markers"
+    downbeats: tuple[int, ...] = ()  # every annotated downbeat (beat_midi.txt), ticks at TICKS_PER_BEAT
+
+
+def _ticks_at(score: symusic.Score, seconds: float) -> float:
+    """A time in seconds as file ticks, through the file's tempo map."""
+    tempos = sorted(((t.time, t.qpm) for t in score.tempos), key=lambda t: t[0]) or [(0, 120.0)]
+    if tempos[0][0] > 0:
+        tempos.insert(0, (0, 120.0))
+    elapsed, tpq = 0.0, score.ticks_per_quarter
+    for (tick, qpm), following in zip(tempos, [*tempos[1:], None]):
+        span = None if following is None else (following[0] - tick) * 60.0 / (qpm * tpq)
+        if span is None or seconds < elapsed + span:
+            return tick + (seconds - elapsed) * qpm * tpq / 60.0
+        elapsed += span
+    return 0.0  # not reached: the last tempo has no end
+
+
+def read_beat_annotation(path: Path, score: symusic.Score) -> BeatAnnotation | None:
+    """The file's bars as annotated, where they are: a POP909-style `beat_midi.txt` beside a
+    folder's only MIDI file (one row a beat: seconds, beat flag, downbeat flag), else MIDI
+    markers (section names sit on downbeats) when at least two agree on where in a 4-beat
+    bar they fall. None where there is no annotation, or one whose beats are not the file's
+    quarter notes. Of beat_midi.txt, the bar lines most of its downbeats mark: 681 of
+    POP909's 792 4/4 songs have an annotated bar of 2, 3 or 5 beats, a beat tracker's slip
+    more often than the music's (the long piano notes of songs 009, 026, 029 and 067 keep
+    their beat across it), so a song keeps one phase instead of following each slip."""
+    scale = TICKS_PER_BEAT / score.ticks_per_quarter
+    beat_file = path.parent / "beat_midi.txt"
+    if beat_file.is_file() and len([p for p in path.parent.iterdir() if p.suffix.lower() in MIDI_SUFFIXES]) == 1:
+        try:
+            rows = np.loadtxt(beat_file, ndmin=2)
+        except (ValueError, OSError):  # an unreadable annotation is no annotation: the notes decide
+            rows = np.zeros((0, 0))
+        if rows.shape[0] >= 8 and rows.shape[1] >= 3:
+            beats = np.array([_ticks_at(score, float(t)) * scale for t in rows[:, 0]])
+            downbeats = np.flatnonzero(rows[:, 2] == 1)
+            period = float(np.median(np.diff(beats)))
+            if len(downbeats) >= 2 and abs(period / TICKS_PER_BEAT - 1) < 0.1:
+                per_bar = int(np.median(np.diff(downbeats)))
+                # the bars most downbeats agree on: an odd first bar (5 beats in POP909 033) is
+                # not where the song's bar lines are
+                phase = Counter(int(i) % per_bar for i in downbeats).most_common(1)[0][0]
+                first = next(int(i) for i in downbeats if i % per_bar == phase)
+                return BeatAnnotation(per_bar, round(beats[first]), "beat_midi.txt",
+                                      tuple(round(beats[i]) for i in downbeats))
+    markers = [round(m.time * scale) for m in score.markers]
+    if len(markers) >= 2:
+        phases = Counter(round((tick % TICKS_PER_BAR) / GRID_TICKS) * GRID_TICKS % TICKS_PER_BAR for tick in markers)
+        phase, agreeing = phases.most_common(1)[0]
+        if agreeing >= 2 and agreeing >= 2 * len(markers) / 3:
+            return BeatAnnotation(BEATS_PER_BAR, min(t for t in markers if (t - phase) % TICKS_PER_BAR < GRID_TICKS
+                                                     or (phase - t) % TICKS_PER_BAR < GRID_TICKS), "markers")
+    return None
+
+
+def read_meter(score: symusic.Score, scale: float, annotation: BeatAnnotation | None = None) -> Meter:
     """The 4/4 stretches of a file. A 4/4 header (or none) is taken as written, and so is a
     real other meter (3/4, 6/8: not used). Where the header is unclear (1/4, 2/4, 8/8...),
-    the notes decide (symbolic/meter.py): 4/4 with the downbeat they imply, or skipped."""
+    an annotation of the bars decides (`read_beat_annotation`), else the notes do
+    (symbolic/meter.py): 4/4 with the downbeat they imply, or skipped. A beat_midi.txt
+    annotation is taken over any header: it is someone's reading of this very song."""
+    if annotation is not None and annotation.source == "beat_midi.txt":
+        return _annotated_meter(score, annotation)
     by_tick: dict[int, tuple[int, int]] = {}
     for signature in sorted(score.time_signatures, key=lambda ts: ts.time):
         by_tick[signature.time] = (signature.numerator, signature.denominator)  # the last at a tick wins
@@ -310,6 +381,8 @@ def read_meter(score: symusic.Score, scale: float) -> Meter:
         return Meter(written, header, "header", skip_reason="" if written else f"not in 4/4 ({header})")
 
     candidates = _merge_spans(sorted(written + unclear))
+    if annotation is not None:
+        return _annotated_meter(score, annotation, candidates)
     pitched, drums = _scaled_notes(score, scale)
     inside = lambda note: any(start * scale <= note.start and (end is None or note.start < end * scale)  # noqa: E731
                               for start, end in candidates)
@@ -334,6 +407,22 @@ def read_meter(score: symusic.Score, scale: float) -> Meter:
                  skip_reason=f"not in 4/4: the header says {header} and {why}{fix}")
 
 
+def _annotated_meter(score: symusic.Score, annotation: BeatAnnotation,
+                     regions: list[tuple[int, int | None]] | None = None) -> Meter:
+    header = " ".join(dict.fromkeys(f"{t.numerator}/{t.denominator}" for t in score.time_signatures)) or "none"
+    if annotation.beats_per_bar != BEATS_PER_BAR:
+        return Meter([], header, "annotation",
+                     skip_reason=f"not in 4/4: {annotation.source} has bars of {annotation.beats_per_bar} beats")
+    odd = sum(1 for a, b in zip(annotation.downbeats, annotation.downbeats[1:])
+              if abs(b - a - TICKS_PER_BAR) > TICKS_PER_BEAT // 4)
+    shift = (TICKS_PER_BAR - annotation.downbeat % TICKS_PER_BAR) % TICKS_PER_BAR
+    return Meter(regions or [(0, None)], header, "annotation", shift,
+                 note=f"bars from {annotation.source}: first downbeat {annotation.downbeat / TICKS_PER_BEAT:.2f} "
+                      f"beats in, every note moved {shift} ticks later"
+                      + (f" ({odd} annotated bar(s) of another length: the bars most downbeats mark are used)"
+                         if odd else ""))
+
+
 def _merge_spans(spans: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
     """Adjacent [start, end) spans joined, so a bar may cross a header change."""
     merged: list[tuple[int, int | None]] = []
@@ -347,14 +436,12 @@ def _merge_spans(spans: list[tuple[int, int | None]]) -> list[tuple[int, int | N
 
 # ---------------------------------------------------------------- drums
 
-def map_drum_notes(notes: list[Note], low: int, high: int) -> tuple[list[Note], Counter, Counter]:
-    """Drum notes as the General MIDI drums the tokenizer holds ([low, high)): extended
-    notes mapped (EXTENDED_DRUMS everywhere, ROLAND_DRUMS in a file with V-Drums edge hats),
+def map_drum_notes(notes: list[Note], low: int, high: int, kit: str | None = None) -> tuple[list[Note], Counter, Counter]:
+    """Drum notes as the General MIDI drums the tokenizer holds ([low, high)), read as `kit`
+    ("gm" or "vdrums"; None: the notes' own, `drum_map.kit_of`) through the one drum map;
     whatever is still out of range dropped. Returns the notes and, per original pitch, how
     many were mapped and how many dropped, so the report can say so."""
-    table = dict(EXTENDED_DRUMS)
-    if any(n.pitch in EXTENDED_DRUMS for n in notes):
-        table.update(ROLAND_DRUMS)
+    table = drum_map.table(kit or drum_map.kit_of(n.pitch for n in notes))
     kept, mapped, dropped = [], Counter(), Counter()
     for note in notes:
         pitch = table.get(note.pitch, note.pitch)
@@ -371,9 +458,8 @@ def _pitch_counts(counter: Counter) -> dict[str, int]:
     return {str(pitch): counter[pitch] for pitch in sorted(counter)}
 
 
-def load_piece(path: Path, root: Path, meta: dict[str, dict], spec: TokenizerSpec) -> SourcePiece:
-    """Raises PrepareError with the reason a file cannot be used."""
-    relative = str(path.relative_to(root))
+def read_score(path: Path) -> symusic.Score:
+    """A MIDI file, or PrepareError with the reason it cannot be read."""
     try:
         score = symusic.Score(str(path))
     except Exception as error:
@@ -382,26 +468,40 @@ def load_piece(path: Path, root: Path, meta: dict[str, dict], spec: TokenizerSpe
         raise PrepareError("no notes")
     if score.ticks_per_quarter <= 0:
         raise PrepareError("bad ticks per beat")
+    return score
+
+
+def drum_pitches(score: symusic.Score) -> set[int]:
+    return {n.pitch for t in score.tracks if t.is_drum for n in t.notes}
+
+
+def load_piece(path: Path, root: Path, meta: dict[str, dict], spec: TokenizerSpec, kit: str | None = None,
+               score: symusic.Score | None = None) -> SourcePiece:
+    """Raises PrepareError with the reason a file cannot be used. `kit`: how its drums are
+    read ("gm", "vdrums"; None: from its own notes); `score`: the file already read."""
+    relative = str(path.relative_to(root))
+    score = score if score is not None else read_score(path)
     row = meta.get(relative) or meta.get(path.name) or {}
     scale = TICKS_PER_BEAT / score.ticks_per_quarter
     roles = detect_roles(list(score.tracks), scale)
     if not roles:
         raise PrepareError("no usable tracks")
-    meter = read_meter(score, scale)
-    tracks = {}
-    drum_notes = {"mapped": {}, "dropped": {}}
+    meter = read_meter(score, scale, read_beat_annotation(path, score))
+    tracks, played = {}, {}
+    drum_notes: dict = {"mapped": {}, "dropped": {}}
     for role, notes in roles.items():
         low, high = spec.role_pitch_ranges[role]
-        if meter.shift:
-            notes = [Note(n.start + meter.shift, n.duration, n.pitch, n.velocity) for n in notes]
+        notes = meter.place(notes)
         if role == "drums":
-            fitted, mapped, dropped = map_drum_notes(notes, low, high)
-            drum_notes = {"mapped": _pitch_counts(mapped), "dropped": _pitch_counts(dropped)}
+            drum_kit = kit or drum_map.kit_of(n.pitch for n in notes)
+            fitted, mapped, dropped = map_drum_notes(notes, low, high, drum_kit)
+            drum_notes = {"mapped": _pitch_counts(mapped), "dropped": _pitch_counts(dropped), "kit": drum_kit}
         else:
             fitted = _fit_range(notes, low, high)
         notes_q = quantize(fitted)
         if notes_q:
             tracks[role] = Track(role, 0, role == "drums", notes_q)
+            played[role] = sorted(fitted)
     if not tracks:
         raise PrepareError("no notes in playable ranges")
     if meter.skip_reason:
@@ -428,7 +528,7 @@ def load_piece(path: Path, root: Path, meta: dict[str, dict], spec: TokenizerSpe
     else:
         key = estimate_key([n for r in ("bass", "melody") if r in tracks for n in tracks[r].notes])
     return SourcePiece(relative, (row.get("group") or relative).strip(), genre or UNLABELLED_GENRE,
-                       float(bpm), key, tracks, regions, meter.as_report(), drum_notes)
+                       float(bpm), key, tracks, regions, meter.as_report(), drum_notes, played)
 
 
 # ---------------------------------------------------------------- windows
@@ -520,8 +620,8 @@ def _drum_note_totals(pieces: list[SourcePiece]) -> dict[str, dict[str, int]]:
     """Mapped and dropped drum notes per original pitch, over every used file."""
     totals: dict[str, Counter] = {"mapped": Counter(), "dropped": Counter()}
     for piece in pieces:
-        for kind, counts in piece.drum_notes.items():
-            totals[kind].update({int(pitch): count for pitch, count in counts.items()})
+        for kind in totals:
+            totals[kind].update({int(pitch): count for pitch, count in piece.drum_notes.get(kind, {}).items()})
     return {kind: _pitch_counts(counts) for kind, counts in totals.items()}
 
 
@@ -535,6 +635,24 @@ def split_groups(groups: list[str], valid_fraction: float) -> set[str]:
 
 
 # ---------------------------------------------------------------- main entry
+
+def _by_folder(files: list[Path]) -> dict[Path, list[Path]]:
+    folders: dict[Path, list[Path]] = defaultdict(list)
+    for path in files:
+        folders[path.parent].append(path)
+    return folders
+
+
+def folder_drum_kit(scores: list[symusic.Score], setting: str = "auto") -> str | None:
+    """The kit every file of one folder is read as: `setting` when it names one, "vdrums"
+    when any file of the folder has V-Drums edge hats (a folder of takes is one kit: a take
+    without edge hats still has the kit's rims on 58/52/55), else None (each file its own)."""
+    if setting not in drum_map.KITS:
+        raise PrepareError(f"prepare config: drum_kit {setting!r} is not one of {', '.join(drum_map.KITS)}")
+    if setting != "auto":
+        return setting
+    return "vdrums" if any(drum_map.kit_of(drum_pitches(score)) == "vdrums" for score in scores) else None
+
 
 def prepare_dataset(
     midi_dir: Path, out_dir: Path, metadata: Path | None = None, config: PrepareConfig | None = None,
@@ -553,13 +671,26 @@ def prepare_dataset(
     meta = read_metadata(metadata)
     provisional = TokenizerSpec(genres=list(GENRES), max_bars=max(config.max_bars, *config.window_bars))
 
-    pieces: list[SourcePiece] = []
-    skipped: list[dict] = []
-    for path in progress_bar(files, desc="reading MIDI", unit="file", enabled=progress):
-        try:
-            pieces.append(load_piece(path, midi_dir, meta, provisional))
-        except PrepareError as error:
-            skipped.append({"file": str(path.relative_to(midi_dir)), "reason": str(error)})
+    outcomes: dict[Path, SourcePiece | str] = {}  # per file: its piece or why it was skipped
+    bar = progress_bar(total=len(files), desc="reading MIDI", unit="file", enabled=progress)
+    for paths in _by_folder(files).values():
+        scores: dict[Path, symusic.Score] = {}
+        for path in paths:
+            try:
+                scores[path] = read_score(path)
+            except PrepareError as error:
+                outcomes[path] = str(error)
+        folder_kit = folder_drum_kit(list(scores.values()), config.drum_kit)
+        for path, score in scores.items():
+            try:
+                outcomes[path] = load_piece(path, midi_dir, meta, provisional, folder_kit, score)
+            except PrepareError as error:
+                outcomes[path] = str(error)
+        bar.update(len(paths))
+    bar.close()
+    pieces = [outcomes[p] for p in files if isinstance(outcomes[p], SourcePiece)]
+    skipped = [{"file": str(p.relative_to(midi_dir)), "reason": outcomes[p]} for p in files
+               if not isinstance(outcomes[p], SourcePiece)]
     if not pieces:
         reasons = Counter(s["reason"] for s in skipped).most_common(3)
         raise PrepareError(f"MIDI_DIR: none of the {len(files)} files is usable ({reasons})")
@@ -618,12 +749,9 @@ def prepare_dataset(
     tokenizer.save(tmp / "tokenizer.json")
     digest.update((tmp / "tokenizer.json").read_bytes())
 
-    index = NoveltyIndex()
     train_pieces = [p for p in pieces if p.group not in valid_groups]
-    for piece in train_pieces:
-        index.add(piece.path, piece_digests({r: t.notes for r, t in piece.tracks.items()}, TICKS_PER_BEAT),
-                  group=piece.group)
-    index.save(tmp / "index")
+    save_training_pieces((TrainingPiece(p.path, p.group, p.played) for p in train_pieces), tmp / PIECES_FILE)
+    index_bars = build_novelty_index(tmp, progress=progress)
     _write_window_store(train_pieces, tmp / "index")
     reference = _write_reference_midi(windows, pieces, valid_groups, config, tmp / "reference_midi")
 
@@ -652,7 +780,7 @@ def prepare_dataset(
         "density_thresholds": thresholds,
         "roles": {r: sum(1 for p in pieces if r in p.tracks) for r in ROLES},
         "reference_midi": reference,
-        "index_digests": len(index),
+        "index_digests": index_bars,
     }
     (tmp / "dataset.json").write_text(json.dumps(summary, indent=1))
     report = {"summary": summary, "skipped": skipped,
@@ -737,9 +865,12 @@ def _report_markdown(summary: dict, skipped: list[dict], pieces: list[SourcePiec
                          f"{meter['shift_ticks']} | {meter.get('note', '')} |")
     drums = summary["drum_notes"]
     if drums["mapped"]:
-        table = {**EXTENDED_DRUMS, **ROLAND_DRUMS}
+        table = drum_map.table("vdrums")
+        kits = Counter(p.drum_notes.get("kit") for p in pieces if "drums" in p.tracks)
         lines += ["", "## Drum notes mapped to General MIDI", "",
-                  "Extended notes (Roland V-Drums hi-hat edges 22/26; in files that have them, the kit's rim and "
+                  f"Drum kits: {kits['vdrums']} file(s) read as Roland V-Drums (edge hats 22/26 in the file or "
+                  f"its folder), {kits['gm']} as General MIDI (symbolic/drum_map.py).", "",
+                  "Extended notes (Roland V-Drums hi-hat edges 22/26; in V-Drums files, the kit's rim and "
                   "edge notes 58/52/55) as the General MIDI drum they are.", "",
                   "| note | as | hits |", "|---|---|---|"]
         lines += [f"| {pitch} | {table[int(pitch)]} | {count} |" for pitch, count in drums["mapped"].items()]

@@ -40,6 +40,9 @@ class SamplePlan:
     composition: CompositionPlan | None = None  # loops, chords, kick lock, density
     genre: str | None = None  # the model's genre token, for genre emphasis
 
+    def context_tokens(self) -> int:
+        return sum(len(tokens) for tokens in self.context.values())
+
 
 @contextmanager
 def _one_thread(decoder: str) -> Iterator[None]:
@@ -74,7 +77,12 @@ def _decode_rows(takes: list[Take], decoder: RowsDecoder, stop: threading.Event 
     unfinished take's pending tokens at once and sends each its logits. Returns their sequences
     (an empty one for a take cut short because `stop` was set)."""
     results: list[list[int]] = [[] for _ in takes]
-    pending: dict[int, list[int]] = {row: next(take) for row, take in enumerate(takes)}
+    pending: dict[int, list[int]] = {}
+    for row, take in enumerate(takes):
+        try:
+            pending[row] = next(take)
+        except StopIteration as done:  # every token forced (the context holds the whole piece)
+            results[row] = done.value
     while pending and not (stop is not None and stop.is_set()):
         waiting: dict[int, list[int]] = {}
         for row, logits in decoder.forward_rows(pending).items():
@@ -86,6 +94,15 @@ def _decode_rows(takes: list[Take], decoder: RowsDecoder, stop: threading.Event 
     return results
 
 
+def _wants_a_note(logits: np.ndarray, state: GrammarState) -> bool:
+    """Whether the model puts more than half its probability (over what the grammar allows)
+    on starting another note, where the context budget closed the bar."""
+    allowed = state.allowed()
+    values = np.asarray(logits, dtype=np.float64)[allowed]
+    weights = np.exp(values - values.max())
+    return float(weights[state.tables.note_start[allowed]].sum()) > 0.5 * float(weights.sum())
+
+
 @dataclass
 class SampleStats:
     """What the last `sample` call did: tokens the model chose vs tokens it was fed."""
@@ -93,6 +110,15 @@ class SampleStats:
     sampled: int = 0
     forced: int = 0  # grammar-forced, context and repeated bars
     repeated: int = 0  # of `forced`: tokens of bars the plan repeats
+    # bars (per role) the context budget closed while the model wanted another note there
+    # (more than half its probability on starting one): what the model's context cut
+    capped_bars: dict[str, set[int]] = field(default_factory=dict)
+    bar_caps: dict[str, int] = field(default_factory=dict)  # the budget (tokens a bar) of each capped role
+
+    def capped_summary(self, bars: int) -> str:
+        """"bass in 16 of 16 bars (room for ~2 notes a bar), ..." or ""."""
+        return ", ".join(f"{role} in {len(capped)} of {bars} bars (room for ~{self.bar_caps[role] // 4} notes a bar)"
+                         for role, capped in self.capped_bars.items())
 
 
 Take = Generator[list[int], np.ndarray, list[int]]  # yields tokens to feed, is sent their logits
@@ -233,7 +259,7 @@ class Sampler:
             if not queue and state.stage == "track_start" and state.role_index + 1 < len(plan.roles):
                 queue = list(plan.context.get(plan.roles[state.role_index + 1], []))
                 queue_is_context = True
-            from_model = False
+            from_model = from_context = False
             echo = bool(queue) and not queue_is_context and queue[0] == SAMPLE_PITCH
             if echo:  # a bar's rhythm over new chords: this note's pitch is sampled
                 queue.pop(0)
@@ -250,6 +276,7 @@ class Sampler:
                 stats.repeated += 1
             elif queue and not echo:
                 token = queue.pop(0)
+                from_context = True
             else:
                 forced = state.forced_token
                 if forced is not None:
@@ -266,6 +293,9 @@ class Sampler:
                         else:  # no pitch fits here: the rest of the bar is sampled
                             queue.clear()
                             guide.closed = False
+                    if state.capping and logits is not None and _wants_a_note(logits, state):
+                        stats.capped_bars.setdefault(str(state.role), set()).add(state.bar_index)
+                        stats.bar_caps[str(state.role)] = int(state.bar_cap or 0)
                     mask, guided = guide.steer(state, allowed, logits)
                     token = int(draw_token(np.ascontiguousarray(guided, np.float32), mask, settings.temperature,
                                            settings.top_k, settings.top_p, uniforms.random()))
@@ -282,6 +312,8 @@ class Sampler:
             if state.finished:
                 return sequence
             pending.append(token)
+            if from_context and not queue and state.stage == "body":
+                state.rebudget()  # the context's bars took what they took; the rest shares what is left
             if not queue and token == self.composer.tokenizer.bar_id and (from_model or not queue_is_context):
                 queue = guide.bar_tokens(state)
                 queue_is_context = False

@@ -45,6 +45,7 @@ class TrainConfig:
     # optimisation
     batch_size: int = 8
     batch_tokens: int = 0  # >0: sequences per batch = batch_tokens // longest in a same-length bucket
+    pack_batches: bool = False  # with batch_tokens: fill each batch to batch_tokens at its own longest sequence
     learning_rate: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 200
@@ -61,6 +62,9 @@ class TrainConfig:
     # (the model never sees how they end): with a warning up to this share of the training
     # sequences, refused above it. 0 refuses any cut.
     max_truncated_share: float = 0.25
+    # fine-tuning (`--init`): 0 trains every weight; > 0 trains LoRA adapters of this rank (peft)
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
     device: str = "auto"
 
     @classmethod
@@ -69,8 +73,10 @@ class TrainConfig:
 
 
 class TokenDataset:
-    def __init__(self, data_dir: Path, split: str) -> None:
+    def __init__(self, data_dir: Path, split: str, token_map: np.ndarray | None = None) -> None:
         self.tokens = np.load(data_dir / f"{split}_tokens.npy")
+        if token_map is not None:  # the data's ids as the (fine-tuned) model's vocabulary numbers them
+            self.tokens = token_map[self.tokens.astype(np.int64)]
         self.offsets = np.load(data_dir / f"{split}_offsets.npy")
         # buckets of sequences with the same bar count, so a batch is not mostly padding
         bars_tokens = self.tokens[self.offsets[:-1] + 5] if len(self) else np.zeros(0)
@@ -78,13 +84,28 @@ class TokenDataset:
         lengths = np.diff(self.offsets)
         self.bucket_longest = [int(lengths[b].max()) for b in self.buckets]
 
-    def draw(self, rng: np.random.Generator, batch_size: int, batch_tokens: int, block: int) -> np.ndarray:
+    def draw(self, rng: np.random.Generator, batch_size: int, batch_tokens: int, block: int,
+             pack: bool = False) -> np.ndarray:
+        """Sequence indices of one batch: `batch_size` at random, or (`batch_tokens` > 0) from
+        one bucket, as many as `batch_tokens` holds at the bucket's longest sequence, or with
+        `pack` as many as it holds at the longest sequence drawn (a few long outliers in a
+        bucket otherwise make every batch one or two sequences)."""
         if batch_tokens <= 0:
             return rng.integers(0, len(self), size=batch_size)
         sizes = np.array([len(b) for b in self.buckets], dtype=float)
         bucket = int(rng.choice(len(self.buckets), p=sizes / sizes.sum()))
-        count = max(1, batch_tokens // min(block, self.bucket_longest[bucket]))
-        return rng.choice(self.buckets[bucket], size=count)
+        if not pack:
+            count = max(1, batch_tokens // min(block, self.bucket_longest[bucket]))
+            return rng.choice(self.buckets[bucket], size=count)
+        lengths = np.minimum(np.diff(self.offsets), block)
+        chosen: list[int] = []
+        longest = 0
+        while True:
+            index = int(rng.choice(self.buckets[bucket]))
+            if chosen and max(longest, int(lengths[index])) * (len(chosen) + 1) > batch_tokens:
+                return np.asarray(chosen)
+            chosen.append(index)
+            longest = max(longest, int(lengths[index]))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -228,6 +249,32 @@ def plot_losses(history: dict, path: Path) -> None:
 ARCHITECTURE_FIELDS = ("n_layer", "n_head", "n_embd", "n_positions")
 
 
+def refresh_data_index(data_dir: Path, progress: bool = True) -> None:
+    """The data's novelty index in this stemforge's reading (`symbolic.training_index`):
+    rebuilt from the data's own training pieces when an older stemforge wrote it, so the
+    model's copy is one `pipeline eval` reads."""
+    from stemforge.symbolic.training_index import PIECES_FILE, build_novelty_index, index_is_current
+
+    if index_is_current(data_dir / "index"):
+        return
+    if not (data_dir / PIECES_FILE).is_file():
+        print(f"warning: {data_dir}/index was written by an older stemforge and the data has no {PIECES_FILE} to "
+              "rebuild it from: `pipeline eval` will ask for the data to be prepared again", file=sys.stderr)
+        return
+    print(f"rebuilding the novelty index of {data_dir} (written by an older stemforge)", file=sys.stderr)
+    build_novelty_index(data_dir, progress=progress)
+
+
+def checkpoint_init(out_dir: Path) -> str | None:
+    """The model an interrupted fine-tune of `out_dir` started from (None: from scratch)."""
+    out_dir = Path(out_dir)
+    for folder in (out_dir.with_name(out_dir.name + ".partial"), out_dir):
+        state = folder / "checkpoint" / "state.pt"
+        if state.is_file():
+            return torch.load(state, weights_only=False, map_location="cpu").get("init")
+    return None
+
+
 def checkpoint_config(out_dir: Path) -> TrainConfig | None:
     """The training config a checkpoint of `out_dir` (interrupted or finished) was made with,
     or None when there is none: `--resume` continues with it, so an interrupted `tiny` run
@@ -244,7 +291,9 @@ def checkpoint_config(out_dir: Path) -> TrainConfig | None:
 
 
 def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = False,
-          steps: int | None = None, progress: bool = True) -> dict:
+          steps: int | None = None, progress: bool = True, init: str | Path | None = None) -> dict:
+    """Train a composer on a prepared dataset, from scratch or (`init`: "default" or a model
+    folder) fine-tuned from a trained model's weights (symbolic/finetune.py)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not (data_dir / "dataset.json").is_file():
         raise TrainError(f"DATA_DIR: {data_dir} is not a prepared dataset (run `pipeline prepare` first)")
@@ -257,7 +306,19 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         config.max_steps = steps
     dataset_meta = json.loads((data_dir / "dataset.json").read_text())
     tokenizer = ComposerTokenizer.load(data_dir / "tokenizer.json")
-    train_set, valid_set = TokenDataset(data_dir, "train"), TokenDataset(data_dir, "valid")
+    if resume and init is None:
+        init = checkpoint_init(out_dir)
+    base, lookup = None, None
+    if init is not None:
+        from stemforge.symbolic.finetune import BaseModel, token_map
+
+        base = BaseModel.load(init)
+        data_tokenizer, tokenizer = tokenizer, base.vocabulary_for(tokenizer)
+        lookup = token_map(data_tokenizer, tokenizer)
+        config = dataclasses.replace(config, **base.architecture)  # the init model's size and context
+    elif config.lora_rank:
+        raise TrainError("--lora: LoRA trains adapters of a trained model; give it one with --init default|MODEL_DIR")
+    train_set, valid_set = TokenDataset(data_dir, "train", lookup), TokenDataset(data_dir, "valid", lookup)
     if len(train_set) == 0:
         raise TrainError(f"DATA_DIR: {data_dir} has no training sequences")
     if len(valid_set) == 0:
@@ -289,10 +350,20 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
 
     torch.manual_seed(config.seed)
     device = pick_device(config.device, local_rank)
-    model = build_gpt2(len(tokenizer), config.n_layer, config.n_head, config.n_embd, config.n_positions,
-                       config.dropout, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id).to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    if base is not None:
+        from stemforge.symbolic.finetune import with_lora
+
+        model = base.build_model(tokenizer, config.dropout)
+        if config.lora_rank:
+            data_genres = [tokenizer.vocab[f"Genre_{g}"] for g in data_tokenizer.genres]
+            model = with_lora(model, config.lora_rank, config.lora_alpha, config.dropout, data_genres)
+        model = model.to(device)
+    else:
+        model = build_gpt2(len(tokenizer), config.n_layer, config.n_head, config.n_embd, config.n_positions,
+                           config.dropout, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id).to(device)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.dim() >= 2]
+    no_decay = [p for n, p in trainable if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate, betas=(0.9, 0.95),
@@ -325,7 +396,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "history": history, "elapsed": elapsed, "rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "data_sha256": dataset_meta["data_sha256"],
-                    "config": asdict(config)}, tmp)
+                    "config": asdict(config), "init": None if base is None else str(base.path)}, tmp)
         tmp.replace(checkpoint_dir / "state.pt")
 
     interrupted = {"flag": False}
@@ -336,6 +407,10 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         from torch.nn.parallel import DistributedDataParallel
 
         forward = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    before = None
+    if base is not None and lead and step == 0:  # the init model on the tuning data, for the model card
+        before = validation_loss(model, valid_set, tokenizer, config, device)
+        history.setdefault("valid_before", before)
     model.train()
     tokens_seen = 0
     started = time.perf_counter()
@@ -346,7 +421,8 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
                            warmup_steps=config.warmup_steps, max_steps=config.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            indices = train_set.draw(rng, config.batch_size, config.batch_tokens, config.n_positions)
+            indices = train_set.draw(rng, config.batch_size, config.batch_tokens, config.n_positions,
+                                     config.pack_batches)
             ids, attention, labels = make_batch(train_set, indices, tokenizer, config.n_positions, rng,
                                                 config.track_shuffle_prob)
             loss = forward(input_ids=ids.to(device), attention_mask=attention.to(device), labels=labels.to(device)).loss
@@ -386,22 +462,40 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
         "data_dir": str(data_dir.resolve()),
         "genres": tokenizer.genres,
         "genres_without_training_windows": untrained_genres(dataset_meta),
+        "genre_windows": {g: int(c.get("train", 0)) for g, c in dataset_meta.get("genres", {}).items()},
         "sequences_over_context": over_context,
         "max_bars": tokenizer.spec.max_bars,
         "trained_window_bars": window_bars,
         "steps": step,
         "train_seconds": round(elapsed, 1),
         "tokens_per_second": round(tokens_seen / max(1e-9, time.perf_counter() - started), 1),
+        "tokens_trained": tokens_seen,  # this session's (a resumed run counts from its resume)
         "final_train_loss": float(np.mean([loss for _, loss in history["train"][-50:]])),
         "val_loss": history["valid"][-1][1] if history["valid"] else math.nan,
         "parameters": sum(p.numel() for p in model.parameters()),
         "config": asdict(config),
         "density_thresholds": dataset_meta.get("density_thresholds", {}),
     }
+    if base is not None:
+        from stemforge.symbolic.finetune import genre_windows, merged
+
+        meta["init"] = {"path": str(base.path.resolve()), "weights_sha256": base.meta.get("weights_sha256", ""),
+                        "data_sha256": base.meta.get("data_sha256")}
+        meta["method"] = (f"LoRA (peft), rank {config.lora_rank}, alpha {config.lora_alpha:g}, on "
+                          "c_attn/c_proj/c_fc and the data's genre embeddings" if config.lora_rank
+                          else "full fine-tuning (every weight)")
+        meta["trainable_parameters"] = sum(p.numel() for _, p in trainable)
+        meta["new_genres"] = base.new_genres(data_tokenizer)
+        meta["genres_without_training_windows"] = []  # the init model's genres keep their windows
+        meta["genre_windows"] = genre_windows(base, dataset_meta)
+        meta["fine_tune_losses"] = {"before": history.get("valid_before", math.nan), "after": meta["val_loss"]}
+        model = merged(model)
+        meta["parameters"] = sum(p.numel() for p in model.parameters())
     model.to("cpu")
     save_composer(partial, model, tokenizer, meta)
     (partial / "train_config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
     (partial / "history.json").write_text(json.dumps(history))
+    refresh_data_index(data_dir, progress)
     for name in ("index", "reference_midi"):
         if (data_dir / name).is_dir():
             shutil.rmtree(partial / name, ignore_errors=True)
@@ -409,6 +503,11 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
     shutil.copy(data_dir / "dataset.json", partial / "dataset.json")
     # what sets each genre apart in this data: the sampler's genre emphasis and density targets
     style_of_dataset(data_dir).save(partial / STYLE_FILE)
+    if base is not None:
+        from stemforge.symbolic.finetune import carry_over, write_model_card
+
+        carry_over(base, data_dir, partial)
+        write_model_card(partial, meta, dataset_meta)
     if out_dir.exists():  # --resume of a finished model: swap it whole
         shutil.rmtree(out_dir)
     partial.rename(out_dir)

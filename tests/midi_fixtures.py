@@ -132,21 +132,27 @@ def write_song(path: Path, beats_per_bar: int = 4, header: tuple[int, int] | Non
     return _write_score(path, tracks, header, bpm)
 
 
-def write_edge_hat_groove(path: Path, bars: int = 8, bpm: float = 100.0, roland: bool = True) -> Path:
+def write_edge_hat_groove(path: Path, bars: int = 8, bpm: float = 100.0, roland: bool = True,
+                          edges: bool = True) -> Path:
     """A drum performance as a Roland V-Drums kit (the Groove MIDI Dataset's TD-11) records
     it: closed hi-hat hits alternate bow (42) and edge (22), the open hat is hit on its edge
-    (26), the floor tom on its rim (58), plus a note (100) no drum map knows. With
-    `roland=False` the same groove on a General MIDI kit: 58 is a vibraslap there."""
+    (26), the floor tom on its rim (58), the crash on its edge (55), plus a note (100) no drum
+    map knows. `edges=False`: a take of the same kit that hits no hat edge (only the rims
+    tell the kit). `roland=False`: the groove on a General MIDI kit, where 58 is a vibraslap
+    and 55 a splash."""
     notes = []
+    hat_edges = roland and edges
     for bar in range(bars):
         base = bar * 16 * SIXTEENTH
         notes += [(base + s * SIXTEENTH, SIXTEENTH, 36, 110) for s in (0, 7, 10)]
         notes += [(base + s * SIXTEENTH, SIXTEENTH, 38, 100) for s in (4, 12)]
-        closed = (22 if roland else 42, 42)
+        closed = (22 if hat_edges else 42, 42)
         notes += [(base + s * SIXTEENTH, SIXTEENTH, closed[(s // 2) % 2], 80) for s in range(0, 14, 2)]
-        notes.append((base + 14 * SIXTEENTH, SIXTEENTH, 26 if roland else 46, 90))
+        notes.append((base + 14 * SIXTEENTH, SIXTEENTH, 26 if hat_edges else 46, 90))
         notes.append((base + 15 * SIXTEENTH, SIXTEENTH, 58, 70))
         notes.append((base + 15 * SIXTEENTH, SIXTEENTH, 100, 60))
+        if bar % 4 == 0:
+            notes.append((base, SIXTEENTH, 55, 100))
     return _write_score(path, [_symusic_track("drums", 0, notes, is_drum=True)], (4, 4), bpm)
 
 

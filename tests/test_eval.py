@@ -44,7 +44,13 @@ from stemforge.symbolic.arrangement import (
     Track,
     tracks_to_score,
 )
-from stemforge.symbolic.canonical import GRID_PER_BEAT, IndexVersionError, NoveltyIndex, piece_digests
+from stemforge.symbolic.canonical import (
+    GRID_PER_BEAT,
+    INDEX_VERSION,
+    IndexVersionError,
+    NoveltyIndex,
+    piece_digests,
+)
 from stemforge.symbolic.conditions import Conditions, parse_key
 from stemforge.symbolic.run_manifest import RunManifest
 from stemforge.symbolic.window_store import load_window_notes, piece_windows, save_window_notes, window_rows
@@ -626,7 +632,8 @@ def test_an_index_from_an_older_stemforge_is_a_clear_error_before_any_work(eval_
     _, data, run_dirs, reference = eval_inputs
     meta = json.loads((data / "index" / "index.json").read_text())
     (data / "index" / "index.json").write_text(json.dumps({**meta, "version": 1}))
-    with pytest.raises(EvalError, match=r"version 1, this stemforge reads version 2; run `pipeline prepare` again"):
+    with pytest.raises(EvalError, match=rf"version 1, this stemforge reads version {INDEX_VERSION}; run `pipeline "
+                       r"prepare` again"):
         run_eval(EvalRequest(run_dirs, tmp_path / "report", data_dir=data, reference=reference, bootstrap=5,
                              cache_dir=tmp_path / "cache"), progress=False)
     assert not (tmp_path / "report").exists() and not (tmp_path / "cache").exists()  # nothing embedded yet

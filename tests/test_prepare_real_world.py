@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from stemforge.pipeline.run import RunRequest, run
 from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.conditions import ConditionError
 from stemforge.symbolic.prepare import PrepareConfig, PrepareError, load_piece, prepare_dataset
 from stemforge.symbolic.tokenizer import TokenizerSpec
 from stemforge.symbolic.train import TrainConfig, TrainError, train
@@ -55,6 +57,48 @@ def test_the_bass_lands_on_the_bar_lines_the_notes_imply(tmp_path: Path) -> None
     assert len(roots) == 16 and all(n.start % TICKS_PER_BAR == 0 for n in roots)
 
 
+def write_beat_annotation(folder: Path, downbeat_tick: int, bars: int = 16, bpm: float = 90.0,
+                          slip_at: int | None = None) -> Path:
+    """A POP909-style beat_midi.txt (seconds, beat flag, downbeat flag per beat), its first
+    annotated bar 5 beats long and, with `slip_at`, a beat tracker's slip: a 3-beat bar there."""
+    seconds_per_beat = 60.0 / bpm
+    rows, beat, bar_beats = [], downbeat_tick / TICKS_PER_BEAT - 1, []
+    for bar in range(bars):
+        bar_beats.append(5 if bar == 0 else 3 if bar == slip_at else 4)
+    for length in bar_beats:
+        for k in range(length):
+            rows.append(f"{beat * seconds_per_beat:.6f} {1.0 if k % 2 == 0 else 0.0} {1.0 if k == 0 else 0.0}")
+            beat += 1
+    (folder / "beat_midi.txt").write_text("\n".join(rows) + "\n")
+    return folder / "beat_midi.txt"
+
+
+@pytest.mark.parametrize("slip_at", [None, 16], ids=["steady", "with-a-tracker-slip"])
+def test_a_beat_annotation_beside_the_song_sets_the_bars(tmp_path: Path, slip_at: int | None) -> None:
+    """The bars most annotated downbeats mark, whatever the header, the odd first bar or a
+    late slip of the tracker say; the notes are not asked."""
+    path = write_song(tmp_path / "song" / "song.mid", beats_per_bar=4, header=(1, 4), lead_in=LEAD_IN, bars=24)
+    write_beat_annotation(path.parent, LEAD_IN, bars=24, slip_at=slip_at)
+    meter = load_piece(path, path.parent, {}, SPEC).meter
+    assert (meter["from"], meter["read_as"]) == ("annotation", "4/4")
+    assert (LEAD_IN + meter["shift_ticks"]) % TICKS_PER_BAR == 0
+    odd = 1 + (slip_at is not None)  # the 5-beat first bar, and the slip
+    assert f"({odd} annotated bar(s) of another length" in meter["note"]
+
+
+def test_markers_on_the_downbeats_set_the_bars(tmp_path: Path) -> None:
+    import symusic
+
+    path = write_song(tmp_path / "song.mid", beats_per_bar=4, header=(1, 4), lead_in=LEAD_IN)
+    score = symusic.Score(str(path))
+    for bar, name in ((0, "Intro"), (4, "Verse"), (12, "Chorus")):
+        score.markers.append(symusic.TextMeta(LEAD_IN + bar * TICKS_PER_BAR, name))
+    score.dump_midi(str(path))
+    meter = load_piece(path, tmp_path, {}, SPEC).meter
+    assert meter["from"] == "annotation" and "markers" in meter["note"]
+    assert (LEAD_IN + meter["shift_ticks"]) % TICKS_PER_BAR == 0
+
+
 def test_four_four_files_are_taken_as_written(tmp_path: Path) -> None:
     path = write_song(tmp_path / "song.mid", beats_per_bar=4, header=(4, 4), lead_in=LEAD_IN)
     piece = load_piece(path, tmp_path, {}, SPEC)
@@ -63,42 +107,70 @@ def test_four_four_files_are_taken_as_written(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "pop909" / "034").is_dir(), reason="needs ../shared/data/pop909")
-def test_pop909_songs_under_one_four_headers_are_kept_and_triple_meter_ones_are_not() -> None:
+@pytest.mark.parametrize("annotated", [True, False], ids=["beside-beat_midi.txt", "notes-alone"])
+def test_pop909_songs_under_one_four_headers_are_kept_and_triple_meter_ones_are_not(
+        tmp_path: Path, annotated: bool) -> None:
     """Songs 001-030 all say 1/4 or 2/4; by POP909's index.xlsx all have 4-beat bars (014
-    in 12/8 feel, written as 4/4 with triplets). 034 (1/4 header) is in triple meter."""
-    kept = []
-    for number in range(1, 31):
-        song = SHARED_DATA / "pop909" / f"{number:03d}" / f"{number:03d}.mid"
-        kept.append(load_piece(song, song.parent, {}, SPEC).meter["read_as"] == "4/4")
-    assert all(kept)
-    triple = SHARED_DATA / "pop909" / "034" / "034.mid"
-    with pytest.raises(PrepareError, match="3 beats"):
+    in 12/8 feel, written as 4/4 with triplets). 034 (1/4 header) is in triple meter. Beside
+    their beat_midi.txt the annotation says so; copied away from it, the notes do."""
+    def song(number: int) -> Path:
+        original = SHARED_DATA / "pop909" / f"{number:03d}" / f"{number:03d}.mid"
+        if annotated:
+            return original
+        copy = tmp_path / f"{number:03d}.mid"
+        shutil.copy(original, copy)
+        return copy
+
+    meters = [load_piece(song(n), song(n).parent, {}, SPEC).meter for n in range(1, 31)]
+    assert all(m["read_as"] == "4/4" for m in meters)
+    assert {m["from"] for m in meters} == ({"annotation"} if annotated else {"notes"})
+    triple = song(34)
+    with pytest.raises(PrepareError, match="bars of 6 beats" if annotated else "3 beats"):
         load_piece(triple, triple.parent, {}, SPEC)
 
 
 # ------------------------------------------------------------------ drums
 
 def test_extended_drum_notes_are_mapped_and_counted(tmp_path: Path) -> None:
+    """A folder of V-Drums takes is one kit: the take without hat edges gets the same map;
+    a General MIDI file in another folder keeps its vibraslap and splash."""
     folder = tmp_path / "midi"
-    roland = write_edge_hat_groove(folder / "funk_roland_100bpm.mid")
-    general = write_edge_hat_groove(folder / "funk_gm_100bpm.mid", roland=False)
+    roland = write_edge_hat_groove(folder / "vdrums" / "funk_roland_100bpm.mid")
+    rims_only = write_edge_hat_groove(folder / "vdrums" / "funk_roland_take2_100bpm.mid", edges=False)
+    general = write_edge_hat_groove(folder / "gm" / "funk_gm_100bpm.mid", roland=False)
     prepare_dataset(folder, tmp_path / "data", progress=False)
     report = _report(tmp_path / "data")
     used = {u["file"]: u for u in report["used"]}
-    assert used["funk_roland_100bpm.mid"]["drum_notes"] == {
-        "mapped": {"22": 32, "26": 8, "58": 8}, "dropped": {"100": 8}}
-    assert used["funk_gm_100bpm.mid"]["drum_notes"] == {"mapped": {}, "dropped": {"100": 8}}
+    assert used["vdrums/funk_roland_100bpm.mid"]["drum_notes"] == {
+        "mapped": {"22": 32, "26": 8, "55": 2, "58": 8}, "dropped": {"100": 8}, "kit": "vdrums"}
+    assert used["vdrums/funk_roland_take2_100bpm.mid"]["drum_notes"] == {
+        "mapped": {"55": 2, "58": 8}, "dropped": {"100": 8}, "kit": "vdrums"}
+    assert used["gm/funk_gm_100bpm.mid"]["drum_notes"] == {"mapped": {}, "dropped": {"100": 8}, "kit": "gm"}
     totals = report["summary"]["drum_notes"]
-    assert totals["mapped"] == {"22": 32, "26": 8, "58": 8} and totals["dropped"] == {"100": 16}
+    assert totals["mapped"] == {"22": 32, "26": 8, "55": 4, "58": 16} and totals["dropped"] == {"100": 24}
 
-    hats = load_piece(roland, folder, {}, SPEC).tracks["drums"].notes
-    pitches = [n.pitch for n in hats]
-    assert pitches.count(42) == 7 * 8 and pitches.count(46) == 8 and pitches.count(43) == 8
-    assert not {22, 26, 58, 100} & set(pitches)
-    vibraslap = [n.pitch for n in load_piece(general, folder, {}, SPEC).tracks["drums"].notes]
-    assert vibraslap.count(58) == 8  # on a General MIDI kit 58 is what it says
+    for path in (roland, rims_only):
+        pitches = [n.pitch for n in load_piece(path, folder, {}, SPEC, kit="vdrums").tracks["drums"].notes]
+        assert pitches.count(42) == 7 * 8 and pitches.count(46) == 8 and pitches.count(43) == 8
+        assert pitches.count(49) == 2 and not {22, 26, 55, 58, 100} & set(pitches)
+    gm = [n.pitch for n in load_piece(general, folder, {}, SPEC).tracks["drums"].notes]
+    assert gm.count(58) == 8 and gm.count(55) == 2  # on a General MIDI kit 58 and 55 are what they say
     markdown = (tmp_path / "data" / "prepare_report.md").read_text()
-    assert "| 22 | 42 | 32 |" in markdown and "| 100 | 16 |" in markdown
+    assert "| 22 | 42 | 32 |" in markdown and "| 100 | 24 |" in markdown and "2 file(s) read as Roland" in markdown
+
+
+@pytest.mark.parametrize("setting, kit", [("gm", "gm"), ("vdrums", "vdrums")], ids=["forced-gm", "forced-vdrums"])
+def test_the_prepare_config_names_the_kit(tmp_path: Path, setting: str, kit: str) -> None:
+    write_edge_hat_groove(tmp_path / "midi" / "funk_a_100bpm.mid", edges=False)
+    write_edge_hat_groove(tmp_path / "midi" / "funk_b_100bpm.mid", roland=False)
+    prepare_dataset(tmp_path / "midi", tmp_path / "data", config=PrepareConfig(drum_kit=setting), progress=False)
+    assert {u["drum_notes"]["kit"] for u in _report(tmp_path / "data")["used"]} == {kit}
+
+
+def test_an_unknown_drum_kit_setting_is_a_clear_error(tmp_path: Path) -> None:
+    write_edge_hat_groove(tmp_path / "midi" / "funk_a_100bpm.mid")
+    with pytest.raises(PrepareError, match="drum_kit 'roland' is not one of auto, gm, vdrums"):
+        prepare_dataset(tmp_path / "midi", tmp_path / "data", config=PrepareConfig(drum_kit="roland"), progress=False)
 
 
 # ------------------------------------------------------------------ sequence length
@@ -165,5 +237,7 @@ def test_a_genre_with_no_training_windows_is_flagged_from_prepare_to_the_model(
     assert "jazz" in capsys.readouterr().err
     meta = json.loads((tmp_path / "model" / "stemforge.json").read_text())
     assert meta["genres_without_training_windows"] == ["jazz"]
-    result = run(RunRequest(prompt="jazz 120bpm", model=tmp_path / "model", bars=2, seed=1, out=tmp_path / "run"))
-    assert any("'jazz' had no training windows" in message for message in result.messages)
+    # a genre with no training windows never steers a piece: no neighbour, no label-free part -> refused
+    with pytest.raises(ConditionError, match="genre 'jazz' has only 0 training windows in this model"):
+        run(RunRequest(prompt="jazz 120bpm", model=tmp_path / "model", bars=2, seed=1, out=tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
