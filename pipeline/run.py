@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from stemforge.pipeline.exports import TakeFolder, finish_takes
 from stemforge.pipeline.request import RunError, RunRequest
@@ -47,6 +47,7 @@ from stemforge.symbolic.run_manifest import (
 
 if TYPE_CHECKING:  # librosa (--like) and the composer load only where they are used
     from stemforge.audio.loop_analysis import LoopEstimate
+    from stemforge.audio.stems import StemSet
     from stemforge.symbolic.compose import Composed, PieceOrder
     from stemforge.symbolic.model import Composer
     from stemforge.symbolic.sampling_settings import SamplingSettings
@@ -364,16 +365,16 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
             arrangement = composed.arrangement
             take_timings = dict(timings)
             if rendered is not None:
-                take_timings["render"] = rendered[2]
+                take_timings["render"] = rendered.seconds
             midi = midi_files(arrangement)
             name = file_name_base(arrangement.conditions, composer.weights_sha256,
-                                  output_identity(midi, request, rendered[1] if rendered else None))
+                                  output_identity(midi, request, rendered.info if rendered else None))
             manifest = _manifest(request, composer, model_genre, composed, _write_midi(folder, midi, name))
             manifest.name = name
             if len(takes) > 1:
                 manifest.take = {"number": number, "of": len(takes), "decoder": "batched"}
             if rendered is not None:
-                manifest.add_render(write_rendered(folder, rendered[0], rendered[1], name, arrangement.conditions.key))
+                manifest.add_render(write_rendered(folder, rendered.stems, rendered.info, name, arrangement.conditions.key))
             take_timings["total"] = time.perf_counter() - started
             manifest.timings = {k: round(v, 3) for k, v in take_timings.items()}
             manifest.messages = messages + composed.warnings
@@ -405,8 +406,16 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
     return first
 
 
-def _render_takes(request: RunRequest, takes: list[Composed], report: Progress) -> list[tuple]:
-    """Each take's (stems, render info, seconds), the takes side by side on the usable cores
+class _Rendered(NamedTuple):
+    """One take's render before it is written: the stems, what run.json says of them, the time."""
+
+    stems: StemSet
+    info: dict
+    seconds: float
+
+
+def _render_takes(request: RunRequest, takes: list[Composed], report: Progress) -> list[_Rendered]:
+    """Each take's render, the takes side by side on the usable cores
     (synthesis and effects release the GIL: 4 takes rendered one after another took N x one
     take's wall time). The progress is the takes' mean within the run's 0.55-1.0 (it once jumped
     back from 55% to 0% when rendering started)."""
@@ -417,7 +426,7 @@ def _render_takes(request: RunRequest, takes: list[Composed], report: Progress) 
     fractions = [0.0] * len(takes)
     lock = threading.Lock()
 
-    def render(number: int) -> tuple:
+    def render(number: int) -> _Rendered:
         def take_report(stage: str, fraction: float) -> None:
             with lock:  # a progress bar or a job's status file is not thread-safe
                 fractions[number] = min(1.0, max(0.0, fraction))
@@ -426,7 +435,7 @@ def _render_takes(request: RunRequest, takes: list[Composed], report: Progress) 
 
         started = time.perf_counter()
         stems, info = render_stems(takes[number].arrangement, request, take_report)
-        return stems, info, time.perf_counter() - started
+        return _Rendered(stems, info, time.perf_counter() - started)
 
     if len(takes) == 1 or request.renderer == "musicgen":  # MusicGen's model runs one piece at a time
         return [render(number) for number in range(len(takes))]
