@@ -10,7 +10,7 @@ should stay, anything in /tmp), jobs lost or duplicated (every job a fault touch
 once, with exactly one folder). The Redis-restart and process-group-stop cases run on both back
 ends (the local back end has no Redis: its case is that a restart beside it changes nothing).
 Real redis-server, real signals, a real size-limited tmpfs (as root; skipped otherwise), the
-shipped model. A case expected to be fixed elsewhere (issue 31's seed clip) is counted apart.
+shipped model.
 Exit code 1 when any total is not 0.
 """
 
@@ -36,7 +36,6 @@ import soundfile
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 STALL_SEED = 4242
-KNOWN_ELSEWHERE = {"run --seed-midi that fills the requested bars": "issue 31 point 4 (branch issue31)"}
 
 
 @dataclass
@@ -47,7 +46,6 @@ class Totals:
     leftovers: list[str] = field(default_factory=list)
     lost_or_duplicated: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # a case whose outcome was not the expected one
-    elsewhere: list[str] = field(default_factory=list)
 
 
 TOTALS = Totals()
@@ -56,10 +54,6 @@ TOTALS = Totals()
 def case(name: str, ok: bool, detail: str = "", *, traceback: bool = False, hang: bool = False,
          leftover: str = "", lost: str = "") -> None:
     TOTALS.cases += 1
-    if name in KNOWN_ELSEWHERE and not ok:
-        TOTALS.elsewhere.append(name)
-        print(f"  known  {name}: {detail[:150]} (fixed in {KNOWN_ELSEWHERE[name]})")
-        return
     for flag, bucket in ((traceback, TOTALS.tracebacks), (hang, TOTALS.hangs), (bool(leftover), TOTALS.leftovers),
                          (bool(lost), TOTALS.lost_or_duplicated)):
         if flag:
@@ -680,8 +674,8 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     t = TOTALS
     print(f"\ncases {t.cases}, tracebacks {len(t.tracebacks)}, hangs {len(t.hangs)}, leftovers {len(t.leftovers)}, "
-          f"jobs lost or duplicated {len(t.lost_or_duplicated)}, other failures {len(t.failed)}, "
-          f"known elsewhere {len(t.elsewhere)} ({time.monotonic() - started:.0f} s)")
+          f"jobs lost or duplicated {len(t.lost_or_duplicated)}, other failures {len(t.failed)} "
+          f"({time.monotonic() - started:.0f} s)")
     for label, names in (("tracebacks", t.tracebacks), ("hangs", t.hangs), ("leftovers", t.leftovers),
                          ("lost or duplicated", t.lost_or_duplicated), ("failed", t.failed)):
         if names:

@@ -154,14 +154,16 @@ def test_every_bad_input_is_one_line_and_writes_nothing(case: str, made_run: Pat
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
 
 
-@pytest.mark.xfail(reason="a seed clip as long as the piece (StopIteration): fixed on branch issue31, point 4",
-                   strict=False)
 def test_a_seed_clip_that_fills_the_requested_bars_is_not_a_traceback(made_run: Path, tiny_model: Path,
                                                                       tmp_path: Path, capsys) -> None:
+    """A clip whose parts fill every asked bar (it ended in StopIteration, "a bug in stemforge")
+    is one line naming --bars, and nothing is written."""
     manifest = json.loads((made_run / "run.json").read_text())
     code, lines = _run(capsys, "run", "--prompt", "funk", "--seed-midi", made_run / manifest["midi"]["full"],
                        "--bars", "2", "--model", tiny_model, "--out", tmp_path / "out")
-    assert code in (0, 2) and not any("internal error" in line for line in lines), lines
+    assert code == 2 and len(lines) == 1 and "--bars" in lines[0], lines
+    assert not any("internal error" in line for line in lines), lines
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_full_disk_while_writing_midi_is_one_line_and_leaves_nothing(tiny_model: Path, tmp_path: Path) -> None:
