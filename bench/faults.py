@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from stemforge.symbolic.paths import is_held
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 STALL_SEED = 4242
@@ -457,23 +459,6 @@ def wait_partial(jobs: Path, job_id: str, timeout: float = 120) -> int | None:
     return None
 
 
-def _held(folder: Path) -> bool:
-    """Whether a process holds the folder's lock (`symbolic.paths.partial_folder`: its writer lives)."""
-    import fcntl
-
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return False  # gone meanwhile
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except OSError:
-        return True
-    finally:
-        os.close(descriptor)
-
-
 def job_ended_once(service: Service, client, job_id: str, name: str, statuses=("done",), timeout: float = 120,
                    traceback_free: bool = True) -> None:
     job = wait_job(client, job_id, ("done", "failed", "cancelled"), timeout)
@@ -481,7 +466,7 @@ def job_ended_once(service: Service, client, job_id: str, name: str, statuses=("
     lost = "" if job is not None and job["status"] in statuses and len(folders) == (job["status"] == "done") else \
         f"{job and job['status']}, {len(folders)} folder(s)"
     # a partial folder a living writer holds (another job still running) is work in progress, not a leftover
-    partials = [p.name for p in (service.data / "jobs").glob(".*partial*") if not _held(p)]
+    partials = [p.name for p in (service.data / "jobs").glob(".*partial*") if not is_held(p)]
     case(name, job is not None and job["status"] in statuses, f"{job and (job['status'], job['error'])}",
          traceback=traceback_free and "Traceback" in service.logs(), hang=job is None, leftover=", ".join(partials),
          lost=lost)

@@ -16,13 +16,16 @@ use it as it is. Licence: jazzodata MIT, upstream ODbL 1.0; credit "Weimar Jazz 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stemforge.symbolic.arrangement import Note
-from stemforge.symbolic.conditions import PITCH_CLASSES, Key
-from stemforge.symbolic.harmony import Chord, ChordSpan, make_chord
+from stemforge.symbolic.conditions import Key
+from stemforge.symbolic.harmony import ChordSpan
+
+# one reading of WJD's chord and key labels, the harmony tables' (an augmented major 7th,
+# 'Ab+j7', is read as its triad: the chord qualities have no augmented major 7th)
+from stemforge.symbolic.harmony_data import parse_wjd_chord, parse_wjd_key
 
 GRID_PER_BAR = 48  # mcm_48: 48ths of a bar
 FILES = {"meta": "wjd_meta.rda", "notes": "wjd_transforms.rda", "beats": "wjd_annotated_beat_tracks.rda"}
@@ -67,45 +70,6 @@ class WjdSolo:
     signature: str
     notes: list[WjdNote] = field(default_factory=list)
     beats: list[WjdBeat] = field(default_factory=list)
-
-
-# WJD chord type (after the root) -> (third, fifth, seventh, sounds the seventh), longest first.
-# Tensions after the type (9, 11#, 13b, alt) are left out: they colour the chord, the
-# measures read its root, triad and seventh.
-_WJD_TYPES: tuple[tuple[str, tuple[int, int, int, bool]], ...] = (
-    ("m7b5", (3, 6, 10, True)), ("-j7", (3, 7, 11, True)), ("+j7", (4, 8, 11, True)), ("+7", (4, 8, 10, True)),
-    ("sus7", (5, 7, 10, True)), ("o7", (3, 6, 9, True)), ("-7", (3, 7, 10, True)), ("-6", (3, 7, 9, True)),
-    ("j7", (4, 7, 11, True)), ("sus", (5, 7, 10, False)), ("-", (3, 7, 10, False)), ("o", (3, 6, 9, False)),
-    ("+", (4, 8, 10, False)), ("7", (4, 7, 10, True)), ("6", (4, 7, 9, True)), ("", (4, 7, 11, False)),
-)
-_WJD_CHORD = re.compile(r"([A-G][b#]?)([^/]*)(?:/([A-G][b#]?))?")
-
-
-def parse_wjd_chord(label: str) -> Chord | None:
-    """A WJD chord symbol ('C-7', 'Fj7', 'Bb7alt', 'Am7b5', 'Eb7/G', 'Ebj7911#') -> Chord; None
-    for 'NC', a missing label or one that cannot be read."""
-    match = _WJD_CHORD.fullmatch((label or "").strip())
-    if not match:
-        return None
-    root_name, rest, bass_name = match.groups()
-    root = PITCH_CLASSES[root_name.lower()]
-    for prefix, (third, fifth, seventh, has_seventh) in _WJD_TYPES:
-        if rest.startswith(prefix):
-            bass = PITCH_CLASSES[bass_name.lower()] if bass_name else root
-            chord = make_chord(root, "maj", bass)
-            return Chord(chord.root, third, fifth, seventh, chord.bass, has_seventh)
-    return None
-
-
-def parse_wjd_key(label: str) -> Key | None:
-    """'Bb-maj' -> B-flat major, 'C-min' -> C minor, 'D-dor' -> D minor, 'Ab-mix'/'Bb-blues'/'Ab'
-    -> major; 'D-chrom' or '' -> None (no tonal key)."""
-    match = re.fullmatch(r"([A-G][b#]?)(?:-(\w+))?", (label or "").strip())
-    if not match:
-        return None
-    mode = {None: "major", "maj": "major", "mix": "major", "blues": "major", "min": "minor", "dor": "minor"}.get(
-        match.group(2))
-    return Key(PITCH_CLASSES[match.group(1).lower()], mode) if mode else None
 
 
 def _read(path: Path):

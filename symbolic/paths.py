@@ -114,6 +114,32 @@ def release(lock: int | None) -> None:
         os.close(lock)
 
 
+def _lock_unless_held(folder: Path) -> int | None:
+    """The folder's lock taken (a descriptor to close), or None when a living process holds it
+    (or it is gone, or there is no flock here)."""
+    if fcntl is None:
+        return None
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(handle)
+        return None
+    return handle
+
+
+def is_held(folder: Path) -> bool:
+    """Whether a living writer holds this partial folder (`partial_folder`)."""
+    handle = _lock_unless_held(folder)
+    if handle is None:
+        return Path(folder).is_dir()
+    os.close(handle)
+    return False
+
+
 def remove_stale_partials(folder: Path) -> list[Path]:
     """Remove the partial folders in `folder` that no living process holds (what a killed run
     left); returns them. One still being written keeps its lock and stays."""
@@ -123,16 +149,8 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     except OSError:
         return removed
     for candidate in candidates:
-        if fcntl is None:
-            continue
-        try:
-            handle = os.open(candidate, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held: its writer is alive
-            os.close(handle)
+        handle = _lock_unless_held(candidate)
+        if handle is None:  # held: its writer is alive
             continue
         try:
             shutil.rmtree(candidate, ignore_errors=True)
