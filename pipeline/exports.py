@@ -46,6 +46,21 @@ def phrase_markers(bars: int) -> list[Marker]:
     return [Marker(f"phrase {number}", bar) for number, bar in enumerate(range(1, bars + 1, PHRASE_BARS), 1)]
 
 
+def form_markers(form: str) -> list[Marker]:
+    """A marker at each section of a form ('intro:4 verse:8 ...'), a returning section numbered
+    ('verse', 'chorus', 'verse 2', 'chorus 2')."""
+    from stemforge.symbolic.form import parse_form
+
+    parsed = parse_form(form)
+    seen: dict[str, int] = {}
+    markers = []
+    for section, start in zip(parsed.sections, parsed.starts):
+        seen[section.name] = seen.get(section.name, 0) + 1
+        label = section.name if seen[section.name] == 1 else f"{section.name} {seen[section.name]}"
+        markers.append(Marker(label, start + 1))
+    return markers
+
+
 def set_takes(run_folder: Path, final_folder: Path, takes: Sequence[TakeFolder]) -> list[SetTake]:
     """The takes as the DAW files refer to them: each stem by its path relative to the run
     folder (where the files are written) and its absolute path once the run is in place."""
@@ -69,7 +84,9 @@ def write_daw_files(run_folder: Path, final_folder: Path, takes: Sequence[TakeFo
 
     first = takes[0].manifest
     base = first.name if len(takes) == 1 else f"{first.name}_{len(takes)}takes"
-    markers = phrase_markers(first.conditions.bars) if markers is None else list(markers)
+    if markers is None:
+        form = first.conditions.form
+        markers = form_markers(form) if form else phrase_markers(first.conditions.bars)
     in_set = set_takes(run_folder, final_folder, takes)
     write_live_set(run_folder / f"{base}.als", in_set, markers, mixer)
     project = None

@@ -105,6 +105,11 @@ class RunRequest:
                                "numerals in the key ('vi IV I V', 'ii-V-I'); '|' separates bars (default: prompt "
                                "words, else a progression drawn from real POP909 songs for the genre)", "steer",
                                max_length=200)
+    form: str | None = _spec(None, "sections and their bars, e.g. 'intro:4 verse:8 chorus:8 verse:8 chorus:8 "
+                             "outro:4' (up to 64 bars; sections: intro, verse, pre-chorus, chorus, hook, bridge, solo, "
+                             "interlude, head, build, drop, break, outro); a section named again plays its material "
+                             "again (default: prompt words like 'verse and chorus', 'with a drop', 'full track', "
+                             "else a form of the genre when more than 16 bars are asked)", "steer", max_length=400)
     seed: int | None = _spec(None, "random seed; the same seed and inputs give identical files (default: a fresh "
                              "seed, recorded in run.json)", "steer", ge=0, le=MAX_SEED)
     like: Path | None = _spec(None, "a reference loop (WAV, FLAC, OGG, MP3): its tempo and key, estimated from the audio, "
@@ -170,6 +175,9 @@ class RunRequest:
     dawproject: bool = _spec(False, "also write <name>.dawproject (Bitwig Studio, Studio One and other DAWs that "
                              "read DAWproject): tempo, a track per stem and per part, markers, every take as a "
                              "scene (see docs/daw.md)", "stems")
+    section_loops: bool = _spec(False, "with a form (--form, or more than 16 bars): also each section's stems and "
+                                "mix as loops of exactly its bars, sections/<name>_01_intro_drums.wav ... in form "
+                                "order", "stems")
     loudness_lufs: float | None = _spec(None, "integrated loudness of the mix in LUFS, e.g. -14 (streaming) or -9 "
                                         "(club); the stems are scaled together by one gain, so they still sum to the "
                                         "mix, never past the true-peak ceiling (default: the rendered level)",
@@ -211,6 +219,8 @@ class RunRequest:
                            field="keep")
         if set(self.keep) >= set(ROLES):
             raise RunError("--keep: keeping every role leaves nothing to regenerate; keep fewer roles", field="keep")
+        if self.section_loops and not self.stems:
+            raise RunError("--section-loops: needs --stems (the loops are cut from the stems)", field="section_loops")
         if self.stems:
             self.check_render_settings()
         return self

@@ -44,6 +44,7 @@ from stemforge.symbolic.run_manifest import (
     acid_root_note,
     file_name_base,
 )
+from stemforge.symbolic.sections import with_form
 
 if TYPE_CHECKING:  # librosa (--like) and the composer load only where they are used
     from stemforge.audio.loop_analysis import LoopEstimate
@@ -156,11 +157,15 @@ def request_conditions(request: RunRequest, previous: RunManifest | None, seed: 
         if notes is not None:
             notes.append(f"reference loop {loop.describe()}; composing at {bpm if bpm is not None else 'the prompt'}"
                          f"{' bpm' if bpm is not None else ''}{f', {key}' if key else ''}")
-    return build_conditions(
+    conditions = build_conditions(
         request.prompt, genre=request.genre, bpm=bpm, key=key, bars=request.bars,
         density=request.density, seed=seed, notes=notes, base=previous.conditions if previous else None,
         loop=request.loop, chords=request.chords,
     )
+    prompted = parse_prompt(request.prompt) if prompted is None else prompted
+    bars_named = request.bars is not None or "bars" in prompted
+    inherited = previous.conditions.form if previous and not bars_named and not request.form else ""
+    return with_form(conditions, request.form, bars_named, inherited, notes)
 
 
 @dataclass
@@ -210,6 +215,9 @@ def check_inputs(request: RunRequest) -> CheckedInputs:
         loop = estimate_loop(request.like, require_beat=request.bpm is None and "bpm" not in prompted)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     conditions = request_conditions(request, previous, seed, messages, loop, prompted)
+    if request.section_loops and not conditions.form:
+        raise RunError(f"--section-loops: this piece is one loop of {conditions.bars} bars, with no sections; ask "
+                       "for a form (--form, or more than 16 bars)", field="section_loops")
     # takes are variations on one idea: the first take's key, tempo and chords, each its own seed
     take_seeds = [(seed + n) % (MAX_SEED + 1) for n in range(request.takes)]
     takes = [(dataclasses.replace(conditions, seed=take_seed), take_seed) for take_seed in take_seeds]
@@ -375,6 +383,8 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
                 manifest.take = {"number": number, "of": len(takes), "decoder": "batched"}
             if rendered is not None:
                 manifest.add_render(write_rendered(folder, rendered.stems, rendered.info, name, arrangement.conditions.key))
+                if request.section_loops:
+                    _write_section_loops(folder, rendered.stems, manifest, name)
             take_timings["total"] = time.perf_counter() - started
             manifest.timings = {k: round(v, 3) for k, v in take_timings.items()}
             manifest.messages = messages + composed.warnings
@@ -404,6 +414,16 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
     if len(results) > 1:
         first.takes = results
     return first
+
+
+def _write_section_loops(folder: Path, stems, manifest: RunManifest, name: str) -> None:
+    """Each section of the form as loop files, named in run.json's form beside the section."""
+    from stemforge.audio.section_loops import write_section_loops
+
+    sections = manifest.structure["form"]["sections"]
+    written = write_section_loops(folder, stems, sections, name, acid_root_note(manifest.conditions.key))
+    for section, files in zip(sections, written, strict=True):
+        section["loops"] = files
 
 
 class _Rendered(NamedTuple):
@@ -457,7 +477,8 @@ def _manifest(request: RunRequest, composer: Composer, model_genre: str, compose
                  "from": str(request.from_run) if request.from_run else None, "keep": list(request.keep),
                  "like": str(request.like) if request.like else None},
         tokens=len(composed.token_ids), token_ids=composed.token_ids,
-        structure={**composed.composition.to_dict(), "chords": conditions.chords}, feel=composed.feel,
+        structure=({"form": composed.form} if composed.form
+                   else {**composed.composition.to_dict(), "chords": conditions.chords}), feel=composed.feel,
         tokens_sampled=composed.stats.sampled, tokens_forced=composed.stats.forced,
     )
 

@@ -74,7 +74,7 @@ class ServiceError(UserError):
 class ServiceLimits:
     """configs/service.yaml: what one client may ask of the machine."""
 
-    max_bars: int = 32  # longest piece a request may ask for (the model's own reach applies too)
+    max_bars: int = 64  # longest piece a request may ask for (past the model's reach: a form of sections)
     max_queued: int = 16  # jobs waiting to run; one more gets 429 with Retry-After
     max_request_bytes: int = 16384  # request bodies above this get 413
     job_timeout_seconds: float = 300.0  # a job running longer is killed and reported failed
@@ -868,7 +868,7 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
     def get_model() -> ModelInfo:
         meta = state.composer.meta
         return ModelInfo(path=str(state.model), genres=list(state.composer.genres), max_bars=state.composer.max_bars,
-                         service_max_bars=min(limits.max_bars, state.composer.max_bars),
+                         service_max_bars=limits.max_bars,  # past the model's reach a piece is a form of sections
                          sha256=meta.get("weights_sha256"), val_loss=meta.get("val_loss"),
                          parameters=meta.get("parameters"), steps=meta.get("steps"))
 

@@ -30,6 +30,15 @@ from stemforge.symbolic.groove import GrooveError
 from stemforge.symbolic.model import Composer
 from stemforge.symbolic.plan import CompositionPlan, plan_for
 from stemforge.symbolic.sampling import SamplePlan, Sampler, SampleStats, SamplingSettings
+from stemforge.symbolic.sections import (
+    FORM_FROM_BARS,
+    assemble,
+    chords_were_drawn,
+    form_of,
+    leads_into_new_section,
+    section_orders,
+    with_fill_at_end,
+)
 
 UNLABELLED_GROOVE = "pop"  # the groove template of pieces without a genre: straight, GMD pop drummers
 
@@ -55,6 +64,7 @@ class Composed:
     feel: dict  # what was applied, for run.json
     stats: SampleStats
     warnings: list[str] = field(default_factory=list)  # what the user should hear (a context that cut notes)
+    form: dict | None = None  # a form's sections (name, bars, chords, parts), for run.json; None for a loop
 
 
 _SAMPLERS: dict[int, Sampler] = {}
@@ -248,8 +258,13 @@ def compose_pieces(composer: Composer, orders: list[PieceOrder], settings: Sampl
     does alone (their step sums each row in the same order whatever the batch;
     bench/symbolic.py counts it), so batching changes the time, never the music."""
     kept, seed_clip = kept or {}, seed_clip or {}
-    pieces = [_prepare(composer, order.conditions, order.model_genre, kept, seed_clip) for order in orders]
-    seeds = [order.seed for order in orders]
+    rows = _rows(orders, bool(kept or seed_clip), composer.max_bars)
+    pieces = [_prepare(composer, row.conditions, row.model_genre, kept, seed_clip) for _, _, row in rows]
+    for piece, (number, section, _) in zip(pieces, rows, strict=True):
+        if section is not None and leads_into_new_section(form_of(orders[number].conditions), section):
+            piece.composition = with_fill_at_end(piece.composition, piece.conditions.bars)
+            piece.plan.composition = piece.composition
+    seeds = [row.seed for _, _, row in rows]
     sampler = sampler_for(composer)
     try:
         if len(pieces) == 1:
@@ -260,5 +275,45 @@ def compose_pieces(composer: Composer, orders: list[PieceOrder], settings: Sampl
             stats = sampler.take_stats
     except UserError as error:  # a bad seed clip or kept part; anything else is a bug, not bad input
         raise ComposeError(f"compose: {error}") from error
-    return [_finish(composer, piece, ids, take_stats, order.feel, order.seed, kept, seed_clip)
-            for piece, ids, take_stats, order in zip(pieces, sequences, stats, orders, strict=True)]
+    finished = [_finish(composer, piece, ids, take_stats, row.feel, row.seed, kept, seed_clip)
+                for piece, ids, take_stats, (_, _, row) in zip(pieces, sequences, stats, rows, strict=True)]
+    return [_gathered(order, [(section, done) for (row_of, section, _), done in zip(rows, finished, strict=True)
+                              if row_of == number])
+            for number, order in enumerate(orders)]
+
+
+def _rows(orders: list[PieceOrder], has_context: bool, max_bars: int) -> list[tuple[int, int | None, PieceOrder]]:
+    """What is sampled: (order number, section index or None, piece) per row. A piece in a
+    form is its new sections, each a row of its own (`sections.section_orders`)."""
+    rows: list[tuple[int, int | None, PieceOrder]] = []
+    for number, order in enumerate(orders):
+        form = form_of(order.conditions)
+        if form is None:
+            rows.append((number, None, order))
+            continue
+        if has_context:
+            raise ComposeError("--form: a form is composed without kept parts or a seed clip for now; ask for "
+                               f"{FORM_FROM_BARS} bars or fewer to use --keep/--seed-midi", field="form")
+        drawn = chords_were_drawn(order.conditions)
+        for section in section_orders(order.conditions, form, order.seed, drawn):
+            if section.conditions.bars > max_bars:
+                raise ComposeError(f"--form: {form.sections[section.index].name}:{section.conditions.bars} is beyond "
+                                   f"this model's reach of {max_bars} bars a section; split it", field="form")
+            rows.append((number, section.index, replace(order, conditions=section.conditions, seed=section.seed)))
+    return rows
+
+
+def _gathered(order: PieceOrder, done: list[tuple[int | None, Composed]]) -> Composed:
+    """A piece's result from its rows: a loop's one row as it is, a form's sections laid out."""
+    if done[0][0] is None:
+        return done[0][1]
+    form = form_of(order.conditions)
+    firsts = {section: composed for section, composed in done}
+    arrangement, described = assemble(order.conditions, form, {s: c.arrangement for s, c in firsts.items()})
+    arrangement.tracks = _with_programs(arrangement.tracks, order.conditions.genre)
+    opening = done[0][1]
+    stats = SampleStats(sampled=sum(c.stats.sampled for _, c in done), forced=sum(c.stats.forced for _, c in done),
+                        repeated=sum(c.stats.repeated for _, c in done))
+    warnings = [f"{form.sections[s].name}: {line}" for s, c in done for line in c.warnings]
+    return Composed(arrangement, [], opening.composition, opening.feel, stats, warnings,
+                    form={"text": form.text(), "bars": form.bars, "sections": described})

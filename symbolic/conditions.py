@@ -202,6 +202,7 @@ class Conditions:
     seed: int = 0
     loop: int = 8  # 8: phrases that develop; 1, 2, 4: an exact loop of that many bars; 0: through-composed
     chords: str = ""  # the chord progression as symbols, bars separated by "|"; "" = none
+    form: str = ""  # sections as 'intro:4 verse:8 ...' (symbolic.form); "" = one piece (a loop)
 
     @property
     def key_obj(self) -> Key:
@@ -219,6 +220,8 @@ class Conditions:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["moods"] = list(self.moods)
+        if not self.form:  # a loop's run.json reads as it did before forms existed
+            del out["form"]
         return out
 
     @classmethod
@@ -249,10 +252,10 @@ def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
                              f"{MAX_BARS}", field="bars")
     if not 0 <= conditions.seed <= MAX_SEED:
         raise ConditionError(f"seed: {conditions.seed} is out of range; use 0-{MAX_SEED} (63 bits)", field="seed")
-    if max_bars is not None and conditions.bars > max_bars:
+    if max_bars is not None and conditions.bars > max_bars and not conditions.form:
         raise ConditionError(
-            f"bars: {conditions.bars} is beyond this model's reach of {max_bars} bars; "
-            f"ask for at most {max_bars}", field="bars"
+            f"bars: {conditions.bars} is beyond this model's reach of {max_bars} bars in one piece; "
+            f"ask for at most {max_bars}, or a form (--form, up to 64 bars)", field="bars"
         )
     if conditions.density not in DENSITIES:
         raise ConditionError(f"density: {conditions.density!r} is not one of {DENSITIES}", field="density")

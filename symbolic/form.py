@@ -204,13 +204,41 @@ def _fit(sections: list[tuple[str, int]], bars: int) -> tuple[Section, ...]:
         total += length
     left = bars - ending - total
     if left:
-        if plan and plan[-1][1] + left <= MAX_SECTION_BARS and (left < 4 or plan[-1][0] != "intro"):
+        # a section that comes back keeps its length (a return is its first statement again)
+        once = plan and sum(p[0] == plan[-1][0] for p in plan) == 1
+        if once and plan[-1][1] + left <= MAX_SECTION_BARS and (left < 4 or plan[-1][0] != "intro"):
             plan[-1][1] += left
+        elif ending and ending + left <= MAX_SECTION_BARS:
+            ending += left
+        elif plan and sum(p[0] == "outro" for p in plan) == 0 and left <= MAX_SECTION_BARS:
+            ending = left
         else:
             plan.append([queue[0][0] if queue else body[0][0], left])
     if ending:
         plan.append(["outro", ending])
     return tuple(Section(name, length) for name, length in plan)
+
+
+def fitted_form(form: Form, bars: int, source: str) -> Form:
+    """A form's sequence of sections fitted to `bars` in all (see `_fit`)."""
+    return Form(_fit([(s.name, s.bars) for s in form.sections], bars), source)
+
+
+def _fit_with_returns(sequence: list[tuple[str, int]], bars: int) -> tuple[Section, ...]:
+    """`_fit` at the sequence's own lengths, else (a short track) with sections of at most 8
+    bars, without the intro, or at half length (at least 4), whichever first lets a section
+    come back (a 32-bar pop form is 'intro:4 verse:8 chorus:8 verse:8 outro:4', not one verse
+    and one 16-bar chorus); the sequence's own lengths where none does."""
+    no_intro = [s for s in sequence if s[0] != "intro"] or sequence
+    capped = [(name, min(length, 8)) for name, length in sequence]
+    halved = [(name, max(4, 4 * round(length / 8))) for name, length in sequence]
+    for candidate in (sequence, capped, no_intro, [s for s in capped if s[0] != "intro"] or capped, halved,
+                      [s for s in halved if s[0] != "intro"] or halved):
+        fitted = _fit(list(candidate), bars)
+        names = [s.name for s in fitted if s.name not in ("intro", "outro")]
+        if len(set(names)) < len(names):
+            return fitted
+    return _fit(list(sequence), bars)
 
 
 def default_form(genre: str, bars: int, seed: int) -> Form:
@@ -227,10 +255,13 @@ def default_form(genre: str, bars: int, seed: int) -> Form:
             entry = forms[spread_draw([f["songs"] for f in forms], f"form|{genre}", seed)]
             lengths = table["lengths"]
             sequence = [(name, int(lengths.get(name, 8))) for name in entry["sections"]]
-            return Form(_fit(sequence, bars), f"Billboard {style}: {' '.join(entry['sections'])} "
-                                                f"({entry['songs']} songs)")
+            return Form(_fit_with_returns(sequence, bars), f"Billboard {style}: {' '.join(entry['sections'])} "
+                                                           f"({entry['songs']} songs)")
     sequence = list(CONVENTIONS.get(genre, CONVENTIONS["lofi"]))
-    return Form(_fit(sequence, bars), f"{genre} convention: {' '.join(n for n, _ in sequence)}")
+    # dance tracks and jazz keep their sections' lengths (a build is 4 bars, a drop 8-16, a head
+    # its chorus); the song conventions shorten theirs so that a short track still has a return
+    fit = _fit if genre in ("house", "techno", "dnb", "jazz") else _fit_with_returns
+    return Form(fit(sequence, bars), f"{genre} convention: {' '.join(n for n, _ in sequence)}")
 
 
 _FORM_WORDS: tuple[tuple[str, str], ...] = (
