@@ -35,6 +35,7 @@ from stemforge.symbolic.sections import (
     assemble,
     chords_were_drawn,
     form_of,
+    join_halves,
     leads_into_new_section,
     section_orders,
     with_fill_at_end,
@@ -261,7 +262,7 @@ def compose_pieces(composer: Composer, orders: list[PieceOrder], settings: Sampl
     rows = _rows(orders, bool(kept or seed_clip), composer.max_bars)
     pieces = [_prepare(composer, row.conditions, row.model_genre, kept, seed_clip) for _, _, row in rows]
     for piece, (number, section, _) in zip(pieces, rows, strict=True):
-        if section is not None and leads_into_new_section(form_of(orders[number].conditions), section):
+        if section is not None and leads_into_new_section(form_of(orders[number].conditions), section[0]):
             piece.composition = with_fill_at_end(piece.composition, piece.conditions.bars)
             piece.plan.composition = piece.composition
     seeds = [row.seed for _, _, row in rows]
@@ -282,10 +283,13 @@ def compose_pieces(composer: Composer, orders: list[PieceOrder], settings: Sampl
             for number, order in enumerate(orders)]
 
 
-def _rows(orders: list[PieceOrder], has_context: bool, max_bars: int) -> list[tuple[int, int | None, PieceOrder]]:
-    """What is sampled: (order number, section index or None, piece) per row. A piece in a
-    form is its new sections, each a row of its own (`sections.section_orders`)."""
-    rows: list[tuple[int, int | None, PieceOrder]] = []
+Row = tuple[int, tuple[int, int, int] | None, PieceOrder]  # order number, (section, half, bars), piece
+
+
+def _rows(orders: list[PieceOrder], has_context: bool, max_bars: int) -> list[Row]:
+    """What is sampled: (order number, its section or None, piece) per row. A piece in a form
+    is its new sections, each a row of its own (two for a long one: `sections.section_orders`)."""
+    rows: list[Row] = []
     for number, order in enumerate(orders):
         form = form_of(order.conditions)
         if form is None:
@@ -299,21 +303,24 @@ def _rows(orders: list[PieceOrder], has_context: bool, max_bars: int) -> list[tu
             if section.conditions.bars > max_bars:
                 raise ComposeError(f"--form: {form.sections[section.index].name}:{section.conditions.bars} is beyond "
                                    f"this model's reach of {max_bars} bars a section; split it", field="form")
-            rows.append((number, section.index, replace(order, conditions=section.conditions, seed=section.seed)))
+            rows.append((number, (section.index, section.half, section.bars),
+                         replace(order, conditions=section.conditions, seed=section.seed)))
     return rows
 
 
-def _gathered(order: PieceOrder, done: list[tuple[int | None, Composed]]) -> Composed:
+def _gathered(order: PieceOrder, done: list[tuple[tuple[int, int, int] | None, Composed]]) -> Composed:
     """A piece's result from its rows: a loop's one row as it is, a form's sections laid out."""
     if done[0][0] is None:
         return done[0][1]
     form = form_of(order.conditions)
-    firsts = {section: composed for section, composed in done}
-    arrangement, described = assemble(order.conditions, form, {s: c.arrangement for s, c in firsts.items()})
+    halves = {(index, half): (bars, composed.arrangement) for (index, half, bars), composed in done}
+    firsts = {index: join_halves(arrangement, halves.get((index, 1), (0, None))[1], bars)
+              for (index, half), (bars, arrangement) in halves.items() if half == 0}
+    arrangement, described = assemble(order.conditions, form, firsts)
     arrangement.tracks = _with_programs(arrangement.tracks, order.conditions.genre)
     opening = done[0][1]
     stats = SampleStats(sampled=sum(c.stats.sampled for _, c in done), forced=sum(c.stats.forced for _, c in done),
                         repeated=sum(c.stats.repeated for _, c in done))
-    warnings = [f"{form.sections[s].name}: {line}" for s, c in done for line in c.warnings]
+    warnings = [f"{form.sections[s[0]].name}: {line}" for s, c in done for line in c.warnings]
     return Composed(arrangement, [], opening.composition, opening.feel, stats, warnings,
                     form={"text": form.text(), "bars": form.bars, "sections": described})

@@ -6,9 +6,12 @@ piece of its own (its bars, its density step, its chord progression: the run's c
 the intro, verses and outro, a progression of its own drawn for a chorus, bridge or drop),
 and all of them are sampled together as the rows of one batched decoder, so a 64-bar track
 costs about its new sections' bars, not a 2048-token context per 16 bars. A section that
-comes back is its first statement again (the second chorus is the first one). Between
-sections: a drum fill in the bar before a new section, a crash (an accent where the genre has
-no crash: lofi, ambient) on its downbeat, a snare build and a beat of silence before a drop.
+comes back is its first statement again (the second chorus is the first one); a section
+longer than 8 bars is sampled as 8 (16 busy bars cut notes at the context's end) and those
+bars' end again with a melody of its own. Between sections: a drum fill in the bar before a
+new section (the model's, else a last beat down the toms, in the genres whose drummers fill),
+a crash (an accent where the genre has no crash: lofi, ambient) on its downbeat, a snare
+build and an 8th of silence before a drop.
 The parts a section kind plays (`form.SECTION_KINDS`: an intro of drums and bass, a break
 without drums) are kept; the others rest there.
 """
@@ -30,6 +33,10 @@ from stemforge.symbolic.form import MAX_FORM_BARS, Form, default_form, fitted_fo
 from stemforge.symbolic.plan import FILL_KEEPS_BEATS, BarSource
 
 FORM_FROM_BARS = 16  # a piece longer than this is a form (the default model's reach: 16 busy bars)
+# A section is sampled as pieces of at most this many bars: 16 bars at the chorus's busier
+# density filled the 2048-token context and cut notes in 10 of 60 64-bar forms
+# (bench/forms.py); a longer section is its 8 bars and their end again (`join_halves`).
+COMPOSE_BARS = 8
 CRASH, SNARE, KICKS = 49, 38, frozenset({35, 36})
 NO_CRASH_GENRES = frozenset({"lofi", "ambient"})  # they mark a new section with an accent instead
 BUILD_GENRES = frozenset({"house", "techno", "dnb", "trap"})  # a snare roll and a beat of silence before a drop
@@ -109,6 +116,8 @@ class SectionOrder:
     index: int  # its first place in the form
     conditions: Conditions
     seed: int  # the sampling seed
+    half: int = 0  # a section longer than COMPOSE_BARS: 0 its first 8 bars, 1 the melody of its rest
+    bars: int = 0  # the section's bars (conditions.bars is what is sampled)
 
 
 def chords_were_drawn(conditions: Conditions) -> bool:
@@ -132,10 +141,40 @@ def section_orders(conditions: Conditions, form: Form, seed: int, drawn_chords: 
         if drawn_chords and section.name not in HOME_SECTIONS:
             chords = _own_chords(conditions, section.name, taken)
             taken.add(chords)
-        section_conditions = replace(conditions, bars=section.bars, form="", chords=chords,
+        bars = max(s.bars for s in form.sections if s.name == section.name)  # a return may be longer
+        section_conditions = replace(conditions, bars=min(bars, COMPOSE_BARS), form="", chords=chords,
                                      density=_stepped_density(conditions.density, section.kind.density_step))
-        orders.append(SectionOrder(index, section_conditions, section_seed(seed, section.name)))
+        orders.append(SectionOrder(index, section_conditions, section_seed(seed, section.name), 0, bars))
+        if bars > COMPOSE_BARS:
+            orders.append(SectionOrder(index, section_conditions, section_seed(seed, section.name + "|2"), 1, bars))
     return orders
+
+
+def join_halves(first: Arrangement, second: Arrangement | None, bars: int) -> Arrangement:
+    """A section of `bars` bars from its sampled 8: those bars, then their last `bars - 8`
+    bars again (so the section ends on the fill its eighth bar has), the melody of the rest
+    taken from `second`, a line of its own over the same chords."""
+    if second is None or bars <= first.conditions.bars:
+        return first
+    sampled = first.conditions.bars
+    bar_ticks = BEATS_PER_BAR * TICKS_PER_BEAT
+    rest = bars - sampled
+    cut_from, end = (sampled - rest) * bar_ticks, sampled * bar_ticks
+    shift = end - cut_from
+
+    def longer(notes: list[Note], source: list[Note]) -> list[Note]:
+        return sorted(notes + [Note(n.start + shift, n.duration, n.pitch, n.velocity)
+                               for n in source if cut_from <= n.start < end])
+
+    tracks = {role: replace(track, notes=longer(track.notes, (second if role == "melody" else first)
+                                                .tracks[role].notes))
+              for role, track in first.tracks.items()}
+    grid = {role: replace(track, notes=longer(track.notes, (second if role == "melody" else first)
+                                              .grid_tracks[role].notes))
+            for role, track in first.grid_tracks.items() if role in second.grid_tracks}
+    chords = list(first.chords) + [replace(span, start=max(span.start, cut_from) + shift, end=span.end + shift)
+                                   for span in first.chords if span.end > cut_from]
+    return Arrangement(replace(first.conditions, bars=bars), tracks, [], chords=chords, grid_tracks=grid)
 
 
 def leads_into_new_section(form: Form, index: int) -> bool:
@@ -177,6 +216,28 @@ def _transition(drums: list[Note], start: int, bar_ticks: int, into: str | None,
     return sorted(kept + roll)
 
 
+FILL_GENRES = frozenset({"rock", "pop", "funk", "soul", "reggae", "latin", "afrobeat", "jazz", "hiphop", "lofi"})
+TOMS = frozenset({41, 43, 45, 47, 48, 50})
+TOM_RUN = (SNARE, 50, 47, 43)  # a drummer's commonest last-beat fill: snare, then the toms high to low
+
+
+def _fill_into(drums: list[Note], last_bar: int, bar_ticks: int, genre: str) -> list[Note]:
+    """The bar before a new section with a fill: the model's own where its second half has
+    toms or a snare run (3+ snares), else its last beat as 16ths down the toms (the genres
+    whose drummers fill into a section; the electronic ones build instead)."""
+    if genre not in FILL_GENRES:
+        return drums
+    half = last_bar + bar_ticks // 2
+    second = [n for n in drums if half <= n.start < last_bar + bar_ticks]
+    if any(n.pitch in TOMS for n in second) or sum(n.pitch == SNARE for n in second) >= 3:
+        return drums
+    beat = last_bar + bar_ticks - TICKS_PER_BEAT
+    step = TICKS_PER_BEAT // 4
+    kept = [n for n in drums if not (beat <= n.start < last_bar + bar_ticks) or n.pitch in KICKS]
+    run = [Note(beat + i * step, step, pitch, 88 + 6 * i) for i, pitch in enumerate(TOM_RUN)]
+    return sorted(kept + run)
+
+
 def _downbeat_mark(drums: list[Note], start: int, genre: str) -> list[Note]:
     """A crash on a new section's downbeat, or (lofi, ambient) its downbeat kick accented."""
     if genre not in NO_CRASH_GENRES:
@@ -208,13 +269,16 @@ def assemble(conditions: Conditions, form: Form, firsts: dict[int, Arrangement])
         for role in parts:
             placed = _shifted(piece.tracks[role].notes, start)
             if role == "drums":
+                if following is not None:
+                    placed = _fill_into(placed, end - bar_ticks, bar_ticks, conditions.genre)
                 placed = _transition(placed, end - bar_ticks, bar_ticks, following, conditions.genre)
                 if index > 0:
                     placed = _downbeat_mark(placed, start, conditions.genre)
             notes[role].extend(n for n in placed if n.start < end)
             if role in grid_notes:
-                grid_notes[role].extend(_shifted(piece.grid_tracks[role].notes, start))
-        chords.extend(replace(span, start=span.start + start, end=span.end + start) for span in piece.chords)
+                grid_notes[role].extend(n for n in _shifted(piece.grid_tracks[role].notes, start) if n.start < end)
+        chords.extend(replace(span, start=span.start + start, end=min(span.end + start, end))
+                      for span in piece.chords if span.start + start < end)
         described.append({"name": section.name, "start_bar": start_bar, "bars": section.bars,
                           "chords": piece.conditions.chords, "density": piece.conditions.density,
                           "parts": parts, "material": "new" if first == index else f"section {first + 1} again"})

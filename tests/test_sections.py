@@ -13,7 +13,7 @@ import pytest
 from stemforge.pipeline.run import RunRequest, run
 from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
 from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.sections import CRASH, SNARE
+from stemforge.symbolic.sections import CRASH, SNARE, TOMS
 
 FORM = "intro:2 verse:4 chorus:4 verse:4 chorus:4 outro:2"
 
@@ -55,6 +55,11 @@ def test_a_returning_section_is_its_first_statement_and_new_sections_differ(rock
 
 def test_a_section_plays_its_kind_of_parts_and_new_sections_start_on_a_crash(rock_form) -> None:
     tracks = rock_form[0].arrangement.tracks
+    # every bar before a new section fills: toms or a snare run in its second half
+    for boundary in (2, 6, 10, 14, 18):
+        second_half = [n for n in tracks["drums"].notes
+                       if (boundary - 0.5) * TICKS_PER_BAR <= n.start < boundary * TICKS_PER_BAR]
+        assert any(n.pitch in TOMS for n in second_half) or sum(n.pitch == SNARE for n in second_half) >= 3
     assert not _bars(tracks["melody"].notes, 0, 2), "the intro is drums and bass"
     assert not _bars(tracks["melody"].notes, 18, 2), "the outro is drums and bass"
     assert _bars(tracks["melody"].notes, 2, 4) and _bars(tracks["drums"].notes, 0, 2)
@@ -159,3 +164,15 @@ def test_section_loops_need_a_form_and_stems(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--section-loops: this piece is one loop of 8 bars"):
         run(RunRequest(prompt="rock", bars=8, stems=True, section_loops=True, out=tmp_path / "b"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_section_past_eight_bars_is_its_eight_and_their_end_again_with_a_melody_of_its_own(tmp_path: Path) -> None:
+    result = run(RunRequest(prompt="funk 100bpm", form="verse:12 chorus:4", seed=2, out=tmp_path / "run"))
+    tracks, chords = result.arrangement.tracks, result.arrangement.chords
+    drums, bass, melody = (tracks[r].notes for r in ("drums", "bass", "melody"))
+    # (the drums' last bar may get a fill into the chorus)
+    assert _bars(drums, 8, 3) == _bars(drums, 4, 3) and _bars(bass, 8, 4) == _bars(bass, 4, 4)
+    assert _bars(melody, 8, 4) != _bars(melody, 4, 4)
+    # the chords run without a gap to the end of the track
+    assert chords[0].start == 0 and chords[-1].end == 16 * TICKS_PER_BAR
+    assert all(a.end == b.start for a, b in zip(chords, chords[1:]))

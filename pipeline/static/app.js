@@ -638,6 +638,17 @@ function stemLane(job, notes, role, waveScale) {
     makeDraggable(wave, job.id, run.stems[role]);
     lane.append(wave);
   }
+  // a form's sections as markers at their first bars (named on the first part's lane)
+  const sections = (run.structure && run.structure.form && run.structure.form.sections) || [];
+  for (const section of sections) {
+    const mark = document.createElement("div");
+    mark.className = "section-mark";
+    mark.style.left = `${(100 * section.start_bar) / notes.bars}%`;
+    mark.title = `${section.name}: bars ${section.start_bar + 1}-${section.start_bar + section.bars}`;
+    mark.dataset.section = section.name;
+    if (role === Object.keys(notes.tracks)[0]) mark.textContent = section.name;
+    lane.append(mark);
+  }
   const playhead = document.createElement("div");
   playhead.className = "playhead";
   lane.append(playhead);
