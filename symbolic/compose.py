@@ -38,6 +38,7 @@ from stemforge.symbolic.sections import (
     join_halves,
     leads_into_new_section,
     section_orders,
+    verse_and_chorus,
     with_fill_at_end,
 )
 
@@ -322,5 +323,7 @@ def _gathered(order: PieceOrder, done: list[tuple[tuple[int, int, int] | None, C
     stats = SampleStats(sampled=sum(c.stats.sampled for _, c in done), forced=sum(c.stats.forced for _, c in done),
                         repeated=sum(c.stats.repeated for _, c in done))
     warnings = [f"{form.sections[s[0]].name}: {line}" for s, c in done for line in c.warnings]
+    pair = verse_and_chorus(order.conditions) if chords_were_drawn(order.conditions) else None
     return Composed(arrangement, [], opening.composition, opening.feel, stats, warnings,
-                    form={"text": form.text(), "bars": form.bars, "sections": described})
+                    form={"text": form.text(), "bars": form.bars, "sections": described,
+                          "verse_and_chorus_from": pair[2] if pair else None})

@@ -316,7 +316,50 @@ def build_forms(billboard: Path, top: int = 12) -> dict[str, Any]:
             "lengths": {name: max(4, 4 * round(median(values) / 4)) for name, values in sorted(lengths[style].items())},
         }
     return {"source": "McGill Billboard Project, Burgoyne, Wild and Fujinaga 2011 (CC0)",
-            "built_by": "python -m stemforge.symbolic.form build", "styles": styles}
+            "built_by": "python -m stemforge.symbolic.form build", "styles": styles,
+            "pairs": verse_chorus_pairs(songs)}
+
+
+def _roman_bars(labels: list[str]) -> str:
+    """Half-bar roman numerals of a 4-bar window -> 'I | vi | IV V | V' (one or two chords a bar)."""
+    bars = []
+    for bar in range(0, len(labels), 2):
+        first, second = labels[bar], labels[bar + 1]
+        bars.append(first if first == second else f"{first} {second}")
+    return " | ".join(bars)
+
+
+def verse_chorus_pairs(songs: list) -> dict[str, dict[str, list[dict[str, str]]]]:
+    """Per style and mode, each song's first verse and first chorus progressions (the first 4
+    bars of each, roman numerals in the song's key, 7ths kept where the style's table keeps
+    them): how real songs pair a verse with its chorus. A song whose verse and chorus are not
+    both 4 bars of 4/4 with a chord on every half bar, or are in two keys, is left out."""
+    from stemforge.symbolic.harmony import SEVENTH_SOURCES, WINDOW_BARS, beat_window, window_label
+
+    pairs: dict[str, dict[str, list[dict[str, str]]]] = defaultdict(lambda: defaultdict(list))
+    skipped: Counter = Counter()
+    for song in songs:
+        found: dict[str, Any] = {}
+        for section in song.sections:
+            name = section_name(section.function) if section.function else None
+            if name not in ("verse", "chorus") or name in found or len(section.bars) < WINDOW_BARS:
+                continue
+            bars = section.bars[:WINDOW_BARS]
+            beats = [bar.beat_chords() for bar in bars]
+            if any(bar.beats != 4 for bar in bars) or any(b is None for b in beats) or len({b.key for b in bars}) > 1:
+                continue
+            window = beat_window(song.song_id, bars[0].key, [c for b in beats for c in b or ()], skipped)
+            if window is not None:
+                found[name] = window
+        if len(found) < 2 or found["verse"].key != found["chorus"].key:
+            continue
+        key = found["verse"].key
+        sevenths = f"billboard_{song.style}" in SEVENTH_SOURCES
+        verse, chorus = (_roman_bars([window_label(c, key, sevenths) for c in found[n].chords])
+                         for n in ("verse", "chorus"))
+        if verse != chorus:
+            pairs[song.style][key.mode].append({"verse": verse, "chorus": chorus, "song": song.song_id})
+    return {style: dict(modes) for style, modes in sorted(pairs.items())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(table, indent=1) + "\n")
     for style, entry in table["styles"].items():
         print(f"{style}: {entry['songs']} songs; {entry['forms'][0]['sections']}; lengths {entry['lengths']}")
+    for style, modes in table["pairs"].items():
+        print(f"{style}: verse/chorus pairs " + ", ".join(f"{mode} {len(found)}" for mode, found in modes.items()))
     return 0
 
 

@@ -18,6 +18,7 @@ without drums) are kept; the others rest there.
 
 from __future__ import annotations
 
+import random
 import zlib
 from dataclasses import dataclass, replace
 
@@ -29,7 +30,16 @@ from stemforge.symbolic.conditions import (
     default_chords,
     progression_of,
 )
-from stemforge.symbolic.form import MAX_FORM_BARS, Form, default_form, fitted_form, form_in_prompt, parse_form
+from stemforge.symbolic.form import (
+    GENRE_FORM_STYLE,
+    MAX_FORM_BARS,
+    Form,
+    default_form,
+    fitted_form,
+    form_in_prompt,
+    load_forms,
+    parse_form,
+)
 from stemforge.symbolic.plan import FILL_KEEPS_BEATS, BarSource
 
 FORM_FROM_BARS = 16  # a piece longer than this is a form (the default model's reach: 16 busy bars)
@@ -126,6 +136,25 @@ def chords_were_drawn(conditions: Conditions) -> bool:
     return drawn is not None and drawn.text() == conditions.chords
 
 
+def verse_and_chorus(conditions: Conditions) -> tuple[str, str, str] | None:
+    """A real song's verse and chorus progressions (symbols in the run's key) and the song,
+    for the genres with Billboard songs (`form.GENRE_FORM_STYLE`), drawn by the seed among the
+    style's songs in the run's mode; None elsewhere, or when the piece loops every 1-2 bars
+    (a 4-bar progression does not fit it)."""
+    style = GENRE_FORM_STYLE.get(conditions.genre)
+    if style is None or conditions.loop in (1, 2):
+        return None
+    found = load_forms().get("pairs", {}).get(style, {}).get(conditions.key_obj.mode, [])
+    if not found:
+        return None
+    pair = random.Random(f"pair|{conditions.genre}|{conditions.key}|{conditions.seed}").choice(found)
+    verse, chorus = (progression_of(replace(conditions, chords=pair[part])) for part in ("verse", "chorus"))
+    return verse.text(), chorus.text(), f"Billboard {style} #{pair['song']}"
+
+
+CHORUS_SECTIONS = frozenset({"chorus", "hook"})  # on the chorus of a real song's verse/chorus pair
+
+
 def section_orders(conditions: Conditions, form: Form, seed: int, drawn_chords: bool) -> list[SectionOrder]:
     """The sections of `form` that are new (first statements), each as a piece: the run's
     conditions with the section's bars and density step; the run's chords at home, a
@@ -133,12 +162,16 @@ def section_orders(conditions: Conditions, form: Form, seed: int, drawn_chords: 
     every section). The run's seed stays in the conditions (it draws the groove, which the
     whole track keeps); each section samples with a seed of its own."""
     orders: list[SectionOrder] = []
-    taken = {conditions.chords}
+    pair = verse_and_chorus(conditions) if drawn_chords else None
+    home = pair[0] if pair else conditions.chords
+    taken = {home} | ({pair[1]} if pair else set())
     for index, section in enumerate(form.sections):
         if form.first_of(index) != index:
             continue
-        chords = conditions.chords
-        if drawn_chords and section.name not in HOME_SECTIONS:
+        chords = home
+        if pair and section.name in CHORUS_SECTIONS:
+            chords = pair[1]
+        elif drawn_chords and section.name not in HOME_SECTIONS:
             chords = _own_chords(conditions, section.name, taken)
             taken.add(chords)
         bars = max(s.bars for s in form.sections if s.name == section.name)  # a return may be longer

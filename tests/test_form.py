@@ -60,3 +60,20 @@ def test_the_pop_and_rock_defaults_are_real_billboard_forms() -> None:
 ], ids=["verse and chorus", "with a drop", "full track", "none"])
 def test_form_words_in_the_prompt(prompt: str, expected: tuple) -> None:
     assert form_in_prompt(prompt) == expected
+
+
+def test_the_shipped_form_table_is_what_the_billboard_songs_give() -> None:
+    from pathlib import Path
+
+    from stemforge.symbolic.form import build_forms
+
+    billboard = Path(__file__).resolve().parents[2] / "shared" / "data" / "billboard"
+    if not (billboard / "McGill-Billboard").is_dir():
+        pytest.skip("the Billboard set is not in ../shared/data/billboard")
+    table = load_forms()
+    built = build_forms(billboard)
+    assert built["styles"] == table["styles"] and built["pairs"] == table["pairs"]
+    # a verse and its chorus from one real song: every pair differs, and the big styles have many
+    assert len(table["pairs"]["pop"]["major"]) >= 100 and len(table["pairs"]["rock"]["minor"]) >= 20
+    assert all(p["verse"] != p["chorus"] for modes in table["pairs"].values() for found in modes.values()
+               for p in found)

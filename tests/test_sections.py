@@ -39,8 +39,10 @@ def test_a_typed_form_is_its_sections_in_order_with_the_run_json_naming_them(roc
     assert [(s["name"], s["start_bar"], s["bars"]) for s in sections] == [
         ("intro", 0, 2), ("verse", 2, 4), ("chorus", 6, 4), ("verse", 10, 4), ("chorus", 14, 4), ("outro", 18, 2)]
     assert sections[3]["material"] == "section 2 again" and sections[4]["material"] == "section 3 again"
-    # the chorus leaves the verse's progression (the run's chords were drawn, not typed)
+    # the chorus leaves the verse's progression (the run's chords were drawn, not typed): the
+    # verse and chorus of one real Billboard rock song
     assert sections[2]["chords"] != sections[1]["chords"]
+    assert manifest["structure"]["form"]["verse_and_chorus_from"].startswith("Billboard rock #")
     assert any(m.startswith("form: " + FORM) for m in result.messages)
 
 
