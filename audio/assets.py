@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stemforge.audio.drumkit import AUDIO_SUFFIXES, ONE_SHOT_NAMES, _one_shot_key
-from stemforge.symbolic.canonical import file_sha256
+from stemforge.symbolic.music.canonical import file_sha256
 
 SOUNDFONT_SUFFIXES = (".sf2", ".sf3")
 SYSTEM_SOUNDFONT_DIRS = (

@@ -22,8 +22,8 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from stemforge.audio.daw import MAX_VOLUME_DB, ChannelMix, Marker, SetTake, StemFile
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Track
-from stemforge.symbolic.paths import write_atomic
+from stemforge.symbolic.core.paths import write_atomic
+from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, Track
 
 DAWPROJECT_VERSION = "1.0"
 APPLICATION = "stemforge"

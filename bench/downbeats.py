@@ -25,12 +25,12 @@ from pathlib import Path
 # Run as a file, this folder would shadow the `eval` package of the same name.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
-from stemforge.symbolic.corpus import _read_pop909_index  # noqa: E402
-from stemforge.symbolic.meter import judge_meter  # noqa: E402
-from stemforge.symbolic.prepare import PrepareError, _scaled_notes, load_piece, read_beat_annotation  # noqa: E402
-from stemforge.symbolic.progress import progress_bar  # noqa: E402
-from stemforge.symbolic.tokenizer import TokenizerSpec  # noqa: E402
+from stemforge.symbolic.core.progress import progress_bar  # noqa: E402
+from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
+from stemforge.symbolic.music.tokenizer import TokenizerSpec  # noqa: E402
+from stemforge.symbolic.recipes.corpus import _read_pop909_index  # noqa: E402
+from stemforge.symbolic.training.meter import judge_meter  # noqa: E402
+from stemforge.symbolic.training.prepare import PrepareError, _scaled_notes, load_piece, read_beat_annotation  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR

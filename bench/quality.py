@@ -119,12 +119,12 @@ from stemforge.eval.real_music import (  # noqa: E402
     gmd_fill_check,
     load_reference_sets,
 )
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
-from stemforge.symbolic.canonical import WINDOW_BARS, NoveltyIndex, to_grid, track_digest  # noqa: E402
-from stemforge.symbolic.conditions import GENRE_DEFAULT_BPM, GENRES, KEY_NAMES, ROLES, Key, parse_key  # noqa: E402
-from stemforge.symbolic.model import Composer, load_composer  # noqa: E402
-from stemforge.symbolic.plan import GENRE_STYLES  # noqa: E402
-from stemforge.symbolic.tokenizer import NO_KEY, ComposerTokenizer  # noqa: E402
+from stemforge.symbolic.decoding.model import Composer, load_composer  # noqa: E402
+from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
+from stemforge.symbolic.music.canonical import WINDOW_BARS, NoveltyIndex, to_grid, track_digest  # noqa: E402
+from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES, KEY_NAMES, ROLES, Key, parse_key  # noqa: E402
+from stemforge.symbolic.music.tokenizer import NO_KEY, ComposerTokenizer  # noqa: E402
+from stemforge.symbolic.runtime.plan import GENRE_STYLES  # noqa: E402
 
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 BPM_TOLERANCE = 1e-3

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from scipy.spatial.distance import jensenshannon
 
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
-from stemforge.symbolic.canonical import GRID_PER_BEAT
-from stemforge.symbolic.conditions import Key
-from stemforge.symbolic.corpus import estimate_key
+from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.music.canonical import GRID_PER_BEAT
+from stemforge.symbolic.music.conditions import Key
+from stemforge.symbolic.recipes.corpus import estimate_key
 
 STEPS_PER_BAR = 16  # 16th notes
 STEPS_PER_BEAT = STEPS_PER_BAR // BEATS_PER_BAR

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
-from stemforge.symbolic.canonical import (
+from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.music.canonical import (
     BAR_STEPS,
     GRID_PER_BEAT,
     ROLE_CODES,
@@ -57,8 +57,8 @@ from stemforge.symbolic.canonical import (
     read_piece,
     to_grid,
 )
-from stemforge.symbolic.run_manifest import RunManifest
-from stemforge.symbolic.window_store import WINDOW_STEPS, WindowNotes, window_rows
+from stemforge.symbolic.runtime.run_manifest import RunManifest
+from stemforge.symbolic.training.window_store import WINDOW_STEPS, WindowNotes, window_rows
 
 COPY_BARS = 3  # consecutive bars equal to one training part: copied
 NEAR_BARS = 2  # ... near copy
@@ -317,7 +317,7 @@ def summarize(pieces: list[dict]) -> dict:
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(path: str):
-    from stemforge.symbolic.tokenizer import ComposerTokenizer
+    from stemforge.symbolic.music.tokenizer import ComposerTokenizer
 
     return ComposerTokenizer.load(Path(path))
 

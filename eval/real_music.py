@@ -50,10 +50,10 @@ from stemforge.eval.music_features import (
     snap_notes,
 )
 from stemforge.eval.wjd import read_wjd, solo_bass, solo_chords, solo_notes
-from stemforge.symbolic import corpus_rules as rules
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
-from stemforge.symbolic.conditions import Key
-from stemforge.symbolic.corpus import (
+from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.music.conditions import Key
+from stemforge.symbolic.recipes import corpus_rules as rules
+from stemforge.symbolic.recipes.corpus import (
     CorpusConfig,
     cut_excerpt,
     gmd_genre,

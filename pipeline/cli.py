@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import get_origin
 
 from stemforge.pipeline.request import GROUPS, RunRequest, cli_flag, request_fields, request_types
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.paths import disk_full
-from stemforge.symbolic.progress import stderr_is_terminal
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.paths import disk_full
+from stemforge.symbolic.core.progress import stderr_is_terminal
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -156,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from stemforge.symbolic.prepare import PrepareConfig, prepare_dataset
+    from stemforge.symbolic.training.prepare import PrepareConfig, prepare_dataset
 
     summary = prepare_dataset(args.midi_dir, args.out, args.metadata, PrepareConfig.load(args.config))
     print(f"prepared {args.out}: {summary['files']['used']} files used, {summary['files']['skipped']} skipped "
@@ -166,7 +166,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from stemforge.symbolic.train import TrainConfig, checkpoint_config, train
+    from stemforge.symbolic.training.train import TrainConfig, checkpoint_config, train
 
     config = checkpoint_config(args.out) if args.resume and args.config is None else None
     if config is None:
@@ -187,7 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from stemforge.symbolic.training_index import build_novelty_index, rebuild_model_index
+    from stemforge.symbolic.training.training_index import build_novelty_index, rebuild_model_index
 
     if args.model is not None:
         bars = rebuild_model_index(args.data_dir, args.model)
@@ -241,7 +241,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_corpus(args: argparse.Namespace) -> int:
     from stemforge.configs import resolve_config
-    from stemforge.symbolic.corpus import CorpusConfig, build_corpus
+    from stemforge.symbolic.recipes.corpus import CorpusConfig, build_corpus
 
     summary = build_corpus(args.data, args.out, CorpusConfig.load(resolve_config(args.config, "corpus")))
     print(f"built corpus {args.out}: {summary['files']} files, {summary['notes']} notes in {summary['seconds']} s "

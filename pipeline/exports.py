@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stemforge.audio.daw import ChannelMix, Marker, SetTake, StemFile
-from stemforge.symbolic.arrangement import Arrangement
-from stemforge.symbolic.plan import PHRASE_BARS
-from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest, take_tag
+from stemforge.symbolic.music.arrangement import Arrangement
+from stemforge.symbolic.runtime.plan import PHRASE_BARS
+from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME, RunManifest, take_tag
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def export_with_mixer(run_dir: Path, mixer: Mapping[str, ChannelMix], out: Path)
     from stemforge.audio.mixdown import mixdown
     from stemforge.audio.stems import StemSet
     from stemforge.audio.wav import write_wav_24bit_acid
-    from stemforge.symbolic.run_manifest import acid_root_note
+    from stemforge.symbolic.runtime.run_manifest import acid_root_note
 
     takes = read_takes(run_dir)
     roles = {role for take in takes for role in take.manifest.stems}

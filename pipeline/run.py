@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from stemforge.pipeline.exports import TakeFolder, finish_takes
 from stemforge.pipeline.request import RunError, RunRequest
-from stemforge.symbolic.arrangement import (
+from stemforge.symbolic.core.paths import (
+    disk_full,
+    output_problem,
+    partial_folder,
+    release,
+    remove_stale_partials,
+)
+from stemforge.symbolic.music.arrangement import (
     TICKS_PER_BEAT,
     Arrangement,
     ArrangementError,
@@ -26,8 +33,8 @@ from stemforge.symbolic.arrangement import (
     read_tracks,
     role_of_track_name,
 )
-from stemforge.symbolic.canonical import file_sha256
-from stemforge.symbolic.conditions import (
+from stemforge.symbolic.music.canonical import file_sha256
+from stemforge.symbolic.music.conditions import (
     MAX_SEED,
     ROLES,
     Conditions,
@@ -36,8 +43,7 @@ from stemforge.symbolic.conditions import (
     parse_prompt,
     validate,
 )
-from stemforge.symbolic.paths import disk_full, output_problem, partial_folder, release, remove_stale_partials
-from stemforge.symbolic.run_manifest import (
+from stemforge.symbolic.runtime.run_manifest import (
     FULL_MIDI,
     MANIFEST_NAME,
     RunManifest,
@@ -48,9 +54,9 @@ from stemforge.symbolic.run_manifest import (
 if TYPE_CHECKING:  # librosa (--like) and the composer load only where they are used
     from stemforge.audio.loop_analysis import LoopEstimate
     from stemforge.audio.stems import StemSet
-    from stemforge.symbolic.compose import Composed, PieceOrder
-    from stemforge.symbolic.model import Composer
-    from stemforge.symbolic.sampling_settings import SamplingSettings
+    from stemforge.symbolic.decoding.model import Composer
+    from stemforge.symbolic.runtime.compose import Composed, PieceOrder
+    from stemforge.symbolic.runtime.sampling_settings import SamplingSettings
 
 Progress = Callable[[str, float], None]
 
@@ -73,7 +79,7 @@ class RunResult:
 @lru_cache(maxsize=4)
 def cached_composer(path: str | None) -> Composer:
     """Models are loaded once per process (the service reuses them across jobs)."""
-    from stemforge.symbolic.model import load_composer
+    from stemforge.symbolic.decoding.model import load_composer
 
     return load_composer(Path(path) if path else None)
 
@@ -92,7 +98,7 @@ def _seed_clip_tracks(path: Path, messages: list[str] | None = None) -> dict[str
     if len(tracks) < len(ROLES):
         import symusic
 
-        from stemforge.symbolic.prepare import detect_roles
+        from stemforge.symbolic.training.prepare import detect_roles
 
         score = symusic.Score(str(path))
         named = {i for i, t in enumerate(score.tracks) if role_of_track_name(t.name) in tracks}
@@ -102,8 +108,8 @@ def _seed_clip_tracks(path: Path, messages: list[str] | None = None) -> dict[str
             if role not in tracks:
                 tracks[role] = Track(role, 0, role == "drums", notes)
     if "drums" in tracks:  # read through the one drum map, as prepare reads training files
-        from stemforge.symbolic.prepare import map_drum_notes
-        from stemforge.symbolic.tokenizer import TokenizerSpec
+        from stemforge.symbolic.music.tokenizer import TokenizerSpec
+        from stemforge.symbolic.training.prepare import map_drum_notes
 
         notes, mapped, dropped = map_drum_notes(tracks["drums"].notes, *TokenizerSpec([]).role_pitch_ranges["drums"])
         tracks["drums"] = dataclasses.replace(tracks["drums"], notes=notes)
@@ -236,7 +242,7 @@ class _Started:
         return not self.inputs.kept_tracks and not self.inputs.seed_tracks
 
     def orders(self) -> list[PieceOrder]:
-        from stemforge.symbolic.compose import Feel, PieceOrder
+        from stemforge.symbolic.runtime.compose import Feel, PieceOrder
 
         feel = Feel(self.request.quantize, self.request.swing)
         return [PieceOrder(conditions, seed, self.model_genre, feel) for conditions, seed in self.inputs.takes]
@@ -317,7 +323,7 @@ def _start(request: RunRequest, progress: Progress | None, composer: Composer | 
 def _compose(jobs: list[_Started], composer: Composer) -> list[list[Composed]]:
     """The pieces of `jobs` (their takes) in one `compose_pieces` call; each job's list of
     takes. Jobs composed together share no context parts (`_Started.joins_others`)."""
-    from stemforge.symbolic.compose import compose_pieces  # loaded only by a run that composes
+    from stemforge.symbolic.runtime.compose import compose_pieces  # loaded only by a run that composes
 
     expected = max(1, sum(job.inputs.conditions.bars * 90 * len(job.inputs.takes) for job in jobs))
     counter = {"n": 0}
@@ -421,7 +427,7 @@ def _render_takes(request: RunRequest, takes: list[Composed], report: Progress) 
     back from 55% to 0% when rendering started)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from stemforge.symbolic.kernels import usable_cores
+    from stemforge.symbolic.decoding.kernels import usable_cores
 
     fractions = [0.0] * len(takes)
     lock = threading.Lock()
@@ -471,7 +477,7 @@ def midi_files(arrangement: Arrangement) -> dict[str, bytes]:
 
 def _write_midi(directory: Path, midi: dict[str, bytes], name: str) -> dict[str, str]:
     """<name>_full.mid and midi/<name>_<role>.mid; returns run.json's `midi` (role -> relative path)."""
-    from stemforge.symbolic.paths import write_atomic
+    from stemforge.symbolic.core.paths import write_atomic
 
     paths = {role: f"{name}_full.mid" if role == FULL_MIDI else f"midi/{name}_{role}.mid" for role in midi}
     for role, data in midi.items():

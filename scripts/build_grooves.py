@@ -24,10 +24,10 @@ sys.path.insert(0, str(REPO))
 
 from stemforge.configs import resolve_config  # noqa: E402
 from stemforge.eval.music_features import swing  # noqa: E402
-from stemforge.symbolic import groove  # noqa: E402
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track  # noqa: E402
-from stemforge.symbolic.conditions import GENRE_DEFAULT_BPM, GENRES  # noqa: E402
-from stemforge.symbolic.corpus import CorpusConfig, load_gmd  # noqa: E402
+from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track  # noqa: E402
+from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES  # noqa: E402
+from stemforge.symbolic.recipes.corpus import CorpusConfig, load_gmd  # noqa: E402
+from stemforge.symbolic.runtime import groove  # noqa: E402
 
 TOKEN_VELOCITIES = (15, 31, 47, 63, 79, 95, 111, 127)  # the tokenizer's 8 levels (miditok, 8 bins)
 BARS = 8

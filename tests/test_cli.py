@@ -16,7 +16,7 @@ import pytest
 import soundfile
 
 from stemforge.pipeline.cli import main
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, read_tracks
+from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, read_tracks
 from tests.midi_fixtures import write_groove
 
 
@@ -316,7 +316,7 @@ def test_a_bug_is_an_internal_error_with_its_traceback_not_bad_input(tiny_model:
                                                                      monkeypatch) -> None:
     """A ValueError from inside stemforge (numpy, a broken invariant) used to print as
     `error: ...` with exit 2, as if the user's input were wrong."""
-    import stemforge.symbolic.compose as compose_module
+    import stemforge.symbolic.runtime.compose as compose_module
 
     def broken(*args, **kwargs):
         raise ValueError("operands could not be broadcast together")
@@ -356,7 +356,7 @@ def test_keeping_every_role_is_refused_on_the_cli_as_in_the_service(tiny_model: 
 
 def test_takes_are_variations_of_one_idea_each_as_it_would_compose_alone(tiny_model: Path, tmp_path: Path,
                                                                           capsys) -> None:
-    from stemforge.symbolic.run_manifest import RunManifest
+    from stemforge.symbolic.runtime.run_manifest import RunManifest
 
     base = ["run", "--prompt", "rock 120bpm", "--model", tiny_model, "--bars", "2", "--seed", "40"]
     code, out, _ = _run(capsys, *base, "--takes", "3", "--out", tmp_path / "takes")

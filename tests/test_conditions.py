@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from stemforge.symbolic.conditions import ConditionError, build_conditions, nearest_known_genre, parse_key
+from stemforge.symbolic.music.conditions import (
+    ConditionError,
+    build_conditions,
+    nearest_known_genre,
+    parse_key,
+)
 
 PROMPTS = [
     ("lofi 80bpm", {"genre": "lofi", "bpm": 80.0}),

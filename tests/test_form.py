@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from stemforge.symbolic.conditions import GENRES
-from stemforge.symbolic.form import (
+from stemforge.symbolic.music.conditions import GENRES
+from stemforge.symbolic.runtime.form import (
     MAX_SECTION_BARS,
     FormError,
     default_form,

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import symusic
 
-from stemforge.symbolic import groove
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
-from stemforge.symbolic.conditions import GENRE_DEFAULT_BPM, GENRES
-from stemforge.symbolic.groove import (
+from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
+from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES
+from stemforge.symbolic.runtime import groove
+from stemforge.symbolic.runtime.groove import (
     GENRE_SWING,
     GrooveError,
     GroovePool,
@@ -386,7 +386,7 @@ def test_jazz_feel_swings_a_straight_groove_at_least_as_much_as_gmd_jazz() -> No
 
     from stemforge.configs import resolve_config
     from stemforge.eval.music_features import swing
-    from stemforge.symbolic.corpus import CorpusConfig, load_gmd
+    from stemforge.symbolic.recipes.corpus import CorpusConfig, load_gmd
 
     config = CorpusConfig.load(resolve_config("default", "corpus"))
     real = [n for g in load_gmd(GMD, config, Counter()) if g.genre == "jazz" for n in g.drums]

@@ -12,9 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from stemforge.symbolic import corpus_rules as rules
-from stemforge.symbolic.conditions import GENRES, ConditionError, Conditions, Key, default_chords, parse_key
-from stemforge.symbolic.harmony import (
+from stemforge.symbolic.music.conditions import (
+    GENRES,
+    ConditionError,
+    Conditions,
+    Key,
+    default_chords,
+    parse_key,
+)
+from stemforge.symbolic.music.harmony import (
     BILLBOARD_STYLES,
     GENRE_HARMONY,
     QUALITIES,
@@ -55,8 +61,9 @@ from stemforge.symbolic.harmony import (
     wjd_windows,
     write_table,
 )
-from stemforge.symbolic.harmony import main as harmony_main
-from stemforge.symbolic.harmony_data import (
+from stemforge.symbolic.music.harmony import main as harmony_main
+from stemforge.symbolic.recipes import corpus_rules as rules
+from stemforge.symbolic.recipes.harmony_data import (
     ARTIST_STYLES,
     HarmonyDataError,
     harte_chord,
