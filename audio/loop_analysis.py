@@ -36,7 +36,7 @@ Key: the constant-Q spectrum's harmonic part (`librosa.decompose.hpss` on the CQ
 than splitting the audio), reduced to partials (what stands above the local spectral median: a
 cymbal's wash is sustained, so "harmonic", but has no pitch), folded to a chroma, summed over the
 clip and correlated with the Krumhansl-Kessler profiles stemforge uses for chords
-(`symbolic.conditions`). Confidence is the margin over the runner-up key, which for a minor loop
+(`symbolic.music.conditions`). Confidence is the margin over the runner-up key, which for a minor loop
 is usually its relative major; a chroma that fits no key (noise, most drum loops) gives none.
 `describe()` names the relative whenever it is the runner-up and the margin is not decisive: the
 notes of a minor key and its relative major are the same, only the tonic tells them apart.

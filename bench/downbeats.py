@@ -4,7 +4,7 @@ in 4/4 by its index.xlsx.
 
     python bench/downbeats.py [--data ../shared/data] [--songs N] [--out figures.json]
 
-Per song: the downbeat the notes imply (`symbolic.meter.judge_meter`, every note of the file,
+Per song: the downbeat the notes imply (`symbolic.training.meter.judge_meter`, every note of the file,
 its time signature ignored) and the first downbeat of beat_midi.txt, both as a tick in the
 bar (480 per beat); the song matches when they fall on the same beat of the bar (within
 half a beat), else it is one beat, half a bar or three beats off. Prints the counts, the

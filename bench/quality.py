@@ -657,7 +657,7 @@ STRUCTURE_ROWS: tuple[tuple[str, str], ...] = (
     ("bass_roots_on_downbeats", "all"), ("melody_chord_tones", "all"),
 )
 # The genres whose bass the composition plan locks fully to the kick (rock's drives in 8ths
-# at half lock: see symbolic/plan.py).
+# at half lock: see symbolic/runtime/plan.py).
 LOCKED_GENRES: tuple[str, ...] = tuple(g for g, style in GENRE_STYLES.items() if style.kick_lock >= 1.0)
 SCOPE_NOTES = {"kick": "kick-locked genres (" + ", ".join(KICK_LOCKED_GENRES) + ")",
                "locked": "genres whose bass the plan locks to the kick (" + ", ".join(LOCKED_GENRES) + ")",

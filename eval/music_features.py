@@ -7,7 +7,7 @@ genre classifier over a window's features.
 Times are integer ticks; every function takes `ticks_per_beat`, bars are 4/4. Shares are
 returned as `Share` (hits, total) so that they pool over many windows as a ratio of sums
 instead of a mean of ratios (a 2-note bass line must not weigh as much as a 40-note one).
-The swing definition is the corpus builder's (`symbolic.corpus_rules.swing_ratio`), made
+The swing definition is the corpus builder's (`symbolic.recipes.corpus_rules.swing_ratio`), made
 independent of the tick resolution, so figures compare with docs/corpus.md.
 
 Generated notes may carry micro-timing (a groove a few ticks off the grid) and real
@@ -202,7 +202,7 @@ Stat = Share | Mean | Median
 
 
 class ChordLike(Protocol):
-    """The chord fields the measures read (`symbolic.corpus_rules.Chord`, `symbolic.harmony.Chord`):
+    """The chord fields the measures read (`symbolic.recipes.corpus_rules.Chord`, `symbolic.music.harmony.Chord`):
     pitch classes of root and bass note, third/fifth/seventh in semitones above the root."""
 
     root: int
@@ -213,7 +213,7 @@ class ChordLike(Protocol):
 
 
 class ChordSpanLike(Protocol):
-    """A chord sounding over [start, end) ticks (`symbolic.corpus_rules.ChordSpan`, or a
+    """A chord sounding over [start, end) ticks (`symbolic.recipes.corpus_rules.ChordSpan`, or a
     generated arrangement's chord plan)."""
 
     start: int

@@ -3,7 +3,7 @@
 One definition, used by `pipeline eval` and by the quality bench (`assess_tracks`):
 
 1. The piece is read the way `pipeline prepare` read the training files for the index
-   (`symbolic.canonical.read_piece`): drums through the one drum map, parts already on the
+   (`symbolic.music.canonical.read_piece`): drums through the one drum map, parts already on the
    token grid as they are, performances snapped to their feel's grid, each note keeping how
    far from its step it was played. A run folder is read from the token ids its run.json
    keeps when it has them (`run_grid_tracks`): the piece as composed, before swing and

@@ -24,7 +24,7 @@ with bar 1 at tick 0:
 
 `GENRE_SOURCES` says which set answers which figure for which genre (GMD hip-hop for lofi,
 WJD for jazz lines, Billboard soul for soul chords...), `FIGURE_SOURCES` which set answers it
-over all genres. The GMD, POP909 and Freedoom loaders reuse `symbolic/corpus.py` (the code
+over all genres. The GMD, POP909 and Freedoom loaders reuse `symbolic/recipes/corpus.py` (the code
 that built the default model's corpus from the same files), so "real" and "training" read the
 data the same way. Nothing is cached or written. A missing folder raises `RealDataMissing`,
 naming it.
@@ -257,7 +257,7 @@ def gmd_validation(root: Path = DEFAULT_DATA_ROOT, bars: int = EXCERPT_BARS, max
 
 
 def pop909_excerpts(songs: list, bars: int, rests: bool = False) -> list[RealPiece]:
-    """Excerpts of `bars` bars of POP909 songs (`symbolic.corpus.load_pop909`): the melody, the
+    """Excerpts of `bars` bars of POP909 songs (`symbolic.recipes.corpus.load_pop909`): the melody, the
     lowest piano note of each onset in the bass register as the bass, the annotated chords,
     and the annotated key (the one sounding in the excerpt). Bars as the corpus takes them
     (two or more melody onsets and a chord), or with `rests` every bar with a chord from the

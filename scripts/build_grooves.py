@@ -1,7 +1,7 @@
-"""Rebuild symbolic/grooves.json (the groove pool) from the Groove MIDI Dataset, and measure
+"""Rebuild symbolic/runtime/grooves.json (the groove pool) from the Groove MIDI Dataset, and measure
 what the feel does (the figures in docs/groove.md).
 
-    .venv/bin/python scripts/build_grooves.py                 # writes symbolic/grooves.json
+    .venv/bin/python scripts/build_grooves.py                 # writes symbolic/runtime/grooves.json
     .venv/bin/python scripts/build_grooves.py --report        # also prints the measurements
 
 Templates come from the GMD train split; the measurements use the validation split, so

@@ -9,8 +9,8 @@ forced bar, a kept part) go through the same step, whose products take tokens ei
 whatever else the step holds, so the takes' runs and steps share one call. The weights are
 read from the model's safetensors file as numpy arrays, so composing does not import torch: a
 cold `pipeline run` skips its 1.5-2 s import (bench/cold_start.py). The compiled step is numba
-code (symbolic/decode_kernels.py), which setup compiles ahead of time so that a run does not
-import numba either (symbolic/kernels.py says how, and what happens where it cannot).
+code (symbolic/decoding/decode_kernels.py), which setup compiles ahead of time so that a run does not
+import numba either (symbolic/decoding/kernels.py says how, and what happens where it cannot).
 
 The arithmetic is the same as `FastDecoder`'s, in float32, but summed in another order, so a
 logit can differ in its last bits and, rarely, a sampled token with it: a seed is

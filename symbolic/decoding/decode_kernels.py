@@ -2,7 +2,7 @@
 all the tokens fed in a step (a sampled token per take, a forced run of many tokens, or both)
 in plain loops, and writes the next-token logits.
 
-These are the source of both forms `symbolic.kernels` loads: compiled ahead of time at setup
+These are the source of both forms `symbolic.decoding.kernels` loads: compiled ahead of time at setup
 (numba.pycc, no numba at run time) or just in time (numba's JIT with its disk cache).
 
 Two promises hold whatever a call holds: a token's numbers do not depend on the other tokens
@@ -347,7 +347,7 @@ def _logits(lasts: np.ndarray, wte: np.ndarray, logits: np.ndarray) -> None:
     """logits = lasts @ wte.T (GPT-2's tied output weights). Its own function, like every loop
     of `decode` that sums: numba.pycc compiles the exported function itself without fastmath
     but each function it calls with its own flags, so the ahead-of-time and JIT forms sum in
-    the same order (symbolic/kernels.py)."""
+    the same order (symbolic/decoding/kernels.py)."""
     for n in range(lasts.shape[0]):
         for v in range(wte.shape[0]):
             total = np.float32(0.0)  # a float64 sum cost 4% of a 4-take step in conversions

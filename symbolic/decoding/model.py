@@ -4,7 +4,7 @@ model directory next to its tokenizer, training config and the hashes of the dat
 This module imports neither torch nor miditok: the service's main process reads a model's
 metadata with `read_model_info` and never composes. Composing reads the weights as numpy
 arrays (`Composer.decoder_weights`, the compiled decoder); torch loads only where the torch
-decoder is asked for (`Composer.decoder`, symbolic/decoder.py) or a model trains.
+decoder is asked for (`Composer.decoder`, symbolic/decoding/decoder.py) or a model trains.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ MODEL_KIND = "stemforge-composer"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 
 
-# A GPT-2 block's weights in the order both decoders (symbolic/decoder.py, compiled_decoder.py) hold them.
+# A GPT-2 block's weights in the order both decoders (symbolic/decoding/decoder.py, compiled_decoder.py) hold them.
 GPT2_LAYER_PARTS = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
                     "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
                     "mlp.c_proj.weight", "mlp.c_proj.bias")
@@ -130,7 +130,7 @@ class Composer:
 
     @property
     def style(self):
-        """The per-genre onset statistics of the training data (`symbolic.style`), or None
+        """The per-genre onset statistics of the training data (`symbolic.decoding.style`), or None
         for a model trained before models carried them."""
         from stemforge.symbolic.decoding.style import STYLE_FILE, StyleStats
 

@@ -1,7 +1,7 @@
 """What sets each genre apart in a model's training data: where in the bar each drum
 plays, and where bass and melody notes start, counted per genre.
 
-The sampler's genre emphasis (`symbolic.guide`) reads these counts. A position or drum
+The sampler's genre emphasis (`symbolic.runtime.guide`) reads these counts. A position or drum
 that a genre uses more than the training data as a whole gets a bonus of
 log P(x | genre) - log P(x), the same contrast classifier-free guidance applies with a
 second, unconditioned model (which a model trained without genre dropout does not

@@ -87,7 +87,7 @@ class Arrangement:
     tracks: dict[str, Track]  # role -> track, in output order
     token_ids: list[int] = field(default_factory=list)
     ticks_per_beat: int = TICKS_PER_BEAT
-    chords: list = field(default_factory=list)  # symbolic.harmony.ChordSpan, ticks at ticks_per_beat
+    chords: list = field(default_factory=list)  # symbolic.music.harmony.ChordSpan, ticks at ticks_per_beat
     # the composed parts on the token grid, before swing and micro-timing (what the structure
     # and novelty measures compare with training data); empty when not composed here
     grid_tracks: dict[str, Track] = field(default_factory=dict)

@@ -8,7 +8,7 @@ line belongs to the bar it is heard in, not to the one before. Parts already on 
 (the training data, token-grid runs, quantized MIDI, a verbatim copy of a training file)
 are read as they are. A performance (a grooved run without its token ids, a humanized or
 played copy) is snapped to the grid its feel implies, straight 16ths, triplets or swung
-16ths (`symbolic.corpus_rules.FEEL_GRIDS`), with the player's constant lag removed, fitted
+16ths (`symbolic.recipes.corpus_rules.FEEL_GRIDS`), with the player's constant lag removed, fitted
 on all off-grid parts together (a melody alone rarely has enough off-beats to show its
 feel). Rounding a swung "and" to the nearest 1/12 beat instead would land on a position the
 corpus never has.

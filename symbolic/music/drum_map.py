@@ -77,7 +77,7 @@ def folded_table(kit: str, pitches: Iterable[int]) -> dict[int, int]:
     return out
 
 
-# The corpus builder's tables (symbolic/corpus.py): GMD performances read as the TD-11 and
+# The corpus builder's tables (symbolic/recipes/corpus.py): GMD performances read as the TD-11 and
 # folded (notes outside the TD-11 dropped), General MIDI songs (Freedoom) folded.
 GMD_TO_GM: dict[int, int] = folded_table("vdrums", TD11_NOTES)
 GM_FOLD: dict[int, int] = {p: fold(to_general_midi(p, "gm")) for p in (*FOLD, *GM_EXTENSIONS)

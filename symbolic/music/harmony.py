@@ -6,7 +6,7 @@ its strong beats. This module owns the chord types (`Chord`, `ChordSpan`), reads
 producers write them (symbols "Am7 F C/E", roman numerals "vi IV I V", POP909's Harte
 labels "F#:maj7/5"), finds chords named in a prompt, and picks a default progression per
 genre from real progressions counted in POP909, the McGill Billboard songs (by artist
-style) and the Weimar Jazz Database (`symbolic/progressions.json`, rebuilt by
+style) and the Weimar Jazz Database (`symbolic/music/progressions.json`, rebuilt by
 `python -m stemforge.symbolic.music.harmony build`; the readers are in harmony_data.py).
 `docs/harmony.md` is the user-facing description.
 
@@ -1300,7 +1300,7 @@ def print_figures(seeds: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     data = Path(__file__).resolve().parents[3] / "shared" / "data"
     parser = argparse.ArgumentParser(prog="python -m stemforge.symbolic.music.harmony",
-                                     description="Rebuild symbolic/progressions.json from POP909, Billboard "
+                                     description="Rebuild symbolic/music/progressions.json from POP909, Billboard "
                                                  "and WJD, or print what the defaults do.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="count the real progressions of POP909, Billboard and WJD")

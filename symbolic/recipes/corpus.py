@@ -8,7 +8,7 @@ Read top to bottom: config, the three source loaders, the plan (which drum windo
 which source group each piece of each genre gets), melody allotment (every POP909 song
 serves exactly one group, so a `group` never shares a source with another group), piece
 assembly (groove transform, melody retime, bass derived on the kicks), writing.
-The genre rules themselves live in `symbolic/corpus_rules.py`; `docs/corpus.md` documents
+The genre rules themselves live in `symbolic/recipes/corpus_rules.py`; `docs/corpus.md` documents
 what every genre rests on. Deterministic: every random choice comes from a
 `random.Random` seeded by (config seed, genre, piece index).
 """

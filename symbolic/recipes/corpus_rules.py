@@ -1,6 +1,6 @@
 """Genre rules for the training corpus: drum mapping and quantization, groove transforms,
 and bass lines derived from chords and the kick pattern (the chord types live in
-`symbolic/harmony.py`).
+`symbolic/music/harmony.py`).
 
 Every function here is pure: plain notes in, plain notes out, randomness only through the
 `random.Random` passed in. Times are integer ticks at 480 per beat, 4/4 bars; every onset
@@ -41,10 +41,10 @@ from stemforge.symbolic.music.harmony import (
 
 TPB = 480
 BAR = 4 * TPB
-GRID = TPB // 12  # 40 ticks: the token grid of `symbolic.prepare`
+GRID = TPB // 12  # 40 ticks: the token grid of `symbolic.training.prepare`
 DRUM_TICKS = GRID  # drum hits are one grid step long; only the onset matters
 
-# Drum names and the corpus's drum tables come from the one drum map (symbolic/drum_map.py):
+# Drum names and the corpus's drum tables come from the one drum map (symbolic/music/drum_map.py):
 # GMD performances are read as the Roland TD-11 that recorded them and folded to one note
 # per drum (rim/edge hits onto their drum) so the model sees one kick, one snare, one
 # closed hat...; General MIDI files (Freedoom) are folded the same way.

@@ -290,7 +290,7 @@ def build_forms(billboard: Path, top: int = 12) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stemforge.symbolic.runtime.form",
-                                     description="Rebuild symbolic/forms.json from the Billboard set.")
+                                     description="Rebuild symbolic/runtime/forms.json from the Billboard set.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="count the section forms of the Billboard songs per style")
     build.add_argument("--billboard", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data"

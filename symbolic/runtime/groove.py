@@ -14,7 +14,7 @@ drummer's onset scatter in GMD stays 11-14 ms from 60 to 200+ bpm while in ticks
 than doubles (7 -> 16 at 480 per beat). Velocities are ratios to the drummer's mean for
 that drum, so the template reshapes the model's dynamics instead of replacing them.
 
-`symbolic/grooves.json` is built from the GMD train split by `scripts/build_grooves.py`
+`symbolic/runtime/grooves.json` is built from the GMD train split by `scripts/build_grooves.py`
 (Groove MIDI Dataset, Gillick et al. 2019, CC BY 4.0); a user's own drum take becomes a
 template with `template_from_midi`.
 """
@@ -76,7 +76,7 @@ DONORS: dict[str, tuple[str, ...]] = {
     "ambient": ("pop",),  # soft, straight
 }
 # Default swing (DAW percentage: 50 straight, 66.7 triplet) per genre: `default_swing` of the
-# measured GMD swing for the genres GMD plays (tests hold them equal to symbolic/grooves.json),
+# measured GMD swing for the genres GMD plays (tests hold them equal to symbolic/runtime/grooves.json),
 # a stated choice for the genres that borrow a donor's takes (docs/groove.md).
 GENRE_SWING: dict[str, float] = {
     "lofi": 60.0,  # GMD has no lofi: the lazy 16th swing of an MPC/SP beat, heavier than hip-hop's
@@ -379,7 +379,7 @@ def template_from_midi(path: Path, name: str | None = None) -> GrooveTemplate:
 
 def gmd_performances(gmd_root: Path, splits: Sequence[str] = ("train",)) -> list[Performance]:
     """The GMD 4/4 beat takes of `splits` whose style the corpus recipe maps to a genre
-    (symbolic.corpus.load_gmd chooses them, configs/corpus/default.yaml maps the styles),
+    (symbolic.recipes.corpus.load_gmd chooses them, configs/corpus/default.yaml maps the styles),
     read again as played: the corpus keeps only the grid, the feel is in what it drops."""
     from stemforge.configs import resolve_config
     from stemforge.symbolic.recipes.corpus import CorpusConfig, load_gmd, read_gmd_hits, read_gmd_info

@@ -1,6 +1,6 @@
 """The sampler's musical steering: follows a `CompositionPlan` token by token.
 
-The grammar (`symbolic.grammar`) keeps every sequence valid; the guide makes it music a
+The grammar (`symbolic.runtime.grammar`) keeps every sequence valid; the guide makes it music a
 producer keeps. It watches each token go by (`observe`), hands the sampler whole bars to
 force where the plan repeats a bar (`bar_tokens`), and otherwise shifts the model's
 logits (in nats) where the plan has an opinion:

@@ -4,7 +4,7 @@ The model writes every note; the plan says which bars come back and how (the phr
 which chord sounds where (the harmony the bass roots and melody strong beats follow), the
 kick+snare skeleton of the groove (drawn from the genre's real grooves), where the drums fill,
 where the melody breathes, how tightly the bass locks to the kick, and how dense each part
-is. The sampler follows it (`symbolic.guide`): a bar that comes back is forced tokens (run
+is. The sampler follows it (`symbolic.runtime.guide`): a bar that comes back is forced tokens (run
 through the model in one forward call), or its rhythm is forced and its pitches sampled
 anew over its own chords; everything else is sampled with the plan's biases. Any model
 `pipeline train` makes is steered the same way, because the plan lives at sampling time.

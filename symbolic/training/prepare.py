@@ -76,7 +76,7 @@ class PrepareConfig:
     max_bars: int = 16
     reference_windows: int = 64
     seed: int = 0
-    # How drum notes are read (symbolic/drum_map.py): "auto" (a V-Drums kit where a file or
+    # How drum notes are read (symbolic/music/drum_map.py): "auto" (a V-Drums kit where a file or
     # another file of its folder has edge hats 22/26, else General MIDI), "gm" or "vdrums".
     drum_kit: str = "auto"
 
@@ -101,7 +101,7 @@ class SourcePiece:
     meter: dict = field(default_factory=dict)  # what the bars were taken from (Meter.as_report)
     drum_notes: dict = field(default_factory=dict)  # {"mapped": {pitch: n}, "dropped": {pitch: n}, "kit": ...}
     # the notes as played (meter shift, drum map and ranges applied, not quantized): what the
-    # novelty index reads, the same way eval reads a run (symbolic/canonical.py)
+    # novelty index reads, the same way eval reads a run (symbolic/music/canonical.py)
     played: dict[str, list[Note]] = field(default_factory=dict)
 
 
@@ -359,7 +359,7 @@ def read_meter(score: symusic.Score, scale: float, annotation: BeatAnnotation | 
     """The 4/4 stretches of a file. A 4/4 header (or none) is taken as written, and so is a
     real other meter (3/4, 6/8: not used). Where the header is unclear (1/4, 2/4, 8/8...),
     an annotation of the bars decides (`read_beat_annotation`), else the notes do
-    (symbolic/meter.py): 4/4 with the downbeat they imply, or skipped. A beat_midi.txt
+    (symbolic/training/meter.py): 4/4 with the downbeat they imply, or skipped. A beat_midi.txt
     annotation is taken over any header: it is someone's reading of this very song."""
     if annotation is not None and annotation.source == "beat_midi.txt":
         return _annotated_meter(score, annotation)
@@ -856,7 +856,7 @@ def _report_markdown(summary: dict, skipped: list[dict], pieces: list[SourcePiec
     if judged:
         lines += ["", "## Meter read from the notes", "",
                   "The time signature of these files does not say where their bars are (1/4, 2/4, 8/8...), "
-                  "so the notes did (symbolic/meter.py). A skipped one is listed under skipped files.", "",
+                  "so the notes did (symbolic/training/meter.py). A skipped one is listed under skipped files.", "",
                   "| file | header | read as | first downbeat (beats) | notes moved (ticks) | note |", "|---|---|---|---|---|---|"]
         for piece in judged:
             meter, judgement = piece.meter, piece.meter.get("judged") or {}
@@ -869,7 +869,7 @@ def _report_markdown(summary: dict, skipped: list[dict], pieces: list[SourcePiec
         kits = Counter(p.drum_notes.get("kit") for p in pieces if "drums" in p.tracks)
         lines += ["", "## Drum notes mapped to General MIDI", "",
                   f"Drum kits: {kits['vdrums']} file(s) read as Roland V-Drums (edge hats 22/26 in the file or "
-                  f"its folder), {kits['gm']} as General MIDI (symbolic/drum_map.py).", "",
+                  f"its folder), {kits['gm']} as General MIDI (symbolic/music/drum_map.py).", "",
                   "Extended notes (Roland V-Drums hi-hat edges 22/26; in V-Drums files, the kit's rim and "
                   "edge notes 58/52/55) as the General MIDI drum they are.", "",
                   "| note | as | hits |", "|---|---|---|"]

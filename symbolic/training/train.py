@@ -250,7 +250,7 @@ ARCHITECTURE_FIELDS = ("n_layer", "n_head", "n_embd", "n_positions")
 
 
 def refresh_data_index(data_dir: Path, progress: bool = True) -> None:
-    """The data's novelty index in this stemforge's reading (`symbolic.training_index`):
+    """The data's novelty index in this stemforge's reading (`symbolic.training.training_index`):
     rebuilt from the data's own training pieces when an older stemforge wrote it, so the
     model's copy is one `pipeline eval` reads."""
     from stemforge.symbolic.training.training_index import PIECES_FILE, build_novelty_index, index_is_current
@@ -293,7 +293,7 @@ def checkpoint_config(out_dir: Path) -> TrainConfig | None:
 def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = False,
           steps: int | None = None, progress: bool = True, init: str | Path | None = None) -> dict:
     """Train a composer on a prepared dataset, from scratch or (`init`: "default" or a model
-    folder) fine-tuned from a trained model's weights (symbolic/finetune.py)."""
+    folder) fine-tuned from a trained model's weights (symbolic/training/finetune.py)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not (data_dir / "dataset.json").is_file():
         raise TrainError(f"DATA_DIR: {data_dir} is not a prepared dataset (run `pipeline prepare` first)")

@@ -3,7 +3,7 @@
 `pipeline prepare` keeps the notes of every training piece as they were played
 (`train_pieces.npz`: after the meter shift, the drum map and the pitch ranges, before
 quantizing) and builds `index/index.npz` from them with `build_novelty_index`, reading them
-exactly as `pipeline eval` reads a run (`symbolic.canonical.read_piece`). When that reading
+exactly as `pipeline eval` reads a run (`symbolic.music.canonical.read_piece`). When that reading
 changes (`canonical.INDEX_VERSION`), `pipeline train` rebuilds the data's index before it
 copies it into the model, and `pipeline index DATA_DIR --model MODEL_DIR` rebuilds a trained
 model's index from the data it was trained on (the shipped default model's:

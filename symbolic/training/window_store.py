@@ -10,7 +10,7 @@ training window next to a generated piece (the NoveltyIndex keeps only digests).
 (`piece_windows` cuts a whole piece into such windows.)
 
 Stored compactly: one int16 row (role code, onset, duration, pitch) per note on the
-canonical grid (`symbolic.canonical.GRID_PER_BEAT` steps a beat), windows delimited by
+canonical grid (`symbolic.music.canonical.GRID_PER_BEAT` steps a beat), windows delimited by
 offsets; identical windows (repeats in a loop-based corpus) are kept once.
 """
 
