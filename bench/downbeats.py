@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from stemforge.symbolic.core.progress import progress_bar  # noqa: E402
-from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
 from stemforge.symbolic.music.tokenizer import TokenizerSpec  # noqa: E402
 from stemforge.symbolic.recipes.corpus import _read_pop909_index  # noqa: E402
 from stemforge.symbolic.training.meter import judge_meter  # noqa: E402

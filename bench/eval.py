@@ -49,8 +49,9 @@ from stemforge.eval.novelty import (  # noqa: E402
 from stemforge.eval.reference import run_tracks  # noqa: E402
 from stemforge.eval.report import EvalRequest, run_eval, store_tracks  # noqa: E402
 from stemforge.pipeline.run import RunRequest, run  # noqa: E402
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
 from stemforge.symbolic.decoding.model import DEFAULT_MODEL_DIR  # noqa: E402
-from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
+from stemforge.symbolic.music.arrangement import Note  # noqa: E402
 from stemforge.symbolic.music.canonical import NoveltyIndex  # noqa: E402
 from stemforge.symbolic.runtime.run_manifest import RunManifest  # noqa: E402
 from stemforge.symbolic.training.window_store import load_window_notes  # noqa: E402

@@ -44,8 +44,9 @@ import numpy as np  # noqa: E402
 from stemforge.eval.music_features import group_histograms, histogram_distance, line  # noqa: E402
 from stemforge.eval.novelty import assess_grid  # noqa: E402
 from stemforge.eval.report import store_tracks  # noqa: E402
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
 from stemforge.symbolic.decoding.model import DEFAULT_MODEL_DIR, load_composer  # noqa: E402
-from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
+from stemforge.symbolic.music.arrangement import Note  # noqa: E402
 from stemforge.symbolic.music.canonical import NoveltyIndex  # noqa: E402
 from stemforge.symbolic.music.conditions import Key, build_conditions, model_genre_for, parse_key  # noqa: E402
 from stemforge.symbolic.runtime.sampling_settings import SamplingSettings  # noqa: E402

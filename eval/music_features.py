@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from scipy.spatial.distance import jensenshannon
 
-from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, Note
-from stemforge.symbolic.music.canonical import GRID_PER_BEAT
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, GRID_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note
 from stemforge.symbolic.music.conditions import Key
 from stemforge.symbolic.recipes.corpus import estimate_key
 

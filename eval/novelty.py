@@ -42,12 +42,11 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, GRID_PER_BEAT, STEP_TICKS
+from stemforge.symbolic.music.arrangement import Note
 from stemforge.symbolic.music.canonical import (
     BAR_STEPS,
-    GRID_PER_BEAT,
     ROLE_CODES,
-    STEP_TICKS,
     WINDOW_BARS,
     NoveltyIndex,
     Reading,

@@ -50,7 +50,8 @@ from stemforge.eval.music_features import (
     snap_notes,
 )
 from stemforge.eval.wjd import read_wjd, solo_bass, solo_chords, solo_notes
-from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note
 from stemforge.symbolic.music.conditions import Key
 from stemforge.symbolic.recipes import corpus_rules as rules
 from stemforge.symbolic.recipes.corpus import (
@@ -64,7 +65,6 @@ from stemforge.symbolic.recipes.corpus import (
     read_gmd_info,
 )
 
-TICKS_PER_BEAT = rules.TPB  # 480, the corpus resolution
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 EXCERPT_BARS = 8  # the default piece length of `pipeline run`
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -20,16 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stemforge.eval.cache import code_digest, library_versions
+from stemforge.symbolic.core.cache import code_digest, library_versions
 from stemforge.symbolic.core.errors import UserError
-from stemforge.symbolic.music.arrangement import (
-    TICKS_PER_BAR,
-    Arrangement,
-    ArrangementError,
-    midi_length_ticks,
-    read_tracks,
-)
-from stemforge.symbolic.music.canonical import file_sha256
+from stemforge.symbolic.core.hashing import file_sha256
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR
+from stemforge.symbolic.music.arrangement import Arrangement, ArrangementError, midi_length_ticks, read_tracks
 from stemforge.symbolic.music.conditions import GENRES, ROLES, Conditions, match_genre
 from stemforge.symbolic.runtime.run_manifest import FULL_MIDI, ManifestError, RunManifest
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stemforge.eval.cache import CachedClip, FrameCache, code_digest
+from stemforge.eval.cache import CachedClip, FrameCache
 from stemforge.eval.embeddings import (
     EMBEDDINGS,
     Embedding,
@@ -64,15 +64,12 @@ from stemforge.eval.reference import (
     run_sources,
     run_tracks,
 )
+from stemforge.symbolic.core.cache import code_digest
+from stemforge.symbolic.core.hashing import file_sha256
 from stemforge.symbolic.core.progress import progress_bar
-from stemforge.symbolic.music.arrangement import TICKS_PER_BEAT, Note
-from stemforge.symbolic.music.canonical import (
-    GRID_PER_BEAT,
-    WINDOW_BARS,
-    IndexVersionError,
-    NoveltyIndex,
-    file_sha256,
-)
+from stemforge.symbolic.core.ticks import GRID_PER_BEAT, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.canonical import WINDOW_BARS, IndexVersionError, NoveltyIndex
 from stemforge.symbolic.music.conditions import ConditionError, Key, parse_key
 from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME, RunManifest
 from stemforge.symbolic.training.window_store import (
@@ -626,7 +623,7 @@ ROLE_COLOURS = {"drums": "tab:gray", "bass": "tab:blue", "melody": "tab:orange"}
 
 
 def _roll(ax, window: dict[str, np.ndarray], title: str) -> None:
-    from stemforge.symbolic.music.canonical import GRID_PER_BEAT
+    from stemforge.symbolic.core.ticks import GRID_PER_BEAT
 
     for role, rows in window.items():
         for onset, duration, pitch in rows.tolist():

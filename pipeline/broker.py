@@ -98,8 +98,8 @@ def model_queue(model: Path | None, musicgen: str | None = None) -> str:
     model take them (a model folder may sit at another path on each machine)."""
     import hashlib
 
+    from stemforge.symbolic.core.hashing import file_sha256
     from stemforge.symbolic.decoding.model import read_model_info
-    from stemforge.symbolic.music.canonical import file_sha256
 
     info = read_model_info(model)
     sha = info.meta.get("weights_sha256") or file_sha256(info.path / "model.safetensors")

@@ -304,7 +304,7 @@ def _watch_parent(parent_pid: int) -> None:
 def worker_threads(workers: int, asked: int | None = None) -> int:
     """Threads for each of `workers` worker processes on this machine: `asked`, or the cores
     shared among them (a job's takes decode side by side in them, and torch uses them)."""
-    from stemforge.symbolic.decoding.kernels import usable_cores
+    from stemforge.symbolic.core.cores import usable_cores
 
     return asked or max(1, usable_cores() // workers)
 

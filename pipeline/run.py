@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from stemforge.pipeline.exports import TakeFolder, finish_takes
 from stemforge.pipeline.request import RunError, RunRequest
+from stemforge.symbolic.core.hashing import file_sha256
 from stemforge.symbolic.core.paths import (
     disk_full,
     output_problem,
@@ -25,15 +26,14 @@ from stemforge.symbolic.core.paths import (
     release,
     remove_stale_partials,
 )
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
 from stemforge.symbolic.music.arrangement import (
-    TICKS_PER_BEAT,
     Arrangement,
     ArrangementError,
     Track,
     read_tracks,
     role_of_track_name,
 )
-from stemforge.symbolic.music.canonical import file_sha256
 from stemforge.symbolic.music.conditions import (
     MAX_SEED,
     ROLES,
@@ -427,7 +427,7 @@ def _render_takes(request: RunRequest, takes: list[Composed], report: Progress) 
     back from 55% to 0% when rendering started)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from stemforge.symbolic.decoding.kernels import usable_cores
+    from stemforge.symbolic.core.cores import usable_cores
 
     fractions = [0.0] * len(takes)
     lock = threading.Lock()

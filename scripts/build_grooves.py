@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from stemforge.configs import resolve_config  # noqa: E402
 from stemforge.eval.music_features import swing  # noqa: E402
-from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track  # noqa: E402
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
+from stemforge.symbolic.music.arrangement import Note, Track  # noqa: E402
 from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES  # noqa: E402
 from stemforge.symbolic.recipes.corpus import CorpusConfig, load_gmd  # noqa: E402
 from stemforge.symbolic.runtime import groove  # noqa: E402

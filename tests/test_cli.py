@@ -16,7 +16,8 @@ import pytest
 import soundfile
 
 from stemforge.pipeline.cli import main
-from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, read_tracks
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR
+from stemforge.symbolic.music.arrangement import read_tracks
 from tests.midi_fixtures import write_groove
 
 

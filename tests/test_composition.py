@@ -14,9 +14,10 @@ import pytest
 
 from stemforge.eval.music_features import bass_on_kick, kick_coverage, self_similarity
 from stemforge.pipeline.run import RunRequest, run
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.decoding.model import load_composer
 from stemforge.symbolic.decoding.style import STYLE_FILE, StyleStats
-from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
+from stemforge.symbolic.music.arrangement import Note
 from stemforge.symbolic.music.conditions import ConditionError, build_conditions, parse_loop, progression_of
 from stemforge.symbolic.music.harmony import chord_scale, chord_tones
 from stemforge.symbolic.runtime.grammar import GrammarState, GrammarTables, Kind

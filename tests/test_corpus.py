@@ -28,7 +28,8 @@ from stemforge.symbolic.recipes.corpus import (
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data"
-BEAT, BAR = rules.TPB, rules.BAR
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR as BAR  # noqa: E402
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as BEAT  # noqa: E402
 
 
 def backbeat_groove(bars: int, hat_step: int = 240) -> list[Note]:

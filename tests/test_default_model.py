@@ -10,8 +10,8 @@ import pytest
 
 from stemforge.eval.music_features import Share, kick_coverage
 from stemforge.pipeline.run import RunRequest, run
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.decoding.model import DEFAULT_MODEL_DIR, load_composer
-from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music.conditions import GENRES, ROLES
 from stemforge.symbolic.runtime.sampling import SamplePlan, Sampler, SamplingSettings
 

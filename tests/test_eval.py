@@ -36,21 +36,9 @@ from stemforge.eval.fad import (
 from stemforge.eval.novelty import COPY_BARS, Match, assess_tracks, nearest_training_windows, piece_novelty
 from stemforge.eval.reference import EvalError, conform, read_audio, role_from_name
 from stemforge.eval.report import EvalRequest, RunPiece, run_eval, symbolic_section
-from stemforge.symbolic.music.arrangement import (
-    TICKS_PER_BAR,
-    TICKS_PER_BEAT,
-    Arrangement,
-    Note,
-    Track,
-    tracks_to_score,
-)
-from stemforge.symbolic.music.canonical import (
-    GRID_PER_BEAT,
-    INDEX_VERSION,
-    IndexVersionError,
-    NoveltyIndex,
-    piece_digests,
-)
+from stemforge.symbolic.core.ticks import GRID_PER_BEAT, TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Arrangement, Note, Track, tracks_to_score
+from stemforge.symbolic.music.canonical import INDEX_VERSION, IndexVersionError, NoveltyIndex, piece_digests
 from stemforge.symbolic.music.conditions import Conditions, parse_key
 from stemforge.symbolic.runtime.run_manifest import RunManifest
 from stemforge.symbolic.training.window_store import (
@@ -819,7 +807,8 @@ def test_frames_cache_misses_on_new_render_settings_and_recomputes_a_corrupt_ent
 
 
 def test_cache_root_follows_the_environment(tmp_path, monkeypatch):
-    from stemforge.eval.cache import FrameCache, default_cache_root
+    from stemforge.eval.cache import FrameCache
+    from stemforge.symbolic.core.cache import default_cache_root
 
     monkeypatch.setenv("STEMFORGE_CACHE_DIR", str(tmp_path / "mine"))
     assert default_cache_root() == tmp_path / "mine"

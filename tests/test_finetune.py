@@ -15,7 +15,8 @@ from safetensors.numpy import load_file
 from stemforge.eval.novelty import assess_tracks
 from stemforge.pipeline.cli import main as cli_main
 from stemforge.pipeline.run import RunRequest, run
-from stemforge.symbolic.music.arrangement import TICKS_PER_BEAT, read_tracks
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import read_tracks
 from stemforge.symbolic.music.canonical import NoveltyIndex
 from stemforge.symbolic.music.tokenizer import ComposerTokenizer
 from stemforge.symbolic.training.finetune import FineTuneError

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import symusic
 
-from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note, Track, tracks_to_score
 from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES
 from stemforge.symbolic.runtime import groove
 from stemforge.symbolic.runtime.groove import (

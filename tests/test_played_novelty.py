@@ -16,8 +16,9 @@ from stemforge.eval.novelty import assess_tracks, piece_novelty, run_grid_tracks
 from stemforge.eval.reference import run_tracks
 from stemforge.pipeline.cli import main as cli_main
 from stemforge.pipeline.run import RunRequest, run
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music import drum_map
-from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
+from stemforge.symbolic.music.arrangement import Note
 from stemforge.symbolic.music.canonical import INDEX_VERSION, IndexVersionError, NoveltyIndex, read_piece
 from stemforge.symbolic.runtime.run_manifest import RunManifest
 from stemforge.symbolic.training.prepare import PrepareConfig, prepare_dataset

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stemforge.pipeline.run import RunRequest, run
-from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music.conditions import ConditionError
 from stemforge.symbolic.music.tokenizer import TokenizerSpec
 from stemforge.symbolic.training.prepare import PrepareConfig, PrepareError, load_piece, prepare_dataset

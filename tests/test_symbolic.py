@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import symusic
 
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.decoding.model import load_composer
-from stemforge.symbolic.music.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, read_tracks
+from stemforge.symbolic.music.arrangement import Note, Track, read_tracks
 from stemforge.symbolic.music.conditions import ROLES
 from stemforge.symbolic.music.tokenizer import ComposerTokenizer, TokenizerSpec
 from stemforge.symbolic.runtime.grammar import GrammarError, GrammarState, GrammarTables

@@ -8,7 +8,7 @@ target's registries: bench/cold_start.py), more than composing the piece. The sa
 compiled by numba.pycc into an extension module load in milliseconds without importing numba,
 and give bit-identical logits and draws (tests/test_symbolic.py checks both forms against each
 other). The module is built once per machine by `build_ahead_of_time` (scripts/setup.sh, via
-`compiled_decoder.precompile`) into the user cache (eval.cache.default_cache_root()), named by
+`compiled_decoder.precompile`) into the user cache (symbolic.core.cache.default_cache_root()), named by
 a digest of the kernels' source and of this module, the numba and numpy versions and the CPU's
 instruction-set flags: edited kernels, other libraries or a cache folder shared with another
 CPU find no module and fall back to the JIT, never to stale or foreign code; a machine whose
@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from stemforge.symbolic.core.cores import usable_cores
 
 # the kernels' source and this module (the exported signatures, the compiler settings)
 KERNEL_MODULES = ("stemforge.symbolic.decoding.decode_kernels", "stemforge.symbolic.decoding.draw", "stemforge.symbolic.decoding.kernels")
@@ -56,11 +58,6 @@ SIGNATURES = {
     "decode_int8": _decode_signature(I8_4, I8_6),  # the same function over int8 matrices and an int8 cache
     "draw_token": "int64(float32[::1], boolean[::1], float64, int64, float64, float64)",
 }
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, where the system has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def decode_threads() -> int:
@@ -97,7 +94,7 @@ def _cpu_fingerprint() -> str | None:
 def module_name() -> str | None:
     """The ahead-of-time module's name for these kernels, libraries and CPU (None: this CPU
     cannot be told apart, use the JIT)."""
-    from stemforge.eval.cache import code_digest, library_versions
+    from stemforge.symbolic.core.cache import code_digest, library_versions
 
     cpu = _cpu_fingerprint()
     if cpu is None:
@@ -108,7 +105,7 @@ def module_name() -> str | None:
 
 
 def kernels_dir() -> Path:
-    from stemforge.eval.cache import default_cache_root
+    from stemforge.symbolic.core.cache import default_cache_root
 
     return default_cache_root() / "kernels"
 

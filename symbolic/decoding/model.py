@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stemforge.symbolic.core.errors import UserError
-from stemforge.symbolic.music.canonical import file_sha256
+from stemforge.symbolic.core.hashing import file_sha256
 
 if TYPE_CHECKING:
     from stemforge.symbolic.decoding.compiled_decoder import DecoderWeights

@@ -14,11 +14,9 @@ import symusic
 
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.paths import write_atomic
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music.conditions import ROLES, Conditions, Key, parse_key
 
-TICKS_PER_BEAT = 480
-BEATS_PER_BAR = 4
-TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 DRUM_CHANNEL = 9  # GM channel 10, zero-based
 
 # GM programs written to MIDI per genre and role (drums are channel 10, program 0).

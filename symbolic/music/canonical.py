@@ -38,32 +38,23 @@ from pathlib import Path
 import numpy as np
 
 from stemforge.symbolic.core.errors import UserError
-from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, Note
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, GRID_PER_BEAT, STEP_TICKS
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
+from stemforge.symbolic.music.arrangement import Note
 from stemforge.symbolic.music.drum_map import novelty_pitch
-from stemforge.symbolic.recipes.corpus_rules import FEEL_GRIDS, SWING_MARGIN, TPB, snap
+from stemforge.symbolic.recipes.corpus_rules import FEEL_GRIDS, SWING_MARGIN, snap
 
-GRID_PER_BEAT = 12
 BAR_STEPS = GRID_PER_BEAT * BEATS_PER_BAR  # grid steps in one 4/4 bar
 WINDOW_BARS = 4  # windows of the nearest-window store and of the report's symbolic figures
 ROLE_CODES: dict[str, int] = {"drums": 0, "bass": 1, "melody": 2}
 ALL_PARTS = "all"  # the parts of a piece together
 PART_CODES: dict[str, int] = {**ROLE_CODES, ALL_PARTS: 3}
 DRUMS_CODE = ROLE_CODES["drums"]
-STEP_TICKS = TPB // GRID_PER_BEAT  # one grid step in ticks at 480 per beat
 INDEX_VERSION = 3
 
 
 class IndexVersionError(UserError):
     """An index this version cannot read (written by an older stemforge, or damaged)."""
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in blocks (SoundFonts run to hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- the grid

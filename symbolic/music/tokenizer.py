@@ -23,7 +23,8 @@ from pathlib import Path
 import symusic
 
 from stemforge.symbolic.core.errors import UserError
-from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track, without_overlaps
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note, Track, without_overlaps
 from stemforge.symbolic.music.conditions import DENSITIES, KEY_NAMES, ROLES, Key, parse_key
 
 

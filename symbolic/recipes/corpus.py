@@ -32,11 +32,13 @@ import symusic
 from stemforge.configs import load_config
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.progress import progress_bar
+from stemforge.symbolic.core.ticks import STEP_TICKS as GRID
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR as BAR
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
 from stemforge.symbolic.music.arrangement import GENRE_PROGRAMS, Arrangement, Note, Track
 from stemforge.symbolic.music.conditions import GENRES, Conditions, Key, parse_key
 from stemforge.symbolic.recipes import corpus_rules as rules
 
-BAR, TPB, GRID = rules.BAR, rules.TPB, rules.GRID
 LICENCES = {
     "gmd": "CC-BY-4.0 (Groove MIDI Dataset, Gillick et al. 2019)",
     "pop909": "MIT (POP909, Wang et al. 2020)",

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stemforge.symbolic.core.ticks import STEP_TICKS as GRID  # 40 ticks: the token grid
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR as BAR
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
 from stemforge.symbolic.music import drum_map
 from stemforge.symbolic.music.arrangement import Note
 from stemforge.symbolic.music.conditions import Key
@@ -39,9 +42,6 @@ from stemforge.symbolic.music.harmony import (
     parse_chord as parse_chord,  # re-exported: corpus and its tests read chords here
 )
 
-TPB = 480
-BAR = 4 * TPB
-GRID = TPB // 12  # 40 ticks: the token grid of `symbolic.training.prepare`
 DRUM_TICKS = GRID  # drum hits are one grid step long; only the onset matters
 
 # Drum names and the corpus's drum tables come from the one drum map (symbolic/music/drum_map.py):
@@ -268,7 +268,7 @@ def four_on_the_floor(notes: list[Note], bars: int, rng: random.Random, techno: 
     extra snares and toms and adds a steady 16th closed hat."""
     source = straighten(notes)
     keep = {CLOSED_HAT, PEDAL_HAT, RIDE, RIDE_BELL} if techno else {CLOSED_HAT, PEDAL_HAT, RIDE, RIDE_BELL, RIM}
-    out = [n for n in source if n.pitch in keep and n.start % 480 != 240]
+    out = [n for n in source if n.pitch in keep and n.start % TPB != TPB // 2]
     for bar in range(bars):
         base = bar * BAR
         for beat in range(4):
@@ -278,7 +278,7 @@ def four_on_the_floor(notes: list[Note], bars: int, rng: random.Random, techno: 
             out.append(_hit(base + beat * TPB, CLAP, 105))
         if techno:
             out += [_hit(base + t, CLOSED_HAT, 70 if t % 240 else 55) for t in range(0, BAR, 120)
-                    if t % 480 != 240]
+                    if t % TPB != TPB // 2]
         if bar % 8 == 0:
             out.append(_hit(base, CRASH, 90))
     return _dedupe(out)

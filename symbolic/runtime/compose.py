@@ -15,12 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.decoding.model import Composer
 from stemforge.symbolic.music.arrangement import (
-    BEATS_PER_BAR,
     DEFAULT_PROGRAMS,
     GENRE_PROGRAMS,
-    TICKS_PER_BEAT,
     Arrangement,
     Note,
     Track,

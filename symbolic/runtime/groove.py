@@ -34,8 +34,16 @@ from pathlib import Path
 import numpy as np
 
 from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.core.ticks import (
+    GRID_PER_BEAT as SLOTS_PER_BEAT,  # 16ths every 3rd slot, triplets every 4th
+)
+from stemforge.symbolic.core.ticks import STEP_TICKS as SLOT_TICKS
+from stemforge.symbolic.core.ticks import (
+    TICKS_PER_BEAT as TPB,  # extraction works at 480 per beat, as the corpus
+)
 from stemforge.symbolic.music import drum_map
-from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note, Track
+from stemforge.symbolic.music.arrangement import Note, Track
 from stemforge.symbolic.music.conditions import MAX_SWING_PERCENT
 from stemforge.symbolic.recipes import corpus_rules as rules
 
@@ -44,9 +52,6 @@ GROOVES_FORMAT = 1
 SOURCE = "Groove MIDI Dataset, Gillick et al. 2019 (train split, 4/4 beat performances)"
 LICENCE = "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/): derived statistics of the GMD"
 
-TPB = rules.TPB  # extraction works at 480 ticks per beat, like the corpus rules
-SLOTS_PER_BEAT = 12  # the token grid: holds the 16th (every 3rd slot) and triplet (every 4th) grids
-SLOT_TICKS = TPB // SLOTS_PER_BEAT
 SLOTS_PER_BAR = SLOTS_PER_BEAT * BEATS_PER_BAR
 
 # Drum groups as a producer reads a groove (GM notes). Cymbals ride with the hats: they

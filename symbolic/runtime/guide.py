@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR
 from stemforge.symbolic.decoding.style import StyleStats
-from stemforge.symbolic.music.arrangement import BEATS_PER_BAR
 from stemforge.symbolic.music.conditions import parse_key
 from stemforge.symbolic.runtime.grammar import GrammarState, GrammarTables, Kind
 from stemforge.symbolic.runtime.plan import CompositionPlan

@@ -37,7 +37,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from stemforge.symbolic.music.arrangement import TICKS_PER_BEAT
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
 from stemforge.symbolic.music.conditions import ROLES, Conditions, progression_of
 from stemforge.symbolic.music.harmony import ChordSpan, chord_scale, chord_tones
 

@@ -150,7 +150,7 @@ def carry_over(base: BaseModel, data_dir: Path, out_dir: Path) -> None:
                               (load_window_notes(index_dir / "windows.npz"), "")):
             windows += [(prefix + store.sources[int(store.source_ids[i])], int(store.start_bars[i]), _window_tracks(
                 store, i)) for i in range(len(store))]
-        from stemforge.symbolic.music.arrangement import TICKS_PER_BEAT
+        from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
 
         save_window_notes(windows, TICKS_PER_BEAT, index_dir / "windows.npz")
     _merge_reference(base.path / "reference_midi", out_dir / "reference_midi")
@@ -163,8 +163,8 @@ def carry_over(base: BaseModel, data_dir: Path, out_dir: Path) -> None:
 
 
 def _window_tracks(store, i: int) -> dict:
-    from stemforge.symbolic.music.arrangement import TICKS_PER_BEAT, Note
-    from stemforge.symbolic.music.canonical import GRID_PER_BEAT
+    from stemforge.symbolic.core.ticks import GRID_PER_BEAT, TICKS_PER_BEAT
+    from stemforge.symbolic.music.arrangement import Note
 
     scale = TICKS_PER_BEAT // GRID_PER_BEAT
     return {role: [Note(int(o) * scale, max(1, int(d)) * scale, int(p), 100) for o, d, p in rows.tolist()]

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note
 
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 OFFSET_STEPS = 48  # sub-beat offsets tried, 1/48 beat (10 ticks) apart

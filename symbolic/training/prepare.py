@@ -29,15 +29,9 @@ from stemforge.configs import load_config, resolve_config
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.paths import output_problem
 from stemforge.symbolic.core.progress import progress_bar
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music import drum_map
-from stemforge.symbolic.music.arrangement import (
-    BEATS_PER_BAR,
-    TICKS_PER_BEAT,
-    Note,
-    Track,
-    end_tracks_at,
-    tracks_to_score,
-)
+from stemforge.symbolic.music.arrangement import Note, Track, end_tracks_at, tracks_to_score
 from stemforge.symbolic.music.conditions import (
     DENSITIES,
     GENRES,

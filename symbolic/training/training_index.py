@@ -23,7 +23,8 @@ import numpy as np
 
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.progress import progress_bar
-from stemforge.symbolic.music.arrangement import TICKS_PER_BEAT, Note
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note
 from stemforge.symbolic.music.canonical import INDEX_VERSION, ROLE_CODES, NoveltyIndex, piece_digests
 
 PIECES_FILE = "train_pieces.npz"

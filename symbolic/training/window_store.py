@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stemforge.symbolic.music.arrangement import BEATS_PER_BAR, Note
-from stemforge.symbolic.music.canonical import GRID_PER_BEAT, ROLE_CODES, WINDOW_BARS, canonical_notes
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, GRID_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.canonical import ROLE_CODES, WINDOW_BARS, canonical_notes
 
 CODE_ROLES: dict[int, str] = {code: role for role, code in ROLE_CODES.items()}
 WINDOW_STEPS = WINDOW_BARS * BEATS_PER_BAR * GRID_PER_BEAT  # grid steps in one window
