@@ -98,7 +98,7 @@ def _seed_clip_tracks(path: Path, messages: list[str] | None = None) -> dict[str
     if len(tracks) < len(ROLES):
         import symusic
 
-        from stemforge.symbolic.training.prepare import detect_roles
+        from stemforge.symbolic.music.roles import detect_roles
 
         score = symusic.Score(str(path))
         named = {i for i, t in enumerate(score.tracks) if role_of_track_name(t.name) in tracks}
@@ -108,8 +108,8 @@ def _seed_clip_tracks(path: Path, messages: list[str] | None = None) -> dict[str
             if role not in tracks:
                 tracks[role] = Track(role, 0, role == "drums", notes)
     if "drums" in tracks:  # read through the one drum map, as prepare reads training files
+        from stemforge.symbolic.music.drum_map import map_drum_notes
         from stemforge.symbolic.music.tokenizer import TokenizerSpec
-        from stemforge.symbolic.training.prepare import map_drum_notes
 
         notes, mapped, dropped = map_drum_notes(tracks["drums"].notes, *TokenizerSpec([]).role_pitch_ranges["drums"])
         tracks["drums"] = dataclasses.replace(tracks["drums"], notes=notes)

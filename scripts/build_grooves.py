@@ -27,6 +27,7 @@ from stemforge.eval.music_features import swing  # noqa: E402
 from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
 from stemforge.symbolic.music.arrangement import Note, Track  # noqa: E402
 from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES  # noqa: E402
+from stemforge.symbolic.recipes import grooves  # noqa: E402
 from stemforge.symbolic.recipes.corpus import CorpusConfig, load_gmd  # noqa: E402
 from stemforge.symbolic.runtime import groove  # noqa: E402
 
@@ -163,8 +164,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=groove.GROOVES_PATH, help="groove pool JSON to write")
     parser.add_argument("--report", action="store_true", help="print the measurements of docs/groove.md")
     args = parser.parse_args()
-    train = groove.gmd_performances(args.gmd, ("train",))
-    pool = groove.build_pool(train, GENRES)
+    train = grooves.gmd_performances(args.gmd, ("train",))
+    pool = grooves.build_pool(train, GENRES)
     pool.save(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB, "
           f"{len(pool.templates)} templates from {len(train)} takes)")

@@ -15,6 +15,7 @@ import symusic
 from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music.arrangement import Note, Track, tracks_to_score
 from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES
+from stemforge.symbolic.recipes import grooves
 from stemforge.symbolic.runtime import groove
 from stemforge.symbolic.runtime.groove import (
     GENRE_SWING,
@@ -373,12 +374,12 @@ def test_every_shipped_template_gives_flat_tokens_twenty_plus_velocities() -> No
 
 @pytest.fixture(scope="module")
 def gmd_train() -> list[Performance]:
-    return groove.gmd_performances(GMD, ("train",))
+    return grooves.gmd_performances(GMD, ("train",))
 
 
 @needs_gmd
 def test_building_from_gmd_reproduces_the_shipped_file(gmd_train: list[Performance]) -> None:
-    assert groove.build_pool(gmd_train, GENRES).to_json() == groove.GROOVES_PATH.read_text()
+    assert grooves.build_pool(gmd_train, GENRES).to_json() == groove.GROOVES_PATH.read_text()
 
 
 @needs_gmd

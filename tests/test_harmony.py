@@ -31,19 +31,12 @@ from stemforge.symbolic.music.harmony import (
     ChordError,
     ChordSpan,
     Progression,
-    Window,
-    billboard_windows,
-    build_table,
     chord_quality,
     chord_symbol,
     chord_tones,
-    count_windows,
-    cycle_of,
     default_candidates,
-    default_figures,
     default_progression,
     draw_shares,
-    extract_progressions,
     load_table,
     make_chord,
     out_of_key,
@@ -54,14 +47,9 @@ from stemforge.symbolic.music.harmony import (
     progression_in_prompt,
     roman_numeral,
     romans_in_key,
-    song_windows,
     source_entries,
     source_table,
-    window_label,
-    wjd_windows,
-    write_table,
 )
-from stemforge.symbolic.music.harmony import main as harmony_main
 from stemforge.symbolic.recipes import corpus_rules as rules
 from stemforge.symbolic.recipes.harmony_data import (
     ARTIST_STYLES,
@@ -75,6 +63,20 @@ from stemforge.symbolic.recipes.harmony_data import (
     read_wjd,
     style_for,
 )
+from stemforge.symbolic.recipes.progressions import (
+    Window,
+    billboard_windows,
+    build_table,
+    count_windows,
+    cycle_of,
+    default_figures,
+    extract_progressions,
+    song_windows,
+    window_label,
+    wjd_windows,
+    write_table,
+)
+from stemforge.symbolic.recipes.progressions import main as harmony_main
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -140,7 +140,7 @@ FEELS: tuple[str, ...] = ("straight", "triplet", "swing16")
 def window_feel(slots: Counter) -> str:
     """The grid a window's drums sit on, from how many onsets fall on each 1/12-beat slot of
     the beat: straight 16ths (slots 3, 6, 9), triplets (4, 8) or swung 16ths (4, 6, 10), as
-    the corpus quantizes played grooves (`corpus_rules.FEEL_GRIDS`)."""
+    the corpus quantizes played grooves (`symbolic.music.feel.FEEL_GRIDS`)."""
     straight = slots[3] + slots[9]  # the slots only each grid has (6 is straight's and swung 16ths' "and")
     rolls = slots[1] + slots[2] + slots[5] + slots[7] + slots[11]  # 1/48 and 16th-triplet rolls (trap hats)
     if rolls > 0.15 * sum(count for slot, count in slots.items() if slot):

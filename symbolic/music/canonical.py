@@ -8,7 +8,7 @@ line belongs to the bar it is heard in, not to the one before. Parts already on 
 (the training data, token-grid runs, quantized MIDI, a verbatim copy of a training file)
 are read as they are. A performance (a grooved run without its token ids, a humanized or
 played copy) is snapped to the grid its feel implies, straight 16ths, triplets or swung
-16ths (`symbolic.recipes.corpus_rules.FEEL_GRIDS`), with the player's constant lag removed, fitted
+16ths (`symbolic.music.feel.FEEL_GRIDS`), with the player's constant lag removed, fitted
 on all off-grid parts together (a melody alone rarely has enough off-beats to show its
 feel). Rounding a swung "and" to the nearest 1/12 beat instead would land on a position the
 corpus never has.
@@ -42,7 +42,7 @@ from stemforge.symbolic.core.ticks import BEATS_PER_BAR, GRID_PER_BEAT, STEP_TIC
 from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
 from stemforge.symbolic.music.arrangement import Note
 from stemforge.symbolic.music.drum_map import novelty_pitch
-from stemforge.symbolic.recipes.corpus_rules import FEEL_GRIDS, SWING_MARGIN, snap
+from stemforge.symbolic.music.feel import FEEL_GRIDS, SWING_MARGIN, snap
 
 BAR_STEPS = GRID_PER_BEAT * BEATS_PER_BAR  # grid steps in one 4/4 bar
 WINDOW_BARS = 4  # windows of the nearest-window store and of the report's symbolic figures

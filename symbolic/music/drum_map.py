@@ -23,7 +23,10 @@ whichever kit or reading wrote it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
+
+from stemforge.symbolic.music.arrangement import Note
 
 KICK, RIM, SNARE, CLAP, CLOSED_HAT, PEDAL_HAT, OPEN_HAT = 36, 37, 38, 39, 42, 44, 46
 LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, RIDE_BELL, SHAKER = 43, 47, 50, 49, 51, 53, 70
@@ -90,3 +93,31 @@ def novelty_pitch(pitch: int) -> int:
     have none), a General MIDI copy and the folded corpus all say the same bars. (A General
     MIDI vibraslap reads as a tom here; only the check reads it so.)"""
     return fold(to_general_midi(pitch, "vdrums"))
+
+
+def map_drums(notes: list[tuple[int, int, int]], table: dict[int, int], keep_gm: bool) -> list[tuple[int, int, int]]:
+    """(tick, pitch, velocity) hits with pitches mapped to GM; unknown pitches dropped."""
+    out = []
+    for tick, pitch, velocity in notes:
+        mapped = table.get(pitch, pitch if keep_gm and pitch in GM_PERCUSSION else None)
+        if mapped is not None:
+            out.append((tick, mapped, velocity))
+    return out
+
+
+def map_drum_notes(notes: list[Note], low: int, high: int, kit: str | None = None) -> tuple[list[Note], Counter, Counter]:
+    """Drum notes as the General MIDI drums the tokenizer holds ([low, high)), read as `kit`
+    ("gm" or "vdrums"; None: the notes' own, `drum_map.kit_of`) through the one drum map;
+    whatever is still out of range dropped. Returns the notes and, per original pitch, how
+    many were mapped and how many dropped, so the report can say so."""
+    mapping = table(kit or kit_of(n.pitch for n in notes))
+    kept, mapped, dropped = [], Counter(), Counter()
+    for note in notes:
+        pitch = mapping.get(note.pitch, note.pitch)
+        if not low <= pitch < high:
+            dropped[note.pitch] += 1
+            continue
+        if pitch != note.pitch:
+            mapped[note.pitch] += 1
+        kept.append(Note(note.start, note.duration, pitch, note.velocity))
+    return kept, mapped, dropped

@@ -35,6 +35,7 @@ from stemforge.symbolic.core.progress import progress_bar
 from stemforge.symbolic.core.ticks import STEP_TICKS as GRID
 from stemforge.symbolic.core.ticks import TICKS_PER_BAR as BAR
 from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
+from stemforge.symbolic.music import drum_map
 from stemforge.symbolic.music.arrangement import GENRE_PROGRAMS, Arrangement, Note, Track
 from stemforge.symbolic.music.conditions import GENRES, Conditions, Key, parse_key
 from stemforge.symbolic.recipes import corpus_rules as rules
@@ -196,7 +197,7 @@ def read_gmd_hits(path: Path) -> list[tuple[int, int, int]] | None:
     except Exception:  # symusic raises RuntimeError on unreadable files
         return None
     hits = [(n.time, n.pitch, n.velocity) for t in score.tracks for n in t.notes]
-    return rules.map_drums(hits, rules.GMD_TO_GM, keep_gm=False)
+    return drum_map.map_drums(hits, rules.GMD_TO_GM, keep_gm=False)
 
 
 def load_gmd(root: Path, config: CorpusConfig, skipped: Counter) -> list[Groove]:
@@ -615,7 +616,7 @@ def _pick_roles(tracks: list[symusic.Track]) -> tuple[list[Note], list[Note], li
     bass = max(bass_like or low, key=lambda p: len(p[1]), default=None)
     rest = [p for p in pitched if p is not bass and median_pitch(p) >= 52 and single_line(p) > 0.8]
     melody = max(rest, key=lambda p: (round(single_line(p), 1), len(p[1])), default=None)
-    rules_drums = [Note(t, rules.DRUM_TICKS, p, v) for t, p, v in rules.map_drums(drums, rules.GM_FOLD, True)]
+    rules_drums = [Note(t, rules.DRUM_TICKS, p, v) for t, p, v in drum_map.map_drums(drums, rules.GM_FOLD, True)]
     return rules_drums, (bass[1] if bass else []), (melody[1] if melody else [])
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-import numpy as np
-
 from stemforge.symbolic.core.ticks import STEP_TICKS as GRID  # 40 ticks: the token grid
 from stemforge.symbolic.core.ticks import TICKS_PER_BAR as BAR
 from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
@@ -37,6 +35,10 @@ from stemforge.symbolic.music.drum_map import (
     SHAKER,
     SNARE,
 )
+from stemforge.symbolic.music.feel import clamp_velocity, snap
+from stemforge.symbolic.music.feel import (
+    detect_feel as detect_feel,  # re-exported: the corpus, eval's real-music reader and tests read it here
+)
 from stemforge.symbolic.music.harmony import Chord, ChordSpan
 from stemforge.symbolic.music.harmony import (
     parse_chord as parse_chord,  # re-exported: corpus and its tests read chords here
@@ -53,70 +55,7 @@ GM_FOLD: dict[int, int] = drum_map.GM_FOLD
 GM_PERCUSSION = drum_map.GM_PERCUSSION
 FILL_DRUMS = frozenset({SNARE, 40, 41, LOW_TOM, 45, MID_TOM, 48, HIGH_TOM})  # what a fill is played on
 
-# Positions of a note inside a beat (ticks) for each feel. "triplet" is swung 8ths and
-# triplets (shuffle, jazz); "swing16" is swung 16ths (the MPC swing of hip-hop and lofi).
-FEEL_GRIDS: dict[str, tuple[int, ...]] = {
-    "straight": (0, 120, 240, 360),
-    "triplet": (0, 160, 320),
-    "swing16": (0, 160, 240, 400),
-}
-# How much better (lower mean error) a swung grid must fit than the straight 16th grid:
-# the swung grids have fewer or uneven slots, so noise alone should not pick them.
-SWING_MARGIN = 0.75
-
-
 # ----------------------------------------------------------------------------- drums
-
-
-def map_drums(notes: list[tuple[int, int, int]], table: dict[int, int], keep_gm: bool) -> list[tuple[int, int, int]]:
-    """(tick, pitch, velocity) hits with pitches mapped to GM; unknown pitches dropped."""
-    out = []
-    for tick, pitch, velocity in notes:
-        mapped = table.get(pitch, pitch if keep_gm and pitch in GM_PERCUSSION else None)
-        if mapped is not None:
-            out.append((tick, mapped, velocity))
-    return out
-
-
-def grid_error(ticks: list[int], feel: str, offset: int = 0) -> float:
-    """Mean distance (ticks) from each onset, moved by `offset`, to the nearest slot of `feel`."""
-    if not len(ticks):
-        return 0.0
-    slots = np.array(FEEL_GRIDS[feel] + (TPB,))
-    positions = (np.asarray(ticks) + offset) % TPB
-    return float(np.abs(positions[:, None] - slots[None, :]).min(axis=1).mean())
-
-
-def detect_feel(ticks: list[int]) -> tuple[str, int]:
-    """The grid an expressive performance sits on ('straight', 'triplet' or 'swing16')
-    and the offset (ticks) that aligns it. Drummers sit ahead of or behind the click by a
-    fairly constant amount: the offset is the median deviation of the hits near a beat.
-    The feel is then judged on the off-beat hits only (on-beat hits fit every grid)."""
-    positions = np.asarray(ticks, dtype=float) % TPB
-    deviation = np.where(positions > TPB / 2, positions - TPB, positions)
-    near_beat = deviation[np.abs(deviation) <= 80]
-    offset = int(round(-float(np.median(near_beat)) / 10) * 10) if len(near_beat) else 0
-    shifted = (positions + offset) % TPB
-    offbeat = shifted[(shifted > 80) & (shifted < TPB - 80)]
-    if len(offbeat) < 8:
-        return "straight", offset
-    # Swung 8ths land anywhere from ~290 to ~380 ticks (a 58-75% swing), so the straight
-    # grid would read them as the last 16th of the beat. A groove whose late off-beats
-    # outnumber its straight "and"s twice over is swung: a straight groove always has the "and".
-    straight_ands = np.count_nonzero((offbeat >= 200) & (offbeat < 280))
-    late = np.count_nonzero((offbeat >= 280) & (offbeat < 400))
-    if late >= 8 and late >= 2 * straight_ands:
-        return "triplet", offset
-    errors = {feel: grid_error(list(offbeat), feel) for feel in FEEL_GRIDS}
-    swung = min(("triplet", "swing16"), key=lambda f: errors[f])
-    return (swung if errors[swung] < SWING_MARGIN * errors["straight"] else "straight"), offset
-
-
-def snap(tick: int, feel: str) -> int:
-    """The nearest slot of `feel` (may be the next beat)."""
-    beat, offset = divmod(tick, TPB)
-    slots = FEEL_GRIDS[feel] + (TPB,)
-    return beat * TPB + min(slots, key=lambda s: abs(offset - s))
 
 
 def quantize_hits(hits: list[tuple[int, int, int]], feel: str, total_ticks: int, offset: int = 0) -> list[Note]:
@@ -177,10 +116,6 @@ def straighten(notes: list[Note]) -> list[Note]:
 def scale_velocity(notes: list[Note], factor: float, pitches: set[int] | None = None) -> list[Note]:
     return [Note(n.start, n.duration, n.pitch, clamp_velocity(n.velocity * factor))
             if pitches is None or n.pitch in pitches else n for n in notes]
-
-
-def clamp_velocity(value: float) -> int:
-    return int(max(1, min(127, round(value))))
 
 
 def _hit(tick: int, pitch: int, velocity: float) -> Note:

@@ -1,6 +1,6 @@
 """Readers of the real harmony data sets: the McGill Billboard chord annotations and the
 Weimar Jazz Database's beat tracks. Plain readers returning typed dataclasses; what is
-counted from them (progressions per style, see `harmony.build_table`) lives in harmony.py.
+counted from them (progressions per style, see `progressions.build_table`) lives in progressions.py.
 
 - Billboard (`../shared/data/billboard`): "McGill Billboard Project, Burgoyne, Wild and
   Fujinaga 2011", CC0 1.0. 890 annotated chart entries (742 distinct songs), every bar's
@@ -83,7 +83,7 @@ def harte_chord(label: str) -> Chord | None:
 
     Extensions are voiced as the 7th chord under them (C:9 is C7, D:maj6(9) is D6). A
     chord without a third (a power chord C:5, a bare root G:1) has its fifth (or root) in
-    the place of the third: its chord tones are only what sounds, and `harmony.window_label`
+    the place of the third: its chord tones are only what sounds, and `progressions.window_label`
     reads it as the key's own triad on that root, as it reads sus chords."""
     match = _HARTE_LABEL.fullmatch(label.strip())
     if not match:

@@ -72,7 +72,8 @@ def on_feel_grid(track: Track) -> Track:
     may be a live take) snapped to the grid its feel implies: straight 16ths, triplets or
     swung 16ths, as the corpus quantizes performances. Rounding it to the nearest 1/12 beat
     instead would put a swung "and" on positions the model never saw."""
-    from stemforge.symbolic.recipes.corpus_rules import GRID, detect_feel, snap
+    from stemforge.symbolic.core.ticks import STEP_TICKS as GRID
+    from stemforge.symbolic.music.feel import detect_feel, snap
 
     feel, _ = detect_feel([n.start for n in track.notes])
     notes = []

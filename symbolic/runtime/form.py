@@ -4,7 +4,7 @@ A form is what a producer sketches past a loop: `--form "intro:4 verse:8 chorus:
 chorus:8 outro:4"`, prompt words ("full track", "verse and chorus", "with a drop", "32 bars"),
 or, when more than 16 bars are asked without one, the genre's default: real song forms of
 the McGill Billboard set for the styles it covers (pop, rock, soul, funk; `forms.json`,
-rebuilt by `python -m stemforge.symbolic.runtime.form build`), and the documented conventions of
+rebuilt by `python -m stemforge.symbolic.recipes.forms build`), and the documented conventions of
 dance music (intro, build, drop, break, drop, outro) and of the genres Billboard has no
 songs of. Sections with the same name share their material (the second chorus is the
 first one again, varied); each section kind has its parts, density and the transition into
@@ -13,11 +13,8 @@ the next (`SECTION_KINDS`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -176,7 +173,7 @@ def load_forms(path: Path = FORMS_PATH) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise FormError(f"form: cannot read the form table {path} ({error}); rebuild it with "
-                        "`python -m stemforge.symbolic.runtime.form build`") from error
+                        "`python -m stemforge.symbolic.recipes.forms build`") from error
 
 
 def _fit(sections: list[tuple[str, int]], bars: int) -> tuple[Section, ...]:
@@ -249,63 +246,3 @@ def form_in_prompt(prompt: str) -> tuple[str | None, int | None]:
         if re.search(pattern, lowered):
             return (text or None), (32 if not text else None)
     return None, None
-
-
-# ------------------------------------------------------------------ the table (Billboard)
-
-
-def build_forms(billboard: Path, top: int = 12) -> dict[str, Any]:
-    """Section sequences and lengths of the Billboard songs per style: the `top` commonest
-    sequences of section functions (repeated sections of one function merged; functions that
-    are not SECTION_KINDS dropped; the first 8 kept) and each function's median length in
-    bars, rounded to a whole 4 (at least 4)."""
-    from statistics import median
-
-    from stemforge.symbolic.recipes.harmony_data import read_billboard
-
-    songs = read_billboard(billboard)
-    sequences: dict[str, Counter] = defaultdict(Counter)
-    lengths: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for song in songs:
-        sequence: list[str] = []
-        for section in song.sections:
-            name = section_name(section.function) if section.function else None
-            if name is None:
-                continue
-            lengths[song.style][name].append(len(section.bars))
-            if not sequence or sequence[-1] != name:
-                sequence.append(name)
-        if len(sequence) >= 3:
-            sequences[song.style][tuple(sequence[:8])] += 1
-    styles = {}
-    for style in sorted(sequences):
-        styles[style] = {
-            "songs": sum(sequences[style].values()),
-            "forms": [{"sections": list(seq), "songs": n} for seq, n in sequences[style].most_common(top)],
-            "lengths": {name: max(4, 4 * round(median(values) / 4)) for name, values in sorted(lengths[style].items())},
-        }
-    return {"source": "McGill Billboard Project, Burgoyne, Wild and Fujinaga 2011 (CC0)",
-            "built_by": "python -m stemforge.symbolic.runtime.form build", "styles": styles}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stemforge.symbolic.runtime.form",
-                                     description="Rebuild symbolic/runtime/forms.json from the Billboard set.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="count the section forms of the Billboard songs per style")
-    build.add_argument("--billboard", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data"
-                       / "billboard", help="the Billboard folder (default: ../shared/data/billboard)")
-    build.add_argument("--out", type=Path, default=FORMS_PATH)
-    args = parser.parse_args(argv)
-    if not (args.billboard / "McGill-Billboard").is_dir():
-        print(f"error: {args.billboard}: not the Billboard folder (no McGill-Billboard/)", file=sys.stderr)
-        return 2
-    table = build_forms(args.billboard)
-    args.out.write_text(json.dumps(table, indent=1) + "\n")
-    for style, entry in table["styles"].items():
-        print(f"{style}: {entry['songs']} songs; {entry['forms'][0]['sections']}; lengths {entry['lengths']}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

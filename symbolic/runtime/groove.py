@@ -15,6 +15,7 @@ than doubles (7 -> 16 at 480 per beat). Velocities are ratios to the drummer's m
 that drum, so the template reshapes the model's dynamics instead of replacing them.
 
 `symbolic/runtime/grooves.json` is built from the GMD train split by `scripts/build_grooves.py`
+(with symbolic/recipes/grooves.py)
 (Groove MIDI Dataset, Gillick et al. 2019, CC BY 4.0); a user's own drum take becomes a
 template with `template_from_midi`.
 """
@@ -26,8 +27,8 @@ import hashlib
 import json
 import math
 import re
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from stemforge.symbolic.core.ticks import (
 from stemforge.symbolic.music import drum_map
 from stemforge.symbolic.music.arrangement import Note, Track
 from stemforge.symbolic.music.conditions import MAX_SWING_PERCENT
-from stemforge.symbolic.recipes import corpus_rules as rules
+from stemforge.symbolic.music.feel import clamp_velocity, detect_feel, snap
 
 GROOVES_PATH = Path(__file__).resolve().parent / "grooves.json"
 GROOVES_FORMAT = 1
@@ -270,8 +271,8 @@ def _align(performance: Performance) -> _Take:
     ticks = np.array([tick for tick, _, _ in performance.hits])
     pitches = np.array([pitch for _, pitch, _ in performance.hits])
     velocities = np.array([velocity for _, _, velocity in performance.hits], dtype=float)
-    feel, shift = rules.detect_feel(list(ticks))
-    snapped = np.array([rules.snap(int(tick) + shift, feel) for tick in ticks])
+    feel, shift = detect_feel(list(ticks))
+    snapped = np.array([snap(int(tick) + shift, feel) for tick in ticks])
     offsets = (ticks + shift - snapped).astype(float)
     on_beat = snapped % TPB == 0
     offsets -= float(np.median(offsets[on_beat])) if on_beat.any() else 0.0
@@ -371,47 +372,12 @@ def template_from_midi(path: Path, name: str | None = None) -> GrooveTemplate:
     tracks = [t for t in score.tracks if t.is_drum] or list(score.tracks)
     pitches = {n.pitch for t in tracks for n in t.notes}
     table = drum_map.folded_table(drum_map.kit_of(pitches), pitches)  # the one drum map, folded
-    hits = rules.map_drums([(n.time, n.pitch, n.velocity) for t in tracks for n in t.notes], table, keep_gm=False)
+    hits = drum_map.map_drums([(n.time, n.pitch, n.velocity) for t in tracks for n in t.notes], table, keep_gm=False)
     performance = Performance(path.stem, name or path.stem, bpm, sorted(hits))
     try:
         return template_from_performances(name or path.stem, [performance])
     except GrooveError as error:
         raise GrooveError(f"{path}: {error}") from error
-
-
-# ----------------------------------------------------------------------------- the GMD pool
-
-
-def gmd_performances(gmd_root: Path, splits: Sequence[str] = ("train",)) -> list[Performance]:
-    """The GMD 4/4 beat takes of `splits` whose style the corpus recipe maps to a genre
-    (symbolic.recipes.corpus.load_gmd chooses them, configs/corpus/default.yaml maps the styles),
-    read again as played: the corpus keeps only the grid, the feel is in what it drops."""
-    from stemforge.configs import resolve_config
-    from stemforge.symbolic.recipes.corpus import CorpusConfig, load_gmd, read_gmd_hits, read_gmd_info
-
-    gmd_root = Path(gmd_root)
-    config = CorpusConfig.load(resolve_config("default", "corpus"))
-    config.gmd_splits = list(splits)
-    rows = {f"gmd:{row['id']}": row for row in read_gmd_info(gmd_root)}
-    performances = []
-    for take in load_gmd(gmd_root, config, Counter()):
-        row = rows[take.group]
-        hits = read_gmd_hits(gmd_root / row["midi_filename"]) or []
-        performances.append(Performance(take.group, take.genre, take.bpm, sorted(hits), row["style"]))
-    return performances
-
-
-def build_pool(performances: Sequence[Performance], genres: Iterable[str]) -> GroovePool:
-    """A template per genre: from its own GMD takes, or pooled from its donors' takes."""
-    by_genre: dict[str, list[Performance]] = defaultdict(list)
-    for performance in performances:
-        by_genre[performance.genre].append(performance)
-    templates = {}
-    for genre in genres:
-        donors = DONORS.get(genre, ())
-        takes = [p for donor in donors for p in by_genre[donor]] if donors else by_genre[genre]
-        templates[genre] = template_from_performances(genre, takes, donors)
-    return GroovePool(templates)
 
 
 # ----------------------------------------------------------------------------- the JSON file
@@ -658,7 +624,7 @@ def _feel_track(track: Track, role: str, template: GrooveTemplate, swing: float 
             humanize = slot.velocity_ratio_std if track.is_drum else PITCHED_VELOCITY_RATIO_STD
             velocity = note.velocity * accent**amount * (1 + amount * humanize * _draw(seed, role, note.start, pitch))
             start = max(0, swung_start + shift)
-            placed.append((start, max(start + 1, swung_end + shift), rules.clamp_velocity(velocity)))
+            placed.append((start, max(start + 1, swung_end + shift), clamp_velocity(velocity)))
         out += _untangle(pitch, placed, total_ticks)
     return sorted(out)
 

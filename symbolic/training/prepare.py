@@ -29,7 +29,8 @@ from stemforge.configs import load_config, resolve_config
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.paths import output_problem
 from stemforge.symbolic.core.progress import progress_bar
-from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.core.ticks import STEP_TICKS as GRID_TICKS
 from stemforge.symbolic.music import drum_map
 from stemforge.symbolic.music.arrangement import Note, Track, end_tracks_at, tracks_to_score
 from stemforge.symbolic.music.conditions import (
@@ -41,6 +42,8 @@ from stemforge.symbolic.music.conditions import (
     match_genre,
     parse_key,
 )
+from stemforge.symbolic.music.drum_map import map_drum_notes
+from stemforge.symbolic.music.roles import detect_roles
 from stemforge.symbolic.music.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
 from stemforge.symbolic.training.meter import MeterJudgement, judge_meter
 from stemforge.symbolic.training.training_index import (
@@ -52,8 +55,6 @@ from stemforge.symbolic.training.training_index import (
 from stemforge.symbolic.training.window_store import save_window_notes
 
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
-GRID_TICKS = TICKS_PER_BEAT // 12  # the token grid (1/12 beat) at 480 ticks per beat
-TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 CONTEXT_SIZES = (1024, 2048)  # n_positions of the shipped train configs (tiny, small)
 
 class PrepareError(UserError):
@@ -150,57 +151,6 @@ def estimate_key(notes: list[Note]) -> str:
             if score > best_score:
                 best, best_score = Key(tonic, mode).name, score
     return best
-
-
-# ---------------------------------------------------------------- roles
-
-def _skyline(notes: list[Note]) -> list[Note]:
-    """The top line: one note per onset, the highest."""
-    by_onset: dict[int, Note] = {}
-    for note in notes:
-        if note.start not in by_onset or note.pitch > by_onset[note.start].pitch:
-            by_onset[note.start] = note
-    return sorted(by_onset.values())
-
-
-def _monophony(notes: list[Note]) -> float:
-    onsets = Counter(n.start for n in notes)
-    return len(onsets) / max(1, len(notes))
-
-
-def detect_roles(tracks: list[symusic.Track], scale: float) -> dict[str, list[Note]]:
-    """drums = channel 10 / is_drum; bass = GM 32-39, a track named bass, or the lowest
-    sustained line; melody = a track named like one, else the most melodic remaining line."""
-    def to_notes(track: symusic.Track) -> list[Note]:
-        return [Note(round(n.time * scale), max(1, round(n.duration * scale)), n.pitch, n.velocity)
-                for n in track.notes]
-
-    roles: dict[str, list[Note]] = {}
-    drums = [note for t in tracks if t.is_drum for note in to_notes(t)]
-    if drums:
-        roles["drums"] = sorted(drums)
-    pitched = [(t, to_notes(t)) for t in tracks if not t.is_drum and len(t.notes) > 0]
-    name = lambda t: (t.name or "").lower()  # noqa: E731
-    bass = (
-        [p for p in pitched if "bass" in name(p[0])]
-        or [p for p in pitched if 32 <= p[0].program <= 39]
-    )
-    if not bass:
-        low = [p for p in pitched if np.mean([n.pitch for n in p[1]]) < 52 and _monophony(p[1]) > 0.75]
-        bass = sorted(low, key=lambda p: np.mean([n.pitch for n in p[1]]))[:1]
-    if bass:
-        chosen = max(bass, key=lambda p: len(p[1]))
-        roles["bass"] = _skyline(chosen[1])
-        pitched = [p for p in pitched if p[0] is not chosen[0]]
-    melodic_names = ("melody", "lead", "vocal", "voice", "melo", "solo")
-    named = [p for p in pitched if any(w in name(p[0]) for w in melodic_names)]
-    candidates = named or pitched
-    if candidates:
-        def melodic_score(p: tuple[symusic.Track, list[Note]]) -> float:
-            notes = p[1]
-            return _monophony(notes) * math.log1p(len(notes)) * (1.0 if np.mean([n.pitch for n in notes]) >= 55 else 0.5)
-        roles["melody"] = _skyline(max(candidates, key=melodic_score)[1])
-    return roles
 
 
 def _fit_range(notes: list[Note], low: int, high: int) -> list[Note]:
@@ -429,24 +379,6 @@ def _merge_spans(spans: list[tuple[int, int | None]]) -> list[tuple[int, int | N
 
 
 # ---------------------------------------------------------------- drums
-
-def map_drum_notes(notes: list[Note], low: int, high: int, kit: str | None = None) -> tuple[list[Note], Counter, Counter]:
-    """Drum notes as the General MIDI drums the tokenizer holds ([low, high)), read as `kit`
-    ("gm" or "vdrums"; None: the notes' own, `drum_map.kit_of`) through the one drum map;
-    whatever is still out of range dropped. Returns the notes and, per original pitch, how
-    many were mapped and how many dropped, so the report can say so."""
-    table = drum_map.table(kit or drum_map.kit_of(n.pitch for n in notes))
-    kept, mapped, dropped = [], Counter(), Counter()
-    for note in notes:
-        pitch = table.get(note.pitch, note.pitch)
-        if not low <= pitch < high:
-            dropped[note.pitch] += 1
-            continue
-        if pitch != note.pitch:
-            mapped[note.pitch] += 1
-        kept.append(Note(note.start, note.duration, pitch, note.velocity))
-    return kept, mapped, dropped
-
 
 def _pitch_counts(counter: Counter) -> dict[str, int]:
     return {str(pitch): counter[pitch] for pitch in sorted(counter)}
