@@ -57,7 +57,8 @@ from pathlib import Path
 import numpy as np
 
 from stemforge.symbolic.core.errors import UserError
-from stemforge.symbolic.music.conditions import _MAJOR_PROFILE, _MINOR_PROFILE, MAX_BPM, MIN_BPM, Key
+from stemforge.symbolic.music.conditions import _MAJOR_PROFILE, _MINOR_PROFILE, MAX_BPM, MIN_BPM
+from stemforge.symbolic.music.keys import Key
 
 SAMPLE_RATE = 22050
 MAX_ANALYSIS_SECONDS = 60.0  # a whole song is accepted; its first minute is measured
@@ -143,7 +144,7 @@ class LoopEstimate:
 
 def _relatives(first: str, second: str) -> bool:
     """Whether two keys are a minor key and its relative major (the same pitch classes)."""
-    from stemforge.symbolic.music.conditions import parse_key
+    from stemforge.symbolic.music.keys import parse_key
 
     a, b = parse_key(first), parse_key(second)
     return a.mode != b.mode and a.scale_pitch_classes == b.scale_pitch_classes

@@ -48,7 +48,8 @@ from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT  # noqa:
 from stemforge.symbolic.decoding.model import DEFAULT_MODEL_DIR, load_composer  # noqa: E402
 from stemforge.symbolic.music.arrangement import Note  # noqa: E402
 from stemforge.symbolic.music.canonical import NoveltyIndex  # noqa: E402
-from stemforge.symbolic.music.conditions import Key, build_conditions, model_genre_for, parse_key  # noqa: E402
+from stemforge.symbolic.music.conditions import build_conditions, model_genre_for  # noqa: E402
+from stemforge.symbolic.music.keys import Key, parse_key  # noqa: E402
 from stemforge.symbolic.runtime.sampling_settings import SamplingSettings  # noqa: E402
 from stemforge.symbolic.training.prepare import PrepareConfig, estimate_key, prepare_dataset  # noqa: E402
 from stemforge.symbolic.training.training_index import load_training_pieces  # noqa: E402

@@ -123,7 +123,8 @@ from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT  # noqa:
 from stemforge.symbolic.decoding.model import Composer, load_composer  # noqa: E402
 from stemforge.symbolic.music.arrangement import Note  # noqa: E402
 from stemforge.symbolic.music.canonical import WINDOW_BARS, NoveltyIndex, to_grid, track_digest  # noqa: E402
-from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES, KEY_NAMES, ROLES, Key, parse_key  # noqa: E402
+from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES, ROLES  # noqa: E402
+from stemforge.symbolic.music.keys import KEY_NAMES, Key, parse_key  # noqa: E402
 from stemforge.symbolic.music.tokenizer import NO_KEY, ComposerTokenizer  # noqa: E402
 from stemforge.symbolic.runtime.plan import GENRE_STYLES  # noqa: E402
 

@@ -32,7 +32,7 @@ from scipy.spatial.distance import jensenshannon
 
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR, GRID_PER_BEAT
 from stemforge.symbolic.music.arrangement import Note
-from stemforge.symbolic.music.conditions import Key
+from stemforge.symbolic.music.keys import Key
 from stemforge.symbolic.recipes.corpus import estimate_key
 
 STEPS_PER_BAR = 16  # 16th notes

@@ -52,7 +52,7 @@ from stemforge.eval.music_features import (
 from stemforge.eval.wjd import read_wjd, solo_bass, solo_chords, solo_notes
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music.arrangement import Note
-from stemforge.symbolic.music.conditions import Key
+from stemforge.symbolic.music.keys import Key
 from stemforge.symbolic.recipes import corpus_rules as rules
 from stemforge.symbolic.recipes.corpus import (
     CorpusConfig,

@@ -65,12 +65,13 @@ from stemforge.eval.reference import (
     run_tracks,
 )
 from stemforge.symbolic.core.cache import code_digest
+from stemforge.symbolic.core.errors import ConditionError
 from stemforge.symbolic.core.hashing import file_sha256
 from stemforge.symbolic.core.progress import progress_bar
 from stemforge.symbolic.core.ticks import GRID_PER_BEAT, TICKS_PER_BEAT
 from stemforge.symbolic.music.arrangement import Note
 from stemforge.symbolic.music.canonical import WINDOW_BARS, IndexVersionError, NoveltyIndex
-from stemforge.symbolic.music.conditions import ConditionError, Key, parse_key
+from stemforge.symbolic.music.keys import Key, parse_key
 from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME, RunManifest
 from stemforge.symbolic.training.window_store import (
     WindowNotes,

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stemforge.symbolic.music.arrangement import Note
-from stemforge.symbolic.music.conditions import Key
 from stemforge.symbolic.music.harmony import ChordSpan
+from stemforge.symbolic.music.keys import Key
 
 # one reading of WJD's chord and key labels, the harmony tables' (an augmented major 7th,
 # 'Ab+j7', is read as its triad: the chord qualities have no augmented major 7th)

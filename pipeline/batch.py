@@ -96,7 +96,7 @@ class _LineParser(argparse.ArgumentParser):
 
 def line_parser() -> argparse.ArgumentParser:
     """The flags a line may carry: `pipeline run`'s own (pipeline/request.py), less --out and --model."""
-    from stemforge.pipeline.cli import RUN_GROUPS, add_request_flags
+    from stemforge.pipeline.flags import RUN_GROUPS, add_request_flags
 
     parser = _LineParser(prog="line", add_help=False)
     add_request_flags(parser, RUN_GROUPS, skip=LINE_ONLY_FLAGS)
@@ -117,7 +117,7 @@ def item_name(line: int, request: RunRequest) -> str:
 
 def parse_line(text: str, defaults: argparse.Namespace, parser: argparse.ArgumentParser) -> RunRequest | None:
     """A line's RunRequest (the batch's flags as defaults), or None for a blank or comment line."""
-    from stemforge.pipeline.cli import request_from_args
+    from stemforge.pipeline.flags import request_from_args
 
     try:
         tokens = shlex.split(_without_comment(text))

@@ -84,7 +84,7 @@ def finish_takes(run_folder: Path, final_folder: Path, takes: Sequence[TakeFolde
                  mixer: Mapping[str, ChannelMix] | None = None) -> DawFiles:
     """The run's DAW files, then every take's run.json naming them (relative to the take's
     folder), with the sha256 of every file of its folder."""
-    from stemforge.pipeline.run import file_hashes
+    from stemforge.pipeline.run_folder import file_hashes
 
     files = write_daw_files(run_folder, final_folder, takes, dawproject=dawproject, mixer=mixer)
     for take in takes:
@@ -108,7 +108,7 @@ def take_relative(path: str | None, take: TakeFolder) -> str | None:
 
 def read_takes(run_dir: Path) -> list[TakeFolder]:
     """The takes of a run folder written by `pipeline run` (one, or take1..takeN)."""
-    from stemforge.pipeline.run import arrangement_from_run
+    from stemforge.pipeline.run_folder import arrangement_from_run
 
     run_dir = Path(run_dir)
     if (run_dir / MANIFEST_NAME).is_file():

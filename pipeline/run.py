@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from stemforge.pipeline.exports import TakeFolder, finish_takes
 from stemforge.pipeline.request import RunError, RunRequest
+from stemforge.pipeline.run_folder import arrangement_from_run
 from stemforge.symbolic.core.hashing import file_sha256
 from stemforge.symbolic.core.paths import (
     disk_full,
@@ -45,7 +46,6 @@ from stemforge.symbolic.music.conditions import (
 )
 from stemforge.symbolic.runtime.run_manifest import (
     FULL_MIDI,
-    MANIFEST_NAME,
     RunManifest,
     acid_root_note,
     file_name_base,
@@ -122,12 +122,6 @@ def _seed_clip_tracks(path: Path, messages: list[str] | None = None) -> dict[str
     if not tracks:
         raise RunError(f"--seed-midi: {path} has no notes")
     return tracks
-
-
-def file_hashes(run_dir: Path) -> dict[str, str]:
-    """Every file of a run folder but run.json itself -> its sha256."""
-    return {str(p.relative_to(run_dir)): file_sha256(p) for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and p.relative_to(run_dir) != Path(MANIFEST_NAME)}
 
 
 def _default_run_dir(root: Path, conditions: Conditions) -> Path:
@@ -605,33 +599,6 @@ def write_rendered(directory: Path, stems, info: dict, name: str, key: str) -> d
 
     files = write_stems(stems, directory, name, acid_root_note(key))
     return {**info, **files}
-
-
-def verified_midi(run_dir: Path, manifest: RunManifest, role: str, what: str = "RUN_DIR") -> Path:
-    """The MIDI file of `role` in a run folder, checked against the sha256 run.json holds for
-    it: a swapped file, or hashes edited to match one, is refused rather than used (and its
-    evidence rewritten). A run.json without hashes (written before stemforge kept them) is
-    trusted as it is."""
-    path = manifest.midi_path(role, run_dir)
-    if path is None or not path.is_file():
-        raise RunError(f"{what}: {run_dir} has no {role} MIDI file ({manifest.midi.get(role)}); was a file removed?")
-    if manifest.files:
-        relative = manifest.midi[role]
-        recorded = manifest.files.get(relative)
-        if recorded is None or file_sha256(path) != recorded:
-            raise RunError(f"{what}: {path} is not the file this run wrote (its sha256 differs from run.json's); "
-                           "a changed MIDI file is not rendered: run `pipeline run --seed-midi` on it instead")
-    return path
-
-
-def arrangement_from_run(run_dir: Path, manifest: RunManifest, what: str = "RUN_DIR") -> Arrangement:
-    tracks: dict[str, Track] = {}
-    for role in manifest.parts():
-        try:
-            tracks.update(read_tracks(verified_midi(run_dir, manifest, role, what)))
-        except ArrangementError as error:
-            raise RunError(f"{what}: {error}") from error
-    return Arrangement(manifest.conditions, tracks)
 
 
 def _copy_run(run_dir: Path, tmp: Path) -> None:

@@ -850,7 +850,7 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
     @api.get("/jobs/{job_id}/notes", response_model=NotesInfo)
     def get_notes(job_id: str, take: int | None = Query(None, ge=1, le=MAX_TAKES)) -> NotesInfo:
         """The notes of every role for the page's piano roll (read with stemforge.symbolic.music.arrangement.read_tracks)."""
-        from stemforge.pipeline.run import arrangement_from_run
+        from stemforge.pipeline.run_folder import arrangement_from_run
         from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
 
         job = done_job(job_id)

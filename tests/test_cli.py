@@ -239,15 +239,16 @@ def test_sigterm_during_a_run_leaves_nothing_behind(tiny_model: Path, tmp_path: 
 def test_a_run_that_loses_the_race_for_its_folder_says_so(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
     """Two runs with one --out: the second to finish gets a one-line error, and nothing of it stays."""
     import stemforge.pipeline.run as run_module
+    import stemforge.pipeline.run_folder as run_folder_module
 
     out = tmp_path / "run"
-    real_hashes = run_module.file_hashes
+    real_hashes = run_folder_module.file_hashes
 
     def another_run_finishes_first(folder: Path) -> dict:
         (out / "midi").mkdir(parents=True)
         return real_hashes(folder)
 
-    monkeypatch.setattr(run_module, "file_hashes", another_run_finishes_first)
+    monkeypatch.setattr(run_folder_module, "file_hashes", another_run_finishes_first)
     with pytest.raises(run_module.RunError, match="created by another run while this one composed"):
         run_module.run(run_module.RunRequest(prompt="rock", model=tiny_model, bars=2, seed=1, out=out))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and list(out.iterdir()) == [out / "midi"]

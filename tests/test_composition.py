@@ -14,11 +14,12 @@ import pytest
 
 from stemforge.eval.music_features import bass_on_kick, kick_coverage, self_similarity
 from stemforge.pipeline.run import RunRequest, run
+from stemforge.symbolic.core.errors import ConditionError
 from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.decoding.model import load_composer
 from stemforge.symbolic.decoding.style import STYLE_FILE, StyleStats
 from stemforge.symbolic.music.arrangement import Note
-from stemforge.symbolic.music.conditions import ConditionError, build_conditions, parse_loop, progression_of
+from stemforge.symbolic.music.conditions import build_conditions, parse_loop, progression_of
 from stemforge.symbolic.music.harmony import chord_scale, chord_tones
 from stemforge.symbolic.runtime.grammar import GrammarState, GrammarTables, Kind
 from stemforge.symbolic.runtime.plan import BarSource, bar_sources, build_plan, draw_groove
@@ -135,8 +136,8 @@ def test_chords_in_the_prompt_set_the_progression_and_the_key(prompt: str, key: 
     ("D7", "C major", 6, 5), ("Am7", "C major", None, None),
 ], ids=["V7/ii: C#", "V in minor: G#", "bVII: Bb", "iv borrowed: Ab", "V7/V: F#", "diatonic"])
 def test_a_chords_scale_takes_its_altered_tones(chord: str, key: str, altered: int | None, gone: int | None) -> None:
-    from stemforge.symbolic.music.conditions import parse_key
     from stemforge.symbolic.music.harmony import parse_chord_symbol
+    from stemforge.symbolic.music.keys import parse_key
 
     scale = chord_scale(parse_chord_symbol(chord), parse_key(key))
     assert len(scale) == 7

@@ -14,7 +14,8 @@ import pytest
 import symusic
 
 from stemforge.symbolic.music.arrangement import Note, midi_length_ticks
-from stemforge.symbolic.music.conditions import GENRES, parse_key
+from stemforge.symbolic.music.conditions import GENRES
+from stemforge.symbolic.music.keys import parse_key
 from stemforge.symbolic.recipes import corpus_rules as rules
 from stemforge.symbolic.recipes.corpus import (
     CorpusConfig,

@@ -39,7 +39,8 @@ from stemforge.eval.report import EvalRequest, RunPiece, run_eval, symbolic_sect
 from stemforge.symbolic.core.ticks import GRID_PER_BEAT, TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music.arrangement import Arrangement, Note, Track, tracks_to_score
 from stemforge.symbolic.music.canonical import INDEX_VERSION, IndexVersionError, NoveltyIndex, piece_digests
-from stemforge.symbolic.music.conditions import Conditions, parse_key
+from stemforge.symbolic.music.conditions import Conditions
+from stemforge.symbolic.music.keys import parse_key
 from stemforge.symbolic.runtime.run_manifest import RunManifest
 from stemforge.symbolic.training.window_store import (
     load_window_notes,

@@ -12,14 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stemforge.symbolic.music.conditions import (
-    GENRES,
-    ConditionError,
-    Conditions,
-    Key,
-    default_chords,
-    parse_key,
-)
+from stemforge.symbolic.core.errors import ConditionError
+from stemforge.symbolic.music.conditions import GENRES, Conditions, default_chords
 from stemforge.symbolic.music.harmony import (
     BILLBOARD_STYLES,
     GENRE_HARMONY,
@@ -50,6 +44,7 @@ from stemforge.symbolic.music.harmony import (
     source_entries,
     source_table,
 )
+from stemforge.symbolic.music.keys import Key, parse_key
 from stemforge.symbolic.recipes import corpus_rules as rules
 from stemforge.symbolic.recipes.harmony_data import (
     ARTIST_STYLES,

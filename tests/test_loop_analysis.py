@@ -14,7 +14,7 @@ import pytest
 import soundfile
 
 from stemforge.audio.loop_analysis import LoopError, LoopEstimate, estimate_loop
-from stemforge.symbolic.music.conditions import PITCH_CLASSES, parse_key
+from stemforge.symbolic.music.keys import PITCH_CLASSES, parse_key
 
 RATE = 22050
 

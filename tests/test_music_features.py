@@ -84,7 +84,7 @@ from stemforge.eval.music_features import (
     window_features,
 )
 from stemforge.symbolic.music.arrangement import Note
-from stemforge.symbolic.music.conditions import parse_key
+from stemforge.symbolic.music.keys import parse_key
 from stemforge.symbolic.recipes.corpus_rules import Chord, ChordSpan, parse_chord, swing_16ths, swing_ratio
 
 TPB = 480

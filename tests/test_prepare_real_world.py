@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from stemforge.pipeline.run import RunRequest, run
+from stemforge.symbolic.core.errors import ConditionError
 from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
-from stemforge.symbolic.music.conditions import ConditionError
 from stemforge.symbolic.music.tokenizer import TokenizerSpec
 from stemforge.symbolic.training.prepare import PrepareConfig, PrepareError, load_piece, prepare_dataset
 from stemforge.symbolic.training.train import TrainConfig, TrainError, train

@@ -49,7 +49,7 @@ from stemforge.eval.wjd import (
     solo_notes,
 )
 from stemforge.symbolic.music.arrangement import Note
-from stemforge.symbolic.music.conditions import parse_key
+from stemforge.symbolic.music.keys import parse_key
 from tests.conftest import SHARED_DATA
 
 BAR = 1920

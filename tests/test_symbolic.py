@@ -272,7 +272,7 @@ def test_copy_of_model_dir_loads(tiny_model: Path, tmp_path: Path) -> None:
 
 
 def test_key_guidance_keeps_bass_and_melody_in_the_requested_key(tiny_model: Path) -> None:
-    from stemforge.symbolic.music.conditions import parse_key
+    from stemforge.symbolic.music.keys import parse_key
 
     composer = load_composer(tiny_model)
     sampler = Sampler(composer)

@@ -25,3 +25,7 @@ def context_overflow(max_tokens: int) -> UserError:
     return UserError(f"the piece needs more than the model's context of {max_tokens} tokens: ask for fewer --bars "
                      "or a sparser density, use a shorter --seed-midi, or train a model with a larger n_positions "
                      "(the `small` config holds 2048)")
+
+
+class ConditionError(UserError):
+    """A prompt or flag value that cannot be composed; the message names the field."""

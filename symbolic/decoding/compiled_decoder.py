@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from stemforge.symbolic.core.errors import context_overflow
-from stemforge.symbolic.decoding.kernels import GROUP, TILE, kernels
-from stemforge.symbolic.decoding.model import GPT2_LAYER_PARTS, DecoderShape
+from stemforge.symbolic.decoding.kernels import kernels
+from stemforge.symbolic.decoding.layout import GPT2_LAYER_PARTS, GROUP, TILE, DecoderShape
 
 
 @dataclass(frozen=True)
@@ -248,23 +248,3 @@ class CompiledDecoder:
                w.proj_b, w.ln2_w, w.ln2_b, fc_w, fc_s, w.fc_b, mlp_w, mlp_s, w.mlp_b, w.lnf_w, w.lnf_b, self.keys,
                self.values, self.key_scales, self.value_scales, w.shape.layer_norm_epsilon, w.scale, logits)
         return logits
-
-
-def precompile() -> None:
-    """Build what decoding runs on, once per machine (scripts/setup.sh calls this): the
-    kernels compiled ahead of time (`kernels.build_ahead_of_time`), then numba's JIT cache of
-    the same kernels, the fallback where the former cannot be built or loaded."""
-    from stemforge.symbolic.decoding.decode_kernels import decode
-    from stemforge.symbolic.decoding.draw import draw_token
-    from stemforge.symbolic.decoding.kernels import BuildError, Kernels, build_ahead_of_time
-    from stemforge.symbolic.decoding.model import DEFAULT_MODEL_DIR
-
-    try:
-        build_ahead_of_time()
-    except BuildError as error:
-        print(f"warning: {error}")
-    weights = DecoderWeights.from_directory(DEFAULT_MODEL_DIR)
-    for decoder in (CompiledDecoder(weights), CompiledDecoder(weights, matrices=StepMatrices.of(weights, int8=True))):
-        decoder.kernels = Kernels(decode, decode, draw_token, ahead_of_time=False)
-        logits = decoder.forward([0])
-    draw_token(logits, np.ones(len(logits), np.bool_), 1.0, 0, 0.95, 0.5)

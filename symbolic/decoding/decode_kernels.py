@@ -22,7 +22,7 @@ from numba import njit, types
 from numba.core import config as numba_config
 from numba.core.extending import intrinsic
 
-from stemforge.symbolic.decoding.kernels import GROUP, TILE
+from stemforge.symbolic.decoding.layout import GROUP, TILE
 
 # LLVM's SLP vectorizer turns a block's named accumulators (`_block_source`) into vector
 # registers; numba ships with it off. It only packs independent lanes, so it changes no sum's

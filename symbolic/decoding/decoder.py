@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from stemforge.symbolic.core.errors import context_overflow
-from stemforge.symbolic.decoding.model import GPT2_LAYER_PARTS, DecoderShape
+from stemforge.symbolic.decoding.layout import GPT2_LAYER_PARTS, DecoderShape
 
 
 class FastDecoder:

@@ -8,7 +8,7 @@ target's registries: bench/cold_start.py), more than composing the piece. The sa
 compiled by numba.pycc into an extension module load in milliseconds without importing numba,
 and give bit-identical logits and draws (tests/test_symbolic.py checks both forms against each
 other). The module is built once per machine by `build_ahead_of_time` (scripts/setup.sh, via
-`compiled_decoder.precompile`) into the user cache (symbolic.core.cache.default_cache_root()), named by
+`symbolic.decoding.precompile`) into the user cache (symbolic.core.cache.default_cache_root()), named by
 a digest of the kernels' source and of this module, the numba and numpy versions and the CPU's
 instruction-set flags: edited kernels, other libraries or a cache folder shared with another
 CPU find no module and fall back to the JIT, never to stale or foreign code; a machine whose
@@ -36,8 +36,6 @@ from stemforge.symbolic.core.cores import usable_cores
 
 # the kernels' source and this module (the exported signatures, the compiler settings)
 KERNEL_MODULES = ("stemforge.symbolic.decoding.decode_kernels", "stemforge.symbolic.decoding.draw", "stemforge.symbolic.decoding.kernels")
-TILE = 16  # output columns of a tile of a matrix as the step reads it (compiled_decoder.tiled)
-GROUP = 4  # tiles a product takes per pass over its inputs; matrices are padded to GROUP * TILE outputs
 F32_1, F32_2, F32_4, F32_6 = "float32[::1]", "float32[:, ::1]", "float32[:, :, :, ::1]", "float32[:, :, :, :, :, ::1]"
 I64_1, I8_4, I8_6 = "int64[::1]", "int8[:, :, :, ::1]", "int8[:, :, :, :, :, ::1]"
 

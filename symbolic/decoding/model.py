@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.hashing import file_sha256
+from stemforge.symbolic.decoding.layout import DecoderShape
 
 if TYPE_CHECKING:
     from stemforge.symbolic.decoding.compiled_decoder import DecoderWeights
@@ -28,32 +29,6 @@ if TYPE_CHECKING:
 
 MODEL_KIND = "stemforge-composer"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
-
-
-# A GPT-2 block's weights in the order both decoders (symbolic/decoding/decoder.py, compiled_decoder.py) hold them.
-GPT2_LAYER_PARTS = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
-                    "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
-                    "mlp.c_proj.weight", "mlp.c_proj.bias")
-
-
-@dataclass(frozen=True)
-class DecoderShape:
-    """What a decoder needs from a model directory's config.json besides the weights."""
-
-    n_layer: int
-    n_head: int
-    n_positions: int
-    layer_norm_epsilon: float = 1e-5
-
-    @classmethod
-    def of(cls, directory: Path) -> DecoderShape:
-        config = json.loads((Path(directory) / "config.json").read_text())
-        return cls(config["n_layer"], config["n_head"], config["n_positions"], config.get("layer_norm_epsilon", 1e-5))
-
-    @classmethod
-    def of_config(cls, config) -> DecoderShape:
-        """From a loaded model's transformers `GPT2Config`."""
-        return cls(config.n_layer, config.n_head, config.n_positions, config.layer_norm_epsilon)
 
 
 class ModelDirError(UserError):

@@ -15,7 +15,8 @@ import symusic
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.paths import write_atomic
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
-from stemforge.symbolic.music.conditions import ROLES, Conditions, Key, parse_key
+from stemforge.symbolic.music.conditions import ROLES, Conditions
+from stemforge.symbolic.music.keys import Key, parse_key
 
 DRUM_CHANNEL = 9  # GM channel 10, zero-based
 

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.errors import ConditionError
+from stemforge.symbolic.music.keys import Key, parse_key
 
 ROLES: tuple[str, ...] = ("drums", "bass", "melody")
 
@@ -101,17 +102,6 @@ MOOD_WORDS: tuple[str, ...] = (
     "energetic", "melancholic", "uplifting", "groovy", "moody", "nostalgic", "aggressive",
 )
 
-PITCH_CLASSES: dict[str, int] = {
-    "c": 0, "b#": 0, "c#": 1, "db": 1, "d": 2, "d#": 3, "eb": 3, "e": 4, "fb": 4, "f": 5,
-    "e#": 5, "f#": 6, "gb": 6, "g": 7, "g#": 8, "ab": 8, "a": 9, "a#": 10, "bb": 10,
-    "b": 11, "cb": 11,
-}
-KEY_NAMES: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-# a major key's usual spelling where it differs: Db major (5 flats), not C# major (7 sharps)
-MAJOR_KEY_NAMES: tuple[str, ...] = ("C", "Db") + KEY_NAMES[2:]
-# tonics as people spell them; a key typed with one of these keeps that spelling in names
-SPELLED_TONICS = frozenset(("C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A", "A#", "Bb",
-                            "B"))
 MIN_BPM, MAX_BPM = 1.0, 300.0  # inclusive: what the docs, the flags and the API say
 DEFAULT_BARS = 8
 MAX_BARS = 1024  # the longest piece any front end takes (the model's own reach is usually far shorter)
@@ -130,10 +120,6 @@ MAX_SWING_PERCENT = 75.0  # swing beyond a dotted-8th feel stops being swing
 MAX_SEED = 2**63 - 1  # what numpy and torch generators take without wrapping
 
 
-class ConditionError(UserError):
-    """A prompt or flag value that cannot be composed; the message names the field."""
-
-
 def parse_loop(value: str | int) -> int:
     """A loop length as typed: 1, 2, 4 (exact loops), 8 (phrases that develop), or 'off' (0)."""
     text = str(value).strip().lower()
@@ -142,50 +128,6 @@ def parse_loop(value: str | int) -> int:
     if text not in ("1", "2", "4", "8"):
         raise ConditionError(f"--loop: {value} is not a loop length; use 1, 2, 4, 8 or off", field="loop")
     return int(text)
-
-
-@dataclass(frozen=True)
-class Key:
-    tonic: int  # pitch class, C = 0
-    mode: str  # "major" | "minor"
-    spelled: str = field(default="", compare=False)  # the tonic as typed ("Db"), "" = the usual spelling
-
-    @property
-    def tonic_name(self) -> str:
-        return self.spelled or (MAJOR_KEY_NAMES if self.mode == "major" else KEY_NAMES)[self.tonic]
-
-    @property
-    def name(self) -> str:
-        return f"{self.tonic_name} {self.mode}"
-
-    @property
-    def scale_pitch_classes(self) -> frozenset[int]:
-        steps = (0, 2, 4, 5, 7, 9, 11) if self.mode == "major" else (0, 2, 3, 5, 7, 8, 10)
-        return frozenset((self.tonic + s) % 12 for s in steps)
-
-    def transposed(self, semitones: int) -> Key:
-        return Key((self.tonic + semitones) % 12, self.mode)
-
-
-def parse_key(text: str) -> Key:
-    """'F minor', 'Fm', 'C#m', 'Am', 'Bb major', 'Eb', 'f#min' -> Key."""
-    # whitespace runs collapsed first: the pattern's two optional gaps backtrack quadratically
-    # over a long run ("a" + 15,000 spaces + "x" took ~47 s)
-    cleaned = " ".join(text.split()).lower().replace("♯", "#").replace("♭", "b")
-    match = re.fullmatch(r"([a-g])\s*(#|b|sharp|flat)?\s*(major|maj|minor|min|m|)", cleaned)
-    if not match:
-        shown = cleaned if len(cleaned) <= 40 else cleaned[:40] + "..."
-        raise ConditionError(
-            f"key: unknown key {shown!r}; use a tonic and mode like 'F minor', 'Am' or 'C#m'", field="key"
-        )
-    letter, accidental, mode = match.groups()
-    accidental = {"sharp": "#", "flat": "b", None: ""}.get(accidental, accidental)
-    tonic = PITCH_CLASSES.get(letter + accidental)
-    if tonic is None:
-        raise ConditionError(f"key: unknown key {text!r}", field="key")
-    spelled = letter.upper() + accidental
-    return Key(tonic, "minor" if mode in ("minor", "min", "m") else "major",
-               spelled if spelled in SPELLED_TONICS else "")
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+from stemforge.symbolic.core.errors import ConditionError
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR
 from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
-from stemforge.symbolic.music.conditions import KEY_NAMES, PITCH_CLASSES, ConditionError, Key, parse_key
+from stemforge.symbolic.music.keys import KEY_NAMES, PITCH_CLASSES, Key, parse_key
 
 MAX_CYCLE_BARS = 8  # a typed progression may be this long; defaults are 1, 2 or 4 bars
 DEFAULT_CYCLE_BARS = (1, 2, 4)  # what 4-bar windows hold; they fit loops of 4 and 8 bars

@@ -25,7 +25,8 @@ import symusic
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music.arrangement import Note, Track, without_overlaps
-from stemforge.symbolic.music.conditions import DENSITIES, KEY_NAMES, ROLES, Key, parse_key
+from stemforge.symbolic.music.conditions import DENSITIES, ROLES
+from stemforge.symbolic.music.keys import KEY_NAMES, Key, parse_key
 
 
 def _offline_hub() -> types.ModuleType:

@@ -37,7 +37,8 @@ from stemforge.symbolic.core.ticks import TICKS_PER_BAR as BAR
 from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
 from stemforge.symbolic.music import drum_map
 from stemforge.symbolic.music.arrangement import GENRE_PROGRAMS, Arrangement, Note, Track
-from stemforge.symbolic.music.conditions import GENRES, Conditions, Key, parse_key
+from stemforge.symbolic.music.conditions import GENRES, Conditions
+from stemforge.symbolic.music.keys import Key, parse_key
 from stemforge.symbolic.recipes import corpus_rules as rules
 
 LICENCES = {

@@ -18,7 +18,6 @@ from stemforge.symbolic.core.ticks import TICKS_PER_BAR as BAR
 from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
 from stemforge.symbolic.music import drum_map
 from stemforge.symbolic.music.arrangement import Note
-from stemforge.symbolic.music.conditions import Key
 from stemforge.symbolic.music.drum_map import (
     CLAP,
     CLOSED_HAT,
@@ -43,6 +42,7 @@ from stemforge.symbolic.music.harmony import Chord, ChordSpan
 from stemforge.symbolic.music.harmony import (
     parse_chord as parse_chord,  # re-exported: corpus and its tests read chords here
 )
+from stemforge.symbolic.music.keys import Key
 
 DRUM_TICKS = GRID  # drum hits are one grid step long; only the onset matters
 

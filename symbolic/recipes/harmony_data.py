@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from stemforge.symbolic.music.conditions import PITCH_CLASSES, Key
 from stemforge.symbolic.music.harmony import _DEGREE, BILLBOARD_STYLES, Chord, make_chord
+from stemforge.symbolic.music.keys import PITCH_CLASSES, Key
 
 BILLBOARD_CREDIT = "McGill Billboard Project, Burgoyne, Wild and Fujinaga 2011 (CC0)"
 WJD_CREDIT = ("Weimar Jazz Database (Pfleiderer, Frieler, Abesser, Zaddach, Burkhart 2017), "

@@ -21,7 +21,6 @@ from typing import Any
 
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR
 from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
-from stemforge.symbolic.music.conditions import Key, parse_key
 from stemforge.symbolic.music.harmony import (
     _SCALE_STEPS,
     _TRIAD_OF,
@@ -42,6 +41,7 @@ from stemforge.symbolic.music.harmony import (
     parse_roman,
     roman_numeral,
 )
+from stemforge.symbolic.music.keys import Key, parse_key
 
 HALF_BAR = BEATS_PER_BAR * TPB // 2
 WINDOW_BARS = 4

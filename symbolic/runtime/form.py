@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from stemforge.symbolic.music.conditions import ConditionError
+from stemforge.symbolic.core.errors import ConditionError
 
 FORMS_PATH = Path(__file__).with_name("forms.json")
 MAX_FORM_BARS = 64

@@ -89,7 +89,7 @@ class GrammarTables:
 
     def in_key(self, key: str) -> np.ndarray:
         """1.0 on pitched-note tokens whose pitch class is in `key`'s scale, else 0."""
-        from stemforge.symbolic.music.conditions import parse_key
+        from stemforge.symbolic.music.keys import parse_key
 
         scale = sorted(parse_key(key).scale_pitch_classes)
         return (self.pitched & np.isin(self.value % 12, scale)).astype(np.float32)

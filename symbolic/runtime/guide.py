@@ -26,7 +26,7 @@ import numpy as np
 
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR
 from stemforge.symbolic.decoding.style import StyleStats
-from stemforge.symbolic.music.conditions import parse_key
+from stemforge.symbolic.music.keys import parse_key
 from stemforge.symbolic.runtime.grammar import GrammarState, GrammarTables, Kind
 from stemforge.symbolic.runtime.plan import CompositionPlan
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.paths import write_atomic
-from stemforge.symbolic.music.conditions import Conditions, parse_key
+from stemforge.symbolic.music.conditions import Conditions
+from stemforge.symbolic.music.keys import parse_key
 
 MANIFEST_VERSION = 1
 MAX_NAME_LENGTH = 160

@@ -33,16 +33,9 @@ from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BAR, TICKS_PE
 from stemforge.symbolic.core.ticks import STEP_TICKS as GRID_TICKS
 from stemforge.symbolic.music import drum_map
 from stemforge.symbolic.music.arrangement import Note, Track, end_tracks_at, tracks_to_score
-from stemforge.symbolic.music.conditions import (
-    DENSITIES,
-    GENRES,
-    ROLES,
-    UNLABELLED_GENRE,
-    Key,
-    match_genre,
-    parse_key,
-)
+from stemforge.symbolic.music.conditions import DENSITIES, GENRES, ROLES, UNLABELLED_GENRE, match_genre
 from stemforge.symbolic.music.drum_map import map_drum_notes
+from stemforge.symbolic.music.keys import Key, parse_key
 from stemforge.symbolic.music.roles import detect_roles
 from stemforge.symbolic.music.tokenizer import NO_KEY, ComposerTokenizer, TokenizerSpec
 from stemforge.symbolic.training.meter import MeterJudgement, judge_meter
