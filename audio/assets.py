@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stemforge.audio.drumkit import AUDIO_SUFFIXES, ONE_SHOT_NAMES, _one_shot_key
-from stemforge.symbolic.canonical import file_sha256
+from stemforge.symbolic.core.cache import default_cache_root
+from stemforge.symbolic.core.hashing import file_sha256
 
 SOUNDFONT_SUFFIXES = (".sf2", ".sf3")
 SYSTEM_SOUNDFONT_DIRS = (
@@ -134,10 +135,7 @@ def best_soundfont(assets: list[SoundAsset] | None = None) -> Path | None:
 
 
 def _cache_file() -> Path:
-    if os.environ.get("STEMFORGE_CACHE_DIR"):
-        return Path(os.environ["STEMFORGE_CACHE_DIR"]) / "sha256.json"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "stemforge" / "sha256.json"
+    return default_cache_root() / "sha256.json"
 
 
 def _file_sha256(path: Path, cache: dict) -> str:

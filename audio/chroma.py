@@ -24,7 +24,7 @@ import scipy.signal
 import torch
 from transformers.audio_utils import chroma_filter_bank
 
-from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.core.errors import UserError
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from stemforge.symbolic.arrangement import Arrangement
+from stemforge.symbolic.music.arrangement import Arrangement
 
 # Live's checksum of a sample file (FileRef/OriginalCrc; SearchHint/Crc before Live 11, beside
 # MaxCrcSize 16384): CRC-16/UMTS (polynomial 0x8005, initial 0, unreflected, no final xor) of the

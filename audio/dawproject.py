@@ -22,8 +22,9 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from stemforge.audio.daw import MAX_VOLUME_DB, ChannelMix, Marker, SetTake, StemFile
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Track
-from stemforge.symbolic.paths import write_atomic
+from stemforge.symbolic.core.paths import write_atomic
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR
+from stemforge.symbolic.music.arrangement import Track
 
 DAWPROJECT_VERSION = "1.0"
 APPLICATION = "stemforge"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from stemforge.audio.stems import RenderError, db_to_gain
-from stemforge.symbolic.conditions import ROLES
+from stemforge.symbolic.music.conditions import ROLES
 
 # The sync contract allows a note to start within 1 ms of its grid time.
 MAX_WOW_DEPTH_MS = 1.0

@@ -27,10 +27,11 @@ from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree as ET
 
 from stemforge.audio.daw import MIN_VOLUME_DB, ChannelMix, Marker, SetTake, StemFile
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Track
-from stemforge.symbolic.conditions import parse_key
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.paths import write_atomic
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.paths import write_atomic
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR
+from stemforge.symbolic.music.arrangement import Track
+from stemforge.symbolic.music.keys import parse_key
 
 # The root element of the reference set: Live 12.0's document format. Live opens sets of its
 # own or an older format and upgrades them, so this is the oldest Live the set opens in.

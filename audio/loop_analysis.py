@@ -36,7 +36,7 @@ Key: the constant-Q spectrum's harmonic part (`librosa.decompose.hpss` on the CQ
 than splitting the audio), reduced to partials (what stands above the local spectral median: a
 cymbal's wash is sustained, so "harmonic", but has no pitch), folded to a chroma, summed over the
 clip and correlated with the Krumhansl-Kessler profiles stemforge uses for chords
-(`symbolic.conditions`). Confidence is the margin over the runner-up key, which for a minor loop
+(`symbolic.music.conditions`). Confidence is the margin over the runner-up key, which for a minor loop
 is usually its relative major; a chroma that fits no key (noise, most drum loops) gives none.
 `describe()` names the relative whenever it is the runner-up and the margin is not decisive: the
 notes of a minor key and its relative major are the same, only the tonic tells them apart.
@@ -56,8 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stemforge.symbolic.conditions import _MAJOR_PROFILE, _MINOR_PROFILE, MAX_BPM, MIN_BPM, Key
-from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.music.conditions import _MAJOR_PROFILE, _MINOR_PROFILE, MAX_BPM, MIN_BPM
+from stemforge.symbolic.music.keys import Key
 
 SAMPLE_RATE = 22050
 MAX_ANALYSIS_SECONDS = 60.0  # a whole song is accepted; its first minute is measured
@@ -143,7 +144,7 @@ class LoopEstimate:
 
 def _relatives(first: str, second: str) -> bool:
     """Whether two keys are a minor key and its relative major (the same pitch classes)."""
-    from stemforge.symbolic.conditions import parse_key
+    from stemforge.symbolic.music.keys import parse_key
 
     a, b = parse_key(first), parse_key(second)
     return a.mode != b.mode and a.scale_pitch_classes == b.scale_pitch_classes

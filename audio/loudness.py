@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from stemforge.audio.stems import StemSet
-from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.core.errors import UserError
 
 DEFAULT_TRUE_PEAK_DBTP = -1.0  # what streaming services ask for: room for lossy encoding's overshoot
 MIN_TARGET_LUFS, MAX_TARGET_LUFS = -40.0, -5.0

@@ -33,9 +33,9 @@ from stemforge.audio.musicgen_weights import (  # noqa: F401 - part of this modu
 )
 from stemforge.audio.tempo_lock import TempoLock, lock_tempo
 from stemforge.configs import load_config
-from stemforge.symbolic.arrangement import Arrangement
-from stemforge.symbolic.conditions import Conditions
-from stemforge.symbolic.progress import progress_bar
+from stemforge.symbolic.core.progress import progress_bar
+from stemforge.symbolic.music.arrangement import Arrangement
+from stemforge.symbolic.music.conditions import Conditions
 
 DEBUG_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "musicgen" / "debug.yaml"
 MAX_WINDOW_SECONDS = 30.0  # MusicGen was trained on 30 s clips

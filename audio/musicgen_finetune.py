@@ -43,7 +43,7 @@ from stemforge.audio.musicgen import (
     load_musicgen,
     save_model_folder,
 )
-from stemforge.symbolic.progress import progress_bar
+from stemforge.symbolic.core.progress import progress_bar
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff")
 MIDI_SUFFIXES = (".mid", ".midi")

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.core.errors import UserError
 
 FINETUNE_FILE = "stemforge_finetune.json"  # written by finetune_musicgen next to a LoRA adapter
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -26,9 +26,10 @@ from stemforge.audio.effects import BLOCK_SAMPLES, RenderPreset, apply_chain, ba
 from stemforge.audio.soundfont import DRUM_BANK, NoteEvent, Preset, PresetSynth, SoundFontFile, read_soundfont
 from stemforge.audio.stems import MIX_CEILING_DB, RenderError, StemSet, db_to_gain, loop_samples
 from stemforge.audio.wav import write_wav_24bit_acid
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Arrangement, Track
-from stemforge.symbolic.conditions import ROLES
-from stemforge.symbolic.kernels import usable_cores
+from stemforge.symbolic.core.cores import usable_cores
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR
+from stemforge.symbolic.music.arrangement import Arrangement, Track
+from stemforge.symbolic.music.conditions import ROLES
 
 __all__ = ["RenderError", "RenderOptions", "parse_instrument_flags", "render_arrangement", "write_stems"]
 

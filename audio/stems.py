@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.core.errors import UserError
 
 # The mix (and every stem) peaks at or below this level, so nothing clips after 24-bit
 # conversion and a DAW's inter-sample peaks keep some headroom.

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from stemforge.audio.stems import RenderError
-from stemforge.symbolic.paths import write_atomic
+from stemforge.symbolic.core.paths import write_atomic
 
 ACID_FLAG_ONE_SHOT = 0x01
 ACID_FLAG_ROOT_NOTE = 0x02

@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="composer (default: the shipped one)")
     args = parser.parse_args()
     model = ["--model", str(args.model)] if args.model else []
-    from stemforge.symbolic.kernels import build_ahead_of_time
+    from stemforge.symbolic.decoding.kernels import build_ahead_of_time
 
     print(f"kernels compiled ahead of time: {build_ahead_of_time() or 'not available (numba.pycc missing)'}")
     rows: dict[str, list[tuple[float, float]]] = {}

@@ -4,7 +4,7 @@ in 4/4 by its index.xlsx.
 
     python bench/downbeats.py [--data ../shared/data] [--songs N] [--out figures.json]
 
-Per song: the downbeat the notes imply (`symbolic.meter.judge_meter`, every note of the file,
+Per song: the downbeat the notes imply (`symbolic.training.meter.judge_meter`, every note of the file,
 its time signature ignored) and the first downbeat of beat_midi.txt, both as a tick in the
 bar (480 per beat); the song matches when they fall on the same beat of the bar (within
 half a beat), else it is one beat, half a bar or three beats off. Prints the counts, the
@@ -25,12 +25,12 @@ from pathlib import Path
 # Run as a file, this folder would shadow the `eval` package of the same name.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
-from stemforge.symbolic.corpus import _read_pop909_index  # noqa: E402
-from stemforge.symbolic.meter import judge_meter  # noqa: E402
-from stemforge.symbolic.prepare import PrepareError, _scaled_notes, load_piece, read_beat_annotation  # noqa: E402
-from stemforge.symbolic.progress import progress_bar  # noqa: E402
-from stemforge.symbolic.tokenizer import TokenizerSpec  # noqa: E402
+from stemforge.symbolic.core.progress import progress_bar  # noqa: E402
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
+from stemforge.symbolic.music.tokenizer import TokenizerSpec  # noqa: E402
+from stemforge.symbolic.recipes.corpus import _read_pop909_index  # noqa: E402
+from stemforge.symbolic.training.meter import judge_meter  # noqa: E402
+from stemforge.symbolic.training.prepare import PrepareError, _scaled_notes, load_piece, read_beat_annotation  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR

@@ -49,11 +49,12 @@ from stemforge.eval.novelty import (  # noqa: E402
 from stemforge.eval.reference import run_tracks  # noqa: E402
 from stemforge.eval.report import EvalRequest, run_eval, store_tracks  # noqa: E402
 from stemforge.pipeline.run import RunRequest, run  # noqa: E402
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
-from stemforge.symbolic.canonical import NoveltyIndex  # noqa: E402
-from stemforge.symbolic.model import DEFAULT_MODEL_DIR  # noqa: E402
-from stemforge.symbolic.run_manifest import RunManifest  # noqa: E402
-from stemforge.symbolic.window_store import load_window_notes  # noqa: E402
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
+from stemforge.symbolic.decoding.model import DEFAULT_MODEL_DIR  # noqa: E402
+from stemforge.symbolic.music.arrangement import Note  # noqa: E402
+from stemforge.symbolic.music.canonical import NoveltyIndex  # noqa: E402
+from stemforge.symbolic.runtime.run_manifest import RunManifest  # noqa: E402
+from stemforge.symbolic.training.window_store import load_window_notes  # noqa: E402
 
 GENRES = ("lofi", "hiphop", "house", "techno", "funk", "rock", "jazz", "pop", "trap", "dnb", "reggae", "soul")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -193,7 +194,7 @@ def _excerpt(tracks: dict[str, list[Note]], first_bar: int, bars: int) -> dict[s
 
 
 def _write_clip(tracks: dict[str, list[Note]], bpm: float, path: Path) -> Path:
-    from stemforge.symbolic.arrangement import Track, tracks_to_score
+    from stemforge.symbolic.music.arrangement import Track, tracks_to_score
 
     end = max(n.start + n.duration for notes in tracks.values() for n in notes)
     score = tracks_to_score([Track(r, 0, r == "drums", notes) for r, notes in tracks.items()], bpm=bpm,
@@ -205,8 +206,8 @@ def _write_clip(tracks: dict[str, list[Note]], bpm: float, path: Path) -> Path:
 def bench_played_copies(gmd: Path, model: Path, fresh_grids: list, files: int, work: Path,
                         verbose: bool = False) -> dict:
     """Copies of played grooves against an index `pipeline prepare` made of them (module doc, 3)."""
-    from stemforge.symbolic.prepare import PrepareConfig, prepare_dataset
-    from stemforge.symbolic.train import TrainConfig, train
+    from stemforge.symbolic.training.prepare import PrepareConfig, prepare_dataset
+    from stemforge.symbolic.training.train import TrainConfig, train
 
     rng = random.Random(7)
     beats = _gmd_beats(gmd)

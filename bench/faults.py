@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from stemforge.symbolic.paths import is_held
+from stemforge.symbolic.core.paths import is_held
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable

@@ -44,14 +44,16 @@ import numpy as np  # noqa: E402
 from stemforge.eval.music_features import group_histograms, histogram_distance, line  # noqa: E402
 from stemforge.eval.novelty import assess_grid  # noqa: E402
 from stemforge.eval.report import store_tracks  # noqa: E402
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
-from stemforge.symbolic.canonical import NoveltyIndex  # noqa: E402
-from stemforge.symbolic.conditions import Key, build_conditions, model_genre_for, parse_key  # noqa: E402
-from stemforge.symbolic.model import DEFAULT_MODEL_DIR, load_composer  # noqa: E402
-from stemforge.symbolic.prepare import PrepareConfig, estimate_key, prepare_dataset  # noqa: E402
-from stemforge.symbolic.sampling_settings import SamplingSettings  # noqa: E402
-from stemforge.symbolic.training_index import load_training_pieces  # noqa: E402
-from stemforge.symbolic.window_store import load_window_notes  # noqa: E402
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
+from stemforge.symbolic.decoding.model import DEFAULT_MODEL_DIR, load_composer  # noqa: E402
+from stemforge.symbolic.music.arrangement import Note  # noqa: E402
+from stemforge.symbolic.music.canonical import NoveltyIndex  # noqa: E402
+from stemforge.symbolic.music.conditions import build_conditions, model_genre_for  # noqa: E402
+from stemforge.symbolic.music.keys import Key, parse_key  # noqa: E402
+from stemforge.symbolic.runtime.sampling_settings import SamplingSettings  # noqa: E402
+from stemforge.symbolic.training.prepare import PrepareConfig, estimate_key, prepare_dataset  # noqa: E402
+from stemforge.symbolic.training.training_index import load_training_pieces  # noqa: E402
+from stemforge.symbolic.training.window_store import load_window_notes  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 USER_DRUMMER = "drummer3"
@@ -170,7 +172,7 @@ def user_pieces(data_dir: Path) -> list[Piece]:
 
 def compose_set(model: Path, prompt: str, count: int, first_seed: int = 0) -> list[tuple[Piece, dict]]:
     """`count` pieces of `prompt` (8 bars), each as (figures piece on the token grid, grid tracks)."""
-    from stemforge.symbolic.compose import compose_takes
+    from stemforge.symbolic.runtime.compose import compose_takes
 
     composer = load_composer(model)
     out = []
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "gmd" / "info.csv").is_file() or not (args.data / "freedoom").is_dir():
         print(f"skipped: {args.data} has no gmd/ and freedoom/")
         return 0
-    from stemforge.symbolic.train import TrainConfig, train
+    from stemforge.symbolic.training.train import TrainConfig, train
 
     with tempfile.TemporaryDirectory(prefix="stemforge-bench-finetune-") as tmp:
         work = args.work or Path(tmp)

@@ -25,12 +25,13 @@ from bench.machine import reported  # noqa: E402
 from stemforge.eval.music_features import bar_similarity, phrase_end_variations, split_bars  # noqa: E402
 from stemforge.pipeline.request import RunRequest  # noqa: E402
 from stemforge.pipeline.run import request_conditions  # noqa: E402
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
-from stemforge.symbolic.compose import compose  # noqa: E402
-from stemforge.symbolic.conditions import GENRES  # noqa: E402
-from stemforge.symbolic.model import load_composer  # noqa: E402
-from stemforge.symbolic.sampling import SamplingSettings  # noqa: E402
-from stemforge.symbolic.sections import CRASH, KICKS, NO_CRASH_GENRES  # noqa: E402
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
+from stemforge.symbolic.decoding.model import load_composer  # noqa: E402
+from stemforge.symbolic.music.arrangement import Note  # noqa: E402
+from stemforge.symbolic.music.conditions import GENRES  # noqa: E402
+from stemforge.symbolic.runtime.compose import compose  # noqa: E402
+from stemforge.symbolic.runtime.sampling import SamplingSettings  # noqa: E402
+from stemforge.symbolic.runtime.sections import CRASH, KICKS, NO_CRASH_GENRES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,8 +79,8 @@ def form_figures(composed, genre: str) -> dict[str, list[float]]:
 
 
 def billboard_figures(folder: Path) -> None:
-    from stemforge.symbolic.form import section_name
-    from stemforge.symbolic.harmony_data import read_billboard
+    from stemforge.symbolic.recipes.harmony_data import read_billboard
+    from stemforge.symbolic.runtime.form import section_name
 
     songs = read_billboard(folder)
     lengths: dict[str, list[int]] = {}

@@ -119,12 +119,14 @@ from stemforge.eval.real_music import (  # noqa: E402
     gmd_fill_check,
     load_reference_sets,
 )
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Note  # noqa: E402
-from stemforge.symbolic.canonical import WINDOW_BARS, NoveltyIndex, to_grid, track_digest  # noqa: E402
-from stemforge.symbolic.conditions import GENRE_DEFAULT_BPM, GENRES, KEY_NAMES, ROLES, Key, parse_key  # noqa: E402
-from stemforge.symbolic.model import Composer, load_composer  # noqa: E402
-from stemforge.symbolic.plan import GENRE_STYLES  # noqa: E402
-from stemforge.symbolic.tokenizer import NO_KEY, ComposerTokenizer  # noqa: E402
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
+from stemforge.symbolic.decoding.model import Composer, load_composer  # noqa: E402
+from stemforge.symbolic.music.arrangement import Note  # noqa: E402
+from stemforge.symbolic.music.canonical import WINDOW_BARS, NoveltyIndex, to_grid, track_digest  # noqa: E402
+from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES, ROLES  # noqa: E402
+from stemforge.symbolic.music.keys import KEY_NAMES, Key, parse_key  # noqa: E402
+from stemforge.symbolic.music.tokenizer import NO_KEY, ComposerTokenizer  # noqa: E402
+from stemforge.symbolic.runtime.plan import GENRE_STYLES  # noqa: E402
 
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 BPM_TOLERANCE = 1e-3
@@ -657,7 +659,7 @@ STRUCTURE_ROWS: tuple[tuple[str, str], ...] = (
     ("bass_roots_on_downbeats", "all"), ("melody_chord_tones", "all"),
 )
 # The genres whose bass the composition plan locks fully to the kick (rock's drives in 8ths
-# at half lock: see symbolic/plan.py).
+# at half lock: see symbolic/runtime/plan.py).
 LOCKED_GENRES: tuple[str, ...] = tuple(g for g, style in GENRE_STYLES.items() if style.kick_lock >= 1.0)
 SCOPE_NOTES = {"kick": "kick-locked genres (" + ", ".join(KICK_LOCKED_GENRES) + ")",
                "locked": "genres whose bass the plan locks to the kick (" + ", ".join(LOCKED_GENRES) + ")",

@@ -35,9 +35,10 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import reported  # noqa: E402
 from stemforge.audio.assets import best_soundfont, pip_soundfont  # noqa: E402
 from stemforge.audio.render import RenderOptions, render_arrangement  # noqa: E402
-from stemforge.symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track  # noqa: E402
-from stemforge.symbolic.conditions import Conditions  # noqa: E402
-from stemforge.symbolic.run_manifest import RunManifest  # noqa: E402
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT  # noqa: E402
+from stemforge.symbolic.music.arrangement import Arrangement, Note, Track  # noqa: E402
+from stemforge.symbolic.music.conditions import Conditions  # noqa: E402
+from stemforge.symbolic.runtime.run_manifest import RunManifest  # noqa: E402
 
 
 def groove(bars: int, bpm: float = 80.0, genre: str = "lofi") -> Arrangement:

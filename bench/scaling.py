@@ -37,7 +37,7 @@ from pathlib import Path
 started = time.perf_counter()
 from stemforge.pipeline.request import RunRequest
 from stemforge.pipeline.run import run
-from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.core.errors import UserError
 bars, seed, out, model, decoder = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] or None, sys.argv[5]
 chosen = {"decoder": decoder} if decoder else {}  # "": the code's own default (--before: it may predate the field)
 # untimed warm-up: grammar tables, the compiled decoder loaded from its cache, sounds read

@@ -58,15 +58,15 @@ def free_port() -> int:
 
 
 def bench_model(given: Path | None, scratch: Path) -> Path:
-    from stemforge.symbolic.model import DEFAULT_MODEL_DIR, is_model_dir
+    from stemforge.symbolic.decoding.model import DEFAULT_MODEL_DIR, is_model_dir
 
     if given is not None:
         return given
     if is_model_dir(DEFAULT_MODEL_DIR):
         return DEFAULT_MODEL_DIR
     print("no shipped model: training a tiny one for the bench", file=sys.stderr)
-    from stemforge.symbolic.prepare import prepare_dataset
-    from stemforge.symbolic.train import TrainConfig, train
+    from stemforge.symbolic.training.prepare import prepare_dataset
+    from stemforge.symbolic.training.train import TrainConfig, train
     from tests.midi_fixtures import write_corpus
 
     corpus = write_corpus(scratch / "corpus", files_per_genre=4)

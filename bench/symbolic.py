@@ -34,11 +34,11 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import reported  # noqa: E402
-from stemforge.symbolic.conditions import ROLES, build_conditions  # noqa: E402
-from stemforge.symbolic.model import Composer, build_gpt2, load_composer  # noqa: E402
-from stemforge.symbolic.plan import plan_for  # noqa: E402
-from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings  # noqa: E402
-from stemforge.symbolic.tokenizer import ComposerTokenizer, TokenizerSpec  # noqa: E402
+from stemforge.symbolic.decoding.model import Composer, build_gpt2, load_composer  # noqa: E402
+from stemforge.symbolic.music.conditions import ROLES, build_conditions  # noqa: E402
+from stemforge.symbolic.music.tokenizer import ComposerTokenizer, TokenizerSpec  # noqa: E402
+from stemforge.symbolic.runtime.plan import plan_for  # noqa: E402
+from stemforge.symbolic.runtime.sampling import SamplePlan, Sampler, SamplingSettings  # noqa: E402
 
 
 def random_composer(n_layer: int, n_embd: int, n_head: int) -> Composer:
@@ -96,7 +96,7 @@ def time_takes(composer: Composer, bars: int, counts: list[int], repeats: int, d
     their seed composes alone."""
     from statistics import median
 
-    from stemforge.symbolic.compose import compose_takes
+    from stemforge.symbolic.runtime.compose import compose_takes
 
     genre = composer.genres[0]
     settings = SamplingSettings(decoder=decoder)
@@ -173,7 +173,7 @@ def time_threads(composer: Composer, bars: int, repeats: int) -> tuple[float, fl
     import threading
     from statistics import median
 
-    from stemforge.symbolic.kernels import kernels
+    from stemforge.symbolic.decoding.kernels import kernels
 
     samplers = [Sampler(composer), Sampler(composer)]
     plan = SamplePlan(composer.tokenizer.prefix_ids(composer.genres[0], 80, "A minor", "normal", bars), ROLES, bars)

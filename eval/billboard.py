@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stemforge.symbolic.harmony import ChordSpan, parse_chord
+from stemforge.symbolic.music.harmony import ChordSpan, parse_chord
 
 NO_CHORD = "N"
 

@@ -71,7 +71,7 @@ def weights_identity(embedder: Embedding) -> str | None:
 def embedding_identity(embedder: Embedding) -> dict:
     """Everything an embedding's frames depend on besides the audio: its settings, weights,
     this module and the conforming code (eval.reference), and the libraries it calls."""
-    from stemforge.eval.cache import code_digest, library_versions
+    from stemforge.symbolic.core.cache import code_digest, library_versions
 
     return {"name": embedder.name, "sample_rate": embedder.sample_rate, "channels": embedder.channels,
             "dim": embedder.dim, "frame_seconds": embedder.frame_seconds, "weights": embedder.weights,

@@ -7,7 +7,7 @@ genre classifier over a window's features.
 Times are integer ticks; every function takes `ticks_per_beat`, bars are 4/4. Shares are
 returned as `Share` (hits, total) so that they pool over many windows as a ratio of sums
 instead of a mean of ratios (a 2-note bass line must not weigh as much as a 40-note one).
-The swing definition is the corpus builder's (`symbolic.corpus_rules.swing_ratio`), made
+The swing definition is the corpus builder's (`symbolic.recipes.corpus_rules.swing_ratio`), made
 independent of the tick resolution, so figures compare with docs/corpus.md.
 
 Generated notes may carry micro-timing (a groove a few ticks off the grid) and real
@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from scipy.spatial.distance import jensenshannon
 
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
-from stemforge.symbolic.canonical import GRID_PER_BEAT
-from stemforge.symbolic.conditions import Key
-from stemforge.symbolic.corpus import estimate_key
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, GRID_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.keys import Key
+from stemforge.symbolic.recipes.corpus import estimate_key
 
 STEPS_PER_BAR = 16  # 16th notes
 STEPS_PER_BEAT = STEPS_PER_BAR // BEATS_PER_BAR
@@ -202,7 +202,7 @@ Stat = Share | Mean | Median
 
 
 class ChordLike(Protocol):
-    """The chord fields the measures read (`symbolic.corpus_rules.Chord`, `symbolic.harmony.Chord`):
+    """The chord fields the measures read (`symbolic.recipes.corpus_rules.Chord`, `symbolic.music.harmony.Chord`):
     pitch classes of root and bass note, third/fifth/seventh in semitones above the root."""
 
     root: int
@@ -213,7 +213,7 @@ class ChordLike(Protocol):
 
 
 class ChordSpanLike(Protocol):
-    """A chord sounding over [start, end) ticks (`symbolic.corpus_rules.ChordSpan`, or a
+    """A chord sounding over [start, end) ticks (`symbolic.recipes.corpus_rules.ChordSpan`, or a
     generated arrangement's chord plan)."""
 
     start: int

@@ -3,7 +3,7 @@
 One definition, used by `pipeline eval` and by the quality bench (`assess_tracks`):
 
 1. The piece is read the way `pipeline prepare` read the training files for the index
-   (`symbolic.canonical.read_piece`): drums through the one drum map, parts already on the
+   (`symbolic.music.canonical.read_piece`): drums through the one drum map, parts already on the
    token grid as they are, performances snapped to their feel's grid, each note keeping how
    far from its step it was played. A run folder is read from the token ids its run.json
    keeps when it has them (`run_grid_tracks`): the piece as composed, before swing and
@@ -42,12 +42,11 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
-from stemforge.symbolic.canonical import (
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, GRID_PER_BEAT, STEP_TICKS
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.canonical import (
     BAR_STEPS,
-    GRID_PER_BEAT,
     ROLE_CODES,
-    STEP_TICKS,
     WINDOW_BARS,
     NoveltyIndex,
     Reading,
@@ -57,8 +56,8 @@ from stemforge.symbolic.canonical import (
     read_piece,
     to_grid,
 )
-from stemforge.symbolic.run_manifest import RunManifest
-from stemforge.symbolic.window_store import WINDOW_STEPS, WindowNotes, window_rows
+from stemforge.symbolic.runtime.run_manifest import RunManifest
+from stemforge.symbolic.training.window_store import WINDOW_STEPS, WindowNotes, window_rows
 
 COPY_BARS = 3  # consecutive bars equal to one training part: copied
 NEAR_BARS = 2  # ... near copy
@@ -317,7 +316,7 @@ def summarize(pieces: list[dict]) -> dict:
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(path: str):
-    from stemforge.symbolic.tokenizer import ComposerTokenizer
+    from stemforge.symbolic.music.tokenizer import ComposerTokenizer
 
     return ComposerTokenizer.load(Path(path))
 

@@ -24,7 +24,7 @@ with bar 1 at tick 0:
 
 `GENRE_SOURCES` says which set answers which figure for which genre (GMD hip-hop for lofi,
 WJD for jazz lines, Billboard soul for soul chords...), `FIGURE_SOURCES` which set answers it
-over all genres. The GMD, POP909 and Freedoom loaders reuse `symbolic/corpus.py` (the code
+over all genres. The GMD, POP909 and Freedoom loaders reuse `symbolic/recipes/corpus.py` (the code
 that built the default model's corpus from the same files), so "real" and "training" read the
 data the same way. Nothing is cached or written. A missing folder raises `RealDataMissing`,
 naming it.
@@ -50,10 +50,11 @@ from stemforge.eval.music_features import (
     snap_notes,
 )
 from stemforge.eval.wjd import read_wjd, solo_bass, solo_chords, solo_notes
-from stemforge.symbolic import corpus_rules as rules
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
-from stemforge.symbolic.conditions import Key
-from stemforge.symbolic.corpus import (
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.keys import Key
+from stemforge.symbolic.recipes import corpus_rules as rules
+from stemforge.symbolic.recipes.corpus import (
     CorpusConfig,
     cut_excerpt,
     gmd_genre,
@@ -64,7 +65,6 @@ from stemforge.symbolic.corpus import (
     read_gmd_info,
 )
 
-TICKS_PER_BEAT = rules.TPB  # 480, the corpus resolution
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 EXCERPT_BARS = 8  # the default piece length of `pipeline run`
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -257,7 +257,7 @@ def gmd_validation(root: Path = DEFAULT_DATA_ROOT, bars: int = EXCERPT_BARS, max
 
 
 def pop909_excerpts(songs: list, bars: int, rests: bool = False) -> list[RealPiece]:
-    """Excerpts of `bars` bars of POP909 songs (`symbolic.corpus.load_pop909`): the melody, the
+    """Excerpts of `bars` bars of POP909 songs (`symbolic.recipes.corpus.load_pop909`): the melody, the
     lowest piano note of each onset in the bass register as the bass, the annotated chords,
     and the annotated key (the one sounding in the excerpt). Bars as the corpus takes them
     (two or more melody onsets and a chord), or with `rests` every bar with a chord from the

@@ -20,18 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stemforge.eval.cache import code_digest, library_versions
-from stemforge.symbolic.arrangement import (
-    TICKS_PER_BAR,
-    Arrangement,
-    ArrangementError,
-    midi_length_ticks,
-    read_tracks,
-)
-from stemforge.symbolic.canonical import file_sha256
-from stemforge.symbolic.conditions import GENRES, ROLES, Conditions, match_genre
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.run_manifest import FULL_MIDI, ManifestError, RunManifest
+from stemforge.symbolic.core.cache import code_digest, library_versions
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.hashing import file_sha256
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR
+from stemforge.symbolic.music.arrangement import Arrangement, ArrangementError, midi_length_ticks, read_tracks
+from stemforge.symbolic.music.conditions import GENRES, ROLES, Conditions, match_genre
+from stemforge.symbolic.runtime.run_manifest import FULL_MIDI, ManifestError, RunManifest
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".mp3")
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -270,7 +265,7 @@ def render_midi(path: Path, options: object, row: dict | None = None) -> list[Cl
 # What rendered reference audio depends on besides the MIDI and RenderOptions: the renderer's
 # code and the libraries that synthesize and process it.
 RENDER_MODULES = ("stemforge.audio.render", "stemforge.audio.soundfont", "stemforge.audio.drumkit", "stemforge.audio.effects", "stemforge.audio.stems",
-                  "stemforge.symbolic.arrangement", "stemforge.eval.reference")
+                  "stemforge.symbolic.music.arrangement", "stemforge.eval.reference")
 RENDER_LIBRARIES = ("numpy", "pedalboard", "tinysoundfont")
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stemforge.eval.cache import CachedClip, FrameCache, code_digest
+from stemforge.eval.cache import CachedClip, FrameCache
 from stemforge.eval.embeddings import (
     EMBEDDINGS,
     Embedding,
@@ -64,18 +64,21 @@ from stemforge.eval.reference import (
     run_sources,
     run_tracks,
 )
-from stemforge.symbolic.arrangement import TICKS_PER_BEAT, Note
-from stemforge.symbolic.canonical import (
-    GRID_PER_BEAT,
-    WINDOW_BARS,
-    IndexVersionError,
-    NoveltyIndex,
-    file_sha256,
+from stemforge.symbolic.core.cache import code_digest
+from stemforge.symbolic.core.errors import ConditionError
+from stemforge.symbolic.core.hashing import file_sha256
+from stemforge.symbolic.core.progress import progress_bar
+from stemforge.symbolic.core.ticks import GRID_PER_BEAT, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.canonical import WINDOW_BARS, IndexVersionError, NoveltyIndex
+from stemforge.symbolic.music.keys import Key, parse_key
+from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME, RunManifest
+from stemforge.symbolic.training.window_store import (
+    WindowNotes,
+    build_window_notes,
+    load_window_notes,
+    piece_windows,
 )
-from stemforge.symbolic.conditions import ConditionError, Key, parse_key
-from stemforge.symbolic.progress import progress_bar
-from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
-from stemforge.symbolic.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
 
 __all__ = ["EvalError", "EvalRequest", "run_eval"]
 
@@ -495,7 +498,7 @@ def training_figures(store: WindowNotes, cache: FrameCache | None = None) -> dic
     key = {"kind": "training window figures", "version": 1,
            "windows_sha256": hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (
                store.rows, store.offsets, store.source_ids)) + json.dumps(store.sources).encode()).hexdigest(),
-           "code": code_digest(("stemforge.eval.music_features", "stemforge.symbolic.window_store", "stemforge.eval.report"))}
+           "code": code_digest(("stemforge.eval.music_features", "stemforge.symbolic.training.window_store", "stemforge.eval.report"))}
     cached = cache.get_document("training-figures", key) if cache is not None else None
     if cached is not None:
         return {genre: {name: (Share if kind == "share" else Mean)(a, b) for name, (kind, a, b) in figures.items()}
@@ -621,7 +624,7 @@ ROLE_COLOURS = {"drums": "tab:gray", "bass": "tab:blue", "melody": "tab:orange"}
 
 
 def _roll(ax, window: dict[str, np.ndarray], title: str) -> None:
-    from stemforge.symbolic.canonical import GRID_PER_BEAT
+    from stemforge.symbolic.core.ticks import GRID_PER_BEAT
 
     for role, rows in window.items():
         for onset, duration, pitch in rows.tolist():
@@ -654,7 +657,7 @@ def _plot_piano_rolls(pairs: list[tuple[str, dict, str, dict]], path: Path) -> N
 
 
 def _window_dict(rows: np.ndarray) -> dict[str, np.ndarray]:
-    from stemforge.symbolic.window_store import CODE_ROLES
+    from stemforge.symbolic.training.window_store import CODE_ROLES
 
     return {CODE_ROLES[int(c)]: rows[rows[:, 0] == c, 1:].astype(np.int32) for c in np.unique(rows[:, 0])}
 

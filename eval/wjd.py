@@ -19,13 +19,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stemforge.symbolic.arrangement import Note
-from stemforge.symbolic.conditions import Key
-from stemforge.symbolic.harmony import ChordSpan
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.harmony import ChordSpan
+from stemforge.symbolic.music.keys import Key
 
 # one reading of WJD's chord and key labels, the harmony tables' (an augmented major 7th,
 # 'Ab+j7', is read as its triad: the chord qualities have no augmented major 7th)
-from stemforge.symbolic.harmony_data import parse_wjd_chord, parse_wjd_key
+from stemforge.symbolic.recipes.harmony_data import parse_wjd_chord, parse_wjd_key
 
 GRID_PER_BAR = 48  # mcm_48: 48ths of a bar
 FILES = {"meta": "wjd_meta.rda", "notes": "wjd_transforms.rda", "beats": "wjd_annotated_beat_tracks.rda"}

@@ -49,9 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stemforge.pipeline.request import RunRequest
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.paths import output_problem, remove_stale_partials, write_atomic
-from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.paths import output_problem, remove_stale_partials, write_atomic
+from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME, RunManifest
 
 try:  # Unix: one batch at a time per folder
     import fcntl
@@ -96,7 +96,7 @@ class _LineParser(argparse.ArgumentParser):
 
 def line_parser() -> argparse.ArgumentParser:
     """The flags a line may carry: `pipeline run`'s own (pipeline/request.py), less --out and --model."""
-    from stemforge.pipeline.cli import RUN_GROUPS, add_request_flags
+    from stemforge.pipeline.flags import RUN_GROUPS, add_request_flags
 
     parser = _LineParser(prog="line", add_help=False)
     add_request_flags(parser, RUN_GROUPS, skip=LINE_ONLY_FLAGS)
@@ -117,7 +117,7 @@ def item_name(line: int, request: RunRequest) -> str:
 
 def parse_line(text: str, defaults: argparse.Namespace, parser: argparse.ArgumentParser) -> RunRequest | None:
     """A line's RunRequest (the batch's flags as defaults), or None for a blank or comment line."""
-    from stemforge.pipeline.cli import request_from_args
+    from stemforge.pipeline.flags import request_from_args
 
     try:
         tokens = shlex.split(_without_comment(text))
@@ -198,8 +198,8 @@ def read_items(prompts: Path, defaults: argparse.Namespace, out_dir: Path, model
     """Every line of `prompts` as a checked BatchItem; the first bad line raises a BatchError
     "FILE:LINE: what is wrong", before anything slow (the model is not loaded)."""
     from stemforge.pipeline.run import check_inputs
-    from stemforge.symbolic.conditions import validate
-    from stemforge.symbolic.model import read_model_info
+    from stemforge.symbolic.decoding.model import read_model_info
+    from stemforge.symbolic.music.conditions import validate
 
     lines = read_lines(prompts)
     max_bars = read_model_info(model).max_bars
@@ -404,7 +404,7 @@ def run_batch(prompts: Path, out_dir: Path, defaults: argparse.Namespace, model:
               make_runner: Callable[[], PoolRunner] | None = None, poll_seconds: float = 0.1) -> list[BatchItem]:
     """Render every line of `prompts` into `out_dir` (skipping the items already there); returns
     the items with their status. `make_runner` defaults to local worker processes."""
-    from stemforge.symbolic.progress import progress_bar
+    from stemforge.symbolic.core.progress import progress_bar
 
     if workers < 1:
         raise BatchError(f"--workers: {workers} must be at least 1")

@@ -44,8 +44,8 @@ from stemforge.pipeline.jobs import (
     SchedulerHealth,
     remove_partials,
 )
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.run_manifest import MANIFEST_NAME
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME
 
 KEY = "stemforge"
 BEAT_SECONDS = 1.0  # a worker renews a running job's heartbeat this often
@@ -98,8 +98,8 @@ def model_queue(model: Path | None, musicgen: str | None = None) -> str:
     model take them (a model folder may sit at another path on each machine)."""
     import hashlib
 
-    from stemforge.symbolic.canonical import file_sha256
-    from stemforge.symbolic.model import read_model_info
+    from stemforge.symbolic.core.hashing import file_sha256
+    from stemforge.symbolic.decoding.model import read_model_info
 
     info = read_model_info(model)
     sha = info.meta.get("weights_sha256") or file_sha256(info.path / "model.safetensors")

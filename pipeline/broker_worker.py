@@ -56,7 +56,7 @@ from stemforge.pipeline.jobs import (
     remove_partials,
     worker_threads,
 )
-from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.core.errors import UserError
 
 
 class JobStopped(Exception):

@@ -4,7 +4,6 @@ errors in user input print one line and exit 2 (set STEMFORGE_DEBUG=1 for a trac
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -12,12 +11,11 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import get_origin
 
-from stemforge.pipeline.request import GROUPS, RunRequest, cli_flag, request_fields, request_types
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.paths import disk_full
-from stemforge.symbolic.progress import stderr_is_terminal
+from stemforge.pipeline.flags import RUN_GROUPS, add_request_flags, request_from_args
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.paths import disk_full
+from stemforge.symbolic.core.progress import stderr_is_terminal
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -37,57 +35,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if not hidden and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
-
-
-def add_request_flags(parser: argparse.ArgumentParser, groups: tuple[str, ...], skip: tuple[str, ...] = ()) -> None:
-    """The flags of RunRequest's fields in `groups` (pipeline/request.py describes each once)."""
-    hints = request_types()
-    sections: dict[str, argparse._ActionsContainer] = {"": parser}
-    for item, spec in request_fields():
-        flag = cli_flag(item, spec)
-        if flag is None or spec.group not in groups or item.name in skip:
-            continue
-        if spec.group not in sections:
-            sections[spec.group] = parser.add_argument_group(GROUPS[spec.group])
-        hint = hints[item.name]
-        options: dict = {"dest": item.name, "help": spec.help}
-        if hint is bool:
-            options["action"] = "store_true"
-        elif get_origin(hint) is dict:
-            options.update(action="append", default=[], metavar=spec.metavar)
-        else:
-            default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
-            # a field with its own parser keeps the text: it is parsed (and reported) with the
-            # rest of the request, as one "error: --flag: ..." line
-            scalar = str if spec.parse else next(t for t in getattr(hint, "__args__", (hint,)) if t is not type(None))
-            options.update(type=scalar, default=default if not spec.parse or default is None else ",".join(default))
-            if spec.choices:
-                options["choices"] = spec.choices
-            if spec.metavar:
-                options["metavar"] = spec.metavar
-        sections[spec.group].add_argument(flag, **options)
-
-
-def request_from_args(args: argparse.Namespace, **overrides) -> RunRequest:
-    """The RunRequest of parsed flags (fields without a flag on this command keep their defaults)."""
-    values = {}
-    for item, spec in request_fields():
-        if cli_flag(item, spec) is None or not hasattr(args, item.name):
-            continue
-        value = getattr(args, item.name)
-        if spec.parse is not None and isinstance(value, str):
-            value = spec.parse(value)
-        values[item.name] = value
-    if values.get("instruments"):
-        from stemforge.audio.render import parse_instrument_flags
-
-        values["instruments"] = parse_instrument_flags(values["instruments"])
-    else:
-        values["instruments"] = {}
-    return RunRequest(**{**values, **overrides})
-
-
-RUN_GROUPS = ("steer", "feel", "sampling", "iterate", "", "stems")
 
 
 class RunProgress:
@@ -156,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from stemforge.symbolic.prepare import PrepareConfig, prepare_dataset
+    from stemforge.symbolic.training.prepare import PrepareConfig, prepare_dataset
 
     summary = prepare_dataset(args.midi_dir, args.out, args.metadata, PrepareConfig.load(args.config))
     print(f"prepared {args.out}: {summary['files']['used']} files used, {summary['files']['skipped']} skipped "
@@ -166,7 +113,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from stemforge.symbolic.train import TrainConfig, checkpoint_config, train
+    from stemforge.symbolic.training.train import TrainConfig, checkpoint_config, train
 
     config = checkpoint_config(args.out) if args.resume and args.config is None else None
     if config is None:
@@ -187,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from stemforge.symbolic.training_index import build_novelty_index, rebuild_model_index
+    from stemforge.symbolic.training.training_index import build_novelty_index, rebuild_model_index
 
     if args.model is not None:
         bars = rebuild_model_index(args.data_dir, args.model)
@@ -241,7 +188,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_corpus(args: argparse.Namespace) -> int:
     from stemforge.configs import resolve_config
-    from stemforge.symbolic.corpus import CorpusConfig, build_corpus
+    from stemforge.symbolic.recipes.corpus import CorpusConfig, build_corpus
 
     summary = build_corpus(args.data, args.out, CorpusConfig.load(resolve_config(args.config, "corpus")))
     print(f"built corpus {args.out}: {summary['files']} files, {summary['notes']} notes in {summary['seconds']} s "

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stemforge.audio.daw import ChannelMix, Marker, SetTake, StemFile
-from stemforge.symbolic.arrangement import Arrangement
-from stemforge.symbolic.plan import PHRASE_BARS
-from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest, take_tag
+from stemforge.symbolic.music.arrangement import Arrangement
+from stemforge.symbolic.runtime.plan import PHRASE_BARS
+from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME, RunManifest, take_tag
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def phrase_markers(bars: int) -> list[Marker]:
 def form_markers(form: str) -> list[Marker]:
     """A marker at each section of a form ('intro:4 verse:8 ...'), a returning section numbered
     ('verse', 'chorus', 'verse 2', 'chorus 2')."""
-    from stemforge.symbolic.form import parse_form
+    from stemforge.symbolic.runtime.form import parse_form
 
     parsed = parse_form(form)
     seen: dict[str, int] = {}
@@ -101,7 +101,7 @@ def finish_takes(run_folder: Path, final_folder: Path, takes: Sequence[TakeFolde
                  mixer: Mapping[str, ChannelMix] | None = None) -> DawFiles:
     """The run's DAW files, then every take's run.json naming them (relative to the take's
     folder), with the sha256 of every file of its folder."""
-    from stemforge.pipeline.run import file_hashes
+    from stemforge.pipeline.run_folder import file_hashes
 
     files = write_daw_files(run_folder, final_folder, takes, dawproject=dawproject, mixer=mixer)
     for take in takes:
@@ -125,7 +125,7 @@ def take_relative(path: str | None, take: TakeFolder) -> str | None:
 
 def read_takes(run_dir: Path) -> list[TakeFolder]:
     """The takes of a run folder written by `pipeline run` (one, or take1..takeN)."""
-    from stemforge.pipeline.run import arrangement_from_run
+    from stemforge.pipeline.run_folder import arrangement_from_run
 
     run_dir = Path(run_dir)
     if (run_dir / MANIFEST_NAME).is_file():
@@ -152,7 +152,7 @@ def export_with_mixer(run_dir: Path, mixer: Mapping[str, ChannelMix], out: Path)
     from stemforge.audio.mixdown import mixdown
     from stemforge.audio.stems import StemSet
     from stemforge.audio.wav import write_wav_24bit_acid
-    from stemforge.symbolic.run_manifest import acid_root_note
+    from stemforge.symbolic.runtime.run_manifest import acid_root_note
 
     takes = read_takes(run_dir)
     roles = {role for take in takes for role in take.manifest.stems}

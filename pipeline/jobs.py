@@ -34,12 +34,12 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.run_manifest import MANIFEST_NAME
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
     from stemforge.pipeline.run import RunResult
-    from stemforge.symbolic.model import Composer
+    from stemforge.symbolic.decoding.model import Composer
 
 try:  # Unix: lets a restarted service wait until the workers of a killed one have exited
     import fcntl
@@ -304,7 +304,7 @@ def _watch_parent(parent_pid: int) -> None:
 def worker_threads(workers: int, asked: int | None = None) -> int:
     """Threads for each of `workers` worker processes on this machine: `asked`, or the cores
     shared among them (a job's takes decode side by side in them, and torch uses them)."""
-    from stemforge.symbolic.kernels import usable_cores
+    from stemforge.symbolic.core.cores import usable_cores
 
     return asked or max(1, usable_cores() // workers)
 
@@ -317,7 +317,7 @@ def load_worker_composer(model: str | None, threads: int) -> Composer:
     decoder, MusicGen)."""
     os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
     from stemforge.pipeline.run import cached_composer
-    from stemforge.symbolic.compose import sampler_for
+    from stemforge.symbolic.runtime.compose import sampler_for
 
     composer = cached_composer(model)
     sampler_for(composer).warm()

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
-from stemforge.symbolic.conditions import (
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.music.conditions import (
     DENSITIES,
     GENRES,
     LOOP_CHOICES,
@@ -29,8 +30,7 @@ from stemforge.symbolic.conditions import (
     ROLES,
     parse_loop,
 )
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.sampling_settings import DECODERS, SamplingSettings
+from stemforge.symbolic.runtime.sampling_settings import DECODERS, SamplingSettings
 
 RENDERERS = ("sample", "musicgen")
 MAX_PROMPT_CHARS = 500

@@ -18,16 +18,24 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from stemforge.pipeline.exports import TakeFolder, finish_takes
 from stemforge.pipeline.request import RunError, RunRequest
-from stemforge.symbolic.arrangement import (
-    TICKS_PER_BEAT,
+from stemforge.pipeline.run_folder import arrangement_from_run
+from stemforge.symbolic.core.hashing import file_sha256
+from stemforge.symbolic.core.paths import (
+    disk_full,
+    output_problem,
+    partial_folder,
+    release,
+    remove_stale_partials,
+)
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import (
     Arrangement,
     ArrangementError,
     Track,
     read_tracks,
     role_of_track_name,
 )
-from stemforge.symbolic.canonical import file_sha256
-from stemforge.symbolic.conditions import (
+from stemforge.symbolic.music.conditions import (
     MAX_SEED,
     ROLES,
     Conditions,
@@ -36,22 +44,20 @@ from stemforge.symbolic.conditions import (
     parse_prompt,
     validate,
 )
-from stemforge.symbolic.paths import disk_full, output_problem, partial_folder, release, remove_stale_partials
-from stemforge.symbolic.run_manifest import (
+from stemforge.symbolic.runtime.run_manifest import (
     FULL_MIDI,
-    MANIFEST_NAME,
     RunManifest,
     acid_root_note,
     file_name_base,
 )
-from stemforge.symbolic.sections import with_form
+from stemforge.symbolic.runtime.sections import with_form
 
 if TYPE_CHECKING:  # librosa (--like) and the composer load only where they are used
     from stemforge.audio.loop_analysis import LoopEstimate
     from stemforge.audio.stems import StemSet
-    from stemforge.symbolic.compose import Composed, PieceOrder
-    from stemforge.symbolic.model import Composer
-    from stemforge.symbolic.sampling_settings import SamplingSettings
+    from stemforge.symbolic.decoding.model import Composer
+    from stemforge.symbolic.runtime.compose import Composed, PieceOrder
+    from stemforge.symbolic.runtime.sampling_settings import SamplingSettings
 
 Progress = Callable[[str, float], None]
 
@@ -74,7 +80,7 @@ class RunResult:
 @lru_cache(maxsize=4)
 def cached_composer(path: str | None) -> Composer:
     """Models are loaded once per process (the service reuses them across jobs)."""
-    from stemforge.symbolic.model import load_composer
+    from stemforge.symbolic.decoding.model import load_composer
 
     return load_composer(Path(path) if path else None)
 
@@ -93,7 +99,7 @@ def _seed_clip_tracks(path: Path, messages: list[str] | None = None) -> dict[str
     if len(tracks) < len(ROLES):
         import symusic
 
-        from stemforge.symbolic.prepare import detect_roles
+        from stemforge.symbolic.music.roles import detect_roles
 
         score = symusic.Score(str(path))
         named = {i for i, t in enumerate(score.tracks) if role_of_track_name(t.name) in tracks}
@@ -103,8 +109,8 @@ def _seed_clip_tracks(path: Path, messages: list[str] | None = None) -> dict[str
             if role not in tracks:
                 tracks[role] = Track(role, 0, role == "drums", notes)
     if "drums" in tracks:  # read through the one drum map, as prepare reads training files
-        from stemforge.symbolic.prepare import map_drum_notes
-        from stemforge.symbolic.tokenizer import TokenizerSpec
+        from stemforge.symbolic.music.drum_map import map_drum_notes
+        from stemforge.symbolic.music.tokenizer import TokenizerSpec
 
         notes, mapped, dropped = map_drum_notes(tracks["drums"].notes, *TokenizerSpec([]).role_pitch_ranges["drums"])
         tracks["drums"] = dataclasses.replace(tracks["drums"], notes=notes)
@@ -117,12 +123,6 @@ def _seed_clip_tracks(path: Path, messages: list[str] | None = None) -> dict[str
     if not tracks:
         raise RunError(f"--seed-midi: {path} has no notes")
     return tracks
-
-
-def file_hashes(run_dir: Path) -> dict[str, str]:
-    """Every file of a run folder but run.json itself -> its sha256."""
-    return {str(p.relative_to(run_dir)): file_sha256(p) for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and p.relative_to(run_dir) != Path(MANIFEST_NAME)}
 
 
 def _default_run_dir(root: Path, conditions: Conditions) -> Path:
@@ -244,7 +244,7 @@ class _Started:
         return not self.inputs.kept_tracks and not self.inputs.seed_tracks
 
     def orders(self) -> list[PieceOrder]:
-        from stemforge.symbolic.compose import Feel, PieceOrder
+        from stemforge.symbolic.runtime.compose import Feel, PieceOrder
 
         feel = Feel(self.request.quantize, self.request.swing)
         return [PieceOrder(conditions, seed, self.model_genre, feel) for conditions, seed in self.inputs.takes]
@@ -325,7 +325,7 @@ def _start(request: RunRequest, progress: Progress | None, composer: Composer | 
 def _compose(jobs: list[_Started], composer: Composer) -> list[list[Composed]]:
     """The pieces of `jobs` (their takes) in one `compose_pieces` call; each job's list of
     takes. Jobs composed together share no context parts (`_Started.joins_others`)."""
-    from stemforge.symbolic.compose import compose_pieces  # loaded only by a run that composes
+    from stemforge.symbolic.runtime.compose import compose_pieces  # loaded only by a run that composes
 
     expected = max(1, sum(job.inputs.conditions.bars * 90 * len(job.inputs.takes) for job in jobs))
     counter = {"n": 0}
@@ -441,7 +441,7 @@ def _render_takes(request: RunRequest, takes: list[Composed], report: Progress) 
     back from 55% to 0% when rendering started)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from stemforge.symbolic.kernels import usable_cores
+    from stemforge.symbolic.core.cores import usable_cores
 
     fractions = [0.0] * len(takes)
     lock = threading.Lock()
@@ -492,7 +492,7 @@ def midi_files(arrangement: Arrangement) -> dict[str, bytes]:
 
 def _write_midi(directory: Path, midi: dict[str, bytes], name: str) -> dict[str, str]:
     """<name>_full.mid and midi/<name>_<role>.mid; returns run.json's `midi` (role -> relative path)."""
-    from stemforge.symbolic.paths import write_atomic
+    from stemforge.symbolic.core.paths import write_atomic
 
     paths = {role: f"{name}_full.mid" if role == FULL_MIDI else f"midi/{name}_{role}.mid" for role in midi}
     for role, data in midi.items():
@@ -620,33 +620,6 @@ def write_rendered(directory: Path, stems, info: dict, name: str, key: str) -> d
 
     files = write_stems(stems, directory, name, acid_root_note(key))
     return {**info, **files}
-
-
-def verified_midi(run_dir: Path, manifest: RunManifest, role: str, what: str = "RUN_DIR") -> Path:
-    """The MIDI file of `role` in a run folder, checked against the sha256 run.json holds for
-    it: a swapped file, or hashes edited to match one, is refused rather than used (and its
-    evidence rewritten). A run.json without hashes (written before stemforge kept them) is
-    trusted as it is."""
-    path = manifest.midi_path(role, run_dir)
-    if path is None or not path.is_file():
-        raise RunError(f"{what}: {run_dir} has no {role} MIDI file ({manifest.midi.get(role)}); was a file removed?")
-    if manifest.files:
-        relative = manifest.midi[role]
-        recorded = manifest.files.get(relative)
-        if recorded is None or file_sha256(path) != recorded:
-            raise RunError(f"{what}: {path} is not the file this run wrote (its sha256 differs from run.json's); "
-                           "a changed MIDI file is not rendered: run `pipeline run --seed-midi` on it instead")
-    return path
-
-
-def arrangement_from_run(run_dir: Path, manifest: RunManifest, what: str = "RUN_DIR") -> Arrangement:
-    tracks: dict[str, Track] = {}
-    for role in manifest.parts():
-        try:
-            tracks.update(read_tracks(verified_midi(run_dir, manifest, role, what)))
-        except ArrangementError as error:
-            raise RunError(f"{what}: {error}") from error
-    return Arrangement(manifest.conditions, tracks)
 
 
 def _copy_run(run_dir: Path, tmp: Path) -> None:

@@ -49,11 +49,11 @@ from stemforge.pipeline.jobs import (
 )
 from stemforge.pipeline.request import MAX_TAKES, FieldSpec, RunRequest, request_fields, request_types
 from stemforge.pipeline.run import check_inputs
-from stemforge.symbolic.conditions import validate
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.model import read_model_info
-from stemforge.symbolic.paths import disk_full, write_atomic
-from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.paths import disk_full, write_atomic
+from stemforge.symbolic.decoding.model import read_model_info
+from stemforge.symbolic.music.conditions import validate
+from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME, RunManifest
 
 try:
     import fcntl
@@ -849,9 +849,9 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
 
     @api.get("/jobs/{job_id}/notes", response_model=NotesInfo)
     def get_notes(job_id: str, take: int | None = Query(None, ge=1, le=MAX_TAKES)) -> NotesInfo:
-        """The notes of every role for the page's piano roll (read with stemforge.symbolic.arrangement.read_tracks)."""
-        from stemforge.pipeline.run import arrangement_from_run
-        from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT
+        """The notes of every role for the page's piano roll (read with stemforge.symbolic.music.arrangement.read_tracks)."""
+        from stemforge.pipeline.run_folder import arrangement_from_run
+        from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
 
         job = done_job(job_id)
         manifest = state.manifest(job, take)

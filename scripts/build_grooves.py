@@ -1,7 +1,7 @@
-"""Rebuild symbolic/grooves.json (the groove pool) from the Groove MIDI Dataset, and measure
+"""Rebuild symbolic/runtime/grooves.json (the groove pool) from the Groove MIDI Dataset, and measure
 what the feel does (the figures in docs/groove.md).
 
-    .venv/bin/python scripts/build_grooves.py                 # writes symbolic/grooves.json
+    .venv/bin/python scripts/build_grooves.py                 # writes symbolic/runtime/grooves.json
     .venv/bin/python scripts/build_grooves.py --report        # also prints the measurements
 
 Templates come from the GMD train split; the measurements use the validation split, so
@@ -24,10 +24,12 @@ sys.path.insert(0, str(REPO))
 
 from stemforge.configs import resolve_config  # noqa: E402
 from stemforge.eval.music_features import swing  # noqa: E402
-from stemforge.symbolic import groove  # noqa: E402
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track  # noqa: E402
-from stemforge.symbolic.conditions import GENRE_DEFAULT_BPM, GENRES  # noqa: E402
-from stemforge.symbolic.corpus import CorpusConfig, load_gmd  # noqa: E402
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT  # noqa: E402
+from stemforge.symbolic.music.arrangement import Note, Track  # noqa: E402
+from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES  # noqa: E402
+from stemforge.symbolic.recipes import grooves  # noqa: E402
+from stemforge.symbolic.recipes.corpus import CorpusConfig, load_gmd  # noqa: E402
+from stemforge.symbolic.runtime import groove  # noqa: E402
 
 TOKEN_VELOCITIES = (15, 31, 47, 63, 79, 95, 111, 127)  # the tokenizer's 8 levels (miditok, 8 bins)
 BARS = 8
@@ -162,8 +164,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=groove.GROOVES_PATH, help="groove pool JSON to write")
     parser.add_argument("--report", action="store_true", help="print the measurements of docs/groove.md")
     args = parser.parse_args()
-    train = groove.gmd_performances(args.gmd, ("train",))
-    pool = groove.build_pool(train, GENRES)
+    train = grooves.gmd_performances(args.gmd, ("train",))
+    pool = grooves.build_pool(train, GENRES)
     pool.save(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB, "
           f"{len(pool.templates)} templates from {len(train)} takes)")

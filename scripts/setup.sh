@@ -46,7 +46,7 @@ fi
 "${pip[@]}" --no-deps tinysoundfont==0.3.7
 # the compiled decoder's kernels, ahead of time once per machine (~15 s, user cache): a run then
 # loads them without importing numba; numba's JIT cache of the same kernels is the fallback
-.venv/bin/python -c "from stemforge.symbolic.compiled_decoder import precompile; precompile()"
+.venv/bin/python -c "from stemforge.symbolic.decoding.precompile import precompile; precompile()"
 if [ -n "${STEMFORGE_TEST_TOOLS:-}" ]; then
   # abletoolz (on its own Python 3.13) and openDAW's DAWproject reader, which the tests hold our
   # Live sets and DAWprojects against (they skip where these cannot be had)

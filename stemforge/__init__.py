@@ -28,25 +28,25 @@ _PUBLIC: dict[str, str] = {
     "run": "stemforge.pipeline.run",
     "RunRequest": "stemforge.pipeline.request",
     "RunResult": "stemforge.pipeline.run",
-    "RunManifest": "stemforge.symbolic.run_manifest",
+    "RunManifest": "stemforge.symbolic.runtime.run_manifest",
     "render_run": "stemforge.pipeline.run",
-    "compose": "stemforge.symbolic.compose",
-    "Feel": "stemforge.symbolic.compose",
-    "load_composer": "stemforge.symbolic.model",
-    "Conditions": "stemforge.symbolic.conditions",
-    "build_conditions": "stemforge.symbolic.conditions",
-    "SamplingSettings": "stemforge.symbolic.sampling_settings",
-    "Arrangement": "stemforge.symbolic.arrangement",
+    "compose": "stemforge.symbolic.runtime.compose",
+    "Feel": "stemforge.symbolic.runtime.compose",
+    "load_composer": "stemforge.symbolic.decoding.model",
+    "Conditions": "stemforge.symbolic.music.conditions",
+    "build_conditions": "stemforge.symbolic.music.conditions",
+    "SamplingSettings": "stemforge.symbolic.runtime.sampling_settings",
+    "Arrangement": "stemforge.symbolic.music.arrangement",
     "render_arrangement": "stemforge.audio.render",
     "write_stems": "stemforge.audio.render",
     "RenderOptions": "stemforge.audio.render",
-    "prepare_dataset": "stemforge.symbolic.prepare",
-    "PrepareConfig": "stemforge.symbolic.prepare",
-    "train": "stemforge.symbolic.train",
-    "TrainConfig": "stemforge.symbolic.train",
+    "prepare_dataset": "stemforge.symbolic.training.prepare",
+    "PrepareConfig": "stemforge.symbolic.training.prepare",
+    "train": "stemforge.symbolic.training.train",
+    "TrainConfig": "stemforge.symbolic.training.train",
     "run_eval": "stemforge.eval.report",
     "EvalRequest": "stemforge.eval.report",
-    "UserError": "stemforge.symbolic.errors",
+    "UserError": "stemforge.symbolic.core.errors",
 }
 
 __all__ = [
@@ -94,12 +94,12 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
     from stemforge.eval.report import EvalRequest, run_eval
     from stemforge.pipeline.request import RunRequest
     from stemforge.pipeline.run import RunResult, render_run, run
-    from stemforge.symbolic.arrangement import Arrangement
-    from stemforge.symbolic.compose import Feel, compose
-    from stemforge.symbolic.conditions import Conditions, build_conditions
-    from stemforge.symbolic.errors import UserError
-    from stemforge.symbolic.model import load_composer
-    from stemforge.symbolic.prepare import PrepareConfig, prepare_dataset
-    from stemforge.symbolic.run_manifest import RunManifest
-    from stemforge.symbolic.sampling_settings import SamplingSettings
-    from stemforge.symbolic.train import TrainConfig, train
+    from stemforge.symbolic.core.errors import UserError
+    from stemforge.symbolic.decoding.model import load_composer
+    from stemforge.symbolic.music.arrangement import Arrangement
+    from stemforge.symbolic.music.conditions import Conditions, build_conditions
+    from stemforge.symbolic.runtime.compose import Feel, compose
+    from stemforge.symbolic.runtime.run_manifest import RunManifest
+    from stemforge.symbolic.runtime.sampling_settings import SamplingSettings
+    from stemforge.symbolic.training.prepare import PrepareConfig, prepare_dataset
+    from stemforge.symbolic.training.train import TrainConfig, train

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stemforge.symbolic.prepare import prepare_dataset
-from stemforge.symbolic.train import TrainConfig, train
+from stemforge.symbolic.training.prepare import prepare_dataset
+from stemforge.symbolic.training.train import TrainConfig, train
 from tests.midi_fixtures import write_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stemforge.symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track
-from stemforge.symbolic.conditions import Conditions
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Arrangement, Note, Track
+from stemforge.symbolic.music.conditions import Conditions
 
 SIXTEENTH = TICKS_PER_BEAT // 4
 

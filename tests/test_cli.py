@@ -16,7 +16,8 @@ import pytest
 import soundfile
 
 from stemforge.pipeline.cli import main
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, read_tracks
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR
+from stemforge.symbolic.music.arrangement import read_tracks
 from tests.midi_fixtures import write_groove
 
 
@@ -238,15 +239,16 @@ def test_sigterm_during_a_run_leaves_nothing_behind(tiny_model: Path, tmp_path: 
 def test_a_run_that_loses_the_race_for_its_folder_says_so(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
     """Two runs with one --out: the second to finish gets a one-line error, and nothing of it stays."""
     import stemforge.pipeline.run as run_module
+    import stemforge.pipeline.run_folder as run_folder_module
 
     out = tmp_path / "run"
-    real_hashes = run_module.file_hashes
+    real_hashes = run_folder_module.file_hashes
 
     def another_run_finishes_first(folder: Path) -> dict:
         (out / "midi").mkdir(parents=True)
         return real_hashes(folder)
 
-    monkeypatch.setattr(run_module, "file_hashes", another_run_finishes_first)
+    monkeypatch.setattr(run_folder_module, "file_hashes", another_run_finishes_first)
     with pytest.raises(run_module.RunError, match="created by another run while this one composed"):
         run_module.run(run_module.RunRequest(prompt="rock", model=tiny_model, bars=2, seed=1, out=out))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and list(out.iterdir()) == [out / "midi"]
@@ -316,7 +318,7 @@ def test_a_bug_is_an_internal_error_with_its_traceback_not_bad_input(tiny_model:
                                                                      monkeypatch) -> None:
     """A ValueError from inside stemforge (numpy, a broken invariant) used to print as
     `error: ...` with exit 2, as if the user's input were wrong."""
-    import stemforge.symbolic.compose as compose_module
+    import stemforge.symbolic.runtime.compose as compose_module
 
     def broken(*args, **kwargs):
         raise ValueError("operands could not be broadcast together")
@@ -356,7 +358,7 @@ def test_keeping_every_role_is_refused_on_the_cli_as_in_the_service(tiny_model: 
 
 def test_takes_are_variations_of_one_idea_each_as_it_would_compose_alone(tiny_model: Path, tmp_path: Path,
                                                                           capsys) -> None:
-    from stemforge.symbolic.run_manifest import RunManifest
+    from stemforge.symbolic.runtime.run_manifest import RunManifest
 
     base = ["run", "--prompt", "rock 120bpm", "--model", tiny_model, "--bars", "2", "--seed", "40"]
     code, out, _ = _run(capsys, *base, "--takes", "3", "--out", tmp_path / "takes")

@@ -14,14 +14,16 @@ import pytest
 
 from stemforge.eval.music_features import bass_on_kick, kick_coverage, self_similarity
 from stemforge.pipeline.run import RunRequest, run
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
-from stemforge.symbolic.conditions import ConditionError, build_conditions, parse_loop, progression_of
-from stemforge.symbolic.grammar import GrammarState, GrammarTables, Kind
-from stemforge.symbolic.harmony import chord_scale, chord_tones
-from stemforge.symbolic.model import load_composer
-from stemforge.symbolic.plan import BarSource, bar_sources, build_plan, draw_groove
-from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings
-from stemforge.symbolic.style import STYLE_FILE, StyleStats
+from stemforge.symbolic.core.errors import ConditionError
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.decoding.model import load_composer
+from stemforge.symbolic.decoding.style import STYLE_FILE, StyleStats
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.conditions import build_conditions, parse_loop, progression_of
+from stemforge.symbolic.music.harmony import chord_scale, chord_tones
+from stemforge.symbolic.runtime.grammar import GrammarState, GrammarTables, Kind
+from stemforge.symbolic.runtime.plan import BarSource, bar_sources, build_plan, draw_groove
+from stemforge.symbolic.runtime.sampling import SamplePlan, Sampler, SamplingSettings
 from tests.midi_fixtures import groove_tracks
 
 GRID = TICKS_PER_BEAT // 12
@@ -134,8 +136,8 @@ def test_chords_in_the_prompt_set_the_progression_and_the_key(prompt: str, key: 
     ("D7", "C major", 6, 5), ("Am7", "C major", None, None),
 ], ids=["V7/ii: C#", "V in minor: G#", "bVII: Bb", "iv borrowed: Ab", "V7/V: F#", "diatonic"])
 def test_a_chords_scale_takes_its_altered_tones(chord: str, key: str, altered: int | None, gone: int | None) -> None:
-    from stemforge.symbolic.conditions import parse_key
-    from stemforge.symbolic.harmony import parse_chord_symbol
+    from stemforge.symbolic.music.harmony import parse_chord_symbol
+    from stemforge.symbolic.music.keys import parse_key
 
     scale = chord_scale(parse_chord_symbol(chord), parse_key(key))
     assert len(scale) == 7
@@ -371,7 +373,7 @@ def test_any_walk_the_grammar_allows_decodes_to_valid_parts(seed: int) -> None:
     """Model-free property: whatever the sampler picks among the tokens the mask allows, the
     piece ends with every requested role, exactly the asked bars, pitches in each role's
     range, no drum twice at one position and inside the token budget."""
-    from stemforge.symbolic.tokenizer import ComposerTokenizer, TokenizerSpec
+    from stemforge.symbolic.music.tokenizer import ComposerTokenizer, TokenizerSpec
 
     rng = np.random.default_rng(seed)
     tokenizer = ComposerTokenizer(TokenizerSpec(genres=["lofi", "house"]))

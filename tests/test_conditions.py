@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from stemforge.symbolic.conditions import ConditionError, build_conditions, nearest_known_genre, parse_key
+from stemforge.symbolic.core.errors import ConditionError
+from stemforge.symbolic.music.conditions import build_conditions, nearest_known_genre
+from stemforge.symbolic.music.keys import parse_key
 
 PROMPTS = [
     ("lofi 80bpm", {"genre": "lofi", "bpm": 80.0}),

@@ -13,10 +13,11 @@ import openpyxl
 import pytest
 import symusic
 
-from stemforge.symbolic import corpus_rules as rules
-from stemforge.symbolic.arrangement import Note, midi_length_ticks
-from stemforge.symbolic.conditions import GENRES, parse_key
-from stemforge.symbolic.corpus import (
+from stemforge.symbolic.music.arrangement import Note, midi_length_ticks
+from stemforge.symbolic.music.conditions import GENRES
+from stemforge.symbolic.music.keys import parse_key
+from stemforge.symbolic.recipes import corpus_rules as rules
+from stemforge.symbolic.recipes.corpus import (
     CorpusConfig,
     CorpusError,
     Song,
@@ -28,7 +29,8 @@ from stemforge.symbolic.corpus import (
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data"
-BEAT, BAR = rules.TPB, rules.BAR
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR as BAR  # noqa: E402
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as BEAT  # noqa: E402
 
 
 def backbeat_groove(bars: int, hat_step: int = 240) -> list[Note]:
@@ -145,7 +147,7 @@ def test_bass_takes_the_pianists_pitches_where_they_fit():
 
 
 def test_real_fills_go_into_the_phrase_ends():
-    from stemforge.symbolic.corpus import Fill, splice_fills
+    from stemforge.symbolic.recipes.corpus import Fill, splice_fills
 
     groove = [Note(b * BAR + t, 40, 36 if t == 0 else 38 if t in (BEAT, 3 * BEAT) else 42, 100)
               for b in range(8) for t in range(0, BAR, 240)]

@@ -28,8 +28,9 @@ from stemforge.audio.daw import ChannelMix
 from stemforge.pipeline.exports import export_with_mixer, read_takes
 from stemforge.pipeline.request import RunRequest
 from stemforge.pipeline.run import run
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, read_tracks
-from stemforge.symbolic.run_manifest import RunManifest
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import read_tracks
+from stemforge.symbolic.runtime.run_manifest import RunManifest
 
 ROOT = Path(__file__).parents[1]
 ABLETOOLZ = ROOT / ".tools" / "bin" / "abletoolz"

@@ -10,10 +10,10 @@ import pytest
 
 from stemforge.eval.music_features import Share, kick_coverage
 from stemforge.pipeline.run import RunRequest, run
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT
-from stemforge.symbolic.conditions import GENRES, ROLES
-from stemforge.symbolic.model import DEFAULT_MODEL_DIR, load_composer
-from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.decoding.model import DEFAULT_MODEL_DIR, load_composer
+from stemforge.symbolic.music.conditions import GENRES, ROLES
+from stemforge.symbolic.runtime.sampling import SamplePlan, Sampler, SamplingSettings
 
 
 @pytest.fixture(scope="module")

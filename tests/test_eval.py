@@ -36,24 +36,18 @@ from stemforge.eval.fad import (
 from stemforge.eval.novelty import COPY_BARS, Match, assess_tracks, nearest_training_windows, piece_novelty
 from stemforge.eval.reference import EvalError, conform, read_audio, role_from_name
 from stemforge.eval.report import EvalRequest, RunPiece, run_eval, symbolic_section
-from stemforge.symbolic.arrangement import (
-    TICKS_PER_BAR,
-    TICKS_PER_BEAT,
-    Arrangement,
-    Note,
-    Track,
-    tracks_to_score,
+from stemforge.symbolic.core.ticks import GRID_PER_BEAT, TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Arrangement, Note, Track, tracks_to_score
+from stemforge.symbolic.music.canonical import INDEX_VERSION, IndexVersionError, NoveltyIndex, piece_digests
+from stemforge.symbolic.music.conditions import Conditions
+from stemforge.symbolic.music.keys import parse_key
+from stemforge.symbolic.runtime.run_manifest import RunManifest
+from stemforge.symbolic.training.window_store import (
+    load_window_notes,
+    piece_windows,
+    save_window_notes,
+    window_rows,
 )
-from stemforge.symbolic.canonical import (
-    GRID_PER_BEAT,
-    INDEX_VERSION,
-    IndexVersionError,
-    NoveltyIndex,
-    piece_digests,
-)
-from stemforge.symbolic.conditions import Conditions, parse_key
-from stemforge.symbolic.run_manifest import RunManifest
-from stemforge.symbolic.window_store import load_window_notes, piece_windows, save_window_notes, window_rows
 
 SR = 22050
 BARS = 8
@@ -386,7 +380,7 @@ def verdicts(result) -> dict[str, str]:
 
 def test_novelty_calls_fresh_material_new(training):
     _, index, windows = training
-    from stemforge.symbolic.window_store import build_window_notes
+    from stemforge.symbolic.training.window_store import build_window_notes
 
     result = piece_novelty(random_piece(99), TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
     assert result["verdict"] == "new"
@@ -396,7 +390,7 @@ def test_novelty_calls_fresh_material_new(training):
 
 def test_novelty_finds_a_verbatim_copy_of_training_bars(training):
     pieces, index, windows = training
-    from stemforge.symbolic.window_store import build_window_notes
+    from stemforge.symbolic.training.window_store import build_window_notes
 
     copied = splice(random_piece(99), pieces["train/song3.mid"], source_bar=4, target_bar=2)
     result = piece_novelty(copied, TICKS_PER_BEAT, BARS, index, build_window_notes(windows, TICKS_PER_BEAT))
@@ -412,7 +406,7 @@ def test_novelty_finds_a_verbatim_copy_of_training_bars(training):
 
 def test_novelty_finds_a_transposed_copy(training):
     pieces, index, windows = training
-    from stemforge.symbolic.window_store import build_window_notes
+    from stemforge.symbolic.training.window_store import build_window_notes
 
     copied = splice(random_piece(98), pieces["train/song1.mid"], source_bar=0, target_bar=4, transpose=3,
                     roles=("bass", "melody"))
@@ -479,7 +473,7 @@ def test_novelty_index_round_trips_and_refuses_an_old_version(tmp_path, training
 
 def test_nearest_search_handles_empty_inputs(training):
     _, _, windows = training
-    from stemforge.symbolic.window_store import build_window_notes
+    from stemforge.symbolic.training.window_store import build_window_notes
 
     assert nearest_training_windows([], build_window_notes(windows, TICKS_PER_BEAT)) == []
     assert nearest_training_windows([np.zeros((0, 4), np.int16)], build_window_notes([], TICKS_PER_BEAT)) == [None]
@@ -611,7 +605,7 @@ def looped_piece(bars: int = BARS) -> dict[str, list[Note]]:
 
 def test_symbolic_section_tells_a_loop_from_random_training_material(training):
     _, _, windows = training
-    from stemforge.symbolic.window_store import build_window_notes
+    from stemforge.symbolic.training.window_store import build_window_notes
 
     store = build_window_notes(windows, TICKS_PER_BEAT)
     pieces = [RunPiece("loop", "house", BARS, looped_piece(), parse_key("A minor"))]
@@ -814,7 +808,8 @@ def test_frames_cache_misses_on_new_render_settings_and_recomputes_a_corrupt_ent
 
 
 def test_cache_root_follows_the_environment(tmp_path, monkeypatch):
-    from stemforge.eval.cache import FrameCache, default_cache_root
+    from stemforge.eval.cache import FrameCache
+    from stemforge.symbolic.core.cache import default_cache_root
 
     monkeypatch.setenv("STEMFORGE_CACHE_DIR", str(tmp_path / "mine"))
     assert default_cache_root() == tmp_path / "mine"

@@ -15,12 +15,13 @@ from safetensors.numpy import load_file
 from stemforge.eval.novelty import assess_tracks
 from stemforge.pipeline.cli import main as cli_main
 from stemforge.pipeline.run import RunRequest, run
-from stemforge.symbolic.arrangement import TICKS_PER_BEAT, read_tracks
-from stemforge.symbolic.canonical import NoveltyIndex
-from stemforge.symbolic.finetune import FineTuneError
-from stemforge.symbolic.prepare import PrepareConfig, prepare_dataset
-from stemforge.symbolic.tokenizer import ComposerTokenizer
-from stemforge.symbolic.train import TrainConfig, TrainError, train
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import read_tracks
+from stemforge.symbolic.music.canonical import NoveltyIndex
+from stemforge.symbolic.music.tokenizer import ComposerTokenizer
+from stemforge.symbolic.training.finetune import FineTuneError
+from stemforge.symbolic.training.prepare import PrepareConfig, prepare_dataset
+from stemforge.symbolic.training.train import TrainConfig, TrainError, train
 from tests.midi_fixtures import write_groove
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from stemforge.symbolic.conditions import GENRES
-from stemforge.symbolic.form import (
+from stemforge.symbolic.music.conditions import GENRES
+from stemforge.symbolic.runtime.form import (
     MAX_SECTION_BARS,
     FormError,
     default_form,
@@ -65,7 +65,7 @@ def test_form_words_in_the_prompt(prompt: str, expected: tuple) -> None:
 def test_the_shipped_form_table_is_what_the_billboard_songs_give() -> None:
     from pathlib import Path
 
-    from stemforge.symbolic.form import build_forms
+    from stemforge.symbolic.recipes.forms import build_forms
 
     billboard = Path(__file__).resolve().parents[2] / "shared" / "data" / "billboard"
     if not (billboard / "McGill-Billboard").is_dir():

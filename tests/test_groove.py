@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import symusic
 
-from stemforge.symbolic import groove
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, tracks_to_score
-from stemforge.symbolic.conditions import GENRE_DEFAULT_BPM, GENRES
-from stemforge.symbolic.groove import (
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note, Track, tracks_to_score
+from stemforge.symbolic.music.conditions import GENRE_DEFAULT_BPM, GENRES
+from stemforge.symbolic.recipes import grooves
+from stemforge.symbolic.runtime import groove
+from stemforge.symbolic.runtime.groove import (
     GENRE_SWING,
     GrooveError,
     GroovePool,
@@ -372,12 +374,12 @@ def test_every_shipped_template_gives_flat_tokens_twenty_plus_velocities() -> No
 
 @pytest.fixture(scope="module")
 def gmd_train() -> list[Performance]:
-    return groove.gmd_performances(GMD, ("train",))
+    return grooves.gmd_performances(GMD, ("train",))
 
 
 @needs_gmd
 def test_building_from_gmd_reproduces_the_shipped_file(gmd_train: list[Performance]) -> None:
-    assert groove.build_pool(gmd_train, GENRES).to_json() == groove.GROOVES_PATH.read_text()
+    assert grooves.build_pool(gmd_train, GENRES).to_json() == groove.GROOVES_PATH.read_text()
 
 
 @needs_gmd
@@ -386,7 +388,7 @@ def test_jazz_feel_swings_a_straight_groove_at_least_as_much_as_gmd_jazz() -> No
 
     from stemforge.configs import resolve_config
     from stemforge.eval.music_features import swing
-    from stemforge.symbolic.corpus import CorpusConfig, load_gmd
+    from stemforge.symbolic.recipes.corpus import CorpusConfig, load_gmd
 
     config = CorpusConfig.load(resolve_config("default", "corpus"))
     real = [n for g in load_gmd(GMD, config, Counter()) if g.genre == "jazz" for n in g.drums]

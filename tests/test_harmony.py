@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from stemforge.symbolic import corpus_rules as rules
-from stemforge.symbolic.conditions import GENRES, ConditionError, Conditions, Key, default_chords, parse_key
-from stemforge.symbolic.harmony import (
+from stemforge.symbolic.core.errors import ConditionError
+from stemforge.symbolic.music.conditions import GENRES, Conditions, default_chords
+from stemforge.symbolic.music.harmony import (
     BILLBOARD_STYLES,
     GENRE_HARMONY,
     QUALITIES,
@@ -25,19 +25,12 @@ from stemforge.symbolic.harmony import (
     ChordError,
     ChordSpan,
     Progression,
-    Window,
-    billboard_windows,
-    build_table,
     chord_quality,
     chord_symbol,
     chord_tones,
-    count_windows,
-    cycle_of,
     default_candidates,
-    default_figures,
     default_progression,
     draw_shares,
-    extract_progressions,
     load_table,
     make_chord,
     out_of_key,
@@ -48,15 +41,12 @@ from stemforge.symbolic.harmony import (
     progression_in_prompt,
     roman_numeral,
     romans_in_key,
-    song_windows,
     source_entries,
     source_table,
-    window_label,
-    wjd_windows,
-    write_table,
 )
-from stemforge.symbolic.harmony import main as harmony_main
-from stemforge.symbolic.harmony_data import (
+from stemforge.symbolic.music.keys import Key, parse_key
+from stemforge.symbolic.recipes import corpus_rules as rules
+from stemforge.symbolic.recipes.harmony_data import (
     ARTIST_STYLES,
     HarmonyDataError,
     harte_chord,
@@ -68,6 +58,20 @@ from stemforge.symbolic.harmony_data import (
     read_wjd,
     style_for,
 )
+from stemforge.symbolic.recipes.progressions import (
+    Window,
+    billboard_windows,
+    build_table,
+    count_windows,
+    cycle_of,
+    default_figures,
+    extract_progressions,
+    song_windows,
+    window_label,
+    wjd_windows,
+    write_table,
+)
+from stemforge.symbolic.recipes.progressions import main as harmony_main
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

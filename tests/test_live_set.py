@@ -31,8 +31,9 @@ from stemforge.audio.live_set import (
     build_live_set,
     write_live_set,
 )
-from stemforge.symbolic.arrangement import BEATS_PER_BAR, TICKS_PER_BEAT, Arrangement, Note, Track
-from stemforge.symbolic.conditions import Conditions
+from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Arrangement, Note, Track
+from stemforge.symbolic.music.conditions import Conditions
 
 REFERENCE_SET = Path(__file__).parent / "fixtures" / "live" / "live-12-default.als"
 ROLES = ("drums", "bass", "melody")

@@ -14,7 +14,7 @@ import pytest
 import soundfile
 
 from stemforge.audio.loop_analysis import LoopError, LoopEstimate, estimate_loop
-from stemforge.symbolic.conditions import PITCH_CLASSES, parse_key
+from stemforge.symbolic.music.keys import PITCH_CLASSES, parse_key
 
 RATE = 22050
 
@@ -246,7 +246,7 @@ def test_librosa_loads_only_when_estimating() -> None:
 def test_a_reference_loop_sets_tempo_and_key_unless_flags_or_the_prompt_name_them(
         tiny_model: Path, tmp_path: Path, capsys) -> None:
     from stemforge.pipeline.cli import main
-    from stemforge.symbolic.run_manifest import RunManifest
+    from stemforge.symbolic.runtime.run_manifest import RunManifest
 
     clip = _write(tmp_path / "loop.wav", _loop(92.0, ["Am", "F", "C", "G"], bars=4))
     base = ["run", "--prompt", "rock", "--model", str(tiny_model), "--bars", "1", "--seed", "3", "--like", str(clip)]

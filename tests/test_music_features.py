@@ -83,9 +83,9 @@ from stemforge.eval.music_features import (
     total_share,
     window_features,
 )
-from stemforge.symbolic.arrangement import Note
-from stemforge.symbolic.conditions import parse_key
-from stemforge.symbolic.corpus_rules import Chord, ChordSpan, parse_chord, swing_16ths, swing_ratio
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.keys import parse_key
+from stemforge.symbolic.recipes.corpus_rules import Chord, ChordSpan, parse_chord, swing_16ths, swing_ratio
 
 TPB = 480
 KICK, SNARE, HAT = 36, 38, 42

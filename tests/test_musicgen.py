@@ -27,8 +27,8 @@ from stemforge.audio.musicgen import (
 from stemforge.audio.musicgen_finetune import FinetuneError, FinetuneRequest, finetune_musicgen
 from stemforge.audio.stems import StemSet, loop_samples
 from stemforge.audio.tempo_lock import lock_tempo
-from stemforge.symbolic.arrangement import Arrangement, Note, Track
-from stemforge.symbolic.conditions import Conditions
+from stemforge.symbolic.music.arrangement import Arrangement, Note, Track
+from stemforge.symbolic.music.conditions import Conditions
 
 torch.set_num_threads(1)
 SR = 44100

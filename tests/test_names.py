@@ -17,7 +17,7 @@ import pytest
 import soundfile
 
 from stemforge.pipeline.cli import main
-from stemforge.symbolic.conditions import build_conditions
+from stemforge.symbolic.music.conditions import build_conditions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -49,7 +49,7 @@ def test_the_wheel_installs_one_top_level_package_with_its_data(tmp_path: Path) 
     assert {n.split("/")[0] for n in names} == {"stemforge", wheel.name.split("-")[0] + "-" +
                                                  wheel.name.split("-")[1] + ".dist-info"}
     for needed in ("stemforge/pipeline/cli.py", "stemforge/symbolic/default_model/model.safetensors",
-                   "stemforge/symbolic/progressions.json", "stemforge/configs/service.yaml",
+                   "stemforge/symbolic/music/progressions.json", "stemforge/configs/service.yaml",
                    "stemforge/configs/render/lofi.yaml", "stemforge/pipeline/static/index.html"):
         assert needed in names, needed
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -13,11 +13,13 @@ import symusic
 
 from stemforge.pipeline.cli import main as cli_main
 from stemforge.pipeline.run import RunRequest, run
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, read_tracks
-from stemforge.symbolic.conditions import ConditionError, model_genre_for, nearest_known_genre
-from stemforge.symbolic.model import load_composer
-from stemforge.symbolic.prepare import prepare_dataset
-from stemforge.symbolic.train import TrainConfig, train
+from stemforge.symbolic.core.errors import ConditionError
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR
+from stemforge.symbolic.decoding.model import load_composer
+from stemforge.symbolic.music.arrangement import read_tracks
+from stemforge.symbolic.music.conditions import model_genre_for, nearest_known_genre
+from stemforge.symbolic.training.prepare import prepare_dataset
+from stemforge.symbolic.training.train import TrainConfig, train
 from tests.midi_fixtures import write_corpus, write_dense_groove, write_edge_hat_groove
 
 

@@ -16,12 +16,13 @@ from stemforge.eval.novelty import assess_tracks, piece_novelty, run_grid_tracks
 from stemforge.eval.reference import run_tracks
 from stemforge.pipeline.cli import main as cli_main
 from stemforge.pipeline.run import RunRequest, run
-from stemforge.symbolic import drum_map
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
-from stemforge.symbolic.canonical import INDEX_VERSION, IndexVersionError, NoveltyIndex, read_piece
-from stemforge.symbolic.prepare import PrepareConfig, prepare_dataset
-from stemforge.symbolic.run_manifest import RunManifest
-from stemforge.symbolic.train import TrainConfig, train
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music import drum_map
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.canonical import INDEX_VERSION, IndexVersionError, NoveltyIndex, read_piece
+from stemforge.symbolic.runtime.run_manifest import RunManifest
+from stemforge.symbolic.training.prepare import PrepareConfig, prepare_dataset
+from stemforge.symbolic.training.train import TrainConfig, train
 from tests.midi_fixtures import SIXTEENTH, _symusic_track, _write_score
 
 BARS = 12

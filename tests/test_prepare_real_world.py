@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from stemforge.pipeline.run import RunRequest, run
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT
-from stemforge.symbolic.conditions import ConditionError
-from stemforge.symbolic.prepare import PrepareConfig, PrepareError, load_piece, prepare_dataset
-from stemforge.symbolic.tokenizer import TokenizerSpec
-from stemforge.symbolic.train import TrainConfig, TrainError, train
+from stemforge.symbolic.core.errors import ConditionError
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.tokenizer import TokenizerSpec
+from stemforge.symbolic.training.prepare import PrepareConfig, PrepareError, load_piece, prepare_dataset
+from stemforge.symbolic.training.train import TrainConfig, TrainError, train
 from tests.conftest import SHARED_DATA
 from tests.midi_fixtures import write_corpus, write_dense_groove, write_edge_hat_groove, write_song
 

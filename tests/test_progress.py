@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stemforge.pipeline.run import RunRequest, run
-from stemforge.symbolic.progress import PlainProgress, progress_bar
+from stemforge.symbolic.core.progress import PlainProgress, progress_bar
 
 
 def test_a_run_with_stems_and_takes_reports_progress_that_only_moves_forward(tiny_model: Path, tmp_path: Path) -> None:

@@ -48,8 +48,8 @@ from stemforge.eval.wjd import (
     solo_chords,
     solo_notes,
 )
-from stemforge.symbolic.arrangement import Note
-from stemforge.symbolic.conditions import parse_key
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.keys import parse_key
 from tests.conftest import SHARED_DATA
 
 BAR = 1920

@@ -24,8 +24,9 @@ from stemforge.audio.render import (
 from stemforge.audio.soundfont import NoteEvent, PresetSynth, read_soundfont, subset_bytes
 from stemforge.audio.stems import MIX_CEILING_DB, StemSet, db_to_gain
 from stemforge.audio.wav import read_acid_chunk, write_wav_24bit_acid
-from stemforge.symbolic.arrangement import TICKS_PER_BEAT, Arrangement, Note, Track
-from stemforge.symbolic.conditions import GENRES, ROLES, Conditions
+from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Arrangement, Note, Track
+from stemforge.symbolic.music.conditions import GENRES, ROLES, Conditions
 
 SR = 44100
 TIM = pip_soundfont()

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from stemforge.pipeline.cli import build_parser, main, request_from_args
+from stemforge.pipeline.cli import build_parser, main
+from stemforge.pipeline.flags import request_from_args
 from stemforge.pipeline.request import RunError, RunRequest, cli_flag, request_fields
 from stemforge.pipeline.service import JobRequest, ServiceLimits, create_app
-from stemforge.symbolic.run_manifest import MANIFEST_VERSION, ManifestError, RunManifest
+from stemforge.symbolic.runtime.run_manifest import MANIFEST_VERSION, ManifestError, RunManifest
 
 
 def _run_namespace(*flags: str):

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from stemforge.pipeline.run import RunRequest, run
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.sections import CRASH, SNARE, TOMS
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.runtime.sections import CRASH, SNARE, TOMS
 
 FORM = "intro:2 verse:4 chorus:4 verse:4 chorus:4 outro:2"
 

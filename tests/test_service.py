@@ -25,9 +25,9 @@ import soundfile
 from stemforge.audio.render import parse_instrument_flags
 from stemforge.pipeline.jobs import INTERRUPTED, TEST_STALL_ENV, JobStore, WorkerPool, recover
 from stemforge.pipeline.service import ServiceError, ServiceLimits
-from stemforge.symbolic.conditions import build_conditions
-from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.sampling import SamplingSettings
+from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.music.conditions import build_conditions
+from stemforge.symbolic.runtime.sampling import SamplingSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STALL_SEED = 4242  # jobs with this seed stall in their render stage (test-only knob, see pipeline/jobs.py)
@@ -723,7 +723,7 @@ def test_run_together_gives_each_request_its_own_result_or_error(tiny_model: Pat
                                                                   monkeypatch) -> None:
     """A bad request among a worker's jobs fails alone; requests with other sampling settings
     compose in their own pass; a kept part composes alone (a pass shares its context)."""
-    import stemforge.symbolic.compose as compose_module
+    import stemforge.symbolic.runtime.compose as compose_module
     from stemforge.pipeline.run import RunRequest, cached_composer, run_together
 
     passes: list[list[int]] = []  # the seeds of each compose pass (compose times can coincide on a fast machine)

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import symusic
 
-from stemforge.symbolic.arrangement import TICKS_PER_BAR, TICKS_PER_BEAT, Note, Track, read_tracks
-from stemforge.symbolic.conditions import ROLES
-from stemforge.symbolic.grammar import GrammarError, GrammarState, GrammarTables
-from stemforge.symbolic.model import load_composer
-from stemforge.symbolic.prepare import PrepareError, prepare_dataset
-from stemforge.symbolic.sampling import SamplePlan, Sampler, SamplingSettings
-from stemforge.symbolic.tokenizer import ComposerTokenizer, TokenizerSpec
+from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
+from stemforge.symbolic.decoding.model import load_composer
+from stemforge.symbolic.music.arrangement import Note, Track, read_tracks
+from stemforge.symbolic.music.conditions import ROLES
+from stemforge.symbolic.music.tokenizer import ComposerTokenizer, TokenizerSpec
+from stemforge.symbolic.runtime.grammar import GrammarError, GrammarState, GrammarTables
+from stemforge.symbolic.runtime.sampling import SamplePlan, Sampler, SamplingSettings
+from stemforge.symbolic.training.prepare import PrepareError, prepare_dataset
 from tests.midi_fixtures import GROOVES, groove_tracks, write_groove
 
 TOKENIZER = ComposerTokenizer(TokenizerSpec(genres=list(GROOVES)))
@@ -65,8 +66,8 @@ def test_written_midi_has_the_exact_tempo_time_signature_and_drum_channel(tmp_pa
 
 
 def test_a_clip_whose_last_bar_is_silent_still_lasts_every_bar(tmp_path: Path) -> None:
-    from stemforge.symbolic.arrangement import Arrangement
-    from stemforge.symbolic.conditions import Conditions
+    from stemforge.symbolic.music.arrangement import Arrangement
+    from stemforge.symbolic.music.conditions import Conditions
 
     path = tmp_path / "short.mid"
     Arrangement(Conditions(bars=4), {"bass": Track("bass", 33, False, [Note(0, 480, 40, 90)])}).write_midi(path)
@@ -127,7 +128,7 @@ def test_prepare_splits_by_source_and_writes_the_index(tiny_dataset: Path) -> No
     summary = json.loads((tiny_dataset / "dataset.json").read_text())
     assert summary["windows"]["valid"] > 0 and summary["sequences"]["train"] > summary["windows"]["train"]
     assert (tiny_dataset / "index" / "index.npz").is_file()
-    from stemforge.symbolic.canonical import NoveltyIndex
+    from stemforge.symbolic.music.canonical import NoveltyIndex
 
     index = NoveltyIndex.load(tiny_dataset / "index")
     train_files = {f for f, s in splits.items() if s == "train"}
@@ -165,7 +166,7 @@ def test_tiny_model_trains_and_its_loss_falls(tiny_model: Path) -> None:
 
 
 def test_resume_continues_from_the_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
-    from stemforge.symbolic.train import TrainConfig, TrainError, train
+    from stemforge.symbolic.training.train import TrainConfig, TrainError, train
 
     out = tmp_path / "model"
     config = TrainConfig.load("tiny")
@@ -179,7 +180,7 @@ def test_resume_continues_from_the_checkpoint(tiny_dataset: Path, tmp_path: Path
 
 
 def test_unknown_config_key_is_an_error(tmp_path: Path) -> None:
-    from stemforge.symbolic.train import TrainConfig, TrainError
+    from stemforge.symbolic.training.train import TrainConfig, TrainError
 
     path = tmp_path / "bad.yaml"
     path.write_text("n_layer: 2\nlearnin_rate: 0.1\n")
@@ -246,7 +247,7 @@ def test_same_seed_same_tokens_other_seed_other_tokens(tiny_model: Path) -> None
 def test_fast_decoder_matches_the_transformers_forward(tiny_model: Path) -> None:
     import torch
 
-    from stemforge.symbolic.decoder import FastDecoder
+    from stemforge.symbolic.decoding.decoder import FastDecoder
 
     composer = load_composer(tiny_model)
     ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
@@ -259,7 +260,7 @@ def test_fast_decoder_matches_the_transformers_forward(tiny_model: Path) -> None
 
 
 def test_shipped_configs_load() -> None:
-    from stemforge.symbolic.train import TrainConfig
+    from stemforge.symbolic.training.train import TrainConfig
 
     for name in ("tiny", "small"):
         assert TrainConfig.load(name).n_layer >= 1
@@ -271,7 +272,7 @@ def test_copy_of_model_dir_loads(tiny_model: Path, tmp_path: Path) -> None:
 
 
 def test_key_guidance_keeps_bass_and_melody_in_the_requested_key(tiny_model: Path) -> None:
-    from stemforge.symbolic.conditions import parse_key
+    from stemforge.symbolic.music.keys import parse_key
 
     composer = load_composer(tiny_model)
     sampler = Sampler(composer)
@@ -296,8 +297,8 @@ def test_key_guidance_keeps_bass_and_melody_in_the_requested_key(tiny_model: Pat
 def test_compiled_decoder_matches_the_torch_decoder(tiny_model: Path, feeds: list[int]) -> None:
     """The compiled step gives the torch decoder's logits, fed one token at a time (sampling)
     or in runs (forced bars), so both decoders sample the same distribution."""
-    from stemforge.symbolic.compiled_decoder import CompiledDecoder
-    from stemforge.symbolic.decoder import FastDecoder
+    from stemforge.symbolic.decoding.compiled_decoder import CompiledDecoder
+    from stemforge.symbolic.decoding.decoder import FastDecoder
 
     composer = load_composer(tiny_model)
     ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
@@ -317,7 +318,7 @@ def test_the_int8_decoder_computes_with_its_rounded_weights_and_an_int8_cache(ti
     position: the first layer's keys and values are the float32 decoder's over the same rounded
     weights within half a level of their largest magnitude, with that scale kept beside them. Its
     logits stay near that decoder's (2% of their spread) and near the float32 model's (10%)."""
-    from stemforge.symbolic.compiled_decoder import (
+    from stemforge.symbolic.decoding.compiled_decoder import (
         CompiledDecoder,
         DecoderWeights,
         Int8Matrices,
@@ -356,8 +357,8 @@ def test_the_int8_decoder_computes_with_its_rounded_weights_and_an_int8_cache(ti
 
 
 def test_compiled_decoder_refuses_to_run_past_the_context(tiny_model: Path) -> None:
-    from stemforge.symbolic.compiled_decoder import CompiledDecoder
-    from stemforge.symbolic.errors import UserError
+    from stemforge.symbolic.core.errors import UserError
+    from stemforge.symbolic.decoding.compiled_decoder import CompiledDecoder
 
     decoder = CompiledDecoder.from_directory(tiny_model)
     decoder.forward([3] * (decoder.max_tokens - 1))
@@ -377,7 +378,7 @@ def test_each_decoder_is_reproducible_per_seed_and_valid(tiny_model: Path, decod
 
 
 def test_draw_follows_top_k_top_p_the_mask_and_the_probabilities() -> None:
-    from stemforge.symbolic.draw import draw_token
+    from stemforge.symbolic.decoding.draw import draw_token
 
     logits = np.log(np.array([0.1, 0.4, 0.2, 0.3], np.float32))
     everything = np.ones(4, bool)
@@ -398,7 +399,7 @@ def test_draw_follows_top_k_top_p_the_mask_and_the_probabilities() -> None:
 def test_compiled_rows_decode_each_take_as_it_would_decode_alone(tiny_model: Path, precision: str) -> None:
     """Rows fed different numbers of tokens in one step (a forced bar in one take, a sampled
     token in another) each get the logits that row's tokens give alone."""
-    from stemforge.symbolic.compiled_decoder import CompiledDecoder, DecoderWeights, StepMatrices
+    from stemforge.symbolic.decoding.compiled_decoder import CompiledDecoder, DecoderWeights, StepMatrices
 
     composer = load_composer(tiny_model)
     ids = composer.tokenizer.prefix_ids("rock", 120, "E minor", "normal", 4) + [composer.tokenizer.track_start_id]
@@ -458,7 +459,12 @@ def kernels_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache folder holding the kernels compiled ahead of time, as setup builds them: a copy
     of the module setup built for this source, where there is one (building it again costs ~45 s
     of CPU), else built here."""
-    from stemforge.symbolic.kernels import _module_path, build_ahead_of_time, kernels_dir, module_name
+    from stemforge.symbolic.decoding.kernels import (
+        _module_path,
+        build_ahead_of_time,
+        kernels_dir,
+        module_name,
+    )
 
     root = tmp_path_factory.mktemp("cache")
     name = module_name()
@@ -476,10 +482,10 @@ def test_kernels_compiled_ahead_of_time_decode_and_draw_exactly_as_the_jit(tiny_
     """The ahead-of-time module (what a cold `pipeline run` loads) and numba's JIT (the
     fallback) give the same logits bit for bit and draw the same tokens, so a seed composes
     the same piece whichever form a process found."""
-    from stemforge.symbolic.compiled_decoder import CompiledDecoder, DecoderWeights, StepMatrices
-    from stemforge.symbolic.decode_kernels import decode
-    from stemforge.symbolic.draw import draw_token
-    from stemforge.symbolic.kernels import Kernels, kernels
+    from stemforge.symbolic.decoding.compiled_decoder import CompiledDecoder, DecoderWeights, StepMatrices
+    from stemforge.symbolic.decoding.decode_kernels import decode
+    from stemforge.symbolic.decoding.draw import draw_token
+    from stemforge.symbolic.decoding.kernels import Kernels, kernels
 
     ahead = kernels(kernels_cache / "kernels")
     assert ahead.ahead_of_time
@@ -535,7 +541,7 @@ def test_a_cache_folder_that_cannot_hold_the_kernels_leaves_the_jit_serving(tmp_
     """Setup on a machine where the kernels cannot be compiled ahead of time (here: the cache
     path is a file) says why in one line, and a broken module where the built one should be (a
     truncated copy) is passed over: runs go on with numba's JIT."""
-    from stemforge.symbolic.kernels import BuildError, build_ahead_of_time, kernels, module_name
+    from stemforge.symbolic.decoding.kernels import BuildError, build_ahead_of_time, kernels, module_name
 
     pytest.importorskip("numba.pycc", reason="numba.pycc is not available in this numba: the JIT serves alone")
     blocked = tmp_path / "not-a-folder"
@@ -553,7 +559,7 @@ def test_a_cache_folder_that_cannot_hold_the_kernels_leaves_the_jit_serving(tmp_
 def test_the_kernels_compiled_ahead_of_time_refuse_arrays_they_would_misread(kernels_cache: Path) -> None:
     """The ahead-of-time draw reads memory as it is: float64 logits crashed the process and a
     strided array drew the wrong token; they are refused with a TypeError instead."""
-    from stemforge.symbolic.kernels import kernels
+    from stemforge.symbolic.decoding.kernels import kernels
 
     draw = kernels(kernels_cache / "kernels").draw_token
     logits, allowed = np.zeros(8, np.float32), np.ones(8, bool)

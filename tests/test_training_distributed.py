@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stemforge.symbolic.model import load_composer
+from stemforge.symbolic.decoding.model import load_composer
 
 
 def test_torchrun_two_processes_train_one_model(tiny_dataset: Path, tmp_path: Path) -> None:
