@@ -31,7 +31,7 @@ from stemforge.symbolic.music.arrangement import Note  # noqa: E402
 from stemforge.symbolic.music.conditions import GENRES  # noqa: E402
 from stemforge.symbolic.runtime.compose import compose  # noqa: E402
 from stemforge.symbolic.runtime.sampling import SamplingSettings  # noqa: E402
-from stemforge.symbolic.runtime.sections import CRASH, KICKS, NO_CRASH_GENRES  # noqa: E402
+from stemforge.symbolic.runtime.sections import CRASH, FILL_GENRES, KICKS, NO_CRASH_GENRES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,8 @@ def _mean_similarity(a: list[Note], b: list[Note], bars: int) -> float | None:
 def form_figures(composed, genre: str) -> dict[str, list[float]]:
     tracks = composed.arrangement.tracks
     sections = composed.form["sections"]
-    out: dict[str, list[float]] = {"contrast": [], "return": [], "fill": [], "downbeat": []}
+    out: dict[str, list[float]] = {"contrast": [], "return": [], "fill": [], "fill_filling": [], "fill_building": [],
+                                   "downbeat": []}
     melody = tracks["melody"].notes
     for i, a in enumerate(sections):
         for b in sections[i + 1:]:
@@ -70,6 +71,7 @@ def form_figures(composed, genre: str) -> dict[str, list[float]]:
         varied = phrase_end_variations(part, before["bars"], TICKS_PER_BEAT, before["bars"])
         if varied.total:
             out["fill"].append(varied.value)
+            out["fill_" + ("filling" if genre in FILL_GENRES else "building")].append(varied.value)
         if "drums" in after["parts"]:
             downbeat = after["start_bar"] * TICKS_PER_BAR
             marks = CRASH if genre not in NO_CRASH_GENRES else None
@@ -111,7 +113,8 @@ def main() -> int:
     requests: Counter = Counter()
     times: dict[int, list[float]] = {16: [], 32: [], 64: []}
     ratios: list[float] = []
-    figures: dict[str, list[float]] = {"contrast": [], "return": [], "fill": [], "downbeat": []}
+    figures: dict[str, list[float]] = {"contrast": [], "return": [], "fill": [], "fill_filling": [],
+                                       "fill_building": [], "downbeat": []}
     rss: dict[int, float] = {}
     compose(composer, request_conditions(RunRequest(prompt="lofi", bars=4), None, 0), settings, 0)  # warm
     for bars in (16, 32, 64):
@@ -150,6 +153,8 @@ def main() -> int:
     print(f"melody similarity between different sections: {mean(figures['contrast'])} (aim <= 0.3)")
     print(f"melody similarity of a returning section: {mean(figures['return'])} (aim >= 0.7)")
     print(f"fill or variation in the bar before a new section: {mean(figures['fill'])} (aim >= 0.8)")
+    print(f"  in the {len(FILL_GENRES)} genres whose drummers fill: {mean(figures['fill_filling'])}; the others "
+          f"(electronic builds, ambient): {mean(figures['fill_building'])}")
     print(f"crash (accent: lofi, ambient) on a new section's downbeat: {mean(figures['downbeat'])}")
     if (args.billboard / "McGill-Billboard").is_dir():
         billboard_figures(args.billboard)

@@ -255,15 +255,22 @@ TOMS = frozenset({41, 43, 45, 47, 48, 50})
 TOM_RUN = (SNARE, 50, 47, 43)  # a drummer's commonest last-beat fill: snare, then the toms high to low
 
 
-def _fill_into(drums: list[Note], last_bar: int, bar_ticks: int, genre: str) -> list[Note]:
+def _second_half(drums: list[Note], bar_start: int, bar_ticks: int) -> frozenset[tuple[int, int]]:
+    return frozenset((n.start - bar_start, n.pitch) for n in drums
+                     if bar_start + bar_ticks // 2 <= n.start < bar_start + bar_ticks)
+
+
+def _fill_into(drums: list[Note], section_start: int, last_bar: int, bar_ticks: int, genre: str) -> list[Note]:
     """The bar before a new section with a fill: the model's own where its second half has
-    toms or a snare run (3+ snares), else its last beat as 16ths down the toms (the genres
+    toms or a snare run (3+ snares) that no other bar of the section plays (a long section's
+    last bar is a copy of its eighth), else its last beat as 16ths down the toms (the genres
     whose drummers fill into a section; the electronic ones build instead)."""
     if genre not in FILL_GENRES:
         return drums
-    half = last_bar + bar_ticks // 2
-    second = [n for n in drums if half <= n.start < last_bar + bar_ticks]
-    if any(n.pitch in TOMS for n in second) or sum(n.pitch == SNARE for n in second) >= 3:
+    second = _second_half(drums, last_bar, bar_ticks)
+    own = any(pitch in TOMS for _, pitch in second) or sum(pitch == SNARE for _, pitch in second) >= 3
+    earlier = {_second_half(drums, bar, bar_ticks) for bar in range(section_start, last_bar, bar_ticks)}
+    if own and second not in earlier:
         return drums
     beat = last_bar + bar_ticks - TICKS_PER_BEAT
     step = TICKS_PER_BEAT // 4
@@ -304,7 +311,7 @@ def assemble(conditions: Conditions, form: Form, firsts: dict[int, Arrangement])
             placed = _shifted(piece.tracks[role].notes, start)
             if role == "drums":
                 if following is not None:
-                    placed = _fill_into(placed, end - bar_ticks, bar_ticks, conditions.genre)
+                    placed = _fill_into(placed, start, end - bar_ticks, bar_ticks, conditions.genre)
                 placed = _transition(placed, end - bar_ticks, bar_ticks, following, conditions.genre)
                 if index > 0:
                     placed = _downbeat_mark(placed, start, conditions.genre)
