@@ -14,8 +14,6 @@ import base64
 import hashlib
 import html
 import json
-import os
-import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -73,6 +71,7 @@ from stemforge.symbolic.canonical import (
     file_sha256,
 )
 from stemforge.symbolic.conditions import ConditionError, Key, parse_key
+from stemforge.symbolic.paths import FolderExistsError, atomic_folder
 from stemforge.symbolic.progress import progress_bar
 from stemforge.symbolic.run_manifest import MANIFEST_NAME, RunManifest
 from stemforge.symbolic.window_store import WindowNotes, build_window_notes, load_window_notes, piece_windows
@@ -995,23 +994,17 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
     }
 
     out_dir = Path(request.out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        (tmp / "plots").mkdir(parents=True)
-        _write_plots(report, generated, reference, embedders, pieces, store, tmp)
-        report["seconds"] = round(time.perf_counter() - started, 2)
-        (tmp / "report.json").write_text(json.dumps(report, indent=1))
-        blocks = report_blocks(report)
-        (tmp / "report.md").write_text(render_markdown(blocks))
-        (tmp / "report.html").write_text(render_html(blocks, tmp))
-        if out_dir.exists():
-            raise EvalError(f"--out: {out_dir} appeared while evaluating; choose a new folder")
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_folder(out_dir) as tmp:
+            (tmp / "plots").mkdir(parents=True)
+            _write_plots(report, generated, reference, embedders, pieces, store, tmp)
+            report["seconds"] = round(time.perf_counter() - started, 2)
+            (tmp / "report.json").write_text(json.dumps(report, indent=1))
+            blocks = report_blocks(report)
+            (tmp / "report.md").write_text(render_markdown(blocks))
+            (tmp / "report.html").write_text(render_html(blocks, tmp))
+    except FolderExistsError as error:
+        raise EvalError(f"--out: {out_dir} appeared while evaluating; choose a new folder") from error
     return report
 
 
