@@ -129,7 +129,7 @@ class TrainingSide:
 def model_of_runs(runs: list[RunManifest]) -> Path | None:
     """Without --model/--data: the model every run was made with, when they agree and it
     is still on disk (the shipped default model for runs made without --model)."""
-    paths = {run.model.get("path") for run in runs}
+    paths = {run.model.path for run in runs}
     if len(paths) != 1 or None in paths:
         return None
     candidate = Path(paths.pop())
@@ -930,7 +930,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         piece = piece_novelty(grid_tracks, TICKS_PER_BEAT, run.conditions.bars, index, store, grid)
         piece["run"], piece["genre"] = run_dir.name, run.conditions.genre
         pieces.append(piece)
-        run_data = run.model.get("data_sha256")
+        run_data = run.model.data_sha256
         if training.data_sha256 and run_data != training.data_sha256:
             mismatches.append({"run": run_dir.name, "run_data_sha256": run_data,
                                "index_data_sha256": training.data_sha256})
@@ -969,8 +969,8 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         "inputs": {
             "runs": [{"dir": str(d.resolve()), "run_json_sha256": file_sha256(d / MANIFEST_NAME),
                       "genre": r.conditions.genre, "bpm": r.conditions.bpm, "bars": r.conditions.bars,
-                      "seed": r.seed, "model_sha256": r.model.get("sha256"),
-                      "model_data_sha256": r.model.get("data_sha256")}
+                      "seed": r.seed, "model_sha256": r.model.sha256,
+                      "model_data_sha256": r.model.data_sha256}
                      for d, r in zip(run_dirs, runs, strict=True)],
             **training.inputs,
             "reference": {**reference_source.describe(), "sha256": _reference_sha(reference_source),

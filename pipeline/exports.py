@@ -69,7 +69,7 @@ def set_takes(run_folder: Path, final_folder: Path, takes: Sequence[TakeFolder])
                  for role, path in take.manifest.stems.items()}
         # the tag the take's files carry (it also covers the MIDI and render settings)
         tag = take.manifest.name.rsplit("_", 1)[-1] if take.manifest.name else \
-            take_tag(take.manifest.conditions, take.manifest.model.get("sha256"))
+            take_tag(take.manifest.conditions, take.manifest.model.sha256)
         result.append(SetTake(f"{number} {tag}" if len(takes) > 1 else tag, take.arrangement, stems))
     return result
 

@@ -40,7 +40,11 @@ from stemforge.symbolic.paths import FolderExistsError, atomic_folder, output_pr
 from stemforge.symbolic.run_manifest import (
     FULL_MIDI,
     MANIFEST_NAME,
+    ContextRecord,
+    ModelRecord,
     RunManifest,
+    SamplingRecord,
+    TakeRecord,
     acid_root_note,
     file_name_base,
 )
@@ -379,7 +383,7 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
                 manifest = _manifest(request, composer, model_genre, composed, _write_midi(folder, midi, name))
                 manifest.name = name
                 if len(takes) > 1:
-                    manifest.take = {"number": number, "of": len(takes), "decoder": "batched"}
+                    manifest.take = TakeRecord(number=number, of=len(takes), decoder="batched")
                 if rendered is not None:
                     manifest.add_render(write_rendered(folder, rendered.stems, rendered.info, name, arrangement.conditions.key))
                     if request.section_loops:
@@ -455,13 +459,13 @@ def _manifest(request: RunRequest, composer: Composer, model_genre: str, compose
     conditions = composed.arrangement.conditions
     return RunManifest(
         conditions=conditions, seed=conditions.seed, midi=midi, prompt=request.prompt, model_genre=model_genre,
-        sampling={"temperature": request.temperature, "top_k": request.top_k, "top_p": request.top_p,
-                  "key_bias": request.key_bias, "decoder": request.decoder},
-        model={"path": str(composer.path), "sha256": composer.weights_sha256,
-               "data_sha256": composer.meta.get("data_sha256")},
-        context={"seed_midi": str(request.seed_midi) if request.seed_midi else None,
-                 "from": str(request.from_run) if request.from_run else None, "keep": list(request.keep),
-                 "like": str(request.like) if request.like else None},
+        sampling=SamplingRecord(temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
+                                key_bias=request.key_bias, decoder=request.decoder),
+        model=ModelRecord(path=str(composer.path), sha256=composer.weights_sha256,
+                          data_sha256=composer.meta.get("data_sha256")),
+        context=ContextRecord(seed_midi=str(request.seed_midi) if request.seed_midi else None,
+                              from_run=str(request.from_run) if request.from_run else None, keep=list(request.keep),
+                              like=str(request.like) if request.like else None),
         tokens=len(composed.token_ids), token_ids=composed.token_ids,
         structure=({"form": composed.form} if composed.form
                    else {**composed.composition.to_dict(), "chords": conditions.chords}), feel=composed.feel,
@@ -642,7 +646,7 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
                 (tmp / relative).unlink(missing_ok=True)
         started = time.perf_counter()
         stems, info = render_stems(arrangement, request)
-        manifest.name = file_name_base(manifest.conditions, manifest.model.get("sha256"),
+        manifest.name = file_name_base(manifest.conditions, manifest.model.sha256,
                                        output_identity(midi, request, info))
         manifest.add_render(write_rendered(tmp, stems, info, manifest.name, manifest.conditions.key))
         manifest.timings["render"] = round(time.perf_counter() - started, 3)

@@ -77,6 +77,98 @@ class ManifestError(UserError):
     """A run folder whose run.json is missing, unreadable or from another stemforge."""
 
 
+class Section:
+    """A table of run.json as a dataclass: written with the keys and in the order run.json has
+    always held them (`to_dict`), read from any run.json stemforge wrote (`from_dict`: a key an
+    older writer did not write is None; a key this one does not know is kept and written back).
+    A section no run recorded (all None: a manifest made by hand) is written as `{}`, as before.
+    It reads like the table it is written as too (`section["key"]`, `.get`, `== {...}`), so a
+    reader of the JSON and a reader of the manifest ask the same question the same way."""
+
+    def __post_init__(self) -> None:
+        self._unknown: dict[str, Any] = {}
+
+    @classmethod
+    def keys_of(cls) -> dict[str, str]:
+        """JSON key -> field name (a field's metadata names a key Python cannot: "from")."""
+        return {f.metadata.get("key", f.name): f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "run.json"):
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, dict):
+            raise ManifestError(f"{where}: a {cls.__name__} table is expected, got {type(data).__name__}")
+        keys = cls.keys_of()
+        section = cls(**{keys[key]: value for key, value in data.items() if key in keys})
+        section._unknown = {key: value for key, value in data.items() if key not in keys}
+        return section
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {key: getattr(self, name) for key, name in self.keys_of().items()}
+        if all(value is None for value in values.values()):
+            return dict(self._unknown)
+        return {**values, **self._unknown}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Section, dict)):
+            return self.to_dict() == (other.to_dict() if isinstance(other, Section) else other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment] - mutable, like the table it stands for
+
+
+@dataclass(eq=False)
+class SamplingRecord(Section):
+    """run.json's `sampling`: the settings and the decoder that sampled the tokens."""
+
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    key_bias: float | None = None
+    decoder: str | None = None
+
+
+@dataclass(eq=False)
+class ModelRecord(Section):
+    """run.json's `model`: the composer's folder, the sha256 of its weights and of its data."""
+
+    path: str | None = None
+    sha256: str | None = None
+    data_sha256: str | None = None
+
+
+@dataclass(eq=False)
+class ContextRecord(Section):
+    """run.json's `context`: what the piece was composed around (a seed clip, the earlier run
+    and its kept parts, a reference loop)."""
+
+    seed_midi: str | None = None
+    from_run: str | None = field(default=None, metadata={"key": "from"})
+    keep: list[str] | None = None
+    like: str | None = None
+
+
+@dataclass(eq=False)
+class TakeRecord(Section):
+    """run.json's `take`: which of several takes composed together this one is."""
+
+    number: int | None = None
+    of: int | None = None
+    decoder: str | None = None
+
+
+# the tables of run.json that are Sections, and their types
+SECTIONS: dict[str, type[Section]] = {"sampling": SamplingRecord, "model": ModelRecord, "context": ContextRecord,
+                                      "take": TakeRecord}
+
+
 @dataclass
 class RunManifest:
     conditions: Conditions
@@ -85,16 +177,16 @@ class RunManifest:
     name: str = ""  # the base of every file name (`file_name_base`); "" in runs written before names
     prompt: str = ""
     model_genre: str = ""  # the genre label the model composed with (nearest known)
-    sampling: dict[str, float | str] = field(default_factory=dict)  # settings and the decoder that sampled
-    model: dict[str, str | None] = field(default_factory=dict)  # path, sha256, data_sha256
-    context: dict[str, Any] = field(default_factory=dict)  # seed_midi, from, keep
+    sampling: SamplingRecord = field(default_factory=SamplingRecord)  # settings and the decoder that sampled
+    model: ModelRecord = field(default_factory=ModelRecord)  # path, sha256, data_sha256
+    context: ContextRecord = field(default_factory=ContextRecord)  # seed_midi, from, keep, like
     tokens: int = 0
     token_ids: list[int] = field(default_factory=list)  # the piece on the token grid, before the feel
     structure: dict[str, Any] = field(default_factory=dict)  # loop plan and chords
     feel: dict[str, Any] = field(default_factory=dict)
     tokens_sampled: int = 0
     tokens_forced: int = 0
-    take: dict[str, Any] | None = None  # {"number", "of", "decoder"} when composed as one of several takes
+    take: TakeRecord | None = None  # number, of, decoder: when composed as one of several takes
     # -- written when stems are rendered (what `audio.render` / `audio.musicgen` report)
     stems: dict[str, str] = field(default_factory=dict)  # role -> WAV, relative to the run folder
     mix: str | None = None
@@ -118,6 +210,13 @@ class RunManifest:
     timings: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     stemforge: int = MANIFEST_VERSION  # the format version
+
+    def __post_init__(self) -> None:
+        # tables given as dicts (as run.json holds them, or a caller writes them) become their Sections
+        for name, section in SECTIONS.items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, section):
+                setattr(self, name, section.from_dict(value, f"run.json: {name}"))
 
     # ---------------------------------------------------------------- reading and writing
     @classmethod
@@ -195,6 +294,9 @@ class RunManifest:
         rate, a single run no take) are left out, as run.json always did."""
         data = {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
         data["conditions"] = self.conditions.to_dict()
+        for name in SECTIONS:  # in their places, with run.json's own keys
+            if name in data:
+                data[name] = getattr(self, name).to_dict()
         return data
 
     def write(self, run_dir: Path) -> Path:
