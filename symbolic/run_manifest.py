@@ -81,12 +81,14 @@ class Section:
     """A table of run.json as a dataclass: written with the keys and in the order run.json has
     always held them (`to_dict`), read from any run.json stemforge wrote (`from_dict`: a key an
     older writer did not write is None; a key this one does not know is kept and written back).
-    A section no run recorded (all None: a manifest made by hand) is written as `{}`, as before.
+    A section no run recorded (all None: a manifest made by hand) is written as `{}`, as before,
+    and a key the table was read without stays out while it has no value (byte for byte).
     It reads like the table it is written as too (`section["key"]`, `.get`, `== {...}`), so a
     reader of the JSON and a reader of the manifest ask the same question the same way."""
 
     def __post_init__(self) -> None:
         self._unknown: dict[str, Any] = {}
+        self._absent: set[str] = set()
 
     @classmethod
     def keys_of(cls) -> dict[str, str]:
@@ -102,13 +104,15 @@ class Section:
         keys = cls.keys_of()
         section = cls(**{keys[key]: value for key, value in data.items() if key in keys})
         section._unknown = {key: value for key, value in data.items() if key not in keys}
+        section._absent = set(keys) - set(data)
         return section
 
     def to_dict(self) -> dict[str, Any]:
         values = {key: getattr(self, name) for key, name in self.keys_of().items()}
         if all(value is None for value in values.values()):
             return dict(self._unknown)
-        return {**values, **self._unknown}
+        # a key the table was read without (an older writer's, a quantized feel's groove) stays out
+        return {**{k: v for k, v in values.items() if v is not None or k not in self._absent}, **self._unknown}
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.to_dict().get(key, default)
@@ -164,9 +168,49 @@ class TakeRecord(Section):
     decoder: str | None = None
 
 
+@dataclass(eq=False)
+class FeelRecord(Section):
+    """run.json's `feel`: what timing was applied when the MIDI was written (compose.apply_groove)."""
+
+    quantized: bool | None = None
+    groove: str | None = None  # not written when quantized
+    swing_percent: float | None = None
+
+
+@dataclass(eq=False)
+class SoundFontRecord(Section):
+    """run.json's `soundfont`: the SoundFont the melodic parts were rendered with."""
+
+    path: str | None = None
+    sha256: str | None = None
+    name: str | None = None
+
+
+@dataclass(eq=False)
+class KitRecord(SoundFontRecord):
+    """run.json's `kit`: the drum sounds, a SoundFont drum bank, a Hydrogen kit or one-shots (`kind`)."""
+
+    kind: str | None = None
+
+
+@dataclass(eq=False)
+class LoudnessRecord(Section):
+    """run.json's `loudness`: the mix's integrated loudness and true peak, the target and
+    ceiling they were leveled to and the gain that did it (audio.loudness)."""
+
+    integrated_lufs: float | None = None
+    true_peak_dbtp: float | None = None
+    target_lufs: float | None = None
+    true_peak_ceiling_dbtp: float | None = None
+    gain_db: float | None = None
+    limiting_db: float | None = None
+    short_of_target_db: float | None = None
+
+
 # the tables of run.json that are Sections, and their types
 SECTIONS: dict[str, type[Section]] = {"sampling": SamplingRecord, "model": ModelRecord, "context": ContextRecord,
-                                      "take": TakeRecord}
+                                      "feel": FeelRecord, "take": TakeRecord, "soundfont": SoundFontRecord,
+                                      "kit": KitRecord, "loudness": LoudnessRecord}
 
 
 @dataclass
@@ -183,7 +227,7 @@ class RunManifest:
     tokens: int = 0
     token_ids: list[int] = field(default_factory=list)  # the piece on the token grid, before the feel
     structure: dict[str, Any] = field(default_factory=dict)  # loop plan and chords
-    feel: dict[str, Any] = field(default_factory=dict)
+    feel: FeelRecord = field(default_factory=FeelRecord)
     tokens_sampled: int = 0
     tokens_forced: int = 0
     take: TakeRecord | None = None  # number, of, decoder: when composed as one of several takes
@@ -192,8 +236,8 @@ class RunManifest:
     mix: str | None = None
     sample_rate: int | None = None
     renderer: str | None = None
-    soundfont: dict[str, Any] | None = None
-    kit: dict[str, Any] | None = None
+    soundfont: SoundFontRecord | None = None
+    kit: KitRecord | None = None
     preset: str | None = None
     dry: bool | None = None
     tail: str | None = None
@@ -204,7 +248,7 @@ class RunManifest:
     dawproject: str | None = None  # the run's DAWproject (--dawproject), relative like live_set
     mixer: dict[str, dict[str, float]] | None = None  # an export's fader and pan per stem (volume_db, pan)
     # integrated loudness (LUFS) and true peak (dBTP) of the mix, the target and ceiling, the gain
-    loudness: dict[str, Any] | None = None
+    loudness: LoudnessRecord | None = None
     # -- bookkeeping
     files: dict[str, str] = field(default_factory=dict)  # every other file -> sha256
     timings: dict[str, float] = field(default_factory=dict)
@@ -295,8 +339,9 @@ class RunManifest:
         data = {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
         data["conditions"] = self.conditions.to_dict()
         for name in SECTIONS:  # in their places, with run.json's own keys
-            if name in data:
-                data[name] = getattr(self, name).to_dict()
+            value = getattr(self, name)
+            if name in data and isinstance(value, Section):
+                data[name] = value.to_dict()
         return data
 
     def write(self, run_dir: Path) -> Path:
@@ -312,6 +357,7 @@ class RunManifest:
         blank = RunManifest(conditions=self.conditions, seed=self.seed, midi={})
         for name in RENDER_FIELDS:
             setattr(self, name, info.get(name, getattr(blank, name)))
+        self.__post_init__()  # the render's tables as their Sections
 
     # ---------------------------------------------------------------- the folder's layout
     def parts(self) -> list[str]:
@@ -331,5 +377,6 @@ class RunManifest:
 
     def render_setup(self) -> dict[str, Any]:
         """What the stems were rendered with (renderer, sounds, sample rate, dry/tail)."""
-        return {"renderer": self.renderer, "soundfont": self.soundfont, "kit": self.kit, "dry": self.dry,
-                "tail": self.tail, "sample_rate": self.sample_rate}
+        return {"renderer": self.renderer, "soundfont": self.soundfont.to_dict() if self.soundfont else None,
+                "kit": self.kit.to_dict() if self.kit else None, "dry": self.dry, "tail": self.tail,
+                "sample_rate": self.sample_rate}
