@@ -33,6 +33,7 @@ from stemforge.audio.musicgen_weights import (  # noqa: F401 - part of this modu
 )
 from stemforge.audio.tempo_lock import TempoLock, lock_tempo
 from stemforge.configs import load_config
+from stemforge.symbolic.core.paths import atomic_folder
 from stemforge.symbolic.core.progress import progress_bar
 from stemforge.symbolic.music.arrangement import Arrangement
 from stemforge.symbolic.music.conditions import Conditions
@@ -563,23 +564,13 @@ def build_debug_musicgen(out_dir: Path, config_path: Path = DEBUG_CONFIG) -> Pat
 
 
 def save_model_folder(model, tokenizer, chroma: ChromaSettings, out_dir: Path, extra: dict | None = None) -> Path:
-    """save_pretrained into a temporary sibling, then move into place (nothing half-written)."""
-    import shutil
-    import tempfile
-
+    """save_pretrained into a partial sibling folder, then moved into place whole, replacing an
+    earlier model there (`atomic_folder`)."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir, replace=True) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "preprocessor_config.json").write_text(json.dumps(chroma.to_preprocessor_config(), indent=2))
         for name, data in (extra or {}).items():
             (staging / name).write_text(json.dumps(data, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir

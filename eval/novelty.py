@@ -336,8 +336,8 @@ def run_grid_tracks(run: RunManifest, midi_tracks: dict[str, list[Note]], ticks_
         return dict(midi_tracks), "MIDI on the grid"
     decoded: dict[str, list[Note]] = {}
     why = "run.json has no token_ids"
-    model = run.model.get("path")
-    if run.context.get("seed_midi"):
+    model = run.model.path
+    if run.context.seed_midi:
         why = "a seed clip's run, read as played"
     elif run.token_ids and model:
         try:

@@ -14,8 +14,6 @@ import base64
 import hashlib
 import html
 import json
-import os
-import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -67,6 +65,7 @@ from stemforge.eval.reference import (
 from stemforge.symbolic.core.cache import code_digest
 from stemforge.symbolic.core.errors import ConditionError
 from stemforge.symbolic.core.hashing import file_sha256
+from stemforge.symbolic.core.paths import FolderExistsError, atomic_folder
 from stemforge.symbolic.core.progress import progress_bar
 from stemforge.symbolic.core.ticks import GRID_PER_BEAT, TICKS_PER_BEAT
 from stemforge.symbolic.music.arrangement import Note
@@ -133,7 +132,7 @@ class TrainingSide:
 def model_of_runs(runs: list[RunManifest]) -> Path | None:
     """Without --model/--data: the model every run was made with, when they agree and it
     is still on disk (the shipped default model for runs made without --model)."""
-    paths = {run.model.get("path") for run in runs}
+    paths = {run.model.path for run in runs}
     if len(paths) != 1 or None in paths:
         return None
     candidate = Path(paths.pop())
@@ -934,7 +933,7 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         piece = piece_novelty(grid_tracks, TICKS_PER_BEAT, run.conditions.bars, index, store, grid)
         piece["run"], piece["genre"] = run_dir.name, run.conditions.genre
         pieces.append(piece)
-        run_data = run.model.get("data_sha256")
+        run_data = run.model.data_sha256
         if training.data_sha256 and run_data != training.data_sha256:
             mismatches.append({"run": run_dir.name, "run_data_sha256": run_data,
                                "index_data_sha256": training.data_sha256})
@@ -973,8 +972,8 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
         "inputs": {
             "runs": [{"dir": str(d.resolve()), "run_json_sha256": file_sha256(d / MANIFEST_NAME),
                       "genre": r.conditions.genre, "bpm": r.conditions.bpm, "bars": r.conditions.bars,
-                      "seed": r.seed, "model_sha256": r.model.get("sha256"),
-                      "model_data_sha256": r.model.get("data_sha256")}
+                      "seed": r.seed, "model_sha256": r.model.sha256,
+                      "model_data_sha256": r.model.data_sha256}
                      for d, r in zip(run_dirs, runs, strict=True)],
             **training.inputs,
             "reference": {**reference_source.describe(), "sha256": _reference_sha(reference_source),
@@ -998,23 +997,17 @@ def run_eval(request: EvalRequest, progress: bool = True) -> dict:
     }
 
     out_dir = Path(request.out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        (tmp / "plots").mkdir(parents=True)
-        _write_plots(report, generated, reference, embedders, pieces, store, tmp)
-        report["seconds"] = round(time.perf_counter() - started, 2)
-        (tmp / "report.json").write_text(json.dumps(report, indent=1))
-        blocks = report_blocks(report)
-        (tmp / "report.md").write_text(render_markdown(blocks))
-        (tmp / "report.html").write_text(render_html(blocks, tmp))
-        if out_dir.exists():
-            raise EvalError(f"--out: {out_dir} appeared while evaluating; choose a new folder")
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_folder(out_dir) as tmp:
+            (tmp / "plots").mkdir(parents=True)
+            _write_plots(report, generated, reference, embedders, pieces, store, tmp)
+            report["seconds"] = round(time.perf_counter() - started, 2)
+            (tmp / "report.json").write_text(json.dumps(report, indent=1))
+            blocks = report_blocks(report)
+            (tmp / "report.md").write_text(render_markdown(blocks))
+            (tmp / "report.html").write_text(render_html(blocks, tmp))
+    except FolderExistsError as error:
+        raise EvalError(f"--out: {out_dir} appeared while evaluating; choose a new folder") from error
     return report
 
 

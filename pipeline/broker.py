@@ -44,7 +44,9 @@ from stemforge.pipeline.jobs import (
     SchedulerHealth,
     remove_partials,
 )
+from stemforge.pipeline.renderers import needs_weights
 from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.paths import partial_owner, partial_pattern
 from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME
 
 KEY = "stemforge"
@@ -298,8 +300,8 @@ class BrokerPool(SchedulerHealth):
             elif job.status == "running":
                 self._active[job.id] = self._rq_id(job.id, 0)  # its beat is missing: handled as lost
         active = set(self._active)
-        for partial in self.jobs_dir.glob(".*.partial-*"):
-            owner = partial.name[1:].split(".partial-")[0]
+        for partial in self.jobs_dir.glob(partial_pattern()):
+            owner = partial_owner(partial)
             if owner not in active:  # jobs that ended; a running job's partial may be on a worker now
                 shutil.rmtree(partial, ignore_errors=True)
 
@@ -332,7 +334,7 @@ class BrokerPool(SchedulerHealth):
         except UserError as error:
             self.store.finish(job.id, "failed", error=str(error).splitlines()[0], was=("queued",))
             return
-        queue = self._queues[self.musicgen_queue if kwargs.get("renderer") == "musicgen" and self.musicgen_queue
+        queue = self._queues[self.musicgen_queue if needs_weights(kwargs.get("renderer")) and self.musicgen_queue
                              else self.queue_name]
         rq_id = self._rq_id(job.id, attempt)
         queue.enqueue_call(PERFORM, args=(job.id, kwargs, self.timeout_seconds), job_id=rq_id,

@@ -56,6 +56,7 @@ from stemforge.pipeline.jobs import (
     remove_partials,
     worker_threads,
 )
+from stemforge.pipeline.renderers import needs_weights
 from stemforge.symbolic.core.errors import UserError
 
 
@@ -205,7 +206,7 @@ def perform(job_id: str, kwargs: dict, timeout_seconds: float) -> dict:
     try:
         values = checked_job(job_id, kwargs, timeout_seconds, state.data_dir)
         request = RunRequest.from_json(values)
-        if request.renderer == "musicgen":  # this machine's copy of the weights the queue names
+        if needs_weights(request.renderer):  # this machine's copy of the weights the queue names
             request = dataclasses.replace(request, musicgen=state.musicgen)
         check()
         result = run(request, progress, state.composer)

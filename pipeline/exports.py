@@ -9,14 +9,13 @@ faders and pans, into a copy of the run folder.
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from stemforge.audio.daw import ChannelMix, Marker, SetTake, StemFile
+from stemforge.symbolic.core.paths import FolderExistsError, atomic_folder
 from stemforge.symbolic.music.arrangement import Arrangement
 from stemforge.symbolic.runtime.plan import PHRASE_BARS
 from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME, RunManifest, take_tag
@@ -70,7 +69,7 @@ def set_takes(run_folder: Path, final_folder: Path, takes: Sequence[TakeFolder])
                  for role, path in take.manifest.stems.items()}
         # the tag the take's files carry (it also covers the MIDI and render settings)
         tag = take.manifest.name.rsplit("_", 1)[-1] if take.manifest.name else \
-            take_tag(take.manifest.conditions, take.manifest.model.get("sha256"))
+            take_tag(take.manifest.conditions, take.manifest.model.sha256)
         result.append(SetTake(f"{number} {tag}" if len(takes) > 1 else tag, take.arrangement, stems))
     return result
 
@@ -161,34 +160,26 @@ def export_with_mixer(run_dir: Path, mixer: Mapping[str, ChannelMix], out: Path)
         raise ValueError(f"mixer: no stem {sorted(unknown)[0]!r} in this run (it has {', '.join(sorted(roles))})")
     if out.exists():
         raise FileExistsError(f"{out} exists; an export is never written over another")
-    # unique per call: the service may export the same run and mixer from two threads at once
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("*.als", "*.dawproject"))
-        for take in takes:
-            manifest = take.manifest
-            if not manifest.stems or not manifest.mix:
-                continue
-            folder = tmp / take.folder
-            conditions = manifest.conditions
-            audio = {role: np.ascontiguousarray(soundfile.read(folder / path, dtype="float32", always_2d=True)[0].T)
-                     for role, path in manifest.stems.items()}
-            stems = StemSet(manifest.sample_rate or 0, conditions.bpm, conditions.bars, audio)
-            mix = mixdown(stems, {role: m for role, m in mixer.items() if role in audio})
-            write_wav_24bit_acid(folder / manifest.mix, mix, stems.sample_rate, stems.bpm, stems.beats,
-                                 root_note=acid_root_note(conditions.key))
-        had_project = any(t.manifest.dawproject for t in takes)
-        files = finish_takes(tmp, out, takes, dawproject=had_project, mixer=mixer)
-        try:
-            tmp.rename(out)
-        except OSError as error:
-            if out.exists():  # the same export finished first elsewhere
-                raise FileExistsError(f"{out} exists; an export is never written over another") from error
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    try:  # two threads exporting the same run and mixer at once write two partial folders (atomic_folder)
+        with atomic_folder(out) as tmp:
+            shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("*.als", "*.dawproject"), dirs_exist_ok=True)
+            for take in takes:
+                manifest = take.manifest
+                if not manifest.stems or not manifest.mix:
+                    continue
+                folder = tmp / take.folder
+                conditions = manifest.conditions
+                audio = {role: np.ascontiguousarray(soundfile.read(folder / path, dtype="float32",
+                                                                   always_2d=True)[0].T)
+                         for role, path in manifest.stems.items()}
+                stems = StemSet(manifest.sample_rate or 0, conditions.bpm, conditions.bars, audio)
+                mix = mixdown(stems, {role: m for role, m in mixer.items() if role in audio})
+                write_wav_24bit_acid(folder / manifest.mix, mix, stems.sample_rate, stems.bpm, stems.beats,
+                                     root_note=acid_root_note(conditions.key))
+            had_project = any(t.manifest.dawproject for t in takes)
+            files = finish_takes(tmp, out, takes, dawproject=had_project, mixer=mixer)
+    except FolderExistsError as error:  # the same export finished first elsewhere
+        raise FileExistsError(f"{out} exists; an export is never written over another") from error
     return files
 
 

@@ -4,7 +4,7 @@ of worker processes runs them with the same `pipeline.run.run()` the CLI calls.
 Why processes, one long-lived per slot: a job must be killable mid-run (a client cancels it, or
 it passes the per-job timeout) without leaving a half-written run folder or a wedged thread.
 Each worker loads the model once (`cached_composer` is per process) and takes jobs from its own
-pipe; cancelling kills that worker, removes the job's `.<id>.partial-*` folder and spawns a new
+pipe; cancelling kills that worker, removes the job's partial folder (`atomic_folder`) and spawns a new
 worker. Pipes, not a shared `multiprocessing.Queue`: a process killed while holding a shared
 queue's lock would wedge every other writer.
 
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.paths import partial_pattern
 from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
@@ -228,8 +229,9 @@ class JobStore:
 
 
 def remove_partials(jobs_dir: Path, job_id: str | None = None) -> list[Path]:
-    """Delete the hidden temp folders `run()` writes before its rename (`.<id>.partial-<pid>`)."""
-    pattern = f".{job_id}.partial-*" if job_id else ".*.partial-*"
+    """Delete the partial folders `run()` writes a job's folder in before its rename
+    (`symbolic.paths.atomic_folder`): the job's, or every one."""
+    pattern = partial_pattern(job_id or "*")
     removed = []
     for path in jobs_dir.glob(pattern):
         shutil.rmtree(path, ignore_errors=True)

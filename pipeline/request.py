@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
+from stemforge.pipeline.errors import RunError
+from stemforge.pipeline.renderers import RENDERERS, renderer_named
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.music.conditions import (
     DENSITIES,
@@ -32,14 +34,9 @@ from stemforge.symbolic.music.conditions import (
 )
 from stemforge.symbolic.runtime.sampling_settings import DECODERS, SamplingSettings
 
-RENDERERS = ("sample", "musicgen")
 MAX_PROMPT_CHARS = 500
 MAX_TAKES = 16  # a take's KV cache is ~25 MB at the shipped model's 2048 tokens
 TAILS = ("wrap", "cut")
-
-
-class RunError(UserError):
-    """Bad run input; the message names the flag/file and what to do."""
 
 
 # The sections of `pipeline run --help`, in order ("" = the top level).
@@ -153,7 +150,7 @@ class RunRequest:
     # -- stems
     stems: bool = _spec(False, "also render WAV stems and a mix", "stems", api_default=True)
     renderer: str = _spec("sample", "sample: SoundFonts + drum kits + FX; musicgen: MusicGen-Melody conditioned on "
-                          "the rendered melody (slow on CPU)", "stems", choices=RENDERERS, max_length=20)
+                          "the rendered melody (slow on CPU)", "stems", choices=tuple(RENDERERS), max_length=20)
     musicgen: str | None = _spec(None, "MusicGen-Melody weights for --renderer musicgen: a local folder (e.g. from "
                                  "finetune-musicgen) or a hub id such as facebook/musicgen-melody (downloaded only "
                                  "because you named it)", "stems", api=False)
@@ -229,9 +226,7 @@ class RunRequest:
         """The render fields that need no file: renderer, sample rate, tail, instruments, loudness."""
         from stemforge.audio.render import check_settings
 
-        if self.renderer not in RENDERERS:
-            raise RunError(f"--renderer: unknown renderer {self.renderer!r}; use sample or musicgen",
-                           field="renderer")
+        renderer_named(self.renderer)  # an unknown renderer is refused naming the ones there are
         check_settings(self.render_options())
         self.loudness_settings().check()
 

@@ -4,7 +4,6 @@ MIDI (-> stems) in a run folder written to a temporary path and moved into place
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import shutil
 import threading
@@ -17,14 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from stemforge.pipeline.exports import TakeFolder, finish_takes
+from stemforge.pipeline.renderers import renderer_named
 from stemforge.pipeline.request import RunError, RunRequest
 from stemforge.pipeline.run_folder import arrangement_from_run
-from stemforge.symbolic.core.hashing import file_sha256
 from stemforge.symbolic.core.paths import (
-    disk_full,
+    FolderExistsError,
+    atomic_folder,
     output_problem,
-    partial_folder,
-    release,
     remove_stale_partials,
 )
 from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
@@ -46,7 +44,11 @@ from stemforge.symbolic.music.conditions import (
 )
 from stemforge.symbolic.runtime.run_manifest import (
     FULL_MIDI,
+    ContextRecord,
+    ModelRecord,
     RunManifest,
+    SamplingRecord,
+    TakeRecord,
     acid_root_note,
     file_name_base,
 )
@@ -362,53 +364,39 @@ def _write(job: _Started, composer: Composer, takes: list[Composed]) -> RunResul
     remove_stale_partials(run_dir.parent)  # what a killed run (kill -9, a power cut) left here
     results: list[RunResult] = []
     written: list[TakeFolder] = []
-    tmp, lock = None, None
     try:
-        tmp, lock = partial_folder(run_dir)
-        # rendered before anything is named (the names tell renders apart), the takes side by side
-        renders = _render_takes(request, takes, report) if request.stems else [None] * len(takes)
-        for number, (composed, rendered) in enumerate(zip(takes, renders, strict=True), 1):
-            folder = tmp if len(takes) == 1 else tmp / f"take{number}"
-            folder.mkdir(exist_ok=True)
-            arrangement = composed.arrangement
-            take_timings = dict(timings)
-            if rendered is not None:
-                take_timings["render"] = rendered.seconds
-            midi = midi_files(arrangement)
-            name = file_name_base(arrangement.conditions, composer.weights_sha256,
-                                  output_identity(midi, request, rendered.info if rendered else None))
-            manifest = _manifest(request, composer, model_genre, composed, _write_midi(folder, midi, name))
-            manifest.name = name
-            if len(takes) > 1:
-                manifest.take = {"number": number, "of": len(takes), "decoder": "batched"}
-            if rendered is not None:
-                manifest.add_render(write_rendered(folder, rendered.stems, rendered.info, name, arrangement.conditions.key))
-                if request.section_loops:
-                    _write_section_loops(folder, rendered.stems, manifest, name)
-            take_timings["total"] = time.perf_counter() - started
-            manifest.timings = {k: round(v, 3) for k, v in take_timings.items()}
-            manifest.messages = messages + composed.warnings
-            final = run_dir if len(takes) == 1 else run_dir / folder.name
-            results.append(RunResult(final, manifest, arrangement, manifest.messages))
-            written.append(TakeFolder("" if folder == tmp else folder.name, manifest, arrangement))
-        # one Live set (and DAWproject) for the run: a scene per take, take 1 in the Arrangement
-        finish_takes(tmp, run_dir, written, dawproject=request.dawproject)
-        try:
-            tmp.rename(run_dir)
-        except OSError as error:
-            if run_dir.exists():  # another run with the same --out finished first
-                raise RunError(f"--out: {run_dir} was created by another run while this one composed; this "
-                               "run is not kept; choose another folder", field="out") from error
-            raise
-    except BaseException as error:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        full = disk_full(error, run_dir.parent)
-        if full is not None:  # a full disk is the user's to fix: one line, not a traceback
-            raise full from error
-        raise
-    finally:
-        release(lock)
+        with atomic_folder(run_dir) as tmp:
+            # rendered before anything is named (the names tell renders apart), the takes side by side
+            renders = _render_takes(request, takes, report) if request.stems else [None] * len(takes)
+            for number, (composed, rendered) in enumerate(zip(takes, renders, strict=True), 1):
+                folder = tmp if len(takes) == 1 else tmp / f"take{number}"
+                folder.mkdir(exist_ok=True)
+                arrangement = composed.arrangement
+                take_timings = dict(timings)
+                if rendered is not None:
+                    take_timings["render"] = rendered.seconds
+                midi = midi_files(arrangement)
+                name = file_name_base(arrangement.conditions, composer.weights_sha256,
+                                      output_identity(midi, request, rendered.info if rendered else None))
+                manifest = _manifest(request, composer, model_genre, composed, _write_midi(folder, midi, name))
+                manifest.name = name
+                if len(takes) > 1:
+                    manifest.take = TakeRecord(number=number, of=len(takes), decoder="batched")
+                if rendered is not None:
+                    manifest.add_render(write_rendered(folder, rendered.stems, rendered.info, name, arrangement.conditions.key))
+                    if request.section_loops:
+                        _write_section_loops(folder, rendered.stems, manifest, name)
+                take_timings["total"] = time.perf_counter() - started
+                manifest.timings = {k: round(v, 3) for k, v in take_timings.items()}
+                manifest.messages = messages + composed.warnings
+                final = run_dir if len(takes) == 1 else run_dir / folder.name
+                results.append(RunResult(final, manifest, arrangement, manifest.messages))
+                written.append(TakeFolder("" if folder == tmp else folder.name, manifest, arrangement))
+            # one Live set (and DAWproject) for the run: a scene per take, take 1 in the Arrangement
+            finish_takes(tmp, run_dir, written, dawproject=request.dawproject)
+    except FolderExistsError as error:  # another run with the same --out finished first
+        raise RunError(f"--out: {run_dir} was created by another run while this one composed; this "
+                       "run is not kept; choose another folder", field="out") from error
     report("done", 1.0)
     first = results[0]
     if len(results) > 1:
@@ -457,7 +445,7 @@ def _render_takes(request: RunRequest, takes: list[Composed], report: Progress) 
         stems, info = render_stems(takes[number].arrangement, request, take_report)
         return _Rendered(stems, info, time.perf_counter() - started)
 
-    if len(takes) == 1 or request.renderer == "musicgen":  # MusicGen's model runs one piece at a time
+    if len(takes) == 1 or not renderer_named(request.renderer).renders_takes_together:
         return [render(number) for number in range(len(takes))]
     with ThreadPoolExecutor(max_workers=min(len(takes), usable_cores()), thread_name_prefix="render") as pool:
         return list(pool.map(render, range(len(takes))))
@@ -469,13 +457,13 @@ def _manifest(request: RunRequest, composer: Composer, model_genre: str, compose
     conditions = composed.arrangement.conditions
     return RunManifest(
         conditions=conditions, seed=conditions.seed, midi=midi, prompt=request.prompt, model_genre=model_genre,
-        sampling={"temperature": request.temperature, "top_k": request.top_k, "top_p": request.top_p,
-                  "key_bias": request.key_bias, "decoder": request.decoder},
-        model={"path": str(composer.path), "sha256": composer.weights_sha256,
-               "data_sha256": composer.meta.get("data_sha256")},
-        context={"seed_midi": str(request.seed_midi) if request.seed_midi else None,
-                 "from": str(request.from_run) if request.from_run else None, "keep": list(request.keep),
-                 "like": str(request.like) if request.like else None},
+        sampling=SamplingRecord(temperature=request.temperature, top_k=request.top_k, top_p=request.top_p,
+                                key_bias=request.key_bias, decoder=request.decoder),
+        model=ModelRecord(path=str(composer.path), sha256=composer.weights_sha256,
+                          data_sha256=composer.meta.get("data_sha256")),
+        context=ContextRecord(seed_midi=str(request.seed_midi) if request.seed_midi else None,
+                              from_run=str(request.from_run) if request.from_run else None, keep=list(request.keep),
+                              like=str(request.like) if request.like else None),
         tokens=len(composed.token_ids), token_ids=composed.token_ids,
         structure=({"form": composed.form} if composed.form
                    else {**composed.composition.to_dict(), "chords": conditions.chords}), feel=composed.feel,
@@ -526,26 +514,16 @@ def render_identity(request: RunRequest, info: dict) -> dict:
         "preset": [preset, info.get("preset")], "instruments": info.get("instruments"), "dry": request.dry,
         "tail": request.tail, "loudness": [request.loudness_lufs, request.true_peak_dbtp],
     }
-    if request.renderer == "musicgen":
-        identity["musicgen"] = [request.musicgen, file_sha256(request.like) if request.like else None]
+    identity.update(renderer_named(request.renderer).identity(request))
     return identity
 
 
 def check_render_request(request: RunRequest) -> str | None:
     """The render files of a checked request (`RunRequest.check` ran its settings' rules),
-    before composing: preset, SoundFont, kit, and for MusicGen that its weights are on disk, in
-    the cache or (a hub id the user named) reachable. Returns a line worth telling."""
-    from stemforge.audio.render import check_render_options
-
-    check_render_options(request.render_options())  # the settings' own rules ran in request.check()
-    if request.renderer != "musicgen":
-        return None
-    from stemforge.audio.musicgen_weights import check_musicgen_weights, how_to_get
-
-    if not request.musicgen:
-        raise RunError(f"--musicgen: name the MusicGen-Melody weights for --renderer musicgen: a folder, or "
-                       f"{how_to_get('facebook/musicgen-melody')}", field="musicgen")
-    return check_musicgen_weights(request.musicgen)
+    before composing: what its renderer needs (preset, SoundFont, kit; for MusicGen that its
+    weights are on disk, in the cache or, a hub id the user named, reachable). Returns a line
+    worth telling."""
+    return renderer_named(request.renderer).check(request)
 
 
 MAX_RENDER_SECONDS = 1800.0  # stems longer than this would not fit a laptop's memory (4 float32 copies)
@@ -561,49 +539,14 @@ def check_render_length(conditions: Conditions, where: str = "bars") -> None:
 
 
 def render_stems(arrangement: Arrangement, request: RunRequest, progress: Progress | None = None):
-    """The stems of `arrangement` and what run.json records of their render, leveled to the
-    request's loudness and under its true-peak ceiling (audio.loudness)."""
+    """The stems of `arrangement` from the request's renderer and what run.json records of
+    their render, leveled to the request's loudness and under its true-peak ceiling
+    (audio.loudness)."""
     from stemforge.audio.loudness import level_stems
-    from stemforge.audio.render import render_arrangement
 
     check_render_length(arrangement.conditions)
     report = progress or (lambda stage, fraction: None)
-    musicgen = request.renderer == "musicgen"
-    # with MusicGen the sample render only makes the melody condition: its share of the bar is small
-    sample_share = 0.1 if musicgen else 0.95
-
-    def sample_progress(stage: str, fraction: float) -> None:
-        report("render melody condition" if musicgen else stage if stage != "done" else "rendered",
-               sample_share * fraction)
-
-    stems, info = render_arrangement(arrangement, request.render_options(), sample_progress)
-    if musicgen:
-        from stemforge.audio.musicgen import MusicGenOptions, render_musicgen
-
-        melody_source = stems
-        if request.like is not None:  # the user's loop, not the rendered melody, is the melody condition
-            from stemforge.audio.loop_analysis import loop_audio
-
-            melody = loop_audio(request.like, stems.sample_rate, stems.num_samples)
-            melody_source = dataclasses.replace(stems, stems={**stems.stems, "melody": melody})
-        roles = len(arrangement.tracks)
-        done = {"roles": 0}
-
-        def musicgen_progress(message: str) -> None:
-            if " done in " in message:
-                done["roles"] += 1
-            report(message, sample_share + (0.95 - sample_share) * done["roles"] / max(1, roles))
-
-        stems, musicgen_info = render_musicgen(
-            arrangement,
-            MusicGenOptions(model=request.musicgen, sample_rate=request.sample_rate,
-                            seed=arrangement.conditions.seed),
-            melody_source, musicgen_progress,
-        )
-        musicgen_info["musicgen"]["melody_condition"] = (f"reference loop {request.like}" if request.like
-                                                         else "the rendered melody stem")
-        # the sample renderer's sounds still matter: they rendered the conditioning melody
-        info = {**info, **musicgen_info}
+    stems, info = renderer_named(request.renderer).render(arrangement, request, report)
     report("loudness", 0.96)
     stems, loudness = level_stems(stems, request.loudness_settings())
     if loudness.short_of_target_db > 0.05:
@@ -623,7 +566,7 @@ def write_rendered(directory: Path, stems, info: dict, name: str, key: str) -> d
 
 
 def _copy_run(run_dir: Path, tmp: Path) -> None:
-    """The run folder (not its stems or hidden files) copied to `tmp`; the first failure raised
+    """The run folder (not its stems or hidden files) copied into the folder `tmp`; the first failure raised
     as itself (shutil.copytree gathers them into one shutil.Error, without the errno that tells
     a full disk)."""
     failures: list[OSError] = []
@@ -636,7 +579,8 @@ def _copy_run(run_dir: Path, tmp: Path) -> None:
             raise
 
     try:
-        shutil.copytree(run_dir, tmp, symlinks=True, ignore=shutil.ignore_patterns("stems", ".*"), copy_function=copy)
+        shutil.copytree(run_dir, tmp, symlinks=True, ignore=shutil.ignore_patterns("stems", ".*"), copy_function=copy,
+                        dirs_exist_ok=True)  # into the locked partial folder itself, not a new one
     except shutil.Error:
         if failures:
             raise failures[0] from None
@@ -665,35 +609,17 @@ def render_run(run_dir: Path, request: RunRequest, out: Path | None = None) -> P
     remove_stale_partials(target.parent)
     midi = {role: Path(run_dir, relative).read_bytes() for role, relative in manifest.midi.items()}
     old_render = [manifest.mix, manifest.live_set, manifest.dawproject, *manifest.stems.values()]
-    tmp, lock = None, None
-    try:
-        tmp, lock = partial_folder(target)
-        shutil.rmtree(tmp)  # copytree makes the folder itself
+    # in place (no --out), the run folder is swapped whole for its rendered copy
+    with atomic_folder(target, replace=out is None) as tmp:
         _copy_run(run_dir, tmp)
         for relative in filter(None, old_render):
             if not relative.startswith("../"):  # a take's run-level Live set stays with the run
                 (tmp / relative).unlink(missing_ok=True)
         started = time.perf_counter()
         stems, info = render_stems(arrangement, request)
-        manifest.name = file_name_base(manifest.conditions, manifest.model.get("sha256"),
+        manifest.name = file_name_base(manifest.conditions, manifest.model.sha256,
                                        output_identity(midi, request, info))
         manifest.add_render(write_rendered(tmp, stems, info, manifest.name, manifest.conditions.key))
         manifest.timings["render"] = round(time.perf_counter() - started, 3)
         finish_takes(tmp, target, [TakeFolder("", manifest, arrangement)], dawproject=request.dawproject)
-        if out is None:
-            backup = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
-            run_dir.rename(backup)
-            tmp.rename(run_dir)
-            shutil.rmtree(backup)
-        else:
-            tmp.rename(out)
-    except BaseException as error:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        full = disk_full(error, target.parent)
-        if full is not None:
-            raise full from error
-        raise
-    finally:
-        release(lock)
     return target

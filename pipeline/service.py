@@ -47,10 +47,11 @@ from stemforge.pipeline.jobs import (
     recover,
     wait_for_orphan_workers,
 )
+from stemforge.pipeline.renderers import needs_weights
 from stemforge.pipeline.request import MAX_TAKES, FieldSpec, RunRequest, request_fields, request_types
 from stemforge.pipeline.run import check_inputs
 from stemforge.symbolic.core.errors import UserError
-from stemforge.symbolic.core.paths import disk_full, write_atomic
+from stemforge.symbolic.core.paths import DiskFullError, disk_full, write_atomic
 from stemforge.symbolic.decoding.model import read_model_info
 from stemforge.symbolic.music.conditions import validate
 from stemforge.symbolic.runtime.run_manifest import MANIFEST_NAME, RunManifest
@@ -413,9 +414,9 @@ class ServiceState:
         presets and kits only by the names it lists (never a path on its disk)."""
         from stemforge.audio.effects import available_presets
 
-        if request.renderer == "musicgen" and not self.limits.musicgen_model:
-            raise FieldError("renderer", "renderer: musicgen is not offered by this service (set musicgen_model "
-                             "in the service config); use sample")
+        if needs_weights(request.renderer) and not self.limits.musicgen_model:
+            raise FieldError("renderer", f"renderer: {request.renderer} is not offered by this service (set "
+                             "musicgen_model in the service config); use sample")
         if request.preset is not None and request.preset not in available_presets():
             raise FieldError("preset", f"preset: unknown preset {request.preset!r}; choose from "
                              f"{', '.join(available_presets())}")
@@ -435,7 +436,7 @@ class ServiceState:
         like = self.uploads_dir / f"{stored['like_loop']}.audio" if stored.get("like_loop") else None
         return dataclasses.replace(
             RunRequest.from_json(fields), model=self.model, out=out, from_run=from_run, like=like,
-            musicgen=self.limits.musicgen_model if fields.get("renderer") == "musicgen" else None)
+            musicgen=self.limits.musicgen_model if needs_weights(fields.get("renderer")) else None)
 
     def run_kwargs(self, job: Job) -> dict:
         """What the pool sends a worker for a stored job: its RunRequest as JSON."""
@@ -728,12 +729,14 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
             for e in error.errors()]})
     @app.exception_handler(OSError)
-    async def no_room(request, error: OSError) -> JSONResponse:
+    async def no_room(request, error: OSError | DiskFullError) -> JSONResponse:
         # a full disk while writing an upload, a zip or a job: 507 with the reason, not a 500
         full = disk_full(error, state.data_dir)
         if full is None:
             raise error
         return JSONResponse(status_code=507, content={"detail": str(full)})
+
+    app.add_exception_handler(DiskFullError, no_room)  # an export's folder (atomic_folder) says it in one line
 
     app.add_middleware(_Guard, limit=limits.max_request_bytes, allowed_hosts=allowed_hosts,
                        upload_limits={"/loops": limits.max_upload_bytes})

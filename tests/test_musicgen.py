@@ -364,6 +364,41 @@ def test_pipeline_run_with_the_musicgen_renderer_keeps_the_stem_contract(
     assert abs(manifest["conditions"]["bpm"] - 90.0) <= 1.0 and manifest["context"]["like"] == str(clip)
 
 
+def test_musicgen_renders_with_samples_only_the_melody_it_is_conditioned_on(
+    debug_musicgen: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample renderer made every stem first and MusicGen threw all but the melody away:
+    now only the melody condition is rendered with samples, and nothing when a reference loop
+    (--like) is the condition."""
+    import soundfile
+
+    import stemforge.audio.render as render
+    from stemforge.pipeline.run import RunRequest, run
+
+    rendered: list[tuple[str, ...]] = []
+    real = render.render_arrangement
+
+    def spy(arrangement, options, progress=None):
+        rendered.append(tuple(arrangement.tracks))
+        return real(arrangement, options, progress)
+
+    monkeypatch.setattr(render, "render_arrangement", spy)
+    result = run(RunRequest(prompt="hiphop 90bpm", model=tiny_model, out=tmp_path / "r", seed=3, bars=1, stems=True,
+                            renderer="musicgen", musicgen=str(debug_musicgen)))
+    assert rendered == [("melody",)]
+    assert set(result.manifest.stems) == set(result.arrangement.tracks) == {"drums", "bass", "melody"}
+    assert set(result.manifest.instruments) == {"melody"}  # the sound that rendered the condition
+
+    from tests.test_loop_analysis import RATE, _loop
+
+    clip = tmp_path / "loop.wav"
+    soundfile.write(clip, _loop(90.0, ["Am", "F", "C", "G"], bars=2), RATE)
+    rendered.clear()
+    liked = run(RunRequest(prompt="hiphop", model=tiny_model, out=tmp_path / "liked", seed=3, bars=1, stems=True,
+                           renderer="musicgen", musicgen=str(debug_musicgen), like=clip))
+    assert rendered == [] and liked.manifest.soundfont is None and len(liked.manifest.stems) == 3
+
+
 # ------------------------------------------------------------------ weights checked before anything slow
 
 @pytest.mark.parametrize("weights, words", [

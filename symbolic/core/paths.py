@@ -1,7 +1,8 @@
 """Checks on output folders that every stage makes before its slow work (a folder that
 exists is never overwritten, and one that cannot be written is said at once, not after
 minutes of composing or preparing), the one way files appear whole (`write_atomic`), the
-partial folders a run writes before its rename (`partial_folder`, `remove_stale_partials`),
+partial folders every folder is written in before its rename (`atomic_folder`,
+`remove_stale_partials`),
 and the one-line error of a full disk (`disk_full`)."""
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from stemforge.symbolic.core.errors import UserError
@@ -28,6 +32,11 @@ FILE_MODE = 0o666 & ~_UMASK
 
 # errno values that mean "no room": ENOSPC (disk full), EDQUOT (quota), EFBIG (file size limit)
 NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class FolderExistsError(FileExistsError):
+    """The folder an atomic write was to create appeared meanwhile (another writer finished
+    first); nothing was written over it."""
 
 
 class DiskFullError(UserError):
@@ -83,35 +92,126 @@ def write_atomic(path: Path, *parts: bytes | memoryview) -> Path:
     return path
 
 
-PARTIAL = ".partial-"  # `.<name>.partial-<pid>`: a run folder being written, renamed into place when whole
+PARTIAL = ".partial-"  # `.<name>.partial-<pid>`: a folder being written, renamed into place when whole
 
 
-def partial_folder(final: Path):
-    """Create and lock the hidden folder `.<name>.partial-<pid>` beside `final`; returns (its
-    path, the held lock). The lock (flock on the folder itself) lasts while this process
+def partial_pattern(name: str = "*") -> str:
+    """The glob of the partial folders of the final folder `name` (every one: "*") beside it,
+    written by this process or any other (`partial_folder`)."""
+    return f".{name}{PARTIAL}*"
+
+
+def partial_owner(folder: Path) -> str | None:
+    """The name of the final folder a partial folder is written for, or None when `folder` is
+    not a partial folder."""
+    name = Path(folder).name
+    if not name.startswith(".") or PARTIAL not in name:
+        return None
+    return name[1:].rpartition(PARTIAL)[0]
+
+
+# The partial folders this process is writing: two threads writing the same final folder (the
+# service exports one run for two requests at once) get two partial folders, not one shared.
+_CLAIMED: set[Path] = set()
+_CLAIMED_LOCK = threading.Lock()
+
+
+def _claim_partial(final: Path) -> Path:
+    """`.<name>.partial-<pid>`, or `.<name>.partial-<n>-<pid>` when another thread of this
+    process writes one for the same final folder; the pid stays last (the service's tests
+    read it there to tell which worker writes a job)."""
+    with _CLAIMED_LOCK:
+        candidate, number = final.with_name(f".{final.name}{PARTIAL}{os.getpid()}"), 2
+        while candidate in _CLAIMED:
+            candidate = final.with_name(f".{final.name}{PARTIAL}{number}-{os.getpid()}")
+            number += 1
+        _CLAIMED.add(candidate)
+    return candidate
+
+
+def partial_folder(final: Path) -> tuple[Path, int | None]:
+    """Create and lock a hidden partial folder beside `final` (`_claim_partial`); returns
+    (its path, the held lock). The lock (flock on the folder itself) lasts while this process
     lives, so `remove_stale_partials` can tell a partial folder whose writer was killed
     (kill -9, a power cut) from one still being written, here or on another machine sharing
-    the folder. Close the lock after the rename."""
-    final = Path(final)
-    tmp = final.with_name(f".{final.name}{PARTIAL}{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    the folder. `release_partial` after the rename; `atomic_folder` does all of it."""
+    tmp = _claim_partial(Path(final))
     lock = None
     try:
+        if tmp.exists():  # left by a killed process that had this pid
+            shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         if fcntl is not None:
             lock = os.open(tmp, os.O_RDONLY)
             fcntl.flock(lock, fcntl.LOCK_EX)
     except BaseException:  # Ctrl-C or SIGTERM before the caller holds the path: nothing left behind
-        release(lock)
+        release_partial(tmp, lock)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return tmp, lock
 
 
-def release(lock: int | None) -> None:
+def release_partial(tmp: Path, lock: int | None) -> None:
+    """Let go of a partial folder (renamed or removed by now): its lock and this process's claim."""
     if lock is not None:
         os.close(lock)
+    with _CLAIMED_LOCK:
+        _CLAIMED.discard(Path(tmp))
+
+
+def publish_folder(tmp: Path, final: Path, *, replace: bool = False) -> Path:
+    """Rename the whole folder `tmp` to `final`. An existing `final` is never overwritten
+    silently: FolderExistsError, unless `replace` says the caller means to swap it (the old one
+    is moved aside first and removed only once the new one is in place). A rename onto an
+    empty folder would succeed quietly on Linux, hence the check before it."""
+    tmp, final = Path(tmp), Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if not final.exists():
+        try:
+            tmp.rename(final)
+            return final
+        except OSError as error:
+            if not final.exists():
+                raise
+            if not replace:  # another writer finished first
+                raise FolderExistsError(errno.EEXIST, "exists; a folder is never written over", str(final)) from error
+    if not replace:
+        raise FolderExistsError(errno.EEXIST, "exists; a folder is never written over", str(final))
+    backup = final.with_name(f".{final.name}.old-{os.getpid()}")
+    final.rename(backup)
+    try:
+        tmp.rename(final)
+    except BaseException:
+        backup.rename(final)  # the old folder back where it was: nothing lost
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+    return final
+
+
+@contextmanager
+def atomic_folder(final: Path, *, replace: bool = False) -> Iterator[Path]:
+    """A folder that appears whole or not at all: yields a locked partial folder beside
+    `final` (`partial_folder`) to write into, renamed to `final` when the block ends
+    (`publish_folder`: an existing folder is never overwritten unless `replace`), removed
+    when the block raises (Ctrl-C and SIGTERM too). A failure for want of space is raised as
+    the one-line DiskFullError naming the folder.
+
+        with atomic_folder(out_dir) as tmp:
+            (tmp / "report.json").write_text(...)
+    """
+    final = Path(final)
+    tmp, lock = partial_folder(final)
+    try:
+        yield tmp
+        publish_folder(tmp, final, replace=replace)
+    except BaseException as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        full = disk_full(error, final.parent)
+        if full is not None and full is not error:  # a full disk is the user's to fix: one line, not a traceback
+            raise full from error
+        raise
+    finally:
+        release_partial(tmp, lock)
 
 
 def _lock_unless_held(folder: Path) -> int | None:
@@ -145,7 +245,7 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     left); returns them. One still being written keeps its lock and stays."""
     removed = []
     try:
-        candidates = [p for p in Path(folder).glob(f".*{PARTIAL}*") if p.is_dir() and not p.is_symlink()]
+        candidates = [p for p in Path(folder).glob(partial_pattern()) if p.is_dir() and not p.is_symlink()]
     except OSError:
         return removed
     for candidate in candidates:

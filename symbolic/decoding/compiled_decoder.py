@@ -22,13 +22,13 @@ per output column (`Int8Matrices`), 5 MB of weights, and an int8 KV cache.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from stemforge.symbolic.core.errors import context_overflow
-from stemforge.symbolic.decoding.kernels import kernels
+from stemforge.symbolic.decoding.kernels import DECODE_ARGUMENTS, kernels
 from stemforge.symbolic.decoding.layout import GPT2_LAYER_PARTS, GROUP, TILE, DecoderShape
 
 
@@ -127,6 +127,7 @@ class Int8Matrices(LayerMatrices):
 
 
 MATRICES = ("attn_w", "proj_w", "fc_w", "mlp_w")
+CALL_INPUTS = ("ids", "rows", "positions", "outputs")  # what each call of the step brings (then logits, its output)
 
 
 def tiled(matrices: np.ndarray) -> np.ndarray:
@@ -164,9 +165,6 @@ class StepMatrices(LayerMatrices):
     def int8(self) -> bool:
         return self.attn_w.dtype == np.int8
 
-    def as_tuple(self) -> tuple[np.ndarray, ...]:
-        return (self.attn_w, self.attn_s, self.proj_w, self.proj_s, self.fc_w, self.fc_s, self.mlp_w, self.mlp_s)
-
 
 class CompiledDecoder:
     """Decodes one sequence (`forward`, `reset`, `length`) or several at once (`forward_rows`,
@@ -202,6 +200,7 @@ class CompiledDecoder:
         self.value_scales = np.zeros((rows, layers, heads, scaled), np.float32)
         self.lengths = [0] * rows
         self.kernels = kernels()
+        self._bound = self.step_arguments()
 
     @classmethod
     def from_directory(cls, directory: Path, rows: int = 1) -> CompiledDecoder:
@@ -239,12 +238,20 @@ class CompiledDecoder:
             self.lengths[row] += len(tokens)
         return {row: logits[n] for n, (row, _) in enumerate(fed)}
 
+    def step_arguments(self) -> tuple:
+        """The step's arguments that stay the same from call to call (the weights, the step's
+        matrices, the KV cache and its scales, eps, scale), bound by name in the order of
+        `kernels.DECODE_ARGUMENTS`, between a call's tokens (the first four) and its logits
+        (the last). Made once per decoder: a step at batch 1 takes well under a millisecond, so
+        naming 31 arguments on every call would show."""
+        named = {field.name: getattr(self.weights, field.name) for field in fields(self.weights)}
+        named.update((field.name, getattr(self.matrices, field.name)) for field in fields(self.matrices))
+        named.update(keys=self.keys, values=self.values, key_scales=self.key_scales, value_scales=self.value_scales,
+                     eps=self.weights.shape.layer_norm_epsilon, scale=self.weights.scale)
+        return tuple(named[name] for name in DECODE_ARGUMENTS[len(CALL_INPUTS):-1])
+
     def _decode(self, ids: np.ndarray, rows: np.ndarray, positions: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-        w = self.weights
-        logits = np.empty((len(outputs), w.wte.shape[0]), np.float32)
+        logits = np.empty((len(outputs), self.weights.wte.shape[0]), np.float32)
         decode = self.kernels.decode_int8 if self.matrices.int8 else self.kernels.decode
-        attn_w, attn_s, proj_w, proj_s, fc_w, fc_s, mlp_w, mlp_s = self.matrices.as_tuple()
-        decode(ids, rows, positions, outputs, w.wte, w.wpe, w.ln1_w, w.ln1_b, attn_w, attn_s, w.attn_b, proj_w, proj_s,
-               w.proj_b, w.ln2_w, w.ln2_b, fc_w, fc_s, w.fc_b, mlp_w, mlp_s, w.mlp_b, w.lnf_w, w.lnf_b, self.keys,
-               self.values, self.key_scales, self.value_scales, w.shape.layer_norm_epsilon, w.scale, logits)
+        decode(ids, rows, positions, outputs, *self._bound, logits)  # the one call of the compiled step
         return logits

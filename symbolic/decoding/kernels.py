@@ -40,15 +40,30 @@ F32_1, F32_2, F32_4, F32_6 = "float32[::1]", "float32[:, ::1]", "float32[:, :, :
 I64_1, I8_4, I8_6 = "int64[::1]", "int8[:, :, :, ::1]", "int8[:, :, :, :, :, ::1]"
 
 
+def decode_parameters(matrix: str, cache: str) -> tuple[tuple[str, str], ...]:
+    """`decode_kernels.decode`'s parameters in order, each with its type as CompiledDecoder
+    passes it (C-contiguous arrays), a layer's four matrices tiled of type `matrix` (float32, or
+    int8 with their scales) and the KV cache of type `cache` (float32, or int8 with its scales).
+    The one spelling of the step's argument list: the signature compiled ahead of time is made
+    from it and CompiledDecoder's call is ordered by it; numba compiles a plain def, which cannot
+    take a bundle, so `decode` spells the names once more and a test holds them equal."""
+    return (("ids", I64_1), ("rows", I64_1), ("positions", I64_1), ("outputs", I64_1),
+            ("wte", F32_2), ("wpe", F32_2),
+            ("ln1_w", F32_2), ("ln1_b", F32_2), ("attn_w", matrix), ("attn_s", F32_2), ("attn_b", F32_2),
+            ("proj_w", matrix), ("proj_s", F32_2), ("proj_b", F32_2),
+            ("ln2_w", F32_2), ("ln2_b", F32_2), ("fc_w", matrix), ("fc_s", F32_2), ("fc_b", F32_2),
+            ("mlp_w", matrix), ("mlp_s", F32_2), ("mlp_b", F32_2),
+            ("lnf_w", F32_1), ("lnf_b", F32_1), ("keys", cache), ("values", cache),
+            ("key_scales", F32_4), ("value_scales", F32_4),
+            ("eps", "float64"), ("scale", "float64"), ("logits", F32_2))
+
+
+# the names alone, in order (CompiledDecoder binds the weights, matrices and cache to them once)
+DECODE_ARGUMENTS = tuple(name for name, _ in decode_parameters(F32_4, F32_6))
+
+
 def _decode_signature(matrix: str, cache: str) -> str:
-    """`decode_kernels.decode`'s argument types as CompiledDecoder passes them (C-contiguous
-    arrays), with a layer's four matrices tiled of type `matrix` (float32, or int8 and their
-    scales) and the KV cache of type `cache` (float32, or int8 with its scales)."""
-    return (f"void({I64_1}, {I64_1}, {I64_1}, {I64_1}, {F32_2}, {F32_2}, "  # ids rows positions outputs wte wpe
-            f"{F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, "  # ln1 w/b, attn w/s/b, proj
-            f"{F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, {matrix}, {F32_2}, {F32_2}, "  # ln2 w/b, fc w/s/b, mlp
-            f"{F32_1}, {F32_1}, {cache}, {cache}, {F32_4}, {F32_4}, "  # ln_f, keys, values, their scales
-            f"float64, float64, {F32_2})")  # eps, scale, out
+    return f"void({', '.join(kind for _, kind in decode_parameters(matrix, cache))})"
 
 
 SIGNATURES = {

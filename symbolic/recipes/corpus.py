@@ -19,7 +19,6 @@ import csv
 import json
 import math
 import random
-import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -31,6 +30,7 @@ import symusic
 
 from stemforge.configs import load_config
 from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.paths import atomic_folder
 from stemforge.symbolic.core.progress import progress_bar
 from stemforge.symbolic.core.ticks import STEP_TICKS as GRID
 from stemforge.symbolic.core.ticks import TICKS_PER_BAR as BAR
@@ -1039,46 +1039,41 @@ def build_corpus(data_root: Path, out_dir: Path, config: CorpusConfig, progress:
 
     slots, shortfall = plan_slots(grooves, config, have_melodies=bool(songs))
     dealers = {"pop909": SongDealer(songs, config.seed), "wjd": SongDealer(solos, config.seed)}
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
-    rows, pieces_meta = [], []
-    total_notes = 0
-    for slot in progress_bar(slots, desc="corpus", enabled=progress, unit="piece"):
-        excerpt = None
-        if slot.transform != "freedoom":
-            rng = random.Random(f"{config.seed}:melody:{slot.genre}:{slot.index}")
-            source = config.melody_sources.get(slot.genre, "pop909")
-            if source == "wjd" and not solos:
-                source = "pop909"  # no WJD folder: the genre keeps POP909 melodies (counted as skipped)
-            excerpt = dealers[source].excerpt(slot.group, melody_bars_needed(slot), rng)
-            if excerpt is None:
-                skipped["pieces: no melody excerpt long enough"] += 1
-                continue
-        piece = build_piece(slot, excerpt, config, fills)
-        name = f"{slot.genre}/{slot.genre}_{slot.index:04d}.mid"
-        conditions = Conditions(genre=piece.genre, bpm=piece.bpm, key=piece.key.name, bars=piece.bars,
-                                seed=config.seed)
-        Arrangement(conditions, piece.tracks).write_midi(tmp_dir / name)
-        source = "+".join(piece.sources)
-        rows.append({"filename": name, "genre": piece.genre, "bpm": f"{piece.bpm:g}", "key": piece.key.name,
-                     "group": piece.group, "source": source,
-                     "licence": " + ".join(LICENCES[s] for s in piece.sources)})
-        pieces_meta.append((piece, source, excerpt.song_id if excerpt else None))
-        total_notes += sum(len(t.notes) for t in piece.tracks.values())
-    with open(tmp_dir / "tracks.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["filename", "genre", "bpm", "key", "group", "source", "licence"])
-        writer.writeheader()
-        writer.writerows(rows)
-    summary = _summary(config, pieces_meta, skipped, shortfall, sum(d.shared for d in dealers.values()), grooves,
-                       songs + solos, total_notes,
-                       time.perf_counter() - started)
-    (tmp_dir / "corpus.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    _plot(summary, tmp_dir / "corpus.png")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir.rename(out_dir)
+    # an earlier corpus in out_dir is replaced whole, once this one is complete
+    with atomic_folder(out_dir, replace=True) as tmp_dir:
+        rows, pieces_meta = [], []
+        total_notes = 0
+        for slot in progress_bar(slots, desc="corpus", enabled=progress, unit="piece"):
+            excerpt = None
+            if slot.transform != "freedoom":
+                rng = random.Random(f"{config.seed}:melody:{slot.genre}:{slot.index}")
+                source = config.melody_sources.get(slot.genre, "pop909")
+                if source == "wjd" and not solos:
+                    source = "pop909"  # no WJD folder: the genre keeps POP909 melodies (counted as skipped)
+                excerpt = dealers[source].excerpt(slot.group, melody_bars_needed(slot), rng)
+                if excerpt is None:
+                    skipped["pieces: no melody excerpt long enough"] += 1
+                    continue
+            piece = build_piece(slot, excerpt, config, fills)
+            name = f"{slot.genre}/{slot.genre}_{slot.index:04d}.mid"
+            conditions = Conditions(genre=piece.genre, bpm=piece.bpm, key=piece.key.name, bars=piece.bars,
+                                    seed=config.seed)
+            Arrangement(conditions, piece.tracks).write_midi(tmp_dir / name)
+            source = "+".join(piece.sources)
+            rows.append({"filename": name, "genre": piece.genre, "bpm": f"{piece.bpm:g}", "key": piece.key.name,
+                         "group": piece.group, "source": source,
+                         "licence": " + ".join(LICENCES[s] for s in piece.sources)})
+            pieces_meta.append((piece, source, excerpt.song_id if excerpt else None))
+            total_notes += sum(len(t.notes) for t in piece.tracks.values())
+        with open(tmp_dir / "tracks.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["filename", "genre", "bpm", "key", "group", "source", "licence"])
+            writer.writeheader()
+            writer.writerows(rows)
+        summary = _summary(config, pieces_meta, skipped, shortfall, sum(d.shared for d in dealers.values()), grooves,
+                           songs + solos, total_notes,
+                           time.perf_counter() - started)
+        (tmp_dir / "corpus.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        _plot(summary, tmp_dir / "corpus.png")
     return summary
 
 

@@ -78,6 +78,142 @@ class ManifestError(UserError):
     """A run folder whose run.json is missing, unreadable or from another stemforge."""
 
 
+class Section:
+    """A table of run.json as a dataclass: written with the keys and in the order run.json has
+    always held them (`to_dict`), read from any run.json stemforge wrote (`from_dict`: a key an
+    older writer did not write is None; a key this one does not know is kept and written back).
+    A section no run recorded (all None: a manifest made by hand) is written as `{}`, as before,
+    and a key the table was read without stays out while it has no value (byte for byte).
+    It reads like the table it is written as too (`section["key"]`, `.get`, `== {...}`), so a
+    reader of the JSON and a reader of the manifest ask the same question the same way."""
+
+    def __post_init__(self) -> None:
+        self._unknown: dict[str, Any] = {}
+        self._absent: set[str] = set()
+
+    @classmethod
+    def keys_of(cls) -> dict[str, str]:
+        """JSON key -> field name (a field's metadata names a key Python cannot: "from")."""
+        return {f.metadata.get("key", f.name): f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "run.json"):
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, dict):
+            raise ManifestError(f"{where}: a {cls.__name__} table is expected, got {type(data).__name__}")
+        keys = cls.keys_of()
+        section = cls(**{keys[key]: value for key, value in data.items() if key in keys})
+        section._unknown = {key: value for key, value in data.items() if key not in keys}
+        section._absent = set(keys) - set(data)
+        return section
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {key: getattr(self, name) for key, name in self.keys_of().items()}
+        if all(value is None for value in values.values()):
+            return dict(self._unknown)
+        # a key the table was read without (an older writer's, a quantized feel's groove) stays out
+        return {**{k: v for k, v in values.items() if v is not None or k not in self._absent}, **self._unknown}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Section, dict)):
+            return self.to_dict() == (other.to_dict() if isinstance(other, Section) else other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment] - mutable, like the table it stands for
+
+
+@dataclass(eq=False)
+class SamplingRecord(Section):
+    """run.json's `sampling`: the settings and the decoder that sampled the tokens."""
+
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    key_bias: float | None = None
+    decoder: str | None = None
+
+
+@dataclass(eq=False)
+class ModelRecord(Section):
+    """run.json's `model`: the composer's folder, the sha256 of its weights and of its data."""
+
+    path: str | None = None
+    sha256: str | None = None
+    data_sha256: str | None = None
+
+
+@dataclass(eq=False)
+class ContextRecord(Section):
+    """run.json's `context`: what the piece was composed around (a seed clip, the earlier run
+    and its kept parts, a reference loop)."""
+
+    seed_midi: str | None = None
+    from_run: str | None = field(default=None, metadata={"key": "from"})
+    keep: list[str] | None = None
+    like: str | None = None
+
+
+@dataclass(eq=False)
+class TakeRecord(Section):
+    """run.json's `take`: which of several takes composed together this one is."""
+
+    number: int | None = None
+    of: int | None = None
+    decoder: str | None = None
+
+
+@dataclass(eq=False)
+class FeelRecord(Section):
+    """run.json's `feel`: what timing was applied when the MIDI was written (compose.apply_groove)."""
+
+    quantized: bool | None = None
+    groove: str | None = None  # not written when quantized
+    swing_percent: float | None = None
+
+
+@dataclass(eq=False)
+class SoundFontRecord(Section):
+    """run.json's `soundfont`: the SoundFont the melodic parts were rendered with."""
+
+    path: str | None = None
+    sha256: str | None = None
+    name: str | None = None
+
+
+@dataclass(eq=False)
+class KitRecord(SoundFontRecord):
+    """run.json's `kit`: the drum sounds, a SoundFont drum bank, a Hydrogen kit or one-shots (`kind`)."""
+
+    kind: str | None = None
+
+
+@dataclass(eq=False)
+class LoudnessRecord(Section):
+    """run.json's `loudness`: the mix's integrated loudness and true peak, the target and
+    ceiling they were leveled to and the gain that did it (audio.loudness)."""
+
+    integrated_lufs: float | None = None
+    true_peak_dbtp: float | None = None
+    target_lufs: float | None = None
+    true_peak_ceiling_dbtp: float | None = None
+    gain_db: float | None = None
+    limiting_db: float | None = None
+    short_of_target_db: float | None = None
+
+
+# the tables of run.json that are Sections, and their types
+SECTIONS: dict[str, type[Section]] = {"sampling": SamplingRecord, "model": ModelRecord, "context": ContextRecord,
+                                      "feel": FeelRecord, "take": TakeRecord, "soundfont": SoundFontRecord,
+                                      "kit": KitRecord, "loudness": LoudnessRecord}
+
+
 @dataclass
 class RunManifest:
     conditions: Conditions
@@ -86,23 +222,23 @@ class RunManifest:
     name: str = ""  # the base of every file name (`file_name_base`); "" in runs written before names
     prompt: str = ""
     model_genre: str = ""  # the genre label the model composed with (nearest known)
-    sampling: dict[str, float | str] = field(default_factory=dict)  # settings and the decoder that sampled
-    model: dict[str, str | None] = field(default_factory=dict)  # path, sha256, data_sha256
-    context: dict[str, Any] = field(default_factory=dict)  # seed_midi, from, keep
+    sampling: SamplingRecord = field(default_factory=SamplingRecord)  # settings and the decoder that sampled
+    model: ModelRecord = field(default_factory=ModelRecord)  # path, sha256, data_sha256
+    context: ContextRecord = field(default_factory=ContextRecord)  # seed_midi, from, keep, like
     tokens: int = 0
     token_ids: list[int] = field(default_factory=list)  # the piece on the token grid, before the feel
     structure: dict[str, Any] = field(default_factory=dict)  # loop plan and chords
-    feel: dict[str, Any] = field(default_factory=dict)
+    feel: FeelRecord = field(default_factory=FeelRecord)
     tokens_sampled: int = 0
     tokens_forced: int = 0
-    take: dict[str, Any] | None = None  # {"number", "of", "decoder"} when composed as one of several takes
+    take: TakeRecord | None = None  # number, of, decoder: when composed as one of several takes
     # -- written when stems are rendered (what `audio.render` / `audio.musicgen` report)
     stems: dict[str, str] = field(default_factory=dict)  # role -> WAV, relative to the run folder
     mix: str | None = None
     sample_rate: int | None = None
     renderer: str | None = None
-    soundfont: dict[str, Any] | None = None
-    kit: dict[str, Any] | None = None
+    soundfont: SoundFontRecord | None = None
+    kit: KitRecord | None = None
     preset: str | None = None
     dry: bool | None = None
     tail: str | None = None
@@ -113,12 +249,19 @@ class RunManifest:
     dawproject: str | None = None  # the run's DAWproject (--dawproject), relative like live_set
     mixer: dict[str, dict[str, float]] | None = None  # an export's fader and pan per stem (volume_db, pan)
     # integrated loudness (LUFS) and true peak (dBTP) of the mix, the target and ceiling, the gain
-    loudness: dict[str, Any] | None = None
+    loudness: LoudnessRecord | None = None
     # -- bookkeeping
     files: dict[str, str] = field(default_factory=dict)  # every other file -> sha256
     timings: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     stemforge: int = MANIFEST_VERSION  # the format version
+
+    def __post_init__(self) -> None:
+        # tables given as dicts (as run.json holds them, or a caller writes them) become their Sections
+        for name, section in SECTIONS.items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, section):
+                setattr(self, name, section.from_dict(value, f"run.json: {name}"))
 
     # ---------------------------------------------------------------- reading and writing
     @classmethod
@@ -196,6 +339,10 @@ class RunManifest:
         rate, a single run no take) are left out, as run.json always did."""
         data = {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
         data["conditions"] = self.conditions.to_dict()
+        for name in SECTIONS:  # in their places, with run.json's own keys
+            value = getattr(self, name)
+            if name in data and isinstance(value, Section):
+                data[name] = value.to_dict()
         return data
 
     def write(self, run_dir: Path) -> Path:
@@ -211,6 +358,7 @@ class RunManifest:
         blank = RunManifest(conditions=self.conditions, seed=self.seed, midi={})
         for name in RENDER_FIELDS:
             setattr(self, name, info.get(name, getattr(blank, name)))
+        self.__post_init__()  # the render's tables as their Sections
 
     # ---------------------------------------------------------------- the folder's layout
     def parts(self) -> list[str]:
@@ -230,5 +378,6 @@ class RunManifest:
 
     def render_setup(self) -> dict[str, Any]:
         """What the stems were rendered with (renderer, sounds, sample rate, dry/tail)."""
-        return {"renderer": self.renderer, "soundfont": self.soundfont, "kit": self.kit, "dry": self.dry,
-                "tail": self.tail, "sample_rate": self.sample_rate}
+        return {"renderer": self.renderer, "soundfont": self.soundfont.to_dict() if self.soundfont else None,
+                "kit": self.kit.to_dict() if self.kit else None, "dry": self.dry, "tail": self.tail,
+                "sample_rate": self.sample_rate}

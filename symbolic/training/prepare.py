@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import re
-import shutil
 import sys
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ import symusic
 
 from stemforge.configs import load_config, resolve_config
 from stemforge.symbolic.core.errors import UserError
-from stemforge.symbolic.core.paths import output_problem
+from stemforge.symbolic.core.paths import atomic_folder, output_problem
 from stemforge.symbolic.core.progress import progress_bar
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.core.ticks import STEP_TICKS as GRID_TICKS
@@ -651,65 +650,61 @@ def prepare_dataset(
     if not sequences["train"]:
         raise PrepareError("MIDI_DIR: every window fell into validation; add files or lower valid_fraction")
 
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    digest = hashlib.sha256()
-    token_counts = {}
-    for split, seqs in sequences.items():
-        flat = np.asarray([t for s in seqs for t in s], dtype=np.uint16)
-        offsets = np.cumsum([0] + [len(s) for s in seqs]).astype(np.int64)
-        np.save(tmp / f"{split}_tokens.npy", flat)
-        np.save(tmp / f"{split}_offsets.npy", offsets)
-        digest.update(flat.tobytes())
-        digest.update(offsets.tobytes())
-        token_counts[split] = int(len(flat))
-    tokenizer.save(tmp / "tokenizer.json")
-    digest.update((tmp / "tokenizer.json").read_bytes())
+    with atomic_folder(out_dir) as tmp:
+        digest = hashlib.sha256()
+        token_counts = {}
+        for split, seqs in sequences.items():
+            flat = np.asarray([t for s in seqs for t in s], dtype=np.uint16)
+            offsets = np.cumsum([0] + [len(s) for s in seqs]).astype(np.int64)
+            np.save(tmp / f"{split}_tokens.npy", flat)
+            np.save(tmp / f"{split}_offsets.npy", offsets)
+            digest.update(flat.tobytes())
+            digest.update(offsets.tobytes())
+            token_counts[split] = int(len(flat))
+        tokenizer.save(tmp / "tokenizer.json")
+        digest.update((tmp / "tokenizer.json").read_bytes())
 
-    train_pieces = [p for p in pieces if p.group not in valid_groups]
-    save_training_pieces((TrainingPiece(p.path, p.group, p.played) for p in train_pieces), tmp / PIECES_FILE)
-    index_bars = build_novelty_index(tmp, progress=progress)
-    _write_window_store(train_pieces, tmp / "index")
-    reference = _write_reference_midi(windows, pieces, valid_groups, config, tmp / "reference_midi")
+        train_pieces = [p for p in pieces if p.group not in valid_groups]
+        save_training_pieces((TrainingPiece(p.path, p.group, p.played) for p in train_pieces), tmp / PIECES_FILE)
+        index_bars = build_novelty_index(tmp, progress=progress)
+        _write_window_store(train_pieces, tmp / "index")
+        reference = _write_reference_midi(windows, pieces, valid_groups, config, tmp / "reference_midi")
 
-    untrained = [g for g in genres if window_counts[("train", g)] == 0]
-    warnings = [_untrained_warning(g, window_counts[("valid", g)], sum(p.genre == g for p in pieces))
-                for g in untrained]
-    for warning in warnings:  # here as well as in the report: a model trained on this cannot play them
-        print(f"warning: {warning}", file=sys.stderr)
-    summary = {
-        "kind": "stemforge-dataset",
-        "data_sha256": digest.hexdigest(),
-        "source": str(midi_dir.resolve()),
-        "metadata": str(metadata) if metadata else None,
-        "config": asdict(config),
-        "files": {"found": len(files), "used": len(pieces), "skipped": len(skipped)},
-        "groups": {"train": len({p.group for p in train_pieces}), "valid": len(valid_groups)},
-        "windows": {s: sum(c for (sp, _), c in window_counts.items() if sp == s) for s in ("train", "valid")},
-        "sequences": {s: len(v) for s, v in sequences.items()},
-        "tokens": token_counts,
-        "tokens_per_sequence": token_lengths([len(s) for s in sequences["train"]], sequence_bars["train"]),
-        "genres": {g: {s: window_counts[(s, g)] for s in ("train", "valid")} for g in genres},
-        "genres_without_training_windows": untrained,
-        "meter": dict(Counter(p.meter["from"] for p in pieces)),
-        "drum_notes": _drum_note_totals(pieces),
-        "warnings": warnings,
-        "density_thresholds": thresholds,
-        "roles": {r: sum(1 for p in pieces if r in p.tracks) for r in ROLES},
-        "reference_midi": reference,
-        "index_digests": index_bars,
-    }
-    (tmp / "dataset.json").write_text(json.dumps(summary, indent=1))
-    report = {"summary": summary, "skipped": skipped,
-              "used": [{"file": p.path, "genre": p.genre, "bpm": p.bpm, "key": p.key,
-                        "roles": sorted(p.tracks), "split": "valid" if p.group in valid_groups else "train",
-                        "meter": p.meter, "drum_notes": p.drum_notes}
-                       for p in pieces]}
-    (tmp / "prepare_report.json").write_text(json.dumps(report, indent=1))
-    (tmp / "prepare_report.md").write_text(_report_markdown(summary, skipped, pieces))
-    tmp.rename(out_dir)
+        untrained = [g for g in genres if window_counts[("train", g)] == 0]
+        warnings = [_untrained_warning(g, window_counts[("valid", g)], sum(p.genre == g for p in pieces))
+                    for g in untrained]
+        for warning in warnings:  # here as well as in the report: a model trained on this cannot play them
+            print(f"warning: {warning}", file=sys.stderr)
+        summary = {
+            "kind": "stemforge-dataset",
+            "data_sha256": digest.hexdigest(),
+            "source": str(midi_dir.resolve()),
+            "metadata": str(metadata) if metadata else None,
+            "config": asdict(config),
+            "files": {"found": len(files), "used": len(pieces), "skipped": len(skipped)},
+            "groups": {"train": len({p.group for p in train_pieces}), "valid": len(valid_groups)},
+            "windows": {s: sum(c for (sp, _), c in window_counts.items() if sp == s) for s in ("train", "valid")},
+            "sequences": {s: len(v) for s, v in sequences.items()},
+            "tokens": token_counts,
+            "tokens_per_sequence": token_lengths([len(s) for s in sequences["train"]], sequence_bars["train"]),
+            "genres": {g: {s: window_counts[(s, g)] for s in ("train", "valid")} for g in genres},
+            "genres_without_training_windows": untrained,
+            "meter": dict(Counter(p.meter["from"] for p in pieces)),
+            "drum_notes": _drum_note_totals(pieces),
+            "warnings": warnings,
+            "density_thresholds": thresholds,
+            "roles": {r: sum(1 for p in pieces if r in p.tracks) for r in ROLES},
+            "reference_midi": reference,
+            "index_digests": index_bars,
+        }
+        (tmp / "dataset.json").write_text(json.dumps(summary, indent=1))
+        report = {"summary": summary, "skipped": skipped,
+                  "used": [{"file": p.path, "genre": p.genre, "bpm": p.bpm, "key": p.key,
+                            "roles": sorted(p.tracks), "split": "valid" if p.group in valid_groups else "train",
+                            "meter": p.meter, "drum_notes": p.drum_notes}
+                           for p in pieces]}
+        (tmp / "prepare_report.json").write_text(json.dumps(report, indent=1))
+        (tmp / "prepare_report.md").write_text(_report_markdown(summary, skipped, pieces))
     return summary
 
 

@@ -2,7 +2,8 @@
 clipping, validation loss, checkpoints and `--resume` after Ctrl-C or a crash.
 
 Work happens in `MODEL_DIR.partial/`; the finished model directory is moved into place
-at the end, so `MODEL_DIR` is never half-written.
+at the end (`paths.publish_folder`), so `MODEL_DIR` is never half-written. The work folder is
+not one of `atomic_folder`'s: it outlives a crash on purpose, as what `--resume` continues.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import yaml
 
 from stemforge.configs import load_config, resolve_config
 from stemforge.symbolic.core.errors import UserError
+from stemforge.symbolic.core.paths import publish_folder
 from stemforge.symbolic.core.progress import progress_bar
 from stemforge.symbolic.decoding.model import build_gpt2, cosine_lr, save_composer
 from stemforge.symbolic.decoding.style import STYLE_FILE, style_of_dataset
@@ -508,7 +510,5 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = 
 
         carry_over(base, data_dir, partial)
         write_model_card(partial, meta, dataset_meta)
-    if out_dir.exists():  # --resume of a finished model: swap it whole
-        shutil.rmtree(out_dir)
-    partial.rename(out_dir)
+    publish_folder(partial, out_dir, replace=resume)  # --resume of a finished model: swap it whole
     return meta
