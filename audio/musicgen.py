@@ -35,6 +35,7 @@ from stemforge.audio.tempo_lock import TempoLock, lock_tempo
 from stemforge.configs import load_config
 from stemforge.symbolic.arrangement import Arrangement
 from stemforge.symbolic.conditions import Conditions
+from stemforge.symbolic.genres import genre_entry, genre_table
 from stemforge.symbolic.progress import progress_bar
 
 DEBUG_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "musicgen" / "debug.yaml"
@@ -46,10 +47,8 @@ JOIN_FADE_SECONDS = 0.02
 # measured 0.6 GFLOP/s for the small size on a busy shared 2-core VM; 2 assumes a less busy machine.
 CPU_FLOPS_PER_SECOND = 2.0e9
 
-GENRE_PHRASES: dict[str, str] = {
-    "lofi": "lofi hip hop", "hiphop": "hip hop", "dnb": "drum and bass", "soul": "soul r&b",
-    "afrobeat": "afrobeat", "ambient": "ambient",
-}
+# how MusicGen is asked for each genre: its `musicgen_text` in the genre table (configs/genres.yaml)
+GENRE_PHRASES: dict[str, str] = {g.name: g.musicgen_text for g in genre_table().genres.values()}
 ROLE_PHRASES: dict[str, str] = {"drums": "drums", "bass": "bass", "melody": "melody"}
 DENSITY_PHRASES: dict[str, str] = {"sparse": "sparse", "busy": "busy", "normal": ""}
 
@@ -205,7 +204,7 @@ def _hub_snapshot_dir(hub_id: str) -> Path | None:
 
 def stem_text(conditions: Conditions, role: str) -> str:
     """'lofi hip hop drums, 80 bpm, dusty, mellow': what MusicGen is asked for one stem."""
-    genre = GENRE_PHRASES.get(conditions.genre, conditions.genre)
+    genre = genre_entry(conditions.genre).musicgen_text
     parts = [f"{genre} {ROLE_PHRASES.get(role, role)}", f"{conditions.bpm_label} bpm"]
     if role != "drums":
         parts.append(conditions.key)

@@ -28,6 +28,7 @@ from stemforge.audio.stems import MIX_CEILING_DB, RenderError, StemSet, db_to_ga
 from stemforge.audio.wav import write_wav_24bit_acid
 from stemforge.symbolic.arrangement import BEATS_PER_BAR, Arrangement, Track
 from stemforge.symbolic.conditions import ROLES
+from stemforge.symbolic.genres import genre_entry
 from stemforge.symbolic.kernels import usable_cores
 
 __all__ = ["RenderError", "RenderOptions", "parse_instrument_flags", "render_arrangement", "write_stems"]
@@ -312,13 +313,19 @@ def render_arrangement(
 
 
 def _render_preset(options: RenderOptions, genre: str, warnings: list[str]) -> RenderPreset:
+    """The preset asked for, else the genre's own (its `render_preset` in configs/genres.yaml;
+    one the genre names but configs/render lacks is an error naming both). Material without a
+    genre label has none: rendered without FX, with a note."""
     if options.preset is not None:
         return load_preset(options.preset)
-    try:
-        return load_preset(genre)
-    except RenderError:
+    name = genre_entry(genre).render_preset
+    if name is None:
         warnings.append(f"preset: no FX preset for genre {genre!r}; rendered without FX")
         return RenderPreset(name=genre)
+    try:
+        return load_preset(name)
+    except RenderError as error:
+        raise RenderError(f"genre {genre!r}, render_preset: {error}") from error
 
 
 def _substitute_drum_keys(

@@ -14,6 +14,7 @@ import symusic
 
 from stemforge.symbolic.conditions import ROLES, Conditions, Key, parse_key
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.genres import genre_table
 from stemforge.symbolic.paths import write_atomic
 
 TICKS_PER_BEAT = 480
@@ -21,25 +22,10 @@ BEATS_PER_BAR = 4
 TICKS_PER_BAR = TICKS_PER_BEAT * BEATS_PER_BAR
 DRUM_CHANNEL = 9  # GM channel 10, zero-based
 
-# GM programs written to MIDI per genre and role (drums are channel 10, program 0).
-DEFAULT_PROGRAMS: dict[str, int] = {"bass": 33, "melody": 0}
-GENRE_PROGRAMS: dict[str, dict[str, int]] = {
-    "lofi": {"bass": 33, "melody": 4},
-    "hiphop": {"bass": 33, "melody": 4},
-    "trap": {"bass": 38, "melody": 80},
-    "house": {"bass": 38, "melody": 81},
-    "techno": {"bass": 38, "melody": 81},
-    "dnb": {"bass": 38, "melody": 89},
-    "funk": {"bass": 36, "melody": 16},
-    "rock": {"bass": 34, "melody": 29},
-    "jazz": {"bass": 32, "melody": 0},
-    "pop": {"bass": 33, "melody": 0},
-    "reggae": {"bass": 33, "melody": 16},
-    "latin": {"bass": 32, "melody": 0},
-    "afrobeat": {"bass": 33, "melody": 11},
-    "soul": {"bass": 33, "melody": 4},
-    "ambient": {"bass": 38, "melody": 89},
-}
+# GM programs written to MIDI per genre and role (drums are channel 10, program 0): each genre's
+# `instruments` in the genre table (configs/genres.yaml); the label-free material's as the default.
+DEFAULT_PROGRAMS: dict[str, int] = genre_table().unlabelled.instruments
+GENRE_PROGRAMS: dict[str, dict[str, int]] = {g.name: g.instruments for g in genre_table().genres.values()}
 
 
 class ArrangementError(UserError):

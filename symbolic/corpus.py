@@ -34,6 +34,7 @@ from stemforge.symbolic import corpus_rules as rules
 from stemforge.symbolic.arrangement import GENRE_PROGRAMS, Arrangement, Note, Track
 from stemforge.symbolic.conditions import GENRES, Conditions, Key, parse_key
 from stemforge.symbolic.errors import UserError
+from stemforge.symbolic.genres import genre_table
 from stemforge.symbolic.progress import progress_bar
 
 BAR, TPB, GRID = rules.BAR, rules.TPB, rules.GRID
@@ -46,16 +47,18 @@ LICENCES = {
 }
 TRANSFORMS = ("real", "lofi", "trap", "dnb", "house", "techno")
 MELODY_SOURCES = ("pop909", "wjd")  # where a genre's melodies (and, for WJD, bass lines) come from
-# How the melody (and its chords) of a genre is re-expressed in the groove's beats.
-MELODY_STRETCH = {"trap": 2, "dnb": 2, "ambient": 2}  # half-time: one source beat = two beats
-MELODY_LOOP_BARS = {"techno": 2, "house": 4}  # electronic hooks repeat
-MELODY_VELOCITY = {"lofi": 0.8, "ambient": 0.7, "jazz": 0.9}
-RETIMED_MELODY_GENRES = set(MELODY_STRETCH) | set(MELODY_LOOP_BARS) | {"lofi"}
+# How the melody (and its chords) of a genre is re-expressed in the groove's beats, and whose
+# bass takes its pitches from the POP909 pianist: each genre's `corpus` rules in the genre table
+# (configs/genres.yaml), as the tables below (a genre is in one only where its rule applies).
+_RULES = {g.name: g.corpus for g in genre_table().genres.values() if g.corpus}
+MELODY_STRETCH = {g: r.melody.stretch for g, r in _RULES.items() if r.melody.stretch != 1}  # half-time: 1 beat = 2
+MELODY_LOOP_BARS = {g: r.melody.loop_bars for g, r in _RULES.items() if r.melody.loop_bars}  # electronic hooks repeat
+MELODY_VELOCITY = {g: r.melody.velocity for g, r in _RULES.items() if r.melody.velocity != 1.0}
+RETIMED_MELODY_GENRES = {g for g, r in _RULES.items() if r.melody.retimed}
 # Genres whose derived bass takes its pitches from the POP909 pianist's lowest notes where
 # they sound (real inversions, passing and approach notes) on the genre's own bass rhythm;
 # electronic genres keep their root-and-fifth lines.
-PIANO_BASS_GENRES = frozenset({"lofi", "hiphop", "funk", "rock", "pop", "reggae", "latin", "afrobeat", "soul",
-                               "ambient"})
+PIANO_BASS_GENRES = frozenset(g for g, r in _RULES.items() if r.piano_bass)
 
 
 class CorpusError(UserError):
@@ -74,6 +77,7 @@ class CorpusConfig:
     gmd_splits: list[str] = field(default_factory=lambda: ["train", "validation"])
     gmd_styles: dict[str, str] = field(default_factory=dict)  # GMD style -> genre of its grooves
     drums: dict[str, list[str]] = field(default_factory=dict)  # genre -> drum sources, best first
+    # genre -> [low, high]; a genre the recipe leaves out takes its genre table `tempo.range`
     bpm_ranges: dict[str, list[float]] = field(default_factory=dict)
     window_hop_bars: int = 2
     max_window_uses: int = 2
@@ -93,6 +97,9 @@ class CorpusConfig:
         for genre in self.genres:
             if genre not in GENRES:
                 raise CorpusError(f"{where}: genres: {genre!r} is not one of {', '.join(GENRES)}")
+            table_range = genre_table().entry(genre).tempo.range
+            if genre not in self.bpm_ranges and table_range is not None:
+                self.bpm_ranges[genre] = list(table_range)
             if genre not in self.drums or genre not in self.bpm_ranges:
                 raise CorpusError(f"{where}: genre {genre!r} needs entries in 'drums' and 'bpm_ranges'")
             low, high = self.bpm_ranges[genre]
@@ -235,8 +242,9 @@ class Fill:
 
 
 FILL_TICKS = 2 * TPB  # a fill takes the last two beats of its bar
-FILL_GENRES_EXCLUDED = frozenset({"house", "techno", "ambient", "trap"})  # DJ tools and half-time trap keep their groove
-FILL_DONORS = {"pop": ("pop", "rock"), "dnb": ("funk", "soul", "hiphop"), "lofi": ("hiphop", "soul")}
+# DJ tools and half-time trap keep their groove; some genres borrow fills (`corpus.fills`, `fill_donors`)
+FILL_GENRES_EXCLUDED = frozenset(g for g, r in _RULES.items() if not r.fills)
+FILL_DONORS = {g: r.fill_donors for g, r in _RULES.items() if r.fill_donors}
 
 
 def load_gmd_fills(root: Path, config: CorpusConfig, skipped: Counter) -> dict[str, list[Fill]]:
