@@ -13,7 +13,13 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.genres import UNLABELLED_GENRE, genre_entry, genre_table
+from stemforge.symbolic.genres import (  # DENSITIES and LOOP_CHOICES: defined once, there, for the table's checks
+    DENSITIES,
+    LOOP_CHOICES,
+    UNLABELLED_GENRE,
+    genre_entry,
+    genre_table,
+)
 
 ROLES: tuple[str, ...] = ("drums", "bass", "melody")
 
@@ -32,7 +38,6 @@ GENRE_DEFAULT_BPM: dict[str, float] = {g.name: g.tempo.default for g in _TABLE.g
 # Where a model does not know a genre, the closest ones it may know, best first.
 GENRE_NEIGHBOURS: dict[str, tuple[str, ...]] = {g.name: g.neighbours for g in _TABLE.genres.values()}
 
-DENSITIES: tuple[str, ...] = ("sparse", "normal", "busy")
 DENSITY_WORDS: dict[str, str] = {
     "sparse": "sparse", "minimal": "sparse", "chill": "sparse", "laid back": "sparse",
     "laid-back": "sparse", "mellow": "sparse", "calm": "sparse", "slow": "sparse",
@@ -59,8 +64,7 @@ SPELLED_TONICS = frozenset(("C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "G
 MIN_BPM, MAX_BPM = 1.0, 300.0  # inclusive: what the docs, the flags and the API say
 DEFAULT_BARS = 8
 MAX_BARS = 1024  # the longest piece any front end takes (the model's own reach is usually far shorter)
-LOOP_CHOICES: tuple[int, ...] = (0, 1, 2, 4, 8)  # 0 = off (through-composed); 8 = phrases that develop
-DEVELOPING_LOOP = 8  # A A' phrases (B A'' past 8 bars): the default; 1, 2 and 4 are exact loops
+DEVELOPING_LOOP = 8  # A A' phrases (B A'' past 8 bars): every genre's default `loop` in configs/genres.yaml
 # The structure a genre gets when neither prompt nor flag names one: phrases that develop
 # (call and response, a varied repeat, a contrasting B in 16 bars) over a groove that stays;
 # an exact loop is one `--loop 1|2|4` away, through-composed lines one `--loop off` away.
@@ -233,7 +237,8 @@ def _find_phrase(table: dict[str, str], text: str) -> str | None:
 
 
 def match_genre(text: str) -> str | None:
-    """The canonical genre named in free text, or None. Longest synonym wins."""
+    """The canonical genre named in free text, or None. Longest synonym wins; of two of equal
+    length, the genre listed first in configs/genres.yaml."""
     phrase = _find_phrase(GENRE_SYNONYMS, text)
     return GENRE_SYNONYMS[phrase] if phrase else None
 

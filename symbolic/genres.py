@@ -31,8 +31,8 @@ GENRES_PATH = CONFIG_DIR / "genres.yaml"
 UNLABELLED_GENRE = "unknown"  # what `prepare` calls material without a genre label
 KEY_MODES = ("major", "minor")
 VOICINGS = ("triads", "keep", "add")
-DENSITIES = ("sparse", "normal", "busy")
-LOOP_CHOICES = (0, 1, 2, 4, 8)
+DENSITIES: tuple[str, ...] = ("sparse", "normal", "busy")
+LOOP_CHOICES: tuple[int, ...] = (0, 1, 2, 4, 8)  # 0 = off (through-composed); 8 = phrases that develop
 BASS_RHYTHMS = ("kick", "kick_bounce", "walking", "tumbao", "eighths", "sustain")
 BASS_TONES = ("root", "third", "fifth", "seventh", "octave")
 PITCHED_ROLES = ("bass", "melody")
