@@ -863,7 +863,7 @@ def retime_melody(excerpt: Excerpt, genre: str, bars: int, feel: str) -> tuple[l
         chords = [rules.ChordSpan(s.start + k, s.end + k, s.chord)
                   for k in range(0, bars * BAR, span) for s in chords if s.start < span]
     melody = retime_line(melody, genre, bars, feel)
-    if genre == "ambient":  # long notes: each note held to the next one (at most a bar)
+    if _RULES[genre].melody.legato:  # long notes: each note held to the next one (at most a bar)
         melody = [n for n in melody if n.duration >= 240] or melody
         melody = [Note(n.start, min(BAR, (melody[i + 1].start if i + 1 < len(melody) else bars * BAR) - n.start),
                        n.pitch, n.velocity) for i, n in enumerate(melody)]

@@ -112,6 +112,7 @@ class MelodyRules:
     loop_bars: int | None  # electronic hooks repeat every so many bars
     velocity: float  # factor on the source velocities
     retimed: bool  # the corpus's provenance says "retimed by rules" (stretched, looped or swung)
+    legato: bool  # each note held to the next one, at most a bar (short notes dropped first)
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,8 @@ def _genre(name: str, data: object, path: Path, listed: bool) -> Genre:
     if corpus_data is not None:
         rules = entry.mapping("corpus", corpus_data, ("bass", "melody", "piano_bass", "fills", "fill_donors"))
         bass = entry.mapping("corpus bass", rules["bass"], ("rhythm", "gate", "weak_tones", "velocity"))
-        melody = entry.mapping("corpus melody", rules["melody"], ("stretch", "loop_bars", "velocity", "retimed"))
+        melody = entry.mapping("corpus melody", rules["melody"],
+                               ("stretch", "loop_bars", "velocity", "retimed", "legato"))
         if not isinstance(rules["fill_donors"], list):
             entry.fail("corpus", "fill_donors is a list of genres")
         tones = bass["weak_tones"]
@@ -269,7 +271,8 @@ def _genre(name: str, data: object, path: Path, listed: bool) -> Genre:
                         None if melody["loop_bars"] is None
                         else int(entry.number("corpus melody loop_bars", melody["loop_bars"], 1, 32)),
                         entry.number("corpus melody velocity", melody["velocity"], 0, 2),
-                        entry.flag("corpus melody retimed", melody["retimed"])),
+                        entry.flag("corpus melody retimed", melody["retimed"]),
+                        entry.flag("corpus melody legato", melody["legato"])),
             entry.flag("corpus piano_bass", rules["piano_bass"]), entry.flag("corpus fills", rules["fills"]),
             tuple(rules["fill_donors"]),
         )
