@@ -14,10 +14,15 @@ import traceback
 from pathlib import Path
 from typing import get_origin
 
-from stemforge.pipeline.request import GROUPS, RunRequest, cli_flag, request_fields, request_types
 from stemforge.symbolic.errors import UserError
 from stemforge.symbolic.paths import disk_full
 from stemforge.symbolic.progress import stderr_is_terminal
+
+try:  # the first import that reads the genre table: a broken entry is one line naming its genre and part
+    from stemforge.pipeline.request import GROUPS, RunRequest, cli_flag, request_fields, request_types
+except UserError as error:
+    print(f"error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1

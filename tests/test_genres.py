@@ -258,3 +258,19 @@ def test_no_module_keeps_its_own_table_keyed_by_genre() -> None:
                if "default_model" not in p.parts]
     assert len(modules) > 50
     assert [hit for path in modules for hit in _genre_keyed_literals(path)] == []
+
+
+def test_a_broken_table_is_one_line_from_the_cli(tmp_path: Path) -> None:
+    """The table is read when the CLI starts: a broken entry exits 2 with one line, no traceback."""
+    import subprocess
+    import sys
+
+    data = shipped_table()
+    del data["genres"]["house"]["loops"]
+    path = write_table(tmp_path, data)
+    code = ("import stemforge.symbolic.genres as g; from pathlib import Path; "
+            f"g.load_genre_table.__defaults__ = (Path({str(path)!r}),); import stemforge.pipeline.cli")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"error: genre 'house', loops: missing; every genre declares "
+                                        f"{', '.join(PARTS)} ({path})"]
