@@ -34,6 +34,7 @@ from stemforge.symbolic.arrangement import BEATS_PER_BAR, Note
 from stemforge.symbolic.canonical import GRID_PER_BEAT
 from stemforge.symbolic.conditions import Key
 from stemforge.symbolic.corpus import estimate_key
+from stemforge.symbolic.genres import genre_table
 
 STEPS_PER_BAR = 16  # 16th notes
 STEPS_PER_BEAT = STEPS_PER_BAR // BEATS_PER_BAR
@@ -508,7 +509,9 @@ def hihat_rolls(drums: Iterable[Note], bars: int, ticks_per_beat: int) -> Share:
 
 # ------------------------------------------------------------------ every figure of a piece
 
-KICK_LOCKED_GENRES: tuple[str, ...] = ("hiphop", "trap", "house", "techno", "funk", "rock", "pop", "soul", "dnb")
+# genres whose real bass and kick lock (`reference.kick_locked` in configs/genres.yaml)
+KICK_LOCKED_GENRES: tuple[str, ...] = tuple(g.name for g in genre_table().genres.values()
+                                            if g.reference and g.reference.kick_locked)
 ROLES_WITH_NOTES: tuple[str, ...] = ("drums", "bass", "melody")
 MELODY_LAGS: tuple[int, ...] = (1, 2, 4)
 BASS_LAG = 4

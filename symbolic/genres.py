@@ -36,6 +36,7 @@ LOOP_CHOICES: tuple[int, ...] = (0, 1, 2, 4, 8)  # 0 = off (through-composed); 8
 BASS_RHYTHMS = ("kick", "kick_bounce", "walking", "tumbao", "eighths", "sustain")
 BASS_TONES = ("root", "third", "fifth", "seventh", "octave")
 PITCHED_ROLES = ("bass", "melody")
+LINE_SETS = ("pop909", "wjd", "freedoom", None)  # real melody and bass lines (eval/real_music.py)
 
 
 class GenreError(UserError):
@@ -125,6 +126,16 @@ class CorpusRules:
 
 
 @dataclass(frozen=True)
+class RealReference:
+    """Where a genre's real music is, for the quality figures (eval/real_music.py)."""
+
+    gmd_drums: str | None  # the GMD style (as the corpus maps styles) whose grooves are its real drums
+    lines: str | None  # the set of its real melody and bass lines: pop909 | wjd | freedoom
+    billboard_chords: tuple[str, ...] | None  # Billboard artist styles of its real chords
+    kick_locked: bool  # its real bass and kick lock: the kick figures are read over these genres
+
+
+@dataclass(frozen=True)
 class Genre:
     name: str
     words: tuple[str, ...]
@@ -141,6 +152,7 @@ class Genre:
     instruments: dict[str, int]
     render_preset: str | None
     musicgen_text: str
+    reference: RealReference | None  # None only for the label-free material
     corpus: CorpusRules | None  # None only for the label-free material
 
 
@@ -249,6 +261,20 @@ def _genre(name: str, data: object, path: Path, listed: bool) -> Genre:
     musicgen = entry.part("musicgen_text")
     if not isinstance(musicgen, str) or not musicgen.strip():
         entry.fail("musicgen_text", "the words MusicGen is asked for the genre with")
+    reference = None
+    reference_data = entry.part("reference")
+    if reference_data is None and listed:
+        entry.fail("reference", "where its real music is (gmd_drums, lines, billboard_chords, kick_locked)")
+    if reference_data is not None:
+        real = entry.mapping("reference", reference_data, ("gmd_drums", "lines", "billboard_chords", "kick_locked"))
+        chords = real["billboard_chords"]
+        if chords is not None and (not isinstance(chords, list) or not all(isinstance(c, str) for c in chords)):
+            entry.fail("reference", "billboard_chords is a list of Billboard artist styles or null")
+        if not (real["gmd_drums"] is None or isinstance(real["gmd_drums"], str)):
+            entry.fail("reference", "gmd_drums is a GMD style or null")
+        reference = RealReference(real["gmd_drums"], entry.choice("reference lines", real["lines"], LINE_SETS),
+                                  None if chords is None else tuple(chords),
+                                  entry.flag("reference kick_locked", real["kick_locked"]))
     corpus_data = entry.part("corpus")
     if corpus_data is None and listed:
         entry.fail("corpus", "the default corpus's rules (bass, melody, piano_bass, fills, fill_donors)")
@@ -303,6 +329,7 @@ def _genre(name: str, data: object, path: Path, listed: bool) -> Genre:
         instruments={role: int(instruments[role]) for role in PITCHED_ROLES},
         render_preset=preset,
         musicgen_text=musicgen,
+        reference=reference,
         corpus=corpus,
     )
 
