@@ -34,7 +34,7 @@ from stemforge.symbolic import corpus_rules as rules
 from stemforge.symbolic.arrangement import GENRE_PROGRAMS, Arrangement, Note, Track
 from stemforge.symbolic.conditions import GENRES, Conditions, Key, parse_key
 from stemforge.symbolic.errors import UserError
-from stemforge.symbolic.genres import genre_table
+from stemforge.symbolic.genres import MELODY_SOURCES, genre_table
 from stemforge.symbolic.progress import progress_bar
 
 BAR, TPB, GRID = rules.BAR, rules.TPB, rules.GRID
@@ -46,7 +46,6 @@ LICENCES = {
     "rule": "MIT (stemforge corpus rules)",
 }
 TRANSFORMS = ("real", "lofi", "trap", "dnb", "house", "techno")
-MELODY_SOURCES = ("pop909", "wjd")  # where a genre's melodies (and, for WJD, bass lines) come from
 # How the melody (and its chords) of a genre is re-expressed in the groove's beats, and whose
 # bass takes its pitches from the POP909 pianist: each genre's `corpus` rules in the genre table
 # (configs/genres.yaml), as the tables below (a genre is in one only where its rule applies).
@@ -76,7 +75,8 @@ class CorpusConfig:
     genres: list[str] = field(default_factory=lambda: list(GENRES))
     gmd_splits: list[str] = field(default_factory=lambda: ["train", "validation"])
     gmd_styles: dict[str, str] = field(default_factory=dict)  # GMD style -> genre of its grooves
-    drums: dict[str, list[str]] = field(default_factory=dict)  # genre -> drum sources, best first
+    # genre -> drum sources, best first; a genre the recipe leaves out takes its genre table `corpus.drums`
+    drums: dict[str, list[str]] = field(default_factory=dict)
     # genre -> [low, high]; a genre the recipe leaves out takes its genre table `tempo.range`
     bpm_ranges: dict[str, list[float]] = field(default_factory=dict)
     window_hop_bars: int = 2
@@ -85,7 +85,9 @@ class CorpusConfig:
     transpose: bool = True
     pop909_max_songs: int | None = None  # None = all; a small number makes quick test builds
     gmd_max_files: int | None = None
-    melody_sources: dict[str, str] = field(default_factory=dict)  # genre -> pop909 | wjd (default pop909)
+    # genre -> pop909 | wjd (pop909 when not named); the genre table's `corpus.melody_source` fills the
+    # genres it gives another source and the recipe leaves out
+    melody_sources: dict[str, str] = field(default_factory=dict)
     wjd_max_solos: int | None = None
     fill_share: float = 0.0  # the last bar of an 8-bar phrase gets a real GMD fill this often
 
@@ -97,9 +99,11 @@ class CorpusConfig:
         for genre in self.genres:
             if genre not in GENRES:
                 raise CorpusError(f"{where}: genres: {genre!r} is not one of {', '.join(GENRES)}")
-            table_range = genre_table().entry(genre).tempo.range
-            if genre not in self.bpm_ranges and table_range is not None:
-                self.bpm_ranges[genre] = list(table_range)
+            entry = genre_table().entry(genre)
+            if genre not in self.bpm_ranges and entry.tempo.range is not None:
+                self.bpm_ranges[genre] = list(entry.tempo.range)
+            if genre not in self.drums and entry.corpus is not None:
+                self.drums[genre] = list(entry.corpus.drums)
             if genre not in self.drums or genre not in self.bpm_ranges:
                 raise CorpusError(f"{where}: genre {genre!r} needs entries in 'drums' and 'bpm_ranges'")
             low, high = self.bpm_ranges[genre]
@@ -116,6 +120,9 @@ class CorpusConfig:
         for style, genre in self.gmd_styles.items():
             if genre not in GENRES:
                 raise CorpusError(f"{where}: gmd_styles.{style}: {genre!r} is not a genre")
+        for entry in genre_table().genres.values():  # every genre's, as the recipe's WJD check reads them all
+            if entry.corpus and entry.corpus.melody_source != "pop909":
+                self.melody_sources.setdefault(entry.name, entry.corpus.melody_source)
         for genre, source in self.melody_sources.items():
             if genre not in GENRES or source not in MELODY_SOURCES:
                 raise CorpusError(f"{where}: melody_sources.{genre}: {source!r} must be one of "

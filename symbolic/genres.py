@@ -36,6 +36,7 @@ LOOP_CHOICES: tuple[int, ...] = (0, 1, 2, 4, 8)  # 0 = off (through-composed); 8
 BASS_RHYTHMS = ("kick", "kick_bounce", "walking", "tumbao", "eighths", "sustain")
 BASS_TONES = ("root", "third", "fifth", "seventh", "octave")
 PITCHED_ROLES = ("bass", "melody")
+MELODY_SOURCES = ("pop909", "wjd")  # where a genre's corpus melodies (and, for WJD, bass lines) come from
 LINE_SETS = ("pop909", "wjd", "freedoom", None)  # real melody and bass lines (eval/real_music.py)
 
 
@@ -118,6 +119,8 @@ class MelodyRules:
 
 @dataclass(frozen=True)
 class CorpusRules:
+    drums: tuple[str, ...]  # drum sources, best first: "<transform>:<genre of the GMD grooves>", "freedoom", "rule"
+    melody_source: str  # pop909 | wjd
     bass: BassStyle
     melody: MelodyRules
     piano_bass: bool  # the derived bass takes the POP909 pianist's low notes as its pitches
@@ -277,10 +280,15 @@ def _genre(name: str, data: object, path: Path, listed: bool) -> Genre:
                                   entry.flag("reference kick_locked", real["kick_locked"]))
     corpus_data = entry.part("corpus")
     if corpus_data is None and listed:
-        entry.fail("corpus", "the default corpus's rules (bass, melody, piano_bass, fills, fill_donors)")
+        entry.fail("corpus", "the default corpus's recipe and rules (drums, melody_source, bass, melody, "
+                             "piano_bass, fills, fill_donors)")
     corpus = None
     if corpus_data is not None:
-        rules = entry.mapping("corpus", corpus_data, ("bass", "melody", "piano_bass", "fills", "fill_donors"))
+        rules = entry.mapping("corpus", corpus_data, ("drums", "melody_source", "bass", "melody", "piano_bass",
+                                                      "fills", "fill_donors"))
+        if not isinstance(rules["drums"], list) or not rules["drums"] \
+                or not all(isinstance(d, str) for d in rules["drums"]):
+            entry.fail("corpus", "drums is a list of drum sources, best first")
         bass = entry.mapping("corpus bass", rules["bass"], ("rhythm", "gate", "weak_tones", "velocity"))
         melody = entry.mapping("corpus melody", rules["melody"],
                                ("stretch", "loop_bars", "velocity", "retimed", "legato"))
@@ -290,6 +298,7 @@ def _genre(name: str, data: object, path: Path, listed: bool) -> Genre:
         if not isinstance(tones, list) or not tones or any(t not in BASS_TONES for t in tones):
             entry.fail("corpus bass", f"weak_tones is a list of {', '.join(BASS_TONES)}")
         corpus = CorpusRules(
+            tuple(rules["drums"]), entry.choice("corpus melody_source", rules["melody_source"], MELODY_SOURCES),
             BassStyle(entry.choice("corpus bass", bass["rhythm"], BASS_RHYTHMS),
                       entry.number("corpus bass gate", bass["gate"], 0, 1), tuple(tones),
                       int(entry.number("corpus bass velocity", bass["velocity"], 1, 127))),

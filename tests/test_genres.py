@@ -105,7 +105,7 @@ def test_a_part_removed_from_one_genre_is_named(tmp_path: Path, part: str) -> No
 
 @pytest.mark.parametrize(("part", "value", "message"), [
     ("render_preset", None, "render_preset: the name of its FX preset"),
-    ("corpus", None, "corpus: the default corpus's rules"),
+    ("corpus", None, "corpus: the default corpus's recipe and rules"),
     ("tempo", {"default": 140, "range": None}, "tempo: range: .* is missing"),
     ("form", {}, "form: names either a billboard_style or a convention"),
     ("groove", {"template": "trap", "donors": ["hiphop"]}, "groove: missing swing"),
@@ -189,18 +189,18 @@ def test_missing_progressions_and_forms_stop_naming_the_genre(monkeypatch) -> No
 
 # ----------------------------------------------------------------------------- the recipe
 
-# docs/architecture.md, "Add a genre": the files a new genre touches (the others are optional:
-# progressions.json / forms.json only for a new harmony source or Billboard style).
-RECIPE_FILES = ("configs/genres.yaml", "configs/render/<genre>.yaml", "symbolic/grooves.json",
-                "configs/corpus/default.yaml")
+# docs/architecture.md, "Add a genre": the files a new genre touches (others only in special
+# cases: progressions.json / forms.json for a new harmony source or Billboard style, the corpus
+# recipe's gmd_styles where GMD has a style of it, corpus_rules.py for a new drum transform).
+RECIPE_FILES = ("configs/genres.yaml", "configs/render/<genre>.yaml", "symbolic/grooves.json")
 
 
 def test_adding_a_genre_needs_exactly_the_recipes_files(tmp_path: Path) -> None:
     """A new entry (a copy of pop's under a new name) loads; what it still lacks is exactly the
     recipe's data files, the groove template and the FX preset, each named; with those added,
-    it is complete. The corpus recipe (for the shipped model to learn it) then asks for its
-    drum sources."""
-    from stemforge.symbolic.corpus import CorpusConfig, CorpusError
+    it is complete. The corpus recipe takes its drum sources, tempo range and melody source
+    from the entry: configs/corpus/default.yaml names no genre's."""
+    from stemforge.symbolic.corpus import CorpusConfig
 
     assert all((REPO / f.replace("<genre>", "pop")).is_file() for f in RECIPE_FILES)
     data = shipped_table()
@@ -224,14 +224,13 @@ def test_adding_a_genre_needs_exactly_the_recipes_files(tmp_path: Path) -> None:
     assert missing_data(entry, **paths) == []
 
     recipe = yaml.safe_load((CONFIG_DIR / "corpus" / "default.yaml").read_text())
-    assert "bpm_ranges" not in recipe  # the tempo range comes from the genre table
-    assert set(recipe["drums"]) == set(GENRES)  # every genre of the shipped model names its drum sources
+    assert not {"drums", "bpm_ranges", "melody_sources"} & set(recipe)
+    assert set(recipe["gmd_styles"].values()) <= set(GENRES)
     config = CorpusConfig.load(CONFIG_DIR / "corpus" / "default.yaml")
+    assert config.drums == {g: list(genre_entry(g).corpus.drums) for g in GENRES}
     assert config.bpm_ranges == {g: list(genre_entry(g).tempo.range) for g in GENRES}
-    config.genres = ["pop"]
-    config.drums.pop("pop")
-    with pytest.raises(CorpusError, match="genre 'pop' needs entries in 'drums'"):
-        config.validated()
+    assert config.melody_sources == {g: genre_entry(g).corpus.melody_source for g in GENRES
+                                     if genre_entry(g).corpus.melody_source != "pop909"} == {"jazz": "wjd"}
 
 
 # The package's folders (bench/ and scripts/ are tools run by hand; they read the table's views).
