@@ -407,10 +407,6 @@ def genre_entry(name: str) -> Genre:
 
 # ----------------------------------------------------------------------------- data files
 
-SYMBOLIC_DIR = Path(__file__).resolve().parent
-GROOVES_PATH = SYMBOLIC_DIR / "grooves.json"
-PROGRESSIONS_PATH = SYMBOLIC_DIR / "progressions.json"
-FORMS_PATH = SYMBOLIC_DIR / "forms.json"
 PRESETS_DIR = CONFIG_DIR / "render"
 
 
@@ -424,10 +420,12 @@ def _json_keys(path: Path, *keys: str) -> set[str]:
     return set(data) if isinstance(data, dict) else set()
 
 
-def missing_data(genre: Genre, grooves: Path = GROOVES_PATH, progressions: Path = PROGRESSIONS_PATH,
-                 forms: Path = FORMS_PATH, presets: Path = PRESETS_DIR) -> list[str]:
+def missing_data(genre: Genre, *, grooves: Path, progressions: Path, forms: Path, presets: Path = PRESETS_DIR
+                 ) -> list[str]:
     """What `genre`'s entry names that its data files lack, one line each naming the genre,
-    the part and the file (empty when the genre is complete)."""
+    the part and the file (empty when the genre is complete). The files are given by the
+    modules that own them (symbolic.groove.GROOVES_PATH, symbolic.harmony.TABLE_PATH,
+    symbolic.form.FORMS_PATH): this module sits below them and knows no paths of theirs."""
     out = []
     if genre.groove.template not in _json_keys(grooves, "templates"):
         out.append(f"genre {genre.name!r}, groove: no template {genre.groove.template!r} in {grooves}")

@@ -14,10 +14,9 @@ import pytest
 import yaml
 
 from stemforge.configs import CONFIG_DIR
-from stemforge.symbolic import genres as genres_module
+from stemforge.symbolic.form import FORMS_PATH
 from stemforge.symbolic.genres import (
     GENRES_PATH,
-    GROOVES_PATH,
     PARTS,
     PRESETS_DIR,
     UNLABELLED_GENRE,
@@ -27,9 +26,12 @@ from stemforge.symbolic.genres import (
     load_genre_table,
     missing_data,
 )
+from stemforge.symbolic.groove import GROOVES_PATH
+from stemforge.symbolic.harmony import TABLE_PATH as PROGRESSIONS_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 GENRES = genre_table().names
+SHIPPED_DATA = {"grooves": GROOVES_PATH, "progressions": PROGRESSIONS_PATH, "forms": FORMS_PATH}
 
 
 def shipped_table() -> dict:
@@ -52,7 +54,7 @@ def test_every_genre_has_every_part_and_its_data(genre: str) -> None:
     entry = genre_entry(genre)
     assert entry.name == genre
     assert entry.corpus is not None and entry.render_preset is not None and entry.tempo.range is not None, genre
-    assert missing_data(entry) == [], f"genre {genre!r} is incomplete"
+    assert missing_data(entry, **SHIPPED_DATA) == [], f"genre {genre!r} is incomplete"
 
 
 @pytest.mark.parametrize("genre", GENRES, ids=GENRES)
@@ -81,7 +83,7 @@ def test_the_label_free_material_has_its_own_entry() -> None:
 
     unlabelled = genre_entry(UNLABELLED_GENRE)
     assert unlabelled is genre_table().unlabelled and UNLABELLED_GENRE not in GENRES
-    assert missing_data(unlabelled) == []
+    assert missing_data(unlabelled, **SHIPPED_DATA) == []
     conditions = build_conditions("", genre="none", seed=1)
     assert conditions.genre == UNLABELLED_GENRE and conditions.bpm == unlabelled.tempo.default
     assert conditions.loop == unlabelled.loop
@@ -127,10 +129,10 @@ def test_data_a_genre_names_but_its_files_lack_is_named(tmp_path: Path) -> None:
     grooves = json.loads(GROOVES_PATH.read_text())
     del grooves["templates"]["trap"]
     (tmp_path / "grooves.json").write_text(json.dumps(grooves))
-    progressions = json.loads(genres_module.PROGRESSIONS_PATH.read_text())
+    progressions = json.loads(PROGRESSIONS_PATH.read_text())
     del progressions["sources"]["wjd"]
     (tmp_path / "progressions.json").write_text(json.dumps(progressions))
-    forms = json.loads(genres_module.FORMS_PATH.read_text())
+    forms = json.loads(FORMS_PATH.read_text())
     del forms["styles"]["funk"]
     (tmp_path / "forms.json").write_text(json.dumps(forms))
     shutil.copytree(PRESETS_DIR, tmp_path / "render")
@@ -214,7 +216,7 @@ def test_adding_a_genre_needs_exactly_the_recipes_files(tmp_path: Path) -> None:
     shutil.copytree(PRESETS_DIR, tmp_path / "render")
     grooves = json.loads(GROOVES_PATH.read_text())
     (tmp_path / "grooves.json").write_text(json.dumps(grooves))
-    paths = {"grooves": tmp_path / "grooves.json", "presets": tmp_path / "render"}
+    paths = {**SHIPPED_DATA, "grooves": tmp_path / "grooves.json", "presets": tmp_path / "render"}
     lacking = missing_data(entry, **paths)
     assert [line.split(":")[0] for line in lacking] == ["genre 'testwave', groove", "genre 'testwave', render_preset"]
 
