@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -177,7 +177,7 @@ class _Entry:
             self.fail("", f"unknown part(s) {unknown}; the parts are {', '.join(PARTS)}")
         self.data: dict[str, Any] = data
 
-    def fail(self, part: str, problem: str) -> None:
+    def fail(self, part: str, problem: str) -> NoReturn:
         where = f", {part}" if part else ""
         raise GenreError(f"genre {self.name!r}{where}: {problem} ({self.path})")
 
@@ -208,7 +208,7 @@ class _Entry:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
                 or not low <= value <= high:
             self.fail(part, f"{value!r} is not a number in {low:g}-{high:g}")
-        return value  # type: ignore[return-value]
+        return value  # as the YAML gives it: an int stays an int (80 bpm is printed as 80)
 
     def choice(self, part: str, value: object, choices: tuple) -> Any:
         if value not in choices:
@@ -219,6 +219,59 @@ class _Entry:
         if not isinstance(value, bool):
             self.fail(part, f"{value!r} is not true or false")
         return bool(value)
+
+
+def _reference(entry: _Entry, listed: bool) -> RealReference | None:
+    """Where a genre's real music is; none for the label-free material."""
+    data = entry.part("reference")
+    if data is None:
+        if listed:
+            entry.fail("reference", "where its real music is (gmd_drums, lines, billboard_chords, kick_locked)")
+        return None
+    real = entry.mapping("reference", data, ("gmd_drums", "lines", "billboard_chords", "kick_locked"))
+    chords = real["billboard_chords"]
+    if chords is not None and (not isinstance(chords, list) or not all(isinstance(c, str) for c in chords)):
+        entry.fail("reference", "billboard_chords is a list of Billboard artist styles or null")
+    if not (real["gmd_drums"] is None or isinstance(real["gmd_drums"], str)):
+        entry.fail("reference", "gmd_drums is a GMD style or null")
+    return RealReference(real["gmd_drums"], entry.choice("reference lines", real["lines"], LINE_SETS),
+                         None if chords is None else tuple(chords),
+                         entry.flag("reference kick_locked", real["kick_locked"]))
+
+
+def _corpus(entry: _Entry, listed: bool) -> CorpusRules | None:
+    """The default corpus's recipe and rules of a genre; none for the label-free material."""
+    data = entry.part("corpus")
+    if data is None:
+        if listed:
+            entry.fail("corpus", "the default corpus's recipe and rules (drums, melody_source, bass, melody, "
+                                 "piano_bass, fills, fill_donors)")
+        return None
+    rules = entry.mapping("corpus", data, ("drums", "melody_source", "bass", "melody", "piano_bass", "fills",
+                                           "fill_donors"))
+    if not isinstance(rules["drums"], list) or not rules["drums"] or not all(isinstance(d, str) for d in rules["drums"]):
+        entry.fail("corpus", "drums is a list of drum sources, best first")
+    if not isinstance(rules["fill_donors"], list):
+        entry.fail("corpus", "fill_donors is a list of genres")
+    bass = entry.mapping("corpus bass", rules["bass"], ("rhythm", "gate", "weak_tones", "velocity"))
+    tones = bass["weak_tones"]
+    if not isinstance(tones, list) or not tones or any(t not in BASS_TONES for t in tones):
+        entry.fail("corpus bass", f"weak_tones is a list of {', '.join(BASS_TONES)}")
+    melody = entry.mapping("corpus melody", rules["melody"], ("stretch", "loop_bars", "velocity", "retimed", "legato"))
+    loop_bars = melody["loop_bars"]
+    return CorpusRules(
+        tuple(rules["drums"]), entry.choice("corpus melody_source", rules["melody_source"], MELODY_SOURCES),
+        BassStyle(entry.choice("corpus bass", bass["rhythm"], BASS_RHYTHMS),
+                  entry.number("corpus bass gate", bass["gate"], 0, 1), tuple(tones),
+                  int(entry.number("corpus bass velocity", bass["velocity"], 1, 127))),
+        MelodyRules(int(entry.number("corpus melody stretch", melody["stretch"], 1, 4)),
+                    None if loop_bars is None else int(entry.number("corpus melody loop_bars", loop_bars, 1, 32)),
+                    entry.number("corpus melody velocity", melody["velocity"], 0, 2),
+                    entry.flag("corpus melody retimed", melody["retimed"]),
+                    entry.flag("corpus melody legato", melody["legato"])),
+        entry.flag("corpus piano_bass", rules["piano_bass"]), entry.flag("corpus fills", rules["fills"]),
+        tuple(rules["fill_donors"]),
+    )
 
 
 def _genre(name: str, data: object, path: Path, listed: bool) -> Genre:
@@ -264,53 +317,6 @@ def _genre(name: str, data: object, path: Path, listed: bool) -> Genre:
     musicgen = entry.part("musicgen_text")
     if not isinstance(musicgen, str) or not musicgen.strip():
         entry.fail("musicgen_text", "the words MusicGen is asked for the genre with")
-    reference = None
-    reference_data = entry.part("reference")
-    if reference_data is None and listed:
-        entry.fail("reference", "where its real music is (gmd_drums, lines, billboard_chords, kick_locked)")
-    if reference_data is not None:
-        real = entry.mapping("reference", reference_data, ("gmd_drums", "lines", "billboard_chords", "kick_locked"))
-        chords = real["billboard_chords"]
-        if chords is not None and (not isinstance(chords, list) or not all(isinstance(c, str) for c in chords)):
-            entry.fail("reference", "billboard_chords is a list of Billboard artist styles or null")
-        if not (real["gmd_drums"] is None or isinstance(real["gmd_drums"], str)):
-            entry.fail("reference", "gmd_drums is a GMD style or null")
-        reference = RealReference(real["gmd_drums"], entry.choice("reference lines", real["lines"], LINE_SETS),
-                                  None if chords is None else tuple(chords),
-                                  entry.flag("reference kick_locked", real["kick_locked"]))
-    corpus_data = entry.part("corpus")
-    if corpus_data is None and listed:
-        entry.fail("corpus", "the default corpus's recipe and rules (drums, melody_source, bass, melody, "
-                             "piano_bass, fills, fill_donors)")
-    corpus = None
-    if corpus_data is not None:
-        rules = entry.mapping("corpus", corpus_data, ("drums", "melody_source", "bass", "melody", "piano_bass",
-                                                      "fills", "fill_donors"))
-        if not isinstance(rules["drums"], list) or not rules["drums"] \
-                or not all(isinstance(d, str) for d in rules["drums"]):
-            entry.fail("corpus", "drums is a list of drum sources, best first")
-        bass = entry.mapping("corpus bass", rules["bass"], ("rhythm", "gate", "weak_tones", "velocity"))
-        melody = entry.mapping("corpus melody", rules["melody"],
-                               ("stretch", "loop_bars", "velocity", "retimed", "legato"))
-        if not isinstance(rules["fill_donors"], list):
-            entry.fail("corpus", "fill_donors is a list of genres")
-        tones = bass["weak_tones"]
-        if not isinstance(tones, list) or not tones or any(t not in BASS_TONES for t in tones):
-            entry.fail("corpus bass", f"weak_tones is a list of {', '.join(BASS_TONES)}")
-        corpus = CorpusRules(
-            tuple(rules["drums"]), entry.choice("corpus melody_source", rules["melody_source"], MELODY_SOURCES),
-            BassStyle(entry.choice("corpus bass", bass["rhythm"], BASS_RHYTHMS),
-                      entry.number("corpus bass gate", bass["gate"], 0, 1), tuple(tones),
-                      int(entry.number("corpus bass velocity", bass["velocity"], 1, 127))),
-            MelodyRules(int(entry.number("corpus melody stretch", melody["stretch"], 1, 4)),
-                        None if melody["loop_bars"] is None
-                        else int(entry.number("corpus melody loop_bars", melody["loop_bars"], 1, 32)),
-                        entry.number("corpus melody velocity", melody["velocity"], 0, 2),
-                        entry.flag("corpus melody retimed", melody["retimed"]),
-                        entry.flag("corpus melody legato", melody["legato"])),
-            entry.flag("corpus piano_bass", rules["piano_bass"]), entry.flag("corpus fills", rules["fills"]),
-            tuple(rules["fill_donors"]),
-        )
     kick_cover = loops.get("kick_cover")
     return Genre(
         name=name,
@@ -338,8 +344,8 @@ def _genre(name: str, data: object, path: Path, listed: bool) -> Genre:
         instruments={role: int(instruments[role]) for role in PITCHED_ROLES},
         render_preset=preset,
         musicgen_text=musicgen,
-        reference=reference,
-        corpus=corpus,
+        reference=_reference(entry, listed),
+        corpus=_corpus(entry, listed),
     )
 
 
