@@ -37,6 +37,7 @@ from stemforge.symbolic.core.paths import atomic_folder
 from stemforge.symbolic.core.progress import progress_bar
 from stemforge.symbolic.music.arrangement import Arrangement
 from stemforge.symbolic.music.conditions import Conditions
+from stemforge.symbolic.music.genres import genre_entry, genre_table
 
 DEBUG_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "musicgen" / "debug.yaml"
 MAX_WINDOW_SECONDS = 30.0  # MusicGen was trained on 30 s clips
@@ -47,10 +48,8 @@ JOIN_FADE_SECONDS = 0.02
 # measured 0.6 GFLOP/s for the small size on a busy shared 2-core VM; 2 assumes a less busy machine.
 CPU_FLOPS_PER_SECOND = 2.0e9
 
-GENRE_PHRASES: dict[str, str] = {
-    "lofi": "lofi hip hop", "hiphop": "hip hop", "dnb": "drum and bass", "soul": "soul r&b",
-    "afrobeat": "afrobeat", "ambient": "ambient",
-}
+# how MusicGen is asked for each genre: its `musicgen_text` in the genre table (configs/genres.yaml)
+GENRE_PHRASES: dict[str, str] = {g.name: g.musicgen_text for g in genre_table().genres.values()}
 ROLE_PHRASES: dict[str, str] = {"drums": "drums", "bass": "bass", "melody": "melody"}
 DENSITY_PHRASES: dict[str, str] = {"sparse": "sparse", "busy": "busy", "normal": ""}
 
@@ -206,7 +205,7 @@ def _hub_snapshot_dir(hub_id: str) -> Path | None:
 
 def stem_text(conditions: Conditions, role: str) -> str:
     """'lofi hip hop drums, 80 bpm, dusty, mellow': what MusicGen is asked for one stem."""
-    genre = GENRE_PHRASES.get(conditions.genre, conditions.genre)
+    genre = genre_entry(conditions.genre).musicgen_text
     parts = [f"{genre} {ROLE_PHRASES.get(role, role)}", f"{conditions.bpm_label} bpm"]
     if role != "drums":
         parts.append(conditions.key)

@@ -30,6 +30,7 @@ from stemforge.symbolic.core.cores import usable_cores
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR
 from stemforge.symbolic.music.arrangement import Arrangement, Track
 from stemforge.symbolic.music.conditions import ROLES
+from stemforge.symbolic.music.genres import genre_entry
 
 __all__ = ["RenderError", "RenderOptions", "parse_instrument_flags", "render_arrangement", "write_stems"]
 
@@ -313,13 +314,19 @@ def render_arrangement(
 
 
 def _render_preset(options: RenderOptions, genre: str, warnings: list[str]) -> RenderPreset:
+    """The preset asked for, else the genre's own (its `render_preset` in configs/genres.yaml;
+    one the genre names but configs/render lacks is an error naming both). Material without a
+    genre label has none: rendered without FX, with a note."""
     if options.preset is not None:
         return load_preset(options.preset)
-    try:
-        return load_preset(genre)
-    except RenderError:
+    name = genre_entry(genre).render_preset
+    if name is None:
         warnings.append(f"preset: no FX preset for genre {genre!r}; rendered without FX")
         return RenderPreset(name=genre)
+    try:
+        return load_preset(name)
+    except RenderError as error:
+        raise RenderError(f"genre {genre!r}, render_preset: {error}") from error
 
 
 def _substitute_drum_keys(

@@ -29,9 +29,10 @@ from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT  # noqa:
 from stemforge.symbolic.decoding.model import load_composer  # noqa: E402
 from stemforge.symbolic.music.arrangement import Note  # noqa: E402
 from stemforge.symbolic.music.conditions import GENRES  # noqa: E402
+from stemforge.symbolic.music.genres import genre_entry  # noqa: E402
 from stemforge.symbolic.runtime.compose import compose  # noqa: E402
 from stemforge.symbolic.runtime.sampling import SamplingSettings  # noqa: E402
-from stemforge.symbolic.runtime.sections import CRASH, FILL_GENRES, KICKS, NO_CRASH_GENRES  # noqa: E402
+from stemforge.symbolic.runtime.sections import CRASH, KICKS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,10 +72,11 @@ def form_figures(composed, genre: str) -> dict[str, list[float]]:
         varied = phrase_end_variations(part, before["bars"], TICKS_PER_BEAT, before["bars"])
         if varied.total:
             out["fill"].append(varied.value)
-            out["fill_" + ("filling" if genre in FILL_GENRES else "building")].append(varied.value)
+            fills = genre_entry(genre).form.into_section == "fill"
+            out["fill_" + ("filling" if fills else "building")].append(varied.value)
         if "drums" in after["parts"]:
             downbeat = after["start_bar"] * TICKS_PER_BAR
-            marks = CRASH if genre not in NO_CRASH_GENRES else None
+            marks = CRASH if genre_entry(genre).form.downbeat == "crash" else None
             hit = any(n.start == downbeat and (n.pitch == marks if marks else n.pitch in KICKS) for n in drums)
             out["downbeat"].append(float(hit))
     return out
@@ -153,7 +155,8 @@ def main() -> int:
     print(f"melody similarity between different sections: {mean(figures['contrast'])} (aim <= 0.3)")
     print(f"melody similarity of a returning section: {mean(figures['return'])} (aim >= 0.7)")
     print(f"fill or variation in the bar before a new section: {mean(figures['fill'])} (aim >= 0.8)")
-    print(f"  in the {len(FILL_GENRES)} genres whose drummers fill: {mean(figures['fill_filling'])}; the others "
+    filling = sum(genre_entry(g).form.into_section == "fill" for g in GENRES)
+    print(f"  in the {filling} genres whose drummers fill: {mean(figures['fill_filling'])}; the others "
           f"(electronic builds, ambient): {mean(figures['fill_building'])}")
     print(f"crash (accent: lofi, ambient) on a new section's downbeat: {mean(figures['downbeat'])}")
     if (args.billboard / "McGill-Billboard").is_dir():

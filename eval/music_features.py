@@ -32,6 +32,7 @@ from scipy.spatial.distance import jensenshannon
 
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR, GRID_PER_BEAT
 from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.genres import genre_table
 from stemforge.symbolic.music.keys import Key
 from stemforge.symbolic.recipes.corpus import estimate_key
 
@@ -508,7 +509,9 @@ def hihat_rolls(drums: Iterable[Note], bars: int, ticks_per_beat: int) -> Share:
 
 # ------------------------------------------------------------------ every figure of a piece
 
-KICK_LOCKED_GENRES: tuple[str, ...] = ("hiphop", "trap", "house", "techno", "funk", "rock", "pop", "soul", "dnb")
+# genres whose real bass and kick lock (`reference.kick_locked` in configs/genres.yaml)
+KICK_LOCKED_GENRES: tuple[str, ...] = tuple(g.name for g in genre_table().genres.values()
+                                            if g.reference and g.reference.kick_locked)
 ROLES_WITH_NOTES: tuple[str, ...] = ("drums", "bass", "melody")
 MELODY_LAGS: tuple[int, ...] = (1, 2, 4)
 BASS_LAG = 4

@@ -52,6 +52,7 @@ from stemforge.eval.music_features import (
 from stemforge.eval.wjd import read_wjd, solo_bass, solo_chords, solo_notes
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.genres import genre_table
 from stemforge.symbolic.music.keys import Key
 from stemforge.symbolic.recipes import corpus_rules as rules
 from stemforge.symbolic.recipes.corpus import (
@@ -127,26 +128,34 @@ FIGURE_PARTS: dict[str, str] = {
                                     "strong_beat_clashes", "key_found", "in_scale", "bass_roots_on_downbeats",
                                     "melody_chord_tones")},
 }
+# Where each genre's real music is: its `reference` in the genre table (configs/genres.yaml).
+_REFERENCES = {g.name: g.reference for g in genre_table().genres.values() if g.reference}
 # GMD style label (as the corpus maps styles to genres) whose grooves are a genre's real drums:
 # boom-bap hip-hop for lofi (its drums are slowed, swung hip-hop).
-GMD_GENRE_OF: dict[str, str] = {"lofi": "hiphop", "hiphop": "hiphop", "pop": "pop", "rock": "rock", "funk": "funk",
-                                "soul": "soul", "jazz": "jazz", "latin": "latin", "reggae": "reggae",
-                                "afrobeat": "afrobeat", "house": "house", "dnb": "dnb"}
+GMD_GENRE_OF: dict[str, str] = {g: r.gmd_drums for g, r in _REFERENCES.items() if r.gmd_drums}
 # genre -> {part: (set, the set's genre labels)}: where a genre's real column comes from.
-_LINES: dict[str, tuple[str, tuple[str, ...]]] = {"pop": ("pop909", ("pop",)), "jazz": ("wjd", ("jazz",)),
-                                                  "rock": ("freedoom", ("rock",)),
-                                                  "ambient": ("freedoom", ("ambient",))}
-_BILLBOARD_STYLES: dict[str, tuple[str, ...]] = {"pop": ("pop",), "soul": ("soul", "rnb"), "funk": ("funk",),
-                                                 "rock": ("rock",), "house": ("disco",), "hiphop": ("hiphop",)}
+_LINES: dict[str, tuple[str, tuple[str, ...]]] = {g: (r.lines, (g,)) for g, r in _REFERENCES.items() if r.lines}
+# The line sets that hold more than lines: 16-bar melodies, rests, chords and harmony of the same pieces.
+_LINE_SET_PARTS: dict[str, dict[str, str]] = {
+    "pop909": {"melody16": "pop909_16", "rests": "pop909_rests", "chords": "pop909", "harmony": "pop909"},
+    "wjd": {"melody16": "wjd_16", "rests": "wjd", "chords": "wjd", "harmony": "wjd"},
+}
+
+
+def _from_lines(part: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {g: (_LINE_SET_PARTS[source][part], labels) for g, (source, labels) in _LINES.items()
+            if source in _LINE_SET_PARTS}
+
+
 GENRE_SOURCES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
     "drums": {genre: ("gmd_all", (label,)) for genre, label in GMD_GENRE_OF.items()},
     "melody": _LINES,
     "bass": _LINES,
-    "melody16": {"pop": ("pop909_16", ("pop",)), "jazz": ("wjd_16", ("jazz",))},
-    "rests": {"pop": ("pop909_rests", ("pop",)), "jazz": ("wjd", ("jazz",))},
-    "chords": {"pop": ("pop909", ("pop",)), "jazz": ("wjd", ("jazz",)),
-               **{g: ("billboard", styles) for g, styles in _BILLBOARD_STYLES.items() if g != "pop"}},
-    "harmony": {"pop": ("pop909", ("pop",)), "jazz": ("wjd", ("jazz",))},
+    "melody16": _from_lines("melody16"),
+    "rests": _from_lines("rests"),
+    "chords": {**_from_lines("chords"), **{g: ("billboard", r.billboard_chords) for g, r in _REFERENCES.items()
+                                           if r.billboard_chords}},
+    "harmony": _from_lines("harmony"),
 }
 
 

@@ -12,10 +12,15 @@ import threading
 import traceback
 from pathlib import Path
 
-from stemforge.pipeline.flags import RUN_GROUPS, add_request_flags, request_from_args
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.paths import disk_full
 from stemforge.symbolic.core.progress import stderr_is_terminal
+
+try:  # the first import that reads the genre table: a broken entry is one line naming its genre and part
+    from stemforge.pipeline.flags import RUN_GROUPS, add_request_flags, request_from_args
+except UserError as error:
+    print(f"error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1

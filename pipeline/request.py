@@ -32,9 +32,12 @@ from stemforge.symbolic.music.conditions import (
     ROLES,
     parse_loop,
 )
+from stemforge.symbolic.music.genres import genre_entry
 from stemforge.symbolic.runtime.sampling_settings import DECODERS, SamplingSettings
 
 MAX_PROMPT_CHARS = 500
+# the --swing help's examples, read from the genre table so they cannot drift from it
+_EXAMPLE_SWINGS = ", ".join(f"{g} {genre_entry(g).groove.swing:g}" for g in ("jazz", "lofi", "house"))
 MAX_TAKES = 16  # a take's KV cache is ~25 MB at the shipped model's 2048 tokens
 TAILS = ("wrap", "cut")
 
@@ -118,8 +121,8 @@ class RunRequest:
                        ge=1, le=MAX_TAKES)
     # -- feel
     swing: float | None = _spec(None, f"swing of the off-beat 8ths/16ths in percent, 50 (straight) to "
-                                f"{MAX_SWING_PERCENT:g}; 66.7 is triplet (default: the genre's groove, e.g. jazz "
-                                "64, lofi 60, house 50)", "feel", metavar="PERCENT", ge=50, le=MAX_SWING_PERCENT)
+                                f"{MAX_SWING_PERCENT:g}; 66.7 is triplet (default: the genre's groove, e.g. "
+                                f"{_EXAMPLE_SWINGS})", "feel", metavar="PERCENT", ge=50, le=MAX_SWING_PERCENT)
     quantize: bool = _spec(False, "every note exactly on the grid: no swing, micro-timing or groove velocities",
                            "feel")
     # -- sampling

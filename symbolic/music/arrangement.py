@@ -16,29 +16,15 @@ from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.paths import write_atomic
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music.conditions import ROLES, Conditions
+from stemforge.symbolic.music.genres import genre_table
 from stemforge.symbolic.music.keys import Key, parse_key
 
 DRUM_CHANNEL = 9  # GM channel 10, zero-based
 
-# GM programs written to MIDI per genre and role (drums are channel 10, program 0).
-DEFAULT_PROGRAMS: dict[str, int] = {"bass": 33, "melody": 0}
-GENRE_PROGRAMS: dict[str, dict[str, int]] = {
-    "lofi": {"bass": 33, "melody": 4},
-    "hiphop": {"bass": 33, "melody": 4},
-    "trap": {"bass": 38, "melody": 80},
-    "house": {"bass": 38, "melody": 81},
-    "techno": {"bass": 38, "melody": 81},
-    "dnb": {"bass": 38, "melody": 89},
-    "funk": {"bass": 36, "melody": 16},
-    "rock": {"bass": 34, "melody": 29},
-    "jazz": {"bass": 32, "melody": 0},
-    "pop": {"bass": 33, "melody": 0},
-    "reggae": {"bass": 33, "melody": 16},
-    "latin": {"bass": 32, "melody": 0},
-    "afrobeat": {"bass": 33, "melody": 11},
-    "soul": {"bass": 33, "melody": 4},
-    "ambient": {"bass": 38, "melody": 89},
-}
+# GM programs written to MIDI per genre and role (drums are channel 10, program 0): each genre's
+# `instruments` in the genre table (configs/genres.yaml); the label-free material's as the default.
+DEFAULT_PROGRAMS: dict[str, int] = genre_table().unlabelled.instruments
+GENRE_PROGRAMS: dict[str, dict[str, int]] = {g.name: g.instruments for g in genre_table().genres.values()}
 
 
 class ArrangementError(UserError):

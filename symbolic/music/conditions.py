@@ -13,83 +13,32 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from stemforge.symbolic.core.errors import ConditionError
+from stemforge.symbolic.music.genres import (  # DENSITIES and LOOP_CHOICES: defined once, there, for the table's checks
+    DENSITIES,
+    LOOP_CHOICES,
+    UNLABELLED_GENRE,
+    genre_entry,
+    genre_table,
+)
 from stemforge.symbolic.music.keys import Key, parse_key
 
 ROLES: tuple[str, ...] = ("drums", "bass", "melody")
 
+# Every genre and its parts live in one table (configs/genres.yaml, read by symbolic/music/genres.py);
+# these are its views by part, named as the rest of the code and the tests know them.
+_TABLE = genre_table()
 # Canonical genre ids, in the order producers see them listed.
-GENRES: tuple[str, ...] = (
-    "lofi", "hiphop", "trap", "house", "techno", "dnb", "funk", "rock",
-    "jazz", "pop", "reggae", "latin", "afrobeat", "soul", "ambient",
-)
-
+GENRES: tuple[str, ...] = _TABLE.names
 # Phrases as producers type them -> canonical id. Longest phrases are matched first.
-GENRE_SYNONYMS: dict[str, str] = {
-    "lofi hip hop": "lofi", "lo-fi hip hop": "lofi", "lofi hiphop": "lofi", "lo fi": "lofi",
-    "lo-fi": "lofi", "lofi": "lofi", "chillhop": "lofi",
-    "boom bap": "hiphop", "boombap": "hiphop", "hip hop": "hiphop", "hip-hop": "hiphop",
-    "hiphop": "hiphop", "rap": "hiphop",
-    "trap": "trap", "drill": "trap",
-    "4 on the floor": "house", "four on the floor": "house", "deep house": "house",
-    "house": "house", "disco": "house", "dance": "house", "edm": "house",
-    "techno": "techno", "minimal techno": "techno",
-    "drum & bass": "dnb", "drum and bass": "dnb", "drum n bass": "dnb", "drum'n'bass": "dnb",
-    "dnb": "dnb", "d&b": "dnb", "jungle": "dnb", "liquid": "dnb",
-    "funk": "funk", "funky": "funk",
-    "rock": "rock", "punk": "rock", "metal": "rock", "indie": "rock", "country": "rock",
-    "jazz": "jazz", "swing": "jazz", "bebop": "jazz",
-    "pop": "pop", "k-pop": "pop", "kpop": "pop", "c-pop": "pop", "ballad": "pop",
-    "reggae": "reggae", "dub": "reggae", "dancehall": "reggae",
-    "latin": "latin", "bossa nova": "latin", "bossa": "latin", "salsa": "latin",
-    "samba": "latin", "afrocuban": "latin", "afro-cuban": "latin", "reggaeton": "latin",
-    "afrobeat": "afrobeat", "afrobeats": "afrobeat", "amapiano": "afrobeat",
-    "soul": "soul", "r&b": "soul", "rnb": "soul", "neo soul": "soul", "gospel": "soul",
-    "motown": "soul", "blues": "soul", "new orleans": "funk", "neworleans": "funk",
-    "ambient": "ambient", "drone": "ambient", "cinematic": "ambient",
-}
-
+GENRE_SYNONYMS: dict[str, str] = {word: g.name for g in _TABLE.genres.values() for word in g.words}
 # Genres producers type that stemforge does not list: composed as the closest listed genre,
 # and the run says so (a synonym above maps silently; these are different music).
-RELATED_GENRES: dict[str, str] = {
-    "dubstep": "trap", "grime": "hiphop", "uk garage": "house", "garage": "house", "2-step": "house",
-    "breakbeat": "dnb", "breaks": "dnb", "electro": "techno", "idm": "techno", "trance": "techno",
-    "hardstyle": "techno", "synthwave": "pop", "vaporwave": "lofi", "chillwave": "lofi",
-    "downtempo": "lofi", "trip hop": "lofi", "trip-hop": "lofi", "phonk": "trap", "emo": "rock",
-    "grunge": "rock", "shoegaze": "rock", "indie pop": "pop", "hyperpop": "pop", "dance pop": "pop",
-    "cumbia": "latin", "tango": "latin", "highlife": "afrobeat", "kwaito": "afrobeat",
-    "ska": "reggae", "rocksteady": "reggae", "fusion": "jazz", "big band": "jazz", "lounge": "jazz",
-    "new age": "ambient", "soundtrack": "ambient", "orchestral": "ambient", "classical": "ambient",
-    "neo-soul": "soul", "electronic": "house",
-    "folk": "pop",
-}
-
+RELATED_GENRES: dict[str, str] = {word: g.name for g in _TABLE.genres.values() for word in g.related}
 # Tempo a genre gets when neither prompt nor flag names one.
-GENRE_DEFAULT_BPM: dict[str, float] = {
-    "lofi": 80, "hiphop": 90, "trap": 140, "house": 124, "techno": 130, "dnb": 174,
-    "funk": 105, "rock": 120, "jazz": 120, "pop": 110, "reggae": 76, "latin": 100,
-    "afrobeat": 105, "soul": 90, "ambient": 70,
-}
-
+GENRE_DEFAULT_BPM: dict[str, float] = {g.name: g.tempo.default for g in _TABLE.genres.values()}
 # Where a model does not know a genre, the closest ones it may know, best first.
-GENRE_NEIGHBOURS: dict[str, tuple[str, ...]] = {
-    "lofi": ("hiphop", "soul", "jazz", "funk", "pop"),
-    "hiphop": ("lofi", "trap", "soul", "funk", "pop"),
-    "trap": ("hiphop", "dnb", "lofi", "pop"),
-    "house": ("techno", "pop", "funk", "afrobeat"),
-    "techno": ("house", "dnb", "rock"),
-    "dnb": ("trap", "techno", "house", "rock"),
-    "funk": ("soul", "hiphop", "afrobeat", "rock", "jazz"),
-    "rock": ("pop", "funk", "techno"),
-    "jazz": ("soul", "funk", "lofi", "latin"),
-    "pop": ("rock", "soul", "house", "funk"),
-    "reggae": ("latin", "afrobeat", "hiphop", "pop"),
-    "latin": ("afrobeat", "reggae", "jazz", "funk"),
-    "afrobeat": ("latin", "funk", "reggae", "house"),
-    "soul": ("funk", "jazz", "lofi", "pop"),
-    "ambient": ("lofi", "jazz", "pop"),
-}
+GENRE_NEIGHBOURS: dict[str, tuple[str, ...]] = {g.name: g.neighbours for g in _TABLE.genres.values()}
 
-DENSITIES: tuple[str, ...] = ("sparse", "normal", "busy")
 DENSITY_WORDS: dict[str, str] = {
     "sparse": "sparse", "minimal": "sparse", "chill": "sparse", "laid back": "sparse",
     "laid-back": "sparse", "mellow": "sparse", "calm": "sparse", "slow": "sparse",
@@ -105,12 +54,11 @@ MOOD_WORDS: tuple[str, ...] = (
 MIN_BPM, MAX_BPM = 1.0, 300.0  # inclusive: what the docs, the flags and the API say
 DEFAULT_BARS = 8
 MAX_BARS = 1024  # the longest piece any front end takes (the model's own reach is usually far shorter)
-LOOP_CHOICES: tuple[int, ...] = (0, 1, 2, 4, 8)  # 0 = off (through-composed); 8 = phrases that develop
-DEVELOPING_LOOP = 8  # A A' phrases (B A'' past 8 bars): the default; 1, 2 and 4 are exact loops
+DEVELOPING_LOOP = 8  # A A' phrases (B A'' past 8 bars): every genre's default `loop` in configs/genres.yaml
 # The structure a genre gets when neither prompt nor flag names one: phrases that develop
 # (call and response, a varied repeat, a contrasting B in 16 bars) over a groove that stays;
 # an exact loop is one `--loop 1|2|4` away, through-composed lines one `--loop off` away.
-GENRE_DEFAULT_LOOP: dict[str, int] = {genre: DEVELOPING_LOOP for genre in GENRES}
+GENRE_DEFAULT_LOOP: dict[str, int] = {g.name: g.loop for g in _TABLE.genres.values()}
 # "2-bar loop", "loop of 4 bars", "8 bar loops"; "no loop" / "through-composed" switch it off
 _LOOP_PATTERN = r"\b([1248])\s*-?\s*bars?\s*loops?\b|\bloops?\s*(?:of\s*)?([1248])\s*-?\s*bars?\b"
 _NO_LOOP_PATTERN = r"\b(?:no\s*loops?|through[\s-]*composed|loop\s*off)\b"
@@ -178,13 +126,17 @@ class Conditions:
         return validate(cls(**values))
 
 
-def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
-    """Raise ConditionError naming the field when a value cannot be composed."""
-    if conditions.genre not in GENRES and conditions.genre != UNLABELLED_GENRE:
+def _check_genre(genre: str) -> None:
+    if genre not in GENRES and genre != UNLABELLED_GENRE:
         raise ConditionError(
-            f"genre: unknown genre {conditions.genre!r}; choose one of {', '.join(GENRES)} (or none: a model's "
+            f"genre: unknown genre {genre!r}; choose one of {', '.join(GENRES)} (or none: a model's "
             "material without a genre label)", field="genre"
         )
+
+
+def validate(conditions: Conditions, max_bars: int | None = None) -> Conditions:
+    """Raise ConditionError naming the field when a value cannot be composed."""
+    _check_genre(conditions.genre)
     if not (MIN_BPM <= conditions.bpm <= MAX_BPM):
         raise ConditionError(f"bpm: {conditions.bpm:g} is out of range; use 1-300", field="bpm")
     if conditions.bars <= 0:
@@ -230,7 +182,8 @@ def _find_phrase(table: dict[str, str], text: str) -> str | None:
 
 
 def match_genre(text: str) -> str | None:
-    """The canonical genre named in free text, or None. Longest synonym wins."""
+    """The canonical genre named in free text, or None. Longest synonym wins; of two of equal
+    length, the genre listed first in configs/genres.yaml."""
     phrase = _find_phrase(GENRE_SYNONYMS, text)
     return GENRE_SYNONYMS[phrase] if phrase else None
 
@@ -310,9 +263,8 @@ def parse_prompt(prompt: str) -> dict:
 
 
 def default_key(genre: str, seed: int) -> str:
-    """A deterministic key when none is asked for: minor for most genres, varied by seed."""
-    major_genres = {"pop", "reggae", "latin", "afrobeat", "funk", "rock"}
-    mode = "major" if genre in major_genres else "minor"
+    """A deterministic key when none is asked for: in the genre's mode, varied by seed."""
+    mode = genre_entry(genre).key_mode
     tonics = (9, 0, 2, 4, 5, 7, 10, 3) if mode == "minor" else (0, 7, 2, 5, 9, 4, 10, 3)
     return Key(tonics[seed % len(tonics)], mode).name
 
@@ -372,16 +324,17 @@ def build_conditions(
         if not_a_key:
             notes.append(f"prompt: {not_a_key.group(1)!r} is not a key (tonics are A to G); using the "
                          f"{'chords' if named_chords else 'genre'}'s key")
+    _check_genre(chosen_genre)  # before its table entry gives the defaults below
     conditions = Conditions(
         prompt=prompt or (base.prompt if base else ""),
         genre=chosen_genre,
-        bpm=float(bpm) if bpm is not None else float(parsed.get("bpm", GENRE_DEFAULT_BPM.get(chosen_genre, 100))),
+        bpm=float(bpm) if bpm is not None else float(parsed.get("bpm", genre_entry(chosen_genre).tempo.default)),
         key=parsed.get("key") or default_key(chosen_genre, seed),
         bars=int(bars) if bars is not None else int(parsed.get("bars", DEFAULT_BARS)),
-        density=density if density is not None else parsed.get("density", "normal"),
+        density=density if density is not None else parsed.get("density", genre_entry(chosen_genre).density),
         moods=parsed.get("moods", ()),
         seed=int(seed),
-        loop=loop if loop is not None else int(parsed.get("loop", GENRE_DEFAULT_LOOP.get(chosen_genre, 4))),
+        loop=loop if loop is not None else int(parsed.get("loop", genre_entry(chosen_genre).loop)),
         chords=chord_text,
     )
     if base is not None and (conditions.key, conditions.genre) != (base.key, base.genre) and not named_chords:
@@ -450,7 +403,6 @@ def default_chords(conditions: Conditions) -> str:
     return (fallback or default_progression(conditions.genre, key, conditions.seed)).text()
 
 
-UNLABELLED_GENRE = "unknown"  # what `prepare` calls material without a genre label
 # `--genre none` (or these words) asks for that material: a model trained without labels
 NO_GENRE_WORDS: tuple[str, ...] = ("none", "unknown", "unlabelled", "unlabeled", "no genre", "any")
 # A genre token trained on fewer windows than this, and on less than MIN_GENRE_SHARE of the
@@ -496,7 +448,7 @@ def model_genre_for(genre: str, known: tuple[str, ...] | list[str],
         raise ConditionError(f"genre: this model has no material without a genre label; name one of its genres "
                              f"({', '.join(known)})", field="genre")
     why = thin(genre) if genre in known else f"genre '{genre}' is not in this model"
-    for neighbour in GENRE_NEIGHBOURS.get(genre, ()):
+    for neighbour in genre_entry(genre).neighbours:
         if usable(neighbour):
             return neighbour, f"{why}; using the nearest known genre '{neighbour}'"
         if neighbour in known:  # passed over: say so, the user may have expected it

@@ -26,6 +26,7 @@ from typing import Any
 from stemforge.symbolic.core.errors import ConditionError
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR
 from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
+from stemforge.symbolic.music.genres import GenreHarmony, genre_entry, genre_table
 from stemforge.symbolic.music.keys import KEY_NAMES, PITCH_CLASSES, Key, parse_key
 
 MAX_CYCLE_BARS = 8  # a typed progression may be this long; defaults are 1, 2 or 4 bars
@@ -591,34 +592,11 @@ BILLBOARD_STYLES = ("soul", "funk", "disco", "rock", "pop", "country")  # harmon
 SOURCE_NAMES: dict[str, str] = {"pop909": "POP909", "wjd": "WJD",
                                 **{f"billboard_{style}": f"Billboard {style}" for style in BILLBOARD_STYLES}}
 VAMP_SOURCE_SHARE = 0.15  # a source vamps when at least this share of its 4-bar windows holds one chord
-VOICINGS = ("triads", "keep", "add")
 
 
-@dataclass(frozen=True)
-class GenreHarmony:
-    """Where a genre's default progressions come from (docs/harmony.md): table sources
-    with their share of the draws, and how the drawn chords are voiced: "triads" drops
-    7ths, "keep" plays them as the source does (ii7 V7 Imaj7, a soul i7 vamp), "add"
-    makes every chord its diatonic 7th chord (lofi and hip-hop's jazzy loops)."""
-
-    sources: tuple[tuple[str, float], ...]
-    voicing: str = "triads"
-
-
-_POP909 = GenreHarmony((("pop909", 1.0),))
-GENRE_HARMONY: dict[str, GenreHarmony] = {
-    "jazz": GenreHarmony((("wjd", 1.0),), "keep"),
-    "soul": GenreHarmony((("billboard_soul", 1.0),), "keep"),
-    "hiphop": GenreHarmony((("billboard_soul", 1.0),), "add"),
-    "lofi": GenreHarmony((("billboard_soul", 0.5), ("wjd", 0.5)), "add"),
-    "funk": GenreHarmony((("billboard_funk", 1.0),), "keep"),
-    "house": GenreHarmony((("billboard_disco", 1.0),), "keep"),
-    "rock": GenreHarmony((("billboard_rock", 1.0),)),
-    "pop": GenreHarmony((("pop909", 0.5), ("billboard_pop", 0.5))),
-    # no real harmony data of their own: POP909's (docs/harmony.md says why not a vamp)
-    "trap": _POP909, "techno": _POP909, "dnb": _POP909, "ambient": _POP909, "reggae": _POP909,
-    "latin": _POP909, "afrobeat": _POP909,
-}
+# Where each genre's default progressions come from and how they are voiced: its `harmony`
+# in the genre table (configs/genres.yaml; GenreHarmony is defined in symbolic/music/genres.py).
+GENRE_HARMONY: dict[str, GenreHarmony] = {g.name: g.harmony for g in genre_table().genres.values()}
 
 
 @cache
@@ -786,9 +764,12 @@ def opening_on_tonic(chords: tuple[Chord, ...], beats: tuple[int, ...], key: Key
 @cache
 def default_candidates(genre: str, mode: str) -> tuple[Candidate, ...]:
     """The progressions a genre may default to in a mode, from its GENRE_HARMONY sources
-    (POP909 where those have none in the mode). An unknown genre is treated as pop."""
-    style = GENRE_HARMONY.get(genre, GENRE_HARMONY["pop"])
-    out = [c for source, share in style.sources for c in _source_candidates(source, mode, share)]
+    (POP909 where those have none in the mode). The label-free material has its own entry."""
+    style = genre_entry(genre).harmony
+    try:
+        out = [c for source, share in style.sources for c in _source_candidates(source, mode, share)]
+    except ChordError as error:  # a source the genre table names that the progression table lacks
+        raise ChordError(f"genre {genre!r}, harmony: {str(error).removeprefix('chords: ')}") from error
     return tuple(out or _source_candidates("pop909", mode, 1.0))
 
 
@@ -823,7 +804,7 @@ def default_progression(genre: str, key: Key, seed: int, loop_bars: int = 0) -> 
                            "tonic (no progression table)")
     rng = random.Random(f"{genre}|{key.mode}|{seed}")
     pick = rng.choices(candidates, weights=[c.weight for c in candidates])[0]
-    voicing = GENRE_HARMONY.get(genre, GENRE_HARMONY["pop"]).voicing
+    voicing = genre_entry(genre).harmony.voicing
     chords, beats = opening_on_tonic(voiced(romans_in_key(list(pick.romans), key), key, voicing), pick.beats, key)
     unit = ("tune" if pick.source == "wjd" else "song") + ("s" if pick.songs != 1 else "")
     source = f"{SOURCE_NAMES[pick.source]} {key.mode} #{pick.rank}: {' '.join(pick.romans)} ({pick.songs} {unit})"

@@ -38,6 +38,7 @@ from stemforge.symbolic.core.ticks import TICKS_PER_BEAT as TPB
 from stemforge.symbolic.music import drum_map
 from stemforge.symbolic.music.arrangement import GENRE_PROGRAMS, Arrangement, Note, Track
 from stemforge.symbolic.music.conditions import GENRES, Conditions
+from stemforge.symbolic.music.genres import MELODY_SOURCES, genre_table
 from stemforge.symbolic.music.keys import Key, parse_key
 from stemforge.symbolic.recipes import corpus_rules as rules
 
@@ -49,17 +50,18 @@ LICENCES = {
     "rule": "MIT (stemforge corpus rules)",
 }
 TRANSFORMS = ("real", "lofi", "trap", "dnb", "house", "techno")
-MELODY_SOURCES = ("pop909", "wjd")  # where a genre's melodies (and, for WJD, bass lines) come from
-# How the melody (and its chords) of a genre is re-expressed in the groove's beats.
-MELODY_STRETCH = {"trap": 2, "dnb": 2, "ambient": 2}  # half-time: one source beat = two beats
-MELODY_LOOP_BARS = {"techno": 2, "house": 4}  # electronic hooks repeat
-MELODY_VELOCITY = {"lofi": 0.8, "ambient": 0.7, "jazz": 0.9}
-RETIMED_MELODY_GENRES = set(MELODY_STRETCH) | set(MELODY_LOOP_BARS) | {"lofi"}
+# How the melody (and its chords) of a genre is re-expressed in the groove's beats, and whose
+# bass takes its pitches from the POP909 pianist: each genre's `corpus` rules in the genre table
+# (configs/genres.yaml), as the tables below (a genre is in one only where its rule applies).
+_RULES = {g.name: g.corpus for g in genre_table().genres.values() if g.corpus}
+MELODY_STRETCH = {g: r.melody.stretch for g, r in _RULES.items() if r.melody.stretch != 1}  # half-time: 1 beat = 2
+MELODY_LOOP_BARS = {g: r.melody.loop_bars for g, r in _RULES.items() if r.melody.loop_bars}  # electronic hooks repeat
+MELODY_VELOCITY = {g: r.melody.velocity for g, r in _RULES.items() if r.melody.velocity != 1.0}
+RETIMED_MELODY_GENRES = {g for g, r in _RULES.items() if r.melody.retimed}
 # Genres whose derived bass takes its pitches from the POP909 pianist's lowest notes where
 # they sound (real inversions, passing and approach notes) on the genre's own bass rhythm;
 # electronic genres keep their root-and-fifth lines.
-PIANO_BASS_GENRES = frozenset({"lofi", "hiphop", "funk", "rock", "pop", "reggae", "latin", "afrobeat", "soul",
-                               "ambient"})
+PIANO_BASS_GENRES = frozenset(g for g, r in _RULES.items() if r.piano_bass)
 
 
 class CorpusError(UserError):
@@ -77,7 +79,9 @@ class CorpusConfig:
     genres: list[str] = field(default_factory=lambda: list(GENRES))
     gmd_splits: list[str] = field(default_factory=lambda: ["train", "validation"])
     gmd_styles: dict[str, str] = field(default_factory=dict)  # GMD style -> genre of its grooves
-    drums: dict[str, list[str]] = field(default_factory=dict)  # genre -> drum sources, best first
+    # genre -> drum sources, best first; a genre the recipe leaves out takes its genre table `corpus.drums`
+    drums: dict[str, list[str]] = field(default_factory=dict)
+    # genre -> [low, high]; a genre the recipe leaves out takes its genre table `tempo.range`
     bpm_ranges: dict[str, list[float]] = field(default_factory=dict)
     window_hop_bars: int = 2
     max_window_uses: int = 2
@@ -85,7 +89,9 @@ class CorpusConfig:
     transpose: bool = True
     pop909_max_songs: int | None = None  # None = all; a small number makes quick test builds
     gmd_max_files: int | None = None
-    melody_sources: dict[str, str] = field(default_factory=dict)  # genre -> pop909 | wjd (default pop909)
+    # genre -> pop909 | wjd (pop909 when not named); the genre table's `corpus.melody_source` fills the
+    # genres it gives another source and the recipe leaves out
+    melody_sources: dict[str, str] = field(default_factory=dict)
     wjd_max_solos: int | None = None
     fill_share: float = 0.0  # the last bar of an 8-bar phrase gets a real GMD fill this often
 
@@ -97,6 +103,11 @@ class CorpusConfig:
         for genre in self.genres:
             if genre not in GENRES:
                 raise CorpusError(f"{where}: genres: {genre!r} is not one of {', '.join(GENRES)}")
+            entry = genre_table().entry(genre)
+            if genre not in self.bpm_ranges and entry.tempo.range is not None:
+                self.bpm_ranges[genre] = list(entry.tempo.range)
+            if genre not in self.drums and entry.corpus is not None:
+                self.drums[genre] = list(entry.corpus.drums)
             if genre not in self.drums or genre not in self.bpm_ranges:
                 raise CorpusError(f"{where}: genre {genre!r} needs entries in 'drums' and 'bpm_ranges'")
             low, high = self.bpm_ranges[genre]
@@ -113,6 +124,9 @@ class CorpusConfig:
         for style, genre in self.gmd_styles.items():
             if genre not in GENRES:
                 raise CorpusError(f"{where}: gmd_styles.{style}: {genre!r} is not a genre")
+        for entry in genre_table().genres.values():  # every genre's, as the recipe's WJD check reads them all
+            if entry.corpus and entry.corpus.melody_source != "pop909":
+                self.melody_sources.setdefault(entry.name, entry.corpus.melody_source)
         for genre, source in self.melody_sources.items():
             if genre not in GENRES or source not in MELODY_SOURCES:
                 raise CorpusError(f"{where}: melody_sources.{genre}: {source!r} must be one of "
@@ -239,8 +253,9 @@ class Fill:
 
 
 FILL_TICKS = 2 * TPB  # a fill takes the last two beats of its bar
-FILL_GENRES_EXCLUDED = frozenset({"house", "techno", "ambient", "trap"})  # DJ tools and half-time trap keep their groove
-FILL_DONORS = {"pop": ("pop", "rock"), "dnb": ("funk", "soul", "hiphop"), "lofi": ("hiphop", "soul")}
+# DJ tools and half-time trap keep their groove; some genres borrow fills (`corpus.fills`, `fill_donors`)
+FILL_GENRES_EXCLUDED = frozenset(g for g, r in _RULES.items() if not r.fills)
+FILL_DONORS = {g: r.fill_donors for g, r in _RULES.items() if r.fill_donors}
 
 
 def load_gmd_fills(root: Path, config: CorpusConfig, skipped: Counter) -> dict[str, list[Fill]]:
@@ -859,7 +874,7 @@ def retime_melody(excerpt: Excerpt, genre: str, bars: int, feel: str) -> tuple[l
         chords = [rules.ChordSpan(s.start + k, s.end + k, s.chord)
                   for k in range(0, bars * BAR, span) for s in chords if s.start < span]
     melody = retime_line(melody, genre, bars, feel)
-    if genre == "ambient":  # long notes: each note held to the next one (at most a bar)
+    if _RULES[genre].melody.legato:  # long notes: each note held to the next one (at most a bar)
         melody = [n for n in melody if n.duration >= 240] or melody
         melody = [Note(n.start, min(BAR, (melody[i + 1].start if i + 1 < len(melody) else bars * BAR) - n.start),
                        n.pitch, n.velocity) for i, n in enumerate(melody)]

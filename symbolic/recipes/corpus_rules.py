@@ -11,7 +11,6 @@ grid (120) and the 8th-triplet grid (160). `docs/corpus.md` explains each rule.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from stemforge.symbolic.core.ticks import STEP_TICKS as GRID  # 40 ticks: the token grid
 from stemforge.symbolic.core.ticks import TICKS_PER_BAR as BAR
@@ -38,6 +37,7 @@ from stemforge.symbolic.music.feel import clamp_velocity, snap
 from stemforge.symbolic.music.feel import (
     detect_feel as detect_feel,  # re-exported: the corpus, eval's real-music reader and tests read it here
 )
+from stemforge.symbolic.music.genres import BassStyle, genre_table
 from stemforge.symbolic.music.harmony import Chord, ChordSpan
 from stemforge.symbolic.music.harmony import (
     parse_chord as parse_chord,  # re-exported: corpus and its tests read chords here
@@ -285,32 +285,9 @@ def bass_pitch(pitch_class: int, previous: int | None) -> int:
     return min(candidates, key=lambda p: (abs(p - target), p))
 
 
-# How each genre's bass moves: which rhythm and which chord tones. See docs/corpus.md.
-@dataclass(frozen=True)
-class BassStyle:
-    rhythm: str  # kick | kick_bounce | walking | tumbao | eighths | sustain
-    gate: float  # share of the time to the next bass note that the note sounds
-    weak_tones: tuple[str, ...]  # choices for notes that are not on a chord change / downbeat
-    velocity: int
-
-
-BASS_STYLES: dict[str, BassStyle] = {
-    "lofi": BassStyle("kick", 0.85, ("root", "root", "fifth", "seventh", "octave"), 88),
-    "hiphop": BassStyle("kick", 0.85, ("root", "root", "root", "fifth", "octave"), 100),
-    "trap": BassStyle("kick", 1.0, ("root", "root", "root", "octave"), 110),
-    "house": BassStyle("kick_bounce", 0.45, ("root", "root", "octave"), 100),
-    "techno": BassStyle("kick", 0.3, ("root", "root", "root", "fifth"), 95),
-    "dnb": BassStyle("kick", 1.0, ("root", "root", "fifth"), 108),
-    "funk": BassStyle("kick", 0.5, ("root", "octave", "octave", "fifth", "seventh"), 105),
-    "rock": BassStyle("eighths", 0.85, ("root", "root", "root", "fifth"), 100),
-    "jazz": BassStyle("walking", 0.9, ("third", "fifth", "seventh"), 85),
-    "pop": BassStyle("kick", 0.9, ("root", "root", "fifth", "octave"), 95),
-    "reggae": BassStyle("kick", 0.7, ("root", "fifth", "third", "octave"), 100),
-    "latin": BassStyle("tumbao", 0.8, ("fifth", "root"), 95),
-    "afrobeat": BassStyle("kick", 0.6, ("root", "fifth", "octave", "seventh"), 100),
-    "soul": BassStyle("kick", 0.85, ("root", "fifth", "seventh", "octave"), 95),
-    "ambient": BassStyle("sustain", 1.0, ("root",), 70),
-}
+# How each genre's bass moves: which rhythm and which chord tones, each genre's `corpus.bass` in
+# the genre table (configs/genres.yaml; BassStyle is defined in symbolic/music/genres.py). See docs/corpus.md.
+BASS_STYLES: dict[str, BassStyle] = {g.name: g.corpus.bass for g in genre_table().genres.values() if g.corpus}
 
 
 def _tone(chord: Chord, which: str) -> int:

@@ -10,8 +10,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from stemforge.configs import resolve_config
+from stemforge.symbolic.music.genres import genre_entry
 from stemforge.symbolic.recipes.corpus import CorpusConfig, load_gmd, read_gmd_hits, read_gmd_info
-from stemforge.symbolic.runtime.groove import DONORS, GroovePool, Performance, template_from_performances
+from stemforge.symbolic.runtime.groove import GroovePool, Performance, template_from_performances
 
 
 def gmd_performances(gmd_root: Path, splits: Sequence[str] = ("train",)) -> list[Performance]:
@@ -37,7 +38,7 @@ def build_pool(performances: Sequence[Performance], genres: Iterable[str]) -> Gr
         by_genre[performance.genre].append(performance)
     templates = {}
     for genre in genres:
-        donors = DONORS.get(genre, ())
-        takes = [p for donor in donors for p in by_genre[donor]] if donors else by_genre[genre]
-        templates[genre] = template_from_performances(genre, takes, donors)
+        entry = genre_entry(genre).groove
+        takes = [p for donor in entry.donors for p in by_genre[donor]] if entry.donors else by_genre[genre]
+        templates[entry.template] = template_from_performances(entry.template, takes, entry.donors)
     return GroovePool(templates)

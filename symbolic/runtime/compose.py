@@ -18,14 +18,13 @@ from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.decoding.model import Composer
 from stemforge.symbolic.music.arrangement import (
-    DEFAULT_PROGRAMS,
-    GENRE_PROGRAMS,
     Arrangement,
     Note,
     Track,
     without_overlaps,
 )
 from stemforge.symbolic.music.conditions import ROLES, Conditions
+from stemforge.symbolic.music.genres import genre_entry
 from stemforge.symbolic.runtime.groove import GrooveError
 from stemforge.symbolic.runtime.plan import CompositionPlan, plan_for
 from stemforge.symbolic.runtime.sampling import SamplePlan, Sampler, SampleStats, SamplingSettings
@@ -40,8 +39,6 @@ from stemforge.symbolic.runtime.sections import (
     verse_and_chorus,
     with_fill_at_end,
 )
-
-UNLABELLED_GROOVE = "pop"  # the groove template of pieces without a genre: straight, GMD pop drummers
 
 
 class ComposeError(UserError):
@@ -104,12 +101,16 @@ def apply_groove(tracks: dict[str, Track], conditions: Conditions, feel: Feel, k
     groove) gets no swing unless asked. Returns what was applied, for run.json."""
     if feel.quantize:
         return {"quantized": True, "swing_percent": 50.0}
-    from stemforge.symbolic.runtime.groove import GENRE_SWING, apply_feel, default_pool
+    from stemforge.symbolic.runtime.groove import apply_feel, default_pool
 
     pool = default_pool()
-    # material without a genre label (`--genre none`) is played with a plain straight groove
-    template = pool.template(conditions.genre if conditions.genre in pool.templates else UNLABELLED_GROOVE)
-    genre_swing = 50.0 if grid_feel == "straight" else GENRE_SWING.get(conditions.genre, 50.0)
+    # material without a genre label (`--genre none`) has its own entry: a plain straight groove
+    groove = genre_entry(conditions.genre).groove
+    if groove.template not in pool.templates:
+        raise ComposeError(f"genre {conditions.genre!r}, groove: no template {groove.template!r} in the groove "
+                           f"pool ({', '.join(sorted(pool.templates))}); build it with scripts/build_grooves.py")
+    template = pool.template(groove.template)
+    genre_swing = 50.0 if grid_feel == "straight" else groove.swing
     swing = feel.swing_percent if feel.swing_percent is not None else genre_swing
     total = conditions.bars * BEATS_PER_BAR * TICKS_PER_BEAT
     generated = {r: t for r, t in tracks.items() if r not in kept}
@@ -122,7 +123,7 @@ def apply_groove(tracks: dict[str, Track], conditions: Conditions, feel: Feel, k
 
 
 def _with_programs(tracks: dict[str, Track], genre: str) -> dict[str, Track]:
-    programs = GENRE_PROGRAMS.get(genre, DEFAULT_PROGRAMS)
+    programs = genre_entry(genre).instruments
     return {r: replace(t, program=0 if t.is_drum else programs.get(r, t.program)) for r, t in tracks.items()}
 
 

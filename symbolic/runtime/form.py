@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stemforge.symbolic.core.errors import ConditionError
+from stemforge.symbolic.music.genres import genre_entry, genre_table
 
 FORMS_PATH = Path(__file__).with_name("forms.json")
 MAX_FORM_BARS = 64
@@ -148,23 +149,16 @@ def parse_form(text: str) -> Form:
 
 # ------------------------------------------------------------------ defaults per genre
 
-# Genres Billboard has songs of, by the style its artists are filed under (harmony_data.ARTIST_STYLES).
-GENRE_FORM_STYLE: dict[str, str] = {"pop": "pop", "rock": "rock", "soul": "soul", "funk": "funk",
-                                    "reggae": "pop", "latin": "pop", "afrobeat": "funk"}
-# The rest follow documented conventions (no data of their own): dance music builds and drops
-# (intro, build, drop, break, build, drop, outro), hip-hop and trap alternate 16-bar verses and
-# 8-bar hooks, lofi and ambient state a theme and a second one, jazz plays a head, a solo over
-# its changes and the head again.
-CONVENTIONS: dict[str, tuple[tuple[str, int], ...]] = {
-    "house": (("intro", 8), ("build", 4), ("drop", 8), ("break", 8), ("build", 4), ("drop", 8), ("outro", 8)),
-    "techno": (("intro", 8), ("build", 4), ("drop", 8), ("break", 8), ("build", 4), ("drop", 8), ("outro", 8)),
-    "dnb": (("intro", 8), ("build", 4), ("drop", 16), ("break", 8), ("build", 4), ("drop", 16), ("outro", 8)),
-    "trap": (("intro", 4), ("hook", 8), ("verse", 16), ("hook", 8), ("verse", 16), ("hook", 8), ("outro", 4)),
-    "hiphop": (("intro", 4), ("verse", 16), ("hook", 8), ("verse", 16), ("hook", 8), ("outro", 4)),
-    "lofi": (("intro", 4), ("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8), ("outro", 4)),
-    "ambient": (("intro", 8), ("verse", 8), ("chorus", 8), ("verse", 8), ("outro", 8)),
-    "jazz": (("head", 8), ("head", 8), ("solo", 16), ("head", 8), ("outro", 4)),
-}
+# Each genre's `form` in the genre table (configs/genres.yaml): the Billboard style its real forms
+# come from (by the style its artists are filed under, harmony_data.ARTIST_STYLES), or, for genres
+# with no data of their own, a documented convention: dance music builds and drops (intro, build,
+# drop, break, build, drop, outro), hip-hop and trap alternate 16-bar verses and 8-bar hooks, lofi
+# and ambient state a theme and a second one, jazz plays a head, a solo over its changes and the
+# head again.
+GENRE_FORM_STYLE: dict[str, str] = {g.name: g.form.billboard_style for g in genre_table().genres.values()
+                                    if g.form.billboard_style is not None}
+CONVENTIONS: dict[str, tuple[tuple[str, int], ...]] = {g.name: g.form.convention for g in genre_table().genres.values()
+                                                       if g.form.convention is not None}
 
 
 @cache
@@ -244,20 +238,24 @@ def default_form(genre: str, bars: int, seed: int) -> Form:
     style's median lengths) or the genre's convention, fitted to `bars`."""
     from stemforge.symbolic.runtime.plan import spread_draw
 
-    style = GENRE_FORM_STYLE.get(genre)
+    default = genre_entry(genre).form
+    style = default.billboard_style
     if style is not None:
         table = load_forms()["styles"].get(style)
-        if table and table["forms"]:
-            forms = table["forms"]
-            entry = forms[spread_draw([f["songs"] for f in forms], f"form|{genre}", seed)]
-            lengths = table["lengths"]
-            sequence = [(name, int(lengths.get(name, 8))) for name in entry["sections"]]
-            return Form(_fit_with_returns(sequence, bars), f"Billboard {style}: {' '.join(entry['sections'])} "
-                                                           f"({entry['songs']} songs)")
-    sequence = list(CONVENTIONS.get(genre, CONVENTIONS["lofi"]))
+        if not table or not table["forms"]:
+            raise FormError(f"genre {genre!r}, form: the form table {FORMS_PATH} has no Billboard {style!r} forms; "
+                            "rebuild it with `python -m stemforge.symbolic.recipes.forms build`")
+        forms = table["forms"]
+        entry = forms[spread_draw([f["songs"] for f in forms], f"form|{genre}", seed)]
+        lengths = table["lengths"]
+        sequence = [(name, int(lengths.get(name, 8))) for name in entry["sections"]]
+        return Form(_fit_with_returns(sequence, bars), f"Billboard {style}: {' '.join(entry['sections'])} "
+                                                       f"({entry['songs']} songs)")
+    sequence = list(default.convention or ())
     # dance tracks and jazz keep their sections' lengths (a build is 4 bars, a drop 8-16, a head
     # its chorus); the song conventions shorten theirs so that a short track still has a return
-    fit = _fit if genre in ("house", "techno", "dnb", "jazz") else _fit_with_returns
+    keeps_lengths = any(name in ("build", "drop", "head") for name, _ in sequence)
+    fit = _fit if keeps_lengths else _fit_with_returns
     return Form(fit(sequence, bars), f"{genre} convention: {' '.join(n for n, _ in sequence)}")
 
 

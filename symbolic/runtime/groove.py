@@ -47,6 +47,7 @@ from stemforge.symbolic.music import drum_map
 from stemforge.symbolic.music.arrangement import Note, Track
 from stemforge.symbolic.music.conditions import MAX_SWING_PERCENT
 from stemforge.symbolic.music.feel import clamp_velocity, detect_feel, snap
+from stemforge.symbolic.music.genres import genre_table
 
 GROOVES_PATH = Path(__file__).resolve().parent / "grooves.json"
 GROOVES_FORMAT = 1
@@ -72,35 +73,14 @@ MIN_OWN_HITS = 4  # a drummer's own placement of a drum at a position needs 4+ h
 MIN_SPREAD_HITS = 16
 MIN_SWING_HITS = 8  # off-beats a take needs before its swing is measured
 # Genres GMD does not name borrow the takes of donor genres (genres as configs/corpus/default.yaml
-# gmd_styles maps the GMD styles: "house" = dance/disco, "dnb" = dance/breakbeat).
-DONORS: dict[str, tuple[str, ...]] = {
-    "lofi": ("hiphop", "soul"),  # laid-back boom bap and soul
-    "trap": ("hiphop",),
-    "house": ("house",),  # the 5 GMD dance/disco grooves
-    "techno": ("house",),
-    "dnb": ("funk", "dnb"),  # funk and the GMD dance/breakbeat grooves
-    "ambient": ("pop",),  # soft, straight
-}
-# Default swing (DAW percentage: 50 straight, 66.7 triplet) per genre: `default_swing` of the
-# measured GMD swing for the genres GMD plays (tests hold them equal to symbolic/runtime/grooves.json),
-# a stated choice for the genres that borrow a donor's takes (docs/groove.md).
-GENRE_SWING: dict[str, float] = {
-    "lofi": 60.0,  # GMD has no lofi: the lazy 16th swing of an MPC/SP beat, heavier than hip-hop's
-    "hiphop": 52.0,
-    "trap": 50.0,  # hats and rolls sit on the grid
-    "house": 50.0,
-    "techno": 50.0,
-    "dnb": 50.0,
-    "funk": 54.0,
-    "rock": 50.0,
-    "jazz": 64.0,
-    "pop": 53.0,
-    "reggae": 50.0,
-    "latin": 50.0,
-    "afrobeat": 53.0,
-    "soul": 59.0,
-    "ambient": 50.0,
-}
+# gmd_styles maps the GMD styles: "house" = dance/disco, "dnb" = dance/breakbeat): each genre's
+# `groove.donors` in the genre table (configs/genres.yaml).
+DONORS: dict[str, tuple[str, ...]] = {g.name: g.groove.donors for g in genre_table().genres.values() if g.groove.donors}
+# Default swing (DAW percentage: 50 straight, 66.7 triplet) per genre, the genre table's
+# `groove.swing`: `default_swing` of the measured GMD swing for the genres GMD plays (tests hold
+# them equal to symbolic/runtime/grooves.json), a stated choice for the genres that borrow a donor's
+# takes (docs/groove.md).
+GENRE_SWING: dict[str, float] = {g.name: g.groove.swing for g in genre_table().genres.values()}
 
 
 def default_swing(measured_percent: float) -> float:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from stemforge.symbolic.core.ticks import TICKS_PER_BEAT
 from stemforge.symbolic.music.conditions import ROLES, Conditions, progression_of
+from stemforge.symbolic.music.genres import GenreStyle, genre_entry, genre_table
 from stemforge.symbolic.music.harmony import ChordSpan, chord_scale, chord_tones
 
 if TYPE_CHECKING:
@@ -57,51 +58,10 @@ ONE_FEEL_SHARE = 0.95  # a genre whose grooves are this much one feel has no fee
 Chords = tuple[tuple[int, int, int, int, frozenset[int], frozenset[int]], ...]
 
 
-@dataclass(frozen=True)
-class GenreStyle:
-    """How a genre's loops are built."""
-
-    drum_period_bars: int  # drums repeat every 1 or 2 bars inside the loop
-    kick_lock: float  # 0..1: how strongly bass onsets are pulled onto the kicks (off-kick notes cost)
-    kick_cover: float | None = None  # 0..1: how strongly every kick must get a bass note; None: kick_lock
-    fills: bool = True  # the last bar of an 8-bar phrase is a drum fill (not in four-on-the-floor genres)
-    breathes: float = 0.5  # chance that the melody rests in the last bar of an 8-bar phrase
-    walking: bool = False  # the bass walks: a step or a new note each beat, not repeats (jazz)
-
-    @property
-    def cover(self) -> float:
-        return self.kick_lock if self.kick_cover is None else self.kick_cover
-
-
-# The drum pattern turns over every 2 bars, every bar in four-on-the-floor music. The bass
-# locks to the kick in the kick-locked genres, house and techno included (their training
-# bass is on the kicks too: house with a bounce into the bar, techno a short note per kick;
-# the default model's earlier off-beat and rolling training bass made a locked house read
-# as reggae to the genre classifier); rock's bass covers every kick but keeps its driving
-# 8ths between them (locked at 0.5 it thinned to 5.5 notes a bar against the training
-# data's 8 and read as rock in 59% of 96 windows; covering, 6.8 notes and 69%); jazz walks,
-# reggae/afrobeat have their own bass rhythms and keep a lighter pull; latin's tumbao (the
-# "and" of 2 and beat 4) is left free: pulled at 0.5 onto the kicks, the classifier heard
-# latin in 7 of 20 windows, left free in 20 of 20. House and techno keep their groove through
-# the phrase end (a DJ tool's drums do not fill every 8 bars); dance music's hooks rarely rest.
-GENRE_STYLES: dict[str, GenreStyle] = {
-    "lofi": GenreStyle(1, 0.7),
-    "hiphop": GenreStyle(2, 1.0),
-    "trap": GenreStyle(2, 1.0),
-    "house": GenreStyle(1, 1.0, fills=False, breathes=0.25),
-    "techno": GenreStyle(1, 1.0, fills=False, breathes=0.25),
-    "dnb": GenreStyle(2, 1.0, breathes=0.25),
-    "funk": GenreStyle(2, 1.0),
-    "rock": GenreStyle(2, 0.0, kick_cover=1.0),
-    "jazz": GenreStyle(2, 0.3, walking=True),
-    "pop": GenreStyle(2, 1.0),
-    "reggae": GenreStyle(2, 0.7),
-    "latin": GenreStyle(2, 0.0),
-    "afrobeat": GenreStyle(2, 0.7),
-    "soul": GenreStyle(2, 1.0),
-    "ambient": GenreStyle(2, 0.3, fills=False, breathes=0.75),
-}
-DEFAULT_STYLE = GenreStyle(2, 0.7)
+# Each genre's `loops` in the genre table (configs/genres.yaml; GenreStyle is defined in
+# symbolic/music/genres.py); the label-free material's are the table's `unlabelled` entry.
+GENRE_STYLES: dict[str, GenreStyle] = {g.name: g.loops for g in genre_table().genres.values()}
+DEFAULT_STYLE = genre_table().unlabelled.loops
 
 
 @dataclass(frozen=True)
@@ -332,7 +292,7 @@ def build_plan(
     """The plan for one piece (see the module docstring). Exact loops repeat bass and melody
     at the loop period, stretched to a whole number of chord cycles so a repeated bar always
     sounds over the same chord."""
-    style = GENRE_STYLES.get(genre, DEFAULT_STYLE)
+    style = genre_entry(genre).loops
     sources: dict[str, dict[int, BarSource]] = {}
     fills: frozenset[int] = frozenset()
     rests: dict[str, frozenset[int]] = {}

@@ -31,6 +31,7 @@ from stemforge.symbolic.music.conditions import (
     default_chords,
     progression_of,
 )
+from stemforge.symbolic.music.genres import genre_entry
 from stemforge.symbolic.runtime.form import (
     GENRE_FORM_STYLE,
     MAX_FORM_BARS,
@@ -49,8 +50,6 @@ FORM_FROM_BARS = 16  # a piece longer than this is a form (the default model's r
 # (bench/forms.py); a longer section is its 8 bars and their end again (`join_halves`).
 COMPOSE_BARS = 8
 CRASH, SNARE, KICKS = 49, 38, frozenset({35, 36})
-NO_CRASH_GENRES = frozenset({"lofi", "ambient"})  # they mark a new section with an accent instead
-BUILD_GENRES = frozenset({"house", "techno", "dnb", "trap"})  # a snare roll and a beat of silence before a drop
 HOME_SECTIONS = frozenset({"intro", "verse", "head", "outro", "interlude"})  # on the run's own progression
 ACCENT_VELOCITY_STEP = 18
 
@@ -238,7 +237,7 @@ def _transition(drums: list[Note], start: int, bar_ticks: int, into: str | None,
     """A section's drums (ticks from the section start) with what leads out of it: before a
     drop in the genres that build, 16th snares rising over the last two beats and the last
     8th silent."""
-    if into != "drop" or genre not in BUILD_GENRES:
+    if into != "drop" or genre_entry(genre).form.into_section != "build":
         return drums
     end = start + bar_ticks
     roll_from = end - 2 * TICKS_PER_BEAT
@@ -250,7 +249,6 @@ def _transition(drums: list[Note], start: int, bar_ticks: int, into: str | None,
     return sorted(kept + roll)
 
 
-FILL_GENRES = frozenset({"rock", "pop", "funk", "soul", "reggae", "latin", "afrobeat", "jazz", "hiphop", "lofi"})
 TOMS = frozenset({41, 43, 45, 47, 48, 50})
 TOM_RUN = (SNARE, 50, 47, 43)  # a drummer's commonest last-beat fill: snare, then the toms high to low
 
@@ -265,7 +263,7 @@ def _fill_into(drums: list[Note], section_start: int, last_bar: int, bar_ticks: 
     toms or a snare run (3+ snares) that no other bar of the section plays (a long section's
     last bar is a copy of its eighth), else its last beat as 16ths down the toms (the genres
     whose drummers fill into a section; the electronic ones build instead)."""
-    if genre not in FILL_GENRES:
+    if genre_entry(genre).form.into_section != "fill":
         return drums
     second = _second_half(drums, last_bar, bar_ticks)
     own = any(pitch in TOMS for _, pitch in second) or sum(pitch == SNARE for _, pitch in second) >= 3
@@ -281,7 +279,7 @@ def _fill_into(drums: list[Note], section_start: int, last_bar: int, bar_ticks: 
 
 def _downbeat_mark(drums: list[Note], start: int, genre: str) -> list[Note]:
     """A crash on a new section's downbeat, or (lofi, ambient) its downbeat kick accented."""
-    if genre not in NO_CRASH_GENRES:
+    if genre_entry(genre).form.downbeat == "crash":
         return sorted([n for n in drums if not (n.pitch == CRASH and n.start == start)]
                       + [Note(start, TICKS_PER_BEAT, CRASH, 112)])
     window = TICKS_PER_BEAT // 8
