@@ -17,6 +17,7 @@ docs/architecture.md shows the same map as a table generated here:
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,3 +338,12 @@ if __name__ == "__main__":
         write_package_map()
     else:
         print(package_map(all_imports()))
+
+
+def test_every_file_a_change_recipe_names_exists() -> None:
+    """The recipes in docs/architecture.md name files by path: each is there."""
+    recipes = (REPO / "docs" / "architecture.md").read_text().split("## Change recipes", 1)[1]
+    named = set(re.findall(r"`((?:configs|symbolic|pipeline|audio|eval|tests|scripts)/[\w/.]+)`", recipes))
+    assert len(named) >= 10
+    missing = sorted(path for path in named if not (REPO / path).exists())
+    assert missing == [], f"docs/architecture.md's change recipes name files that are not there: {missing}"
