@@ -388,9 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_interrupted = threading.Event()
+
+
 def _terminate(signum: int, frame) -> None:
     # SIGTERM (a process manager, `kill`) unwinds like Ctrl-C, so the cleanup of a
-    # half-written run, dataset or report runs too (training installs its own handler)
+    # half-written run, dataset or report runs too (training installs its own handler).
+    # Remembered: an interrupt that lands inside a native library's import (pedalboard's)
+    # comes back out as that library's ImportError, not as KeyboardInterrupt.
+    _interrupted.set()
     raise KeyboardInterrupt
 
 
@@ -399,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGINT, _terminate)
     try:
         return args.func(args)
     except (UserError, FileNotFoundError, PermissionError, NotADirectoryError) as error:
@@ -411,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - a bug: shown as one, with its traceback
+        if _interrupted.is_set():  # the interrupt, turned into another error by the code it stopped
+            print("interrupted", file=sys.stderr)
+            return 130
         full = disk_full(error, getattr(error, "filename", None) or "the output folder")
         if full is not None and not os.environ.get("STEMFORGE_DEBUG"):  # a full disk is not a bug
             print(f"error: {full}", file=sys.stderr)

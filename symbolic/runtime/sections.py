@@ -9,7 +9,7 @@ costs about its new sections' bars, not a 2048-token context per 16 bars. A sect
 comes back is its first statement again (the second chorus is the first one); a section
 longer than 8 bars is sampled as 8 (16 busy bars cut notes at the context's end) and those
 bars' end again with a melody of its own. Between sections: a drum fill in the bar before a
-new section (the model's, else a last beat down the toms, in the genres whose drummers fill),
+new section (the model's, else beats 3-4 as a snare run down the toms, where drummers fill),
 a crash (an accent where the genre has no crash: lofi, ambient) on its downbeat, a snare
 build and an 8th of silence before a drop.
 The parts a section kind plays (`form.SECTION_KINDS`: an intro of drums and bass, a break
@@ -250,30 +250,63 @@ def _transition(drums: list[Note], start: int, bar_ticks: int, into: str | None,
 
 
 TOMS = frozenset({41, 43, 45, 47, 48, 50})
-TOM_RUN = (SNARE, 50, 47, 43)  # a drummer's commonest last-beat fill: snare, then the toms high to low
 
 
-def _second_half(drums: list[Note], bar_start: int, bar_ticks: int) -> frozenset[tuple[int, int]]:
-    return frozenset((n.start - bar_start, n.pitch) for n in drums
+SNARES = frozenset({37, 38, 39, 40})
+FILL_LIKENESS = 0.5  # a last bar whose second half is less alike than this to every earlier bar's is a fill
+
+
+def _voice(pitch: int) -> str:
+    """The voice a fill is heard in: tom, snare, kick, hat, cymbal or other."""
+    if pitch in TOMS:
+        return "tom"
+    if pitch in SNARES:
+        return "snare"
+    if pitch in KICKS:
+        return "kick"
+    if pitch in (42, 44, 46):
+        return "hat"
+    return "cymbal" if pitch in (49, 51, 52, 53, 55, 57, 59) else "other"
+
+
+def _second_half(drums: list[Note], bar_start: int, bar_ticks: int) -> frozenset[tuple[int, str]]:
+    """(16th of the bar, voice) of the hits in a bar's beats 3-4."""
+    sixteenth = TICKS_PER_BEAT // 4
+    return frozenset(((n.start - bar_start) // sixteenth, _voice(n.pitch)) for n in drums
                      if bar_start + bar_ticks // 2 <= n.start < bar_start + bar_ticks)
 
 
+def _is_fill(last: frozenset[tuple[int, str]], earlier: list[frozenset[tuple[int, str]]]) -> bool:
+    """A last bar that fills: unlike every earlier bar of its section in its second half, or
+    with toms or a snare run (3+ snares) there that no earlier bar has."""
+    def alike(a: frozenset, b: frozenset) -> float:
+        return len(a & b) / len(a | b) if a | b else 1.0
+
+    def has(half: frozenset, voice: str, hits: int) -> bool:
+        return sum(v == voice for _, v in half) >= hits
+
+    return (all(alike(last, bar) < FILL_LIKENESS for bar in earlier)
+            or (has(last, "tom", 1) and not any(has(bar, "tom", 1) for bar in earlier))
+            or (has(last, "snare", 3) and not any(has(bar, "snare", 3) for bar in earlier)))
+
+
+FILL = (SNARE, SNARE, SNARE, SNARE, 50, 47, 45, 43)  # beats 3-4: a snare run, then the toms high to low
+
+
 def _fill_into(drums: list[Note], section_start: int, last_bar: int, bar_ticks: int, genre: str) -> list[Note]:
-    """The bar before a new section with a fill: the model's own where its second half has
-    toms or a snare run (3+ snares) that no other bar of the section plays (a long section's
-    last bar is a copy of its eighth), else its last beat as 16ths down the toms (the genres
-    whose drummers fill into a section; the electronic ones build instead)."""
+    """The bar before a new section with a fill: the model's own where it already fills
+    (`_is_fill` against the section's earlier bars: a long section's last bar is a copy of
+    its eighth), else beats 3-4 as 16ths, a snare run down the toms, the kick on beat 3 kept
+    (the genres whose drummers fill into a section, `form.into_section`; dance music builds)."""
     if genre_entry(genre).form.into_section != "fill":
         return drums
-    second = _second_half(drums, last_bar, bar_ticks)
-    own = any(pitch in TOMS for _, pitch in second) or sum(pitch == SNARE for _, pitch in second) >= 3
-    earlier = {_second_half(drums, bar, bar_ticks) for bar in range(section_start, last_bar, bar_ticks)}
-    if own and second not in earlier:
+    earlier = [_second_half(drums, bar, bar_ticks) for bar in range(section_start, last_bar, bar_ticks)]
+    if not earlier or _is_fill(_second_half(drums, last_bar, bar_ticks), earlier):
         return drums
-    beat = last_bar + bar_ticks - TICKS_PER_BEAT
+    half = last_bar + bar_ticks // 2
     step = TICKS_PER_BEAT // 4
-    kept = [n for n in drums if not (beat <= n.start < last_bar + bar_ticks) or n.pitch in KICKS]
-    run = [Note(beat + i * step, step, pitch, 88 + 6 * i) for i, pitch in enumerate(TOM_RUN)]
+    kept = [n for n in drums if not (half <= n.start < last_bar + bar_ticks) or (n.pitch in KICKS and n.start == half)]
+    run = [Note(half + i * step, step, pitch, 72 + 5 * i) for i, pitch in enumerate(FILL)]
     return sorted(kept + run)
 
 
