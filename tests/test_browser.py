@@ -480,6 +480,8 @@ def test_a_field_added_to_the_request_appears_on_the_page_and_reaches_the_job(br
             page.evaluate("document.querySelector('#more-fields').open = true")
             page.fill("#field-humanize_ms", "12.5")
             page.select_option("#field-density", label="sparse")
+            page.locator("#compose-panel").screenshot(path=str(tmp_path / "form.png"))
+            print(f"screenshot: {tmp_path / 'form.png'}")
             assert page.evaluate("formRequest()") == {"prompt": "rock", "humanize_ms": 12.5, "density": "sparse"}
             job = compose_and_play(page, "rock 100bpm", bars=1)
         with server.client() as client:
