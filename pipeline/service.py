@@ -177,6 +177,7 @@ def _job_request_model() -> type[BaseModel]:
 
 
 JobRequest = _job_request_model()
+RENDER_FIELDS = tuple(item.name for item, spec in request_fields() if spec.api and spec.group == "stems")
 
 
 def _value_schema(properties: dict[str, Any], name: str) -> dict[str, Any]:
@@ -206,7 +207,6 @@ def service_request_schema(limits: ServiceLimits, model_genres: list[str], model
     properties["preset"]["examples"] = list(presets)
     schema["x-groups"] = {key: title for key, title in GROUPS.items() if key}
     return schema
-RENDER_FIELDS = tuple(item.name for item, spec in request_fields() if spec.api and spec.group == "stems")
 
 
 class JobInfo(BaseModel):
