@@ -70,6 +70,12 @@ class FieldSpec:
     choices: tuple | None = None
     metavar: str | None = None
     parse: Callable[[str], Any] | None = None  # CLI text -> value, where it is not the field's type
+    # How the page (and the API schema) present the field: a short label (the schema's title),
+    # what leaving it empty means (the page's placeholder), and the values check() accepts where
+    # they are not `choices` (argparse's own error would pre-empt check()'s message): the schema's enum.
+    label: str | None = None
+    unset: str | None = None
+    menu: tuple | None = None
 
 
 def _spec(default: Any, help: str, group: str, **how: Any) -> Any:
@@ -86,56 +92,66 @@ def _roles(text: str) -> tuple[str, ...]:
 @dataclass
 class RunRequest:
     # -- what to compose
-    prompt: str = _spec("", 'free text, e.g. "lofi 80bpm in F minor, 16 bars, chill"', "steer", max_length=MAX_PROMPT_CHARS)
-    genre: str | None = _spec(None, f"genre or a synonym ({', '.join(GENRES)})", "steer", max_length=40)
+    prompt: str = _spec("", 'free text, e.g. "lofi 80bpm in F minor, 16 bars, chill"', "steer", max_length=MAX_PROMPT_CHARS,
+                        label="Prompt")
+    genre: str | None = _spec(None, f"genre or a synonym ({', '.join(GENRES)})", "steer", max_length=40,
+                              label="Genre", unset="from prompt")
     bpm: float | None = _spec(None, "exact tempo written to MIDI and WAV (1-300, fractions allowed); default: "
-                              "from the prompt or the genre's usual tempo", "steer")
+                              "from the prompt or the genre's usual tempo", "steer",
+                              label="BPM", unset="prompt")
     key: str | None = _spec(None, "key like 'F minor', 'Am', 'C#m', 'Bb major'; default: from the prompt or "
-                            "chosen by the seed", "steer", max_length=40)
-    bars: int | None = _spec(None, "length in 4/4 bars (default: prompt or 8)", "steer", ge=1, le=1024)
+                            "chosen by the seed", "steer", max_length=40, label="Key", unset="prompt")
+    bars: int | None = _spec(None, "length in 4/4 bars (default: prompt or 8)", "steer", ge=1, le=1024,
+                             label="Bars", unset="8")
     density: str | None = _spec(None, "note density (default: prompt words or normal)", "steer",
-                                choices=DENSITIES, max_length=20)
+                                choices=DENSITIES, max_length=20, label="Density", unset="from prompt")
     loop: int | None = _spec(None, "structure: 8 (default) = phrases that develop (call and response, a varied "
                              "repeat, a contrasting B in 16 bars, drum fills every 8 bars); 1, 2 or 4 = an exact "
                              "loop of that many bars (bass and melody repeat, drums every 1-2 bars, a turn in the "
                              "last bar of each 4-bar phrase); off = through-composed lines over a steady groove "
                              "(default: prompt words like '2-bar loop', else 8)", "steer",
-                             metavar="1|2|4|8|off", parse=parse_loop)
+                             metavar="1|2|4|8|off", parse=parse_loop,
+                             label="Loop", unset="prompt or 8", menu=LOOP_CHOICES)
     chords: str | None = _spec(None, "chord progression, one chord a bar ('Am F C G', 'Am7 | Dm7 G7') or roman "
                                "numerals in the key ('vi IV I V', 'ii-V-I'); '|' separates bars (default: prompt "
                                "words, else a progression drawn from real POP909 songs for the genre)", "steer",
-                               max_length=200)
+                               max_length=200, label="Chords", unset="genre's")
     form: str | None = _spec(None, "sections and their bars, e.g. 'intro:4 verse:8 chorus:8 verse:8 chorus:8 "
                              "outro:4' (up to 64 bars; sections: intro, verse, pre-chorus, chorus, hook, bridge, solo, "
                              "interlude, head, build, drop, break, outro); a section named again plays its material "
                              "again (default: prompt words like 'verse and chorus', 'with a drop', 'full track', "
-                             "else a form of the genre when more than 16 bars are asked)", "steer", max_length=400)
+                             "else a form of the genre when more than 16 bars are asked)", "steer", max_length=400,
+                             label="Form", unset="a loop (16 bars or fewer)")
     seed: int | None = _spec(None, "random seed; the same seed and inputs give identical files (default: a fresh "
-                             "seed, recorded in run.json)", "steer", ge=0, le=MAX_SEED)
+                             "seed, recorded in run.json)", "steer", ge=0, le=MAX_SEED,
+                             label="Seed", unset="random")
     like: Path | None = _spec(None, "a reference loop (WAV, FLAC, OGG, MP3): its tempo and key, estimated from the audio, "
                               "become the conditions unless --bpm/--key or the prompt name them; says what it found",
                               "steer", api=False)
     takes: int = _spec(1, f"compose N variations of one idea at once: the same key, tempo and chords, each take its "
                        f"own seed (--seed, --seed+1, ...) and its own folder take1..takeN in the run folder, and one "
                        f"Live set with a scene per take; batched, so N takes cost far less than N runs (1-{MAX_TAKES})", "steer", metavar="N",
-                       ge=1, le=MAX_TAKES)
+                       ge=1, le=MAX_TAKES, label="Takes")
     # -- feel
     swing: float | None = _spec(None, f"swing of the off-beat 8ths/16ths in percent, 50 (straight) to "
                                 f"{MAX_SWING_PERCENT:g}; 66.7 is triplet (default: the genre's groove, e.g. "
-                                f"{_EXAMPLE_SWINGS})", "feel", metavar="PERCENT", ge=50, le=MAX_SWING_PERCENT)
+                                f"{_EXAMPLE_SWINGS})", "feel", metavar="PERCENT", ge=50, le=MAX_SWING_PERCENT,
+                                label="Swing %", unset="genre's")
     quantize: bool = _spec(False, "every note exactly on the grid: no swing, micro-timing or groove velocities",
-                           "feel")
+                           "feel", label="quantize")
     # -- sampling
-    temperature: float = _spec(1.0, "sampling temperature (> 0)", "sampling")
-    top_k: int = _spec(0, "keep the k likeliest tokens (0 = off)", "sampling", ge=0, le=100_000)
-    top_p: float = _spec(0.95, "nucleus sampling mass (1.0 = off)", "sampling")
+    temperature: float = _spec(1.0, "sampling temperature (> 0)", "sampling", label="Temperature")
+    top_k: int = _spec(0, "keep the k likeliest tokens (0 = off)", "sampling", ge=0, le=100_000,
+                       label="Top-k")
+    top_p: float = _spec(0.95, "nucleus sampling mass (1.0 = off)", "sampling", label="Top-p")
     key_bias: float = _spec(1.5, "how strongly bass and melody keep to the key: nats added to in-key pitches "
-                            "(0 = only the key token steers)", "sampling")
+                            "(0 = only the key token steers)", "sampling", label="Key bias")
     decoder: str = _spec("int8", "what runs the model: int8 (one machine-code function per step, numba, over the "
                          "weights and KV cache rounded to int8: the fastest), compiled (the same over float32) or "
                          "torch (the float32 weights through torch). A seed gives the same notes again within one "
                          "decoder; run.json names the decoder",
-                         "sampling", metavar="|".join(DECODERS), max_length=20)
+                         "sampling", metavar="|".join(DECODERS), max_length=20,
+                         label="Decoder", menu=DECODERS)
     # -- iterate on an earlier run
     seed_midi: Path | None = _spec(None, "a MIDI clip whose bars are kept verbatim; the rest of each of its parts "
                                    "is generated after them", "iterate", api=False)
@@ -143,7 +159,7 @@ class RunRequest:
                                   flag="--from", api=False)
     keep: tuple[str, ...] = _spec((), f"comma-separated roles of --from to keep ({','.join(ROLES)}); the other "
                                   "parts are regenerated around them", "iterate", parse=_roles, max_length=3,
-                                  item_max_length=20)
+                                  item_max_length=20, label="Keep")
     # -- where
     model: Path | None = _spec(None, "model directory (default: the composer shipped with stemforge)", "",
                                api=False)
@@ -151,40 +167,43 @@ class RunRequest:
                              "overwritten", "", api=False)
     runs_root: Path = _spec(Path("runs"), "where default run folders go", "", flag=None, api=False)
     # -- stems
-    stems: bool = _spec(False, "also render WAV stems and a mix", "stems", api_default=True)
+    stems: bool = _spec(False, "also render WAV stems and a mix", "stems", api_default=True, label="stems")
     renderer: str = _spec("sample", "sample: SoundFonts + drum kits + FX; musicgen: MusicGen-Melody conditioned on "
-                          "the rendered melody (slow on CPU)", "stems", choices=tuple(RENDERERS), max_length=20)
+                          "the rendered melody (slow on CPU)", "stems", choices=tuple(RENDERERS), max_length=20,
+                          label="Renderer")
     musicgen: str | None = _spec(None, "MusicGen-Melody weights for --renderer musicgen: a local folder (e.g. from "
                                  "finetune-musicgen) or a hub id such as facebook/musicgen-melody (downloaded only "
                                  "because you named it)", "stems", api=False)
     sample_rate: int = _spec(44100, "sample rate of every WAV in Hz: 22050, 32000, 44100, 48000, 88200 or 96000",
-                             "stems")
+                             "stems", label="Sample rate")
     soundfont: Path | None = _spec(None, "SoundFont (.sf2/.sf3) for bass and melody (default: the best one found, "
                                    "see `pipeline sounds`)", "stems", api=False)
     kit: str | None = _spec(None, "drum kit: a SoundFont, a Hydrogen kit folder, a folder of one-shots (kick.wav, "
                             "snare.wav, hat.wav...) or a kit name from `pipeline sounds` (the API takes names only)",
-                            "stems", max_length=200)
+                            "stems", max_length=200, label="Kit", unset="default")
     instruments: dict[str, str] = _spec({}, "GM program number or preset name per role, e.g. bass=33 or "
                                         "'melody=Electric Piano 1'; repeatable", "stems", flag="--instrument",
-                                        metavar="ROLE=PRESET", max_length=3, item_max_length=60)
+                                        metavar="ROLE=PRESET", max_length=3, item_max_length=60,
+                                        label="Instruments", unset="role=preset, ...")
     preset: str | None = _spec(None, "effects preset (default: the genre's, see configs/render/)", "stems",
-                               max_length=100)
-    dry: bool = _spec(False, "no effects", "stems")
+                               max_length=100, label="FX preset", unset="genre's")
+    dry: bool = _spec(False, "no effects", "stems", label="dry (no FX)")
     tail: str = _spec("wrap", "wrap: reverb/release tails wrap to the loop start (seamless loops); cut: fade out",
-                      "stems", choices=TAILS, max_length=20)
+                      "stems", choices=TAILS, max_length=20, label="Tails")
     dawproject: bool = _spec(False, "also write <name>.dawproject (Bitwig Studio, Studio One and other DAWs that "
                              "read DAWproject): tempo, a track per stem and per part, markers, every take as a "
-                             "scene (see docs/daw.md)", "stems")
+                             "scene (see docs/daw.md)", "stems", label="DAWproject")
     section_loops: bool = _spec(False, "with a form (--form, or more than 16 bars): also each section's stems and "
                                 "mix as loops of exactly its bars, sections/<name>_01_intro_drums.wav ... in form "
-                                "order", "stems")
+                                "order", "stems", label="Section loops")
     loudness_lufs: float | None = _spec(None, "integrated loudness of the mix in LUFS, e.g. -14 (streaming) or -9 "
                                         "(club); the stems are scaled together by one gain, so they still sum to the "
                                         "mix, never past the true-peak ceiling (default: the rendered level)",
-                                        "stems", flag="--loudness", metavar="LUFS", ge=-40, le=-5)
+                                        "stems", flag="--loudness", metavar="LUFS", ge=-40, le=-5,
+                                        label="Loudness LUFS", unset="as rendered")
     true_peak_dbtp: float = _spec(-1.0, "true-peak ceiling of the mix and every stem in dBTP (4x oversampled, "
                                   "BS.1770), applied to every render", "stems", flag="--true-peak", metavar="DBTP",
-                                  ge=-12, le=0)
+                                  ge=-12, le=0, label="True peak dBTP")
 
     # ---------------------------------------------------------------- rules
     def check(self) -> RunRequest:

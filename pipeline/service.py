@@ -48,7 +48,7 @@ from stemforge.pipeline.jobs import (
     wait_for_orphan_workers,
 )
 from stemforge.pipeline.renderers import needs_weights
-from stemforge.pipeline.request import MAX_TAKES, FieldSpec, RunRequest, request_fields, request_types
+from stemforge.pipeline.request import GROUPS, MAX_TAKES, FieldSpec, RunRequest, request_fields, request_types
 from stemforge.pipeline.run import check_inputs
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.paths import DiskFullError, disk_full, write_atomic
@@ -125,6 +125,19 @@ def _api_annotation(hint: Any, spec: FieldSpec) -> Any:
     return hint
 
 
+def _presentation(spec: FieldSpec, hint: Any) -> dict[str, Any]:
+    """What the schema says beyond validation, for the page that builds its form from it: the
+    field's group (`x-group`, titled in the schema's `x-groups`), what leaving it empty means
+    (`x-unset`) and the values the checks accept (`enum`; null too where the field may be unset)."""
+    extra: dict[str, Any] = {"x-group": spec.group}
+    if spec.unset is not None:
+        extra["x-unset"] = spec.unset
+    values = spec.choices or spec.menu
+    if values:
+        extra["enum"] = [*values, None] if type(None) in getattr(hint, "__args__", ()) else list(values)
+    return extra
+
+
 def _job_request_model() -> type[BaseModel]:
     """POST /jobs's body, derived from RunRequest (pipeline/request.py): its API fields with
     their help as descriptions, every string, list and number bounded before any parsing (an
@@ -145,14 +158,18 @@ def _job_request_model() -> type[BaseModel]:
             default = {"default_factory": list if get_origin(hint) is tuple else dict}
         else:
             default = {"default": item.default}
-        fields[item.name] = (_api_annotation(hint, spec), Field(description=spec.help, **default, **bounds))
+        fields[item.name] = (_api_annotation(hint, spec), Field(description=spec.help, title=spec.label, **default,
+                                                                **bounds, json_schema_extra=_presentation(spec, hint)))
+    iterate = {"x-group": "iterate"}
     fields["from_job"] = (str | None, Field(None, max_length=64, description="an earlier finished job to take "
-                                            "conditions and kept parts from (render fields default to its own)"))
+                                            "conditions and kept parts from (render fields default to its own)",
+                                            json_schema_extra=iterate))
     fields["from_take"] = (int | None, Field(None, ge=1, le=MAX_TAKES, description="which take of from_job "
-                                             "(a job composed with takes); default its first"))
+                                             "(a job composed with takes); default its first",
+                                             json_schema_extra=iterate))
     fields["like_loop"] = (str | None, Field(None, pattern=r"^[0-9a-f]{16}$", description="a reference loop sent "
                                              "with POST /loops (its id): its tempo and key become the conditions "
-                                             "unless bpm, key or the prompt name them"))
+                                             "unless bpm, key or the prompt name them", json_schema_extra=iterate))
     model = create_model("JobRequest", __config__=ConfigDict(extra="forbid"), **fields)
     model.__doc__ = ("The fields of `pipeline run` (flags with dashes become underscores; paths on the server's "
                      "disk are not offered), plus `from_job`. Unset fields take the CLI's defaults, but stems are "
@@ -162,6 +179,35 @@ def _job_request_model() -> type[BaseModel]:
 
 JobRequest = _job_request_model()
 RENDER_FIELDS = tuple(item.name for item, spec in request_fields() if spec.api and spec.group == "stems")
+
+
+def _value_schema(properties: dict[str, Any], name: str) -> dict[str, Any]:
+    """The schema a field's value meets when it is set: of an optional field, its non-null branch."""
+    prop = properties[name]
+    return next((branch for branch in prop.get("anyOf", ()) if branch.get("type") != "null"), prop)
+
+
+def service_request_schema(limits: ServiceLimits, model_genres: list[str], model_max_bars: int,
+                           sound_names: list[str], presets: list[str]) -> dict[str, Any]:
+    """POST /jobs's body as JSON Schema (bounds, defaults, enums, descriptions), narrowed to what
+    this service accepts: its bar and take limits, its renderers and sample rates; its model's
+    genres, kits and presets as `examples` (a genre the model lacks is still mapped to a neighbour).
+    The page builds its form from this, so a request field added to RunRequest appears there."""
+    from stemforge.audio.render import SUPPORTED_SAMPLE_RATES
+
+    schema = JobRequest.model_json_schema()
+    properties = schema["properties"]
+    _value_schema(properties, "bars")["maximum"] = limits.max_bars  # past the model's reach a piece is a form of sections
+    for name in ("takes", "from_take"):
+        _value_schema(properties, name)["maximum"] = limits.max_takes
+    if not limits.musicgen_model:  # offered only with the operator's weights (see _check_offered)
+        properties["renderer"]["enum"] = [name for name in properties["renderer"]["enum"] if name != "musicgen"]
+    properties["sample_rate"]["enum"] = list(SUPPORTED_SAMPLE_RATES)
+    properties["genre"]["examples"] = list(model_genres)
+    properties["kit"]["examples"] = list(sound_names)
+    properties["preset"]["examples"] = list(presets)
+    schema["x-groups"] = {key: title for key, title in GROUPS.items() if key}
+    return schema
 
 
 class JobInfo(BaseModel):
@@ -900,6 +946,16 @@ def create_app(data_dir: Path, token: str | None, model: Path | None, workers: i
             raise
         return LoopInfo(id=loop_id, bpm=estimate.bpm, key=estimate.key, seconds=round(estimate.seconds, 3),
                         description=estimate.describe().replace(target.name, "the loop"))
+
+    @api.get("/schema", response_model=dict[str, Any])
+    def get_schema() -> dict[str, Any]:
+        """POST /jobs's body as JSON Schema with this service's limits, genres, kits and presets
+        (`service_request_schema`): what the page builds its form from."""
+        from stemforge.audio.assets import find_sounds
+        from stemforge.audio.effects import available_presets
+
+        return service_request_schema(limits, list(state.composer.genres), state.composer.max_bars,
+                                      [sound.name for sound in find_sounds()], list(available_presets()))
 
     @api.get("/sounds", response_model=list[SoundInfo])
     def get_sounds() -> list[SoundInfo]:

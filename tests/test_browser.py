@@ -84,12 +84,12 @@ def compose_and_play(page, prompt: str, bars: int, takes: int | None = None, daw
     """Compose from the form and wait for autoplay: every stem decoded and started on one
     transport. Returns the job id."""
     page.fill("#prompt", prompt)
-    page.fill("#bars", str(bars))
+    page.fill("#field-bars", str(bars))
     if takes is not None:
-        page.fill("#takes", str(takes))
+        page.fill("#field-takes", str(takes))
     if dawproject:
-        page.evaluate("document.querySelector('#dawproject').closest('details').open = true")  # "More" folds open
-        page.check("#dawproject")
+        page.evaluate("document.querySelector('#field-dawproject').closest('details').open = true")  # "More" folds open
+        page.check("#field-dawproject")
     page.click("#compose-button")
     page.wait_for_function("window.stemforgePlayer.playing === true", timeout=60_000)
     return page.evaluate("window.stemforgePlayer.jobId")
@@ -436,3 +436,74 @@ def test_a_reference_loop_uploaded_on_the_page_sets_the_tempo_and_key(browser, p
         page.set_input_files("#like", str(text))  # a clear line, and the next request has no loop
         page.wait_for_function("document.querySelector('#like-status').textContent.includes('not readable audio')")
         assert "like_loop" not in page.evaluate("formRequest()")
+
+
+class ExtraFieldService(ServiceProcess):
+    """The service with one request field more than RunRequest has (tests/service_with_extra_field.py)."""
+
+    entry = (str(Path(__file__).with_name("service_with_extra_field.py")),)
+
+
+def test_a_field_added_to_the_request_appears_on_the_page_and_reaches_the_job(browser, tiny_model: Path,
+                                                                              tmp_path: Path) -> None:
+    """The form is built from GET /schema: a field added to the request (`humanize_ms`, only in
+    the test's service) is on the page with its label, group, default, bounds and help, with
+    nothing in pipeline/static edited; set there, it reaches the job, which composes."""
+    server = ExtraFieldService(tmp_path / "data", tiny_model, write_config(tmp_path / "service.yaml"))
+    server.start(token=TOKEN)
+    try:
+        with server.client() as client:
+            schema = client.get("/schema").json()
+            service_max_bars = client.get("/models").json()["service_max_bars"]
+        assert schema["properties"]["humanize_ms"]["default"] == 4.0
+        with signed_in_page(browser, server) as page:
+            label = page.locator("#more-fields fieldset[data-group=feel] label:has(#field-humanize_ms)")
+            assert label.count() == 1
+            assert label.text_content().strip() == "Humanize ms"
+            assert label.get_attribute("title") == "test-only field: micro-timing spread in milliseconds"
+            control = page.locator("#field-humanize_ms")
+            assert control.get_attribute("type") == "number" and control.input_value() == "4"
+            assert (control.get_attribute("min"), control.get_attribute("max"), control.get_attribute("step")) == \
+                ("0", "30", "any")
+            # every field of the request has a control, but those the page sets with its own
+            controls = set(page.evaluate("[...document.querySelectorAll('#compose-form [name]')].map((c) => c.name)"))
+            assert controls == set(schema["properties"]) - {"like_loop", "keep", "from_job", "from_take"} | {"like"}
+            featured = page.evaluate("[...document.querySelectorAll('#featured-fields [name]')].map((c) => c.name)")
+            assert featured == ["bars", "bpm", "key", "seed", "takes", "stems"]
+            # the service's own limits, not the request's: max_bars with the model's reach, max_takes
+            assert page.get_attribute("#field-bars", "max") == str(service_max_bars)
+            assert page.get_attribute("#field-takes", "max") == "4" and page.is_checked("#field-stems")
+            assert page.locator("#field-renderer option").all_text_contents() == ["sample"]  # no musicgen_model
+            assert page.locator("#field-density option").all_text_contents() == ["from prompt", "sparse", "normal", "busy"]
+            page.fill("#prompt", "rock")
+            assert page.evaluate("formRequest()") == {"prompt": "rock"}  # defaults are left to the API
+            page.evaluate("document.querySelector('#more-fields').open = true")
+            page.fill("#field-humanize_ms", "12.5")
+            page.select_option("#field-density", label="sparse")
+            page.locator("#compose-panel").screenshot(path=str(tmp_path / "form.png"))
+            print(f"screenshot: {tmp_path / 'form.png'}")
+            assert page.evaluate("formRequest()") == {"prompt": "rock", "humanize_ms": 12.5, "density": "sparse"}
+            job = compose_and_play(page, "rock 100bpm", bars=1)
+        with server.client() as client:
+            found = client.get(f"/jobs/{job}").json()
+        assert found["status"] == "done" and found["request"]["humanize_ms"] == 12.5
+        assert found["request"]["density"] == found["run"]["conditions"]["density"] == "sparse"
+    finally:
+        server.stop()
+
+
+def test_a_form_typed_on_the_page_shows_its_sections_on_every_lane(browser, page_service: ServiceProcess) -> None:
+    """The form field comes from the request schema; the result's lanes mark each section at
+    its first bar, named on the first lane."""
+    with signed_in_page(browser, page_service) as page:
+        page.fill("#prompt", "rock 120bpm")
+        page.evaluate("document.querySelector('#field-form').closest('details').open = true")
+        page.fill("#field-form", "intro:1 verse:2 chorus:1")
+        page.click("#compose-button")
+        page.wait_for_function("window.stemforgePlayer.playing === true", timeout=60_000)
+        lanes = page.evaluate("[...document.querySelectorAll('.roll')].map(lane => [...lane.querySelectorAll("
+                              "'.section-mark')].map(m => [m.dataset.section, m.style.left, m.textContent]))")
+        assert len(lanes) >= 3
+        assert all([(name, left) for name, left, _ in lane] == [("intro", "0%"), ("verse", "25%"), ("chorus", "75%")]
+                   for lane in lanes)
+        assert [text for _, _, text in lanes[0]] == ["intro", "verse", "chorus"]

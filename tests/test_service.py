@@ -46,6 +46,7 @@ class ServiceProcess:
     `new_session`, in a process group of its own (as systemd runs it)."""
 
     new_session = False
+    entry: tuple[str, ...] = ("-m", "stemforge.pipeline.cli")  # how python starts the CLI
 
     def __init__(self, data_dir: Path, model: Path, config: Path, token: str | None = None,
                  stall_seconds: float = 60.0) -> None:
@@ -61,7 +62,7 @@ class ServiceProcess:
 
     def start(self, token: str | None = None) -> None:
         self.token = token
-        command = [sys.executable, "-m", "stemforge.pipeline.cli", "serve", "--port", str(self.port), "--data",
+        command = [sys.executable, *self.entry, "serve", "--port", str(self.port), "--data",
                    str(self.data_dir), "--model", str(self.model), "--workers", "1"]
         if token:
             command += ["--token", token]
@@ -208,6 +209,37 @@ def test_health_page_and_openapi_are_served(service: ServiceProcess) -> None:
         model = client.get("/models").json()
         assert model["path"] == str(service.model) and model["genres"] and model["service_max_bars"] <= 8
         assert any(s["kind"] == "soundfont" for s in client.get("/sounds").json())
+
+
+def test_the_request_schema_is_post_jobs_body_with_this_services_limits(service: ServiceProcess) -> None:
+    """GET /schema, which the page builds its form from: every field of POST /jobs with its
+    label, group, default, bounds and choices, narrowed to what this service accepts."""
+    from stemforge.pipeline.request import request_fields
+    from stemforge.pipeline.service import JobRequest
+
+    with service.client() as client:
+        schema = client.get("/schema").json()
+        model = client.get("/models").json()
+    properties = schema["properties"]
+    assert set(properties) == set(JobRequest.model_fields)
+    for item, spec in request_fields():
+        if spec.api:
+            assert properties[item.name]["description"] == spec.help, item.name
+            assert properties[item.name]["x-group"] == spec.group in schema["x-groups"], item.name
+    assert properties["bpm"]["title"] == "BPM" and properties["seed"]["x-unset"] == "random"
+    assert properties["stems"]["default"] is True and properties["temperature"]["default"] == 1.0
+
+    def value(name: str) -> dict:
+        return next(branch for branch in properties[name].get("anyOf", [properties[name]]) if branch["type"] != "null")
+
+    assert value("bars")["maximum"] == model["service_max_bars"] <= TEST_LIMITS["max_bars"]
+    assert (value("takes")["minimum"], value("takes")["maximum"]) == (1, 4)  # max_takes, default 4 (the request's: 16)
+    assert properties["density"]["enum"] == ["sparse", "normal", "busy", None]
+    assert properties["tail"]["enum"] == ["wrap", "cut"] and properties["decoder"]["enum"] == ["int8", "compiled", "torch"]
+    assert properties["renderer"]["enum"] == ["sample"]  # musicgen only with musicgen_model
+    assert 44100 in properties["sample_rate"]["enum"] and 12345 not in properties["sample_rate"]["enum"]
+    assert properties["genre"]["examples"] == model["genres"]
+    assert properties["kit"]["examples"] and properties["preset"]["examples"]
 
 
 def test_job_runs_and_its_files_download(service: ServiceProcess, finished_job: dict) -> None:
@@ -515,7 +547,7 @@ def test_restart_after_kill_keeps_jobs_and_token_guards_the_api(service: Service
     service.start(token="s3cret")  # same data folder and port, now with a LAN token
     with service.client(token=None) as anonymous:
         assert anonymous.get("/health").status_code == 200
-        for path in ("/jobs", f"/jobs/{finished_job['id']}", "/models", "/sounds"):
+        for path in ("/jobs", f"/jobs/{finished_job['id']}", "/models", "/sounds", "/schema"):
             assert anonymous.get(path).status_code == 401, path
         assert service.client(token="wrong").get("/jobs").status_code == 401
         for path in ("/docs", "/redoc", "/openapi.json"):  # the schema is not published either

@@ -366,20 +366,124 @@ async function uploadReferenceLoop(file) {
   }
 }
 
+// ---- the request form, built from GET /schema (POST /jobs's JSON Schema, narrowed to this
+// service): each request field's label, default, bounds, choices and help come from there, so a
+// field added to the request appears on the page without editing it.
+
+// shown beside the prompt; every other field folds under "More", grouped by the schema's x-group
+const FEATURED_FIELDS = ["bars", "bpm", "key", "seed", "takes", "stems"];
+// fields the page sets through controls of its own: the prompt box, the loop upload, a part's "↻ new"
+const OWN_CONTROLS = new Set(["prompt", "like_loop", "keep", "from_job", "from_take"]);
+const requestForm = new Map(); // field name -> {defaultValue, read()}
+
+// The schema a field's value meets when set (an optional field's non-null branch), and whether it may be unset.
+function valueSchema(property) {
+  const branches = property.anyOf || [property];
+  return { ...(branches.find((branch) => branch.type !== "null") || {}), nullable: branches.some((b) => b.type === "null") };
+}
+
+function buildForm(schema) {
+  requestForm.clear();
+  const featured = $("#featured-fields");
+  const more = $("#more-fields");
+  featured.replaceChildren();
+  more.replaceChildren(more.querySelector("summary") || Object.assign(document.createElement("summary"), { textContent: "More" }));
+  const groups = new Map(); // group key -> its fieldset, in the schema's order of groups
+  const groupBox = (key) => {
+    if (!groups.has(key)) {
+      const box = document.createElement("fieldset");
+      box.className = "controls";
+      box.dataset.group = key;
+      const legend = document.createElement("legend");
+      legend.textContent = (schema["x-groups"]?.[key] || key || "other").split(" (")[0]; // "what to compose (flags ...)"
+      box.append(legend);
+      groups.set(key, box);
+    }
+    return groups.get(key);
+  };
+  for (const key of Object.keys(schema["x-groups"] || {})) groupBox(key);
+  const { properties } = schema;
+  for (const name of FEATURED_FIELDS) {
+    if (properties[name]) featured.append(fieldControl(name, properties[name]));
+  }
+  for (const [name, property] of Object.entries(properties)) {
+    if (OWN_CONTROLS.has(name) || FEATURED_FIELDS.includes(name)) continue;
+    groupBox(property["x-group"]).append(fieldControl(name, property));
+  }
+  more.append(...[...groups.values()].filter((box) => box.children.length > 1)); // a legend alone: nothing to set
+  if (properties.prompt?.maxLength) $("#prompt").maxLength = properties.prompt.maxLength;
+}
+
+// One labelled control: a menu for a field with choices (enum) or suggestions (examples), a
+// checkbox for a boolean, a number box with the field's bounds, else a text box.
+function fieldControl(name, property) {
+  const value = valueSchema(property);
+  const defaultValue = property.default ?? null;
+  const choices = (property.enum || value.enum || property.examples || []).filter((choice) => choice !== null);
+  const label = document.createElement("label");
+  label.title = property.description || "";
+  const caption = property.title || name;
+  let control;
+  let read;
+  if (value.type === "boolean") {
+    control = Object.assign(document.createElement("input"), { type: "checkbox", checked: defaultValue === true });
+    read = () => control.checked;
+    label.className = "check";
+    label.append(control, ` ${caption}`);
+  } else {
+    if (choices.length) {
+      control = document.createElement("select");
+      if (defaultValue === null) control.append(new Option(property["x-unset"] || "default", ""));
+      choices.forEach((choice, index) => control.append(new Option(String(choice), String(index))));
+      const chosen = choices.findIndex((choice) => choice === defaultValue);
+      if (chosen >= 0) control.value = String(chosen);
+      read = () => (control.value === "" ? undefined : choices[Number(control.value)]);
+    } else if (value.type === "integer" || value.type === "number") {
+      control = Object.assign(document.createElement("input"), { type: "number", step: value.type === "integer" ? "1" : "any" });
+      if (value.minimum !== undefined) control.min = value.minimum;
+      if (value.maximum !== undefined) control.max = value.maximum;
+      read = () => {
+        const text = control.value.trim();
+        return text === "" ? undefined : value.type === "integer" ? parseInt(text, 10) : parseFloat(text);
+      };
+    } else {
+      control = Object.assign(document.createElement("input"), { type: "text", size: 10 });
+      if (value.maxLength !== undefined) control.maxLength = value.maxLength;
+      read = () => readText(control.value, value.type);
+    }
+    if (control.tagName === "INPUT") {
+      if (defaultValue !== null && !(typeof defaultValue === "object" && !Object.keys(defaultValue).length)) {
+        control.value = String(defaultValue);
+      }
+      control.placeholder = property["x-unset"] || "";
+    }
+    label.append(`${caption} `, control);
+  }
+  // ids are prefixed so that no request field can take the id of another element of the page (the player's #loop)
+  Object.assign(control, { id: `field-${name}`, name });
+  requestForm.set(name, { defaultValue, read });
+  return label;
+}
+
+// A text box's value as the field's type: a list is comma-separated ("drums, bass"), an object
+// "key=value" pairs ("bass=33, melody=Electric Piano 1"); empty means unset.
+function readText(text, type) {
+  const parts = text.split(",").map((part) => part.trim()).filter(Boolean);
+  if (type === "array") return parts.length ? parts : undefined;
+  if (type === "object") {
+    if (!parts.length) return undefined;
+    return Object.fromEntries(parts.map((part) => [part.split("=")[0].trim(), part.split("=").slice(1).join("=").trim()]));
+  }
+  return text.trim() === "" ? undefined : text.trim();
+}
+
+// The request the form makes: the prompt, and every field the user set to other than its default.
 function formRequest() {
-  const body = { prompt: $("#prompt").value.trim(), stems: $("#stems").checked };
-  const numbers = { bars: parseInt, bpm: parseFloat, seed: parseInt, temperature: parseFloat, top_k: parseInt,
-                    top_p: parseFloat, sample_rate: parseInt, takes: parseInt };
-  for (const [name, parse] of Object.entries(numbers)) {
-    const value = $(`#${name}`).value.trim();
-    if (value !== "") body[name] = parse(value, 10);
+  const body = { prompt: $("#prompt").value.trim() };
+  for (const [name, field] of requestForm) {
+    const value = field.read();
+    if (value !== undefined && JSON.stringify(value) !== JSON.stringify(field.defaultValue)) body[name] = value;
   }
-  for (const name of ["key", "genre", "density", "kit", "preset", "tail"]) {
-    const value = $(`#${name}`).value.trim();
-    if (value !== "") body[name] = value;
-  }
-  if ($("#dry").checked) body.dry = true;
-  if ($("#dawproject").checked) body.dawproject = true;
   if (referenceLoop.id) body.like_loop = referenceLoop.id;
   return body;
 }
@@ -865,14 +969,7 @@ async function loadServiceInfo() {
     state.model = model;
     $("#model-info").textContent =
       `model ${model.path.split("/").filter(Boolean).pop()} · ${model.genres.join(", ")} · up to ${model.service_max_bars} bars`;
-    $("#bars").max = model.service_max_bars;
-    const genre = $("#genre");
-    genre.length = 1; // keep "from prompt"; this runs again after a token is entered
-    for (const name of model.genres) genre.append(new Option(name, name));
-    const sounds = await getJson("/sounds");
-    const kit = $("#kit");
-    kit.length = 1;
-    for (const sound of sounds) kit.append(new Option(`${sound.name} (${sound.kind})`, sound.name));
+    buildForm(await getJson("/schema")); // again after a token is entered
   } catch (error) {
     $("#model-info").textContent = error.message;
   }
