@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from stemforge.audio.stems import StemSet, loop_samples
 from stemforge.audio.wav import write_wav_24bit_acid
 
@@ -15,10 +17,20 @@ SECTIONS_FOLDER = "sections"
 
 
 def cut_section(stems: StemSet, start_bar: int, bars: int) -> StemSet:
-    """The stems of bars [start_bar, start_bar + bars): exactly `bars` bars of samples."""
+    """The stems of bars [start_bar, start_bar + bars): from the sample the track's grid puts
+    the first bar on, exactly `bars` bars of samples as a loop of that length has (at 124 bpm
+    the track's own bar lines round one sample apart from a loop's length; the last section is
+    padded with that sample of silence where it runs past the track's end)."""
     start = loop_samples(start_bar, stems.bpm, stems.sample_rate, stems.beats_per_bar)
-    end = loop_samples(start_bar + bars, stems.bpm, stems.sample_rate, stems.beats_per_bar)
-    return StemSet(stems.sample_rate, stems.bpm, bars, {role: audio[:, start:end] for role, audio in stems.stems.items()},
+    length = loop_samples(bars, stems.bpm, stems.sample_rate, stems.beats_per_bar)
+
+    def cut(audio: np.ndarray) -> np.ndarray:
+        part = audio[:, start:start + length]
+        if part.shape[1] < length:
+            part = np.pad(part, ((0, 0), (0, length - part.shape[1])))
+        return np.ascontiguousarray(part)
+
+    return StemSet(stems.sample_rate, stems.bpm, bars, {role: cut(audio) for role, audio in stems.stems.items()},
                    stems.beats_per_bar, stems.ceiling_db)
 
 

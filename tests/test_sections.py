@@ -137,7 +137,8 @@ def test_section_loops_are_cut_at_the_bar_lines_and_the_live_set_has_a_locator_p
     import soundfile
 
     out = tmp_path / "run"
-    run(RunRequest(prompt="rock 120bpm", form="intro:2 verse:2 chorus:2 verse:2", seed=4, stems=True,
+    # 124 bpm: bar lines fall between samples, so a section's start and its length round apart
+    run(RunRequest(prompt="rock 124bpm", form="intro:2 verse:2 chorus:2 verse:2", seed=4, stems=True,
                    section_loops=True, out=out))
     manifest = json.loads((out / "run.json").read_text())
     sections = manifest["structure"]["form"]["sections"]
@@ -147,18 +148,23 @@ def test_section_loops_are_cut_at_the_bar_lines_and_the_live_set_has_a_locator_p
     assert not [f for f in files if "intro_melody" in f]  # the intro plays no melody: no silent file
     track = {role: soundfile.read(out / path, always_2d=True)[0] for role, path in manifest["stems"].items()}
     rate = manifest["sample_rate"]
-    bar = 4 * 60 / 120 * rate
+    bar = 4 * 60 / 124 * rate
     for section in sections:
         for role, path in section["loops"].items():
             audio, file_rate = soundfile.read(out / path, always_2d=True)
             assert file_rate == rate and len(audio) == round(section["bars"] * bar), path
-            if role in track:  # the track's own samples at the section's bar lines (24-bit both)
+            if role in track:  # the track's own samples from the section's first bar line (24-bit both)
                 start = round(section["start_bar"] * bar)
-                assert abs(audio - track[role][start:start + len(audio)]).max() < 1e-4, path
+                expected = track[role][start:start + len(audio)]
+                assert abs(audio[:len(expected)] - expected).max() < 1e-4, path
     live_set = ET.fromstring(gzip.decompress((out / manifest["live_set"]).read_bytes()))
     locators = [(loc.find("Name").get("Value"), float(loc.find("Time").get("Value")))
                 for loc in live_set.iter("Locator")]
     assert locators == [("intro", 0.0), ("verse", 8.0), ("chorus", 16.0), ("verse 2", 24.0)]
+    # the README's command: a 124 bpm house track's sections (32 bars) cut and written
+    house = tmp_path / "house"
+    run(RunRequest(prompt="house 124, full track", seed=1, stems=True, section_loops=True, out=house))
+    assert len(json.loads((house / "run.json").read_text())["structure"]["form"]["sections"]) >= 4
 
 
 def test_section_loops_need_a_form_and_stems(tmp_path: Path) -> None:
