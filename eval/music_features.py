@@ -32,6 +32,7 @@ from scipy.spatial.distance import jensenshannon
 
 from stemforge.symbolic.core.ticks import BEATS_PER_BAR, GRID_PER_BEAT
 from stemforge.symbolic.music.arrangement import Note
+from stemforge.symbolic.music.drum_map import TOMS, drum_voice
 from stemforge.symbolic.music.genres import genre_table
 from stemforge.symbolic.music.keys import Key
 from stemforge.symbolic.recipes.corpus import estimate_key
@@ -707,9 +708,6 @@ BACKBEAT_TOLERANCE_BEATS = 1 / 8  # a snare this close to a beat is on it (60 ti
 # swung from 7/12 on, halfway between straight and triplet.
 OFFBEAT_EIGHTH_WINDOW: tuple[float, float] = (0.4, 0.75)
 SWUNG_FROM = 7 / 12
-TOMS: frozenset[int] = frozenset({41, 43, 45, 47, 48, 50})
-HATS: frozenset[int] = frozenset({42, 44, 46})
-RIDES_AND_CRASHES: frozenset[int] = frozenset({49, 51, 52, 53, 55, 57, 59})
 FILL_SIMILARITY = 0.5  # a phrase end whose second half is less alike than this to every other bar's varies
 SNARE_ROLL_HITS = 3  # snare hits, each within a 16th of the last
 PHRASE_BARS = 4
@@ -780,18 +778,6 @@ def swing_phase(notes: Iterable[Note], ticks_per_beat: int) -> Mean:
     """Mean position of the off-beat 8ths in their beat: 0.5 straight, 0.667 triplet swing."""
     phases = offbeat_eighth_phases(notes, ticks_per_beat)
     return Mean(float(sum(phases)), len(phases))
-
-
-def drum_voice(pitch: int) -> str:
-    """kick, snare (37-40), hat, cymbal (ride, crash), tom or other: the voices a fill is heard in."""
-    if pitch in TOMS:
-        return "tom"
-    if pitch in HATS:
-        return "hat"
-    if pitch in RIDES_AND_CRASHES:
-        return "cymbal"
-    group = drum_group(pitch)
-    return group if group in ("kick", "snare") else "other"
 
 
 def _second_half(bar: Iterable[Note], ticks_per_beat: int) -> frozenset[tuple[int, str]]:

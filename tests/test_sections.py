@@ -14,7 +14,8 @@ from stemforge.pipeline.run import RunRequest, run
 from stemforge.symbolic.core.errors import UserError
 from stemforge.symbolic.core.ticks import TICKS_PER_BAR, TICKS_PER_BEAT
 from stemforge.symbolic.music.arrangement import Note
-from stemforge.symbolic.runtime.sections import CRASH, SNARE, TOMS
+from stemforge.symbolic.music.drum_map import TOMS
+from stemforge.symbolic.runtime.sections import CRASH, SNARE
 
 FORM = "intro:2 verse:4 chorus:4 verse:4 chorus:4 outro:2"
 

@@ -121,3 +121,26 @@ def map_drum_notes(notes: list[Note], low: int, high: int, kit: str | None = Non
             mapped[note.pitch] += 1
         kept.append(Note(note.start, note.duration, pitch, note.velocity))
     return kept, mapped, dropped
+
+
+# ---------------------------------------------------------------- what a hit is heard as
+
+KICK_PITCHES: frozenset[int] = frozenset({35, 36})
+SNARE_PITCHES: frozenset[int] = frozenset({37, 38, 39, 40})  # rim, snare, clap, electric snare
+TOMS: frozenset[int] = frozenset({41, 43, 45, 47, 48, 50})
+HATS: frozenset[int] = frozenset({42, 44, 46})
+RIDES_AND_CRASHES: frozenset[int] = frozenset({49, 51, 52, 53, 55, 57, 59})
+
+
+def drum_voice(pitch: int) -> str:
+    """kick, snare (37-40), hat, cymbal (ride, crash), tom or other: the voices a fill is heard
+    in (the forms' fill rule and eval's phrase-end measure read fills the same way)."""
+    if pitch in TOMS:
+        return "tom"
+    if pitch in HATS:
+        return "hat"
+    if pitch in RIDES_AND_CRASHES:
+        return "cymbal"
+    if pitch in KICK_PITCHES:
+        return "kick"
+    return "snare" if pitch in SNARE_PITCHES else "other"

@@ -31,6 +31,7 @@ from stemforge.symbolic.music.conditions import (
     default_chords,
     progression_of,
 )
+from stemforge.symbolic.music.drum_map import drum_voice
 from stemforge.symbolic.music.genres import genre_entry
 from stemforge.symbolic.runtime.form import (
     GENRE_FORM_STYLE,
@@ -249,30 +250,15 @@ def _transition(drums: list[Note], start: int, bar_ticks: int, into: str | None,
     return sorted(kept + roll)
 
 
-TOMS = frozenset({41, 43, 45, 47, 48, 50})
 
 
-SNARES = frozenset({37, 38, 39, 40})
 FILL_LIKENESS = 0.5  # a last bar whose second half is less alike than this to every earlier bar's is a fill
-
-
-def _voice(pitch: int) -> str:
-    """The voice a fill is heard in: tom, snare, kick, hat, cymbal or other."""
-    if pitch in TOMS:
-        return "tom"
-    if pitch in SNARES:
-        return "snare"
-    if pitch in KICKS:
-        return "kick"
-    if pitch in (42, 44, 46):
-        return "hat"
-    return "cymbal" if pitch in (49, 51, 52, 53, 55, 57, 59) else "other"
 
 
 def _second_half(drums: list[Note], bar_start: int, bar_ticks: int) -> frozenset[tuple[int, str]]:
     """(16th of the bar, voice) of the hits in a bar's beats 3-4."""
     sixteenth = TICKS_PER_BEAT // 4
-    return frozenset(((n.start - bar_start) // sixteenth, _voice(n.pitch)) for n in drums
+    return frozenset(((n.start - bar_start) // sixteenth, drum_voice(n.pitch)) for n in drums
                      if bar_start + bar_ticks // 2 <= n.start < bar_start + bar_ticks)
 
 
