@@ -25,18 +25,18 @@ from stemforge.symbolic.music.arrangement import (
 )
 from stemforge.symbolic.music.conditions import ROLES, Conditions
 from stemforge.symbolic.music.genres import genre_entry
+from stemforge.symbolic.runtime.form import Form
 from stemforge.symbolic.runtime.groove import GrooveError
 from stemforge.symbolic.runtime.plan import CompositionPlan, plan_for
 from stemforge.symbolic.runtime.sampling import SamplePlan, Sampler, SampleStats, SamplingSettings
 from stemforge.symbolic.runtime.sections import (
     FORM_FROM_BARS,
+    SectionOrder,
     assemble,
     chords_were_drawn,
     form_of,
     join_halves,
-    leads_into_new_section,
     section_orders,
-    verse_and_chorus,
     with_fill_at_end,
 )
 
@@ -262,12 +262,12 @@ def compose_pieces(composer: Composer, orders: list[PieceOrder], settings: Sampl
     bench/symbolic.py counts it), so batching changes the time, never the music."""
     kept, seed_clip = kept or {}, seed_clip or {}
     rows = _rows(orders, bool(kept or seed_clip), composer.max_bars)
-    pieces = [_prepare(composer, row.conditions, row.model_genre, kept, seed_clip) for _, _, row in rows]
-    for piece, (number, section, _) in zip(pieces, rows, strict=True):
-        if section is not None and leads_into_new_section(form_of(orders[number].conditions), section[0]):
+    pieces = [_prepare(composer, row.piece.conditions, row.piece.model_genre, kept, seed_clip) for row in rows]
+    for piece, row in zip(pieces, rows, strict=True):
+        if row.section is not None and row.section.fills_at_end:
             piece.composition = with_fill_at_end(piece.composition, piece.conditions.bars)
             piece.plan.composition = piece.composition
-    seeds = [row.seed for _, _, row in rows]
+    seeds = [row.piece.seed for row in rows]
     sampler = sampler_for(composer)
     try:
         if len(pieces) == 1:
@@ -278,53 +278,57 @@ def compose_pieces(composer: Composer, orders: list[PieceOrder], settings: Sampl
             stats = sampler.take_stats
     except UserError as error:  # a bad seed clip or kept part; anything else is a bug, not bad input
         raise ComposeError(f"compose: {error}") from error
-    finished = [_finish(composer, piece, ids, take_stats, row.feel, row.seed, kept, seed_clip)
-                for piece, ids, take_stats, (_, _, row) in zip(pieces, sequences, stats, rows, strict=True)]
-    return [_gathered(order, [(section, done) for (row_of, section, _), done in zip(rows, finished, strict=True)
-                              if row_of == number])
+    finished = [_finish(composer, piece, ids, take_stats, row.piece.feel, row.piece.seed, kept, seed_clip)
+                for piece, ids, take_stats, row in zip(pieces, sequences, stats, rows, strict=True)]
+    return [_gathered(order, [(row, done) for row, done in zip(rows, finished, strict=True) if row.order == number])
             for number, order in enumerate(orders)]
 
 
-Row = tuple[int, tuple[int, int, int] | None, PieceOrder]  # order number, (section, half, bars), piece
+@dataclass(frozen=True)
+class _Row:
+    """One row of the batch: a piece, or one new section of a form (`section`, in `form`)."""
+
+    order: int  # the number of the PieceOrder it belongs to
+    piece: PieceOrder
+    form: Form | None = None
+    section: SectionOrder | None = None
 
 
-def _rows(orders: list[PieceOrder], has_context: bool, max_bars: int) -> list[Row]:
-    """What is sampled: (order number, its section or None, piece) per row. A piece in a form
-    is its new sections, each a row of its own (two for a long one: `sections.section_orders`)."""
-    rows: list[Row] = []
+def _rows(orders: list[PieceOrder], has_context: bool, max_bars: int) -> list[_Row]:
+    """What is sampled: a piece as one row; a piece in a form as its new sections, each a row
+    of its own (two for a long one: `sections.section_orders`)."""
+    rows: list[_Row] = []
     for number, order in enumerate(orders):
         form = form_of(order.conditions)
         if form is None:
-            rows.append((number, None, order))
+            rows.append(_Row(number, order))
             continue
         if has_context:
             raise ComposeError("--form: a form is composed without kept parts or a seed clip for now; ask for "
                                f"{FORM_FROM_BARS} bars or fewer to use --keep/--seed-midi", field="form")
-        drawn = chords_were_drawn(order.conditions)
-        for section in section_orders(order.conditions, form, order.seed, drawn):
+        for section in section_orders(order.conditions, form, order.seed, chords_were_drawn(order.conditions)):
             if section.conditions.bars > max_bars:
                 raise ComposeError(f"--form: {form.sections[section.index].name}:{section.conditions.bars} is beyond "
                                    f"this model's reach of {max_bars} bars a section; split it", field="form")
-            rows.append((number, (section.index, section.half, section.bars),
-                         replace(order, conditions=section.conditions, seed=section.seed)))
+            rows.append(_Row(number, replace(order, conditions=section.conditions, seed=section.seed), form, section))
     return rows
 
 
-def _gathered(order: PieceOrder, done: list[tuple[tuple[int, int, int] | None, Composed]]) -> Composed:
+def _gathered(order: PieceOrder, done: list[tuple[_Row, Composed]]) -> Composed:
     """A piece's result from its rows: a loop's one row as it is, a form's sections laid out."""
-    if done[0][0] is None:
-        return done[0][1]
-    form = form_of(order.conditions)
-    halves = {(index, half): (bars, composed.arrangement) for (index, half, bars), composed in done}
-    firsts = {index: join_halves(arrangement, halves.get((index, 1), (0, None))[1], bars)
-              for (index, half), (bars, arrangement) in halves.items() if half == 0}
+    first_row, opening = done[0]
+    if first_row.form is None:
+        return opening
+    form = first_row.form
+    halves = {(row.section.index, row.section.half): composed.arrangement for row, composed in done}
+    firsts = {row.section.index: join_halves(halves[(row.section.index, 0)], halves.get((row.section.index, 1)),
+                                             row.section.bars)
+              for row, _ in done if row.section.half == 0}
     arrangement, described = assemble(order.conditions, form, firsts)
     arrangement.tracks = _with_programs(arrangement.tracks, order.conditions.genre)
-    opening = done[0][1]
     stats = SampleStats(sampled=sum(c.stats.sampled for _, c in done), forced=sum(c.stats.forced for _, c in done),
                         repeated=sum(c.stats.repeated for _, c in done))
-    warnings = [f"{form.sections[s[0]].name}: {line}" for s, c in done for line in c.warnings]
-    pair = verse_and_chorus(order.conditions) if chords_were_drawn(order.conditions) else None
+    warnings = [f"{form.sections[row.section.index].name}: {line}" for row, c in done for line in c.warnings]
     return Composed(arrangement, [], opening.composition, opening.feel, stats, warnings,
                     form={"text": form.text(), "bars": form.bars, "sections": described,
-                          "verse_and_chorus_from": pair[2] if pair else None})
+                          "verse_and_chorus_from": first_row.section.chords_from})

@@ -31,6 +31,7 @@ from stemforge.symbolic.music.conditions import (
     default_chords,
     progression_of,
 )
+from stemforge.symbolic.music.drum_map import KICK_PITCHES as KICKS
 from stemforge.symbolic.music.drum_map import drum_voice
 from stemforge.symbolic.music.genres import genre_entry
 from stemforge.symbolic.runtime.form import (
@@ -50,7 +51,7 @@ FORM_FROM_BARS = 16  # a piece longer than this is a form (the default model's r
 # density filled the 2048-token context and cut notes in 10 of 60 64-bar forms
 # (bench/forms.py); a longer section is its 8 bars and their end again (`join_halves`).
 COMPOSE_BARS = 8
-CRASH, SNARE, KICKS = 49, 38, frozenset({35, 36})
+CRASH, SNARE = 49, 38
 HOME_SECTIONS = frozenset({"intro", "verse", "head", "outro", "interlude"})  # on the run's own progression
 ACCENT_VELOCITY_STEP = 18
 
@@ -129,6 +130,8 @@ class SectionOrder:
     seed: int  # the sampling seed
     half: int = 0  # a section longer than COMPOSE_BARS: 0 its first 8 bars, 1 the melody of its rest
     bars: int = 0  # the section's bars (conditions.bars is what is sampled)
+    fills_at_end: bool = False  # another section follows: its last bar is free for a fill
+    chords_from: str | None = None  # the real song whose verse and chorus it plays, for run.json
 
 
 def chords_were_drawn(conditions: Conditions) -> bool:
@@ -178,9 +181,13 @@ def section_orders(conditions: Conditions, form: Form, seed: int, drawn_chords: 
         bars = max(s.bars for s in form.sections if s.name == section.name)  # a return may be longer
         section_conditions = replace(conditions, bars=min(bars, COMPOSE_BARS), form="", chords=chords,
                                      density=_stepped_density(conditions.density, section.kind.density_step))
-        orders.append(SectionOrder(index, section_conditions, section_seed(seed, section.name), 0, bars))
+        fills_at_end = index + 1 < len(form.sections)
+        source = pair[2] if pair else None
+        orders.append(SectionOrder(index, section_conditions, section_seed(seed, section.name), 0, bars,
+                                   fills_at_end, source))
         if bars > COMPOSE_BARS:
-            orders.append(SectionOrder(index, section_conditions, section_seed(seed, section.name + "|2"), 1, bars))
+            orders.append(SectionOrder(index, section_conditions, section_seed(seed, section.name + "|2"), 1, bars,
+                                       fills_at_end, source))
     return orders
 
 
@@ -209,11 +216,6 @@ def join_halves(first: Arrangement, second: Arrangement | None, bars: int) -> Ar
     chords = list(first.chords) + [replace(span, start=max(span.start, cut_from) + shift, end=span.end + shift)
                                    for span in first.chords if span.end > cut_from]
     return Arrangement(replace(first.conditions, bars=bars), tracks, [], chords=chords, grid_tracks=grid)
-
-
-def leads_into_new_section(form: Form, index: int) -> bool:
-    """Whether section `index` is followed by another section (a fill belongs in its last bar)."""
-    return index + 1 < len(form.sections)
 
 
 def with_fill_at_end(composition, bars: int):
